@@ -1,0 +1,59 @@
+# Typogram Arena: set-up, tests, lint and the local cluster.
+# `make test` is what CI runs (.ci/run) and what the README lists.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3.11
+VENV := .venv
+STAMP := $(VENV)/.installed
+PG_BIN := /usr/lib/postgresql/15/bin
+# Root needs no sudo (CI runs as root); anyone else gets it for apt-get only.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+# Reinstall into the venv whenever the project's packaging files change.
+PROJECT_FILES := $(wildcard setup.cfg setup.py pyproject.toml)
+
+.PHONY: setup system-packages test lint run clean distclean
+
+setup: system-packages $(STAMP)
+
+# Debian packages for the real Redis and PostgreSQL used by tests and `make run`.
+# apt-get update only when something is missing, so a ready machine stays offline.
+system-packages:
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	[ -x $(PG_BIN)/postgres ] || missing="$$missing postgresql-15"; \
+	if [ -n "$$missing" ]; then \
+		echo "apt-get install:$$missing"; \
+		$(SUDO) apt-get update; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(PROJECT_FILES) | $(VENV)/bin/python
+	@if [ -f setup.cfg ]; then \
+		$(VENV)/bin/pip install -e '.[dev]' && touch $@; \
+	else \
+		echo "no setup.cfg yet: skipping pip install"; \
+	fi
+
+test: setup
+	$(VENV)/bin/python -m pytest -q
+	$(MAKE) --no-print-directory lint
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+run: setup
+	$(VENV)/bin/python -m ops.cluster
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""What every Typogram Arena process speaks: protocol, codec, keys, tokens, settings."""

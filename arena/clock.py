@@ -1,0 +1,9 @@
+"""Wall-clock milliseconds: the unit of every instant on the wire."""
+
+from __future__ import annotations
+
+import time
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000

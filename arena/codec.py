@@ -1,0 +1,221 @@
+"""The one codec: protocol dataclasses to msgpack or JSON frames and back, with validation.
+
+Decoding never trusts the peer: unknown types, missing or mistyped fields raise
+``ProtocolError`` with a reason fit to send back in an ``error`` message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import msgpack
+
+from arena.protocol import CLIENT_MESSAGES, SERVER_MESSAGES, Message
+
+M = TypeVar("M", bound=Message)
+Converter = Callable[[Any], Any]
+
+
+class WireFormat(StrEnum):
+    MSGPACK = "msgpack"  # binary frames
+    JSON = "json"  # text frames
+
+
+class ProtocolError(ValueError):
+    """Input that does not follow the protocol; the message is safe to show the peer."""
+
+
+# ---- encoding ---------------------------------------------------------------------
+
+
+def to_wire(msg: Message) -> dict[str, Any]:
+    """The map sent on the wire: ``t`` plus the dataclass fields (nested ones as maps)."""
+    out: dict[str, Any] = {"t": msg.TYPE.value}
+    for name in _field_names(type(msg)):
+        out[name] = _plain(getattr(msg, name))
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {name: _plain(getattr(value, name)) for name in _field_names(type(value))}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def encode_map(wire: dict[str, Any], fmt: WireFormat) -> bytes | str:
+    """Encode an already-built wire map; used on the hot path to skip dataclass walking."""
+    if fmt is WireFormat.MSGPACK:
+        return msgpack.packb(wire, use_bin_type=True)  # type: ignore[no-any-return]
+    return json.dumps(wire, separators=(",", ":"))
+
+
+def encode(msg: Message, fmt: WireFormat = WireFormat.MSGPACK) -> bytes | str:
+    return encode_map(to_wire(msg), fmt)
+
+
+# ---- decoding ---------------------------------------------------------------------
+
+
+def decode_client(frame: bytes | str) -> Message:
+    """Decode a frame a client sent to a server."""
+    return _decode(frame, CLIENT_MESSAGES)
+
+
+def decode_server(frame: bytes | str) -> Message:
+    """Decode a frame a server sent to a client (bots, tests)."""
+    return _decode(frame, SERVER_MESSAGES)
+
+
+def load_frame(frame: bytes | str) -> Any:
+    if isinstance(frame, str):
+        try:
+            return json.loads(frame)
+        except ValueError as exc:
+            raise ProtocolError(f"invalid JSON: {exc.args[0][:80]}") from None
+    try:
+        return msgpack.unpackb(frame, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise ProtocolError(f"invalid msgpack: {type(exc).__name__}") from None
+
+
+def _decode(frame: bytes | str, registry: dict[str, type[Message]]) -> Message:
+    data = load_frame(frame)
+    if not isinstance(data, dict):
+        raise ProtocolError("a message must be a map")
+    kind = data.get("t")
+    cls = registry.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ProtocolError(f"unknown message type {str(kind)[:32]!r}")
+    return from_wire(cls, data)
+
+
+def from_wire(cls: type[M], data: dict[str, Any]) -> M:
+    return _converter(cls)(data)  # type: ignore[no-any-return]
+
+
+# ---- per-type converters, built once per type -------------------------------------
+
+_converters: dict[Any, Converter] = {}
+_field_cache: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _field_cache.get(cls)
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(cls))
+        _field_cache[cls] = names
+    return names
+
+
+def _converter(hint: Any) -> Converter:
+    conv = _converters.get(hint)
+    if conv is None:
+        conv = _build(hint)
+        _converters[hint] = conv
+    return conv
+
+
+def _build(hint: Any) -> Converter:
+    if dataclasses.is_dataclass(hint):
+        return _dataclass_converter(hint)  # type: ignore[arg-type]
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (item_hint,) = typing.get_args(hint)
+        return _list_converter(_converter(item_hint))
+    if origin in (typing.Union, types.UnionType):
+        return _union_converter([_converter(a) for a in typing.get_args(hint)])
+    if hint is type(None):
+        return _none
+    if hint is bool:
+        return _bool
+    if hint is int:
+        return _int
+    if hint is float:
+        return _float
+    if hint is str:
+        return _str
+    raise TypeError(f"no wire converter for {hint!r}")
+
+
+def _dataclass_converter(cls: type) -> Converter:
+    hints = typing.get_type_hints(cls)
+    specs: list[tuple[str, Converter, bool]] = []
+    for f in dataclasses.fields(cls):
+        has_default = (
+            f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        )
+        specs.append((f.name, _converter(hints[f.name]), has_default))
+
+    def convert(data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ProtocolError(f"{cls.__name__} must be a map")
+        kwargs: dict[str, Any] = {}
+        for name, conv, has_default in specs:
+            if name in data:
+                try:
+                    kwargs[name] = conv(data[name])
+                except ProtocolError as exc:
+                    raise ProtocolError(f"field {name!r}: {exc}") from None
+            elif not has_default:
+                raise ProtocolError(f"missing field {name!r}")
+        return cls(**kwargs)
+
+    return convert
+
+
+def _list_converter(item: Converter) -> Converter:
+    def convert(value: Any) -> list[Any]:
+        if not isinstance(value, list):
+            raise ProtocolError("expected a list")
+        return [item(v) for v in value]
+
+    return convert
+
+
+def _union_converter(options: list[Converter]) -> Converter:
+    def convert(value: Any) -> Any:
+        for option in options:
+            try:
+                return option(value)
+            except ProtocolError:
+                continue
+        raise ProtocolError(f"unexpected {type(value).__name__}")
+
+    return convert
+
+
+def _none(value: Any) -> None:
+    if value is not None:
+        raise ProtocolError("expected null")
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ProtocolError("expected a boolean")
+    return value
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProtocolError("expected an integer")
+    return value
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ProtocolError("expected a number")
+    return float(value)
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ProtocolError("expected a string")
+    return value

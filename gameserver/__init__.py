@@ -1,0 +1,1 @@
+"""Gameserver nodes: own races, judge typing, fan progress out to players."""

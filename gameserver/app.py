@@ -1,0 +1,186 @@
+"""Wiring of a gameserver node: parts created in dependency order, torn down in reverse."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from arena.ids import PlayerId, new_player_id
+from arena.protocol import RaceType
+from arena.tokens import TokenSigner
+from gameserver.metrics import NodeMetrics
+from gameserver.node import Node, NodeDraining, SeatRequest
+from gameserver.passages import Corpus, PassageError
+from gameserver.session import websocket_handler
+from gameserver.settings import NodeSettings
+
+NODE_KEY = web.AppKey("node", Node)
+SETTINGS_KEY = web.AppKey("settings", NodeSettings)
+
+
+def build_app(settings: NodeSettings, corpus: Corpus | None = None) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024)
+    app[SETTINGS_KEY] = settings
+    app.cleanup_ctx.append(_node_context(settings, corpus))
+    app.on_shutdown.append(_close_sockets)
+    app.router.add_get("/ws", _ws)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_post("/admin/races", _create_race)
+    app.router.add_post("/admin/drain", _drain)
+    app.router.add_get("/admin/status", _status)
+    return app
+
+
+def _node_context(settings: NodeSettings, corpus: Corpus | None) -> Any:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        redis = aioredis.Redis.from_url(settings.redis.url)
+        node = Node(
+            settings=settings,
+            redis=redis,
+            corpus=corpus or Corpus.load(),
+            signer=TokenSigner(settings.secrets.token_secret),
+            metrics=NodeMetrics(),
+        )
+        try:
+            await node.start()
+            app[NODE_KEY] = node
+            yield
+            await node.stop()
+        finally:
+            await redis.aclose()
+
+    return context
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """Shutdown: abort what still runs (results to the outbox), then close every socket."""
+    node = app.get(NODE_KEY)
+    if node is not None:
+        await node.shutdown()
+
+
+def _json_error(status: int, code: str, reason: str) -> web.Response:
+    return web.json_response({"error": code, "reason": reason}, status=status)
+
+
+def _require_admin(request: web.Request) -> None:
+    expected = request.app[SETTINGS_KEY].secrets.admin_token
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise web.HTTPUnauthorized(
+            text='{"error":"unauthorized","reason":"admin token required"}', content_type="application/json"
+        )
+
+
+async def _ws(request: web.Request) -> web.StreamResponse:
+    return await websocket_handler(request, request.app[NODE_KEY])
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    try:
+        await node.redis.ping()
+    except Exception as exc:
+        return web.json_response({"ready": False, "reason": f"redis: {exc}"}, status=503)
+    if node.draining:
+        return web.json_response({"ready": False, "reason": "draining"}, status=503)
+    return web.json_response({"ready": True})
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    body = generate_latest(node.metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _create_race(request: web.Request) -> web.Response:
+    """Admin: create a race with reserved seats; returns each seat's tokens.
+
+    Body: {"race_type": "quick", "players": [{"name": "ada", "id"?: "..."}], "custom_text"?: "...",
+    "passage_id"?: "q001"}. Until the matchmaker exists this is how races are made.
+    """
+    _require_admin(request)
+    node = request.app[NODE_KEY]
+    try:
+        body = await request.json()
+    except ValueError:
+        return _json_error(400, "bad_json", "body must be JSON")
+    if not isinstance(body, dict):
+        return _json_error(400, "bad_request", "body must be an object")
+    try:
+        race_type = RaceType(body.get("race_type", "quick"))
+    except ValueError:
+        return _json_error(400, "bad_race_type", f"race_type must be one of {[t.value for t in RaceType]}")
+    players = body.get("players")
+    if not isinstance(players, list) or not all(isinstance(p, dict) for p in players):
+        return _json_error(400, "bad_players", "players must be a list of objects")
+    requests = []
+    for p in players:
+        name = p.get("name")
+        if not isinstance(name, str) or not 1 <= len(name) <= 32:
+            return _json_error(400, "bad_name", "each player needs a name of 1 to 32 characters")
+        pid = p.get("id")
+        requests.append(SeatRequest(PlayerId(pid) if isinstance(pid, str) and pid else new_player_id(), name))
+    custom_text = body.get("custom_text")
+    passage_id = body.get("passage_id")
+    try:
+        race, seats = node.create_race(
+            race_type,
+            requests,
+            custom_text=custom_text if isinstance(custom_text, str) else None,
+            passage_id=passage_id if isinstance(passage_id, str) else None,
+        )
+    except NodeDraining:
+        return _json_error(503, "draining", "this node takes no new races")
+    except PassageError as exc:
+        return _json_error(400, "bad_passage", str(exc))
+    except ValueError as exc:
+        return _json_error(400, "bad_request", str(exc))
+    return web.json_response(
+        {
+            "race_id": race.id,
+            "node_id": node.settings.node_id,
+            "url": node.settings.ws_url,
+            "race_type": race.race_type.value,
+            "passage_id": race.passage.id,
+            "seats": [
+                {"player_id": s.player_id, "name": s.name, "player_token": s.player_token, "ticket": s.ticket}
+                for s in seats
+            ],
+        },
+        status=201,
+    )
+
+
+async def _drain(request: web.Request) -> web.Response:
+    _require_admin(request)
+    node = request.app[NODE_KEY]
+    await node.drain()
+    return web.json_response(_status_body(node), status=202)
+
+
+async def _status(request: web.Request) -> web.Response:
+    _require_admin(request)
+    return web.json_response(_status_body(request.app[NODE_KEY]))
+
+
+def _status_body(node: Node) -> dict[str, Any]:
+    live = node.live_races()
+    return {
+        "node_id": node.settings.node_id,
+        "state": ("drained" if live == 0 else "draining") if node.draining else "ready",
+        "races": live,
+        "players": node.players_seated(),
+        "connections": node.connection_count,
+    }

@@ -1,0 +1,56 @@
+"""Prometheus metrics of a node, in their own registry (several nodes can share a process in tests).
+
+Labels are bounded: message types, states and error codes, never a race or player id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_PREFIX = "arena_gameserver"
+
+
+@dataclass
+class NodeMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.connections = Gauge(f"{_PREFIX}_connections", "Open WebSocket connections", registry=r)
+        self.races = Gauge(f"{_PREFIX}_races", "Races on this node by state", ["state"], registry=r)
+        self.players = Gauge(f"{_PREFIX}_players", "Players seated in live races", registry=r)
+        self.messages_in = Counter(
+            f"{_PREFIX}_messages_in_total", "Messages received, by type", ["type"], registry=r
+        )
+        self.frames_out = Counter(
+            f"{_PREFIX}_frames_out_total", "Frames written to sockets, by type", ["type"], registry=r
+        )
+        self.errors = Counter(
+            f"{_PREFIX}_errors_total", "Error replies sent, by code", ["code"], registry=r
+        )
+        self.closes = Counter(
+            f"{_PREFIX}_closes_total", "Connections closed by the server, by close code", ["code"], registry=r
+        )
+        self.tick_seconds = Histogram(
+            f"{_PREFIX}_tick_duration_seconds",
+            "Time spent in one broadcast tick",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+            registry=r,
+        )
+        self.input_to_broadcast_seconds = Histogram(
+            f"{_PREFIX}_input_to_broadcast_seconds",
+            "From receiving an input to broadcasting the progress it caused",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0),
+            registry=r,
+        )
+        self.results = Counter(
+            f"{_PREFIX}_results_total", "Race results, by state", ["state"], registry=r
+        )
+        self.flags = Counter(
+            f"{_PREFIX}_flagged_results_total", "Fair-play flags raised, by flag", ["flag"], registry=r
+        )
+        self.outbox_appends = Counter(
+            f"{_PREFIX}_outbox_appends_total", "Matches appended to the outbox stream", registry=r
+        )

@@ -1,0 +1,293 @@
+"""A gameserver node: the races it owns, the tick that drives them, and their results.
+
+The node owns one long-lived task, the ticker: every tick it applies each race's deadlines,
+sends what the race has to say, broadcasts progress that changed, and hands ended races to
+a finalizer task that writes the outbox before telling the players their results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+import structlog
+
+from arena import keys
+from arena.clock import now_ms
+from arena.ids import PlayerId, RaceId, new_race_id
+from arena.protocol import RaceState, RaceType, Results
+from arena.tokens import TokenSigner
+from gameserver.metrics import NodeMetrics
+from gameserver.outbox import OutboxWriter
+from gameserver.passages import Corpus, Passage, custom_passage
+from gameserver.race import Race
+from gameserver.room import RaceRoom
+from gameserver.settings import NodeSettings
+
+log = structlog.get_logger(__name__)
+
+RACE_STATE_TTL_S = 3600
+
+
+class NodeDraining(Exception):
+    """The node takes no new races."""
+
+
+@dataclass(frozen=True, slots=True)
+class SeatRequest:
+    player_id: PlayerId
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Seat:
+    player_id: PlayerId
+    name: str
+    player_token: str
+    ticket: str
+
+
+class Node:
+    def __init__(
+        self,
+        settings: NodeSettings,
+        redis: aioredis.Redis,
+        corpus: Corpus,
+        signer: TokenSigner,
+        metrics: NodeMetrics,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.corpus = corpus
+        self.signer = signer
+        self.metrics = metrics
+        self.outbox = OutboxWriter(redis)
+        self.rooms: dict[RaceId, RaceRoom] = {}
+        self.draining = False
+        self.connection_count = 0
+        self._rng = rng or random.Random()
+        self._ticker: asyncio.Task[None] | None = None
+        self._finalizers: set[asyncio.Task[None]] = set()
+        self._last_ping_ms = 0
+        self.log = log.bind(node_id=settings.node_id)
+
+    # ---- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._register()
+        self._ticker = asyncio.create_task(self._tick_loop(), name="node-ticker")
+        self.log.info("node_started", url=self.settings.ws_url)
+
+    async def shutdown(self, deadline_s: float = 10.0) -> None:
+        """Abort every live race (their partial results go to the outbox), then close sockets."""
+        self.draining = True
+        now = now_ms()
+        for room in list(self.rooms.values()):
+            if not room.race.ended:
+                room.race.abort(now, "the server is shutting down")
+                await room.flush_outgoing()
+            if room.removable_at is None:
+                room.removable_at = now
+                self._spawn_finalizer(room)
+        await self._wait_finalizers(deadline_s)
+        for room in list(self.rooms.values()):
+            for conn in room.sockets():
+                await conn.close_going_away()
+
+    async def stop(self, deadline_s: float = 5.0) -> None:
+        """Stop the ticker, then wait for results still being written, up to a deadline."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
+            self._ticker = None
+        await self._wait_finalizers(deadline_s)
+        await self._unregister()
+        self.log.info("node_stopped")
+
+    async def _wait_finalizers(self, deadline_s: float) -> None:
+        if not self._finalizers:
+            return
+        _, pending = await asyncio.wait(set(self._finalizers), timeout=deadline_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if pending:
+            self.log.error("results_unwritten_at_stop", races=len(pending))
+
+    async def _register(self) -> None:
+        s = self.settings
+        fields = {"url": s.ws_url, "region": s.region, "state": "draining" if self.draining else "ready"}
+        await self.redis.hset(keys.node_info(s.node_id), mapping=fields)
+
+    async def _unregister(self) -> None:
+        try:
+            await self.redis.delete(keys.node_info(self.settings.node_id))
+        except Exception as exc:  # Redis gone at shutdown: the entry is stale, not harmful
+            self.log.warning("node_unregister_failed", error=str(exc))
+
+    async def node_url(self, node_id: str) -> str | None:
+        url = await self.redis.hget(keys.node_info(node_id), "url")
+        return url.decode() if isinstance(url, bytes) else url
+
+    async def drain(self) -> None:
+        """Take no new races; running ones finish. Status reports drained when none is left."""
+        self.draining = True
+        await self._register()
+        self.log.info("node_draining", races=self.live_races())
+
+    def live_races(self) -> int:
+        return sum(1 for r in self.rooms.values() if not r.finalized)
+
+    # ---- races -------------------------------------------------------------------
+
+    def create_race(
+        self,
+        race_type: RaceType,
+        players: list[SeatRequest],
+        *,
+        custom_text: str | None = None,
+        passage_id: str | None = None,
+    ) -> tuple[Race, list[Seat]]:
+        """Create a race with reserved seats; returns the tokens each player joins with."""
+        if self.draining:
+            raise NodeDraining("node is draining")
+        if not 1 <= len(players) <= self.settings.race.max_players:
+            raise ValueError(f"a race seats 1 to {self.settings.race.max_players} players")
+        passage = self._passage_for(race_type, custom_text, passage_id)
+        race_id = new_race_id()
+        s = self.settings
+        race = Race(
+            race_id=race_id,
+            node_id=s.node_id,
+            race_type=race_type,
+            passage=passage,
+            seats={p.player_id for p in players},
+            now=now_ms(),
+            settings=s.race,
+            scoring=s.scoring,
+            fairplay=s.fairplay,
+        )
+        self.rooms[race_id] = RaceRoom(race, self.metrics)
+        ttl = int(s.race.wait_timeout_s + 600)
+        seats = [
+            Seat(
+                player_id=p.player_id,
+                name=p.name,
+                player_token=self.signer.sign_player(p.player_id, p.name, ttl_s=86400, guest=True),
+                ticket=self.signer.sign_join(p.player_id, p.name, race_id, s.node_id, ttl_s=ttl),
+            )
+            for p in players
+        ]
+        self.log.info("race_created", race_id=race_id, race_type=race_type.value, seats=len(seats))
+        return race, seats
+
+    def _passage_for(
+        self, race_type: RaceType, custom_text: str | None, passage_id: str | None
+    ) -> Passage:
+        if race_type is RaceType.CUSTOM:
+            if custom_text is None:
+                raise ValueError("a custom race needs custom_text")
+            s = self.settings.race
+            return custom_passage(custom_text, min_chars=s.custom_min_chars, max_chars=s.custom_max_chars)
+        if passage_id is not None:
+            return self.corpus.by_id(passage_id)
+        return self.corpus.pick(race_type.value, self._rng)  # type: ignore[arg-type]
+
+    def room(self, race_id: RaceId) -> RaceRoom | None:
+        return self.rooms.get(race_id)
+
+    def players_seated(self) -> int:
+        return sum(len(r.race.racers) for r in self.rooms.values() if not r.race.ended)
+
+    # ---- the tick ----------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        interval = 1.0 / self.settings.race.tick_hz
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            next_at += interval
+            started = loop.time()
+            try:
+                await self.tick(now_ms())
+            except Exception:  # a bug in one tick must not stop every race on the node
+                self.log.exception("tick_failed")
+            self.metrics.tick_seconds.observe(loop.time() - started)
+            delay = next_at - loop.time()
+            if delay < 0:  # fell behind: skip the missed ticks rather than bunching them
+                next_at = loop.time()
+                delay = 0
+            await asyncio.sleep(delay)
+
+    async def tick(self, now: int) -> None:
+        ping_due = now - self._last_ping_ms >= self.settings.race.ping_interval_s * 1000
+        if ping_due:
+            self._last_ping_ms = now
+        counts: dict[str, int] = {s.value: 0 for s in RaceState}
+        for race_id, room in list(self.rooms.items()):
+            race = room.race
+            before = race.state
+            race.advance(now)
+            await room.flush_outgoing()
+            if race.state is not before:
+                await self._mirror_state(room)
+            if race.dirty and race.state is RaceState.RUNNING:
+                await room.broadcast_progress(now)
+            if ping_due and not race.ended:
+                await room.ping_all(now)
+            if race.ended and not room.finalized and room.removable_at is None:
+                room.removable_at = now + int(self.settings.race.finished_linger_s * 1000)
+                self._spawn_finalizer(room)
+            if room.finalized and room.removable_at is not None and now >= room.removable_at:
+                del self.rooms[race_id]
+                continue
+            counts[race.state.value] += 1
+        for state, n in counts.items():
+            self.metrics.races.labels(state).set(n)
+        self.metrics.players.set(self.players_seated())
+
+    def _spawn_finalizer(self, room: RaceRoom) -> None:
+        task = asyncio.create_task(self._finalize(room), name=f"finalize-{room.race.id}")
+        self._finalizers.add(task)
+        task.add_done_callback(self._finalizers.discard)
+
+    async def _finalize(self, room: RaceRoom) -> None:
+        """Outbox first, then results: a player never sees a result that could be lost."""
+        race = room.race
+        record = race.match_record()
+        written = await self.outbox.append_with_retry(record)
+        if written:
+            self.metrics.outbox_appends.inc()
+        self.metrics.results.labels(race.state.value).inc()
+        for p in record.participants:
+            for flag in p.flags:
+                self.metrics.flags.labels(flag).inc()
+        await room.broadcast(
+            Results(race_id=race.id, state=race.state.value, results=race.result_rows(), reason=race.end_reason)
+        )
+        room.finalized = True
+        self.log.info(
+            "race_finalized", race_id=race.id, state=race.state.value, players=len(record.participants)
+        )
+
+    async def _mirror_state(self, room: RaceRoom) -> None:
+        """Keep a small Redis hash of the race for the lobby and other nodes (best effort)."""
+        race = room.race
+        key = keys.race_state(race.id)
+        fields = {
+            "state": race.state.value,
+            "node": race.node_id,
+            "type": race.race_type.value,
+            "players": len(race.racers),
+            "start_at": race.start_at or 0,
+        }
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hset(key, mapping=fields)
+                pipe.expire(key, RACE_STATE_TTL_S)
+                await pipe.execute()
+        except Exception as exc:
+            self.log.warning("race_state_mirror_failed", race_id=race.id, error=str(exc))

@@ -1,0 +1,458 @@
+"""One race: its lifecycle, its racers, and the server's judgement of their typing.
+
+Pure state and rules, no I/O: every method takes ``now`` (wall-clock ms) and records
+what must be told to the players in ``outgoing``; the node's I/O layer sends those,
+broadcasts progress when ``dirty``, and writes the outbox when ``ended``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from arena.ids import NodeId, PlayerId, RaceId
+from arena.protocol import (
+    Countdown,
+    Finish,
+    Message,
+    PlayerInfo,
+    PlayerStatus,
+    RaceState,
+    RaceType,
+    ResultRow,
+    ResumeState,
+    Roster,
+    Start,
+)
+from arena.results import MatchRecord, ParticipantRecord
+from gameserver.fairplay import FairPlayLimits, Flag, assess, check_batch
+from gameserver.passages import Passage
+from gameserver.scoring import Score, ScoringLimits, TypingState, score
+from gameserver.settings import RaceSettings
+
+
+class InvalidTransition(RuntimeError):
+    """A lifecycle step that the current state does not allow."""
+
+
+class SeatError(Exception):
+    """A player cannot take a seat in this race; ``code`` is the protocol error code."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+_TRANSITIONS: dict[RaceState, frozenset[RaceState]] = {
+    RaceState.WAITING: frozenset({RaceState.COUNTDOWN, RaceState.ABORTED}),
+    RaceState.COUNTDOWN: frozenset({RaceState.RUNNING, RaceState.ABORTED}),
+    RaceState.RUNNING: frozenset({RaceState.FINISHED, RaceState.ABORTED}),
+    RaceState.FINISHED: frozenset(),
+    RaceState.ABORTED: frozenset(),
+}
+
+
+class InputOutcome(Enum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"  # a resent batch the server already has (after a reconnect)
+    FINISHED = "finished"  # this batch completed the passage
+
+
+@dataclass(slots=True)
+class Racer:
+    id: PlayerId
+    name: str
+    typing: TypingState
+    joined_at: int
+    status: PlayerStatus = PlayerStatus.RACING
+    connected: bool = True
+    disconnected_at: int | None = None
+    seq: int = 0  # last applied input sequence number
+    rtt_ms: float | None = None  # smoothed round trip, for latency compensation
+    finish_elapsed_ms: int | None = None  # server-judged time to finish
+    finished_at: int | None = None
+    flags: set[Flag] = field(default_factory=set)
+    score: Score | None = None
+
+    def observe_rtt(self, rtt_ms: float) -> None:
+        if rtt_ms < 0:
+            return
+        self.rtt_ms = rtt_ms if self.rtt_ms is None else 0.8 * self.rtt_ms + 0.2 * rtt_ms
+
+    @property
+    def done(self) -> bool:
+        return self.status is not PlayerStatus.RACING
+
+    def live_wpm(self, elapsed_ms: int) -> float:
+        if self.score is not None:
+            return self.score.wpm
+        if elapsed_ms <= 0:
+            return 0.0
+        return round(self.typing.position * 12_000 / elapsed_ms, 1)
+
+
+class Race:
+    def __init__(
+        self,
+        race_id: RaceId,
+        node_id: NodeId,
+        race_type: RaceType,
+        passage: Passage,
+        seats: set[PlayerId],
+        now: int,
+        settings: RaceSettings,
+        scoring: ScoringLimits,
+        fairplay: FairPlayLimits,
+    ) -> None:
+        self.id = race_id
+        self.node_id = node_id
+        self.race_type = race_type
+        self.passage = passage
+        self.seats = seats  # reserved players; nobody else may join
+        self.created_at = now
+        self.settings = settings
+        self.scoring = scoring
+        self.fairplay = fairplay
+        self.state = RaceState.WAITING
+        self.start_at: int | None = None
+        self.ends_at: int | None = None
+        self.ended_at: int | None = None
+        self.end_reason = ""
+        self.racers: dict[PlayerId, Racer] = {}
+        self.outgoing: list[Message] = []  # to every socket of the race, in order
+        self.dirty = False  # progress changed since the last broadcast
+        self.first_unsent_input_ms: int | None = None  # for input-to-broadcast latency
+        self._valid_finishers = 0
+        self.started = False
+
+    # ---- lifecycle ---------------------------------------------------------------
+
+    def transition(self, to: RaceState) -> None:
+        if to not in _TRANSITIONS[self.state]:
+            raise InvalidTransition(f"race {self.id}: {self.state} -> {to} is not allowed")
+        self.state = to
+
+    @property
+    def ended(self) -> bool:
+        return self.state in (RaceState.FINISHED, RaceState.ABORTED)
+
+    def time_limit_ms(self) -> int:
+        s = self.settings
+        limits = {
+            RaceType.QUICK: s.quick_limit_s,
+            RaceType.STANDARD: s.standard_limit_s,
+            RaceType.MARATHON: s.marathon_limit_s,
+        }
+        seconds = limits.get(self.race_type)
+        if seconds is None:
+            seconds = max(60.0, len(self.passage.text) * s.custom_limit_s_per_char)
+        return int(seconds * 1000)
+
+    def advance(self, now: int) -> None:
+        """Apply every deadline due at ``now``: start, countdown end, time limit, grace."""
+        if self.ended:
+            return
+        self._expire_grace(now)
+        if self.state is RaceState.WAITING:
+            if now - self.created_at >= self.settings.wait_timeout_s * 1000:
+                if self.racers:
+                    self._begin_countdown(now)
+                else:
+                    self.abort(now, "nobody joined")
+                    return
+        if self.state is RaceState.COUNTDOWN and self.start_at is not None and now >= self.start_at:
+            self._begin_running()
+        if self.state is RaceState.RUNNING:
+            if self.ends_at is not None and now >= self.ends_at:
+                self._end(now, "time limit reached")
+            elif self._everyone_done():
+                self._end(now, "")
+
+    def _begin_countdown(self, now: int) -> None:
+        self.transition(RaceState.COUNTDOWN)
+        self.start_at = now + int(self.settings.countdown_s * 1000)
+        self.ends_at = self.start_at + self.time_limit_ms()
+        self.outgoing.append(Countdown(start_at=self.start_at, server_time=now))
+
+    def _begin_running(self) -> None:
+        assert self.start_at is not None and self.ends_at is not None
+        self.transition(RaceState.RUNNING)
+        self.started = True
+        self.outgoing.append(
+            Start(start_at=self.start_at, ends_at=self.ends_at, server_time=self.start_at)
+        )
+        self.dirty = True
+
+    def abort(self, now: int, reason: str) -> None:
+        """End the race without a normal finish (nobody came, node shutting down)."""
+        if self.ended:
+            return
+        for racer in self.racers.values():
+            if not racer.done:
+                self._settle_dnf(racer)
+        self.transition(RaceState.ABORTED)
+        self.ended_at = now
+        self.end_reason = reason
+
+    def _end(self, now: int, reason: str) -> None:
+        for racer in self.racers.values():
+            if not racer.done:
+                self._settle_dnf(racer)
+        self.transition(RaceState.FINISHED)
+        self.ended_at = now
+        self.end_reason = reason
+
+    def _everyone_done(self) -> bool:
+        return bool(self.racers) and all(r.done for r in self.racers.values())
+
+    # ---- seats and connections ---------------------------------------------------
+
+    def join(self, player_id: PlayerId, name: str, now: int) -> tuple[Racer, bool]:
+        """Seat a player, or find them again; returns (racer, resumed)."""
+        racer = self.racers.get(player_id)
+        if racer is not None:
+            racer.connected = True
+            racer.disconnected_at = None
+            self._roster_changed()
+            return racer, True
+        if self.ended:
+            raise SeatError("race_over", "the race is over")
+        if self.state is not RaceState.WAITING:
+            raise SeatError("race_over", "the race has already started")
+        if player_id not in self.seats:
+            raise SeatError("race_full", "no seat is reserved for this player")
+        if len(self.racers) >= self.settings.max_players:
+            raise SeatError("race_full", "the race is full")
+        racer = Racer(
+            id=player_id, name=name, typing=TypingState(self.passage.text, self.scoring), joined_at=now
+        )
+        self.racers[player_id] = racer
+        self._roster_changed()
+        if len(self.racers) >= min(len(self.seats), self.settings.max_players):
+            self._begin_countdown(now)
+        return racer, False
+
+    def disconnect(self, racer: Racer, now: int) -> None:
+        if not racer.connected:
+            return
+        racer.connected = False
+        racer.disconnected_at = now
+        self._roster_changed()
+
+    def leave(self, racer: Racer, now: int) -> None:
+        """The player gave up: DNF at once."""
+        racer.connected = False
+        racer.disconnected_at = racer.disconnected_at or now
+        if not racer.done:
+            self._settle_dnf(racer)
+        self._roster_changed()
+        self.advance(now)
+
+    def _expire_grace(self, now: int) -> None:
+        grace_ms = self.settings.grace_s * 1000
+        for racer in self.racers.values():
+            if (
+                not racer.done
+                and racer.disconnected_at is not None
+                and now - racer.disconnected_at >= grace_ms
+            ):
+                self._settle_dnf(racer)
+                self._roster_changed()
+
+    def _roster_changed(self) -> None:
+        self.outgoing.append(Roster(players=self.player_infos()))
+
+    # ---- typing ------------------------------------------------------------------
+
+    def apply_input(
+        self, racer: Racer, seq: int, keys: str, times: list[int], now: int
+    ) -> InputOutcome:
+        """Replay a batch of keys. The caller checked the race is running and the sizes."""
+        if seq <= racer.seq:
+            return InputOutcome.DUPLICATE
+        racer.seq = seq
+        if racer.done:
+            return InputOutcome.DUPLICATE
+        assert self.start_at is not None
+        server_elapsed = now - self.start_at
+        problem = check_batch(times, racer.typing.last_time_ms, server_elapsed, self.fairplay)
+        if problem is not None:
+            racer.flags.add(problem)
+        before = racer.typing.position
+        racer.typing.apply(keys, times)
+        if racer.typing.position != before or racer.typing.finished:
+            self.dirty = True
+            if self.first_unsent_input_ms is None:
+                self.first_unsent_input_ms = now
+        if racer.typing.finished:
+            self._settle_finish(racer, now)
+            return InputOutcome.FINISHED
+        return InputOutcome.APPLIED
+
+    def _judged_finish_ms(self, racer: Racer, now: int) -> int:
+        """Server-authoritative finish time, compensated by the player's latency.
+
+        The key's client offset is trusted only inside [arrival - max hold, arrival], where
+        arrival is the server's receive time less half the round trip: a client can neither
+        hold keys back to look faster nor claim a key it had not yet sent.
+        """
+        assert self.start_at is not None
+        one_way = (racer.rtt_ms or 0.0) / 2
+        arrival = now - self.start_at - int(one_way)
+        claimed = racer.typing.finish_time_ms
+        if claimed is None:
+            return max(arrival, 1)
+        lower = arrival - self.settings.max_finish_hold_ms
+        return max(1, min(max(claimed, lower), arrival))
+
+    def _settle_finish(self, racer: Racer, now: int) -> None:
+        elapsed = self._judged_finish_ms(racer, now)
+        racer.finish_elapsed_ms = elapsed
+        racer.finished_at = now
+        racer.status = PlayerStatus.FINISHED
+        racer.score = score(racer.typing, elapsed)
+        racer.flags |= assess(racer.typing, racer.score, self.fairplay)
+        place: int | None = None
+        if not racer.flags:
+            self._valid_finishers += 1
+            place = self._valid_finishers
+        self.outgoing.append(
+            Finish(
+                player_id=racer.id,
+                place=place,
+                wpm=racer.score.wpm,
+                accuracy=racer.score.accuracy,
+                elapsed_ms=elapsed,
+                flags=sorted(f.value for f in racer.flags),
+            )
+        )
+
+    def _settle_dnf(self, racer: Racer) -> None:
+        racer.status = PlayerStatus.DNF
+        racer.score = score(racer.typing, max(racer.typing.last_time_ms, 0))
+        racer.flags |= assess(racer.typing, racer.score, self.fairplay)
+        self.dirty = True
+
+    # ---- views -------------------------------------------------------------------
+
+    def elapsed_ms(self, now: int) -> int:
+        return 0 if self.start_at is None else max(0, now - self.start_at)
+
+    def player_infos(self, now: int | None = None) -> list[PlayerInfo]:
+        elapsed = self.elapsed_ms(now) if now is not None else 0
+        places = self._places()
+        return [
+            PlayerInfo(
+                id=r.id,
+                name=r.name,
+                connected=r.connected,
+                status=r.status.value,
+                position=r.typing.position,
+                wpm=r.live_wpm(elapsed),
+                place=places.get(r.id),
+            )
+            for r in self.racers.values()
+        ]
+
+    def resume_state(self, racer: Racer) -> ResumeState:
+        return ResumeState(
+            position=racer.typing.position,
+            error_run=racer.typing.error_run,
+            seq=racer.seq,
+            status=racer.status.value,
+        )
+
+    def progress_rows(self, now: int) -> list[list[str | int | float]]:
+        elapsed = self.elapsed_ms(now)
+        places = self._places()
+        return [
+            [r.id, r.typing.position, r.live_wpm(elapsed), places.get(r.id) or 0, r.seq]
+            for r in self.racers.values()
+        ]
+
+    def ranking(self) -> list[Racer]:
+        """Final order: valid finishers by time (then WPM), flagged finishers, then DNFs."""
+
+        def key(r: Racer) -> tuple[int, int, float, str]:
+            wpm_ = r.score.wpm if r.score else 0.0
+            if r.status is PlayerStatus.FINISHED and not r.flags:
+                return (0, r.finish_elapsed_ms or 0, -wpm_, r.id)
+            if r.status is PlayerStatus.FINISHED:
+                return (1, r.finish_elapsed_ms or 0, -wpm_, r.id)
+            return (2, -r.typing.position, -wpm_, r.id)
+
+        return sorted(self.racers.values(), key=key)
+
+    def _places(self) -> dict[PlayerId, int]:
+        """Places of valid finishers, by judged finish time (authoritative at the end)."""
+        finishers = [
+            r for r in self.racers.values() if r.status is PlayerStatus.FINISHED and not r.flags
+        ]
+        finishers.sort(key=lambda r: (r.finish_elapsed_ms or 0, -(r.score.wpm if r.score else 0.0), r.id))
+        return {r.id: i for i, r in enumerate(finishers, start=1)}
+
+    def result_rows(self) -> list[ResultRow]:
+        places = self._places()
+        rows = []
+        for r in self.ranking():
+            s = r.score or score(r.typing, 0)
+            rows.append(
+                ResultRow(
+                    player_id=r.id,
+                    name=r.name,
+                    place=places.get(r.id),
+                    status=r.status.value,
+                    wpm=s.wpm,
+                    raw_wpm=s.raw_wpm,
+                    accuracy=s.accuracy,
+                    consistency=s.consistency,
+                    elapsed_ms=s.elapsed_ms,
+                    position=r.typing.position,
+                    flags=sorted(f.value for f in r.flags),
+                )
+            )
+        return rows
+
+    def match_record(self) -> MatchRecord:
+        assert self.ended and self.ended_at is not None
+        places = self._places()
+        participants = []
+        for r in self.ranking():
+            s = r.score or score(r.typing, 0)
+            participants.append(
+                ParticipantRecord(
+                    player_id=r.id,
+                    name=r.name,
+                    place=places.get(r.id),
+                    status=r.status.value,
+                    valid=not r.flags,
+                    flags=sorted(f.value for f in r.flags),
+                    wpm=s.wpm,
+                    raw_wpm=s.raw_wpm,
+                    accuracy=s.accuracy,
+                    consistency=s.consistency,
+                    correct_chars=s.correct_chars,
+                    typed_chars=s.typed_chars,
+                    errors=s.errors,
+                    elapsed_ms=s.elapsed_ms,
+                    joined_at=r.joined_at,
+                    finished_at=r.finished_at,
+                    keys=r.typing.log_keys(),
+                    key_times=r.typing.log_times(),
+                )
+            )
+        return MatchRecord(
+            match_id=self.id,
+            kind="race",
+            node_id=self.node_id,
+            race_type=self.race_type.value,
+            passage_id=self.passage.id,
+            passage_chars=len(self.passage.text),
+            state=self.state.value,
+            reason=self.end_reason,
+            created_at=self.created_at,
+            started_at=self.start_at if self.started else None,
+            ended_at=self.ended_at,
+            participants=participants,
+        )

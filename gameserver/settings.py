@@ -1,0 +1,122 @@
+"""Gameserver node settings: one frozen section per concern, read from ``ARENA_*`` variables."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from arena.ids import NodeId
+from arena.settings import (
+    LogSettings,
+    RedisSettings,
+    SecretSettings,
+    env_float,
+    env_int,
+    env_str,
+)
+from gameserver.fairplay import FairPlayLimits
+from gameserver.scoring import ScoringLimits
+
+
+@dataclass(frozen=True, slots=True)
+class RaceSettings:
+    max_players: int = 5  # ARENA_RACE_MAX_PLAYERS
+    countdown_s: float = 5.0  # ARENA_RACE_COUNTDOWN_S: countdown length once the race fills
+    wait_timeout_s: float = 20.0  # ARENA_RACE_WAIT_TIMEOUT_S: start with whoever came after this
+    grace_s: float = 15.0  # ARENA_RACE_GRACE_S: a dropped player may come back within this
+    tick_hz: float = 10.0  # ARENA_RACE_TICK_HZ: progress broadcasts per second (only when changed)
+    quick_limit_s: float = 120.0  # ARENA_RACE_QUICK_LIMIT_S: time limit of a quick race
+    standard_limit_s: float = 300.0  # ARENA_RACE_STANDARD_LIMIT_S
+    marathon_limit_s: float = 900.0  # ARENA_RACE_MARATHON_LIMIT_S
+    custom_min_chars: int = 20  # ARENA_RACE_CUSTOM_MIN_CHARS: custom text bounds
+    custom_max_chars: int = 2000  # ARENA_RACE_CUSTOM_MAX_CHARS
+    custom_limit_s_per_char: float = 0.6  # time limit of a custom race per character (100 cpm floor)
+    max_finish_hold_ms: int = 1000  # a finish may claim to be at most this much before it arrived
+    ping_interval_s: float = 3.0  # ARENA_RACE_PING_INTERVAL_S: server pings to measure latency
+    finished_linger_s: float = 30.0  # a finished race stays in memory this long for late resumes
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RaceSettings:
+        d = cls()
+        return cls(
+            max_players=env_int(env, "ARENA_RACE_MAX_PLAYERS", d.max_players),
+            countdown_s=env_float(env, "ARENA_RACE_COUNTDOWN_S", d.countdown_s),
+            wait_timeout_s=env_float(env, "ARENA_RACE_WAIT_TIMEOUT_S", d.wait_timeout_s),
+            grace_s=env_float(env, "ARENA_RACE_GRACE_S", d.grace_s),
+            tick_hz=env_float(env, "ARENA_RACE_TICK_HZ", d.tick_hz),
+            quick_limit_s=env_float(env, "ARENA_RACE_QUICK_LIMIT_S", d.quick_limit_s),
+            standard_limit_s=env_float(env, "ARENA_RACE_STANDARD_LIMIT_S", d.standard_limit_s),
+            marathon_limit_s=env_float(env, "ARENA_RACE_MARATHON_LIMIT_S", d.marathon_limit_s),
+            custom_min_chars=env_int(env, "ARENA_RACE_CUSTOM_MIN_CHARS", d.custom_min_chars),
+            custom_max_chars=env_int(env, "ARENA_RACE_CUSTOM_MAX_CHARS", d.custom_max_chars),
+            ping_interval_s=env_float(env, "ARENA_RACE_PING_INTERVAL_S", d.ping_interval_s),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    max_frame_bytes: int = 8192  # ARENA_MAX_FRAME_BYTES: larger frames close with 1009
+    max_msgs_per_s: int = 20  # ARENA_MAX_MSGS_PER_S: sustained message rate per connection
+    burst_msgs: int = 40  # ARENA_BURST_MSGS: token-bucket depth above the sustained rate
+    max_keys_per_msg: int = 64  # ARENA_MAX_KEYS_PER_MSG
+    max_violations: int = 10  # ARENA_MAX_VIOLATIONS: bad or rate-limited messages before a close
+    hello_timeout_s: float = 10.0  # ARENA_HELLO_TIMEOUT_S: a socket must say hello within this
+    max_connections: int = 20000  # ARENA_MAX_CONNECTIONS: further sockets are refused with 503
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> LimitSettings:
+        d = cls()
+        return cls(
+            max_frame_bytes=env_int(env, "ARENA_MAX_FRAME_BYTES", d.max_frame_bytes),
+            max_msgs_per_s=env_int(env, "ARENA_MAX_MSGS_PER_S", d.max_msgs_per_s),
+            burst_msgs=env_int(env, "ARENA_BURST_MSGS", d.burst_msgs),
+            max_keys_per_msg=env_int(env, "ARENA_MAX_KEYS_PER_MSG", d.max_keys_per_msg),
+            max_violations=env_int(env, "ARENA_MAX_VIOLATIONS", d.max_violations),
+            hello_timeout_s=env_float(env, "ARENA_HELLO_TIMEOUT_S", d.hello_timeout_s),
+            max_connections=env_int(env, "ARENA_MAX_CONNECTIONS", d.max_connections),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    node_id: NodeId = NodeId(socket.gethostname())  # ARENA_NODE_ID
+    host: str = "127.0.0.1"  # ARENA_NODE_HOST: listen address
+    port: int = 8100  # ARENA_NODE_PORT
+    public_url: str = ""  # ARENA_NODE_PUBLIC_URL: ws URL players use; default ws://host:port/ws
+    region: str = "local"  # ARENA_NODE_REGION
+    capacity: int = 10000  # ARENA_NODE_CAPACITY: players this node accepts
+    shutdown_grace_s: float = 30.0  # ARENA_NODE_SHUTDOWN_GRACE_S: drain deadline on SIGTERM
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    secrets: SecretSettings = field(default_factory=SecretSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    race: RaceSettings = field(default_factory=RaceSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    scoring: ScoringLimits = field(default_factory=ScoringLimits)
+    fairplay: FairPlayLimits = field(default_factory=FairPlayLimits)
+
+    @property
+    def ws_url(self) -> str:
+        return self.public_url or f"ws://{self.host}:{self.port}/ws"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> NodeSettings:
+        d = cls()
+        return cls(
+            node_id=NodeId(env_str(env, "ARENA_NODE_ID", d.node_id)),
+            host=env_str(env, "ARENA_NODE_HOST", d.host),
+            port=env_int(env, "ARENA_NODE_PORT", d.port),
+            public_url=env_str(env, "ARENA_NODE_PUBLIC_URL", d.public_url),
+            region=env_str(env, "ARENA_NODE_REGION", d.region),
+            capacity=env_int(env, "ARENA_NODE_CAPACITY", d.capacity),
+            shutdown_grace_s=env_float(env, "ARENA_NODE_SHUTDOWN_GRACE_S", d.shutdown_grace_s),
+            redis=RedisSettings.from_env(env),
+            secrets=SecretSettings.from_env(env),
+            log=LogSettings.from_env(env),
+            race=RaceSettings.from_env(env),
+            limits=LimitSettings.from_env(env),
+            fairplay=FairPlayLimits(
+                max_wpm=env_float(env, "ARENA_FAIRPLAY_MAX_WPM", FairPlayLimits().max_wpm)
+            ),
+        )
+

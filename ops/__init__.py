@@ -1,0 +1,1 @@
+"""Operational tooling: backing services and the local-cluster launcher."""

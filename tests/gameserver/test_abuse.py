@@ -1,0 +1,99 @@
+"""Bad input gets a clear error or a close, and the other players of the race do not notice."""
+
+import asyncio
+
+import msgpack
+
+from arena.codec import WireFormat
+from arena.protocol import CloseCode, Error, ErrorCode, Hello, Input, Join, Joined, Welcome
+from gameserver.settings import LimitSettings
+from tests.gameserver.conftest import NodeFactory, RunningNode
+from tests.gameserver.wsclient import RawClient
+
+
+async def hello(node: RunningNode, token: str) -> RawClient:
+    client = await RawClient.connect(node.ws_url)
+    await client.send(Hello(token=token))
+    assert isinstance(await client.recv_until(Welcome), Welcome)
+    return client
+
+
+async def test_garbage_gets_errors_then_a_close(node: RunningNode) -> None:
+    race = await node.create_race(["ada"])
+    client = await hello(node, race["seats"][0]["player_token"])
+    await client.ws.send_bytes(b"\xc1\x00\xffnot msgpack")
+    err = await client.recv_until(Error)
+    assert isinstance(err, Error) and err.code == ErrorCode.BAD_MESSAGE
+    await client.ws.send_str("{broken json")
+    assert (await client.recv_until(Error)).code == ErrorCode.BAD_MESSAGE  # type: ignore[attr-defined]
+    await client.ws.send_bytes(msgpack.packb({"t": "input", "seq": "x", "keys": 1, "times": None}))
+    err = await client.recv_until(Error)
+    assert isinstance(err, Error) and "field" in err.reason
+    for _ in range(10):
+        await client.ws.send_bytes(msgpack.packb({"t": "nope"}))
+    assert await client.wait_closed() == CloseCode.PROTOCOL_ABUSE
+    await client.close()
+
+
+async def test_input_before_join_and_before_hello(node: RunningNode) -> None:
+    client = await RawClient.connect(node.ws_url)
+    await client.send(Input(seq=1, keys="a", times=[1]))
+    err = await client.recv_until(Error)
+    assert isinstance(err, Error) and err.code == ErrorCode.NOT_AUTHENTICATED
+    await client.close()
+
+
+async def test_oversized_frame_is_closed_with_1009(node_factory: NodeFactory) -> None:
+    node = await node_factory(limits=LimitSettings(max_frame_bytes=1024))
+    race = await node.create_race(["ada"])
+    client = await hello(node, race["seats"][0]["player_token"])
+    await client.ws.send_bytes(b"\x00" * 5000)
+    assert await client.wait_closed() == CloseCode.MESSAGE_TOO_BIG
+    await client.close()
+
+
+async def test_flood_is_rate_limited_then_closed(node_factory: NodeFactory) -> None:
+    node = await node_factory(limits=LimitSettings(max_msgs_per_s=5, burst_msgs=5, max_violations=5))
+    race = await node.create_race(["ada"])
+    client = await hello(node, race["seats"][0]["player_token"])
+    for _ in range(40):
+        if client.ws.closed:
+            break
+        await client.ws.send_bytes(msgpack.packb({"t": "ping", "sent": 1}))
+    assert await client.wait_closed() == CloseCode.FLOOD
+    assert any(isinstance(m, Error) and m.code == ErrorCode.RATE_LIMITED for m in client.received)
+    await client.close()
+
+
+async def test_forged_token_and_ticket_are_closed(node: RunningNode) -> None:
+    race = await node.create_race(["ada", "bob"])
+    client = await RawClient.connect(node.ws_url)
+    await client.send(Hello(token="v1.e30.AAAA"))
+    err = await client.recv_until(Error)
+    assert isinstance(err, Error) and err.code == ErrorCode.BAD_TOKEN
+    assert await client.wait_closed() == CloseCode.BAD_TOKEN
+    await client.close()
+    # A valid player using somebody else's ticket.
+    client = await hello(node, race["seats"][0]["player_token"])
+    await client.send(Join(ticket=race["seats"][1]["ticket"]))
+    assert await client.wait_closed() == CloseCode.BAD_TOKEN
+    await client.close()
+
+
+async def test_json_text_frames_work_too(node: RunningNode) -> None:
+    race = await node.create_race(["ada"])
+    client = await RawClient.connect(node.ws_url)
+    await client.send(Hello(token=race["seats"][0]["player_token"]), WireFormat.JSON)
+    msg = await client.ws.receive(timeout=5)
+    assert msg.type.name == "TEXT" and '"t":"welcome"' in msg.data
+    await client.send(Join(ticket=race["seats"][0]["ticket"]), WireFormat.JSON)
+    joined = await client.recv_until(Joined)
+    assert isinstance(joined, Joined) and joined.race_id == race["race_id"]
+    await client.close()
+
+
+async def test_hello_timeout_closes_silent_sockets(node_factory: NodeFactory) -> None:
+    node = await node_factory(limits=LimitSettings(hello_timeout_s=0.3))
+    client = await RawClient.connect(node.ws_url)
+    assert await asyncio.wait_for(client.wait_closed(), 5) == CloseCode.HELLO_TIMEOUT
+    await client.close()
