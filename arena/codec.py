@@ -149,9 +149,7 @@ def _dataclass_converter(cls: type) -> Converter:
     hints = typing.get_type_hints(cls)
     specs: list[tuple[str, Converter, bool]] = []
     for f in dataclasses.fields(cls):
-        has_default = (
-            f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-        )
+        has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
         specs.append((f.name, _converter(hints[f.name]), has_default))
 
     def convert(data: Any) -> Any:

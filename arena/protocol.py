@@ -282,9 +282,7 @@ class Redirect(Message):
     race_id: str
 
 
-CLIENT_MESSAGES: dict[str, type[Message]] = {
-    m.TYPE.value: m for m in (Hello, Ping, Pong, Join, Input, Leave)
-}
+CLIENT_MESSAGES: dict[str, type[Message]] = {m.TYPE.value: m for m in (Hello, Ping, Pong, Join, Input, Leave)}
 SERVER_MESSAGES: dict[str, type[Message]] = {
     m.TYPE.value: m
     for m in (

@@ -61,7 +61,7 @@ class RedisSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RedisSettings:
-        return cls(url=env_str(env, "ARENA_REDIS_URL", cls.url))
+        return cls(url=env_str(env, "ARENA_REDIS_URL", cls().url))
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +71,10 @@ class LogSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> LogSettings:
+        d = cls()
         return cls(
-            json=env_bool(env, "ARENA_LOG_JSON", cls.json),
-            level=env_str(env, "ARENA_LOG_LEVEL", cls.level).lower(),
+            json=env_bool(env, "ARENA_LOG_JSON", d.json),
+            level=env_str(env, "ARENA_LOG_LEVEL", d.level).lower(),
         )
 
 
@@ -84,7 +85,8 @@ class SecretSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SecretSettings:
+        d = cls()
         return cls(
-            token_secret=env_str(env, "ARENA_TOKEN_SECRET", cls.token_secret.decode()).encode(),
-            admin_token=env_str(env, "ARENA_ADMIN_TOKEN", cls.admin_token),
+            token_secret=env_str(env, "ARENA_TOKEN_SECRET", d.token_secret.decode()).encode(),
+            admin_token=env_str(env, "ARENA_ADMIN_TOKEN", d.admin_token),
         )

@@ -28,7 +28,7 @@ _PROGRESS_BACKLOG_LIMIT = 32 * 1024
 class TokenBucket:
     """Message rate limit per connection: ``rate`` per second with ``burst`` headroom."""
 
-    __slots__ = ("rate", "burst", "tokens", "stamp")
+    __slots__ = ("burst", "rate", "stamp", "tokens")
 
     def __init__(self, rate: float, burst: float) -> None:
         self.rate = rate
@@ -90,7 +90,7 @@ class Connection:
             pass  # the socket went away; its reader notices and cleans up
 
     def backlogged(self) -> bool:
-        transport = self.ws._req.transport if self.ws._req is not None else None  # noqa: SLF001
+        transport = self.ws._req.transport if self.ws._req is not None else None
         return transport is not None and transport.get_write_buffer_size() > _PROGRESS_BACKLOG_LIMIT
 
     async def send_error(self, code: ErrorCode, reason: str) -> None:
@@ -124,4 +124,3 @@ def check_keys(keys: str, times: list[int], max_keys: int) -> str | None:
         if not (" " <= ch <= "~" or ch == BACKSPACE):
             return "keys must be printable ASCII or backspace"
     return None
-

@@ -192,14 +192,9 @@ def assess(
     keys each at most ``paste_interval_ms`` apart.
     """
     flags: set[Flag] = set()
-    sustained = (
-        score.correct_chars >= limits.min_chars_for_wpm and score.wpm > limits.max_wpm
-    )
+    sustained = score.correct_chars >= limits.min_chars_for_wpm and score.wpm > limits.max_wpm
     # Short-circuit: the window scan is skipped once already too fast.
-    if sustained or (
-        best_window_wpm(state.correct_times(), limits.burst_window_ms)
-        > limits.max_burst_wpm
-    ):
+    if sustained or (best_window_wpm(state.correct_times(), limits.burst_window_ms) > limits.max_burst_wpm):
         flags.add(Flag.TOO_FAST)
 
     times = state.log_times()

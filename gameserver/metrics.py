@@ -27,9 +27,7 @@ class NodeMetrics:
         self.frames_out = Counter(
             f"{_PREFIX}_frames_out_total", "Frames written to sockets, by type", ["type"], registry=r
         )
-        self.errors = Counter(
-            f"{_PREFIX}_errors_total", "Error replies sent, by code", ["code"], registry=r
-        )
+        self.errors = Counter(f"{_PREFIX}_errors_total", "Error replies sent, by code", ["code"], registry=r)
         self.closes = Counter(
             f"{_PREFIX}_closes_total", "Connections closed by the server, by close code", ["code"], registry=r
         )
@@ -45,9 +43,7 @@ class NodeMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0),
             registry=r,
         )
-        self.results = Counter(
-            f"{_PREFIX}_results_total", "Race results, by state", ["state"], registry=r
-        )
+        self.results = Counter(f"{_PREFIX}_results_total", "Race results, by state", ["state"], registry=r)
         self.flags = Counter(
             f"{_PREFIX}_flagged_results_total", "Fair-play flags raised, by flag", ["flag"], registry=r
         )

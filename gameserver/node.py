@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 import structlog
+from redis.typing import EncodableT, FieldT
 
 from arena import keys
 from arena.clock import now_ms
@@ -119,7 +120,11 @@ class Node:
 
     async def _register(self) -> None:
         s = self.settings
-        fields = {"url": s.ws_url, "region": s.region, "state": "draining" if self.draining else "ready"}
+        fields: dict[FieldT, EncodableT] = {
+            "url": s.ws_url,
+            "region": s.region,
+            "state": "draining" if self.draining else "ready",
+        }
         await self.redis.hset(keys.node_info(s.node_id), mapping=fields)
 
     async def _unregister(self) -> None:
@@ -184,9 +189,7 @@ class Node:
         self.log.info("race_created", race_id=race_id, race_type=race_type.value, seats=len(seats))
         return race, seats
 
-    def _passage_for(
-        self, race_type: RaceType, custom_text: str | None, passage_id: str | None
-    ) -> Passage:
+    def _passage_for(self, race_type: RaceType, custom_text: str | None, passage_id: str | None) -> Passage:
         if race_type is RaceType.CUSTOM:
             if custom_text is None:
                 raise ValueError("a custom race needs custom_text")
@@ -194,7 +197,7 @@ class Node:
             return custom_passage(custom_text, min_chars=s.custom_min_chars, max_chars=s.custom_max_chars)
         if passage_id is not None:
             return self.corpus.by_id(passage_id)
-        return self.corpus.pick(race_type.value, self._rng)  # type: ignore[arg-type]
+        return self.corpus.pick(race_type.value, self._rng)
 
     def room(self, race_id: RaceId) -> RaceRoom | None:
         return self.rooms.get(race_id)
@@ -266,7 +269,9 @@ class Node:
             for flag in p.flags:
                 self.metrics.flags.labels(flag).inc()
         await room.broadcast(
-            Results(race_id=race.id, state=race.state.value, results=race.result_rows(), reason=race.end_reason)
+            Results(
+                race_id=race.id, state=race.state.value, results=race.result_rows(), reason=race.end_reason
+            )
         )
         room.finalized = True
         self.log.info(
@@ -277,7 +282,7 @@ class Node:
         """Keep a small Redis hash of the race for the lobby and other nodes (best effort)."""
         race = room.race
         key = keys.race_state(race.id)
-        fields = {
+        fields: dict[FieldT, EncodableT] = {
             "state": race.state.value,
             "node": race.node_id,
             "type": race.race_type.value,

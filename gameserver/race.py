@@ -154,13 +154,12 @@ class Race:
         if self.ended:
             return
         self._expire_grace(now)
-        if self.state is RaceState.WAITING:
-            if now - self.created_at >= self.settings.wait_timeout_s * 1000:
-                if self.racers:
-                    self._begin_countdown(now)
-                else:
-                    self.abort(now, "nobody joined")
-                    return
+        waited_ms = now - self.created_at
+        if self.state is RaceState.WAITING and waited_ms >= self.settings.wait_timeout_s * 1000:
+            if not self.racers:
+                self.abort(now, "nobody joined")
+                return
+            self._begin_countdown(now)
         if self.state is RaceState.COUNTDOWN and self.start_at is not None and now >= self.start_at:
             self._begin_running()
         if self.state is RaceState.RUNNING:
@@ -179,9 +178,7 @@ class Race:
         assert self.start_at is not None and self.ends_at is not None
         self.transition(RaceState.RUNNING)
         self.started = True
-        self.outgoing.append(
-            Start(start_at=self.start_at, ends_at=self.ends_at, server_time=self.start_at)
-        )
+        self.outgoing.append(Start(start_at=self.start_at, ends_at=self.ends_at, server_time=self.start_at))
         self.dirty = True
 
     def abort(self, now: int, reason: str) -> None:
@@ -265,9 +262,7 @@ class Race:
 
     # ---- typing ------------------------------------------------------------------
 
-    def apply_input(
-        self, racer: Racer, seq: int, keys: str, times: list[int], now: int
-    ) -> InputOutcome:
+    def apply_input(self, racer: Racer, seq: int, keys: str, times: list[int], now: int) -> InputOutcome:
         """Replay a batch of keys. The caller checked the race is running and the sizes."""
         if seq <= racer.seq:
             return InputOutcome.DUPLICATE
@@ -386,9 +381,7 @@ class Race:
 
     def _places(self) -> dict[PlayerId, int]:
         """Places of valid finishers, by judged finish time (authoritative at the end)."""
-        finishers = [
-            r for r in self.racers.values() if r.status is PlayerStatus.FINISHED and not r.flags
-        ]
+        finishers = [r for r in self.racers.values() if r.status is PlayerStatus.FINISHED and not r.flags]
         finishers.sort(key=lambda r: (r.finish_elapsed_ms or 0, -(r.score.wpm if r.score else 0.0), r.id))
         return {r.id: i for i, r in enumerate(finishers, start=1)}
 

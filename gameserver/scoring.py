@@ -105,9 +105,7 @@ class TypingState:
         "typed_chars",
     )
 
-    def __init__(
-        self, passage: str, limits: ScoringLimits = DEFAULT_SCORING_LIMITS
-    ) -> None:
+    def __init__(self, passage: str, limits: ScoringLimits = DEFAULT_SCORING_LIMITS) -> None:
         # An empty passage would be "finished" before any key, and a passage
         # containing BACKSPACE could never be typed.
         if not passage:

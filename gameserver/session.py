@@ -151,7 +151,9 @@ class SocketSession:
             return
         room = node.room(ticket.race_id)
         if room is None:
-            raise ClosingError(ErrorCode.RACE_NOT_FOUND, "no such race on this node", CloseCode.RACE_NOT_FOUND)
+            raise ClosingError(
+                ErrorCode.RACE_NOT_FOUND, "no such race on this node", CloseCode.RACE_NOT_FOUND
+            )
         now = now_ms()
         try:
             racer, resumed = room.race.join(ticket.player_id, ticket.name, now)
@@ -183,7 +185,12 @@ class SocketSession:
         await room.flush_outgoing()
         if room.finalized:
             await conn.send(
-                Results(race_id=race.id, state=race.state.value, results=race.result_rows(), reason=race.end_reason)
+                Results(
+                    race_id=race.id,
+                    state=race.state.value,
+                    results=race.result_rows(),
+                    reason=race.end_reason,
+                )
             )
 
     async def on_input(self, inp: Input) -> None:
@@ -219,12 +226,12 @@ class SocketSession:
 
     async def on_closed(self) -> None:
         conn = self.conn
-        if conn.room is not None and conn.racer is not None:
-            if conn.room.detach(conn.racer.id, conn):
-                conn.room.race.disconnect(conn.racer, now_ms())
-                await conn.room.flush_outgoing()
-                conn.log.info("player_disconnected")
+        room, racer = conn.room, conn.racer
         conn.room = conn.racer = None
+        if room is not None and racer is not None and room.detach(racer.id, conn):
+            room.race.disconnect(racer, now_ms())
+            await room.flush_outgoing()
+            conn.log.info("player_disconnected")
 
     # ---- helpers -----------------------------------------------------------------
 

@@ -119,4 +119,3 @@ class NodeSettings:
                 max_wpm=env_float(env, "ARENA_FAIRPLAY_MAX_WPM", FairPlayLimits().max_wpm)
             ),
         )
-

@@ -30,9 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Self
 
-DESCRIPTION = (
-    "Start Redis, PostgreSQL and a Kafka-protocol broker on free loopback ports."
-)
+DESCRIPTION = "Start Redis, PostgreSQL and a Kafka-protocol broker on free loopback ports."
 HOST = "127.0.0.1"
 LOG_TAIL_LINES = 40
 POLL_INTERVAL = 0.05
@@ -61,9 +59,7 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _shutdown(
-    proc: subprocess.Popen[bytes], sig: int, timeout: float, remove: Path | None
-) -> None:
+def _shutdown(proc: subprocess.Popen[bytes], sig: int, timeout: float, remove: Path | None) -> None:
     """Signal a server, wait, SIGKILL after the deadline, then remove its temp dir.
 
     Module-level (not a method) so weakref.finalize can call it at interpreter
@@ -90,9 +86,7 @@ class _Service:
     start_timeout: float = 30.0
     stop_timeout: float = 10.0
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
-    _finalizer: weakref.finalize[..., _Service] | None = field(
-        default=None, init=False, repr=False
-    )
+    _finalizer: weakref.finalize[..., _Service] | None = field(default=None, init=False, repr=False)
     _owns_dir: bool = field(default=False, init=False, repr=False)
 
     name: ClassVar[str] = "service"
@@ -266,9 +260,7 @@ class RedisServer(_Service):
     def _command(self, data_dir: Path) -> list[str]:
         binary = shutil.which("redis-server")
         if binary is None:
-            raise ServiceError(
-                "redis-server not found: run `make setup` (apt-get install redis-server)"
-            )
+            raise ServiceError("redis-server not found: run `make setup` (apt-get install redis-server)")
         return [binary, str(data_dir / "redis.conf")]
 
     def _is_ready(self) -> bool:
@@ -288,9 +280,7 @@ def pg_bin_dir() -> Path:
     initdb = shutil.which("initdb")
     if initdb is not None:
         return Path(initdb).parent
-    raise ServiceError(
-        "PostgreSQL 15 not found: run `make setup` (apt-get install postgresql-15)"
-    )
+    raise ServiceError("PostgreSQL 15 not found: run `make setup` (apt-get install postgresql-15)")
 
 
 @dataclass
@@ -303,9 +293,7 @@ class PostgresServer(_Service):
     system_user: str = "postgres"  # OS user when we are root (postgres refuses root)
 
     name: ClassVar[str] = "postgres"
-    stop_signal: ClassVar[int] = (
-        signal.SIGINT
-    )  # "fast" shutdown; SIGTERM waits for clients
+    stop_signal: ClassVar[int] = signal.SIGINT  # "fast" shutdown; SIGTERM waits for clients
 
     @property
     def dsn(self) -> str:
@@ -369,13 +357,9 @@ class PostgresServer(_Service):
             database="postgres",
         )
         if exists.stdout.strip() != b"1":
-            created = self._psql(
-                f'CREATE DATABASE "{self.database}"', database="postgres"
-            )
+            created = self._psql(f'CREATE DATABASE "{self.database}"', database="postgres")
             if created.returncode != 0:
-                self._fail(
-                    f"CREATE DATABASE failed: {created.stderr.decode(errors='replace')}"
-                )
+                self._fail(f"CREATE DATABASE failed: {created.stderr.decode(errors='replace')}")
 
     def _psql(self, sql: str, database: str) -> subprocess.CompletedProcess[bytes]:
         argv = [
@@ -444,9 +428,7 @@ def noida_binary() -> Path:
     try:
         binary = Path(str(files("noida_db").joinpath("noida-db")))
     except ModuleNotFoundError:
-        raise ServiceError(
-            "noida-db not installed: run `make setup` (pip install noida-db)"
-        ) from None
+        raise ServiceError("noida-db not installed: run `make setup` (pip install noida-db)") from None
     if not binary.is_file():
         raise ServiceError(f"noida-db binary missing at {binary}")
     if not os.access(binary, os.X_OK):
@@ -457,9 +439,7 @@ def noida_binary() -> Path:
 def _kafka_metadata_request() -> bytes:
     """Metadata v0 (all topics): the cheapest request that proves the broker serves Kafka."""
     client_id = b"typogram-probe"
-    body = (
-        struct.pack(">hhih", 3, 0, 1, len(client_id)) + client_id + struct.pack(">i", 0)
-    )
+    body = struct.pack(">hhih", 3, 0, 1, len(client_id)) + client_id + struct.pack(">i", 0)
     return struct.pack(">i", len(body)) + body
 
 
@@ -530,9 +510,7 @@ def check() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m ops.services", description=DESCRIPTION
-    )
+    parser = argparse.ArgumentParser(prog="python -m ops.services", description=DESCRIPTION)
     parser.add_argument(
         "--check",
         action="store_true",

@@ -45,8 +45,17 @@ def test_nested_server_messages_round_trip(fmt: WireFormat) -> None:
         state="finished",
         results=[
             ResultRow(
-                player_id="p1", name="ada", place=1, status="finished", wpm=61.5, raw_wpm=70.0,
-                accuracy=97.5, consistency=80.0, elapsed_ms=12000, position=11, flags=[],
+                player_id="p1",
+                name="ada",
+                place=1,
+                status="finished",
+                wpm=61.5,
+                raw_wpm=70.0,
+                accuracy=97.5,
+                consistency=80.0,
+                elapsed_ms=12000,
+                position=11,
+                flags=[],
             )
         ],
     )

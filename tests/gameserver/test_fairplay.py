@@ -37,9 +37,7 @@ def make_passage(rng: random.Random, n_chars: int) -> str:
     return " ".join(words)[:n_chars].rstrip()
 
 
-def human_intervals(
-    rng: random.Random, n: int, wpm: float, cv: float = 0.4, floor: int = 15
-) -> list[int]:
+def human_intervals(rng: random.Random, n: int, wpm: float, cv: float = 0.4, floor: int = 15) -> list[int]:
     """Gaussian inter-key gaps for a given speed (1 word = 5 keys)."""
     mean = 12_000 / wpm
     return [max(floor, round(rng.gauss(mean, cv * mean))) for _ in range(n)]

@@ -248,9 +248,7 @@ def test_pause_lowers_wpm_exactly() -> None:
 
 def test_per_second_correct() -> None:
     s = TypingState("abcdefgh")
-    s.apply(
-        "ab" + "x" + B + "cdefg", [100, 900, 1000, 1100, 1200, 2500, 2600, 2999, 4000]
-    )
+    s.apply("ab" + "x" + B + "cdefg", [100, 900, 1000, 1100, 1200, 2500, 2600, 2999, 4000])
     # wrong key and backspace do not count; second 3 is empty
     assert s.per_second_correct() == [2, 1, 3, 0, 1]
     assert TypingState("ab").per_second_correct() == []

@@ -98,15 +98,9 @@ async def test_postgres_round_trip(postgres_server: PostgresServer) -> None:
     conn = await asyncpg.connect(postgres_server.dsn)
     try:
         assert await conn.fetchval("SELECT 1") == 1
-        assert (
-            await conn.fetchval("SELECT current_database()") == postgres_server.database
-        )
-        await conn.execute(
-            f"CREATE TABLE {table} (id serial PRIMARY KEY, word text NOT NULL)"
-        )
-        await conn.executemany(
-            f"INSERT INTO {table} (word) VALUES ($1)", [("alpha",), ("beta",)]
-        )
+        assert await conn.fetchval("SELECT current_database()") == postgres_server.database
+        await conn.execute(f"CREATE TABLE {table} (id serial PRIMARY KEY, word text NOT NULL)")
+        await conn.executemany(f"INSERT INTO {table} (word) VALUES ($1)", [("alpha",), ("beta",)])
         rows = await conn.fetch(f"SELECT word FROM {table} ORDER BY id")
         assert [row["word"] for row in rows] == ["alpha", "beta"]
         await conn.execute(f"DROP TABLE {table}")
@@ -129,9 +123,7 @@ async def _consume(bootstrap: str, topic: str, group: str, count: int) -> list[b
         while len(values) < count and time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=500)
             for messages in batches.values():
-                values += [
-                    message.value for message in messages if message.value is not None
-                ]
+                values += [message.value for message in messages if message.value is not None]
         await consumer.commit()
     finally:
         await consumer.stop()
@@ -139,9 +131,7 @@ async def _consume(bootstrap: str, topic: str, group: str, count: int) -> list[b
 
 
 async def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True
-    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for value in values:
@@ -159,18 +149,13 @@ async def test_kafka_idempotent_produce_and_group_consume(
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap)
     await admin.start()
     try:
-        await admin.create_topics(
-            [NewTopic(topic, num_partitions=3, replication_factor=1)]
-        )
+        await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
         assert topic in await admin.list_topics()
     finally:
         await admin.close()
     sent = [f"keystroke-{i}".encode() for i in range(5)]
     await _produce(kafka_broker.bootstrap, topic, sent)
-    assert (
-        await _consume(kafka_broker.bootstrap, topic, _unique("group"), len(sent))
-        == sent
-    )
+    assert await _consume(kafka_broker.bootstrap, topic, _unique("group"), len(sent)) == sent
 
 
 @pytest.mark.asyncio
@@ -225,9 +210,7 @@ def test_failed_start_shows_log_tail_and_cleans_up() -> None:
         taken.bind((HOST, 0))
         taken.listen()
         server = RedisServer(port=taken.getsockname()[1], start_timeout=10)
-        with pytest.raises(
-            ServiceError, match="(?s)exited with code.*Address already in use"
-        ):
+        with pytest.raises(ServiceError, match="(?s)exited with code.*Address already in use"):
             server.start()
     assert server.data_dir is not None and not server.data_dir.exists()
     assert not server.running

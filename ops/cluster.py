@@ -1,0 +1,167 @@
+"""``make run``: a whole local cluster on loopback, started by the project's own code.
+
+Order: Redis (AOF on, for the durable outbox), PostgreSQL, the Kafka-protocol broker, then the
+Arena processes (a gameserver node, and bots that keep racing so a person alone finds
+company). Everything stops in reverse order on Ctrl-C or SIGTERM. Data lives under
+``.run/`` and is reused by the next run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from ops.services import KafkaBroker, PostgresServer, RedisServer, ServiceError, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_ADMIN_TOKEN = "dev-admin-token"
+DEV_SECRET = "dev-secret-change-me-please"
+
+
+@dataclass
+class Supervised:
+    """An Arena process; restarted when it exits unless the cluster is stopping."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    restart: bool = True
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        log.close()
+        self.starts += 1
+
+    def poll(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None and self.restart:
+            self.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@dataclass
+class Cluster:
+    run_dir: Path
+    node_port: int
+    bots: int
+    services: list[RedisServer | PostgresServer | KafkaBroker] = field(default_factory=list)
+    processes: list[Supervised] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        redis = RedisServer(data_dir=self.run_dir / "redis", appendonly=True).start()
+        self.services.append(redis)
+        postgres = PostgresServer(data_dir=self.run_dir / "postgres").start()
+        self.services.append(postgres)
+        kafka = KafkaBroker(data_dir=self.run_dir / "kafka").start()
+        self.services.append(kafka)
+        env = self._arena_env(redis.url, postgres.dsn, kafka.bootstrap)
+        logs = self.run_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        node_http = f"http://127.0.0.1:{self.node_port}"
+        node_env = env | {"ARENA_NODE_ID": "node-1", "ARENA_NODE_PORT": str(self.node_port)}
+        self.processes.append(
+            Supervised("gameserver", [sys.executable, "-m", "gameserver"], node_env, logs / "gameserver.log")
+        )
+        if self.bots:
+            bots_argv = [
+                sys.executable, "-m", "simulators", "--node", node_http, "--admin-token", DEV_ADMIN_TOKEN,
+                "--bots", str(self.bots), "--timeout", "180",
+            ]  # fmt: skip
+            self.processes.append(Supervised("bots", bots_argv, env, logs / "bots.log"))
+        for proc in self.processes:
+            proc.start()
+            time.sleep(1.0)  # the node listens before the bots arrive
+        self._print_banner(redis.url, postgres.dsn, kafka.bootstrap, node_http, logs)
+
+    def _arena_env(self, redis_url: str, dsn: str, bootstrap: str) -> dict[str, str]:
+        return dict(os.environ) | {
+            "ARENA_REDIS_URL": redis_url,
+            "ARENA_POSTGRES_DSN": dsn,
+            "ARENA_KAFKA_BOOTSTRAP": bootstrap,
+            "ARENA_ADMIN_TOKEN": os.environ.get("ARENA_ADMIN_TOKEN", DEV_ADMIN_TOKEN),
+            "ARENA_TOKEN_SECRET": os.environ.get("ARENA_TOKEN_SECRET", DEV_SECRET),
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def _print_banner(self, redis_url: str, dsn: str, bootstrap: str, node_http: str, logs: Path) -> None:
+        ws = node_http.replace("http://", "ws://") + "/ws"
+        print(
+            "\nTypogram Arena is running (Ctrl-C stops everything)\n"
+            f"  gameserver  {ws}  (health {node_http}/healthz, metrics {node_http}/metrics)\n"
+            f"  admin       POST {node_http}/admin/races  (Authorization: Bearer {DEV_ADMIN_TOKEN})\n"
+            f"  redis       {redis_url}\n"
+            f"  postgres    {dsn}\n"
+            f"  kafka       {bootstrap}  (noida-db, a Kafka-protocol broker)\n"
+            f"  logs        {logs}/\n",
+            flush=True,
+        )
+
+    def supervise(self, stop_flag: list[bool]) -> None:
+        while not stop_flag:
+            for proc in self.processes:
+                proc.poll()
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            proc.restart = False
+            proc.stop()
+        for service in reversed(self.services):
+            service.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run a local Typogram Arena cluster on 127.0.0.1")
+    parser.add_argument("--run-dir", type=Path, default=ROOT / ".run")
+    parser.add_argument("--node-port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--bots", type=int, default=4, help="bots that keep racing (0: none)")
+    parser.add_argument("--check", action="store_true", help="start, wait a few seconds, stop (smoke test)")
+    args = parser.parse_args(argv)
+    cluster = Cluster(run_dir=args.run_dir, node_port=args.node_port or free_port(), bots=args.bots)
+    stop_flag: list[bool] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop_flag:  # a second signal: stop waiting politely
+            raise KeyboardInterrupt
+        stop_flag.append(True)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        cluster.start()
+        if args.check:
+            time.sleep(5)
+            return 0 if all(p.proc and p.proc.poll() is None for p in cluster.processes) else 1
+        cluster.supervise(stop_flag)
+        return 0
+    except ServiceError as exc:
+        print(f"could not start a service: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        print("stopping...", flush=True)
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

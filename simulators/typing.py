@@ -1,0 +1,200 @@
+"""Human-like typing, pure and deterministic for a given ``random.Random``.
+
+A plan is the whole list of keystrokes a typist with a given profile makes to complete a
+passage: ``(key, ms since the race start)``, with typos on neighbouring QWERTY keys that
+are noticed a few characters later, backspaced and retyped, jittered intervals, slower
+word and sentence boundaries, and occasional thinking pauses. No I/O here.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from enum import Enum
+
+from arena.protocol import BACKSPACE
+
+__all__ = ["QWERTY_NEIGHBOURS", "TypingProfile", "draw_profile", "neighbour_key", "plan_keystrokes"]
+
+# wpm = chars * 12000 / ms: a "word" is 5 chars.
+MS_PER_WORD_MINUTE = 12_000
+MIN_WPM = 15.0
+MAX_WPM = 160.0
+# No human presses two keys less than this apart; also keeps plans far from the
+# server's paste detector (8 keys each <= 4 ms apart).
+MIN_KEY_MS = 25
+_PUNCTUATION = frozenset(".,;:!?")
+
+_QWERTY_ROWS = ("1234567890", "qwertyuiop", "asdfghjkl", "zxcvbnm")
+# Each row is shifted right by about half a key relative to the one above it.
+_ROW_OFFSETS = (0.0, 0.5, 0.75, 1.25)
+
+
+def _build_neighbours() -> dict[str, str]:
+    """Keys whose centres lie within ~1.1 key widths of each other, per key."""
+    centres: dict[str, tuple[float, float]] = {}
+    for row, (keys, offset) in enumerate(zip(_QWERTY_ROWS, _ROW_OFFSETS, strict=True)):
+        for col, key in enumerate(keys):
+            centres[key] = (col + offset, float(row))
+    neighbours: dict[str, str] = {}
+    for key, (x, y) in centres.items():
+        near = [
+            other
+            for other, (ox, oy) in centres.items()
+            if other != key and math.hypot(ox - x, oy - y) <= 1.15
+        ]
+        neighbours[key] = "".join(sorted(near))
+    return neighbours
+
+
+QWERTY_NEIGHBOURS: dict[str, str] = _build_neighbours()
+
+
+@dataclass(frozen=True, slots=True)
+class TypingProfile:
+    wpm: float  # net speed the typist completes a passage at
+    error_rate: float  # chance per character of hitting a neighbouring key instead
+    jitter_cv: float  # coefficient of variation of inter-key intervals (humans ~0.3-0.6)
+    notice_delay_chars: int  # characters typed after a typo before noticing it (0-3)
+    pause_chance: float  # chance per word of a thinking pause of 300-1200 ms
+
+    def __post_init__(self) -> None:
+        if not MIN_WPM / 3 <= self.wpm <= MAX_WPM * 2:
+            raise ValueError(f"wpm {self.wpm} is not a human speed")
+        if not 0.0 <= self.error_rate <= 0.5:
+            raise ValueError("error_rate must be in [0, 0.5]")
+        if not 0.0 <= self.jitter_cv <= 1.5:
+            raise ValueError("jitter_cv must be in [0, 1.5]")
+        if not 0 <= self.notice_delay_chars <= 3:
+            raise ValueError("notice_delay_chars must be in [0, 3]")
+        if not 0.0 <= self.pause_chance <= 1.0:
+            raise ValueError("pause_chance must be in [0, 1]")
+
+
+def draw_profile(rng: random.Random, *, mean_wpm: float = 60.0, sd_wpm: float = 22.0) -> TypingProfile:
+    """A random typist: log-normal speed (clipped to 15-160 wpm); faster typists err less."""
+    sigma = math.sqrt(math.log(1.0 + (sd_wpm / mean_wpm) ** 2))
+    mu = math.log(mean_wpm) - sigma**2 / 2  # so the mean of the distribution is mean_wpm
+    wpm = min(MAX_WPM, max(MIN_WPM, rng.lognormvariate(mu, sigma)))
+    skill = (wpm - MIN_WPM) / (MAX_WPM - MIN_WPM)  # 0 = slowest, 1 = fastest
+    error_rate = (0.045 - 0.035 * skill) * rng.lognormvariate(0.0, 0.35)
+    return TypingProfile(
+        wpm=round(wpm, 1),
+        error_rate=round(min(0.06, max(0.005, error_rate)), 4),
+        jitter_cv=round(rng.uniform(0.3, 0.55), 3),
+        notice_delay_chars=rng.choices((0, 1, 2, 3), weights=(3, 4, 2, 1))[0],
+        pause_chance=round(rng.uniform(0.02, 0.08), 3),
+    )
+
+
+def neighbour_key(char: str, rng: random.Random) -> str | None:
+    """A key next to ``char`` on a QWERTY keyboard (same case), or None if it has none."""
+    near = QWERTY_NEIGHBOURS.get(char.lower())
+    if not near:
+        return None
+    wrong = rng.choice(near)
+    return wrong.upper() if char.isupper() else wrong
+
+
+# ---- planning -------------------------------------------------------------------
+#
+# A plan is built in two passes. The first decides *what* is typed (keys, typos,
+# corrections, pauses) and gives each keystroke either a fixed duration (pauses,
+# reactions, backspaces) or a relative weight (ordinary characters). The second
+# scales the weights so that the passage completes at the profile's net speed:
+# corrections and pauses then cost the typist rhythm, not overall speed, which keeps
+# the measured wpm of a plan close to the profile's.
+
+
+class _Kind(Enum):
+    CHAR = "char"  # duration = weight * per-char unit
+    FIXED = "fixed"  # duration in ms, as drawn
+
+
+@dataclass(slots=True)
+class _Stroke:
+    key: str
+    kind: _Kind
+    amount: float  # a weight for CHAR, milliseconds for FIXED
+    lead_ms: float = 0.0  # fixed extra time before this key (a pause or a reaction)
+
+
+def plan_keystrokes(passage: str, profile: TypingProfile, rng: random.Random) -> list[tuple[str, int]]:
+    """Every keystroke (key, ms since start) a typist with ``profile`` makes to type ``passage``.
+
+    Times are integers, non-decreasing, and replaying the keys leaves the typed buffer
+    exactly equal to the passage.
+    """
+    if not passage:
+        raise ValueError("passage must not be empty")
+    if BACKSPACE in passage:
+        raise ValueError("passage must not contain a backspace")
+    strokes = _strokes(passage, profile, rng)
+    return _timed(strokes, len(passage), profile, rng)
+
+
+def _strokes(passage: str, profile: TypingProfile, rng: random.Random) -> list[_Stroke]:
+    nominal = MS_PER_WORD_MINUTE / profile.wpm
+    sigma = math.sqrt(math.log(1.0 + profile.jitter_cv**2))
+    strokes: list[_Stroke] = []
+
+    def char_weight(index: int) -> float:
+        # Log-normal with mean 1: a right-skewed interval, like real keystroke gaps.
+        weight = rng.lognormvariate(-(sigma**2) / 2, sigma)
+        prev = passage[index - 1] if index > 0 else ""
+        if prev == " ":
+            weight *= 1.25  # a new word
+        elif prev in _PUNCTUATION:
+            weight *= 1.5  # end of a clause or sentence
+        if passage[index].isupper():
+            weight *= 1.15  # reaching for shift
+        return weight
+
+    start_reaction = rng.uniform(180.0, 450.0)  # to the start signal, before the first key
+    paused_at = -1  # a word gets at most one pause, even when its first char is retyped
+    i = 0
+    while i < len(passage):
+        char = passage[i]
+        lead = start_reaction if not strokes else 0.0
+        at_word = i > 0 and passage[i - 1] == " "
+        if at_word and paused_at != i and rng.random() < profile.pause_chance:
+            lead += rng.uniform(300.0, 1200.0)  # thinking before a word
+            paused_at = i
+        wrong = neighbour_key(char, rng) if rng.random() < profile.error_rate else None
+        if wrong is None:
+            strokes.append(_Stroke(char, _Kind.CHAR, char_weight(i), lead))
+            i += 1
+            continue
+        # A typo, then a few more (intended) characters before noticing it.
+        strokes.append(_Stroke(wrong, _Kind.CHAR, char_weight(i), lead))
+        extra = passage[i + 1 : i + 1 + profile.notice_delay_chars]
+        for offset, more in enumerate(extra, start=i + 1):
+            strokes.append(_Stroke(more, _Kind.CHAR, char_weight(offset)))
+        # Noticing takes a moment; backspaces are quick and regular-ish.
+        reaction = rng.uniform(150.0, 400.0)
+        for n in range(1 + len(extra)):
+            gap = max(float(MIN_KEY_MS) + 15, rng.gauss(0.6 * nominal, 0.15 * nominal))
+            strokes.append(_Stroke(BACKSPACE, _Kind.FIXED, gap, reaction if n == 0 else 0.0))
+        # Retyping starts at ``i`` again, at a normal pace (loop continues).
+    return strokes
+
+
+def _timed(
+    strokes: list[_Stroke], passage_len: int, profile: TypingProfile, rng: random.Random
+) -> list[tuple[str, int]]:
+    nominal = MS_PER_WORD_MINUTE / profile.wpm
+    # The day's form: the same typist is not equally fast on every passage.
+    target_ms = passage_len * nominal * rng.uniform(0.96, 1.04)
+    fixed_ms = sum(s.lead_ms + (s.amount if s.kind is _Kind.FIXED else 0.0) for s in strokes)
+    weights = sum(s.amount for s in strokes if s.kind is _Kind.CHAR)
+    # Never speed characters up beyond 1.6x the nominal pace to make up for mistakes: a
+    # sloppy typist on a short passage just ends up slower than the profile says.
+    unit = max((target_ms - fixed_ms) / weights, nominal / 1.6)
+    plan: list[tuple[str, int]] = []
+    clock = 0.0
+    for stroke in strokes:
+        gap = stroke.amount * unit if stroke.kind is _Kind.CHAR else stroke.amount
+        clock += stroke.lead_ms + max(float(MIN_KEY_MS), gap)
+        plan.append((stroke.key, round(clock)))
+    return plan
