@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import aiohttp
 
 from arena.codec import WireFormat, decode_server, encode
 from arena.protocol import Message
+
+M = TypeVar("M", bound=Message)
 
 
 class RawClient:
@@ -47,6 +50,16 @@ class RawClient:
             if msg is None:
                 raise AssertionError(f"closed ({self.ws.close_code}) before {kind.__name__}")
             if isinstance(msg, kind):
+                return msg
+
+    async def recv_matching(self, kind: type[M], predicate: Callable[[M], bool], timeout: float = 5.0) -> M:
+        """The next message of ``kind`` for which ``predicate`` holds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            msg = await self.recv_until(kind, timeout=max(0.01, deadline - loop.time()))
+            assert isinstance(msg, kind)
+            if predicate(msg):
                 return msg
 
     async def wait_closed(self, timeout: float = 5.0) -> int | None:

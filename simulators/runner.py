@@ -1,0 +1,223 @@
+"""Many bots at once: create races through a node's admin endpoint, race, summarise.
+
+``run_bots`` is the reusable part; ``python -m simulators`` (see ``__main__``) wraps it.
+Load goes to loopback only (``simulators.guard``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import structlog
+
+from arena.codec import WireFormat
+from arena.protocol import ErrorCode, PlayerStatus
+from simulators.admin import create_race
+from simulators.bot import Bot, BotReport
+from simulators.guard import require_loopback
+from simulators.typing import draw_profile
+
+__all__ = ["EXPECTED_ERROR_CODES", "RunSummary", "format_summary", "percentile", "run_bots", "summarise"]
+
+log = structlog.get_logger(__name__)
+
+MAX_SEATS = 5
+# An input crossing the race's time limit is a benign race with the server's clock.
+EXPECTED_ERROR_CODES = frozenset({ErrorCode.RACE_OVER.value})
+
+
+@dataclass
+class RunSummary:
+    races: int
+    bots: int
+    finished: int
+    dnf: int
+    flagged: int
+    wpm_mean: float | None
+    wpm_min: float | None
+    wpm_max: float | None
+    accuracy_mean: float | None
+    errors_by_code: dict[str, int]
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    failures: dict[str, str]  # bot name -> what went wrong locally
+    unexpected: list[str]  # names of bots that failed or got an unexpected error
+    duration_s: float
+    reports: list[BotReport] = field(default_factory=list, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return not self.unexpected
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but the per-bot reports, for ``--json``."""
+        return {
+            "races": self.races,
+            "bots": self.bots,
+            "finished": self.finished,
+            "dnf": self.dnf,
+            "flagged": self.flagged,
+            "wpm": {"mean": self.wpm_mean, "min": self.wpm_min, "max": self.wpm_max},
+            "accuracy_mean": self.accuracy_mean,
+            "errors_by_code": self.errors_by_code,
+            "progress_latency_ms": {
+                "p50": self.latency_p50_ms,
+                "p95": self.latency_p95_ms,
+                "p99": self.latency_p99_ms,
+            },
+            "failures": self.failures,
+            "unexpected": self.unexpected,
+            "duration_s": self.duration_s,
+            "ok": self.ok,
+        }
+
+
+async def run_bots(
+    node_http_url: str,
+    admin_token: str,
+    n_bots: int,
+    race_type: str,
+    rng: random.Random,
+    timeout_s: float,
+    *,
+    seats_per_race: int = MAX_SEATS,
+    custom_text: str | None = None,
+    mean_wpm: float = 60.0,
+    sd_wpm: float = 22.0,
+    send_interval_ms: int = 200,
+    fmt: WireFormat = WireFormat.MSGPACK,
+) -> RunSummary:
+    """Create ceil(n_bots / seats_per_race) races, run every bot concurrently, summarise.
+
+    Raises ``NotLoopbackError`` for a non-loopback URL and ``AdminError`` when the node
+    refuses to create a race.
+    """
+    require_loopback(node_http_url)
+    if n_bots < 1:
+        raise ValueError("n_bots must be >= 1")
+    if not 1 <= seats_per_race <= MAX_SEATS:
+        raise ValueError(f"seats_per_race must be 1 to {MAX_SEATS}")
+    started = time.monotonic()
+    # No connection cap: every bot holds one WebSocket for the whole race.
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        bots: list[Bot] = []
+        races = 0
+        names = [f"bot-{i}" for i in range(1, n_bots + 1)]
+        for first in range(0, n_bots, seats_per_race):
+            race = await create_race(
+                session,
+                node_http_url,
+                admin_token,
+                names[first : first + seats_per_race],
+                race_type=race_type,
+                custom_text=custom_text,
+            )
+            races += 1
+            log.info("race_created", race_id=race.race_id, seats=len(race.seats))
+            for seat in race.seats:
+                bot_rng = random.Random(rng.getrandbits(64))
+                bots.append(
+                    Bot(
+                        race.url,
+                        seat.player_token,
+                        seat.ticket,
+                        draw_profile(bot_rng, mean_wpm=mean_wpm, sd_wpm=sd_wpm),
+                        bot_rng,
+                        send_interval_ms=send_interval_ms,
+                        fmt=fmt,
+                        name=seat.name,
+                        session=session,
+                    )
+                )
+        remaining = max(1.0, timeout_s - (time.monotonic() - started))
+        reports = list(await asyncio.gather(*(bot.run(remaining) for bot in bots)))
+    return summarise(reports, races=races, duration_s=time.monotonic() - started)
+
+
+def summarise(reports: list[BotReport], *, races: int, duration_s: float) -> RunSummary:
+    rows = [r.my_row for r in reports if r.my_row is not None]
+    finished_rows = [row for row in rows if row.status == PlayerStatus.FINISHED.value]
+    wpms = [row.wpm for row in finished_rows]
+    accuracies = [row.accuracy for row in finished_rows]
+    latencies = sorted(ms for r in reports for ms in r.progress_latencies_ms)
+    errors = Counter(e.code for r in reports for e in r.errors)
+    failures = {r.name: r.failure for r in reports if r.failure is not None}
+    unexpected = [
+        r.name
+        for r in reports
+        if r.failure is not None or any(e.code not in EXPECTED_ERROR_CODES for e in r.errors)
+    ]
+    return RunSummary(
+        races=races,
+        bots=len(reports),
+        finished=len(finished_rows),
+        dnf=len(reports) - len(finished_rows),
+        flagged=sum(1 for row in rows if row.flags),
+        wpm_mean=_round(statistics.fmean(wpms)) if wpms else None,
+        wpm_min=min(wpms) if wpms else None,
+        wpm_max=max(wpms) if wpms else None,
+        accuracy_mean=_round(statistics.fmean(accuracies)) if accuracies else None,
+        errors_by_code=dict(sorted(errors.items())),
+        latency_p50_ms=_round(percentile(latencies, 50)),
+        latency_p95_ms=_round(percentile(latencies, 95)),
+        latency_p99_ms=_round(percentile(latencies, 99)),
+        failures=failures,
+        unexpected=unexpected,
+        duration_s=round(duration_s, 2),
+        reports=reports,
+    )
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    """The q-th percentile (0-100) of sorted values, linearly interpolated; None if empty."""
+    if not sorted_values:
+        return None
+    if not 0 <= q <= 100:
+        raise ValueError("q must be in [0, 100]")
+    rank = (len(sorted_values) - 1) * q / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def format_summary(summary: RunSummary) -> str:
+    """A small human-readable table."""
+
+    def num(value: float | None, unit: str = "") -> str:
+        return "-" if value is None else f"{value:.1f}{unit}"
+
+    errors = ", ".join(f"{code}={n}" for code, n in summary.errors_by_code.items()) or "none"
+    lines = [
+        ("races", str(summary.races)),
+        ("bots", f"{summary.bots} ({summary.finished} finished, {summary.dnf} DNF)"),
+        ("wpm", f"mean {num(summary.wpm_mean)}  min {num(summary.wpm_min)}  max {num(summary.wpm_max)}"),
+        ("accuracy", f"mean {num(summary.accuracy_mean, '%')}"),
+        ("flagged", str(summary.flagged)),
+        ("errors", errors),
+        (
+            "progress latency",
+            f"p50 {num(summary.latency_p50_ms, ' ms')}  p95 {num(summary.latency_p95_ms, ' ms')}"
+            f"  p99 {num(summary.latency_p99_ms, ' ms')}",
+        ),
+        ("duration", f"{summary.duration_s:.1f} s"),
+        ("result", "ok" if summary.ok else f"FAILED: {len(summary.unexpected)} bot(s) went wrong"),
+    ]
+    width = max(len(label) for label, _ in lines)
+    out = [f"{label.ljust(width)}  {value}" for label, value in lines]
+    out.extend(f"  {name}: {reason}" for name, reason in summary.failures.items())
+    return "\n".join(out)
