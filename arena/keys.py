@@ -32,3 +32,7 @@ def race_updates(race_id: RaceId) -> str:
 def node_info(node_id: str) -> str:
     """Hash describing a gameserver node: public URL, region, state."""
     return f"node:{node_id}"
+
+
+# Sorted set of node ids scored by their last heartbeat (ms): the registry's liveness index.
+NODES_ALIVE = "nodes:alive"

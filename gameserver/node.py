@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 import structlog
-from redis.typing import EncodableT, FieldT
 
 from arena import keys
 from arena.clock import now_ms
 from arena.ids import PlayerId, RaceId, new_race_id
 from arena.protocol import RaceState, RaceType, Results
+from arena.registry import NodeInfo, NodeRegistry, NodeState
 from arena.tokens import TokenSigner
 from gameserver.metrics import NodeMetrics
 from gameserver.outbox import OutboxWriter
@@ -70,7 +70,9 @@ class Node:
         self.draining = False
         self.connection_count = 0
         self._rng = rng or random.Random()
+        self.registry = NodeRegistry(redis, stale_after_ms=int(settings.heartbeat_s * 3000))
         self._ticker: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
         self._finalizers: set[asyncio.Task[None]] = set()
         self._last_ping_ms = 0
         self.log = log.bind(node_id=settings.node_id)
@@ -78,8 +80,9 @@ class Node:
     # ---- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
-        await self._register()
+        await self.registry.heartbeat(self.info())
         self._ticker = asyncio.create_task(self._tick_loop(), name="node-ticker")
+        self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="node-heartbeat")
         self.log.info("node_started", url=self.settings.ws_url)
 
     async def shutdown(self, deadline_s: float = 10.0) -> None:
@@ -100,10 +103,11 @@ class Node:
 
     async def stop(self, deadline_s: float = 5.0) -> None:
         """Stop the ticker, then wait for results still being written, up to a deadline."""
-        if self._ticker is not None:
-            self._ticker.cancel()
-            await asyncio.gather(self._ticker, return_exceptions=True)
-            self._ticker = None
+        for task in (self._ticker, self._heartbeat):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._ticker = self._heartbeat = None
         await self._wait_finalizers(deadline_s)
         await self._unregister()
         self.log.info("node_stopped")
@@ -118,29 +122,43 @@ class Node:
         if pending:
             self.log.error("results_unwritten_at_stop", races=len(pending))
 
-    async def _register(self) -> None:
+    def info(self) -> NodeInfo:
         s = self.settings
-        fields: dict[FieldT, EncodableT] = {
-            "url": s.ws_url,
-            "region": s.region,
-            "state": "draining" if self.draining else "ready",
-        }
-        await self.redis.hset(keys.node_info(s.node_id), mapping=fields)
+        return NodeInfo(
+            node_id=s.node_id,
+            url=s.ws_url,
+            http_url=s.http_url,
+            region=s.region,
+            capacity=s.capacity,
+            players=self.players_seated() + self.seats_reserved(),
+            races=self.live_races(),
+            state=(NodeState.DRAINING if self.draining else NodeState.READY).value,
+            heartbeat_at=now_ms(),
+        )
+
+    async def _heartbeat_loop(self) -> None:
+        """Tell the registry we are alive and how loaded; a dead node drops out by TTL."""
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_s)
+            try:
+                await self.registry.heartbeat(self.info())
+            except Exception as exc:  # Redis hiccup: the next beat retries
+                self.log.warning("heartbeat_failed", error=str(exc))
 
     async def _unregister(self) -> None:
         try:
-            await self.redis.delete(keys.node_info(self.settings.node_id))
-        except Exception as exc:  # Redis gone at shutdown: the entry is stale, not harmful
+            await self.registry.remove(self.settings.node_id)
+        except Exception as exc:  # Redis gone at shutdown: the entry expires by itself
             self.log.warning("node_unregister_failed", error=str(exc))
 
     async def node_url(self, node_id: str) -> str | None:
-        url = await self.redis.hget(keys.node_info(node_id), "url")
-        return url.decode() if isinstance(url, bytes) else url
+        info = await self.registry.get(node_id)
+        return info.url if info is not None else None
 
     async def drain(self) -> None:
         """Take no new races; running ones finish. Status reports drained when none is left."""
         self.draining = True
-        await self._register()
+        await self.registry.heartbeat(self.info())
         self.log.info("node_draining", races=self.live_races())
 
     def live_races(self) -> int:
@@ -201,6 +219,14 @@ class Node:
 
     def room(self, race_id: RaceId) -> RaceRoom | None:
         return self.rooms.get(race_id)
+
+    def seats_reserved(self) -> int:
+        """Seats held for players who have not arrived yet (they count against capacity)."""
+        return sum(
+            len(r.race.seats) - len(r.race.racers)
+            for r in self.rooms.values()
+            if r.race.state is RaceState.WAITING
+        )
 
     def players_seated(self) -> int:
         return sum(len(r.race.racers) for r in self.rooms.values() if not r.race.ended)
@@ -282,7 +308,7 @@ class Node:
         """Keep a small Redis hash of the race for the lobby and other nodes (best effort)."""
         race = room.race
         key = keys.race_state(race.id)
-        fields: dict[FieldT, EncodableT] = {
+        fields: dict[str, str | int] = {
             "state": race.state.value,
             "node": race.node_id,
             "type": race.race_type.value,
@@ -291,7 +317,7 @@ class Node:
         }
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hset(key, mapping=fields)
+                pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
                 pipe.expire(key, RACE_STATE_TTL_S)
                 await pipe.execute()
         except Exception as exc:

@@ -84,7 +84,9 @@ class NodeSettings:
     host: str = "127.0.0.1"  # ARENA_NODE_HOST: listen address
     port: int = 8100  # ARENA_NODE_PORT
     public_url: str = ""  # ARENA_NODE_PUBLIC_URL: ws URL players use; default ws://host:port/ws
+    http_public_url: str = ""  # ARENA_NODE_HTTP_URL: admin/control URL; default http://host:port
     region: str = "local"  # ARENA_NODE_REGION
+    heartbeat_s: float = 1.0  # ARENA_NODE_HEARTBEAT_S: registry heartbeat; dead after 3 missed
     capacity: int = 10000  # ARENA_NODE_CAPACITY: players this node accepts
     shutdown_grace_s: float = 30.0  # ARENA_NODE_SHUTDOWN_GRACE_S: drain deadline on SIGTERM
     redis: RedisSettings = field(default_factory=RedisSettings)
@@ -99,6 +101,10 @@ class NodeSettings:
     def ws_url(self) -> str:
         return self.public_url or f"ws://{self.host}:{self.port}/ws"
 
+    @property
+    def http_url(self) -> str:
+        return self.http_public_url or f"http://{self.host}:{self.port}"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> NodeSettings:
         d = cls()
@@ -107,7 +113,9 @@ class NodeSettings:
             host=env_str(env, "ARENA_NODE_HOST", d.host),
             port=env_int(env, "ARENA_NODE_PORT", d.port),
             public_url=env_str(env, "ARENA_NODE_PUBLIC_URL", d.public_url),
+            http_public_url=env_str(env, "ARENA_NODE_HTTP_URL", d.http_public_url),
             region=env_str(env, "ARENA_NODE_REGION", d.region),
+            heartbeat_s=env_float(env, "ARENA_NODE_HEARTBEAT_S", d.heartbeat_s),
             capacity=env_int(env, "ARENA_NODE_CAPACITY", d.capacity),
             shutdown_grace_s=env_float(env, "ARENA_NODE_SHUTDOWN_GRACE_S", d.shutdown_grace_s),
             redis=RedisSettings.from_env(env),
