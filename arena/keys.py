@@ -36,3 +36,63 @@ def node_info(node_id: str) -> str:
 
 # Sorted set of node ids scored by their last heartbeat (ms): the registry's liveness index.
 NODES_ALIVE = "nodes:alive"
+
+
+# ---- matchmaking: tickets and queues (arena/tickets.py, matchmaker/) --------------
+# Everything of one queue (race type, region) shares the hash tag {race_type:region}: the
+# claim, assign, release, reap and cancel scripts touch the queue, its pool, its claims and
+# the tickets together. A ticket id embeds its queue, so its hash key is found from the id.
+
+
+def mm_queue(race_type: str, region: str) -> str:
+    """Sorted set of queued ticket ids, scored by enqueue instant (ms): oldest first."""
+    return f"mm:{{{race_type}:{region}}}:queue"
+
+
+def mm_pool(race_type: str, region: str) -> str:
+    """Hash ticket id -> "rating|language|player_id|name" of queued tickets (what pairing reads)."""
+    return f"mm:{{{race_type}:{region}}}:pool"
+
+
+def mm_claims(race_type: str, region: str) -> str:
+    """Sorted set of claimed ticket ids, scored by claim deadline (ms): what the reaper scans."""
+    return f"mm:{{{race_type}:{region}}}:claims"
+
+
+def mm_ticket(race_type: str, region: str, ticket_id: str) -> str:
+    """Hash of one ticket: owner, rating, state, claim and assignment fields."""
+    return f"mm:{{{race_type}:{region}}}:ticket:{ticket_id}"
+
+
+def mm_stats(race_type: str, region: str) -> str:
+    """Hash of a queue's recent wait figures, written by matchmakers, read for expected waits."""
+    return f"mm:{{{race_type}:{region}}}:stats"
+
+
+def mm_lease(race_type: str, region: str) -> str:
+    """Short lease: which matchmaker is pairing this queue right now (avoids duplicate work)."""
+    return f"mm:{{{race_type}:{region}}}:lease"
+
+
+def ticket_events(ticket_id: str) -> str:
+    """Pub/sub channel announcing a ticket's state change (matched, cancelled) to waiters."""
+    return f"ticket:{{{ticket_id}}}:events"
+
+
+# ---- ratings (arena/rating.py) ---------------------------------------------------------
+# One hash tag {rating} for all of them: a race's update writes every player's rating, the
+# "already applied" marker and the change stream in one script.
+
+
+def player_rating(player_id: str) -> str:
+    """Hash of a player's Glicko-2 rating: r, rd, vol, races, v (version), updated_at."""
+    return f"{{rating}}:player:{player_id}"
+
+
+def rating_applied(match_id: str) -> str:
+    """Marker that a match's result is already in the ratings (makes the update idempotent)."""
+    return f"{{rating}}:applied:{match_id}"
+
+
+# Stream of rating changes, one entry per rated match, for persistence to read later.
+RATING_CHANGES_STREAM = "{rating}:changes"

@@ -263,7 +263,7 @@ class Node:
             await room.flush_outgoing()
             if race.state is not before:
                 await self._mirror_state(room)
-            if race.dirty and race.state is RaceState.RUNNING:
+            if race.dirty and race.started:  # includes the final frame of a race that just ended
                 await room.broadcast_progress(now)
             if ping_due and not race.ended:
                 await room.ping_all(now)

@@ -4,12 +4,24 @@ Each server starts the first time a test asks for it and stops at the end of
 the session; tests that never ask start nothing.
 """
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
 
+import aiohttp
 import pytest
 import redis
+import redis.asyncio as aioredis
+from aiohttp import web
 
-from ops.services import KafkaBroker, PostgresServer, RedisServer
+from arena import keys
+from arena.ids import NodeId
+from arena.results import MatchRecord
+from arena.settings import RedisSettings, SecretSettings
+from gameserver.app import NODE_KEY, build_app
+from gameserver.node import Node
+from gameserver.settings import LimitSettings, NodeSettings, RaceSettings
+from ops.services import KafkaBroker, PostgresServer, RedisServer, free_port
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +52,91 @@ def redis_url(redis_server: RedisServer) -> str:
     finally:
         client.close()
     return redis_server.url
+
+
+# ---- gameserver nodes ----------------------------------------------------------
+
+ADMIN = "test-admin-token"
+FAST_RACE = RaceSettings(countdown_s=1.0, wait_timeout_s=5.0, grace_s=3.0, tick_hz=20.0, ping_interval_s=1.0)
+
+
+@dataclass
+class RunningNode:
+    settings: NodeSettings
+    runner: web.AppRunner
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return self.settings.ws_url
+
+    @property
+    def node(self) -> Node:
+        return self.runner.app[NODE_KEY]
+
+    async def create_race(self, names: list[str], **extra: Any) -> dict[str, Any]:
+        body = {"race_type": "quick", "players": [{"name": n} for n in names], **extra}
+        async with aiohttp.ClientSession() as http:
+            resp = await http.post(
+                f"{self.http_url}/admin/races", json=body, headers={"Authorization": f"Bearer {ADMIN}"}
+            )
+            data: dict[str, Any] = await resp.json()
+            assert resp.status == 201, data
+            return data
+
+
+NodeFactory = Callable[..., Awaitable[RunningNode]]
+
+
+@pytest.fixture
+async def node_factory(redis_url: str) -> AsyncIterator[NodeFactory]:
+    runners: list[web.AppRunner] = []
+
+    async def start(
+        node_id: str = "node-a",
+        race: RaceSettings = FAST_RACE,
+        limits: LimitSettings | None = None,
+        region: str = "local",
+        capacity: int = 10000,
+    ) -> RunningNode:
+        port = free_port()
+        settings = NodeSettings(
+            node_id=NodeId(node_id),
+            port=port,
+            region=region,
+            capacity=capacity,
+            redis=RedisSettings(url=redis_url),
+            secrets=SecretSettings(token_secret=b"test-secret-0123456789", admin_token=ADMIN),
+            race=race,
+            limits=limits or LimitSettings(),
+        )
+        runner = web.AppRunner(build_app(settings), handle_signals=False)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runners.append(runner)
+        return RunningNode(settings, runner)
+
+    yield start
+    for runner in reversed(runners):
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def node(node_factory: NodeFactory) -> RunningNode:
+    return await node_factory()
+
+
+def with_race(**changes: Any) -> RaceSettings:
+    return replace(FAST_RACE, **changes)
+
+
+async def read_outbox(redis_url: str) -> list[MatchRecord]:
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        entries = await redis.xrange(keys.OUTBOX_STREAM)
+    finally:
+        await redis.aclose()
+    return [MatchRecord.from_bytes(fields[b"data"]) for _, fields in entries]

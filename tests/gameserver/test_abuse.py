@@ -7,7 +7,7 @@ import msgpack
 from arena.codec import WireFormat
 from arena.protocol import CloseCode, Error, ErrorCode, Hello, Input, Join, Joined, Welcome
 from gameserver.settings import LimitSettings
-from tests.gameserver.conftest import NodeFactory, RunningNode
+from tests.conftest import NodeFactory, RunningNode
 from tests.gameserver.wsclient import RawClient
 
 

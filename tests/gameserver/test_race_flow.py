@@ -3,9 +3,6 @@
 import asyncio
 import random
 
-import redis.asyncio as aioredis
-
-from arena import keys
 from arena.clock import now_ms
 from arena.protocol import (
     Countdown,
@@ -19,8 +16,7 @@ from arena.protocol import (
     Start,
     Welcome,
 )
-from arena.results import MatchRecord
-from tests.gameserver.conftest import NodeFactory, RunningNode, with_race
+from tests.conftest import NodeFactory, RunningNode, read_outbox, with_race
 from tests.gameserver.wsclient import RawClient
 
 CUSTOM = "a quiet river bends past the old mill and on toward the sea"
@@ -62,15 +58,6 @@ async def type_text(
         await client.send(Input(seq=seq, keys=text[i : i + batch], times=chunk_times))
         seq += 1
     return seq
-
-
-async def read_outbox(redis_url: str) -> list[MatchRecord]:
-    redis = aioredis.Redis.from_url(redis_url)
-    try:
-        entries = await redis.xrange(keys.OUTBOX_STREAM)
-    finally:
-        await redis.aclose()
-    return [MatchRecord.from_bytes(fields[b"data"]) for _, fields in entries]
 
 
 async def test_two_players_race_and_the_result_is_in_the_outbox_once(

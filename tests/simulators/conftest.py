@@ -1,21 +1,17 @@
-"""Real gameserver nodes on loopback ports for the bot tests, backed by the session's Redis."""
+"""Bot tests run against the shared real-node fixture (tests/conftest.py) with a wider grace."""
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from arena.ids import NodeId
-from arena.settings import RedisSettings, SecretSettings
-from gameserver.app import build_app
 from gameserver.settings import NodeSettings, RaceSettings
-from ops.services import free_port
 from simulators.admin import CreatedRace, create_race
+from tests.conftest import ADMIN, FAST_RACE, NodeFactory
 
-ADMIN_TOKEN = "sim-test-admin-token"
-FAST_RACE = RaceSettings(countdown_s=1.0, wait_timeout_s=5.0, grace_s=5.0, tick_hz=20.0, ping_interval_s=1.0)
+ADMIN_TOKEN = ADMIN
+SIM_RACE = replace(FAST_RACE, grace_s=5.0)
 # ~60 characters: a race of fast bots takes a few seconds.
 SHORT_TEXT = "Quick brown foxes jump over lazy dogs, then nap in the sun."
 
@@ -43,28 +39,12 @@ NodeStarter = Callable[..., Awaitable[SimNode]]
 
 
 @pytest.fixture
-async def start_node(redis_url: str) -> AsyncIterator[NodeStarter]:
-    runners: list[web.AppRunner] = []
+def start_node(node_factory: NodeFactory) -> NodeStarter:
+    async def start(node_id: str = "sim-a", race: RaceSettings = SIM_RACE) -> SimNode:
+        running = await node_factory(node_id=node_id, race=race)
+        return SimNode(running.settings)
 
-    async def start(node_id: str = "sim-a", race: RaceSettings = FAST_RACE) -> SimNode:
-        port = free_port()
-        settings = NodeSettings(
-            node_id=NodeId(node_id),
-            host="127.0.0.1",
-            port=port,
-            redis=RedisSettings(url=redis_url),
-            secrets=SecretSettings(token_secret=b"sim-test-secret-0123456789", admin_token=ADMIN_TOKEN),
-            race=race,
-        )
-        runner = web.AppRunner(build_app(settings), handle_signals=False)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        runners.append(runner)
-        return SimNode(settings)
-
-    yield start
-    for runner in reversed(runners):
-        await runner.cleanup()
+    return start
 
 
 @pytest.fixture
