@@ -63,12 +63,17 @@ class RawClient:
                 return msg
 
     async def wait_closed(self, timeout: float = 5.0) -> int | None:
+        """Read until the socket closes; returns the close code the server sent."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while not self.ws.closed and loop.time() < deadline:
             msg = await self.ws.receive(timeout=max(0.01, deadline - loop.time()))
             if msg.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
                 self.received.append(decode_server(msg.data))
+            elif msg.type is aiohttp.WSMsgType.CLOSE:
+                # The code in the server's close frame: what a browser's close event reports.
+                # (aiohttp's own close_code turns 1006 when the server drops TCP right after.)
+                return int(msg.data)
         return self.ws.close_code
 
     async def close(self) -> None:
