@@ -112,6 +112,11 @@ class Node:
         await self._unregister()
         self.log.info("node_stopped")
 
+    def tasks_alive(self) -> list[asyncio.Task[None]]:
+        """Background tasks still running (empty after ``stop``)."""
+        tasks = [t for t in (self._ticker, self._heartbeat) if t is not None]
+        return [t for t in (*tasks, *self._finalizers) if not t.done()]
+
     async def _wait_finalizers(self, deadline_s: float) -> None:
         if not self._finalizers:
             return
