@@ -18,12 +18,14 @@ PROJECT_FILES := $(wildcard setup.cfg setup.py pyproject.toml)
 
 setup: system-packages $(STAMP)
 
-# Debian packages for the real Redis and PostgreSQL used by tests and `make run`.
+# Debian packages: Python 3.11 with venv, and the real Redis and PostgreSQL used by tests and `make run`.
 # apt-get update only when something is missing, so a ready machine stays offline.
 system-packages:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	[ -x $(PG_BIN)/postgres ] || missing="$$missing postgresql-15"; \
+	command -v $(PYTHON) >/dev/null || missing="$$missing python3.11"; \
+	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3.11-venv"; \
 	if [ -n "$$missing" ]; then \
 		echo "apt-get install:$$missing"; \
 		$(SUDO) apt-get update; \
