@@ -29,6 +29,16 @@ def race_updates(race_id: RaceId) -> str:
     return f"race:{{{race_id}}}:updates"
 
 
+def race_watched(race_id: RaceId) -> str:
+    """Set (with a TTL) by a node relaying the race to its spectators: the owner publishes then."""
+    return f"race:{{{race_id}}}:watched"
+
+
+def node_control(node_id: str) -> str:
+    """Pub/sub channel addressed to one node (its relay's standing subscription)."""
+    return f"node:{node_id}:control"
+
+
 def node_info(node_id: str) -> str:
     """Hash describing a gameserver node: public URL, region, state."""
     return f"node:{node_id}"

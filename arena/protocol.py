@@ -34,6 +34,8 @@ class MsgType(StrEnum):
     LEAVE = "leave"
     ERROR = "error"
     REDIRECT = "redirect"
+    SPECTATE = "spectate"
+    WATCHING = "watching"
 
 
 class RaceType(StrEnum):
@@ -142,7 +144,17 @@ class Input(Message):
 
 @dataclass(slots=True)
 class Leave(Message):
+    """Leave the race (a racer becomes DNF) or stop watching it (a spectator)."""
+
     TYPE: ClassVar[MsgType] = MsgType.LEAVE
+
+
+@dataclass(slots=True)
+class Spectate(Message):
+    """Watch a live race from any node; spectators receive the race's broadcasts only."""
+
+    TYPE: ClassVar[MsgType] = MsgType.SPECTATE
+    race_id: str
 
 
 # ---- server to client -------------------------------------------------------------
@@ -194,6 +206,23 @@ class Joined(Message):
     start_at: int | None
     ends_at: int | None
     you: ResumeState
+
+
+@dataclass(slots=True)
+class Watching(Message):
+    """Snapshot for a spectator; the race's roster, countdown, progress and results follow."""
+
+    TYPE: ClassVar[MsgType] = MsgType.WATCHING
+    race_id: str
+    race_type: str
+    passage_id: str
+    passage: str
+    state: str
+    players: list[PlayerInfo]
+    server_time: int
+    start_at: int | None
+    ends_at: int | None
+    node_id: str
 
 
 @dataclass(slots=True)
@@ -282,7 +311,9 @@ class Redirect(Message):
     race_id: str
 
 
-CLIENT_MESSAGES: dict[str, type[Message]] = {m.TYPE.value: m for m in (Hello, Ping, Pong, Join, Input, Leave)}
+CLIENT_MESSAGES: dict[str, type[Message]] = {
+    m.TYPE.value: m for m in (Hello, Ping, Pong, Join, Input, Leave, Spectate)
+}
 SERVER_MESSAGES: dict[str, type[Message]] = {
     m.TYPE.value: m
     for m in (
@@ -290,6 +321,7 @@ SERVER_MESSAGES: dict[str, type[Message]] = {
         Ping,
         Pong,
         Joined,
+        Watching,
         Roster,
         Countdown,
         Start,

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from arena import keys
 from arena.clock import now_ms
+from arena.redisutil import as_text, text_map
 
 
 class NodeState(StrEnum):
@@ -44,13 +45,9 @@ class NodeInfo:
         return self.state == NodeState.READY.value and self.free_seats > 0
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _decode(raw: Mapping[Any, Any]) -> NodeInfo | None:
     try:
-        d = {_text(k): _text(v) for k, v in raw.items()}
+        d = text_map(raw)
         return NodeInfo(
             node_id=d["node_id"],
             url=d["url"],
@@ -101,7 +98,7 @@ class NodeRegistry:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
             for node_id in ids:
-                pipe.hgetall(keys.node_info(_text(node_id)))
+                pipe.hgetall(keys.node_info(as_text(node_id)))
             raws = await pipe.execute()
         nodes = [n for n in (_decode(r) for r in raws if r) if n is not None]
         return [n for n in nodes if region is None or n.region == region]

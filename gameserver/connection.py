@@ -10,6 +10,7 @@ import structlog
 from aiohttp import WSMsgType, web
 
 from arena.codec import WireFormat, encode
+from arena.ids import RaceId
 from arena.protocol import BACKSPACE, CloseCode, Error, ErrorCode, Message
 from arena.tokens import PlayerToken
 from gameserver.settings import LimitSettings
@@ -65,6 +66,7 @@ class Connection:
         self.player: PlayerToken | None = None
         self.room: RaceRoom | None = None
         self.racer: Racer | None = None
+        self.watching: RaceId | None = None  # the race this socket spectates
         self.log = log
 
     @property

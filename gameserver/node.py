@@ -8,6 +8,7 @@ a finalizer task that writes the outbox before telling the players their results
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from dataclasses import dataclass
 
@@ -17,19 +18,22 @@ import structlog
 from arena import keys
 from arena.clock import now_ms
 from arena.ids import PlayerId, RaceId, new_race_id
-from arena.protocol import RaceState, RaceType, Results
+from arena.protocol import PlayerInfo, RaceState, RaceType, Results, Watching
+from arena.redisutil import text_map
 from arena.registry import NodeInfo, NodeRegistry, NodeState
 from arena.tokens import TokenSigner
 from gameserver.metrics import NodeMetrics
 from gameserver.outbox import OutboxWriter
 from gameserver.passages import Corpus, Passage, custom_passage
 from gameserver.race import Race
+from gameserver.relay import SpectatorRelay
 from gameserver.room import RaceRoom
 from gameserver.settings import NodeSettings
 
 log = structlog.get_logger(__name__)
 
 RACE_STATE_TTL_S = 3600
+WATCH_CHECK_MS = 1000  # how often the owner asks whether other nodes watch its races
 
 
 class NodeDraining(Exception):
@@ -75,12 +79,15 @@ class Node:
         self._heartbeat: asyncio.Task[None] | None = None
         self._finalizers: set[asyncio.Task[None]] = set()
         self._last_ping_ms = 0
+        self._last_watch_check_ms = 0
+        self.relay = SpectatorRelay(redis, settings.node_id)
         self.log = log.bind(node_id=settings.node_id)
 
     # ---- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
         await self.registry.heartbeat(self.info())
+        await self.relay.start()
         self._ticker = asyncio.create_task(self._tick_loop(), name="node-ticker")
         self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="node-heartbeat")
         self.log.info("node_started", url=self.settings.ws_url)
@@ -108,6 +115,7 @@ class Node:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self._ticker = self._heartbeat = None
+        await self.relay.stop()
         await self._wait_finalizers(deadline_s)
         await self._unregister()
         self.log.info("node_stopped")
@@ -261,13 +269,14 @@ class Node:
         if ping_due:
             self._last_ping_ms = now
         counts: dict[str, int] = {s.value: 0 for s in RaceState}
+        mirrors: list[RaceRoom] = []
         for race_id, room in list(self.rooms.items()):
             race = room.race
-            before = race.state
             race.advance(now)
             await room.flush_outgoing()
-            if race.state is not before:
-                await self._mirror_state(room)
+            if race.version != room.mirrored_version:
+                room.mirrored_version = race.version
+                mirrors.append(room)
             if race.dirty and race.started:  # includes the final frame of a race that just ended
                 await room.broadcast_progress(now)
             if ping_due and not race.ended:
@@ -279,9 +288,62 @@ class Node:
                 del self.rooms[race_id]
                 continue
             counts[race.state.value] += 1
+        await self._sync_redis(now, mirrors)
         for state, n in counts.items():
             self.metrics.races.labels(state).set(n)
         self.metrics.players.set(self.players_seated())
+
+    async def _sync_redis(self, now: int, mirrors: list[RaceRoom]) -> None:
+        """One pipelined round trip per tick: race mirrors, relayed frames, who is watched."""
+        publishing = [r for r in self.rooms.values() if r.to_publish]
+        check_watched = now - self._last_watch_check_ms >= WATCH_CHECK_MS
+        if not (mirrors or publishing or check_watched):
+            return
+        rooms = list(self.rooms.values()) if check_watched else []
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for room in mirrors:
+                    key = keys.race_state(room.race.id)
+                    pipe.hset(key, mapping=mirror_fields(room.race, now))  # type: ignore[arg-type]
+                    pipe.expire(key, RACE_STATE_TTL_S)
+                for room in publishing:
+                    channel = keys.race_updates(room.race.id)
+                    for frame in room.to_publish:
+                        pipe.publish(channel, frame)
+                    room.to_publish = []
+                for room in rooms:
+                    pipe.exists(keys.race_watched(room.race.id))
+                replies = await pipe.execute()
+        except Exception as exc:  # Redis hiccup: mirrors catch up at the next change
+            self.log.warning("redis_sync_failed", error=str(exc))
+            return
+        if check_watched:
+            self._last_watch_check_ms = now
+            for room, watched in zip(rooms, replies[len(replies) - len(rooms) :], strict=True):
+                room.remote_watched = bool(watched)
+
+    async def remote_snapshot(self, race_id: RaceId) -> Watching | None:
+        """A spectator's snapshot of a race owned elsewhere, from its mirror in Redis."""
+        raw = await self.redis.hgetall(keys.race_state(race_id))
+        if not raw:
+            return None
+        d = text_map(raw)
+        try:
+            players = [PlayerInfo(*row) for row in json.loads(d["roster"])]
+            return Watching(
+                race_id=race_id,
+                race_type=d["type"],
+                passage_id=d["passage_id"],
+                passage=d["passage"],
+                state=d["state"],
+                players=players,
+                server_time=now_ms(),
+                start_at=int(d["start_at"]) or None,
+                ends_at=int(d["ends_at"]) or None,
+                node_id=d["node"],
+            )
+        except (KeyError, ValueError, TypeError):
+            return None
 
     def _spawn_finalizer(self, room: RaceRoom) -> None:
         task = asyncio.create_task(self._finalize(room), name=f"finalize-{room.race.id}")
@@ -309,21 +371,21 @@ class Node:
             "race_finalized", race_id=race.id, state=race.state.value, players=len(record.participants)
         )
 
-    async def _mirror_state(self, room: RaceRoom) -> None:
-        """Keep a small Redis hash of the race for the lobby and other nodes (best effort)."""
-        race = room.race
-        key = keys.race_state(race.id)
-        fields: dict[str, str | int] = {
-            "state": race.state.value,
-            "node": race.node_id,
-            "type": race.race_type.value,
-            "players": len(race.racers),
-            "start_at": race.start_at or 0,
-        }
-        try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
-                pipe.expire(key, RACE_STATE_TTL_S)
-                await pipe.execute()
-        except Exception as exc:
-            self.log.warning("race_state_mirror_failed", race_id=race.id, error=str(exc))
+
+def mirror_fields(race: Race, now: int) -> dict[str, str | int]:
+    """The race's Redis mirror: enough for the lobby and for spectators on other nodes."""
+    roster = [
+        [p.id, p.name, p.connected, p.status, p.position, p.wpm, p.place] for p in race.player_infos(now)
+    ]
+    return {
+        "state": race.state.value,
+        "node": race.node_id,
+        "type": race.race_type.value,
+        "passage_id": race.passage.id,
+        "passage": race.passage.text,
+        "players": len(race.racers),
+        "roster": json.dumps(roster),
+        "start_at": race.start_at or 0,
+        "ends_at": race.ends_at or 0,
+        "version": race.version,
+    }

@@ -125,6 +125,7 @@ class Race:
         self.first_unsent_input_ms: int | None = None  # for input-to-broadcast latency
         self._valid_finishers = 0
         self.started = False
+        self.version = 0  # bumps on every state or roster change: the mirror follows it
 
     # ---- lifecycle ---------------------------------------------------------------
 
@@ -132,6 +133,7 @@ class Race:
         if to not in _TRANSITIONS[self.state]:
             raise InvalidTransition(f"race {self.id}: {self.state} -> {to} is not allowed")
         self.state = to
+        self.version += 1
 
     @property
     def ended(self) -> bool:
@@ -258,6 +260,7 @@ class Race:
                 self._roster_changed()
 
     def _roster_changed(self) -> None:
+        self.version += 1
         self.outgoing.append(Roster(players=self.player_infos()))
 
     # ---- typing ------------------------------------------------------------------

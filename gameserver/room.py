@@ -1,14 +1,18 @@
 """A race together with the sockets watching it: the I/O side of ``Race``.
 
 The room turns the race's ``outgoing`` messages and progress into frames, encoding each
-frame once per wire format and writing the same bytes to every socket of the race.
+frame once per wire format and writing the same bytes to every socket of the race: its
+players and its local spectators. When another node has spectators of this race, the
+msgpack frame is also queued for the race's pub/sub channel (published once per tick).
 """
 
 from __future__ import annotations
 
-from arena.codec import WireFormat, encode, encode_map
+from typing import Any
+
+from arena.codec import WireFormat, encode_map, to_wire
 from arena.ids import PlayerId
-from arena.protocol import Message, MsgType, Ping
+from arena.protocol import Message, MsgType, Ping, Watching
 from gameserver.connection import Connection
 from gameserver.metrics import NodeMetrics
 from gameserver.race import Race
@@ -19,8 +23,12 @@ class RaceRoom:
         self.race = race
         self.metrics = metrics
         self.players: dict[PlayerId, Connection] = {}
+        self.spectators: set[Connection] = set()
         self.finalized = False  # outbox written and results sent
         self.removable_at: int | None = None
+        self.remote_watched = False  # some other node relays this race to its spectators
+        self.to_publish: list[bytes] = []  # msgpack frames for the pub/sub channel
+        self.mirrored_version = -1
 
     def attach(self, player_id: PlayerId, conn: Connection) -> Connection | None:
         """Bind a player's socket; returns the socket it replaced, if any."""
@@ -36,17 +44,46 @@ class RaceRoom:
         return False
 
     def sockets(self) -> list[Connection]:
-        return [c for c in self.players.values() if not c.closed]
+        conns = [c for c in self.players.values() if not c.closed]
+        conns.extend(c for c in self.spectators if not c.closed)
+        return conns
 
-    async def broadcast(self, msg: Message) -> None:
+    def watching(self, now: int) -> Watching:
+        race = self.race
+        return Watching(
+            race_id=race.id,
+            race_type=race.race_type.value,
+            passage_id=race.passage.id,
+            passage=race.passage.text,
+            state=race.state.value,
+            players=race.player_infos(now),
+            server_time=now,
+            start_at=race.start_at,
+            ends_at=race.ends_at,
+            node_id=race.node_id,
+        )
+
+    async def broadcast(self, msg: Message, *, relay: bool = True) -> None:
         """Send one message to every socket, encoded at most once per format."""
+        await self._send_wire(to_wire(msg), relay=relay)
+        self.metrics.frames_out.labels(msg.TYPE.value).inc(len(self.players) + len(self.spectators))
+
+    async def _send_wire(self, wire: dict[str, Any], *, relay: bool, skip_backlogged: bool = False) -> int:
         frames: dict[WireFormat, bytes | str] = {}
+        sent = 0
         for conn in self.sockets():
+            if skip_backlogged and conn.backlogged():
+                continue
             frame = frames.get(conn.fmt)
             if frame is None:
-                frame = frames[conn.fmt] = encode(msg, conn.fmt)
+                frame = frames[conn.fmt] = encode_map(wire, conn.fmt)
             await conn.send_frame(frame)
-        self.metrics.frames_out.labels(msg.TYPE.value).inc(len(self.players))
+            sent += 1
+        if relay and self.remote_watched:
+            packed = frames.get(WireFormat.MSGPACK) or encode_map(wire, WireFormat.MSGPACK)
+            assert isinstance(packed, bytes)
+            self.to_publish.append(packed)
+        return sent
 
     async def flush_outgoing(self) -> None:
         race = self.race
@@ -60,16 +97,7 @@ class RaceRoom:
         race = self.race
         race.dirty = False
         wire = {"t": MsgType.PROGRESS.value, "server_time": now, "players": race.progress_rows(now)}
-        frames: dict[WireFormat, bytes | str] = {}
-        sent = 0
-        for conn in self.sockets():
-            if conn.backlogged():
-                continue
-            frame = frames.get(conn.fmt)
-            if frame is None:
-                frame = frames[conn.fmt] = encode_map(wire, conn.fmt)
-            await conn.send_frame(frame)
-            sent += 1
+        sent = await self._send_wire(wire, relay=True, skip_backlogged=True)
         self.metrics.frames_out.labels(MsgType.PROGRESS.value).inc(sent)
         if race.first_unsent_input_ms is not None:
             self.metrics.input_to_broadcast_seconds.observe((now - race.first_unsent_input_ms) / 1000)
@@ -77,4 +105,12 @@ class RaceRoom:
 
     async def ping_all(self, now: int) -> None:
         """Server pings measure each player's round trip for latency compensation."""
-        await self.broadcast(Ping(sent=now))
+        wire = to_wire(Ping(sent=now))
+        frames: dict[WireFormat, bytes | str] = {}
+        for conn in self.players.values():
+            if conn.closed:
+                continue
+            frame = frames.get(conn.fmt)
+            if frame is None:
+                frame = frames[conn.fmt] = encode_map(wire, conn.fmt)
+            await conn.send_frame(frame)

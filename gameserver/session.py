@@ -24,6 +24,7 @@ from arena.protocol import (
     RaceState,
     Redirect,
     Results,
+    Spectate,
     Welcome,
 )
 from arena.tokens import TokenError
@@ -105,6 +106,8 @@ class SocketSession:
                 await self.on_input(message)
             case Leave():
                 await self.on_leave()
+            case Spectate():
+                await self.on_spectate(message)
             case _:
                 await self._error(ErrorCode.BAD_MESSAGE, f"{message.TYPE.value} is not a client message")
 
@@ -146,7 +149,7 @@ class SocketSession:
         if ticket.node_id != node.settings.node_id:
             await self._redirect(ticket.node_id, ticket.race_id)
             return
-        if conn.room is not None:
+        if conn.room is not None or conn.watching is not None:
             await self._error(ErrorCode.ALREADY_JOINED, "leave the current race first")
             return
         room = node.room(ticket.race_id)
@@ -196,7 +199,8 @@ class SocketSession:
     async def on_input(self, inp: Input) -> None:
         conn = self.conn
         if conn.room is None or conn.racer is None:
-            await self._error(ErrorCode.NOT_JOINED, "join a race first")
+            reason = "spectators cannot type" if conn.watching else "join a race first"
+            await self._error(ErrorCode.NOT_JOINED, reason)
             return
         race = conn.room.race
         if race.state is not RaceState.RUNNING:
@@ -213,8 +217,52 @@ class SocketSession:
         if outcome is InputOutcome.FINISHED:
             await conn.room.flush_outgoing()
 
+    async def on_spectate(self, spectate: Spectate) -> None:
+        conn, node = self.conn, self.node
+        if conn.room is not None or conn.watching is not None:
+            await self._error(ErrorCode.ALREADY_JOINED, "leave the current race first")
+            return
+        race_id = RaceId(spectate.race_id)
+        room = node.room(race_id)
+        if room is not None:  # ours: watch it directly
+            room.spectators.add(conn)
+            conn.watching = race_id
+            await conn.send(room.watching(now_ms()))
+            if room.finalized:
+                race = room.race
+                await conn.send(
+                    Results(
+                        race_id=race.id,
+                        state=race.state.value,
+                        results=race.result_rows(),
+                        reason=race.end_reason,
+                    )
+                )
+            return
+        snapshot = await node.remote_snapshot(race_id)
+        if snapshot is None:
+            await self._error(ErrorCode.RACE_NOT_FOUND, "no such live race")
+            return
+        conn.watching = race_id
+        await conn.send(snapshot)
+        await node.relay.watch(race_id, conn)
+
+    async def stop_watching(self) -> None:
+        conn = self.conn
+        race_id, conn.watching = conn.watching, None
+        if race_id is None:
+            return
+        room = self.node.room(race_id)
+        if room is not None:
+            room.spectators.discard(conn)
+        else:
+            await self.node.relay.unwatch(race_id, conn)
+
     async def on_leave(self) -> None:
         conn = self.conn
+        if conn.watching is not None:
+            await self.stop_watching()
+            return
         if conn.room is None or conn.racer is None:
             await self._error(ErrorCode.NOT_JOINED, "not in a race")
             return
@@ -226,6 +274,7 @@ class SocketSession:
 
     async def on_closed(self) -> None:
         conn = self.conn
+        await self.stop_watching()
         room, racer = conn.room, conn.racer
         conn.room = conn.racer = None
         if room is not None and racer is not None and room.detach(racer.id, conn):

@@ -90,4 +90,4 @@ def test_malformed_frames_raise_protocol_error(frame: bytes | str, reason: str) 
 
 
 def test_client_registry_names_every_client_type() -> None:
-    assert set(CLIENT_MESSAGES) == {"hello", "ping", "pong", "join", "input", "leave"}
+    assert set(CLIENT_MESSAGES) == {"hello", "ping", "pong", "join", "input", "leave", "spectate"}

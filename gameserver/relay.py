@@ -1,0 +1,117 @@
+"""Spectators of races owned by other nodes: frames arrive over Redis pub/sub and are relayed.
+
+The owner publishes a race's msgpack frames on ``race:{id}:updates`` only while some node
+says it is watched (``race:{id}:watched``, refreshed here with a TTL), so unwatched races
+cost Redis nothing. This node subscribes once per watched race, however many of its
+spectators watch it, and writes each frame to every local spectator (msgpack bytes as they
+came, or JSON made once per frame).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import msgpack
+import redis.asyncio as aioredis
+import structlog
+
+from arena import keys
+from arena.codec import WireFormat
+from arena.ids import NodeId, RaceId
+from gameserver.connection import Connection
+
+log = structlog.get_logger(__name__)
+
+WATCHED_TTL_S = 10
+REFRESH_S = 3.0
+
+
+class SpectatorRelay:
+    def __init__(self, redis: aioredis.Redis, node_id: NodeId) -> None:
+        self._redis = redis
+        self._node_id = node_id
+        self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        self._watchers: dict[str, set[Connection]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.frames_relayed = 0
+
+    async def start(self) -> None:
+        # A standing subscription, so the reader always has a connection to read from.
+        await self._pubsub.subscribe(keys.node_control(self._node_id))
+        self._tasks = [
+            asyncio.create_task(self._read_loop(), name="relay-reader"),
+            asyncio.create_task(self._refresh_loop(), name="relay-refresher"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def watched_races(self) -> int:
+        return len(self._watchers)
+
+    async def watch(self, race_id: RaceId, conn: Connection) -> None:
+        conns = self._watchers.get(race_id)
+        if conns is None:
+            conns = self._watchers[race_id] = set()
+            await self._pubsub.subscribe(keys.race_updates(race_id))
+            await self._redis.set(keys.race_watched(race_id), self._node_id, ex=WATCHED_TTL_S)
+        conns.add(conn)
+
+    async def unwatch(self, race_id: RaceId, conn: Connection) -> None:
+        conns = self._watchers.get(race_id)
+        if conns is None:
+            return
+        conns.discard(conn)
+        if not conns:
+            del self._watchers[race_id]
+            await self._pubsub.unsubscribe(keys.race_updates(race_id))
+
+    async def _read_loop(self) -> None:
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+            except (aioredis.ConnectionError, OSError) as exc:
+                log.warning("relay_read_failed", error=str(exc))
+                await asyncio.sleep(1.0)
+                continue
+            if message is None or message.get("type") != "message":
+                continue
+            channel = message["channel"]
+            race_id = (channel.decode() if isinstance(channel, bytes) else channel).split("{", 1)[-1]
+            race_id = race_id.split("}", 1)[0]
+            await self._deliver(race_id, message["data"])
+
+    async def _deliver(self, race_id: str, frame: bytes) -> None:
+        conns = self._watchers.get(race_id)
+        if not conns:
+            return
+        as_json: str | None = None
+        for conn in list(conns):
+            if conn.closed:
+                continue
+            if conn.fmt is WireFormat.MSGPACK:
+                await conn.send_frame(frame)
+            else:
+                if as_json is None:
+                    as_json = json.dumps(msgpack.unpackb(frame, raw=False), separators=(",", ":"))
+                await conn.send_frame(as_json)
+            self.frames_relayed += 1
+
+    async def _refresh_loop(self) -> None:
+        """Keep telling owners that these races are watched."""
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            if not self._watchers:
+                continue
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for race_id in self._watchers:
+                        pipe.set(keys.race_watched(RaceId(race_id)), self._node_id, ex=WATCHED_TTL_S)
+                    await pipe.execute()
+            except Exception as exc:  # Redis hiccup: the next round retries
+                log.warning("relay_refresh_failed", error=str(exc))
