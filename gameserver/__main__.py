@@ -1,4 +1,10 @@
-"""``arena-gameserver``: run one node. Signals are handled here only."""
+"""``arena-gameserver``: run one node. Signals are handled here only.
+
+SIGTERM or SIGINT drains: the node takes no new races and waits for its running races to
+finish, up to ``ARENA_NODE_SHUTDOWN_GRACE_S``; races still running then are aborted (their
+players get aborted results, the partial results go to the outbox) and the node exits.
+A second signal skips the wait. ``POST /admin/drain {"exit": true}`` drains and exits too.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from aiohttp import web
 
 from arena.logs import configure_logging
 from arena.settings import environ
-from gameserver.app import build_app
+from gameserver.app import NODE_KEY, build_app
 from gameserver.settings import NodeSettings
 
 log = structlog.get_logger(__name__)
@@ -22,17 +28,29 @@ async def serve(settings: NodeSettings) -> None:
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, backlog=4096, reuse_address=True)
     await site.start()
+    node = runner.app[NODE_KEY]
     log.info("gameserver_listening", node_id=settings.node_id, url=settings.ws_url)
-    stop = asyncio.Event()
+    signals = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("gameserver_stopping")
-    # A second signal while stopping forces the exit.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: (_ for _ in ()).throw(SystemExit(1)))
+        loop.add_signal_handler(sig, signals.set)
+    exit_asked = asyncio.ensure_future(node.exit_requested.wait())
+    signalled = asyncio.ensure_future(signals.wait())
+    await asyncio.wait([exit_asked, signalled], return_when=asyncio.FIRST_COMPLETED)
+    exit_asked.cancel()
+    signals.clear()
+    await node.drain()
+    log.info("gameserver_draining", races=node.live_races(), grace_s=settings.shutdown_grace_s)
+    drained = asyncio.ensure_future(node.wait_drained())
+    second = asyncio.ensure_future(signals.wait())  # a second signal stops waiting
+    done, _ = await asyncio.wait([drained, second], timeout=settings.shutdown_grace_s,
+                                 return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+    for task in (drained, second, signalled):
+        task.cancel()
+    if drained not in done:
+        log.warning("drain_deadline_passed", races_aborted=node.live_races())
     await runner.cleanup()
+    log.info("gameserver_stopped")
 
 
 def main() -> None:

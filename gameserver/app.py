@@ -164,9 +164,16 @@ async def _create_race(request: web.Request) -> web.Response:
 
 
 async def _drain(request: web.Request) -> web.Response:
+    """Drain: no new races, running ones finish. Body ``{"exit": true}``: then exit the process."""
     _require_admin(request)
     node = request.app[NODE_KEY]
+    try:
+        body = await request.json() if request.can_read_body else {}
+    except ValueError:
+        return _json_error(400, "bad_json", "body must be JSON or empty")
     await node.drain()
+    if isinstance(body, dict) and body.get("exit") is True:
+        node.exit_requested.set()
     return web.json_response(_status_body(node), status=202)
 
 

@@ -72,6 +72,7 @@ class Node:
         self.outbox = OutboxWriter(redis)
         self.rooms: dict[RaceId, RaceRoom] = {}
         self.draining = False
+        self.exit_requested = asyncio.Event()  # set by an admin drain that asks the node to exit
         self.connection_count = 0
         self._rng = rng or random.Random()
         self.registry = NodeRegistry(redis, stale_after_ms=int(settings.heartbeat_s * 3000))
@@ -173,6 +174,11 @@ class Node:
         self.draining = True
         await self.registry.heartbeat(self.info())
         self.log.info("node_draining", races=self.live_races())
+
+    async def wait_drained(self, poll_s: float = 0.1) -> None:
+        # Polling keeps the finalizer path free of drain bookkeeping; 100 ms is plenty here.
+        while self.live_races():  # noqa: ASYNC110
+            await asyncio.sleep(poll_s)
 
     def live_races(self) -> int:
         return sum(1 for r in self.rooms.values() if not r.finalized)

@@ -1,0 +1,156 @@
+"""A node as a real process: SIGTERM drains with a deadline, SIGKILL drops it from placement."""
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from arena.registry import NodeRegistry
+from ops.services import free_port
+from simulators.bot import Bot, BotReport
+from simulators.typing import TypingProfile
+from tests.conftest import ADMIN, read_outbox
+
+TEXT = "Storm clouds gathered over the harbour while the fishing boats hurried home."
+
+
+@dataclass
+class NodeProcess:
+    proc: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def create_race(self, names: list[str]) -> dict[str, object]:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN}"}) as http:
+            body = {"race_type": "custom", "custom_text": TEXT, "players": [{"name": n} for n in names]}
+            resp = await http.post(f"{self.http_url}/admin/races", json=body)
+            assert resp.status == 201
+            return await resp.json()  # type: ignore[no-any-return]
+
+    async def exit_code(self, timeout_s: float) -> int:
+        loop = asyncio.get_running_loop()
+        return await asyncio.wait_for(loop.run_in_executor(None, self.proc.wait), timeout_s)
+
+
+ProcessStarter = Callable[..., Awaitable[NodeProcess]]
+
+
+@pytest.fixture
+async def start_process(redis_url: str) -> AsyncIterator[ProcessStarter]:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    async def start(node_id: str = "proc-a", grace_s: float = 30.0) -> NodeProcess:
+        port = free_port()
+        env = dict(os.environ) | {
+            "ARENA_REDIS_URL": redis_url,
+            "ARENA_NODE_ID": node_id,
+            "ARENA_NODE_PORT": str(port),
+            "ARENA_ADMIN_TOKEN": ADMIN,
+            "ARENA_TOKEN_SECRET": "process-test-secret-0123",
+            "ARENA_NODE_SHUTDOWN_GRACE_S": str(grace_s),
+            "ARENA_RACE_COUNTDOWN_S": "1",
+            "ARENA_NODE_HEARTBEAT_S": "0.5",
+        }
+        proc = subprocess.Popen([sys.executable, "-m", "gameserver"], env=env)
+        procs.append(proc)
+        node = NodeProcess(proc, port)
+        async with aiohttp.ClientSession() as http:
+            for _ in range(100):
+                try:
+                    if (await http.get(f"{node.http_url}/healthz")).status == 200:
+                        return node
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise AssertionError("node process did not come up")
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def bots_for(race: dict[str, object], wpm: float) -> list[Bot]:
+    seats = race["seats"]
+    assert isinstance(seats, list)
+    profile = TypingProfile(wpm=wpm, error_rate=0.0, jitter_cv=0.4, notice_delay_chars=0, pause_chance=0.0)
+    url = race["url"]
+    assert isinstance(url, str)
+    return [Bot(url, s["player_token"], s["ticket"], profile, random.Random(i)) for i, s in enumerate(seats)]
+
+
+def run_bots(bots: list[Bot], timeout_s: float) -> "asyncio.Future[list[BotReport]]":
+    """Start the bots in the background; await the future for their reports."""
+    return asyncio.ensure_future(asyncio.gather(*(b.run(timeout_s) for b in bots)))
+
+
+async def test_sigterm_lets_running_races_finish(start_process: ProcessStarter, redis_url: str) -> None:
+    node = await start_process()
+    race = await node.create_race(["ada", "bob"])
+    reports = run_bots(bots_for(race, 140.0), 30)
+    await asyncio.sleep(2.0)  # the race is running
+    node.proc.send_signal(signal.SIGTERM)
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN}"}) as http:
+        await asyncio.sleep(0.3)
+        resp = await http.post(f"{node.http_url}/admin/races", json={"players": [{"name": "late"}]})
+        assert resp.status == 503  # draining: no new race
+    done = await reports
+    assert all(r.finished and r.results is not None and r.results.state == "finished" for r in done)
+    assert await node.exit_code(15) == 0
+    records = await read_outbox(redis_url)
+    assert [(r.match_id, r.state) for r in records] == [(race["race_id"], "finished")]
+
+
+async def test_races_still_running_at_the_deadline_are_aborted(
+    start_process: ProcessStarter, redis_url: str
+) -> None:
+    node = await start_process(grace_s=1.0)
+    race = await node.create_race(["slow", "slower"])
+    reports = run_bots(bots_for(race, 20.0), 30)
+    await asyncio.sleep(2.0)
+    node.proc.send_signal(signal.SIGTERM)
+    done = await reports
+    for report in done:
+        assert report.results is not None and report.results.state == "aborted"
+        assert report.results.reason == "the server is shutting down"
+    assert await node.exit_code(15) == 0
+    records = await read_outbox(redis_url)
+    assert [(r.match_id, r.state) for r in records] == [(race["race_id"], "aborted")]
+    assert all(0 < p.correct_chars < len(TEXT) for p in records[0].participants)
+
+
+async def test_a_killed_node_leaves_placement_within_seconds(
+    start_process: ProcessStarter, redis_url: str
+) -> None:
+    node = await start_process("proc-doomed")
+    redis = aioredis.Redis.from_url(redis_url)
+    registry = NodeRegistry(redis, stale_after_ms=1500)
+    assert [n.node_id for n in await registry.live_nodes()] == ["proc-doomed"]
+    node.proc.send_signal(signal.SIGKILL)
+    node.proc.wait()
+    loop = asyncio.get_running_loop()
+    killed_at = loop.time()
+    while await registry.live_nodes():
+        await asyncio.sleep(0.1)
+        assert loop.time() - killed_at < 5, "a dead node stayed in placement"
+    await redis.aclose()
+
+
+async def test_admin_drain_with_exit(start_process: ProcessStarter) -> None:
+    node = await start_process()
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN}"}) as http:
+        resp = await http.post(f"{node.http_url}/admin/drain", json={"exit": True})
+        assert resp.status == 202
+    assert await node.exit_code(10) == 0
