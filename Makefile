@@ -20,16 +20,25 @@ setup: system-packages $(STAMP)
 
 # Debian packages: Python 3.11 with venv, and the real Redis and PostgreSQL used by tests and `make run`.
 # apt-get update only when something is missing, so a ready machine stays offline.
+# policy-rc.d keeps the packages' system services (postgres, redis, nginx on :80) from starting:
+# the project starts its own servers on free loopback ports.
 system-packages:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	[ -x $(PG_BIN)/postgres ] || missing="$$missing postgresql-15"; \
+	[ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
 	command -v $(PYTHON) >/dev/null || missing="$$missing python3.11"; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3.11-venv"; \
 	if [ -n "$$missing" ]; then \
 		echo "apt-get install:$$missing"; \
 		$(SUDO) apt-get update; \
+		guard=""; \
+		if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			guard=1; printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null; \
+			$(SUDO) chmod +x /usr/sbin/policy-rc.d; \
+		fi; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+		[ -z "$$guard" ] || $(SUDO) rm -f /usr/sbin/policy-rc.d; \
 	fi
 
 $(VENV)/bin/python:

@@ -23,7 +23,11 @@ class RawClient:
     @classmethod
     async def connect(cls, url: str, **kwargs: Any) -> RawClient:
         http = aiohttp.ClientSession()
-        ws = await http.ws_connect(url, **kwargs)
+        try:
+            ws = await http.ws_connect(url, **kwargs)
+        except BaseException:
+            await http.close()
+            raise
         return cls(http, ws)
 
     async def send(self, msg: Message, fmt: WireFormat = WireFormat.MSGPACK) -> None:
