@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ from arena.codec import WireFormat, encode
 from arena.ids import RaceId
 from arena.protocol import BACKSPACE, CloseCode, Error, ErrorCode, Message
 from arena.tokens import PlayerToken
+from gameserver.frames import ws_frame
 from gameserver.settings import LimitSettings
 
 if TYPE_CHECKING:
@@ -57,8 +59,11 @@ class ClosingError(Exception):
 
 
 class Connection:
-    def __init__(self, ws: web.WebSocketResponse, limits: LimitSettings) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, limits: LimitSettings, transport: asyncio.Transport | None
+    ) -> None:
         self.ws = ws
+        self.transport = transport
         self.fmt = WireFormat.MSGPACK
         self.limits = limits
         self.bucket = TokenBucket(limits.max_msgs_per_s, limits.burst_msgs)
@@ -80,19 +85,19 @@ class Connection:
     async def send(self, msg: Message) -> None:
         await self.send_frame(encode(msg, self.fmt))
 
-    async def send_frame(self, frame: bytes | str) -> None:
-        if self.ws.closed:
-            return
-        try:
-            if isinstance(frame, bytes):
-                await self.ws.send_bytes(frame)
-            else:
-                await self.ws.send_str(frame)
-        except (ConnectionError, RuntimeError):
-            pass  # the socket went away; its reader notices and cleans up
+    async def send_frame(self, payload: bytes | str) -> None:
+        self.write(ws_frame(payload))
+
+    def write(self, frame: bytes) -> bool:
+        """Write a whole pre-built WebSocket frame; False if the socket is going away."""
+        transport = self.transport
+        if transport is None or transport.is_closing() or self.ws.closed:
+            return False
+        transport.write(frame)
+        return True
 
     def backlogged(self) -> bool:
-        transport = self.ws._req.transport if self.ws._req is not None else None
+        transport = self.transport
         return transport is not None and transport.get_write_buffer_size() > _PROGRESS_BACKLOG_LIMIT
 
     async def send_error(self, code: ErrorCode, reason: str) -> None:

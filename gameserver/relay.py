@@ -20,6 +20,7 @@ from arena import keys
 from arena.codec import WireFormat
 from arena.ids import NodeId, RaceId
 from gameserver.connection import Connection
+from gameserver.frames import ws_frame
 
 log = structlog.get_logger(__name__)
 
@@ -40,8 +41,8 @@ class SpectatorRelay:
         # A standing subscription, so the reader always has a connection to read from.
         await self._pubsub.subscribe(keys.node_control(self._node_id))
         self._tasks = [
-            asyncio.create_task(self._read_loop(), name="relay-reader"),
-            asyncio.create_task(self._refresh_loop(), name="relay-refresher"),
+            asyncio.create_task(self._read_loop(), name="relay-subscription"),
+            asyncio.create_task(self._refresh_loop(), name="relay-refresh"),
         ]
 
     async def stop(self) -> None:
@@ -86,21 +87,16 @@ class SpectatorRelay:
             race_id = race_id.split("}", 1)[0]
             await self._deliver(race_id, message["data"])
 
-    async def _deliver(self, race_id: str, frame: bytes) -> None:
+    async def _deliver(self, race_id: str, payload: bytes) -> None:
         conns = self._watchers.get(race_id)
         if not conns:
             return
-        as_json: str | None = None
-        for conn in list(conns):
-            if conn.closed:
-                continue
-            if conn.fmt is WireFormat.MSGPACK:
-                await conn.send_frame(frame)
-            else:
-                if as_json is None:
-                    as_json = json.dumps(msgpack.unpackb(frame, raw=False), separators=(",", ":"))
-                await conn.send_frame(as_json)
-            self.frames_relayed += 1
+        frames: dict[WireFormat, bytes] = {}
+        for conn in conns:
+            frame = frames.get(conn.fmt)
+            if frame is None:
+                frame = frames[conn.fmt] = ws_frame(_in_format(payload, conn.fmt))
+            self.frames_relayed += conn.write(frame)
 
     async def _refresh_loop(self) -> None:
         """Keep telling owners that these races are watched."""
@@ -115,3 +111,10 @@ class SpectatorRelay:
                     await pipe.execute()
             except Exception as exc:  # Redis hiccup: the next round retries
                 log.warning("relay_refresh_failed", error=str(exc))
+
+
+def _in_format(payload: bytes, fmt: WireFormat) -> bytes | str:
+    """The relayed msgpack payload as the spectator's format wants it."""
+    if fmt is WireFormat.MSGPACK:
+        return payload
+    return json.dumps(msgpack.unpackb(payload, raw=False), separators=(",", ":"))

@@ -14,6 +14,7 @@ from arena.codec import WireFormat, encode_map, to_wire
 from arena.ids import PlayerId
 from arena.protocol import Message, MsgType, Ping, Watching
 from gameserver.connection import Connection
+from gameserver.frames import ws_frame
 from gameserver.metrics import NodeMetrics
 from gameserver.race import Race
 
@@ -69,18 +70,18 @@ class RaceRoom:
         self.metrics.frames_out.labels(msg.TYPE.value).inc(len(self.players) + len(self.spectators))
 
     async def _send_wire(self, wire: dict[str, Any], *, relay: bool, skip_backlogged: bool = False) -> int:
-        frames: dict[WireFormat, bytes | str] = {}
+        """Encode once per format, frame once, write the same bytes to every socket."""
+        frames: dict[WireFormat, bytes] = {}
         sent = 0
         for conn in self.sockets():
             if skip_backlogged and conn.backlogged():
                 continue
             frame = frames.get(conn.fmt)
             if frame is None:
-                frame = frames[conn.fmt] = encode_map(wire, conn.fmt)
-            await conn.send_frame(frame)
-            sent += 1
+                frame = frames[conn.fmt] = ws_frame(encode_map(wire, conn.fmt))
+            sent += conn.write(frame)
         if relay and self.remote_watched:
-            packed = frames.get(WireFormat.MSGPACK) or encode_map(wire, WireFormat.MSGPACK)
+            packed = encode_map(wire, WireFormat.MSGPACK)
             assert isinstance(packed, bytes)
             self.to_publish.append(packed)
         return sent
@@ -106,11 +107,9 @@ class RaceRoom:
     async def ping_all(self, now: int) -> None:
         """Server pings measure each player's round trip for latency compensation."""
         wire = to_wire(Ping(sent=now))
-        frames: dict[WireFormat, bytes | str] = {}
+        frames: dict[WireFormat, bytes] = {}
         for conn in self.players.values():
-            if conn.closed:
-                continue
             frame = frames.get(conn.fmt)
             if frame is None:
-                frame = frames[conn.fmt] = encode_map(wire, conn.fmt)
-            await conn.send_frame(frame)
+                frame = frames[conn.fmt] = ws_frame(encode_map(wire, conn.fmt))
+            conn.write(frame)

@@ -309,7 +309,8 @@ async def websocket_handler(request: web.Request, node: Node) -> web.StreamRespo
     node.connection_count += 1
     node.metrics.connections.inc()
     try:
-        await SocketSession(node, Connection(ws, limits)).run()
+        # uvloop's transports are not asyncio.Transport subclasses: take it as aiohttp gives it.
+        await SocketSession(node, Connection(ws, limits, request.transport)).run()
     finally:
         node.connection_count -= 1
         node.metrics.connections.dec()

@@ -107,7 +107,9 @@ async def test_sigterm_lets_running_races_finish(start_process: ProcessStarter, 
         resp = await http.post(f"{node.http_url}/admin/races", json={"players": [{"name": "late"}]})
         assert resp.status == 503  # draining: no new race
     done = await reports
-    assert all(r.finished and r.results is not None and r.results.state == "finished" for r in done)
+    assert all(r.finished and r.results is not None and r.results.state == "finished" for r in done), [
+        (r.finished, r.failure, r.errors, r.close_code, r.results and r.results.state) for r in done
+    ]
     assert await node.exit_code(15) == 0
     records = await read_outbox(redis_url)
     assert [(r.match_id, r.state) for r in records] == [(race["race_id"], "finished")]
