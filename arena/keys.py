@@ -106,3 +106,47 @@ def rating_applied(match_id: str) -> str:
 
 # Stream of rating changes, one entry per rated match, for persistence to read later.
 RATING_CHANGES_STREAM = "{rating}:changes"
+
+
+# ---- lobby (lobby/) --------------------------------------------------------------------
+# Each of these is touched alone (one key per command or script), so none needs a hash tag.
+
+
+def account(name_key: str) -> str:
+    """Hash of a named player: player_id, name, scrypt salt/hash/parameters. Keyed by the case-folded name."""
+    return f"account:{name_key}"
+
+
+def player_ticket(player_id: str) -> str:
+    """The player's latest matchmaking ticket id (one live ticket per player)."""
+    return f"player:{player_id}:ticket"
+
+
+def player_ticket_lock(player_id: str) -> str:
+    """Short lock while the lobby creates a ticket for this player."""
+    return f"player:{player_id}:ticket:lock"
+
+
+def rate_limit(scope: str, subject: str, window: int) -> str:
+    """Request counter of one client IP or player ("ip" / "player") in one fixed window."""
+    return f"ratelimit:{scope}:{subject}:{window}"
+
+
+def user_presence(player_id: str) -> str:
+    """The player's presence (region, last seen), expiring: the seeds' ``user:{userId}:presence``."""
+    return f"user:{player_id}:presence"
+
+
+def presence_online(region: str) -> str:
+    """Sorted set of players online in a region, scored by last heartbeat (ms)."""
+    return f"presence:{region}:online"
+
+
+def private_race(code: str) -> str:
+    """Hash of a private race by invite code: settings, members, state, seats; expires with the code."""
+    return f"private:{code}"
+
+
+def private_race_events(code: str) -> str:
+    """Pub/sub channel announcing a private race's changes (joined, starting, started) to waiters."""
+    return f"private:{code}:events"

@@ -9,6 +9,7 @@ A second signal skips the wait. ``POST /admin/drain {"exit": true}`` drains and 
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 
 import structlog
@@ -28,6 +29,10 @@ async def serve(settings: NodeSettings) -> None:
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, backlog=4096, reuse_address=True)
     await site.start()
+    # Everything allocated at start-up lives as long as the process: keep the collector off it,
+    # and collect the young generation less often (the notes measured 100+ ms pauses otherwise).
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     node = runner.app[NODE_KEY]
     log.info("gameserver_listening", node_id=settings.node_id, url=settings.ws_url)
     signals = asyncio.Event()

@@ -1,1 +1,1 @@
-"""lobby"""
+"""The lobby: the HTTP front door (player tokens, matchmaking tickets, private races, presence)."""
