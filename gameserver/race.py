@@ -123,6 +123,10 @@ class Race:
         self.outgoing: list[Message] = []  # to every socket of the race, in order
         self.dirty = False  # progress changed since the last broadcast
         self.first_unsent_input_ms: int | None = None  # for input-to-broadcast latency
+        # Players whose progress changed since the last broadcast, when only typing changed it:
+        # a frame whose only news is a player's own typing need not be sent to that player.
+        self.typed_since_broadcast: set[PlayerId] = set()
+        self._other_change = False  # a start or a DNF changed the picture for everyone
         self._valid_finishers = 0
         self.started = False
         self.version = 0  # bumps on every state or roster change: the mirror follows it
@@ -182,6 +186,7 @@ class Race:
         self.started = True
         self.outgoing.append(Start(start_at=self.start_at, ends_at=self.ends_at, server_time=self.start_at))
         self.dirty = True
+        self._other_change = True
 
     def abort(self, now: int, reason: str) -> None:
         """End the race without a normal finish (nobody came, node shutting down)."""
@@ -281,6 +286,7 @@ class Race:
         racer.typing.apply(keys, times)
         if racer.typing.position != before or racer.typing.finished:
             self.dirty = True
+            self.typed_since_broadcast.add(racer.id)
             if self.first_unsent_input_ms is None:
                 self.first_unsent_input_ms = now
         if racer.typing.finished:
@@ -331,6 +337,7 @@ class Race:
         racer.score = score(racer.typing, max(racer.typing.last_time_ms, 0))
         racer.flags |= assess(racer.typing, racer.score, self.fairplay)
         self.dirty = True
+        self._other_change = True
 
     # ---- views -------------------------------------------------------------------
 
@@ -360,6 +367,16 @@ class Race:
             seq=racer.seq,
             status=racer.status.value,
         )
+
+    def take_changes(self) -> PlayerId | None:
+        """Mark progress as broadcast; returns the player whose own typing was the only news."""
+        sole = None
+        if len(self.typed_since_broadcast) == 1 and not self._other_change:
+            sole = next(iter(self.typed_since_broadcast))
+        self.dirty = False
+        self._other_change = False
+        self.typed_since_broadcast.clear()
+        return sole
 
     def progress_rows(self, now: int) -> list[list[str | int | float]]:
         elapsed = self.elapsed_ms(now)

@@ -69,12 +69,19 @@ class RaceRoom:
         await self._send_wire(to_wire(msg), relay=relay)
         self.metrics.frames_out.labels(msg.TYPE.value).inc(len(self.players) + len(self.spectators))
 
-    async def _send_wire(self, wire: dict[str, Any], *, relay: bool, skip_backlogged: bool = False) -> int:
+    async def _send_wire(
+        self,
+        wire: dict[str, Any],
+        *,
+        relay: bool,
+        skip_backlogged: bool = False,
+        skip: Connection | None = None,
+    ) -> int:
         """Encode once per format, frame once, write the same bytes to every socket."""
         frames: dict[WireFormat, bytes] = {}
         sent = 0
         for conn in self.sockets():
-            if skip_backlogged and conn.backlogged():
+            if conn is skip or (skip_backlogged and conn.backlogged()):
                 continue
             frame = frames.get(conn.fmt)
             if frame is None:
@@ -96,9 +103,10 @@ class RaceRoom:
     async def broadcast_progress(self, now: int) -> None:
         """One progress frame for the whole race, skipped for sockets with a backlog."""
         race = self.race
-        race.dirty = False
+        sole_typist = race.take_changes()
         wire = {"t": MsgType.PROGRESS.value, "server_time": now, "players": race.progress_rows(now)}
-        sent = await self._send_wire(wire, relay=True, skip_backlogged=True)
+        skip = self.players.get(sole_typist) if sole_typist is not None else None
+        sent = await self._send_wire(wire, relay=True, skip_backlogged=True, skip=skip)
         self.metrics.frames_out.labels(MsgType.PROGRESS.value).inc(sent)
         if race.first_unsent_input_ms is not None:
             self.metrics.input_to_broadcast_seconds.observe((now - race.first_unsent_input_ms) / 1000)

@@ -201,3 +201,18 @@ def test_typed_text_that_does_not_match_never_advances() -> None:
     race.apply_input(racer, 1, "xxxxxxxx", [100 * i for i in range(1, 9)], race.start_at + 900)  # type: ignore[operator]
     assert racer.typing.position == 0
     assert racer.status is PlayerStatus.RACING
+
+
+def test_a_players_own_typing_alone_is_not_news_to_them() -> None:
+    race = started_race(2)
+    assert race.take_changes() is None  # the start changed the picture for everyone
+    p1, p2 = race.racers[PlayerId("p1")], race.racers[PlayerId("p2")]
+    start = race.start_at or 0
+    race.apply_input(p1, 1, "th", [100, 200], start + 300)
+    assert race.dirty and race.take_changes() == "p1"
+    assert not race.dirty
+    race.apply_input(p1, 2, "e", [300], start + 400)
+    race.apply_input(p2, 1, "t", [350], start + 400)
+    assert race.take_changes() is None
+    race.apply_input(p2, 2, "x", [500], start + 600)  # a typo moves nobody: nothing to send
+    assert not race.dirty
