@@ -1,0 +1,1 @@
+"""Tournaments: brackets of heats played across nodes, run by one elected director."""
