@@ -54,6 +54,7 @@ class MatchRecord:
     participants: list[ParticipantRecord] = field(default_factory=list)
     tournament_id: str | None = None
     round_no: int | None = None
+    heat_no: int | None = None
     version: int = RECORD_VERSION
 
     def to_bytes(self) -> bytes:

@@ -16,6 +16,7 @@ from arena.tokens import TokenSigner
 from gameserver.metrics import NodeMetrics
 from gameserver.node import Node, NodeDraining, SeatRequest
 from gameserver.passages import Corpus, PassageError
+from gameserver.race import HeatTag
 from gameserver.session import websocket_handler
 from gameserver.settings import NodeSettings
 
@@ -108,7 +109,8 @@ async def _create_race(request: web.Request) -> web.Response:
     """Admin: create a race with reserved seats; returns each seat's tokens.
 
     Body: {"race_type": "quick", "players": [{"name": "ada", "id"?: "..."}], "custom_text"?: "...",
-    "passage_id"?: "q001"}. Until the matchmaker exists this is how races are made.
+    "passage_id"?: "q001", "heat"?: {"tournament_id", "round", "heat"}}. The matchmaker, the
+    lobby (private races) and the tournament director reserve seats through it.
     """
     _require_admin(request)
     node = request.app[NODE_KEY]
@@ -134,12 +136,20 @@ async def _create_race(request: web.Request) -> web.Response:
         requests.append(SeatRequest(PlayerId(pid) if isinstance(pid, str) and pid else new_player_id(), name))
     custom_text = body.get("custom_text")
     passage_id = body.get("passage_id")
+    heat = body.get("heat")
+    heat_tag = None
+    if heat is not None:
+        try:
+            heat_tag = HeatTag(str(heat["tournament_id"]), int(heat["round"]), int(heat["heat"]))
+        except (TypeError, KeyError, ValueError):
+            return _json_error(400, "bad_heat", "heat must be {tournament_id, round, heat}")
     try:
         race, seats = node.create_race(
             race_type,
             requests,
             custom_text=custom_text if isinstance(custom_text, str) else None,
             passage_id=passage_id if isinstance(passage_id, str) else None,
+            heat=heat_tag,
         )
     except NodeDraining:
         return _json_error(503, "draining", "this node takes no new races")

@@ -25,7 +25,7 @@ from arena.tokens import TokenSigner
 from gameserver.metrics import NodeMetrics
 from gameserver.outbox import OutboxWriter
 from gameserver.passages import Corpus, Passage, custom_passage
-from gameserver.race import Race
+from gameserver.race import HeatTag, Race
 from gameserver.relay import SpectatorRelay
 from gameserver.room import RaceRoom
 from gameserver.settings import NodeSettings
@@ -192,6 +192,7 @@ class Node:
         *,
         custom_text: str | None = None,
         passage_id: str | None = None,
+        heat: HeatTag | None = None,
     ) -> tuple[Race, list[Seat]]:
         """Create a race with reserved seats; returns the tokens each player joins with."""
         if self.draining:
@@ -211,6 +212,7 @@ class Node:
             settings=s.race,
             scoring=s.scoring,
             fairplay=s.fairplay,
+            heat=heat,
         )
         self.rooms[race_id] = RaceRoom(race, self.metrics)
         ttl = int(s.race.wait_timeout_s + 600)

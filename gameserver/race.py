@@ -53,6 +53,15 @@ _TRANSITIONS: dict[RaceState, frozenset[RaceState]] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class HeatTag:
+    """Marks a race as a tournament heat; the outbox record carries it."""
+
+    tournament_id: str
+    round_no: int
+    heat_no: int
+
+
 class InputOutcome(Enum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"  # a resent batch the server already has (after a reconnect)
@@ -104,8 +113,10 @@ class Race:
         settings: RaceSettings,
         scoring: ScoringLimits,
         fairplay: FairPlayLimits,
+        heat: HeatTag | None = None,
     ) -> None:
         self.id = race_id
+        self.heat = heat
         self.node_id = node_id
         self.race_type = race_type
         self.passage = passage
@@ -457,7 +468,7 @@ class Race:
             )
         return MatchRecord(
             match_id=self.id,
-            kind="race",
+            kind="heat" if self.heat else "race",
             node_id=self.node_id,
             race_type=self.race_type.value,
             passage_id=self.passage.id,
@@ -468,4 +479,7 @@ class Race:
             started_at=self.start_at if self.started else None,
             ended_at=self.ended_at,
             participants=participants,
+            tournament_id=self.heat.tournament_id if self.heat else None,
+            round_no=self.heat.round_no if self.heat else None,
+            heat_no=self.heat.heat_no if self.heat else None,
         )

@@ -175,3 +175,18 @@ async def test_text_that_was_not_typed_never_counts(node: RunningNode) -> None:
     records = node.node.rooms[race["race_id"]].race.result_rows()
     assert records[0].position == 0 and records[0].status == "dnf" and records[0].wpm == 0.0
     await a.close()
+
+
+async def test_a_heat_carries_its_tournament_into_the_outbox(node: RunningNode, redis_url: str) -> None:
+    heat = {"tournament_id": "t1", "round": 2, "heat": 3}
+    race = await node.create_race(["ada"], race_type="custom", custom_text=CUSTOM, heat=heat)
+    a, _ = await seat(node, race["seats"][0])
+    await wait_start(a)
+    await a.send(Leave())
+    await a.close()
+    for _ in range(50):
+        records = await read_outbox(redis_url)
+        if records:
+            break
+        await asyncio.sleep(0.1)
+    assert [(r.kind, r.tournament_id, r.round_no, r.heat_no) for r in records] == [("heat", "t1", 2, 3)]
