@@ -19,8 +19,10 @@ from arena import keys
 from arena.clock import now_ms
 from arena.ids import PlayerId, RaceId, new_race_id
 from arena.protocol import PlayerInfo, RaceState, RaceType, Results, Watching
+from arena.rating import RatingStore
 from arena.redisutil import text_map
 from arena.registry import NodeInfo, NodeRegistry, NodeState
+from arena.results import MatchRecord
 from arena.tokens import TokenSigner
 from gameserver.metrics import NodeMetrics
 from gameserver.outbox import OutboxWriter
@@ -70,6 +72,7 @@ class Node:
         self.signer = signer
         self.metrics = metrics
         self.outbox = OutboxWriter(redis)
+        self.ratings = RatingStore(redis)
         self.rooms: dict[RaceId, RaceRoom] = {}
         self.draining = False
         self.exit_requested = asyncio.Event()  # set by an admin drain that asks the node to exit
@@ -330,6 +333,14 @@ class Node:
             for room, watched in zip(rooms, replies[len(replies) - len(rooms) :], strict=True):
                 room.remote_watched = bool(watched)
 
+    async def _rate(self, record: MatchRecord) -> None:
+        """Update ratings at once. Idempotent per match; persistence applies it again from
+        the outbox, so a failure here only delays the new ratings."""
+        try:
+            await self.ratings.apply_record(record)
+        except Exception as exc:
+            self.log.warning("rating_update_failed", race_id=record.match_id, error=str(exc))
+
     async def remote_snapshot(self, race_id: RaceId) -> Watching | None:
         """A spectator's snapshot of a race owned elsewhere, from its mirror in Redis."""
         raw = await self.redis.hgetall(keys.race_state(race_id))
@@ -365,6 +376,7 @@ class Node:
         written = await self.outbox.append_with_retry(record)
         if written:
             self.metrics.outbox_appends.inc()
+        await self._rate(record)
         self.metrics.results.labels(race.state.value).inc()
         for p in record.participants:
             for flag in p.flags:

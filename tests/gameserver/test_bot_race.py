@@ -3,6 +3,9 @@
 import asyncio
 import random
 
+import redis.asyncio as aioredis
+
+from arena.rating import RatingStore
 from simulators.bot import Bot
 from simulators.typing import TypingProfile
 from tests.conftest import RunningNode, read_outbox
@@ -49,5 +52,10 @@ async def test_five_bots_race_to_completion(node: RunningNode, redis_url: str) -
     records = await read_outbox(redis_url)
     assert [r.match_id for r in records] == [race["race_id"]]
     assert len(records[0].participants) == 5
+    # Ratings moved once: the winner up, the last down.
+    redis = aioredis.Redis.from_url(redis_url)
+    ratings = await RatingStore(redis).get_many([r.player_id for r in rows])
+    await redis.aclose()
+    assert ratings[rows[0].player_id].rating > 1500 > ratings[rows[-1].player_id].rating
     # Bots measured their own input-to-broadcast latency from progress rows.
     assert all(r.progress_latencies_ms for r in reports)

@@ -1,0 +1,102 @@
+"""``python -m matchmaker``: run one matchmaker process. Signals are handled here only.
+
+Wiring, in dependency order: Redis, ticket store, node registry and HTTP client, placer,
+matchmaker, then the small HTTP app (``/healthz``, ``/metrics``). Stopped in reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import aiohttp
+import redis.asyncio as aioredis
+import structlog
+import uvloop
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from arena.logs import configure_logging
+from arena.registry import NodeRegistry
+from arena.settings import environ
+from arena.tickets import TicketStore
+from matchmaker.metrics import MatchmakerMetrics
+from matchmaker.placement import NodePlacer
+from matchmaker.service import Matchmaker
+from matchmaker.settings import MatchmakerSettings
+
+log = structlog.get_logger(__name__)
+
+MATCHMAKER_KEY = web.AppKey("matchmaker", Matchmaker)
+
+
+def build_http_app(matchmaker: Matchmaker) -> web.Application:
+    app = web.Application()
+    app[MATCHMAKER_KEY] = matchmaker
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/metrics", _metrics)
+    return app
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    matchmaker = request.app[MATCHMAKER_KEY]
+    if not matchmaker.running:
+        return web.json_response({"status": "stopped"}, status=503)
+    return web.json_response({"status": "ok", "matchmaker_id": matchmaker.owner})
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[MATCHMAKER_KEY].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def serve(settings: MatchmakerSettings) -> None:
+    redis = aioredis.Redis.from_url(settings.redis.url)
+    tickets = TicketStore(redis)
+    metrics = MatchmakerMetrics()
+    # Enough connections for every batch in flight; requests past it wait for a free one.
+    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+    placer = NodePlacer(
+        NodeRegistry(redis, stale_after_ms=settings.node_stale_ms),
+        http,
+        settings.secrets.admin_token,
+        timeout_s=settings.node_timeout_s,
+        attempts=settings.node_attempts,
+        metrics=metrics,
+    )
+    matchmaker = Matchmaker(settings, redis, tickets, placer, metrics)
+    runner = web.AppRunner(build_http_app(matchmaker), handle_signals=False)
+    try:
+        await matchmaker.start()
+        await runner.setup()
+        await web.TCPSite(runner, settings.host, settings.port, reuse_address=True).start()
+        log.info("matchmaker_listening", host=settings.host, port=settings.port)
+        await _until_signal()
+        log.info("matchmaker_stopping")
+        await matchmaker.stop()
+    finally:
+        await runner.cleanup()
+        await http.close()
+        await tickets.aclose()
+        await redis.aclose()
+
+
+async def _until_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    # A second signal while stopping forces the exit.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: (_ for _ in ()).throw(SystemExit(1)))
+
+
+def main() -> None:
+    settings = MatchmakerSettings.from_env(environ())
+    configure_logging(settings.log)
+    uvloop.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Placing a formed race on a gameserver node: pick a node by load, reserve the seats.
+
+``NodePlacer`` reads live nodes from the registry (cached briefly), prefers the node with
+the most free seats, never a draining or dead one, and asks it over its admin API to create
+the race (``POST /admin/races``). A node that answers 503 (draining) or does not answer is
+avoided for a while and the next one is tried. Reserved seats expire on the node: a player
+who never comes is simply not waited for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiohttp
+import structlog
+
+from arena.registry import NodeInfo, NodeRegistry
+from matchmaker.metrics import MatchmakerMetrics
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SeatRequest:
+    player_id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReservedSeat:
+    player_token: str
+    join_ticket: str
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    race_id: str
+    node_id: str
+    url: str  # the node's WebSocket URL
+    region: str
+    seats: dict[str, ReservedSeat]  # by player id
+
+
+class Placer(Protocol):
+    async def place(
+        self, race_type: str, regions: Sequence[str], players: Sequence[SeatRequest]
+    ) -> Placed | None:
+        """Create the race in the first of ``regions`` that has room; None if none could."""
+        ...
+
+
+class NodePlacer:
+    """Reserves seats on real nodes through their admin endpoint."""
+
+    def __init__(
+        self,
+        registry: NodeRegistry,
+        http: aiohttp.ClientSession,
+        admin_token: str,
+        *,
+        timeout_s: float = 2.0,
+        attempts: int = 3,
+        refresh_s: float = 0.5,
+        avoid_s: float = 5.0,
+        metrics: MatchmakerMetrics | None = None,
+    ) -> None:
+        self._registry = registry
+        self._http = http
+        self._headers = {"Authorization": f"Bearer {admin_token}"}
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._attempts = attempts
+        self._refresh_s = refresh_s
+        self._avoid_s = avoid_s
+        self._metrics = metrics
+        self._nodes: list[NodeInfo] = []
+        self._nodes_at = -float("inf")
+        self._refresh_lock = asyncio.Lock()
+        self._reserved: dict[str, int] = {}  # seats we reserved since the last refresh, per node
+        self._avoid_until: dict[str, float] = {}  # node id -> loop time
+
+    async def place(
+        self, race_type: str, regions: Sequence[str], players: Sequence[SeatRequest]
+    ) -> Placed | None:
+        tried = 0
+        for region in regions:
+            for node in await self._candidates(region, len(players)):
+                if tried >= self._attempts:
+                    return None
+                tried += 1
+                placed = await self._reserve(node, race_type, players)
+                if placed is not None:
+                    return placed
+        if tried == 0:
+            self._failed("no_node")
+        return None
+
+    async def _candidates(self, region: str, seats: int) -> list[NodeInfo]:
+        """Accepting nodes of the region with room, most free seats first."""
+        await self._refresh()
+        now = asyncio.get_running_loop().time()
+        usable = [
+            n
+            for n in self._nodes
+            if n.region == region
+            and n.accepting
+            and self._avoid_until.get(n.node_id, 0.0) <= now
+            and self._free(n) >= seats
+        ]
+        return sorted(usable, key=lambda n: (-self._free(n), n.node_id))
+
+    def _free(self, node: NodeInfo) -> int:
+        return node.free_seats - self._reserved.get(node.node_id, 0)
+
+    async def _refresh(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._nodes_at < self._refresh_s:
+            return
+        async with self._refresh_lock:
+            if loop.time() - self._nodes_at < self._refresh_s:
+                return  # another caller refreshed while we waited
+            try:
+                self._nodes = await self._registry.live_nodes()
+                self._reserved.clear()  # the nodes' own figures now include our reservations
+            except Exception as exc:  # Redis hiccup: keep the last view a little longer
+                log.warning("node_registry_read_failed", error=str(exc))
+            self._nodes_at = loop.time()
+
+    async def _reserve(self, node: NodeInfo, race_type: str, players: Sequence[SeatRequest]) -> Placed | None:
+        body = {"race_type": race_type, "players": [{"id": p.player_id, "name": p.name} for p in players]}
+        url = f"{node.http_url.rstrip('/')}/admin/races"
+        try:
+            async with self._http.post(url, json=body, headers=self._headers, timeout=self._timeout) as resp:
+                if resp.status == 201:
+                    data = await resp.json()
+                    self._reserved[node.node_id] = self._reserved.get(node.node_id, 0) + len(players)
+                    return _parse(data, node)
+                reason = "draining" if resp.status == 503 else "refused"
+                detail = (await resp.text())[:200]
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            reason, detail = "unreachable", repr(exc)
+        except (ValueError, KeyError, TypeError) as exc:  # a 201 we cannot read: its seats just expire
+            reason, detail = "bad_answer", repr(exc)
+        self._avoid(node, reason)
+        log.warning("placement_failed", node_id=node.node_id, reason=reason, detail=detail)
+        return None
+
+    def _avoid(self, node: NodeInfo, reason: str) -> None:
+        self._avoid_until[node.node_id] = asyncio.get_running_loop().time() + self._avoid_s
+        self._failed(reason)
+
+    def _failed(self, reason: str) -> None:
+        if self._metrics is not None:
+            self._metrics.placement_failures.labels(reason).inc()
+
+
+def _parse(data: Any, node: NodeInfo) -> Placed:
+    seats = {
+        str(s["player_id"]): ReservedSeat(player_token=str(s["player_token"]), join_ticket=str(s["ticket"]))
+        for s in data["seats"]
+    }
+    return Placed(
+        race_id=str(data["race_id"]),
+        node_id=str(data["node_id"]),
+        url=str(data["url"]),
+        region=node.region,
+        seats=seats,
+    )
