@@ -26,7 +26,8 @@ async def test_frames_arrive_intact() -> None:
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        async with aiohttp.ClientSession() as http, http.ws_connect(f"ws://127.0.0.1:{port}/", max_msg_size=0) as ws:
+        url = f"ws://127.0.0.1:{port}/"
+        async with aiohttp.ClientSession() as http, http.ws_connect(url, max_msg_size=0) as ws:
             for payload in PAYLOADS:
                 msg = await ws.receive(timeout=5)
                 assert msg.type is (WSMsgType.TEXT if isinstance(payload, str) else WSMsgType.BINARY)
