@@ -150,3 +150,69 @@ def private_race(code: str) -> str:
 def private_race_events(code: str) -> str:
     """Pub/sub channel announcing a private race's changes (joined, starting, started) to waiters."""
     return f"private:{code}:events"
+
+
+# ---- tournaments (tournaments/) ----------------------------------------------------------
+# Every key of one tournament shares the hash tag {tournament id} (the seeds' names:
+# tournament:{id}:state, :rankings, :participants, channel :updates), so each of its scripts
+# touches one slot. The indexes and the director's lease share the tag {tournaments}.
+
+
+def tournament_state(tournament_id: str) -> str:
+    """Hash of a tournament: spec, state, round, entrants (seeded), versions, final result."""
+    return f"tournament:{{{tournament_id}}}:state"
+
+
+def tournament_participants(tournament_id: str) -> str:
+    """Hash player id -> JSON {name, registered_at} of the registered players."""
+    return f"tournament:{{{tournament_id}}}:participants"
+
+
+def tournament_rankings(tournament_id: str) -> str:
+    """Sorted set of the current standings: higher score = better (players - rank + 1)."""
+    return f"tournament:{{{tournament_id}}}:rankings"
+
+
+def tournament_updates(tournament_id: str) -> str:
+    """Pub/sub channel of a tournament's changes (JSON): standings, heats, rounds."""
+    return f"tournament:{{{tournament_id}}}:updates"
+
+
+def tournament_heat(tournament_id: str, round_no: int, heat_no: int) -> str:
+    """Hash of one heat: members, state, placement attempt, race, seats, results, standings."""
+    return f"tournament:{{{tournament_id}}}:heat:{round_no}:{heat_no}"
+
+
+def tournament_races(tournament_id: str) -> str:
+    """Hash race id -> "round:heat:race_no" of every race placed for the tournament's heats."""
+    return f"tournament:{{{tournament_id}}}:races"
+
+
+def tournament_assignments(tournament_id: str) -> str:
+    """Hash player id -> "round:heat": the latest heat each player was dealt into."""
+    return f"tournament:{{{tournament_id}}}:assignments"
+
+
+def tournament_prizes(tournament_id: str) -> str:
+    """Hash player id -> prize, written when the tournament finishes."""
+    return f"tournament:{{{tournament_id}}}:prizes"
+
+
+# Sorted set of every tournament open for registration, scored by when the director must
+# look at it (ms): the start of a scheduled one; +inf for an instant one until it is full.
+TOURNAMENTS_REGISTERING = "{tournaments}:registering"
+# Sorted set of every running tournament, scored by start (ms): the director's work list.
+TOURNAMENTS_RUNNING = "{tournaments}:running"
+# The director's lease (one active director) and the epoch bumped at each election.
+TOURNAMENT_DIRECTOR_LEASE = "{tournaments}:director"
+TOURNAMENT_DIRECTOR_EPOCH = "{tournaments}:director:epoch"
+
+
+def tournaments_listed(status: str) -> str:
+    """Sorted set of public tournaments by listing status (upcoming, live, finished)."""
+    return f"{{tournaments}}:listed:{status}"
+
+
+def tournament_invite(code: str) -> str:
+    """Private tournament's invite code -> tournament id."""
+    return f"{{tournaments}}:invite:{code}"

@@ -36,6 +36,7 @@ import structlog
 
 from arena import keys
 from arena.clock import now_ms
+from arena.events import ChannelEvents
 from arena.protocol import RaceType
 
 log = structlog.get_logger(__name__)
@@ -362,7 +363,7 @@ class TicketStore:
         self._assign = redis.register_script(_ASSIGN)
         self._requeue = redis.register_script(_REQUEUE)
         self._cancel = redis.register_script(_CANCEL)
-        self._events = _TicketEvents(redis)
+        self._events = ChannelEvents(redis)
         self._reads = asyncio.Semaphore(max_concurrent_reads)
 
     async def aclose(self) -> None:
@@ -460,9 +461,7 @@ class TicketStore:
         """Long-poll: the ticket once matched or cancelled, or as it is after ``timeout_s``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, timeout_s)
-        channel = keys.ticket_events(ticket_id)
-        event = await self._events.subscribe(channel)
-        try:
+        async with self._events.watch(keys.ticket_events(ticket_id)) as event:
             while True:
                 event.clear()  # before reading: a change after the read sets it again
                 async with self._reads:
@@ -474,8 +473,6 @@ class TicketStore:
                     await asyncio.wait_for(event.wait(), min(remaining, self.recheck_s))
                 except TimeoutError:
                     pass
-        finally:
-            await self._events.unsubscribe(channel, event)
 
     async def cancel(self, ticket_id: str) -> Ticket | None:
         """Cancel for good. The returned ticket says what happened: ``cancelled``, or
@@ -586,71 +583,6 @@ class TicketStore:
             args=[claim_id, cutoff, *ids],
         )
         return int(raw)
-
-
-class _TicketEvents:
-    """One pub/sub connection shared by every waiter in the process, subscribed on demand.
-
-    A process with thousands of long-polls holds one Redis connection for them, not thousands.
-    """
-
-    def __init__(self, redis: aioredis.Redis) -> None:
-        self._redis = redis
-        self._pubsub: Any = None  # redis.asyncio.client.PubSub, created on first use
-        self._waiters: dict[str, set[asyncio.Event]] = {}
-        self._reader: asyncio.Task[None] | None = None
-
-    async def subscribe(self, channel: str) -> asyncio.Event:
-        event = asyncio.Event()
-        waiters = self._waiters.setdefault(channel, set())
-        waiters.add(event)
-        if len(waiters) == 1:
-            try:
-                if self._pubsub is None:
-                    self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-                await self._pubsub.subscribe(channel)
-            except Exception as exc:  # the waiter still rechecks on a timer
-                log.warning("ticket_events_subscribe_failed", error=str(exc))
-        if self._reader is None:
-            self._reader = asyncio.create_task(self._read(), name="ticket-events")
-        return event
-
-    async def unsubscribe(self, channel: str, event: asyncio.Event) -> None:
-        waiters = self._waiters.get(channel)
-        if waiters is None:
-            return
-        waiters.discard(event)
-        if waiters:
-            return
-        del self._waiters[channel]
-        if self._pubsub is None:
-            return  # closed meanwhile
-        try:
-            await self._pubsub.unsubscribe(channel)
-        except Exception as exc:
-            log.warning("ticket_events_unsubscribe_failed", error=str(exc))
-
-    async def _read(self) -> None:
-        while True:
-            try:
-                msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            except Exception as exc:  # connection trouble: waiters fall back to rechecking
-                log.warning("ticket_events_read_failed", error=str(exc))
-                await asyncio.sleep(0.5)
-                continue
-            if msg is None or msg.get("type") != "message":
-                continue
-            for event in self._waiters.get(_text(msg["channel"]), ()):
-                event.set()
-
-    async def aclose(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
-            self._reader = None
-        if self._pubsub is not None:
-            await self._pubsub.aclose()
-            self._pubsub = None
 
 
 # ---- decoding and validation -------------------------------------------------------

@@ -23,6 +23,7 @@ from arena.rating import RatingStore
 from arena.redisutil import text_map
 from arena.registry import NodeInfo, NodeRegistry, NodeState
 from arena.results import MatchRecord
+from arena.tasks import stop_tasks
 from arena.tokens import TokenSigner
 from gameserver.metrics import NodeMetrics
 from gameserver.outbox import OutboxWriter
@@ -81,6 +82,7 @@ class Node:
         self.registry = NodeRegistry(redis, stale_after_ms=int(settings.heartbeat_s * 3000))
         self._ticker: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()  # loops check it: a cancel can be swallowed (arena.tasks)
         self._finalizers: set[asyncio.Task[None]] = set()
         self._last_ping_ms = 0
         self._last_watch_check_ms = 0
@@ -114,10 +116,7 @@ class Node:
 
     async def stop(self, deadline_s: float = 5.0) -> None:
         """Stop the ticker, then wait for results still being written, up to a deadline."""
-        for task in (self._ticker, self._heartbeat):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        await stop_tasks((self._ticker, self._heartbeat), self._stopping)
         self._ticker = self._heartbeat = None
         await self.relay.stop()
         await self._wait_finalizers(deadline_s)
@@ -155,7 +154,7 @@ class Node:
 
     async def _heartbeat_loop(self) -> None:
         """Tell the registry we are alive and how loaded; a dead node drops out by TTL."""
-        while True:
+        while not self._stopping.is_set():
             await asyncio.sleep(self.settings.heartbeat_s)
             try:
                 await self.registry.heartbeat(self.info())
@@ -261,7 +260,7 @@ class Node:
         interval = 1.0 / self.settings.race.tick_hz
         loop = asyncio.get_running_loop()
         next_at = loop.time()
-        while True:
+        while not self._stopping.is_set():
             next_at += interval
             started = loop.time()
             try:

@@ -19,6 +19,7 @@ import structlog
 from arena import keys
 from arena.codec import WireFormat
 from arena.ids import NodeId, RaceId
+from arena.tasks import stop_tasks
 from gameserver.connection import Connection
 from gameserver.frames import ws_frame
 
@@ -35,6 +36,7 @@ class SpectatorRelay:
         self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
         self._watchers: dict[str, set[Connection]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()  # loops check it: a cancel can be swallowed (arena.tasks)
         self.frames_relayed = 0
 
     async def start(self) -> None:
@@ -46,9 +48,7 @@ class SpectatorRelay:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(self._tasks, self._stopping)
         self._tasks = []
         await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
@@ -73,7 +73,7 @@ class SpectatorRelay:
             await self._pubsub.unsubscribe(keys.race_updates(race_id))
 
     async def _read_loop(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
             except (aioredis.ConnectionError, OSError) as exc:
@@ -100,7 +100,7 @@ class SpectatorRelay:
 
     async def _refresh_loop(self) -> None:
         """Keep telling owners that these races are watched."""
-        while True:
+        while not self._stopping.is_set():
             await asyncio.sleep(REFRESH_S)
             if not self._watchers:
                 continue

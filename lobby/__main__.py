@@ -1,0 +1,54 @@
+"""``arena-lobby`` / ``python -m lobby``: run the HTTP front door. Signals are handled here only."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import structlog
+import uvloop
+from aiohttp import web
+
+from arena.logs import configure_logging
+from arena.settings import environ
+from lobby.app import build_app
+from lobby.settings import LobbySettings
+
+log = structlog.get_logger(__name__)
+
+
+async def serve(settings: LobbySettings) -> None:
+    # Long-polls are bounded by long_poll_max_s: give them that long to answer on shutdown.
+    runner = web.AppRunner(
+        build_app(settings), handle_signals=False, shutdown_timeout=settings.long_poll_max_s + 1.0
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port, backlog=4096, reuse_address=True)
+        await site.start()
+        log.info("lobby_listening", host=settings.host, port=settings.port, regions=list(settings.regions))
+        await _until_signal()
+        log.info("lobby_stopping")
+    finally:
+        await runner.cleanup()
+
+
+async def _until_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    # A second signal while stopping forces the exit.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: (_ for _ in ()).throw(SystemExit(1)))
+
+
+def main() -> None:
+    settings = LobbySettings.from_env(environ())
+    configure_logging(settings.log)
+    uvloop.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""Wiring of the lobby: parts created in dependency order, torn down in reverse.
+
+Redis -> ticket store -> node registry view -> HTTP client -> pub/sub notices -> presence
+batcher (started last, stopped first: its final flush still has Redis). The parts that hold
+nothing to close (accounts, limiter, ratings, placer, private races) are built on these.
+
+Middlewares, outermost first: metrics (sees every final status), JSON errors, auth (reads
+the bearer token), rate limits (counts against the IP, and the player when known).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import AsyncExitStack
+from typing import Any
+
+import aiohttp
+import redis.asyncio as aioredis
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from arena.events import ChannelEvents
+from arena.rating import RatingStore
+from arena.registry import NodeRegistry
+from arena.tickets import TicketStore
+from arena.tokens import TokenSigner
+from lobby import auth, nodes, presence, private_races, tickets
+from lobby.auth import AccountStore, auth_middleware
+from lobby.context import LOBBY_KEY, Lobby
+from lobby.errors import error_middleware
+from lobby.metrics import LobbyMetrics
+from lobby.nodes import NodeWatch
+from lobby.placement import RacePlacer
+from lobby.presence import PresenceBatcher
+from lobby.private_races import PrivateRaceStore
+from lobby.ratelimit import RateLimiter, rate_limit_middleware
+from lobby.settings import LobbySettings
+
+log = structlog.get_logger(__name__)
+
+SETTINGS_KEY = web.AppKey("settings", LobbySettings)
+METRICS_KEY = web.AppKey("metrics", LobbyMetrics)
+
+MAX_BODY_BYTES = 16 * 1024  # the largest body is a custom race text (2,000 characters)
+CLOSE_STEP_S = 5.0  # longest wait for one teardown step
+
+
+def build_app(settings: LobbySettings, metrics: LobbyMetrics | None = None) -> web.Application:
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        middlewares=[metrics_middleware, error_middleware, auth_middleware, rate_limit_middleware],
+    )
+    app[SETTINGS_KEY] = settings
+    app[METRICS_KEY] = metrics or LobbyMetrics()
+    app.cleanup_ctx.append(_lobby_context)
+    router = app.router
+    router.add_get("/healthz", _healthz)
+    router.add_get("/readyz", _readyz)
+    router.add_get("/metrics", _metrics)
+    auth.add_routes(router)
+    tickets.add_routes(router)
+    private_races.add_routes(router)
+    presence.add_routes(router)
+    nodes.add_routes(router)
+    return app
+
+
+async def _lobby_context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS_KEY]
+    metrics = app[METRICS_KEY]
+    async with AsyncExitStack() as stack:
+        redis = aioredis.Redis.from_url(settings.redis.url)
+        stack.push_async_callback(redis.aclose)
+        ticket_store = TicketStore(redis)
+        stack.push_async_callback(_bounded, "tickets", ticket_store.aclose)
+        registry = NodeRegistry(redis, stale_after_ms=settings.node_stale_ms)
+        node_watch = NodeWatch(registry, redis, refresh_s=settings.node_refresh_s)
+        http = aiohttp.ClientSession()
+        stack.push_async_callback(http.close)
+        events = ChannelEvents(redis)
+        stack.push_async_callback(_bounded, "events", events.aclose)
+        batcher = PresenceBatcher(
+            redis,
+            metrics,
+            regions=settings.regions,
+            ttl_s=settings.presence_ttl_s,
+            flush_s=settings.presence_flush_s,
+            max_buffer=settings.presence_max_buffer,
+        )
+        await batcher.start()
+        stack.push_async_callback(_bounded, "presence", batcher.stop)
+        app[LOBBY_KEY] = Lobby(
+            settings=settings,
+            metrics=metrics,
+            signer=TokenSigner(settings.secrets.token_secret),
+            redis=redis,
+            accounts=AccountStore(redis, scrypt_n=settings.scrypt_n),
+            limiter=RateLimiter(
+                redis,
+                per_player=settings.rate_per_player,
+                per_ip=settings.rate_per_ip,
+                window_s=settings.rate_window_s,
+            ),
+            tickets=ticket_store,
+            ratings=RatingStore(redis),
+            nodes=node_watch,
+            placer=RacePlacer(
+                node_watch,
+                http,
+                settings.secrets.admin_token,
+                timeout_s=settings.node_timeout_s,
+                attempts=settings.node_attempts,
+            ),
+            events=events,
+            private_races=PrivateRaceStore(
+                redis, events, ttl_s=settings.invite_ttl_s, max_players=settings.private_max_players
+            ),
+            presence=batcher,
+        )
+        yield
+
+
+async def _bounded(step: str, close: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run one teardown step with a deadline, so a stuck step cannot hang the whole shutdown.
+
+    Pub/sub readers are stopped by cancel(), and redis-py can swallow a cancel that lands
+    mid-read (redis/redis-py#2028); the step is then left behind, logged.
+    """
+    task = asyncio.create_task(close(), name=f"close-{step}")
+    done, _ = await asyncio.wait({task}, timeout=CLOSE_STEP_S)
+    if not done:
+        log.warning("close_step_timed_out", step=step, timeout_s=CLOSE_STEP_S)
+    elif task.exception() is not None:
+        log.warning("close_step_failed", step=step, error=repr(task.exception()))
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    metrics = request.app[METRICS_KEY]
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"  # never a raw path: bounded
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        metrics.requests.labels(route, request.method, str(status)).inc()
+        metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    lobby = request.app.get(LOBBY_KEY)
+    if lobby is None:
+        return web.json_response({"ready": False, "reason": "starting"}, status=503)
+    try:
+        await lobby.redis.ping()
+    except Exception as exc:
+        return web.json_response({"ready": False, "reason": f"redis: {exc}"}, status=503)
+    return web.json_response({"ready": True})
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS_KEY].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

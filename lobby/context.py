@@ -1,0 +1,47 @@
+"""The parts of a running lobby, built by ``app.build_app`` and read by every handler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+if TYPE_CHECKING:  # the handler modules import this one: only types here, no cycle at runtime
+    from arena.events import ChannelEvents
+    from arena.rating import RatingStore
+    from arena.tickets import TicketStore
+    from arena.tokens import TokenSigner
+    from lobby.auth import AccountStore
+    from lobby.metrics import LobbyMetrics
+    from lobby.nodes import NodeWatch
+    from lobby.placement import RacePlacer
+    from lobby.presence import PresenceBatcher
+    from lobby.private_races import PrivateRaceStore
+    from lobby.ratelimit import RateLimiter
+    from lobby.settings import LobbySettings
+
+
+@dataclass(frozen=True, slots=True)
+class Lobby:
+    settings: LobbySettings
+    metrics: LobbyMetrics
+    signer: TokenSigner
+    redis: aioredis.Redis
+    accounts: AccountStore
+    limiter: RateLimiter
+    tickets: TicketStore
+    ratings: RatingStore
+    nodes: NodeWatch
+    placer: RacePlacer
+    events: ChannelEvents
+    private_races: PrivateRaceStore
+    presence: PresenceBatcher
+
+
+LOBBY_KEY = web.AppKey("lobby", Lobby)
+
+
+def lobby_of(request: web.Request) -> Lobby:
+    return request.app[LOBBY_KEY]

@@ -1,0 +1,77 @@
+"""Prometheus metrics of a lobby, in their own registry (several lobbies can share a test process).
+
+Labels are bounded: route templates (never a raw path), methods, status codes, race types,
+limit scopes. Never a player, ticket, race id or invite code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_PREFIX = "arena_lobby"
+
+
+@dataclass
+class LobbyMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.requests = Counter(
+            f"{_PREFIX}_requests_total",
+            "HTTP requests answered, by route template, method and status",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            f"{_PREFIX}_request_duration_seconds",
+            "Time to answer a request (long-polls included), by route template",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            f"{_PREFIX}_rate_limited_total",
+            "Requests refused with 429, by scope (ip, player, login)",
+            ["scope"],
+            registry=r,
+        )
+        self.tickets_created = Counter(
+            f"{_PREFIX}_tickets_created_total", "Matchmaking tickets queued", ["race_type"], registry=r
+        )
+        self.node_lost = Counter(
+            f"{_PREFIX}_node_lost_total",
+            "Reads that reported an assignment lost (its node died mid-race), by kind (ticket, private)",
+            ["kind"],
+            registry=r,
+        )
+        self.private_races = Counter(
+            f"{_PREFIX}_private_races_total",
+            "Private race events, by event (created, joined, started, start_failed)",
+            ["event"],
+            registry=r,
+        )
+        self.presence_heartbeats = Counter(
+            f"{_PREFIX}_presence_heartbeats_total", "Presence heartbeats received", registry=r
+        )
+        self.presence_dropped = Counter(
+            f"{_PREFIX}_presence_dropped_total",
+            "Heartbeats of new players dropped because the buffer was full",
+            registry=r,
+        )
+        self.presence_buffered = Gauge(
+            f"{_PREFIX}_presence_buffered", "Players whose heartbeat waits for the next flush", registry=r
+        )
+        self.presence_flushes = Counter(
+            f"{_PREFIX}_presence_flushes_total", "Presence flushes (one Redis round trip each)", registry=r
+        )
+        self.presence_flush_failures = Counter(
+            f"{_PREFIX}_presence_flush_failures_total",
+            "Presence flushes that failed (retried next time)",
+            registry=r,
+        )
+        self.presence_players_flushed = Counter(
+            f"{_PREFIX}_presence_players_flushed_total", "Player presences written to Redis", registry=r
+        )

@@ -1,0 +1,105 @@
+"""Which nodes are alive, as the lobby sees them, and whether an assignment still holds.
+
+``NodeWatch`` caches the registry's live node list briefly (every long-poll and ticket read
+asks, so one read per ``refresh_s`` serves them all). An assignment is *lost* when its node
+left the registry (it stopped heartbeating: SIGKILL, crash, partition) while the race had
+not ended: the race state hash a node mirrors (``race:{id}:state``) does not say
+finished or aborted. The player is told ``node_lost`` and queues again.
+
+Also ``GET /v1/regions``: the regions offered and their live nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict, dataclass
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from arena import keys
+from arena.ids import RaceId
+from arena.protocol import RaceState
+from arena.redisutil import as_text
+from arena.registry import NodeInfo, NodeRegistry
+from lobby.context import lobby_of
+
+ENDED_STATES = frozenset({RaceState.FINISHED.value, RaceState.ABORTED.value})
+NODE_LOST_REASON = "the race's node stopped responding before the race ended; queue again"
+
+
+class NodeWatch:
+    def __init__(self, registry: NodeRegistry, redis: aioredis.Redis, *, refresh_s: float = 0.5) -> None:
+        self._registry = registry
+        self._redis = redis
+        self._refresh_s = refresh_s
+        self._nodes: list[NodeInfo] = []
+        self._read_at = -float("inf")
+        self._lock = asyncio.Lock()
+
+    async def live(self, region: str | None = None) -> list[NodeInfo]:
+        """Live nodes (of ``region`` if given), at most ``refresh_s`` old."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._read_at >= self._refresh_s:
+            async with self._lock:
+                if loop.time() - self._read_at >= self._refresh_s:  # nobody refreshed while we waited
+                    self._nodes = await self._registry.live_nodes()
+                    self._read_at = loop.time()
+        return [n for n in self._nodes if region is None or n.region == region]
+
+    def forget(self) -> None:
+        """Read the registry again on the next call (after a node refused us, say)."""
+        self._read_at = -float("inf")
+
+    async def is_alive(self, node_id: str) -> bool:
+        return any(n.node_id == node_id for n in await self.live())
+
+    async def race_ended(self, race_id: str) -> bool:
+        state = await self._redis.hget(keys.race_state(RaceId(race_id)), "state")
+        return state is not None and as_text(state) in ENDED_STATES
+
+    async def assignment_lost(self, node_id: str, race_id: str) -> bool:
+        """The node is gone and the race never ended: the player cannot race there."""
+        if await self.is_alive(node_id):
+            return False
+        return not await self.race_ended(race_id)
+
+
+@dataclass(frozen=True, slots=True)
+class AssignmentView:
+    """Where a player races and the tokens to get in (tickets and private races alike)."""
+
+    race_id: str
+    node_id: str
+    url: str  # the node's WebSocket URL
+    player_token: str  # for hello
+    ticket: str  # the join ticket, for join
+    region: str
+
+
+# ---- GET /v1/regions ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RegionView:
+    id: str
+    nodes: int  # live nodes
+    accepting: bool  # at least one node takes new races
+
+
+async def list_regions(request: web.Request) -> web.Response:
+    lobby = lobby_of(request)
+    nodes = await lobby.nodes.live()
+    views = [
+        RegionView(
+            id=region,
+            nodes=sum(1 for n in nodes if n.region == region),
+            accepting=any(n.region == region and n.accepting for n in nodes),
+        )
+        for region in lobby.settings.regions
+    ]
+    return web.json_response({"regions": [asdict(v) for v in views]})
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/v1/regions", list_regions)

@@ -1,0 +1,214 @@
+"""Presence: who is online, per region, from heartbeats batched in memory.
+
+The seeds' lesson: never a database write per heartbeat. ``POST /v1/presence`` only records
+the beat in a dict (one entry per player, the latest wins); every ``flush_s`` the batcher
+writes the whole batch in one pipelined round trip:
+
+- ``ZADD presence:{region}:online`` (player -> last seen, ms), one command per region;
+- ``SET user:{playerId}:presence {"region", "seen_at"} EX ttl`` per player (the seeds' key);
+- trim each touched region's members last seen before ``now - ttl``.
+
+A player beating 100 times a second costs one entry per flush. The buffer is bounded: when
+``max_buffer`` players are waiting, beats of players not already in it are dropped (counted
+in ``arena_lobby_presence_dropped_total``); they will beat again. ``GET /v1/presence/online``
+counts each region's members seen within the TTL; the answer is cached for ``flush_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from aiohttp import web
+
+from arena import keys
+from arena.clock import now_ms
+from lobby.auth import require_player
+from lobby.bodies import read_object, req_str
+from lobby.context import lobby_of
+from lobby.errors import bad_request
+from lobby.metrics import LobbyMetrics
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Beat:
+    region: str
+    at: int  # ms
+
+
+class PresenceBatcher:
+    """Buffers heartbeats and flushes them to Redis on a timer; ``start()`` / ``stop()``."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        metrics: LobbyMetrics,
+        *,
+        regions: tuple[str, ...],
+        ttl_s: int,
+        flush_s: float,
+        max_buffer: int,
+    ) -> None:
+        self._redis = redis
+        self._metrics = metrics
+        self.regions = regions
+        self.ttl_s = ttl_s
+        self.flush_s = flush_s
+        self.max_buffer = max_buffer
+        self._buffer: dict[str, _Beat] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._online: tuple[float, dict[str, int]] = (-float("inf"), {})
+
+    def beat(self, player_id: str, region: str) -> bool:
+        """Record a heartbeat; False if it was dropped because the buffer is full."""
+        if player_id not in self._buffer and len(self._buffer) >= self.max_buffer:
+            self._metrics.presence_dropped.inc()
+            return False
+        self._buffer[player_id] = _Beat(region, now_ms())
+        self._metrics.presence_heartbeats.inc()
+        self._metrics.presence_buffered.set(len(self._buffer))
+        return True
+
+    # ---- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._stopping.clear()
+        self._task = asyncio.create_task(self._loop(), name="presence-flush")
+
+    async def stop(self, deadline_s: float = 2.0) -> None:
+        """Stop the timer, then write what is still buffered (bounded by ``deadline_s``)."""
+        self._stopping.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, deadline_s)
+            except TimeoutError:
+                pass  # wait_for cancelled it
+            self._task = None
+        try:
+            await asyncio.wait_for(self.flush(), deadline_s)
+        except Exception as exc:  # includes the timeout
+            log.warning("presence_final_flush_failed", error=repr(exc), players=len(self._buffer))
+
+    async def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self.flush_s)
+            except TimeoutError:
+                pass
+            if self._stopping.is_set():
+                return  # stop() does the last flush
+            try:
+                await self.flush()
+            except Exception as exc:  # Redis trouble: the beats went back in the buffer
+                log.warning("presence_flush_failed", error=str(exc))
+
+    # ---- Redis -------------------------------------------------------------------
+
+    async def flush(self) -> int:
+        """Write the buffered beats in one round trip; returns how many players were written."""
+        batch, self._buffer = self._buffer, {}
+        self._metrics.presence_buffered.set(0)
+        if not batch:
+            return 0
+        by_region: dict[str, dict[str, int]] = {}
+        for player_id, beat in batch.items():
+            by_region.setdefault(beat.region, {})[player_id] = beat.at
+        cutoff = now_ms() - self.ttl_s * 1000
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for region, members in by_region.items():
+                    key = keys.presence_online(region)
+                    pipe.zadd(key, members)
+                    pipe.zremrangebyscore(key, "-inf", f"({cutoff}")
+                    pipe.expire(key, self.ttl_s * 2)  # a region nobody visits any more goes away
+                for player_id, beat in batch.items():
+                    value = json.dumps({"region": beat.region, "seen_at": beat.at})
+                    pipe.set(keys.user_presence(player_id), value, ex=self.ttl_s)
+                await pipe.execute()
+        except Exception:
+            self._metrics.presence_flush_failures.inc()
+            self._requeue(batch)
+            raise
+        self._metrics.presence_flushes.inc()
+        self._metrics.presence_players_flushed.inc(len(batch))
+        return len(batch)
+
+    def _requeue(self, batch: dict[str, _Beat]) -> None:
+        """Put a failed batch back, under newer beats and within the buffer bound."""
+        for player_id, beat in batch.items():
+            if player_id not in self._buffer and len(self._buffer) < self.max_buffer:
+                self._buffer[player_id] = beat
+        self._metrics.presence_buffered.set(len(self._buffer))
+
+    async def online(self) -> dict[str, int]:
+        """Players seen within the TTL, per region (stale members trimmed as a side effect)."""
+        read_at, cached = self._online
+        if time.monotonic() - read_at < self.flush_s:
+            return cached
+        cutoff = now_ms() - self.ttl_s * 1000
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for region in self.regions:
+                pipe.zremrangebyscore(keys.presence_online(region), "-inf", f"({cutoff}")
+                pipe.zcard(keys.presence_online(region))
+            results = await pipe.execute()
+        counts = {region: int(results[2 * i + 1]) for i, region in enumerate(self.regions)}
+        self._online = (time.monotonic(), counts)
+        return counts
+
+
+# ---- HTTP --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatRequest:
+    region: str
+
+    @classmethod
+    def parse(cls, data: dict[str, Any], regions: tuple[str, ...]) -> HeartbeatRequest:
+        region = req_str(data, "region", max_len=32)
+        if region not in regions:
+            raise bad_request("unknown_region", f"region must be one of {list(regions)}")
+        return cls(region=region)
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatResponse:
+    accepted: bool  # False: the lobby is overloaded and dropped it; just beat again later
+    interval_s: int  # when to beat next
+    ttl_s: int  # online until this long after the last beat
+
+
+@dataclass(frozen=True, slots=True)
+class OnlineResponse:
+    regions: dict[str, int]
+    total: int
+    ttl_s: int  # "online" means a heartbeat within this many seconds
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    lobby = lobby_of(request)
+    player = require_player(request)
+    body = HeartbeatRequest.parse(await read_object(request), lobby.settings.regions)
+    accepted = lobby.presence.beat(player.player_id, body.region)
+    answer = HeartbeatResponse(accepted, lobby.settings.heartbeat_interval_s, lobby.settings.presence_ttl_s)
+    return web.json_response(asdict(answer), status=202)
+
+
+async def online(request: web.Request) -> web.Response:
+    lobby = lobby_of(request)
+    counts = await lobby.presence.online()
+    answer = OnlineResponse(counts, sum(counts.values()), lobby.settings.presence_ttl_s)
+    return web.json_response(asdict(answer))
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_post("/v1/presence", heartbeat)
+    router.add_get("/v1/presence/online", online)

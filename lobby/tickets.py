@@ -1,0 +1,177 @@
+"""Matchmaking tickets over HTTP: create, read (long-poll), cancel.
+
+The store is ``arena.tickets.TicketStore`` (the matchmaker completes tickets there). This
+module adds what only the front door knows: who the player is, their rating, one live
+ticket per player, ownership, and whether a matched race's node is still alive.
+
+States shown to players: ``queued`` (queued or being placed), ``matched`` (with the
+assignment), ``cancelled``, and ``node_lost``: matched, but the node died before the race
+ended, so the player should create a new ticket.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from arena import keys
+from arena.redisutil import as_text
+from arena.tickets import MATCHABLE_RACE_TYPES, QueueFull, Ticket, TicketState
+from arena.tokens import PlayerToken
+from lobby.auth import require_player
+from lobby.bodies import opt_str, query_wait, read_object, req_str
+from lobby.context import Lobby, lobby_of
+from lobby.errors import ApiError, bad_request
+from lobby.nodes import NODE_LOST_REASON, AssignmentView
+
+log = structlog.get_logger(__name__)
+
+CREATE_LOCK_MS = 5000  # one ticket creation per player at a time; the lock outlives any creation
+ACTIVE_STATES = frozenset({TicketState.QUEUED, TicketState.CLAIMED})
+
+
+@dataclass(frozen=True, slots=True)
+class TicketRequest:
+    race_type: str
+    region: str
+    language: str | None
+
+    @classmethod
+    def parse(cls, data: dict[str, Any], regions: tuple[str, ...]) -> TicketRequest:
+        race_type = req_str(data, "race_type", max_len=32)
+        if race_type not in MATCHABLE_RACE_TYPES:
+            raise bad_request("bad_race_type", f"race_type must be one of {sorted(MATCHABLE_RACE_TYPES)}")
+        region = req_str(data, "region", max_len=32)
+        if region not in regions:
+            raise bad_request("unknown_region", f"region must be one of {list(regions)}")
+        language = opt_str(data, "language", max_len=16)
+        return cls(race_type=race_type, region=region, language=language or None)
+
+
+@dataclass(frozen=True, slots=True)
+class TicketView:
+    ticket_id: str
+    state: str  # queued | matched | cancelled | node_lost
+    race_type: str
+    region: str
+    language: str | None
+    created_at: int  # ms
+    expected_wait_s: float | None  # None while the queue has no recent figures
+    assignment: AssignmentView | None = None
+    reason: str | None = None  # why, for node_lost
+
+
+async def ticket_view(lobby: Lobby, ticket: Ticket) -> TicketView:
+    state = TicketState.QUEUED.value if ticket.state in ACTIVE_STATES else ticket.state.value
+    assignment = None
+    reason = None
+    if ticket.assignment is not None:
+        a = ticket.assignment
+        assignment = AssignmentView(a.race_id, a.node_id, a.url, a.player_token, a.join_ticket, a.region)
+        if await lobby.nodes.assignment_lost(a.node_id, a.race_id):
+            state, reason = "node_lost", NODE_LOST_REASON
+            lobby.metrics.node_lost.labels("ticket").inc()
+    return TicketView(
+        ticket_id=ticket.id,
+        state=state,
+        race_type=ticket.race_type,
+        region=ticket.region,
+        language=ticket.language,
+        created_at=ticket.created_at,
+        expected_wait_s=ticket.expected_wait_s,
+        assignment=assignment,
+        reason=reason,
+    )
+
+
+async def _owned_ticket(lobby: Lobby, player: PlayerToken, ticket_id: str) -> Ticket:
+    """The ticket if it exists and is the caller's; someone else's looks the same as none."""
+    ticket = await lobby.tickets.get(ticket_id)
+    if ticket is None or ticket.player_id != player.player_id:
+        raise ApiError(404, "ticket_not_found", "no such ticket")
+    return ticket
+
+
+async def create_ticket(request: web.Request) -> web.Response:
+    lobby = lobby_of(request)
+    player = require_player(request)
+    body = TicketRequest.parse(await read_object(request), lobby.settings.regions)
+    lock = keys.player_ticket_lock(player.player_id)
+    if not await lobby.redis.set(lock, "1", nx=True, px=CREATE_LOCK_MS):
+        raise ApiError(409, "already_queued", "a ticket is being created for this player")
+    try:
+        await _refuse_second_ticket(lobby, player)
+        rating = await lobby.ratings.get(player.player_id)
+        try:
+            ticket = await lobby.tickets.create(
+                player.player_id,
+                player.name,
+                body.race_type,
+                body.region,
+                rating=rating.rating,
+                language=body.language,
+            )
+        except QueueFull:
+            raise ApiError(
+                503, "queue_full", "the queue is full; retry shortly", headers={"Retry-After": "5"}
+            ) from None
+        except ValueError as exc:  # the store's own validation (language format, say)
+            raise bad_request("bad_ticket", str(exc)) from None
+        await lobby.redis.set(keys.player_ticket(player.player_id), ticket.id, ex=lobby.tickets.ticket_ttl_s)
+    finally:
+        await lobby.redis.delete(lock)
+    lobby.metrics.tickets_created.labels(body.race_type).inc()
+    log.info("ticket_created", ticket_id=ticket.id, player_id=player.player_id, race_type=body.race_type)
+    view = await ticket_view(lobby, ticket)
+    return web.json_response(asdict(view), status=201, headers={"Location": f"/v1/tickets/{ticket.id}"})
+
+
+async def _refuse_second_ticket(lobby: Lobby, player: PlayerToken) -> None:
+    """One live ticket per player: two could be matched into the same race against each other."""
+    current = await lobby.redis.get(keys.player_ticket(player.player_id))
+    if current is None:
+        return
+    ticket = await lobby.tickets.get(as_text(current))
+    if ticket is not None and ticket.state in ACTIVE_STATES:
+        raise ApiError(
+            409,
+            "already_queued",
+            "this player already has a queued ticket; cancel it first",
+            extra={"ticket_id": ticket.id},
+        )
+
+
+async def get_ticket(request: web.Request) -> web.Response:
+    lobby = lobby_of(request)
+    player = require_player(request)
+    wait_s = query_wait(request, lobby.settings.long_poll_max_s)
+    ticket = await _owned_ticket(lobby, player, request.match_info["ticket_id"])
+    if wait_s > 0 and ticket.state in ACTIVE_STATES:
+        ticket = await lobby.tickets.wait(ticket.id, wait_s) or ticket
+    return web.json_response(asdict(await ticket_view(lobby, ticket)))
+
+
+async def cancel_ticket(request: web.Request) -> web.Response:
+    lobby = lobby_of(request)
+    player = require_player(request)
+    ticket = await _owned_ticket(lobby, player, request.match_info["ticket_id"])
+    after = await lobby.tickets.cancel(ticket.id) or ticket
+    view = await ticket_view(lobby, after)
+    if after.state is TicketState.MATCHED:
+        raise ApiError(
+            409,
+            "already_matched",
+            "the ticket was matched before it could be cancelled",
+            extra={"ticket": asdict(view)},
+        )
+    log.info("ticket_cancelled", ticket_id=ticket.id, player_id=player.player_id)
+    return web.json_response(asdict(view))
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_post("/v1/tickets", create_ticket)
+    router.add_get("/v1/tickets/{ticket_id}", get_ticket)
+    router.add_delete("/v1/tickets/{ticket_id}", cancel_ticket)

@@ -1,0 +1,46 @@
+"""``python -m lobby``: starts from the environment, serves, and stops cleanly on SIGTERM."""
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from ops.services import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def test_process_serves_and_stops_on_sigterm(redis_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    env = os.environ | {
+        "ARENA_LOBBY_PORT": str(port),
+        "ARENA_REDIS_URL": redis_url,
+        "ARENA_LOBBY_SCRYPT_N": "256",
+    }
+    with (tmp_path / "lobby.log").open("wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "lobby", env=env, cwd=ROOT, stdout=log, stderr=log
+        )
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(100):
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.05)
+            async with http.post(f"http://127.0.0.1:{port}/v1/guests", json={"name": "ada"}) as resp:
+                assert resp.status == 201
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    logged = (tmp_path / "lobby.log").read_text()
+    assert "lobby_listening" in logged and "lobby_stopping" in logged
