@@ -35,7 +35,7 @@ from arena.ids import new_race_id
 from arena.logs import configure_logging
 from arena.settings import LogSettings, RedisSettings
 from arena.tickets import QueueRef, TicketRequest, TicketStore
-from matchmaker.placement import Placed, ReservedSeat, SeatRequest
+from arena.placement import Placed, ReservedSeat, SeatRequest
 from matchmaker.service import Matchmaker
 from matchmaker.settings import MatchmakerSettings
 from ops.services import RedisServer

@@ -24,6 +24,7 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from arena.events import ChannelEvents
+from arena.placement import NodePlacer
 from arena.rating import RatingStore
 from arena.registry import NodeRegistry
 from arena.tickets import TicketStore
@@ -34,7 +35,6 @@ from lobby.context import LOBBY_KEY, Lobby
 from lobby.errors import error_middleware
 from lobby.metrics import LobbyMetrics
 from lobby.nodes import NodeWatch
-from lobby.placement import RacePlacer
 from lobby.presence import PresenceBatcher
 from lobby.private_races import PrivateRaceStore
 from lobby.ratelimit import RateLimiter, rate_limit_middleware
@@ -108,8 +108,8 @@ async def _lobby_context(app: web.Application) -> AsyncIterator[None]:
             tickets=ticket_store,
             ratings=RatingStore(redis),
             nodes=node_watch,
-            placer=RacePlacer(
-                node_watch,
+            placer=NodePlacer(
+                registry,
                 http,
                 settings.secrets.admin_token,
                 timeout_s=settings.node_timeout_s,

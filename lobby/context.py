@@ -10,13 +10,13 @@ from aiohttp import web
 
 if TYPE_CHECKING:  # the handler modules import this one: only types here, no cycle at runtime
     from arena.events import ChannelEvents
+    from arena.placement import NodePlacer
     from arena.rating import RatingStore
     from arena.tickets import TicketStore
     from arena.tokens import TokenSigner
     from lobby.auth import AccountStore
     from lobby.metrics import LobbyMetrics
     from lobby.nodes import NodeWatch
-    from lobby.placement import RacePlacer
     from lobby.presence import PresenceBatcher
     from lobby.private_races import PrivateRaceStore
     from lobby.ratelimit import RateLimiter
@@ -34,7 +34,7 @@ class Lobby:
     tickets: TicketStore
     ratings: RatingStore
     nodes: NodeWatch
-    placer: RacePlacer
+    placer: NodePlacer
     events: ChannelEvents
     private_races: PrivateRaceStore
     presence: PresenceBatcher

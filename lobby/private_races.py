@@ -29,6 +29,7 @@ from aiohttp import web
 from arena import keys
 from arena.clock import now_ms
 from arena.events import ChannelEvents
+from arena.placement import Placed, SeatRequest
 from arena.protocol import RaceType
 from arena.redisutil import as_text, text_map
 from arena.tokens import PlayerToken
@@ -38,7 +39,6 @@ from lobby.bodies import opt_str, query_int, query_wait, read_object, req_str
 from lobby.context import Lobby, lobby_of
 from lobby.errors import ApiError, bad_request
 from lobby.nodes import NODE_LOST_REASON, AssignmentView
-from lobby.placement import PlacedRace, SeatRequest
 
 log = structlog.get_logger(__name__)
 
@@ -197,11 +197,11 @@ class PrivateRaceStore:
         args: list[str | int] = [host_id, now_ms(), deadline_ms, lost_race_id]
         return as_text(await self._begin(keys=[keys.private_race(code)], args=args))
 
-    async def finish_start(self, code: str, placed: PlacedRace) -> bool:
+    async def finish_start(self, code: str, placed: Placed) -> bool:
         now = now_ms()
         fields: list[str] = ["race_id", placed.race_id, "node_id", placed.node_id, "url", placed.url]
         for player_id, seat in placed.seats.items():
-            fields += [f"seat:{player_id}", json.dumps([seat.player_token, seat.ticket])]
+            fields += [f"seat:{player_id}", json.dumps([seat.player_token, seat.join_ticket])]
         args: list[str | int] = [now, self.ttl_s, keys.private_race_events(code), now + self.ttl_s * 1000]
         return bool(int(await self._finish(keys=[keys.private_race(code)], args=[*args, *fields])))
 
@@ -414,7 +414,7 @@ async def start_private_race(request: web.Request) -> web.Response:
         race = await _race(lobby, race.code)  # members are frozen from here on
         placed = await lobby.placer.place(
             race.race_type,
-            race.region,
+            [race.region],
             [SeatRequest(m.player_id, m.name) for m in race.members],
             custom_text=race.custom_text,
         )

@@ -17,11 +17,11 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from arena.logs import configure_logging
+from arena.placement import NodePlacer
 from arena.registry import NodeRegistry
 from arena.settings import environ
 from arena.tickets import TicketStore
 from matchmaker.metrics import MatchmakerMetrics
-from matchmaker.placement import NodePlacer
 from matchmaker.service import Matchmaker
 from matchmaker.settings import MatchmakerSettings
 
@@ -62,7 +62,7 @@ async def serve(settings: MatchmakerSettings) -> None:
         settings.secrets.admin_token,
         timeout_s=settings.node_timeout_s,
         attempts=settings.node_attempts,
-        metrics=metrics,
+        on_failure=lambda reason: metrics.placement_failures.labels(reason).inc(),
     )
     matchmaker = Matchmaker(settings, redis, tickets, placer, metrics)
     runner = web.AppRunner(build_http_app(matchmaker), handle_signals=False)

@@ -26,10 +26,10 @@ import structlog
 
 from arena import keys
 from arena.clock import now_ms
+from arena.placement import Placed, Placer, SeatRequest
 from arena.tickets import Assignment, QueuedTicket, QueueRef, QueueStats, TicketStore
 from matchmaker.metrics import MatchmakerMetrics
 from matchmaker.pairing import Group, form_groups
-from matchmaker.placement import Placed, Placer, SeatRequest
 from matchmaker.settings import MatchmakerSettings
 
 log = structlog.get_logger(__name__)

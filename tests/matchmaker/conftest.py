@@ -21,7 +21,7 @@ from gameserver.node import Node
 from gameserver.passages import Corpus, Passage, PassageKind
 from gameserver.settings import NodeSettings, RaceSettings
 from matchmaker.metrics import MatchmakerMetrics
-from matchmaker.placement import NodePlacer, Placer
+from arena.placement import NodePlacer, Placer
 from matchmaker.service import Matchmaker
 from matchmaker.settings import MatchmakerSettings
 from ops.services import free_port
@@ -132,7 +132,7 @@ def node_placer(redis: aioredis.Redis, http: aiohttp.ClientSession, metrics: Mat
         timeout_s=FAST_MM.node_timeout_s,
         attempts=FAST_MM.node_attempts,
         refresh_s=0.2,
-        metrics=metrics,
+        on_failure=lambda reason: metrics.placement_failures.labels(reason).inc(),
     )
 
 

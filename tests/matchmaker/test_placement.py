@@ -9,7 +9,7 @@ from arena.protocol import RaceType
 from arena.registry import NodeInfo, NodeRegistry
 from gameserver.node import SeatRequest as NodeSeat
 from matchmaker.metrics import MatchmakerMetrics
-from matchmaker.placement import SeatRequest
+from arena.placement import SeatRequest
 from ops.services import free_port
 from tests.matchmaker.conftest import NodeStarter, node_placer
 

@@ -14,7 +14,7 @@ from arena.rating import DEFAULT, RatingStore
 from arena.results import MatchRecord
 from arena.tickets import QueueRef, Ticket, TicketState, TicketStore
 from matchmaker.__main__ import build_http_app
-from matchmaker.placement import Placed, SeatRequest
+from arena.placement import Placed, SeatRequest
 from ops.services import free_port
 from simulators.bot import Bot, BotReport
 from simulators.typing import TypingProfile

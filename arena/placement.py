@@ -1,4 +1,7 @@
-"""Placing a formed race on a gameserver node: pick a node by load, reserve the seats.
+"""Placing a race on a gameserver node: pick a node by load, reserve the seats.
+
+Used by the matchmaker (formed races), the lobby (private races) and the tournament director
+(heats).
 
 ``NodePlacer`` reads live nodes from the registry (cached briefly), prefers the node with
 the most free seats, never a draining or dead one, and asks it over its admin API to create
@@ -10,7 +13,7 @@ who never comes is simply not waited for.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -18,7 +21,6 @@ import aiohttp
 import structlog
 
 from arena.registry import NodeInfo, NodeRegistry
-from matchmaker.metrics import MatchmakerMetrics
 
 log = structlog.get_logger(__name__)
 
@@ -46,7 +48,13 @@ class Placed:
 
 class Placer(Protocol):
     async def place(
-        self, race_type: str, regions: Sequence[str], players: Sequence[SeatRequest]
+        self,
+        race_type: str,
+        regions: Sequence[str],
+        players: Sequence[SeatRequest],
+        *,
+        custom_text: str | None = None,
+        heat: dict[str, Any] | None = None,
     ) -> Placed | None:
         """Create the race in the first of ``regions`` that has room; None if none could."""
         ...
@@ -65,8 +73,9 @@ class NodePlacer:
         attempts: int = 3,
         refresh_s: float = 0.5,
         avoid_s: float = 5.0,
-        metrics: MatchmakerMetrics | None = None,
+        on_failure: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_failure(reason)`` is told of every failed attempt (for the caller's metrics)."""
         self._registry = registry
         self._http = http
         self._headers = {"Authorization": f"Bearer {admin_token}"}
@@ -74,7 +83,7 @@ class NodePlacer:
         self._attempts = attempts
         self._refresh_s = refresh_s
         self._avoid_s = avoid_s
-        self._metrics = metrics
+        self._on_failure = on_failure
         self._nodes: list[NodeInfo] = []
         self._nodes_at = -float("inf")
         self._refresh_lock = asyncio.Lock()
@@ -82,15 +91,33 @@ class NodePlacer:
         self._avoid_until: dict[str, float] = {}  # node id -> loop time
 
     async def place(
-        self, race_type: str, regions: Sequence[str], players: Sequence[SeatRequest]
+        self,
+        race_type: str,
+        regions: Sequence[str],
+        players: Sequence[SeatRequest],
+        *,
+        custom_text: str | None = None,
+        heat: dict[str, Any] | None = None,
     ) -> Placed | None:
+        """Create the race in the first of ``regions`` that has room; None if none could.
+
+        ``custom_text``: a custom race's passage; ``heat``: {tournament_id, round, heat}.
+        """
+        body: dict[str, Any] = {
+            "race_type": race_type,
+            "players": [{"id": p.player_id, "name": p.name} for p in players],
+        }
+        if custom_text is not None:
+            body["custom_text"] = custom_text
+        if heat is not None:
+            body["heat"] = heat
         tried = 0
         for region in regions:
             for node in await self._candidates(region, len(players)):
                 if tried >= self._attempts:
                     return None
                 tried += 1
-                placed = await self._reserve(node, race_type, players)
+                placed = await self._reserve(node, body, len(players))
                 if placed is not None:
                     return placed
         if tried == 0:
@@ -128,14 +155,13 @@ class NodePlacer:
                 log.warning("node_registry_read_failed", error=str(exc))
             self._nodes_at = loop.time()
 
-    async def _reserve(self, node: NodeInfo, race_type: str, players: Sequence[SeatRequest]) -> Placed | None:
-        body = {"race_type": race_type, "players": [{"id": p.player_id, "name": p.name} for p in players]}
+    async def _reserve(self, node: NodeInfo, body: dict[str, Any], seats: int) -> Placed | None:
         url = f"{node.http_url.rstrip('/')}/admin/races"
         try:
             async with self._http.post(url, json=body, headers=self._headers, timeout=self._timeout) as resp:
                 if resp.status == 201:
                     data = await resp.json()
-                    self._reserved[node.node_id] = self._reserved.get(node.node_id, 0) + len(players)
+                    self._reserved[node.node_id] = self._reserved.get(node.node_id, 0) + seats
                     return _parse(data, node)
                 reason = "draining" if resp.status == 503 else "refused"
                 detail = (await resp.text())[:200]
@@ -152,8 +178,8 @@ class NodePlacer:
         self._failed(reason)
 
     def _failed(self, reason: str) -> None:
-        if self._metrics is not None:
-            self._metrics.placement_failures.labels(reason).inc()
+        if self._on_failure is not None:
+            self._on_failure(reason)
 
 
 def _parse(data: Any, node: NodeInfo) -> Placed:
