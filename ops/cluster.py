@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,8 +63,11 @@ class Supervised:
 @dataclass
 class Cluster:
     run_dir: Path
-    node_port: int
     bots: int
+    node_ports: list[int] = field(default_factory=lambda: [free_port(), free_port()])
+    ports: dict[str, int] = field(
+        default_factory=lambda: {name: free_port() for name in ("lobby", "matchmaker", "persistence")}
+    )
     services: list[RedisServer | PostgresServer | KafkaBroker] = field(default_factory=list)
     processes: list[Supervised] = field(default_factory=list)
 
@@ -78,21 +82,41 @@ class Cluster:
         env = self._arena_env(redis.url, postgres.dsn, kafka.bootstrap)
         logs = self.run_dir / "logs"
         logs.mkdir(exist_ok=True)
-        node_http = f"http://127.0.0.1:{self.node_port}"
-        node_env = env | {"ARENA_NODE_ID": "node-1", "ARENA_NODE_PORT": str(self.node_port)}
-        self.processes.append(
-            Supervised("gameserver", [sys.executable, "-m", "gameserver"], node_env, logs / "gameserver.log")
+        migrate = subprocess.run(
+            [sys.executable, "-m", "persistence.migrate"], env=env, cwd=ROOT, capture_output=True, text=True
         )
+        if migrate.returncode != 0:
+            raise ServiceError(f"migrations failed: {migrate.stderr[-2000:]}")
+        self.processes = self._arena_processes(env, logs)
+        for proc in self.processes:
+            if proc.name == "bots":  # bots come once the nodes and the lobby answer
+                for port in (*self.node_ports, self.ports["lobby"]):
+                    wait_healthy(f"http://127.0.0.1:{port}/healthz")
+            proc.start()
+        self._print_banner(redis.url, postgres.dsn, kafka.bootstrap, logs)
+
+    def _arena_processes(self, env: dict[str, str], logs: Path) -> list[Supervised]:
+        """Two nodes, a matchmaker, the lobby, persistence, and bots (in start order)."""
+        py = sys.executable
+        procs = []
+        for i, port in enumerate(self.node_ports, start=1):
+            node_env = env | {"ARENA_NODE_ID": f"node-{i}", "ARENA_NODE_PORT": str(port)}
+            procs.append(Supervised(f"node-{i}", [py, "-m", "gameserver"], node_env, logs / f"node-{i}.log"))
+        services = {
+            "matchmaker": "ARENA_MM_PORT",
+            "lobby": "ARENA_LOBBY_PORT",
+            "persistence": "ARENA_PERSIST_PORT",
+        }
+        for name, port_var in services.items():
+            proc_env = env | {port_var: str(self.ports[name])}
+            procs.append(Supervised(name, [py, "-m", name], proc_env, logs / f"{name}.log"))
         if self.bots:
             bots_argv = [
-                sys.executable, "-m", "simulators", "--node", node_http, "--admin-token", DEV_ADMIN_TOKEN,
-                "--bots", str(self.bots), "--timeout", "180",
+                py, "-m", "simulators", "--node", f"http://127.0.0.1:{self.node_ports[0]}",
+                "--admin-token", DEV_ADMIN_TOKEN, "--bots", str(self.bots), "--timeout", "180",
             ]  # fmt: skip
-            self.processes.append(Supervised("bots", bots_argv, env, logs / "bots.log"))
-        for proc in self.processes:
-            proc.start()
-            time.sleep(1.0)  # the node listens before the bots arrive
-        self._print_banner(redis.url, postgres.dsn, kafka.bootstrap, node_http, logs)
+            procs.append(Supervised("bots", bots_argv, env, logs / "bots.log"))
+        return procs
 
     def _arena_env(self, redis_url: str, dsn: str, bootstrap: str) -> dict[str, str]:
         return dict(os.environ) | {
@@ -104,12 +128,18 @@ class Cluster:
             "PYTHONUNBUFFERED": "1",
         }
 
-    def _print_banner(self, redis_url: str, dsn: str, bootstrap: str, node_http: str, logs: Path) -> None:
-        ws = node_http.replace("http://", "ws://") + "/ws"
+    def _print_banner(self, redis_url: str, dsn: str, bootstrap: str, logs: Path) -> None:
+        nodes = "\n".join(
+            f"  node-{i}      ws://127.0.0.1:{port}/ws  (metrics http://127.0.0.1:{port}/metrics)"
+            for i, port in enumerate(self.node_ports, start=1)
+        )
         print(
             "\nTypogram Arena is running (Ctrl-C stops everything)\n"
-            f"  gameserver  {ws}  (health {node_http}/healthz, metrics {node_http}/metrics)\n"
-            f"  admin       POST {node_http}/admin/races  (Authorization: Bearer {DEV_ADMIN_TOKEN})\n"
+            f"  lobby       http://127.0.0.1:{self.ports['lobby']}/v1  (docs/API.md)\n"
+            f"{nodes}\n"
+            f"  matchmaker  http://127.0.0.1:{self.ports['matchmaker']}/metrics\n"
+            f"  persistence http://127.0.0.1:{self.ports['persistence']}/metrics\n"
+            f"  admin       ARENA_REDIS_URL={redis_url} python -m ops.admin status\n"
             f"  redis       {redis_url}\n"
             f"  postgres    {dsn}\n"
             f"  kafka       {bootstrap}  (noida-db, a Kafka-protocol broker)\n"
@@ -131,14 +161,26 @@ class Cluster:
             service.stop()
 
 
+def wait_healthy(url: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise ServiceError(f"{url} did not answer within {timeout_s:.0f}s (see .run/logs/)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run a local Typogram Arena cluster on 127.0.0.1")
     parser.add_argument("--run-dir", type=Path, default=ROOT / ".run")
-    parser.add_argument("--node-port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--bots", type=int, default=4, help="bots that keep racing (0: none)")
     parser.add_argument("--check", action="store_true", help="start, wait a few seconds, stop (smoke test)")
     args = parser.parse_args(argv)
-    cluster = Cluster(run_dir=args.run_dir, node_port=args.node_port or free_port(), bots=args.bots)
+    cluster = Cluster(run_dir=args.run_dir, bots=args.bots)
     stop_flag: list[bool] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
