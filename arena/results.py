@@ -1,4 +1,4 @@
-"""The record of a finished (or aborted) match: what the outbox carries to persistence.
+"""What the outbox carries to persistence: finished matches and tournaments' final results.
 
 One ``MatchRecord`` per race or tournament heat, serialised with msgpack into the outbox
 stream entry's ``data`` field. The keystroke log stays compact: the keys as one string
@@ -14,6 +14,8 @@ from typing import Any
 import msgpack
 
 RECORD_VERSION = 1
+FINAL_KIND = "tournament_final"
+FINAL_RECORD_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +67,78 @@ class MatchRecord:
         data: dict[str, Any] = msgpack.unpackb(raw, raw=False)
         participants = [ParticipantRecord(**p) for p in data.pop("participants")]
         return cls(participants=participants, **data)
+
+
+# ---- a tournament's final result (kind "tournament_final") ---------------------------
+# Appended once by the tournament director, ``id`` = "{tournament_id}:final". It is not a
+# ``MatchRecord``: a consumer branches on the entry's ``kind`` before decoding ``data``.
+
+
+@dataclass(frozen=True, slots=True)
+class FinalStanding:
+    rank: int  # 1 = winner
+    player_id: str
+    name: str
+    seed: int  # 1 = best rated at the start
+    rating: float  # the rating the seeding used
+    last_round: int  # the last round the player was dealt into
+    prize: str | None  # the prize for this rank, if any
+
+
+@dataclass(frozen=True, slots=True)
+class HeatRace:
+    """A race that counted for a heat (its record is in the outbox under ``race_id``)."""
+
+    round_no: int
+    heat_no: int
+    race_no: int
+    race_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SettledHeat:
+    """A heat decided without a complete result, and why (bye, node lost, timed out...)."""
+
+    round_no: int
+    heat_no: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TournamentFinalRecord:
+    match_id: str  # "{tournament_id}:final": the idempotency key downstream
+    tournament_id: str
+    name: str
+    race_type: str
+    tournament_type: str  # scheduled | instant
+    visibility: str  # public | private
+    rule: str  # top_k | points
+    heat_size: int
+    advance: int
+    races_per_round: int
+    rounds: int  # rounds played
+    created_at: int  # ms
+    started_at: int  # ms
+    ended_at: int  # ms
+    standings: list[FinalStanding] = field(default_factory=list)  # every entrant, rank order
+    heat_races: list[HeatRace] = field(default_factory=list)
+    settled_heats: list[SettledHeat] = field(default_factory=list)
+    kind: str = FINAL_KIND
+    state: str = "finished"
+    version: int = FINAL_RECORD_VERSION
+
+    def to_bytes(self) -> bytes:
+        return msgpack.packb(dataclasses.asdict(self), use_bin_type=True)  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> TournamentFinalRecord:
+        data: dict[str, Any] = msgpack.unpackb(raw, raw=False)
+        standings = [FinalStanding(**s) for s in data.pop("standings")]
+        heat_races = [HeatRace(**h) for h in data.pop("heat_races")]
+        settled = [SettledHeat(**s) for s in data.pop("settled_heats")]
+        return cls(standings=standings, heat_races=heat_races, settled_heats=settled, **data)
+
+
+def final_match_id(tournament_id: str) -> str:
+    return f"{tournament_id}:final"
+

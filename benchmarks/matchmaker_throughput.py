@@ -33,9 +33,9 @@ import uvloop
 
 from arena.ids import new_race_id
 from arena.logs import configure_logging
+from arena.placement import Placed, ReservedSeat, SeatRequest
 from arena.settings import LogSettings, RedisSettings
 from arena.tickets import QueueRef, TicketRequest, TicketStore
-from arena.placement import Placed, ReservedSeat, SeatRequest
 from matchmaker.service import Matchmaker
 from matchmaker.settings import MatchmakerSettings
 from ops.services import RedisServer

@@ -18,6 +18,7 @@ import structlog
 from arena import keys
 from arena.clock import now_ms
 from arena.ids import PlayerId, RaceId, new_race_id
+from arena.outbox import OutboxWriter
 from arena.protocol import PlayerInfo, RaceState, RaceType, Results, Watching
 from arena.rating import RatingStore
 from arena.redisutil import text_map
@@ -26,7 +27,6 @@ from arena.results import MatchRecord
 from arena.tasks import stop_tasks
 from arena.tokens import TokenSigner
 from gameserver.metrics import NodeMetrics
-from gameserver.outbox import OutboxWriter
 from gameserver.passages import Corpus, Passage, custom_passage
 from gameserver.race import HeatTag, Race
 from gameserver.relay import SpectatorRelay

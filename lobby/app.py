@@ -39,6 +39,7 @@ from lobby.presence import PresenceBatcher
 from lobby.private_races import PrivateRaceStore
 from lobby.ratelimit import RateLimiter, rate_limit_middleware
 from lobby.settings import LobbySettings
+from tournaments import api as tournament_api
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +58,7 @@ def build_app(settings: LobbySettings, metrics: LobbyMetrics | None = None) -> w
     app[SETTINGS_KEY] = settings
     app[METRICS_KEY] = metrics or LobbyMetrics()
     app.cleanup_ctx.append(_lobby_context)
+    tournament_api.setup(app, settings.tournaments)
     router = app.router
     router.add_get("/healthz", _healthz)
     router.add_get("/readyz", _readyz)

@@ -14,6 +14,7 @@ from arena.settings import (
     env_int,
     env_str,
 )
+from tournaments.settings import ApiSettings
 
 
 def parse_list(raw: str) -> tuple[str, ...]:
@@ -52,6 +53,7 @@ class LobbySettings:
     redis: RedisSettings = field(default_factory=RedisSettings)
     secrets: SecretSettings = field(default_factory=SecretSettings)  # token secret, node admin token
     log: LogSettings = field(default_factory=LogSettings)
+    tournaments: ApiSettings = field(default_factory=ApiSettings)  # the /v1/tournaments routes
 
     def __post_init__(self) -> None:
         self.check()
@@ -109,5 +111,6 @@ class LobbySettings:
             scrypt_n=env_int(env, "ARENA_LOBBY_SCRYPT_N", d.scrypt_n),
             redis=RedisSettings.from_env(env),
             secrets=SecretSettings.from_env(env),
+            tournaments=ApiSettings.from_env(env),
             log=LogSettings.from_env(env),
         )

@@ -25,6 +25,13 @@ from ops.services import KafkaBroker, PostgresServer, RedisServer, ServiceError,
 ROOT = Path(__file__).resolve().parent.parent
 DEV_ADMIN_TOKEN = "dev-admin-token"
 DEV_SECRET = "dev-secret-change-me-please"
+# The Arena processes besides the nodes: module name -> the setting that gives its HTTP port.
+SERVICES = {
+    "matchmaker": "ARENA_MM_PORT",
+    "lobby": "ARENA_LOBBY_PORT",
+    "persistence": "ARENA_PERSIST_PORT",
+    "tournaments": "ARENA_TOURNAMENT_PORT",
+}
 
 
 @dataclass
@@ -66,7 +73,9 @@ class Cluster:
     bots: int
     node_ports: list[int] = field(default_factory=lambda: [free_port(), free_port()])
     ports: dict[str, int] = field(
-        default_factory=lambda: {name: free_port() for name in ("lobby", "matchmaker", "persistence")}
+        default_factory=lambda: {
+            name: free_port() for name in ("lobby", "matchmaker", "persistence", "tournaments")
+        }
     )
     services: list[RedisServer | PostgresServer | KafkaBroker] = field(default_factory=list)
     processes: list[Supervised] = field(default_factory=list)
@@ -102,12 +111,7 @@ class Cluster:
         for i, port in enumerate(self.node_ports, start=1):
             node_env = env | {"ARENA_NODE_ID": f"node-{i}", "ARENA_NODE_PORT": str(port)}
             procs.append(Supervised(f"node-{i}", [py, "-m", "gameserver"], node_env, logs / f"node-{i}.log"))
-        services = {
-            "matchmaker": "ARENA_MM_PORT",
-            "lobby": "ARENA_LOBBY_PORT",
-            "persistence": "ARENA_PERSIST_PORT",
-        }
-        for name, port_var in services.items():
+        for name, port_var in SERVICES.items():
             proc_env = env | {port_var: str(self.ports[name])}
             procs.append(Supervised(name, [py, "-m", name], proc_env, logs / f"{name}.log"))
         if self.bots:
@@ -139,6 +143,7 @@ class Cluster:
             f"{nodes}\n"
             f"  matchmaker  http://127.0.0.1:{self.ports['matchmaker']}/metrics\n"
             f"  persistence http://127.0.0.1:{self.ports['persistence']}/metrics\n"
+            f"  tournaments http://127.0.0.1:{self.ports['tournaments']}/metrics  (the director)\n"
             f"  admin       ARENA_REDIS_URL={redis_url} python -m ops.admin status\n"
             f"  redis       {redis_url}\n"
             f"  postgres    {dsn}\n"

@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from arena.ids import NodeId
+from arena.placement import NodePlacer, Placer
 from arena.registry import NodeRegistry
 from arena.settings import RedisSettings, SecretSettings
 from arena.tickets import TicketStore
@@ -21,7 +22,6 @@ from gameserver.node import Node
 from gameserver.passages import Corpus, Passage, PassageKind
 from gameserver.settings import NodeSettings, RaceSettings
 from matchmaker.metrics import MatchmakerMetrics
-from arena.placement import NodePlacer, Placer
 from matchmaker.service import Matchmaker
 from matchmaker.settings import MatchmakerSettings
 from ops.services import free_port

@@ -5,11 +5,11 @@ import redis.asyncio as aioredis
 
 from arena.clock import now_ms
 from arena.ids import PlayerId, RaceId
+from arena.placement import SeatRequest
 from arena.protocol import RaceType
 from arena.registry import NodeInfo, NodeRegistry
 from gameserver.node import SeatRequest as NodeSeat
 from matchmaker.metrics import MatchmakerMetrics
-from arena.placement import SeatRequest
 from ops.services import free_port
 from tests.matchmaker.conftest import NodeStarter, node_placer
 

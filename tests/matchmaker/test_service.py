@@ -10,11 +10,11 @@ from aiohttp import web
 
 from arena import keys
 from arena.ids import RaceId
+from arena.placement import Placed, SeatRequest
 from arena.rating import DEFAULT, RatingStore
 from arena.results import MatchRecord
 from arena.tickets import QueueRef, Ticket, TicketState, TicketStore
 from matchmaker.__main__ import build_http_app
-from arena.placement import Placed, SeatRequest
 from ops.services import free_port
 from simulators.bot import Bot, BotReport
 from simulators.typing import TypingProfile

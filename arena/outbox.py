@@ -1,5 +1,8 @@
 """Appends finished matches to the durable outbox stream, exactly once per match.
 
+Nodes append races and heats (``MatchRecord``), the tournament director appends a tournament's
+final result (``TournamentFinalRecord``); the entry's ``kind`` tells a consumer which it is.
+
 A Lua script sets a per-match marker and appends in one atomic step, so a retry after a
 lost reply (the append happened, the answer did not arrive) never writes the match twice.
 """
@@ -7,6 +10,7 @@ lost reply (the append happened, the answer did not arrive) never writes the mat
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
 import redis.asyncio as aioredis
 import structlog
@@ -15,7 +19,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from arena import keys
 from arena.ids import RaceId
-from arena.results import MatchRecord
 
 log = structlog.get_logger(__name__)
 
@@ -31,13 +34,25 @@ return false
 MARKER_TTL_S = 7 * 24 * 3600  # far longer than any redelivery window
 
 
+class OutboxRecord(Protocol):
+    """What the outbox carries: an idempotency key, a kind, and the msgpack payload."""
+
+    @property
+    def match_id(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    def to_bytes(self) -> bytes: ...
+
+
 class OutboxWriter:
     def __init__(self, redis: aioredis.Redis, *, max_backoff_s: float = 5.0) -> None:
         self._redis = redis
         self._script = redis.register_script(_APPEND_ONCE)
         self._max_backoff_s = max_backoff_s
 
-    async def append(self, record: MatchRecord) -> bool:
+    async def append(self, record: OutboxRecord) -> bool:
         """Append once; True if this call wrote it, False if it was already there."""
         result = await self._script(
             keys=[keys.outbox_written(RaceId(record.match_id)), keys.OUTBOX_STREAM],
@@ -45,7 +60,7 @@ class OutboxWriter:
         )
         return result is not None
 
-    async def append_with_retry(self, record: MatchRecord) -> bool:
+    async def append_with_retry(self, record: OutboxRecord) -> bool:
         """Keep trying through Redis outages: a finished race must never be lost.
 
         Cancellation (node shutdown) is the only way out without success; the caller logs it.

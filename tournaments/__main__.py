@@ -1,0 +1,111 @@
+"""``python -m tournaments``: run one tournament director. Signals are handled here only.
+
+Wiring, in dependency order: Redis, HTTP client, node registry and heat placer, director,
+then the small HTTP app (``/healthz``, ``/readyz``, ``/metrics``). Stopped in reverse. Run
+two or more for fail-over: one leads, the others wait for its lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import aiohttp
+import redis.asyncio as aioredis
+import structlog
+import uvloop
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from arena.logs import configure_logging
+from arena.placement import NodePlacer
+from arena.registry import NodeRegistry
+from arena.settings import environ
+from tournaments.director import Director
+from tournaments.metrics import DirectorMetrics
+from tournaments.settings import DirectorSettings
+
+log = structlog.get_logger(__name__)
+
+DIRECTOR_KEY = web.AppKey("director", Director)
+
+
+def build_http_app(director: Director) -> web.Application:
+    app = web.Application()
+    app[DIRECTOR_KEY] = director
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
+    return app
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    director = request.app[DIRECTOR_KEY]
+    if not director.running:
+        return web.json_response({"status": "stopped"}, status=503)
+    return web.json_response(
+        {"status": "ok", "director_id": director.settings.director_id, "leading": director.leading}
+    )
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    director = request.app[DIRECTOR_KEY]
+    try:
+        holder = await director.lease.holder()
+    except Exception as exc:
+        return web.json_response({"ready": False, "reason": f"redis: {exc}"}, status=503)
+    return web.json_response({"ready": True, "leading": director.leading, "leader": holder})
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[DIRECTOR_KEY].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def serve(settings: DirectorSettings) -> None:
+    redis = aioredis.Redis.from_url(settings.redis.url)
+    http = aiohttp.ClientSession()
+    metrics = DirectorMetrics()
+    placer = NodePlacer(
+        NodeRegistry(redis, stale_after_ms=settings.node_stale_ms),
+        http,
+        settings.secrets.admin_token,
+        timeout_s=settings.node_timeout_s,
+        attempts=settings.node_attempts,
+        on_failure=lambda reason: metrics.placement_failures.labels(reason).inc(),
+    )
+    director = Director(settings, redis, placer, metrics)
+    runner = web.AppRunner(build_http_app(director), handle_signals=False)
+    try:
+        await director.start()
+        await runner.setup()
+        await web.TCPSite(runner, settings.host, settings.port, reuse_address=True).start()
+        log.info("director_listening", host=settings.host, port=settings.port)
+        await _until_signal()
+        log.info("director_stopping")
+        await director.stop()
+    finally:
+        await runner.cleanup()
+        await http.close()
+        await redis.aclose()
+
+
+async def _until_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    # A second signal while stopping forces the exit.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: (_ for _ in ()).throw(SystemExit(1)))
+
+
+def main() -> None:
+    settings = DirectorSettings.from_env(environ())
+    configure_logging(settings.log)
+    uvloop.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()
