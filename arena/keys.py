@@ -14,6 +14,28 @@ from arena.ids import RaceId
 OUTBOX_STREAM = "{outbox}:matches"
 
 
+# Outbox entries that failed too often, with the reason; listed and replayed by ops.deadletters.
+# Shares the {outbox} tag: moving an entry between the streams is one atomic script.
+DEAD_STREAM = "{outbox}:dead"
+
+# Hash player id -> display name, for leaderboard pages (names are not in the sorted sets).
+PLAYER_NAMES = "players:names"
+
+
+def leaderboard(race_type: str, timeframe: str, period: str) -> str:
+    """Sorted set of the best result per player, e.g. ``leaderboard:quick:daily:2026-11-23``.
+
+    ``period`` is the day (``2026-11-23``) or ISO week (``2026-W48``); empty for all-time.
+    """
+    suffix = f":{period}" if period else ""
+    return f"leaderboard:{race_type}:{timeframe}{suffix}"
+
+
+def recent_results(player_id: str) -> str:
+    """Sorted set of a player's latest results, scored by end time (ms)."""
+    return f"user:{player_id}:recent_results"
+
+
 def outbox_written(race_id: RaceId) -> str:
     """Marker that a race's result is already in the outbox (makes the append idempotent)."""
     return f"{{outbox}}:written:{race_id}"

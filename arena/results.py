@@ -141,4 +141,3 @@ class TournamentFinalRecord:
 
 def final_match_id(tournament_id: str) -> str:
     return f"{tournament_id}:final"
-

@@ -1,0 +1,96 @@
+"""Prometheus metrics of a persistence process, in their own registry (tests run several).
+
+Labels are bounded: stages, dependencies and sources, never a match or player id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_PREFIX = "arena_persistence"
+
+
+@dataclass
+class PersistenceMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.entries_read = Counter(
+            f"{_PREFIX}_entries_read_total",
+            "Outbox entries received, by source (new, claimed)",
+            ["source"],
+            registry=r,
+        )
+        self.entries_acked = Counter(
+            f"{_PREFIX}_entries_acked_total",
+            "Outbox entries acknowledged after storing and publishing",
+            registry=r,
+        )
+        self.matches_inserted = Counter(
+            f"{_PREFIX}_matches_inserted_total", "Matches newly written to PostgreSQL", registry=r
+        )
+        self.matches_duplicate = Counter(
+            f"{_PREFIX}_matches_duplicate_total", "Re-delivered matches PostgreSQL already had", registry=r
+        )
+        self.participant_rows = Counter(
+            f"{_PREFIX}_participant_rows_total", "Result rows written to PostgreSQL", registry=r
+        )
+        self.ratings_caught_up = Counter(
+            f"{_PREFIX}_ratings_caught_up_total", "Finished matches no node had rated, rated here", registry=r
+        )
+        self.rating_changes = Counter(
+            f"{_PREFIX}_rating_changes_total", "Rating changes copied into rating_history", registry=r
+        )
+        self.messages_published = Counter(
+            f"{_PREFIX}_messages_published_total", "Matches acknowledged by Kafka", registry=r
+        )
+        self.entry_failures = Counter(
+            f"{_PREFIX}_entry_failures_total",
+            "Entries that failed on their own, by stage",
+            ["stage"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            f"{_PREFIX}_dead_letters_total", "Entries moved to the dead-letter stream, by stage", ["stage"],
+            registry=r,
+        )  # fmt: skip
+        self.retries = Counter(
+            f"{_PREFIX}_dependency_retries_total",
+            "Retries because a dependency failed",
+            ["dependency"],
+            registry=r,
+        )
+        self.dependency_up = Gauge(
+            f"{_PREFIX}_dependency_up", "1 when the dependency's last operation succeeded", ["dependency"],
+            registry=r,
+        )  # fmt: skip
+        self.stage_seconds = Histogram(
+            f"{_PREFIX}_stage_duration_seconds",
+            "Time one batch spends in a stage, retries included",
+            ["stage"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            f"{_PREFIX}_batch_entries",
+            "Entries per processed batch",
+            buckets=(1, 5, 10, 25, 50, 100, 200, 500, 1000),
+            registry=r,
+        )
+        self.lag_seconds = Histogram(
+            f"{_PREFIX}_lag_seconds",
+            "From the outbox append to the acknowledgement (stored and published)",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+            registry=r,
+        )
+        self.pending = Gauge(
+            f"{_PREFIX}_pending_entries",
+            "Entries delivered to the group and not yet acknowledged",
+            registry=r,
+        )
+        self.backlog = Gauge(
+            f"{_PREFIX}_backlog_entries", "Entries in the outbox not yet delivered to the group", registry=r
+        )

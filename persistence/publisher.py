@@ -1,0 +1,166 @@
+"""Publishes matches to Kafka: idempotent producer, ``acks=all``, keyed by match id.
+
+The value is the outbox entry's ``data`` unchanged: the msgpack ``MatchRecord`` exactly as
+the node wrote it (``arena/results.py``), with a ``kind`` and ``record_version`` header.
+Races go to the race topic, tournament heats to the heat topic.
+
+A batch is published by a ``PublishBatch``: every message is sent, then every ack awaited.
+A retry after a failure re-sends only what failed and keeps waiting for what is still in
+flight, so an outage does not multiply copies. The producer is created lazily, so the
+service starts (unready) while Kafka is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from persistence.entries import Match
+from persistence.errors import Dependency, DependencyDown, describe, kafka_rejects_message
+from persistence.settings import KafkaSettings
+
+log = structlog.get_logger(__name__)
+
+CLOSE_TIMEOUT_S = 5.0
+# Records are ~5 KiB: large produce batches mean fewer requests for the broker to handle.
+# Below the producer's max_request_size (1 MiB), which also bounds one record.
+MAX_BATCH_BYTES = 1000 * 1024
+
+
+class KafkaPublisher:
+    def __init__(self, settings: KafkaSettings) -> None:
+        self.settings = settings
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    def topic_for(self, kind: str) -> str:
+        return self.settings.heat_topic if kind == "heat" else self.settings.race_topic
+
+    async def producer(self) -> AIOKafkaProducer:
+        """The started producer; ``DependencyDown`` while Kafka cannot be reached."""
+        async with self._lock:
+            if self._producer is not None:
+                return self._producer
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.settings.bootstrap,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=self.settings.linger_ms,
+                compression_type=None if self.settings.compression == "none" else self.settings.compression,
+                max_batch_size=MAX_BATCH_BYTES,
+                request_timeout_ms=int(self.settings.publish_timeout_s * 1000),
+            )
+            try:
+                await asyncio.wait_for(producer.start(), self.settings.publish_timeout_s)
+            except (KafkaError, OSError, TimeoutError) as exc:
+                await _abandon(producer)
+                raise DependencyDown(Dependency.KAFKA, exc) from exc
+            self._producer = producer
+            return producer
+
+    async def ping(self) -> None:
+        """Raise unless the cluster answers a metadata request."""
+        producer = await self.producer()
+        try:
+            await asyncio.wait_for(producer.client.fetch_all_metadata(), 2.0)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise DependencyDown(Dependency.KAFKA, exc) from exc
+
+    async def close(self) -> None:
+        """Deliver what is in flight; if Kafka is down, drop it (its entries were not acknowledged)."""
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        try:
+            await asyncio.wait_for(producer.flush(), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("kafka_close_abandoned_in_flight")
+            await _abandon(producer)
+            return
+        await producer.stop()
+
+
+async def _abandon(producer: AIOKafkaProducer) -> None:
+    """Tear a producer down without flushing.
+
+    ``stop()`` waits until every buffered message is delivered, which with an idempotent
+    producer and a dead broker is forever. aiokafka has no close-without-flush, so: cancel
+    its sender task, close its connections, mark it closed (private attributes, checked).
+    """
+    sender = getattr(producer, "_sender", None)
+    task: asyncio.Task[None] | None = getattr(sender, "sender_task", None)
+    if task is not None and not task.done():
+        task.cancel()
+        try:
+            await task
+        except (asyncio.CancelledError, Exception):
+            pass
+    await producer.client.close()
+    producer._closed = True
+
+
+class PublishBatch:
+    """One batch's messages until every one is acknowledged (or rejected for good)."""
+
+    def __init__(self, publisher: KafkaPublisher, matches: Sequence[Match]) -> None:
+        self._publisher = publisher
+        self._todo = {m.match_id: m for m in matches}
+        self._futures: dict[str, asyncio.Future[object]] = {}
+        self.rejected: dict[str, str] = {}  # match id -> why Kafka refused it
+
+    async def run(self) -> dict[str, str]:
+        """Publish and await all acks; returns the rejected matches, raises ``DependencyDown``."""
+        producer = await self._publisher.producer()
+        timeout = self._publisher.settings.publish_timeout_s
+        try:
+            # send() only waits for metadata or buffer space: one deadline for all, not a task each.
+            async with asyncio.timeout(timeout):
+                for match_id, m in self._todo.items():
+                    if match_id not in self.rejected and self._needs_send(match_id):
+                        await self._send(producer, match_id, m)
+        except TimeoutError as exc:
+            raise DependencyDown(Dependency.KAFKA, f"send blocked for {timeout}s") from exc
+        waiting = [f for f in self._futures.values() if not f.done()]
+        if waiting:
+            _, pending = await asyncio.wait(waiting, timeout=timeout)
+            if pending:
+                raise DependencyDown(
+                    Dependency.KAFKA, f"{len(pending)} message(s) unacknowledged after {timeout}s"
+                )
+        for match_id, future in self._futures.items():
+            if match_id in self.rejected:
+                continue
+            if future.cancelled():
+                raise DependencyDown(Dependency.KAFKA, "send cancelled")
+            error = future.exception()
+            if error is not None:
+                self._fail(match_id, error)
+        return self.rejected
+
+    async def _send(self, producer: AIOKafkaProducer, match_id: str, m: Match) -> None:
+        kind = m.record.kind
+        try:
+            self._futures[match_id] = await producer.send(
+                self._publisher.topic_for(kind),
+                m.data,
+                key=match_id.encode(),
+                headers=[("kind", kind.encode()), ("record_version", b"%d" % m.record.version)],
+            )
+        except (KafkaError, OSError) as exc:
+            self._fail(match_id, exc)
+
+    def _needs_send(self, match_id: str) -> bool:
+        future = self._futures.get(match_id)
+        if future is None:
+            return True
+        return future.done() and (future.cancelled() or future.exception() is not None)
+
+    def _fail(self, match_id: str, exc: BaseException) -> None:
+        if kafka_rejects_message(exc):
+            self.rejected[match_id] = describe(exc)
+            return
+        raise DependencyDown(Dependency.KAFKA, exc) from exc

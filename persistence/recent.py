@@ -1,0 +1,127 @@
+"""A player's last results, cached in Redis: ``user:{id}:recent_results``.
+
+A sorted set scored by the race's end time (ms); each member is the result summary packed
+with msgpack in a fixed field order, so the same result always makes the same member and
+adding it twice changes nothing. One script adds, trims to the newest ``keep`` and refreshes the TTL.
+
+A set recreated after expiry holds only what arrived since, so it is not trusted unless it
+holds ``keep`` results or carries the ``~complete`` marker (score -inf), which the read side
+adds after filling it from PostgreSQL with everything the player has (fewer than ``keep``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import cast
+
+import msgpack
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+
+from arena import keys
+from arena.results import MatchRecord
+from persistence.settings import ReadSideSettings
+
+COMPLETE = b"~complete"
+
+# KEYS[1] the set; ARGV: score/member pairs. Keep and TTL are baked in (one script per setting):
+# one call per result sits on the hot path, and every argument costs client time.
+_ADD = """
+for i = 1, #ARGV, 2 do
+  redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -{keep} - 1)
+redis.call('EXPIRE', KEYS[1], {ttl})
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RecentResult:
+    """One line of a player's history; built the same way from a record or a database row."""
+
+    race_id: str
+    kind: str
+    race_type: str
+    ended_at: int  # ms
+    players: int
+    place: int | None
+    status: str
+    valid: bool
+    wpm: float
+    accuracy: float
+
+    def member(self) -> bytes:
+        """msgpack of the fields in order: the same result always packs to the same bytes."""
+        packed: bytes = msgpack.packb(
+            [self.race_id, self.kind, self.race_type, self.ended_at, self.players, self.place,
+             self.status, self.valid, self.wpm, self.accuracy],
+        )  # fmt: skip
+        return packed
+
+    @classmethod
+    def from_member(cls, raw: bytes) -> RecentResult:
+        return cls(*msgpack.unpackb(raw))
+
+
+def record_results(record: MatchRecord) -> list[tuple[str, RecentResult]]:
+    """(player id, result) for every participant, finished or not."""
+    return [
+        (
+            p.player_id,
+            RecentResult(
+                race_id=record.match_id,
+                kind=record.kind,
+                race_type=record.race_type,
+                ended_at=record.ended_at,
+                players=len(record.participants),
+                place=p.place,
+                status=p.status,
+                valid=p.valid,
+                wpm=float(p.wpm),
+                accuracy=float(p.accuracy),
+            ),
+        )
+        for p in record.participants
+    ]
+
+
+class RecentCache:
+    def __init__(self, redis: aioredis.Redis, settings: ReadSideSettings) -> None:
+        self._redis = redis
+        self._add = redis.register_script(
+            _ADD.format(keep=int(settings.recent_keep), ttl=int(settings.recent_ttl_s))
+        )
+
+    async def apply(self, records: Sequence[MatchRecord]) -> None:
+        """Add every participant's result of these records (idempotent)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            self.queue(pipe, records)
+            await pipe.execute()
+
+    def queue(self, pipe: Pipeline, records: Sequence[MatchRecord]) -> None:
+        """Queue the updates on a pipeline the caller executes."""
+        # Loaded first if Redis lost it (what Script.__call__ does); redis-py types it for sync only.
+        pipe.scripts.add(self._add)  # type: ignore[arg-type]
+        sha = self._add.sha
+        for r in records:
+            for player_id, result in record_results(r):
+                # One call per player, each touching one key: valid on Redis Cluster. Bytes
+                # arguments skip redis-py's per-argument encoding.
+                pipe.evalsha(sha, 1, keys.recent_results(player_id), b"%d" % result.ended_at, result.member())
+
+    async def fill(self, player_id: str, results: Sequence[RecentResult], complete: bool) -> None:
+        """Store what PostgreSQL returned; ``complete`` when that is everything the player has."""
+        args: list[bytes] = [b"-inf", COMPLETE] if complete else []
+        for r in results:
+            args += [b"%d" % r.ended_at, r.member()]
+        await self._add(keys=[keys.recent_results(player_id)], args=args)
+
+    async def read(self, player_id: str, limit: int) -> list[RecentResult] | None:
+        """The newest ``limit`` results, or None when the cache cannot answer for sure."""
+        raw = cast(list[bytes], await self._redis.zrevrange(keys.recent_results(player_id), 0, limit))
+        complete = COMPLETE in raw
+        results = [RecentResult.from_member(m) for m in raw if m != COMPLETE]
+        if len(results) >= limit:
+            return results[:limit]
+        return results if complete else None

@@ -1,0 +1,157 @@
+"""Persistence settings: one frozen section per concern, read from ``ARENA_*`` variables.
+
+Every field names its environment variable in the comment beside it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from arena.settings import LogSettings, RedisSettings, SettingsError, env_bool, env_float, env_int, env_str
+
+
+def _default_consumer() -> str:
+    # Unique per process: a restarted process is a new consumer, and the entries its
+    # predecessor left pending are claimed with XAUTOCLAIM once idle long enough.
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresSettings:
+    dsn: str = "postgresql://postgres@127.0.0.1:5432/typogram"  # ARENA_POSTGRES_DSN
+    pool_size: int = 4  # ARENA_POSTGRES_POOL_SIZE: most connections the pool opens
+    command_timeout_s: float = 30.0  # ARENA_POSTGRES_COMMAND_TIMEOUT_S: one statement, at most
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> PostgresSettings:
+        d = cls()
+        return cls(
+            dsn=env_str(env, "ARENA_POSTGRES_DSN", d.dsn),
+            pool_size=env_int(env, "ARENA_POSTGRES_POOL_SIZE", d.pool_size),
+            command_timeout_s=env_float(env, "ARENA_POSTGRES_COMMAND_TIMEOUT_S", d.command_timeout_s),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    bootstrap: str = "127.0.0.1:9092"  # ARENA_KAFKA_BOOTSTRAP: comma-separated host:port list
+    race_topic: str = "race-events"  # ARENA_KAFKA_RACE_TOPIC: finished races (kind "race")
+    heat_topic: str = "tournament-scores"  # ARENA_KAFKA_HEAT_TOPIC: finished tournament heats
+    linger_ms: int = 5  # ARENA_KAFKA_LINGER_MS: producer batching delay
+    compression: str = "none"  # ARENA_KAFKA_COMPRESSION: none | gzip | snappy | lz4 | zstd
+    publish_timeout_s: float = 10.0  # ARENA_KAFKA_PUBLISH_TIMEOUT_S: a batch's acks, at most
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> KafkaSettings:
+        d = cls()
+        compression = env_str(env, "ARENA_KAFKA_COMPRESSION", d.compression).lower()
+        if compression not in ("none", "gzip", "snappy", "lz4", "zstd"):
+            raise SettingsError(
+                f"ARENA_KAFKA_COMPRESSION must be none|gzip|snappy|lz4|zstd, got {compression!r}"
+            )
+        return cls(
+            bootstrap=env_str(env, "ARENA_KAFKA_BOOTSTRAP", d.bootstrap),
+            race_topic=env_str(env, "ARENA_KAFKA_RACE_TOPIC", d.race_topic),
+            heat_topic=env_str(env, "ARENA_KAFKA_HEAT_TOPIC", d.heat_topic),
+            linger_ms=env_int(env, "ARENA_KAFKA_LINGER_MS", d.linger_ms),
+            compression=compression,
+            publish_timeout_s=env_float(env, "ARENA_KAFKA_PUBLISH_TIMEOUT_S", d.publish_timeout_s),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSettings:
+    group: str = "persistence"  # ARENA_PERSIST_GROUP: the Redis consumer group on the outbox
+    consumer: str = field(default_factory=_default_consumer)  # ARENA_PERSIST_CONSUMER: unique per process
+    workers: int = 2  # ARENA_PERSIST_WORKERS: consumers in this process (named CONSUMER-1, CONSUMER-2...)
+    batch_size: int = 200  # ARENA_PERSIST_BATCH_SIZE: entries read (and written) at once
+    block_ms: int = 1000  # ARENA_PERSIST_BLOCK_MS: XREADGROUP wait for new entries; bounds stop latency
+    claim_idle_ms: int = 30_000  # ARENA_PERSIST_CLAIM_IDLE_MS: pending this long -> another consumer takes it
+    claim_interval_ms: int = 5_000  # ARENA_PERSIST_CLAIM_INTERVAL_MS: how often to look for such entries
+    max_deliveries: int = 5  # ARENA_PERSIST_MAX_DELIVERIES: failures before the dead-letter stream
+    backoff_min_s: float = 0.2  # ARENA_PERSIST_BACKOFF_MIN_S: first retry delay when a dependency fails
+    backoff_max_s: float = 10.0  # ARENA_PERSIST_BACKOFF_MAX_S: the delay doubles up to this
+    shutdown_grace_s: float = 20.0  # ARENA_PERSIST_SHUTDOWN_GRACE_S: time to finish the batch on stop
+    # ARENA_PERSIST_STEP_TIMEOUT_S: one stage of a batch, or one Redis call, at most; then its
+    # dependency counts as failing (one timer per step: cheaper than a socket timeout per reply).
+    step_timeout_s: float = 30.0
+    trim: bool = True  # ARENA_PERSIST_TRIM: trim entries every group has acknowledged
+    rating_history: bool = True  # ARENA_PERSIST_RATING_HISTORY: copy {rating}:changes into rating_history
+    prune_idle_ms: int = (
+        3_600_000  # ARENA_PERSIST_PRUNE_IDLE_MS: forget consumers idle this long, none pending
+    )
+    # Test only: pause between the PostgreSQL commit and the rest of the batch (kill -9 tests).
+    delay_after_commit_s: float = 0.0  # ARENA_PERSIST_DELAY_AFTER_COMMIT_S
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ConsumerSettings:
+        d = cls()
+        return cls(
+            group=env_str(env, "ARENA_PERSIST_GROUP", d.group),
+            consumer=env_str(env, "ARENA_PERSIST_CONSUMER", d.consumer),
+            workers=env_int(env, "ARENA_PERSIST_WORKERS", d.workers),
+            batch_size=env_int(env, "ARENA_PERSIST_BATCH_SIZE", d.batch_size),
+            block_ms=env_int(env, "ARENA_PERSIST_BLOCK_MS", d.block_ms),
+            claim_idle_ms=env_int(env, "ARENA_PERSIST_CLAIM_IDLE_MS", d.claim_idle_ms),
+            claim_interval_ms=env_int(env, "ARENA_PERSIST_CLAIM_INTERVAL_MS", d.claim_interval_ms),
+            max_deliveries=env_int(env, "ARENA_PERSIST_MAX_DELIVERIES", d.max_deliveries),
+            backoff_min_s=env_float(env, "ARENA_PERSIST_BACKOFF_MIN_S", d.backoff_min_s),
+            backoff_max_s=env_float(env, "ARENA_PERSIST_BACKOFF_MAX_S", d.backoff_max_s),
+            shutdown_grace_s=env_float(env, "ARENA_PERSIST_SHUTDOWN_GRACE_S", d.shutdown_grace_s),
+            step_timeout_s=env_float(env, "ARENA_PERSIST_STEP_TIMEOUT_S", d.step_timeout_s),
+            trim=env_bool(env, "ARENA_PERSIST_TRIM", d.trim),
+            rating_history=env_bool(env, "ARENA_PERSIST_RATING_HISTORY", d.rating_history),
+            prune_idle_ms=env_int(env, "ARENA_PERSIST_PRUNE_IDLE_MS", d.prune_idle_ms),
+            delay_after_commit_s=env_float(env, "ARENA_PERSIST_DELAY_AFTER_COMMIT_S", d.delay_after_commit_s),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReadSideSettings:
+    recent_keep: int = 10  # ARENA_RECENT_KEEP: results per player cached in user:{id}:recent_results
+    recent_ttl_s: int = 3600  # ARENA_RECENT_TTL_S: the cache expires when the player stops racing
+    daily_keep_days: int = 8  # ARENA_LEADERBOARD_DAILY_KEEP_DAYS: a daily board lives this long after its day
+    weekly_keep_weeks: int = 5  # ARENA_LEADERBOARD_WEEKLY_KEEP_WEEKS: likewise for weekly boards
+    # ARENA_LEADERBOARD_RACE_TYPES: comma-separated; custom texts are not comparable, so not ranked.
+    race_types: tuple[str, ...] = ("quick", "standard", "marathon")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ReadSideSettings:
+        d = cls()
+        raw_types = env_str(env, "ARENA_LEADERBOARD_RACE_TYPES", ",".join(d.race_types))
+        return cls(
+            recent_keep=env_int(env, "ARENA_RECENT_KEEP", d.recent_keep),
+            recent_ttl_s=env_int(env, "ARENA_RECENT_TTL_S", d.recent_ttl_s),
+            daily_keep_days=env_int(env, "ARENA_LEADERBOARD_DAILY_KEEP_DAYS", d.daily_keep_days),
+            weekly_keep_weeks=env_int(env, "ARENA_LEADERBOARD_WEEKLY_KEEP_WEEKS", d.weekly_keep_weeks),
+            race_types=tuple(t.strip() for t in raw_types.split(",") if t.strip()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PersistenceSettings:
+    host: str = "127.0.0.1"  # ARENA_PERSIST_HOST: listen address of /healthz /readyz /metrics
+    port: int = 8300  # ARENA_PERSIST_PORT
+    redis: RedisSettings = field(default_factory=RedisSettings)  # ARENA_REDIS_URL
+    postgres: PostgresSettings = field(default_factory=PostgresSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    consumer: ConsumerSettings = field(default_factory=ConsumerSettings)
+    readside: ReadSideSettings = field(default_factory=ReadSideSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> PersistenceSettings:
+        d = cls()
+        return cls(
+            host=env_str(env, "ARENA_PERSIST_HOST", d.host),
+            port=env_int(env, "ARENA_PERSIST_PORT", d.port),
+            redis=RedisSettings.from_env(env),
+            postgres=PostgresSettings.from_env(env),
+            kafka=KafkaSettings.from_env(env),
+            consumer=ConsumerSettings.from_env(env),
+            readside=ReadSideSettings.from_env(env),
+            log=LogSettings.from_env(env),
+        )

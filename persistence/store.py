@@ -1,0 +1,289 @@
+"""Writes matches to PostgreSQL in batches, exactly once per race id.
+
+One transaction per batch: insert the races with ``ON CONFLICT DO NOTHING RETURNING``, then
+write players, results (COPY) and tournament standings for the races that were new. A
+re-delivered match therefore inserts nothing, and nothing is counted twice. Rows are sorted
+by key so concurrent consumers take row locks in the same order.
+
+Monthly result partitions are created before the transaction, on first sight of a month
+(``ensure_results_partition``), because creating one locks the parent table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import asyncpg
+import structlog
+from asyncpg.pool import PoolConnectionProxy
+
+from arena.results import MatchRecord, ParticipantRecord
+from persistence import keylog
+from persistence.errors import Dependency, DependencyDown, describe, postgres_rejects_data
+from persistence.leaderboards import counts_for_ranking
+from persistence.times import opt_datetime, to_datetime
+
+log = structlog.get_logger(__name__)
+
+_INSERT_RACES = """
+INSERT INTO races (race_id, kind, race_type, state, reason, node_id, passage_id, passage_chars, players,
+                   tournament_id, round_no, heat_no, created_at, started_at, ended_at, record_version)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                     $8::int[], $9::smallint[], $10::text[], $11::int[], $12::int[], $13::timestamptz[],
+                     $14::timestamptz[], $15::timestamptz[], $16::smallint[])
+ON CONFLICT (race_id) DO NOTHING
+RETURNING race_id
+"""
+
+_UPSERT_PLAYERS = """
+INSERT INTO players AS p (player_id, name, races, first_seen_at, last_seen_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[])
+ON CONFLICT (player_id) DO UPDATE SET
+    name = CASE WHEN excluded.last_seen_at >= p.last_seen_at THEN excluded.name ELSE p.name END,
+    races = p.races + excluded.races,
+    first_seen_at = least(p.first_seen_at, excluded.first_seen_at),
+    last_seen_at = greatest(p.last_seen_at, excluded.last_seen_at)
+"""
+
+# Outside the batch transaction: a heat's race row references its tournament.
+_ENSURE_TOURNAMENTS = """
+INSERT INTO tournaments (tournament_id, race_type, created_at, updated_at)
+SELECT t, rt, c, c FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(t, rt, c)
+ON CONFLICT (tournament_id) DO NOTHING
+"""
+
+_UPDATE_TOURNAMENTS = """
+UPDATE tournaments AS t SET
+    heats = t.heats + u.heats,
+    rounds = greatest(t.rounds, u.rounds),
+    updated_at = greatest(t.updated_at, u.updated_at)
+FROM unnest($1::text[], $2::int[], $3::int[], $4::timestamptz[])
+    AS u(tournament_id, heats, rounds, updated_at)
+WHERE t.tournament_id = u.tournament_id
+"""
+
+_UPSERT_STANDINGS = """
+INSERT INTO tournament_participants AS tp (tournament_id, player_id, name, heats, finished, best_wpm,
+                                           best_accuracy, last_round, joined_at, updated_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::float8[], $7::float8[],
+                     $8::int[], $9::timestamptz[], $10::timestamptz[])
+ON CONFLICT (tournament_id, player_id) DO UPDATE SET
+    name = excluded.name,
+    heats = tp.heats + excluded.heats,
+    finished = tp.finished + excluded.finished,
+    best_accuracy = CASE WHEN (excluded.best_wpm, excluded.best_accuracy) > (tp.best_wpm, tp.best_accuracy)
+                         THEN excluded.best_accuracy ELSE tp.best_accuracy END,
+    best_wpm = greatest(tp.best_wpm, excluded.best_wpm),
+    last_round = greatest(tp.last_round, excluded.last_round),
+    joined_at = least(tp.joined_at, excluded.joined_at),
+    updated_at = greatest(tp.updated_at, excluded.updated_at)
+"""
+
+# Where each record field is stored (the tests check that none is forgotten).
+RACE_FIELDS = (
+    "match_id", "kind", "race_type", "state", "reason", "node_id", "passage_id", "passage_chars",
+    "participants", "tournament_id", "round_no", "heat_no", "created_at", "started_at", "ended_at", "version",
+)  # fmt: skip
+PARTICIPANT_FIELDS = (
+    "player_id", "name", "place", "status", "valid", "flags", "wpm", "raw_wpm", "accuracy", "consistency",
+    "correct_chars", "typed_chars", "errors", "elapsed_ms", "joined_at", "finished_at", "keys", "key_times",
+)  # fmt: skip
+
+PARTICIPANT_COLUMNS = (
+    "race_id", "player_id", "created_at", "name", "place", "status", "valid", "flags", "wpm", "raw_wpm",
+    "accuracy", "consistency", "correct_chars", "typed_chars", "errors", "elapsed_ms", "joined_at",
+    "finished_at", "keylog",
+)  # fmt: skip
+
+ParticipantRow = tuple[
+    str, str, datetime, str, int | None, str, bool, list[str], float, float, float, float,
+    int, int, int, int, datetime | None, datetime | None, bytes,
+]  # fmt: skip
+
+
+def participant_rows(record: MatchRecord) -> list[ParticipantRow]:
+    ended = to_datetime(record.ended_at)
+    return [participant_row(record.match_id, ended, p) for p in record.participants]
+
+
+def participant_row(match_id: str, ended: datetime, p: ParticipantRecord) -> ParticipantRow:
+    return (
+        match_id, p.player_id, ended, p.name, p.place, p.status, p.valid,
+        p.flags, float(p.wpm), float(p.raw_wpm), float(p.accuracy), float(p.consistency), p.correct_chars,
+        p.typed_chars, p.errors, p.elapsed_ms, opt_datetime(p.joined_at), opt_datetime(p.finished_at),
+        keylog.encode(p.keys, p.key_times),
+    )  # fmt: skip
+
+
+@dataclass(slots=True)
+class WriteResult:
+    inserted: set[str] = field(default_factory=set)  # match ids this call stored
+    rejected: dict[str, str] = field(default_factory=dict)  # match id -> why PostgreSQL refused it
+    participant_rows: int = 0
+
+
+class PostgresStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._months: set[date] = set()  # partitions known to exist
+        self._months_lock = asyncio.Lock()  # workers of one process share this store
+
+    async def write(self, records: Sequence[MatchRecord]) -> WriteResult:
+        """Store a batch; a record PostgreSQL refuses is isolated and reported, not raised.
+
+        Raises ``DependencyDown`` when PostgreSQL cannot be reached (nothing is lost: the
+        transaction either committed or not, and a retry is idempotent).
+        """
+        unique = sorted({r.match_id: r for r in reversed(records)}.values(), key=lambda r: r.match_id)
+        try:
+            return await self._write(unique)
+        except Exception as exc:
+            if not postgres_rejects_data(exc):
+                raise DependencyDown(Dependency.POSTGRES, exc) from exc
+            if len(unique) == 1:
+                return WriteResult(rejected={unique[0].match_id: describe(exc)})
+            log.warning("batch_rejected_isolating", matches=len(unique), error=describe(exc))
+        # Some record is bad: write one at a time to find it and keep the others.
+        result = WriteResult()
+        for record in unique:
+            one = await self.write([record])
+            result.inserted |= one.inserted
+            result.rejected |= one.rejected
+            result.participant_rows += one.participant_rows
+        return result
+
+    async def ensure_months(self, days: Sequence[date]) -> None:
+        months = {d.replace(day=1) for d in days} - self._months
+        if not months:
+            return
+        async with self._months_lock, self._pool.acquire() as conn:
+            for month in sorted(months - self._months):
+                await conn.execute("SELECT ensure_results_partition($1)", month)
+                self._months.add(month)
+
+    async def _write(self, records: Sequence[MatchRecord]) -> WriteResult:
+        await self.ensure_months([to_datetime(r.ended_at).date() for r in records])
+        heats = [r for r in records if r.tournament_id is not None]
+        # Built before the transaction: it is CPU work (the keystroke logs), and a record whose
+        # values cannot be converted fails here, before anything is sent.
+        prepared = {r.match_id: participant_rows(r) for r in records}
+        async with self._pool.acquire() as conn:
+            if heats:
+                await self._ensure_tournaments(conn, heats)
+            async with conn.transaction():
+                rows = await conn.fetch(_INSERT_RACES, *_race_columns(records))
+                inserted = {row["race_id"] for row in rows}
+                new = [r for r in records if r.match_id in inserted]
+                participants = [row for r in new for row in prepared[r.match_id]]
+                if new:
+                    await conn.execute(_UPSERT_PLAYERS, *_player_columns(new))
+                    await conn.copy_records_to_table(
+                        "race_participants", records=participants, columns=PARTICIPANT_COLUMNS
+                    )
+                    new_heats = [r for r in new if r.tournament_id is not None]
+                    if new_heats:
+                        await conn.execute(_UPDATE_TOURNAMENTS, *_tournament_columns(new_heats))
+                        await conn.execute(_UPSERT_STANDINGS, *_standing_columns(new_heats))
+        return WriteResult(inserted=inserted, participant_rows=len(participants))
+
+    async def _ensure_tournaments(self, conn: PoolConnectionProxy, heats: Sequence[MatchRecord]) -> None:
+        first: dict[str, MatchRecord] = {}
+        for r in heats:
+            assert r.tournament_id is not None
+            first.setdefault(r.tournament_id, r)
+        ids = sorted(first)
+        await conn.execute(
+            _ENSURE_TOURNAMENTS,
+            ids,
+            [first[t].race_type for t in ids],
+            [to_datetime(first[t].created_at) for t in ids],
+        )
+
+
+def _race_columns(records: Sequence[MatchRecord]) -> list[Sequence[object]]:
+    return [
+        [r.match_id for r in records],
+        [r.kind for r in records],
+        [r.race_type for r in records],
+        [r.state for r in records],
+        [r.reason for r in records],
+        [r.node_id for r in records],
+        [r.passage_id for r in records],
+        [r.passage_chars for r in records],
+        [len(r.participants) for r in records],
+        [r.tournament_id for r in records],
+        [r.round_no for r in records],
+        [r.heat_no for r in records],
+        [to_datetime(r.created_at) for r in records],
+        [opt_datetime(r.started_at) for r in records],
+        [to_datetime(r.ended_at) for r in records],
+        [r.version for r in records],
+    ]
+
+
+def _player_columns(records: Sequence[MatchRecord]) -> list[Sequence[object]]:
+    """One row per player (a statement may touch a row once), latest name wins."""
+    seen: dict[str, tuple[str, int, datetime, datetime]] = {}
+    for r in records:
+        at = to_datetime(r.ended_at)
+        for p in r.participants:
+            name, races, first, last = seen.get(p.player_id, (p.name, 0, at, at))
+            if at >= last:
+                name = p.name
+            seen[p.player_id] = (name, races + 1, min(first, at), max(last, at))
+    ids = sorted(seen)
+    return [ids, *([seen[i][k] for i in ids] for k in range(4))]
+
+
+def _tournament_columns(heats: Sequence[MatchRecord]) -> list[Sequence[object]]:
+    agg: dict[str, tuple[int, int, datetime]] = {}
+    for r in heats:
+        assert r.tournament_id is not None
+        n, rounds, updated = agg.get(r.tournament_id, (0, 0, to_datetime(r.ended_at)))
+        agg[r.tournament_id] = (n + 1, max(rounds, r.round_no or 0), max(updated, to_datetime(r.ended_at)))
+    ids = sorted(agg)
+    return [ids, *([agg[i][k] for i in ids] for k in range(3))]
+
+
+@dataclass(slots=True)
+class _Standing:
+    name: str
+    joined_at: datetime
+    updated_at: datetime
+    last_round: int | None
+    heats: int = 0
+    finished: int = 0
+    best_wpm: float = 0.0
+    best_accuracy: float = 0.0
+
+
+def _standing_columns(heats: Sequence[MatchRecord]) -> list[Sequence[object]]:
+    agg: dict[tuple[str, str], _Standing] = {}
+    for r in sorted(heats, key=lambda r: r.ended_at):
+        assert r.tournament_id is not None
+        at = to_datetime(r.ended_at)
+        for p in r.participants:
+            s = agg.setdefault((r.tournament_id, p.player_id), _Standing(p.name, at, at, r.round_no))
+            s.name, s.updated_at, s.last_round = p.name, at, r.round_no
+            s.heats += 1
+            if counts_for_ranking(p):
+                s.finished += 1
+                if (p.wpm, p.accuracy) > (s.best_wpm, s.best_accuracy):
+                    s.best_wpm, s.best_accuracy = float(p.wpm), float(p.accuracy)
+    keys = sorted(agg)
+    rows = [agg[k] for k in keys]
+    return [
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [s.name for s in rows],
+        [s.heats for s in rows],
+        [s.finished for s in rows],
+        [s.best_wpm for s in rows],
+        [s.best_accuracy for s in rows],
+        [s.last_round for s in rows],
+        [s.joined_at for s in rows],
+        [s.updated_at for s in rows],
+    ]
