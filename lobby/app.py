@@ -17,6 +17,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import aiohttp
+import asyncpg
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
@@ -29,7 +30,7 @@ from arena.rating import RatingStore
 from arena.registry import NodeRegistry
 from arena.tickets import TicketStore
 from arena.tokens import TokenSigner
-from lobby import auth, nodes, presence, private_races, tickets
+from lobby import auth, history, nodes, presence, private_races, tickets
 from lobby.auth import AccountStore, auth_middleware
 from lobby.context import LOBBY_KEY, Lobby
 from lobby.errors import error_middleware
@@ -67,6 +68,7 @@ def build_app(settings: LobbySettings, metrics: LobbyMetrics | None = None) -> w
     tickets.add_routes(router)
     private_races.add_routes(router)
     presence.add_routes(router)
+    history.add_routes(router)
     nodes.add_routes(router)
     return app
 
@@ -83,6 +85,11 @@ async def _lobby_context(app: web.Application) -> AsyncIterator[None]:
         node_watch = NodeWatch(registry, redis, refresh_s=settings.node_refresh_s)
         http = aiohttp.ClientSession()
         stack.push_async_callback(http.close)
+        # min_size 0: no connection at start, so the lobby serves races while PostgreSQL is down.
+        pool = await asyncpg.create_pool(
+            settings.postgres.dsn, min_size=0, max_size=settings.postgres.pool_size
+        )
+        stack.push_async_callback(_bounded, "postgres", pool.close)
         events = ChannelEvents(redis)
         stack.push_async_callback(_bounded, "events", events.aclose)
         batcher = PresenceBatcher(
@@ -122,6 +129,7 @@ async def _lobby_context(app: web.Application) -> AsyncIterator[None]:
                 redis, events, ttl_s=settings.invite_ttl_s, max_players=settings.private_max_players
             ),
             presence=batcher,
+            pool=pool,
         )
         yield
 

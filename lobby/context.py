@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
@@ -38,6 +39,7 @@ class Lobby:
     events: ChannelEvents
     private_races: PrivateRaceStore
     presence: PresenceBatcher
+    pool: asyncpg.Pool  # race history (opens connections on demand: the lobby starts without it)
 
 
 LOBBY_KEY = web.AppKey("lobby", Lobby)

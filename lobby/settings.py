@@ -14,6 +14,7 @@ from arena.settings import (
     env_int,
     env_str,
 )
+from persistence.settings import PostgresSettings, ReadSideSettings
 from tournaments.settings import ApiSettings
 
 
@@ -54,6 +55,8 @@ class LobbySettings:
     secrets: SecretSettings = field(default_factory=SecretSettings)  # token secret, node admin token
     log: LogSettings = field(default_factory=LogSettings)
     tournaments: ApiSettings = field(default_factory=ApiSettings)  # the /v1/tournaments routes
+    postgres: PostgresSettings = field(default_factory=PostgresSettings)  # race history (ARENA_POSTGRES_*)
+    read_side: ReadSideSettings = field(default_factory=ReadSideSettings)  # boards and recent results
 
     def __post_init__(self) -> None:
         self.check()
@@ -112,5 +115,7 @@ class LobbySettings:
             redis=RedisSettings.from_env(env),
             secrets=SecretSettings.from_env(env),
             tournaments=ApiSettings.from_env(env),
+            postgres=PostgresSettings.from_env(env),
+            read_side=ReadSideSettings.from_env(env),
             log=LogSettings.from_env(env),
         )

@@ -1,0 +1,116 @@
+"""Leaderboards, a player's recent races, and one race's full result (the read side).
+
+Leaderboards and the first page of recent races come from Redis (kept by persistence);
+older pages and full results come from PostgreSQL through ``persistence.queries``. All of it
+is public: results are not secret, and the rate limits apply as everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from lobby.context import lobby_of
+from lobby.errors import ApiError, bad_request
+from persistence.leaderboards import Timeframe
+from persistence.queries import leaderboard_top, player_rank, race_result, recent_races
+
+MAX_PAGE = 100
+# PostgreSQL unreachable or failing over: answer 503 and let the client retry.
+POSTGRES_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError)
+
+
+def _unavailable(exc: Exception) -> ApiError:
+    return ApiError(503, "history_unavailable", f"race history is unavailable: {type(exc).__name__}")
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_request(f"bad_{name}", f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise bad_request(f"bad_{name}", f"{name} must be between {low} and {high}")
+    return value
+
+
+def _board(request: web.Request) -> tuple[str, Timeframe]:
+    race_type = request.match_info["race_type"]
+    if race_type not in lobby_of(request).settings.read_side.race_types:
+        raise ApiError(404, "board_not_found", f"no leaderboard for race type {race_type!r}")
+    try:
+        return race_type, Timeframe(request.match_info["timeframe"])
+    except ValueError:
+        raise ApiError(404, "board_not_found", "timeframe must be daily, weekly or alltime") from None
+
+
+async def leaderboard(request: web.Request) -> web.Response:
+    """``GET /v1/leaderboards/{race_type}/{timeframe}?limit=N``: the top N (accuracy breaks ties)."""
+    race_type, timeframe = _board(request)
+    limit = _int_param(request, "limit", 10, 1, MAX_PAGE)
+    entries = await leaderboard_top(lobby_of(request).redis, race_type, timeframe, limit)
+    return web.json_response(
+        {
+            "race_type": race_type,
+            "timeframe": timeframe.value,
+            "entries": [dataclasses.asdict(e) for e in entries],
+        }
+    )
+
+
+async def leaderboard_rank(request: web.Request) -> web.Response:
+    """``GET /v1/leaderboards/{race_type}/{timeframe}/players/{player_id}``: a player's own rank."""
+    race_type, timeframe = _board(request)
+    player_id = request.match_info["player_id"]
+    entry = await player_rank(lobby_of(request).redis, race_type, timeframe, player_id)
+    if entry is None:
+        raise ApiError(404, "not_ranked", "the player has no ranked result on this board")
+    return web.json_response(dataclasses.asdict(entry))
+
+
+async def player_races(request: web.Request) -> web.Response:
+    """``GET /v1/players/{player_id}/races?limit=&before_ms=&before_id=``: newest first, paged."""
+    lobby = lobby_of(request)
+    limit = _int_param(request, "limit", 10, 1, MAX_PAGE)
+    before: tuple[int, str] | None = None
+    if "before_ms" in request.query:
+        before = (_int_param(request, "before_ms", 0, 0, 2**62), request.query.get("before_id", "\uffff"))
+    try:
+        races = await recent_races(
+            lobby.redis,
+            lobby.pool,
+            request.match_info["player_id"],
+            limit,
+            before=before,
+            settings=lobby.settings.read_side,
+        )
+    except POSTGRES_DOWN as exc:
+        raise _unavailable(exc) from None
+    body: dict[str, Any] = {"races": [dataclasses.asdict(r) for r in races]}
+    if len(races) == limit:
+        body["next"] = {"before_ms": races[-1].ended_at, "before_id": races[-1].race_id}
+    return web.json_response(body)
+
+
+async def race(request: web.Request) -> web.Response:
+    """``GET /v1/races/{race_id}``: one race's full result, keystroke logs included."""
+    try:
+        result = await race_result(lobby_of(request).pool, request.match_info["race_id"])
+    except POSTGRES_DOWN as exc:
+        raise _unavailable(exc) from None
+    if result is None:
+        raise ApiError(404, "race_not_found", "no finished race with this id")
+    return web.json_response(dataclasses.asdict(result))
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/v1/leaderboards/{race_type}/{timeframe}", leaderboard)
+    router.add_get("/v1/leaderboards/{race_type}/{timeframe}/players/{player_id}", leaderboard_rank)
+    router.add_get("/v1/players/{player_id}/races", player_races)
+    router.add_get("/v1/races/{race_id}", race)
