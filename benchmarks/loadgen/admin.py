@@ -1,0 +1,43 @@
+"""Races with reserved seats, made through a node's admin endpoint (set-up only, not the hot path)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from benchmarks.loadgen.swarm import RaceSeats
+
+__all__ = ["AdminClient"]
+
+
+class AdminClient:
+    def __init__(self, http_url: str, admin_token: str, *, race_type: str = "marathon") -> None:
+        self.http_url = http_url.rstrip("/")
+        self.race_type = race_type
+        self._headers = {"Authorization": f"Bearer {admin_token}"}
+        self._http: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> AdminClient:
+        self._http = aiohttp.ClientSession(headers=self._headers, connector=aiohttp.TCPConnector(limit=32))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def create_race(self, names: list[str]) -> RaceSeats:
+        assert self._http is not None, "use AdminClient as an async context manager"
+        body = {"race_type": self.race_type, "players": [{"name": n} for n in names]}
+        async with self._http.post(f"{self.http_url}/admin/races", json=body) as resp:
+            data: dict[str, Any] = await resp.json()
+            if resp.status != 201:
+                raise RuntimeError(f"creating a race failed: HTTP {resp.status} {data}")
+        seats = [(s["player_id"], s["player_token"], s["ticket"]) for s in data["seats"]]
+        return RaceSeats(race_id=data["race_id"], seats=seats)
+
+    async def get_text(self, path: str) -> str:
+        assert self._http is not None
+        async with self._http.get(f"{self.http_url}{path}") as resp:
+            return await resp.text()
