@@ -4,9 +4,10 @@ One ``OutboxConsumer`` is one member of the consumer group, with one task. Per b
 
 1. read new entries (``XREADGROUP >``), or claim entries a dead or stuck consumer left
    pending for ``claim_idle_ms`` (``XAUTOCLAIM``);
-2. decode; an undecodable entry fails on its own;
+2. decode (a race or heat ``MatchRecord``, or a ``TournamentFinalRecord`` by the entry's
+   kind); an undecodable entry fails on its own;
 3. write to PostgreSQL (one transaction, idempotent on match id);
-4. update leaderboards and recent-result caches (idempotent);
+4. update leaderboards and recent-result caches (idempotent; races and heats only);
 5. publish every match to Kafka and await every ack;
 6. acknowledge (``XACK``) what got through; failed entries stay pending and come back by a
    claim after ``claim_idle_ms``, until the ``max_deliveries``-th failure buries them in the
@@ -353,7 +354,8 @@ class OutboxConsumer:
             matches = batch.fail(written.rejected, "postgres", matches)
             if self.settings.delay_after_commit_s:
                 await asyncio.sleep(self.settings.delay_after_commit_s)
-            records = [m.record for m in matches]
+            # Races and heats only: a tournament's final result has no board, recent result or rating.
+            records = [m.record for m in matches if isinstance(m.record, MatchRecord)]
             with self._metrics.stage_seconds.labels("readside").time():
                 rated = await self._retry(Dependency.REDIS, lambda: self._readside.apply(records))
             self._metrics.ratings_caught_up.inc(rated)

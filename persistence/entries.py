@@ -1,8 +1,11 @@
-"""Outbox stream entries, and their decoding into match records.
+"""Outbox stream entries, and their decoding into records.
 
-A node appends ``id``, ``kind`` and ``data`` (the msgpack ``MatchRecord``). Anything that
-cannot become a well-typed record is a poison entry: retrying will not help, so it counts as
-a failure of that entry alone and, after ``max_deliveries``, goes to the dead-letter stream.
+A node appends ``id``, ``kind`` and ``data`` (the msgpack ``MatchRecord``, kinds ``race`` and
+``heat``); the tournament director appends a tournament's final result the same way (kind
+``tournament_final``, a ``TournamentFinalRecord``). The kind decides how ``data`` is decoded.
+Anything that cannot become a well-typed record is a poison entry: retrying will not help, so
+it counts as a failure of that entry alone and, after ``max_deliveries``, goes to the
+dead-letter stream.
 """
 
 from __future__ import annotations
@@ -13,7 +16,18 @@ from typing import Any
 
 import msgpack
 
-from arena.results import RECORD_VERSION, MatchRecord, ParticipantRecord
+from arena.results import (
+    FINAL_KIND,
+    FINAL_RECORD_VERSION,
+    RECORD_VERSION,
+    FinalStanding,
+    HeatRace,
+    MatchRecord,
+    ParticipantRecord,
+    SettledHeat,
+    TournamentFinalRecord,
+    final_match_id,
+)
 
 MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the last instant PostgreSQL and datetime share
 
@@ -54,9 +68,18 @@ def _spec(cls: type, skip: tuple[str, ...] = ()) -> tuple[dict[str, tuple[type, 
 _MATCH_FIELDS, _MATCH_DEFAULTS = _spec(MatchRecord, skip=("participants",))
 _PARTICIPANT_FIELDS, _PARTICIPANT_DEFAULTS = _spec(ParticipantRecord)
 _TIMES = ("created_at", "started_at", "ended_at")
+_FINAL_LISTS = ("standings", "heat_races", "settled_heats")
+_FINAL_FIELDS, _FINAL_DEFAULTS = _spec(TournamentFinalRecord, skip=_FINAL_LISTS)
+_FINAL_ITEMS: dict[str, tuple[type, dict[str, tuple[type, ...]], dict[str, Any]]] = {
+    name: (cls, *_spec(cls))
+    for name, cls in (("standings", FinalStanding), ("heat_races", HeatRace), ("settled_heats", SettledHeat))
+}
 
 
-MATCH_KINDS = ("race", "heat")  # what this consumer stores; anything else is dead-lettered
+MATCH_KINDS = ("race", "heat")  # MatchRecords
+KINDS = (*MATCH_KINDS, FINAL_KIND)  # what this consumer stores; anything else is dead-lettered
+
+Record = MatchRecord | TournamentFinalRecord
 
 
 class PoisonEntry(ValueError):
@@ -82,20 +105,29 @@ class Entry:
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """A decoded entry: the record to store, and its original bytes to publish unchanged."""
+    """A decoded entry: the record to store, and its original bytes to publish unchanged.
+
+    The record is a race or heat (``MatchRecord``) or a tournament's final result.
+    """
 
     entry: Entry
-    record: MatchRecord
+    record: Record
     data: bytes
 
     @property
     def match_id(self) -> str:
         return self.record.match_id
 
+    @property
+    def key(self) -> str:
+        """The Kafka key: the match id, or for a final result its tournament id."""
+        r = self.record
+        return r.tournament_id if isinstance(r, TournamentFinalRecord) else r.match_id
+
 
 def decode(entry: Entry) -> Match:
-    if entry.kind not in MATCH_KINDS:
-        raise PoisonEntry(f"entry kind {entry.kind!r} is not a match this consumer stores")
+    if entry.kind not in KINDS:
+        raise PoisonEntry(f"entry kind {entry.kind!r} is not a record this consumer stores")
     data = entry.fields.get(b"data")
     if data is None:
         raise PoisonEntry("entry has no data field")
@@ -103,7 +135,7 @@ def decode(entry: Entry) -> Match:
         raw: Any = msgpack.unpackb(data, raw=False)
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         raise PoisonEntry(f"undecodable msgpack: {exc}") from None
-    record = _record(raw)
+    record = _final(raw) if entry.kind == FINAL_KIND else _record(raw)
     if record.match_id != entry.match_id or record.kind != entry.kind:
         raise PoisonEntry(
             f"entry fields ({entry.match_id!r}, {entry.kind!r}) differ from the record's"
@@ -141,6 +173,47 @@ def _record(raw: Any) -> MatchRecord:
         # log's encoding, which the store reports as that record's rejection.
         participants.append(ParticipantRecord(**p))
     return MatchRecord(participants=participants, **raw)
+
+
+def _final(raw: Any) -> TournamentFinalRecord:
+    if not isinstance(raw, dict):
+        raise PoisonEntry("record is not a map")
+    raw = _FINAL_DEFAULTS | raw
+    version = raw["version"]
+    if type(version) is int and version > FINAL_RECORD_VERSION:
+        raise PoisonEntry(f"record version {version} is newer than this consumer ({FINAL_RECORD_VERSION})")
+    lists = {name: raw.pop(name, None) for name in _FINAL_LISTS}
+    _check(raw, _FINAL_FIELDS, "record")
+    if not raw["tournament_id"]:
+        raise PoisonEntry("empty tournament id")
+    if raw["match_id"] != final_match_id(raw["tournament_id"]):
+        raise PoisonEntry(
+            f"final record id {raw['match_id']!r} is not {final_match_id(raw['tournament_id'])!r}"
+        )
+    for name in _TIMES:
+        if not 0 <= raw[name] <= MAX_MS:
+            raise PoisonEntry(f"record.{name} out of range: {raw[name]}")
+    items: dict[str, list[Any]] = {}
+    for name, values in lists.items():
+        cls, spec, defaults = _FINAL_ITEMS[name]
+        if not isinstance(values, list):
+            raise PoisonEntry(f"record.{name} is not a list")
+        items[name] = []
+        for i, item in enumerate(values):
+            if not isinstance(item, dict):
+                raise PoisonEntry(f"{name} {i} is not a map")
+            item = defaults | item
+            _check(item, spec, f"{name} {i}")
+            items[name].append(cls(**item))
+    players = [s.player_id for s in items["standings"]]
+    if len(set(players)) != len(players):
+        raise PoisonEntry("a player appears twice in the standings")
+    return TournamentFinalRecord(
+        standings=items["standings"],
+        heat_races=items["heat_races"],
+        settled_heats=items["settled_heats"],
+        **raw,
+    )
 
 
 def _check(raw: dict[str, Any], spec: dict[str, tuple[type, ...]], what: str) -> None:

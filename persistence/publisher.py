@@ -2,7 +2,9 @@
 
 The value is the outbox entry's ``data`` unchanged: the msgpack ``MatchRecord`` exactly as
 the node wrote it (``arena/results.py``), with a ``kind`` and ``record_version`` header.
-Races go to the race topic, tournament heats to the heat topic.
+Races go to the race topic, tournament heats to the heat topic. A tournament's final result
+(kind ``tournament_final``, a msgpack ``TournamentFinalRecord``) goes to the heat topic too,
+keyed by its tournament id.
 
 A batch is published by a ``PublishBatch``: every message is sent, then every ack awaited.
 A retry after a failure re-sends only what failed and keeps waiting for what is still in
@@ -19,6 +21,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from arena.results import FINAL_KIND
 from persistence.entries import Match
 from persistence.errors import Dependency, DependencyDown, describe, kafka_rejects_message
 from persistence.settings import KafkaSettings
@@ -38,7 +41,7 @@ class KafkaPublisher:
         self._lock = asyncio.Lock()
 
     def topic_for(self, kind: str) -> str:
-        return self.settings.heat_topic if kind == "heat" else self.settings.race_topic
+        return self.settings.heat_topic if kind in ("heat", FINAL_KIND) else self.settings.race_topic
 
     async def producer(self) -> AIOKafkaProducer:
         """The started producer; ``DependencyDown`` while Kafka cannot be reached."""
@@ -147,7 +150,7 @@ class PublishBatch:
             self._futures[match_id] = await producer.send(
                 self._publisher.topic_for(kind),
                 m.data,
-                key=match_id.encode(),
+                key=m.key.encode(),
                 headers=[("kind", kind.encode()), ("record_version", b"%d" % m.record.version)],
             )
         except (KafkaError, OSError) as exc:

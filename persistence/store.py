@@ -5,6 +5,11 @@ write players, results (COPY) and tournament standings for the races that were n
 re-delivered match therefore inserts nothing, and nothing is counted twice. Rows are sorted
 by key so concurrent consumers take row locks in the same order.
 
+Tournaments' final results ride in the same transaction, the same way: the
+``tournament_finals`` row (keyed by the final's match id) is inserted ``ON CONFLICT DO
+NOTHING RETURNING``, and only a new one finishes the ``tournaments`` row and writes the
+entrants' ``tournament_results``.
+
 Monthly result partitions are created before the transaction, on first sight of a month
 (``ensure_results_partition``), because creating one locks the parent table.
 """
@@ -12,6 +17,7 @@ Monthly result partitions are created before the transaction, on first sight of 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -20,7 +26,7 @@ import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
-from arena.results import MatchRecord, ParticipantRecord
+from arena.results import MatchRecord, ParticipantRecord, TournamentFinalRecord
 from persistence import keylog
 from persistence.errors import Dependency, DependencyDown, describe, postgres_rejects_data
 from persistence.leaderboards import counts_for_ranking
@@ -48,7 +54,9 @@ ON CONFLICT (player_id) DO UPDATE SET
     last_seen_at = greatest(p.last_seen_at, excluded.last_seen_at)
 """
 
-# Outside the batch transaction: a heat's race row references its tournament.
+# Outside the batch transaction: a heat's race row references its tournament. Also inside it,
+# before a final's row (the tournament is missing when no heat was raced; a rejected final
+# then leaves nothing behind).
 _ENSURE_TOURNAMENTS = """
 INSERT INTO tournaments (tournament_id, race_type, created_at, updated_at)
 SELECT t, rt, c, c FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(t, rt, c)
@@ -82,6 +90,43 @@ ON CONFLICT (tournament_id, player_id) DO UPDATE SET
     updated_at = greatest(tp.updated_at, excluded.updated_at)
 """
 
+_INSERT_FINALS = """
+INSERT INTO tournament_finals (match_id, tournament_id, state, entrants, heat_races, settled_heats,
+                               record_version)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::jsonb[], $6::jsonb[], $7::smallint[])
+ON CONFLICT (match_id) DO NOTHING
+RETURNING match_id
+"""
+
+_FINISH_TOURNAMENTS = """
+UPDATE tournaments AS t SET
+    status = u.status,
+    name = u.name,
+    race_type = u.race_type,
+    tournament_type = u.tournament_type,
+    visibility = u.visibility,
+    rule = u.rule,
+    heat_size = u.heat_size,
+    advance = u.advance,
+    races_per_round = u.races_per_round,
+    rounds = greatest(t.rounds, u.rounds),
+    created_at = least(t.created_at, u.created_at),
+    started_at = u.started_at,
+    ended_at = u.ended_at,
+    updated_at = greatest(t.updated_at, u.ended_at)
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],
+            $9::int[], $10::int[], $11::int[], $12::timestamptz[], $13::timestamptz[], $14::timestamptz[])
+    AS u(tournament_id, status, name, race_type, tournament_type, visibility, rule, heat_size, advance,
+         races_per_round, rounds, created_at, started_at, ended_at)
+WHERE t.tournament_id = u.tournament_id
+"""
+
+_INSERT_RESULTS = """
+INSERT INTO tournament_results (tournament_id, player_id, rank, name, seed, rating, last_round, prize)
+SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::int[], $6::float8[], $7::int[],
+                     $8::text[])
+"""
+
 # Where each record field is stored (the tests check that none is forgotten).
 RACE_FIELDS = (
     "match_id", "kind", "race_type", "state", "reason", "node_id", "passage_id", "passage_chars",
@@ -91,6 +136,13 @@ PARTICIPANT_FIELDS = (
     "player_id", "name", "place", "status", "valid", "flags", "wpm", "raw_wpm", "accuracy", "consistency",
     "correct_chars", "typed_chars", "errors", "elapsed_ms", "joined_at", "finished_at", "keys", "key_times",
 )  # fmt: skip
+
+FINAL_FIELDS = (
+    "match_id", "tournament_id", "name", "race_type", "tournament_type", "visibility", "rule", "heat_size",
+    "advance", "races_per_round", "rounds", "created_at", "started_at", "ended_at", "standings",
+    "heat_races", "settled_heats", "kind", "state", "version",
+)  # fmt: skip
+STANDING_FIELDS = ("rank", "player_id", "name", "seed", "rating", "last_round", "prize")
 
 PARTICIPANT_COLUMNS = (
     "race_id", "player_id", "created_at", "name", "place", "status", "valid", "flags", "wpm", "raw_wpm",
@@ -120,7 +172,7 @@ def participant_row(match_id: str, ended: datetime, p: ParticipantRecord) -> Par
 
 @dataclass(slots=True)
 class WriteResult:
-    inserted: set[str] = field(default_factory=set)  # match ids this call stored
+    inserted: set[str] = field(default_factory=set)  # match ids this call stored (finals included)
     rejected: dict[str, str] = field(default_factory=dict)  # match id -> why PostgreSQL refused it
     participant_rows: int = 0
 
@@ -131,7 +183,7 @@ class PostgresStore:
         self._months: set[date] = set()  # partitions known to exist
         self._months_lock = asyncio.Lock()  # workers of one process share this store
 
-    async def write(self, records: Sequence[MatchRecord]) -> WriteResult:
+    async def write(self, records: Sequence[MatchRecord | TournamentFinalRecord]) -> WriteResult:
         """Store a batch; a record PostgreSQL refuses is isolated and reported, not raised.
 
         Raises ``DependencyDown`` when PostgreSQL cannot be reached (nothing is lost: the
@@ -164,7 +216,9 @@ class PostgresStore:
                 await conn.execute("SELECT ensure_results_partition($1)", month)
                 self._months.add(month)
 
-    async def _write(self, records: Sequence[MatchRecord]) -> WriteResult:
+    async def _write(self, batch: Sequence[MatchRecord | TournamentFinalRecord]) -> WriteResult:
+        records = [r for r in batch if isinstance(r, MatchRecord)]
+        finals = [r for r in batch if isinstance(r, TournamentFinalRecord)]
         await self.ensure_months([to_datetime(r.ended_at).date() for r in records])
         heats = [r for r in records if r.tournament_id is not None]
         # Built before the transaction: it is CPU work (the keystroke logs), and a record whose
@@ -174,8 +228,10 @@ class PostgresStore:
             if heats:
                 await self._ensure_tournaments(conn, heats)
             async with conn.transaction():
-                rows = await conn.fetch(_INSERT_RACES, *_race_columns(records))
-                inserted = {row["race_id"] for row in rows}
+                inserted: set[str] = set()
+                if records:
+                    rows = await conn.fetch(_INSERT_RACES, *_race_columns(records))
+                    inserted = {row["race_id"] for row in rows}
                 new = [r for r in records if r.match_id in inserted]
                 participants = [row for r in new for row in prepared[r.match_id]]
                 if new:
@@ -187,7 +243,28 @@ class PostgresStore:
                     if new_heats:
                         await conn.execute(_UPDATE_TOURNAMENTS, *_tournament_columns(new_heats))
                         await conn.execute(_UPSERT_STANDINGS, *_standing_columns(new_heats))
+                if finals:
+                    inserted |= await self._write_finals(conn, finals)
         return WriteResult(inserted=inserted, participant_rows=len(participants))
+
+    async def _write_finals(
+        self, conn: PoolConnectionProxy, finals: Sequence[TournamentFinalRecord]
+    ) -> set[str]:
+        """Inside the batch's transaction: the finals that were new, their tournaments and results."""
+        finals = sorted({f.tournament_id: f for f in finals}.values(), key=lambda f: f.tournament_id)
+        await conn.execute(
+            _ENSURE_TOURNAMENTS,
+            [f.tournament_id for f in finals],
+            [f.race_type for f in finals],
+            [to_datetime(f.created_at) for f in finals],
+        )
+        rows = await conn.fetch(_INSERT_FINALS, *_final_columns(finals))
+        inserted = {row["match_id"] for row in rows}
+        new = [f for f in finals if f.match_id in inserted]
+        if new:
+            await conn.execute(_FINISH_TOURNAMENTS, *_finish_columns(new))
+            await conn.execute(_INSERT_RESULTS, *_result_columns(new))
+        return inserted
 
     async def _ensure_tournaments(self, conn: PoolConnectionProxy, heats: Sequence[MatchRecord]) -> None:
         first: dict[str, MatchRecord] = {}
@@ -286,4 +363,62 @@ def _standing_columns(heats: Sequence[MatchRecord]) -> list[Sequence[object]]:
         [s.last_round for s in rows],
         [s.joined_at for s in rows],
         [s.updated_at for s in rows],
+    ]
+
+
+def _final_columns(finals: Sequence[TournamentFinalRecord]) -> list[Sequence[object]]:
+    return [
+        [f.match_id for f in finals],
+        [f.tournament_id for f in finals],
+        [f.state for f in finals],
+        [len(f.standings) for f in finals],
+        [
+            _json([[h.round_no, h.heat_no, h.race_no, h.race_id] for h in f.heat_races], _HEAT_RACE)
+            for f in finals
+        ],
+        [_json([[s.round_no, s.heat_no, s.reason] for s in f.settled_heats], _SETTLED) for f in finals],
+        [f.version for f in finals],
+    ]
+
+
+_HEAT_RACE = ("round_no", "heat_no", "race_no", "race_id")
+_SETTLED = ("round_no", "heat_no", "reason")
+
+
+def _json(rows: Sequence[Sequence[object]], names: Sequence[str]) -> str:
+    return json.dumps([dict(zip(names, row, strict=True)) for row in rows], separators=(",", ":"))
+
+
+def _finish_columns(finals: Sequence[TournamentFinalRecord]) -> list[Sequence[object]]:
+    return [
+        [f.tournament_id for f in finals],
+        [f.state for f in finals],
+        [f.name for f in finals],
+        [f.race_type for f in finals],
+        [f.tournament_type for f in finals],
+        [f.visibility for f in finals],
+        [f.rule for f in finals],
+        [f.heat_size for f in finals],
+        [f.advance for f in finals],
+        [f.races_per_round for f in finals],
+        [f.rounds for f in finals],
+        [to_datetime(f.created_at) for f in finals],
+        [to_datetime(f.started_at) for f in finals],
+        [to_datetime(f.ended_at) for f in finals],
+    ]
+
+
+def _result_columns(finals: Sequence[TournamentFinalRecord]) -> list[Sequence[object]]:
+    rows = sorted(
+        ((f.tournament_id, s.player_id, s) for f in finals for s in f.standings), key=lambda row: row[:2]
+    )
+    return [
+        [t for t, _, _ in rows],
+        [p for _, p, _ in rows],
+        [s.rank for _, _, s in rows],
+        [s.name for _, _, s in rows],
+        [s.seed for _, _, s in rows],
+        [float(s.rating) for _, _, s in rows],
+        [s.last_round for _, _, s in rows],
+        [s.prize for _, _, s in rows],
     ]

@@ -16,7 +16,14 @@ from aiokafka import AIOKafkaConsumer
 
 from arena.clock import now_ms
 from arena.keys import OUTBOX_STREAM
-from arena.results import MatchRecord
+from arena.results import (
+    FinalStanding,
+    HeatRace,
+    MatchRecord,
+    SettledHeat,
+    TournamentFinalRecord,
+    final_match_id,
+)
 from arena.settings import RedisSettings
 from persistence import synthetic
 from persistence.settings import ConsumerSettings, KafkaSettings, PersistenceSettings, PostgresSettings
@@ -105,8 +112,49 @@ def matches(
     ]
 
 
-async def push(redis: aioredis.Redis, records: Sequence[MatchRecord]) -> list[str]:
-    """Append as a node does (fields id, kind, data), pipelined."""
+def final(
+    tournament_id: str,
+    players: Sequence[str],
+    *,
+    ended_at: int = 1_790_000_000_000,
+    heat_races: Sequence[MatchRecord] = (),
+    prizes: Sequence[str] = ("gold", "silver"),
+) -> TournamentFinalRecord:
+    """A tournament's final result as the director appends it: ``players`` in rank order."""
+    return TournamentFinalRecord(
+        match_id=final_match_id(tournament_id),
+        tournament_id=tournament_id,
+        name=f"Cup {tournament_id}",
+        race_type="quick",
+        tournament_type="instant",
+        visibility="public",
+        rule="top_k",
+        heat_size=4,
+        advance=2,
+        races_per_round=1,
+        rounds=max([h.round_no or 0 for h in heat_races], default=1),
+        created_at=ended_at - 600_000,
+        started_at=ended_at - 300_000,
+        ended_at=ended_at,
+        standings=[
+            FinalStanding(
+                rank=i + 1,
+                player_id=pid,
+                name=pid.upper(),
+                seed=len(players) - i,
+                rating=1500.0 + 10 * i,
+                last_round=1,
+                prize=prizes[i] if i < len(prizes) else None,
+            )
+            for i, pid in enumerate(players)
+        ],
+        heat_races=[HeatRace(h.round_no or 0, h.heat_no or 0, 0, h.match_id) for h in heat_races],
+        settled_heats=[] if heat_races else [SettledHeat(1, 1, "bye")],
+    )
+
+
+async def push(redis: aioredis.Redis, records: Sequence[MatchRecord | TournamentFinalRecord]) -> list[str]:
+    """Append as a node (or the tournament director) does (fields id, kind, data), pipelined."""
     async with redis.pipeline(transaction=False) as pipe:
         for r in records:
             pipe.xadd(OUTBOX_STREAM, {"id": r.match_id, "kind": r.kind, "data": r.to_bytes()})
@@ -150,6 +198,14 @@ async def stored(dsn: str) -> tuple[int, int]:
 
 async def kafka_keys(bootstrap: str, topic: str, want: int, timeout: float = 20.0) -> Counter[str]:
     """Keys of the messages on a topic, read from the start until ``want`` distinct keys or the timeout."""
+    return Counter(key for key, _, _ in await kafka_messages(bootstrap, topic, want, timeout))
+
+
+async def kafka_messages(
+    bootstrap: str, topic: str, want: int, timeout: float = 20.0
+) -> list[tuple[str, dict[str, bytes], bytes]]:
+    """(key, headers, value) of the messages on a topic, read from the start until ``want``
+    distinct keys or the timeout."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -158,13 +214,15 @@ async def kafka_keys(bootstrap: str, topic: str, want: int, timeout: float = 20.
         enable_auto_commit=False,
     )
     await consumer.start()
-    seen: Counter[str] = Counter()
+    seen: list[tuple[str, dict[str, bytes], bytes]] = []
     try:
         deadline = time.monotonic() + timeout
-        while len(seen) < want and time.monotonic() < deadline:
+        while len({key for key, _, _ in seen}) < want and time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=300)
             for messages in batches.values():
-                seen.update(m.key.decode() for m in messages if m.key is not None)
+                seen.extend(
+                    (m.key.decode(), dict(m.headers), m.value or b"") for m in messages if m.key is not None
+                )
     finally:
         await consumer.stop()
     return seen

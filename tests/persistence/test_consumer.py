@@ -9,12 +9,24 @@ import time
 import asyncpg
 import redis.asyncio as aioredis
 
-from arena.keys import OUTBOX_STREAM
+from arena.keys import DEAD_STREAM, OUTBOX_STREAM, recent_results
+from arena.results import TournamentFinalRecord
 from ops.services import free_port
 from persistence import synthetic
 from persistence.consumer import State
 from tests.persistence.conftest import ServiceFactory
-from tests.persistence.helpers import Env, drained, kafka_keys, matches, push, stored, wait_until
+from tests.persistence.helpers import (
+    Env,
+    drained,
+    final,
+    kafka_keys,
+    kafka_messages,
+    matches,
+    push,
+    push_raw,
+    stored,
+    wait_until,
+)
 
 
 async def test_a_thousand_matches_land_once_in_postgres_and_all_in_kafka(
@@ -144,6 +156,61 @@ async def test_heats_go_to_the_heat_topic_and_the_tournament_tables(
         ]
     finally:
         await conn.close()
+
+
+async def test_a_final_lands_once_in_postgres_and_in_kafka_under_its_tournament(
+    env: Env, redis: aioredis.Redis, start_service: ServiceFactory
+) -> None:
+    """Races, heats and a tournament's final in one batch; the final appended again, and
+    re-delivered after a consumer died holding it: stored once, published under the tournament."""
+    rng = random.Random(4)
+    heats = [
+        synthetic.match(
+            rng,
+            ended_at=1_790_000_000_000 + i,
+            players=["ada", "bob"],
+            tournament_id="t9",
+            round_no=1,
+            heat_no=i + 1,
+        )
+        for i in range(2)
+    ]
+    races = matches(3)
+    result = final("t9", ["bob", "ada", "cy"], ended_at=1_790_000_100_000, heat_races=heats)
+    await push(redis, [races[0], *heats, result, *races[1:], result])  # appended twice
+    # A consumer reads everything and dies: the entries are claimed, the final comes back again.
+    await redis.xgroup_create(OUTBOX_STREAM, "persistence", id="0")
+    await redis.xreadgroup("persistence", "ghost", {OUTBOX_STREAM: ">"}, count=100)
+    await push_raw(redis, result.match_id, result.to_bytes(), kind=result.kind)  # a replay
+    service = await start_service(env.settings())
+    await wait_until(lambda: drained(redis), 10, "every entry acknowledged")
+    assert await redis.xlen(DEAD_STREAM) == 0
+    assert service.metrics.matches_inserted._value.get() == 6  # 3 races, 2 heats, 1 final
+    conn = await asyncpg.connect(env.dsn)
+    try:
+        t = await conn.fetchrow(
+            "SELECT status, heats, name, rounds FROM tournaments WHERE tournament_id = 't9'"
+        )
+        assert t is not None and (t["status"], t["heats"], t["name"], t["rounds"]) == (
+            "finished",
+            2,
+            "Cup t9",
+            1,
+        )
+        rows = await conn.fetch("SELECT rank, player_id, prize FROM tournament_results ORDER BY rank")
+        assert [tuple(r) for r in rows] == [(1, "bob", "gold"), (2, "ada", "silver"), (3, "cy", None)]
+        assert await conn.fetchval("SELECT count(*) FROM tournament_finals") == 1
+        assert await conn.fetchval("SELECT count(*) FROM races") == 5
+        # No leaderboard, recent result or rating comes from a final (cy never raced).
+        assert await redis.exists(recent_results("cy")) == 0
+    finally:
+        await conn.close()
+    messages = await kafka_messages(env.bootstrap, env.heat_topic, 3)
+    finals = [(h, v) for key, h, v in messages if key == "t9"]
+    assert finals and all(h["kind"] == b"tournament_final" and v == result.to_bytes() for h, v in finals)
+    assert TournamentFinalRecord.from_bytes(finals[0][1]) == result
+    assert {key for key, _, _ in messages} == {"t9", *(h.match_id for h in heats)}
+    assert set(await kafka_keys(env.bootstrap, env.race_topic, 3)) == {r.match_id for r in races}
 
 
 async def test_a_batch_stuck_on_a_dependency_is_not_claimed_away_until_handed_back(

@@ -7,9 +7,10 @@ from typing import Any
 import msgpack
 import pytest
 
-from arena.results import MatchRecord
+from arena.results import FINAL_KIND, MatchRecord
 from persistence import synthetic
 from persistence.entries import Entry, PoisonEntry, decode
+from tests.persistence.helpers import final
 
 
 def record() -> MatchRecord:
@@ -73,8 +74,56 @@ def test_missing_data_and_mismatched_id_are_poison() -> None:
     r = record()
     with pytest.raises(PoisonEntry, match="differ from the record's"):
         decode(entry(r.to_bytes(), "someone-else"))
-    with pytest.raises(PoisonEntry, match="kind 'tournament_final' is not a match"):
-        decode(Entry("1-1", {b"id": b"t1:final", b"kind": b"tournament_final", b"data": b"\x80"}))
+    with pytest.raises(PoisonEntry, match="kind 'tournament_start' is not a record"):
+        decode(Entry("1-1", {b"id": b"t1:start", b"kind": b"tournament_start", b"data": b"\x80"}))
+
+
+def final_entry(data: bytes, match_id: str = "t1:final", kind: str = FINAL_KIND) -> Entry:
+    return Entry("1-1", {b"id": match_id.encode(), b"kind": kind.encode(), b"data": data})
+
+
+def test_a_final_record_decodes_by_its_kind() -> None:
+    f = final("t1", ["ada", "bob", "cy"])
+    m = decode(final_entry(f.to_bytes()))
+    assert m.record == f and m.data == f.to_bytes()
+    assert m.match_id == "t1:final" and m.key == "t1"  # Kafka key: the tournament
+
+
+def mutate_final(change: dict[str, Any], standing: dict[str, Any] | None = None) -> bytes:
+    raw = dataclasses.asdict(final("t1", ["ada", "bob"]))
+    raw |= change
+    if standing is not None:
+        raw["standings"][0] |= standing
+    packed: bytes = msgpack.packb(raw)
+    return packed
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"\xc1", "undecodable msgpack"),
+        (msgpack.packb([1, 2]), "not a map"),
+        (mutate_final({"version": 99}), "newer than this consumer"),
+        (mutate_final({"heat_size": "4"}), "record.heat_size has type str"),
+        (mutate_final({"ended_at": -1}), "out of range"),
+        (mutate_final({"match_id": "t2:final"}), "is not 't1:final'"),
+        (mutate_final({"tournament_id": ""}), "empty tournament id"),
+        (mutate_final({"standings": {}}), "record.standings is not a list"),
+        (mutate_final({}, {"rank": 1.5}), "standings 0.rank has type float"),
+        (mutate_final({}, {"medal": "x"}), "standings 0 has unknown fields"),
+        (mutate_final({}, {"player_id": "bob"}), "appears twice"),
+        (mutate_final({"heat_races": [[1, 1, 0, "r"]]}), "heat_races 0 is not a map"),
+    ],
+)
+def test_final_poison(data: bytes, reason: str) -> None:
+    with pytest.raises(PoisonEntry, match=reason.replace("[", r"\[").replace("]", r"\]")):
+        decode(final_entry(data))
+
+
+def test_a_match_record_under_the_final_kind_is_poison() -> None:
+    r = record()
+    with pytest.raises(PoisonEntry):
+        decode(final_entry(r.to_bytes(), r.match_id))
 
 
 def test_an_int_is_accepted_where_a_float_is_expected() -> None:

@@ -2,18 +2,27 @@
 
 import asyncio
 import dataclasses
+import json
 import random
 from datetime import UTC, datetime
 
 import asyncpg
 import pytest
 
-from arena.results import MatchRecord, ParticipantRecord
+from arena.results import FinalStanding, MatchRecord, ParticipantRecord, TournamentFinalRecord
 from ops.services import free_port
 from persistence import keylog, synthetic
 from persistence.errors import Dependency, DependencyDown
-from persistence.store import PARTICIPANT_COLUMNS, PARTICIPANT_FIELDS, RACE_FIELDS, PostgresStore
+from persistence.store import (
+    FINAL_FIELDS,
+    PARTICIPANT_COLUMNS,
+    PARTICIPANT_FIELDS,
+    RACE_FIELDS,
+    STANDING_FIELDS,
+    PostgresStore,
+)
 from persistence.times import to_ms
+from tests.persistence.helpers import final
 
 JAN = to_ms(datetime(2027, 1, 15, 12, tzinfo=UTC))
 FEB = to_ms(datetime(2027, 2, 1, 0, 0, 0, 1000, tzinfo=UTC))
@@ -28,6 +37,8 @@ def test_every_record_field_has_a_place() -> None:
     assert {f.name for f in dataclasses.fields(ParticipantRecord)} == set(PARTICIPANT_FIELDS)
     stored_as_columns = set(PARTICIPANT_FIELDS) - {"keys", "key_times"}
     assert stored_as_columns <= set(PARTICIPANT_COLUMNS)
+    assert {f.name for f in dataclasses.fields(TournamentFinalRecord)} == set(FINAL_FIELDS)
+    assert {f.name for f in dataclasses.fields(FinalStanding)} == set(STANDING_FIELDS)
 
 
 async def test_a_batch_is_written_once(pool: asyncpg.Pool) -> None:
@@ -133,6 +144,63 @@ async def test_heats_fill_tournaments_and_standings_once(pool: asyncpg.Pool) -> 
     assert ada is not None and (ada["heats"], ada["finished"], ada["last_round"]) == (4, 3, 2)
     best = max((p.wpm, p.accuracy) for h in heats[:3] for p in h.participants if p.player_id == "ada")
     assert (ada["best_wpm"], ada["best_accuracy"]) == best
+
+
+async def test_a_final_finishes_its_tournament_and_stores_standings_once(pool: asyncpg.Pool) -> None:
+    store = PostgresStore(pool)
+    heats = [
+        race(JAN + i, ["ada", "bob"], seed=i, tournament_id="cup", round_no=1, heat_no=1 + i)
+        for i in range(2)
+    ]
+    result = final("cup", ["bob", "ada", "cy"], ended_at=JAN + 5000, heat_races=heats)
+    first = await store.write([*heats, result])  # one batch, one transaction: races and the final
+    assert first.inserted == {h.match_id for h in heats} | {"cup:final"}
+    again = await store.write([result, heats[0]])
+    assert again.inserted == set() and again.rejected == {}
+    async with pool.acquire() as conn:
+        cup = await conn.fetchrow("SELECT * FROM tournaments WHERE tournament_id = 'cup'")
+        rows = await conn.fetch("SELECT * FROM tournament_results WHERE tournament_id = 'cup' ORDER BY rank")
+        finals = await conn.fetch("SELECT * FROM tournament_finals")
+    assert cup is not None
+    assert (cup["status"], cup["name"], cup["rule"], cup["heat_size"], cup["advance"], cup["heats"]) == (
+        "finished", "Cup cup", "top_k", 4, 2, 2,
+    )  # fmt: skip
+    assert to_ms(cup["created_at"]) == result.created_at and to_ms(cup["ended_at"]) == JAN + 5000
+    assert to_ms(cup["started_at"]) == result.started_at
+    assert [(r["rank"], r["player_id"], r["prize"], r["seed"]) for r in rows] == [
+        (1, "bob", "gold", 3), (2, "ada", "silver", 2), (3, "cy", None, 1),
+    ]  # fmt: skip
+    assert [r["rating"] for r in rows] == [s.rating for s in result.standings]
+    assert len(finals) == 1 and finals[0]["match_id"] == "cup:final" and finals[0]["entrants"] == 3
+    assert sorted(h["race_id"] for h in json.loads(finals[0]["heat_races"])) == sorted(
+        h.match_id for h in heats
+    )
+
+
+async def test_a_final_without_any_raced_heat_creates_its_tournament(pool: asyncpg.Pool) -> None:
+    store = PostgresStore(pool)
+    result = final("walkover", ["ada", "bob"])
+    assert (await store.write([result])).inserted == {"walkover:final"}
+    async with pool.acquire() as conn:
+        t = await conn.fetchrow(
+            "SELECT status, heats, race_type FROM tournaments WHERE tournament_id = 'walkover'"
+        )
+        n = await conn.fetchval("SELECT count(*) FROM tournament_results")
+        settled = await conn.fetchval("SELECT settled_heats FROM tournament_finals")
+    assert t is not None and (t["status"], t["heats"], t["race_type"]) == ("finished", 0, "quick")
+    assert n == 2 and json.loads(settled) == [{"round_no": 1, "heat_no": 1, "reason": "bye"}]
+
+
+async def test_a_final_postgres_refuses_is_isolated(pool: asyncpg.Pool) -> None:
+    store = PostgresStore(pool)
+    good = final("ok", ["ada"])
+    bad = final("bad", ["bob"])
+    bad = dataclasses.replace(bad, standings=[dataclasses.replace(bad.standings[0], rank=2**40)])
+    result = await store.write([good, bad, race(JAN, ["cy"])])
+    assert set(result.rejected) == {"bad:final"} and "bad:final" not in result.inserted
+    assert "ok:final" in result.inserted and len(result.inserted) == 2
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM tournaments WHERE tournament_id = 'bad'") == 0
 
 
 async def test_postgres_down_is_a_dependency_failure() -> None:

@@ -23,8 +23,8 @@ async def test_twenty_five_players_heats_of_five_top_two(
     """1. two nodes, a director, persistence; 2. an instant tournament for 25 fills up and
     starts; 3. bots play every heat they are seated in; node-a is drained once the first
     round is placed: its heats finish there, later rounds go to node-b; 4. the bracket, the
-    standings and the final ranking follow from the heat records; every heat is in the outbox
-    once, and in PostgreSQL once."""
+    standings and the final ranking follow from the heat records; every heat and the final
+    result are in the outbox once, and in PostgreSQL once."""
     node_a = await node_factory("node-a")
     await node_factory("node-b")
     director = await director_factory()
@@ -103,5 +103,23 @@ async def test_twenty_five_players_heats_of_five_top_two(
             "SELECT count(*) FROM race_participants WHERE race_id = ANY($1::text[])", race_ids
         )
         assert people == 25 + 10 + 4
+        # The final result: stored once, the tournament finished, every entrant ranked.
+        for _ in range(50):
+            stored = await conn.fetchval(
+                "SELECT count(*) FROM tournament_finals WHERE tournament_id = $1", tid
+            )
+            if stored:
+                break
+            await asyncio.sleep(0.1)
+        assert stored == 1
+        row = await conn.fetchrow(
+            "SELECT status, rounds, heats FROM tournaments WHERE tournament_id = $1", tid
+        )
+        assert row is not None and (row["status"], row["rounds"], row["heats"]) == ("finished", 3, 8)
+        results = await conn.fetch(
+            "SELECT player_id, prize FROM tournament_results WHERE tournament_id = $1 ORDER BY rank", tid
+        )
+        assert [r["player_id"] for r in results] == ranking
+        assert [r["prize"] for r in results[:4]] == ["gold", "silver", "bronze", None]
     finally:
         await conn.close()
