@@ -16,9 +16,10 @@ PROJECT_FILES := $(wildcard setup.cfg setup.py pyproject.toml)
 
 .PHONY: setup system-packages test lint run clean distclean
 
-setup: system-packages $(STAMP)
+setup: system-packages $(STAMP) node_modules/.package-lock.json
 
-# Debian packages: Python 3.11 with venv, and the real Redis and PostgreSQL used by tests and `make run`.
+# Debian packages: Python 3.11 with venv, the real Redis and PostgreSQL used by tests and `make run`,
+# nginx (config check), Chromium and its driver (browser tests), Node's npm (page libraries).
 # apt-get update only when something is missing, so a ready machine stays offline.
 # policy-rc.d keeps the packages' system services (postgres, redis, nginx on :80) from starting:
 # the project starts its own servers on free loopback ports.
@@ -27,6 +28,8 @@ system-packages:
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	[ -x $(PG_BIN)/postgres ] || missing="$$missing postgresql-15"; \
 	[ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || missing="$$missing chromium chromium-driver"; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	command -v $(PYTHON) >/dev/null || missing="$$missing python3.11"; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3.11-venv"; \
 	if [ -n "$$missing" ]; then \
@@ -50,6 +53,10 @@ $(STAMP): $(PROJECT_FILES) | $(VENV)/bin/python
 	else \
 		echo "no setup.cfg yet: skipping pip install"; \
 	fi
+
+# The browser client's libraries (the msgpack codec), from the npm registry, at set-up only.
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
 
 test: setup
 	$(VENV)/bin/python -m pytest -q

@@ -1,0 +1,622 @@
+// Typogram Arena browser client: plain ES module, no build step.
+// HTTP API: docs/API.md; WebSocket protocol (msgpack binary frames): docs/PROTOCOL.md.
+import { encode, decode } from "/static/vendor/msgpack/index.mjs";
+
+const $ = (id) => document.getElementById(id);
+const GRACE_MS = 15000; // ARENA_RACE_GRACE_S: how long the server keeps a dropped player
+const FLUSH_MS = 150; // input batching interval (the protocol wants 100-500 ms)
+// Close codes after which reconnecting cannot help.
+const FINAL_CLOSES = {
+  4001: "The server refused the ticket (forged, malformed or expired).",
+  4002: "Too many malformed messages: the server closed the connection.",
+  4003: "Too many messages: the server closed the connection (flood).",
+  4004: "That race does not exist on this server.",
+  4006: "The race is full.",
+  4009: "You connected again from another tab or device.",
+  4010: "The race is over and cannot be joined.",
+};
+const ERROR_TEXT = {
+  race_full: "The race is full.",
+  draining: "This server is shutting down (draining) and takes no new races. Try again.",
+  race_over: "The race is already over.",
+  race_not_found: "No such live race.",
+  rate_limited: "Slow down: too many requests.",
+  queue_full: "The queue is full right now. Try again in a few seconds.",
+  no_node: "No game server can take a race right now. Try again shortly.",
+  bad_token: "Your session is invalid; pick a name again.",
+  token_expired: "Your session expired; pick a name again.",
+  private_race_not_found: "No private race with that code (or it expired).",
+  race_started: "That private race has already started.",
+};
+
+const app = {
+  session: null, // {player_id, name, token}
+  region: "local",
+  raceType: "quick",
+  ticketId: null,
+  privateCode: null,
+  cancelled: false,
+  race: null, // the current race state (see newRace)
+};
+
+// ---------------------------------------------------------------- UI helpers
+
+function show(screen) {
+  for (const el of document.querySelectorAll(".screen")) el.hidden = el.id !== `screen-${screen}`;
+  document.body.dataset.screen = screen;
+}
+
+function banner(text, kind = "error") {
+  const el = $("banner");
+  if (!text) { el.hidden = true; el.textContent = ""; return; }
+  el.className = kind === "error" ? "banner" : "banner info";
+  el.textContent = text;
+  el.hidden = false;
+}
+
+function explain(code, reason) {
+  return ERROR_TEXT[code] ? `${ERROR_TEXT[code]}${reason ? ` (${reason})` : ""}` : reason || code;
+}
+
+function esc(s) {
+  return String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+
+// ---------------------------------------------------------------- HTTP API
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super(body?.reason || `HTTP ${status}`);
+    this.status = status;
+    this.code = body?.error || "http_error";
+    this.body = body;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = {};
+  if (app.session) headers.Authorization = `Bearer ${app.session.token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  let data = null;
+  try { data = await resp.json(); } catch { /* not JSON */ }
+  if (!resp.ok) throw new ApiError(resp.status, data);
+  return data;
+}
+
+function apiFailed(err) {
+  if (err instanceof ApiError) {
+    banner(explain(err.code, err.body?.reason));
+    if (err.code === "bad_token" || err.code === "token_expired") signOut();
+  } else {
+    banner(`Cannot reach the server: ${err.message}`);
+  }
+}
+
+// ---------------------------------------------------------------- session
+
+function signedIn(session) {
+  app.session = session;
+  sessionStorage.setItem("arena.session", JSON.stringify({ ...session, region: app.region }));
+  $("who").textContent = `${session.name} · ${app.region}`;
+  $("guest-form").hidden = true;
+  $("play").hidden = false;
+  loadRecent();
+}
+
+function signOut() {
+  app.session = null;
+  sessionStorage.removeItem("arena.session");
+  $("who").textContent = "";
+  $("guest-form").hidden = false;
+  $("play").hidden = true;
+  show("home");
+}
+
+async function loadRegions() {
+  try {
+    const data = await api("GET", "/v1/regions");
+    const sel = $("region");
+    sel.innerHTML = "";
+    for (const r of data.regions) {
+      const opt = document.createElement("option");
+      opt.value = r.id;
+      opt.textContent = `${r.id}${r.accepting ? "" : " (no servers)"}`;
+      sel.append(opt);
+    }
+    const firstOpen = data.regions.find((r) => r.accepting);
+    if (firstOpen) sel.value = firstOpen.id;
+  } catch (err) { apiFailed(err); }
+}
+
+$("guest-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  banner(null);
+  app.region = $("region").value;
+  try {
+    signedIn(await api("POST", "/v1/guests", { name: $("name").value.trim() }));
+    $("race-type").focus();
+  } catch (err) { apiFailed(err); }
+});
+
+// ---------------------------------------------------------------- matchmaking
+
+$("queue-form").addEventListener("submit", (ev) => { ev.preventDefault(); queue($("race-type").value); });
+
+async function queue(raceType) {
+  banner(null);
+  app.raceType = raceType;
+  app.cancelled = false;
+  app.privateCode = null;
+  $("private-view").hidden = true;
+  $("queue-title").textContent = "Finding a race…";
+  $("queue-status").textContent = `Queued for a ${raceType} race in ${app.region}.`;
+  show("queue");
+  $("queue-cancel").focus();
+  let view;
+  try {
+    view = await api("POST", "/v1/tickets", { race_type: raceType, region: app.region });
+  } catch (err) {
+    if (err instanceof ApiError && err.code === "already_queued" && err.body.ticket_id) {
+      view = { ticket_id: err.body.ticket_id, state: "queued" };
+    } else { apiFailed(err); show("home"); return; }
+  }
+  app.ticketId = view.ticket_id;
+  while (!app.cancelled) {
+    if (view.state === "matched") { connectRace(view.assignment, { raceType }); return; }
+    if (view.state === "cancelled") { show("home"); return; }
+    if (view.state === "node_lost") { banner(view.reason || "The race's server was lost. Queue again."); show("home"); return; }
+    if (view.expected_wait_s != null) {
+      $("queue-status").textContent = `Queued for a ${raceType} race in ${app.region}; about ${Math.ceil(view.expected_wait_s)} s to go.`;
+    }
+    try {
+      view = await api("GET", `/v1/tickets/${encodeURIComponent(app.ticketId)}?wait=20`);
+    } catch (err) {
+      apiFailed(err);
+      if (err instanceof ApiError && err.status < 500 && err.status !== 429) { show("home"); return; }
+      await sleep(2000);
+    }
+  }
+}
+
+$("queue-cancel").addEventListener("click", async () => {
+  app.cancelled = true;
+  if (app.ticketId) {
+    try {
+      await api("DELETE", `/v1/tickets/${encodeURIComponent(app.ticketId)}`);
+    } catch (err) {
+      if (err instanceof ApiError && err.code === "already_matched") {
+        connectRace(err.body.ticket.assignment, { raceType: app.raceType });
+        return;
+      }
+    }
+  }
+  app.ticketId = null;
+  show("home");
+});
+
+// ---------------------------------------------------------------- private races
+
+$("private-create").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  banner(null);
+  const text = $("custom-text").value.trim();
+  const body = text ? { race_type: "custom", custom_text: text, region: app.region } : { race_type: app.raceType = $("race-type").value, region: app.region };
+  try { privateRace(await api("POST", "/v1/private-races", body)); } catch (err) { apiFailed(err); }
+});
+
+$("private-join").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  banner(null);
+  const code = $("invite-code").value.trim().toUpperCase();
+  try { privateRace(await api("POST", `/v1/private-races/${encodeURIComponent(code)}/join`)); } catch (err) { apiFailed(err); }
+});
+
+$("private-start").addEventListener("click", async () => {
+  try { await api("POST", `/v1/private-races/${app.privateCode}/start`); } catch (err) { apiFailed(err); }
+});
+
+async function privateRace(view) {
+  app.cancelled = false;
+  app.ticketId = null;
+  app.privateCode = view.code;
+  $("queue-title").textContent = "Private race";
+  $("private-view").hidden = false;
+  show("queue");
+  while (!app.cancelled) {
+    $("private-code").textContent = view.code;
+    $("queue-status").textContent = view.state === "open" ? "Share the code; the host starts the race." : view.reason || view.state;
+    $("private-members").innerHTML = view.members.map((m) => `<li>${esc(m.name)}${m.host ? " (host)" : ""}</li>`).join("");
+    const host = view.host.player_id === app.session.player_id;
+    $("private-start").hidden = !(host && (view.state === "open" || view.state === "node_lost"));
+    if (view.state === "started" && view.assignment) { connectRace(view.assignment, { raceType: view.race_type }); return; }
+    try {
+      view = await api("GET", `/v1/private-races/${view.code}?wait=20&since=${view.version}`);
+    } catch (err) { apiFailed(err); show("home"); return; }
+  }
+}
+
+// ---------------------------------------------------------------- the race
+
+function newRace(assignment, opts) {
+  return {
+    url: assignment?.url, ticket: assignment?.ticket, token: assignment?.player_token,
+    spectate: opts.spectate || null, raceType: opts.raceType,
+    ws: null, me: null, raceId: null, passage: "", state: "waiting",
+    startAt: null, endsAt: null, offset: 0, bestRtt: Infinity,
+    typed: "", pendingKeys: "", pendingTimes: [], seq: 0, sent: [], lastTime: 0,
+    keyLog: [], players: new Map(), done: false, droppedAt: null, retries: 0,
+    flushTimer: null, tickTimer: null, results: null, finish: null,
+  };
+}
+
+function connectRace(assignment, opts = {}) {
+  stopRace();
+  app.race = newRace(assignment, opts);
+  banner(null);
+  $("race-title").textContent = opts.spectate ? "Watching a race" : "Race";
+  $("typing").disabled = !!opts.spectate;
+  $("race-leave").textContent = opts.spectate ? "Stop watching" : "Leave race";
+  $("countdown").textContent = "";
+  $("race-status").textContent = "Connecting…";
+  $("lanes").innerHTML = "";
+  $("passage").textContent = "";
+  show("race");
+  openSocket(app.race);
+}
+
+function stopRace() {
+  const r = app.race;
+  if (!r) return;
+  r.done = true;
+  clearInterval(r.flushTimer);
+  cancelAnimationFrame(r.tickTimer);
+  if (r.ws && r.ws.readyState <= 1) r.ws.close(1000);
+}
+
+function send(r, msg) {
+  if (r.ws && r.ws.readyState === WebSocket.OPEN) { r.ws.send(encode(msg)); return true; }
+  return false;
+}
+
+function serverNow(r) { return Date.now() + r.offset; }
+
+function openSocket(r, url = r.url || r.spectate.url) {
+  const ws = new WebSocket(url);
+  ws.binaryType = "arraybuffer";
+  r.ws = ws;
+  ws.onopen = () => {
+    r.retries = 0;
+    send(r, r.token ? { t: "hello", token: r.token, client: "web/0.1" } : { t: "hello", token: app.session?.token || "", client: "web/0.1" });
+  };
+  ws.onmessage = (ev) => {
+    if (r !== app.race || r.ws !== ws) return;
+    const msg = ev.data instanceof ArrayBuffer ? decode(new Uint8Array(ev.data)) : JSON.parse(ev.data);
+    onMessage(r, msg);
+  };
+  ws.onclose = (ev) => {
+    if (r !== app.race || r.ws !== ws || r.done) return;
+    onClosed(r, ev);
+  };
+}
+
+function onClosed(r, ev) {
+  if (r.redirectTo) { const url = r.redirectTo; r.redirectTo = null; r.url = url; openSocket(r, url); return; }
+  if (FINAL_CLOSES[ev.code]) { r.done = true; banner(FINAL_CLOSES[ev.code]); $("race-status").textContent = "Disconnected."; return; }
+  if (ev.code === 1001) banner("The game server is shutting down; the race was aborted.", "info");
+  if (r.results) return;
+  // Dropped: reconnect with backoff while the server still keeps our seat.
+  if (r.droppedAt === null) r.droppedAt = Date.now();
+  const left = GRACE_MS - (Date.now() - r.droppedAt);
+  if (left <= 0) { r.done = true; banner("The connection was lost for too long; you were counted as not finishing."); return; }
+  const delay = Math.min(250 * 2 ** r.retries++, 2000);
+  $("race-status").textContent = `Connection lost; reconnecting (${Math.ceil(left / 1000)} s left)…`;
+  setTimeout(() => { if (app.race === r && !r.done) openSocket(r); }, delay);
+}
+
+function syncClock(r) {
+  for (let i = 0; i < 5; i++) setTimeout(() => send(r, { t: "ping", sent: Date.now() }), i * 120);
+}
+
+function onMessage(r, m) {
+  switch (m.t) {
+    case "welcome":
+      r.me = m.player_id;
+      r.offset = m.server_time - Date.now();
+      syncClock(r);
+      if (r.spectate) send(r, { t: "spectate", race_id: r.spectate.raceId });
+      else send(r, { t: "join", ticket: r.ticket });
+      break;
+    case "pong": {
+      const now = Date.now();
+      const rtt = now - m.echo;
+      if (rtt <= r.bestRtt) { r.bestRtt = rtt; r.offset = m.time - (m.echo + rtt / 2); }
+      break;
+    }
+    case "ping": send(r, { t: "pong", echo: m.sent, time: Date.now() }); break;
+    case "joined": case "watching": onJoined(r, m); break;
+    case "roster": setPlayers(r, m.players); break;
+    case "countdown": r.startAt = m.start_at; r.state = "countdown"; tick(r); break;
+    case "start": r.startAt = m.start_at; r.endsAt = m.ends_at; r.state = "running"; tick(r); break;
+    case "progress":
+      for (const [id, position, wpm, place] of m.players) {
+        const p = r.players.get(id);
+        if (p) { p.position = position; p.wpm = wpm; p.place = place || p.place; }
+      }
+      drawLanes(r);
+      break;
+    case "finish":
+      if (m.player_id === r.me) {
+        r.finish = m;
+        if (m.flags && m.flags.length) banner(`Your result was flagged (${m.flags.join(", ")}) and will not be ranked.`);
+        $("race-status").textContent = `Finished${m.place ? `, place ${m.place}` : ""}: ${m.wpm.toFixed(1)} WPM. Waiting for the others…`;
+      }
+      break;
+    case "results": onResults(r, m); break;
+    case "redirect": r.redirectTo = m.url; break;
+    case "error":
+      if (m.code === "already_joined" || m.code === "rate_limited" || m.code === "not_running") break;
+      banner(explain(m.code, m.reason));
+      break;
+    default: break;
+  }
+}
+
+function onJoined(r, m) {
+  const rejoin = r.raceId === m.race_id;
+  r.droppedAt = null;
+  r.raceId = m.race_id;
+  r.passage = m.passage;
+  r.state = m.state;
+  r.startAt = m.start_at;
+  r.endsAt = m.ends_at;
+  r.raceType = m.race_type;
+  $("race-title").textContent = `${r.spectate ? "Watching" : "Race"}: ${m.race_type}`;
+  $("passage-plain").textContent = m.passage;
+  setPlayers(r, m.players);
+  if (m.you) {
+    if (rejoin) {
+      // Resend what the server has not applied yet, with fresh sequence numbers above its view.
+      const unsent = r.sent.filter((s) => s.seq > m.you.seq);
+      r.seq = Math.max(r.seq, m.you.seq);
+      r.sent = [];
+      for (const s of unsent) { r.pendingKeys = s.keys + r.pendingKeys; r.pendingTimes = s.times.concat(r.pendingTimes); }
+      flush(r);
+    } else {
+      r.seq = m.you.seq;
+    }
+    $("typing").disabled = m.you.status !== "racing" && m.you.status !== "waiting" && m.state !== "countdown" && m.state !== "waiting" && m.state !== "running";
+    if (!r.flushTimer) r.flushTimer = setInterval(() => flush(r), FLUSH_MS);
+    $("typing").focus();
+  }
+  $("race-status").textContent = r.spectate ? "Watching." : rejoin ? "Reconnected." : "Waiting for the start. Click the text or press any key when it starts.";
+  drawPassage(r);
+  tick(r);
+}
+
+function setPlayers(r, players) {
+  for (const p of players) r.players.set(p.id, { ...(r.players.get(p.id) || {}), ...p });
+  drawLanes(r);
+}
+
+function drawLanes(r) {
+  const ol = $("lanes");
+  const len = Math.max(r.passage.length, 1);
+  for (const [id, p] of r.players) {
+    let li = ol.querySelector(`[data-id="${CSS.escape(id)}"]`);
+    if (!li) {
+      li = document.createElement("li");
+      li.className = "lane";
+      li.dataset.id = id;
+      li.innerHTML = `<span class="name"></span><span class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100"><span></span></span><span class="wpm"></span>`;
+      ol.append(li);
+    }
+    const pct = Math.round((100 * (p.position || 0)) / len);
+    li.classList.toggle("me", id === r.me);
+    li.classList.toggle("off", p.connected === false);
+    li.querySelector(".name").textContent = `${p.place ? `#${p.place} ` : ""}${p.name}${id === r.me ? " (you)" : ""}`;
+    const bar = li.querySelector(".bar");
+    bar.setAttribute("aria-label", `${p.name}: ${pct}%`);
+    bar.setAttribute("aria-valuenow", String(pct));
+    bar.firstElementChild.style.width = `${pct}%`;
+    li.querySelector(".wpm").textContent = `${Math.round(p.wpm || 0)} wpm`;
+  }
+}
+
+function tick(r) {
+  cancelAnimationFrame(r.tickTimer);
+  const step = () => {
+    if (app.race !== r || r.done) return;
+    const now = serverNow(r);
+    const el = $("countdown");
+    if (r.startAt && now < r.startAt) {
+      el.textContent = String(Math.ceil((r.startAt - now) / 1000));
+    } else if (r.startAt && r.state !== "finished" && !r.results) {
+      el.textContent = r.endsAt ? `Go! ${Math.max(0, Math.ceil((r.endsAt - now) / 1000))} s left` : "Go!";
+      if (r.state !== "running") {
+        r.state = "running";
+        if (!r.spectate && !r.finish) $("race-status").textContent = "Type the passage.";
+      }
+    } else if (!r.startAt) {
+      el.textContent = "Waiting for players…";
+    }
+    r.tickTimer = requestAnimationFrame(step);
+  };
+  step();
+}
+
+// Typed text against the passage: green for correct, red for wrong, a caret at the typing point.
+function drawPassage(r) {
+  const p = r.passage, t = r.typed;
+  let ok = 0;
+  while (ok < t.length && ok < p.length && t[ok] === p[ok]) ok++;
+  const wrongEnd = Math.min(t.length, p.length);
+  const caret = Math.min(t.length, p.length);
+  $("passage").innerHTML =
+    `<span class="ok">${esc(p.slice(0, ok))}</span>` +
+    `<span class="bad">${esc(p.slice(ok, wrongEnd))}</span>` +
+    `<span class="caret" aria-hidden="true"></span>` +
+    `<span class="rest">${esc(p.slice(caret))}</span>`;
+  if (!r.spectate) {
+    const me = r.players.get(r.me);
+    if (me && r.state !== "finished") { me.position = Math.max(me.position || 0, ok); drawLanes(r); }
+  }
+}
+
+function running(r) {
+  return r.startAt && serverNow(r) >= r.startAt && !r.finish && !r.results && !r.spectate;
+}
+
+function key(r, ch) {
+  if (!running(r)) return;
+  if (ch !== "\b" && r.typed.length >= r.passage.length + 10) return; // far past the end: ignore
+  if (ch === "\b" && r.typed.length === 0) return;
+  const t = Math.max(r.lastTime, Math.round(serverNow(r) - r.startAt));
+  r.lastTime = t;
+  r.typed = ch === "\b" ? r.typed.slice(0, -1) : r.typed + ch;
+  r.pendingKeys += ch;
+  r.pendingTimes.push(t);
+  if (ch !== "\b") r.keyLog.push({ t, ok: r.typed.length <= r.passage.length && r.typed === r.passage.slice(0, r.typed.length) });
+  drawPassage(r);
+  if (r.typed === r.passage || r.pendingKeys.length >= 60) flush(r);
+}
+
+function flush(r) {
+  while (r.pendingKeys.length) {
+    const msg = { t: "input", seq: r.seq + 1, keys: r.pendingKeys.slice(0, 60), times: r.pendingTimes.slice(0, 60) };
+    if (!send(r, msg)) return; // kept pending; sent after the reconnect
+    r.seq = msg.seq;
+    r.sent.push({ seq: msg.seq, keys: msg.keys, times: msg.times });
+    if (r.sent.length > 50) r.sent.shift();
+    r.pendingKeys = r.pendingKeys.slice(60);
+    r.pendingTimes = r.pendingTimes.slice(60);
+  }
+}
+
+$("typing").addEventListener("keydown", (ev) => {
+  const r = app.race;
+  if (!r || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  if (ev.key === "Backspace") { ev.preventDefault(); key(r, "\b"); return; }
+  if (ev.key.length === 1 && ev.key >= " " && ev.key <= "~") { ev.preventDefault(); key(r, ev.key); }
+});
+// Phone keyboards often send no usable keydown: take the characters from the input event instead.
+$("typing").addEventListener("input", (ev) => {
+  const r = app.race;
+  const el = ev.target;
+  if (r && el.value) {
+    for (const ch of el.value) if (ch >= " " && ch <= "~") key(r, ch);
+  } else if (r && ev.inputType === "deleteContentBackward") key(r, "\b");
+  el.value = "";
+});
+$("passage").addEventListener("click", () => $("typing").focus());
+document.addEventListener("keydown", (ev) => {
+  if (document.body.dataset.screen === "race" && document.activeElement !== $("typing") && ev.key.length === 1 && !$("typing").disabled) $("typing").focus();
+});
+
+$("race-leave").addEventListener("click", () => {
+  const r = app.race;
+  if (r && !r.results && !r.spectate) send(r, { t: "leave" });
+  stopRace();
+  show("home");
+});
+
+// ---------------------------------------------------------------- results
+
+function onResults(r, m) {
+  r.results = m;
+  r.state = m.state;
+  clearInterval(r.flushTimer);
+  if (m.state === "aborted") banner(`The race was aborted${m.reason ? `: ${m.reason}` : ""}.`, "info");
+  const mine = m.results.find((row) => row.player_id === r.me);
+  const pct = (x) => `${Number(x).toFixed(1)}%`;
+  $("my-result").innerHTML = r.spectate || !mine
+    ? `<p>Race ${esc(m.race_id)} is over.</p>`
+    : `<p class="big" id="my-place">${mine.place ? `Place ${mine.place}` : mine.status === "dnf" ? "Did not finish" : "Not ranked"}</p>
+       <dl class="row">
+         <dt>WPM</dt><dd id="my-wpm">${mine.wpm.toFixed(1)}</dd>
+         <dt>Raw</dt><dd>${mine.raw_wpm.toFixed(1)}</dd>
+         <dt>Accuracy</dt><dd>${pct(mine.accuracy)}</dd>
+         <dt>Consistency</dt><dd>${pct(mine.consistency)}</dd>
+         <dt>Time</dt><dd>${(mine.elapsed_ms / 1000).toFixed(1)} s</dd>
+       </dl>${mine.flags.length ? `<p>Flagged: ${esc(mine.flags.join(", "))}</p>` : ""}`;
+  $("results-table").tBodies[0].innerHTML = m.results.map((row) =>
+    `<tr${row.player_id === r.me ? ' class="me"' : ""}><td>${row.place ?? "—"}</td><td>${esc(row.name)}</td><td>${row.wpm.toFixed(1)}</td><td>${row.raw_wpm.toFixed(1)}</td><td>${pct(row.accuracy)}</td><td>${pct(row.consistency)}</td></tr>`).join("");
+  drawChart(r.keyLog);
+  $("again").hidden = !!r.spectate;
+  show("results");
+  r.done = true;
+  if (r.ws) r.ws.close(1000);
+  (r.spectate ? $("home") : $("again")).focus();
+  loadRecent();
+}
+
+// WPM per one-second bucket of correct keystrokes: (chars / 5) per minute.
+function drawChart(log) {
+  const svg = $("chart");
+  if (!log.length) { svg.innerHTML = ""; return; }
+  const secs = Math.max(1, Math.ceil(log[log.length - 1].t / 1000));
+  const buckets = new Array(secs).fill(0);
+  for (const k of log) if (k.ok) buckets[Math.min(secs - 1, Math.floor(k.t / 1000))]++;
+  const wpm = buckets.map((n) => n * 12);
+  const top = Math.max(...wpm, 1);
+  const pts = wpm.map((w, i) => `${secs === 1 ? 150 : (i * 300) / (secs - 1)},${100 - (w * 95) / top}`).join(" ");
+  svg.innerHTML = `<polyline points="${pts}"></polyline><title>Peak ${top} WPM over ${secs} s</title>`;
+}
+
+$("again").addEventListener("click", () => queue(app.race?.raceType && app.race.raceType !== "custom" ? app.race.raceType : app.raceType));
+$("home").addEventListener("click", () => { show("home"); loadBoard(); });
+
+// ---------------------------------------------------------------- leaderboards, history, watching
+
+async function loadBoard() {
+  const body = $("board-table").tBodies[0];
+  try {
+    const data = await api("GET", `/v1/leaderboards/${$("board-type").value}/${$("board-time").value}?limit=10`);
+    body.innerHTML = data.entries.length
+      ? data.entries.map((e) => `<tr><td>${e.rank}</td><td>${esc(e.name)}</td><td>${Number(e.wpm).toFixed(1)}</td><td>${Number(e.accuracy).toFixed(1)}%</td></tr>`).join("")
+      : `<tr><td colspan="4">No races yet.</td></tr>`;
+  } catch (err) {
+    body.innerHTML = `<tr><td colspan="4">Leaderboard unavailable${err.message ? `: ${esc(err.message)}` : ""}.</td></tr>`;
+  }
+}
+$("board-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadBoard(); });
+
+async function loadRecent() {
+  if (!app.session) return;
+  try {
+    const data = await api("GET", `/v1/players/${encodeURIComponent(app.session.player_id)}/races?limit=5`);
+    $("recent-title").hidden = !data.races.length;
+    $("recent").innerHTML = data.races.map((race) =>
+      `<li>${esc(race.race_type || "race")}: ${race.wpm != null ? `${Number(race.wpm).toFixed(1)} WPM` : ""}${race.place ? `, place ${race.place}` : ""}</li>`).join("");
+  } catch { /* history is optional on this page */ }
+}
+
+async function watch(raceId, url) {
+  if (!raceId || !url) { banner("Give a race id and a node URL to watch."); return; }
+  if (!app.session) {
+    try { signedIn(await api("POST", "/v1/guests", { name: $("name").value.trim() || "spectator" })); } catch (err) { apiFailed(err); return; }
+  }
+  connectRace(null, { spectate: { raceId, url } });
+}
+$("watch-form").addEventListener("submit", (ev) => { ev.preventDefault(); watch($("watch-race").value.trim(), $("watch-node").value.trim()); });
+
+function sleep(ms) { return new Promise((resolve) => setTimeout(resolve, ms)); }
+
+// ---------------------------------------------------------------- start
+
+async function main() {
+  show("home");
+  await loadRegions();
+  const saved = JSON.parse(sessionStorage.getItem("arena.session") || "null");
+  if (saved && saved.expires_at * 1000 > Date.now() + 60000) {
+    app.region = saved.region || app.region;
+    if ([...$("region").options].some((o) => o.value === app.region)) $("region").value = app.region;
+    signedIn(saved);
+  }
+  loadBoard();
+  // /?watch=RACE_ID&node=ws://…: open straight into spectating (links from live race lists).
+  const q = new URLSearchParams(location.search);
+  if (q.get("watch") && q.get("node")) watch(q.get("watch"), q.get("node"));
+  else $(app.session ? "race-type" : "name").focus();
+}
+main();

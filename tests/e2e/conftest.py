@@ -1,0 +1,136 @@
+"""End-to-end fixtures: a lobby serving the page, a real node with short passages, a matchmaker,
+and a headless Chromium (Debian's ``chromium`` + ``chromedriver``; nothing is downloaded).
+
+The browser is blocking (Selenium), so tests drive it in a thread (``asyncio.to_thread``) while
+the servers keep running on the test's event loop. Screenshots go to ``artifacts/e2e/``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from arena.ids import NodeId
+from arena.placement import NodePlacer
+from arena.registry import NodeRegistry
+from arena.settings import RedisSettings, SecretSettings
+from arena.tickets import TicketStore
+from gameserver.app import build_app as build_node_app
+from gameserver.settings import NodeSettings, RaceSettings
+from lobby import static
+from matchmaker.service import Matchmaker
+from ops.services import free_port
+from tests.conftest import ADMIN
+from tests.lobby.conftest import SECRET, LobbyFactory, RunningLobby, lobby_factory
+from tests.matchmaker.conftest import FAST_MM, SHORT_CORPUS
+
+__all__ = ["lobby_factory"]  # re-exported fixture
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "e2e"
+RACE = RaceSettings(countdown_s=2.0, wait_timeout_s=3.0, grace_s=5.0, tick_hz=20.0, ping_interval_s=1.0)
+
+
+def browser_missing() -> str | None:
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed"
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        return "Debian's chromium and chromium-driver are not installed"
+    if not (static.MSGPACK_ROOT / "index.mjs").exists():
+        return "node_modules/@msgpack/msgpack is missing (npm ci)"
+    return None
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    reason = browser_missing()
+    # `make setup` installs all of it: a missing piece is a broken set-up, never a skip.
+    assert reason is None, f"{reason}: run `make setup`"
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="arena-chromium-")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=420,900",  # phone width
+        f"--user-data-dir={profile}",
+    ):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(20)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def shot(driver: Any, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+
+
+@pytest.fixture
+async def cluster(redis_url: str, lobby_factory: LobbyFactory) -> AsyncIterator[RunningLobby]:
+    """Lobby with the page + one node (region local, short passages) + a matchmaker that starts
+    a lone player's race after half a second."""
+    port = free_port()
+    settings = NodeSettings(
+        node_id=NodeId("node-e2e"),
+        port=port,
+        region="local",
+        capacity=100,
+        heartbeat_s=0.2,
+        redis=RedisSettings(url=redis_url),
+        secrets=SecretSettings(token_secret=SECRET, admin_token=ADMIN),
+        race=RACE,
+    )
+    runner = web.AppRunner(build_node_app(settings, SHORT_CORPUS), handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    lobby = await lobby_factory(app_hook=static.setup, regions=("local",))
+    client = aioredis.Redis.from_url(redis_url)
+    store = TicketStore(client)
+    http = aiohttp.ClientSession()
+    mm_settings = replace(
+        FAST_MM,
+        matchmaker_id="mm-e2e",
+        regions=("local",),
+        neighbours={},
+        fallback_wait_s=0.2,
+        neighbour_wait_s=0.3,
+        max_wait_s=0.5,
+        secrets=SecretSettings(admin_token=ADMIN),
+    )
+    placer = NodePlacer(NodeRegistry(client, stale_after_ms=2000), http, ADMIN, timeout_s=2.0, attempts=2)
+    mm = Matchmaker(mm_settings, client, store, placer)
+    await mm.start()
+    try:
+        yield lobby
+    finally:
+        await mm.stop(deadline_s=1.0)
+        await store.aclose()
+        await http.close()
+        await client.aclose()
+        await runner.cleanup()

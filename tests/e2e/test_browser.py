@@ -1,0 +1,140 @@
+"""The page in headless Chromium: queue, type the whole passage, see a result; watch a race."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.e2e.conftest import shot
+from tests.lobby.conftest import RunningLobby
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def wait_for(driver: Any, css: str, timeout: float = 15.0, visible: bool = True) -> Any:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    cond = ec.visibility_of_element_located if visible else ec.presence_of_element_located
+    return WebDriverWait(driver, timeout).until(cond((By.CSS_SELECTOR, css)))
+
+
+def race_in_browser(driver: Any, url: str) -> dict[str, Any]:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url)
+    name = wait_for(driver, "#name")
+    shot(driver, "01-home")
+    name.send_keys("ada")
+    driver.find_element(By.ID, "guest-go").click()
+    wait_for(driver, "#queue-go").click()
+    shot(driver, "02-queue")
+    wait_for(driver, "#screen-race", timeout=20)
+    WebDriverWait(driver, 15).until(lambda d: d.find_element(By.ID, "passage").text.strip())
+    passage = driver.execute_script("return document.getElementById('passage-plain').textContent")
+    shot(driver, "03-countdown")
+    # Wait for "Go!" (server clock), then type like a fast human: ~100-140 WPM, irregular gaps.
+    WebDriverWait(driver, 15).until(lambda d: d.find_element(By.ID, "countdown").text.startswith("Go"))
+    box = driver.find_element(By.ID, "typing")
+    rng = random.Random(7)
+    for i, ch in enumerate(passage):
+        box.send_keys(ch)
+        time.sleep(rng.uniform(0.05, 0.13))
+        if i == len(passage) // 2:
+            shot(driver, "04-typing")
+    wait_for(driver, "#screen-results", timeout=20)
+    shot(driver, "05-results")
+    return {
+        "passage": passage,
+        "wpm": float(driver.find_element(By.ID, "my-wpm").text),
+        "place": driver.find_element(By.ID, "my-place").text,
+        "again": driver.find_element(By.ID, "again").is_displayed(),
+    }
+
+
+async def test_queue_type_and_finish(cluster: RunningLobby, browser: Any) -> None:
+    seen = await asyncio.to_thread(race_in_browser, browser, cluster.url + "/")
+    assert seen["passage"]
+    assert 40 <= seen["wpm"] <= 200, seen
+    assert seen["place"] == "Place 1", seen
+    assert seen["again"]
+
+
+def watch_in_browser(driver: Any, url: str) -> dict[str, Any]:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url)
+    wait_for(driver, "#screen-race", timeout=15)
+    WebDriverWait(driver, 15).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#lanes .lane"))
+    shot(driver, "06-watching")
+    WebDriverWait(driver, 20).until(
+        lambda d: float(d.find_element(By.CSS_SELECTOR, "#lanes .bar").get_attribute("aria-valuenow") or 0)
+        > 0
+    )
+    shot(driver, "07-watching-progress")
+    wait_for(driver, "#screen-results", timeout=30)
+    shot(driver, "08-watched-results")
+    return {"rows": len(driver.find_elements(By.CSS_SELECTOR, "#results-table tbody tr"))}
+
+
+async def test_spectate_live_race(cluster: RunningLobby, browser: Any, redis_url: str) -> None:
+    # A race made on the node directly, raced by a scripted player over the WebSocket.
+    import redis.asyncio as aioredis
+
+    from arena.registry import NodeRegistry
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        (node,) = await NodeRegistry(client).live_nodes()
+    finally:
+        await client.aclose()
+    async with aiohttp.ClientSession() as http:
+        resp = await http.post(
+            f"{node.http_url}/admin/races",
+            json={"race_type": "quick", "players": [{"name": "bot"}]},
+            headers={"Authorization": "Bearer test-admin-token"},
+        )
+        race = await resp.json()
+        assert resp.status == 201, race
+        seat = race["seats"][0]
+        watcher = asyncio.create_task(
+            asyncio.to_thread(
+                watch_in_browser, browser, f"{cluster.url}/?watch={race['race_id']}&node={node.url}"
+            )
+        )
+        async with http.ws_connect(node.url) as ws:
+            await ws.send_json({"t": "hello", "token": seat["player_token"]})
+            await ws.send_json({"t": "join", "ticket": seat["ticket"]})
+            passage = ""
+            async for msg in ws:
+                data = msg.json()
+                if data["t"] == "joined":
+                    passage = data["passage"]
+                elif data["t"] == "ping":
+                    await ws.send_json({"t": "pong", "echo": data["sent"], "time": int(time.time() * 1000)})
+                elif data["t"] == "start":
+                    break
+            await asyncio.sleep(3.0)  # let the spectator page settle on the race screen
+            rng = random.Random(3)
+            t = 0
+            for seq, i in enumerate(range(0, len(passage), 4), start=1):
+                chunk = passage[i : i + 4]
+                times = []
+                for _ in chunk:
+                    t += rng.randint(70, 140)
+                    times.append(t)
+                await ws.send_json({"t": "input", "seq": seq, "keys": chunk, "times": times})
+                await asyncio.sleep(sum(rng.randint(70, 140) for _ in chunk) / 1000)
+            async for msg in ws:
+                if msg.json()["t"] == "results":
+                    break
+        seen = await watcher
+    assert seen["rows"] == 1
