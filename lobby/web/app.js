@@ -459,7 +459,13 @@ function drawPassage(r) {
     `<span class="rest">${esc(p.slice(caret))}</span>`;
   if (!r.spectate) {
     const me = r.players.get(r.me);
-    if (me && r.state !== "finished") { me.position = Math.max(me.position || 0, ok); drawLanes(r); }
+    if (me && r.state !== "finished") {
+      // The server does not echo a frame whose only news is our own typing: show our speed locally.
+      const minutes = r.startAt ? (serverNow(r) - r.startAt) / 60000 : 0;
+      me.position = Math.max(me.position || 0, ok);
+      if (minutes > 0) me.wpm = ok / 5 / minutes;
+      drawLanes(r);
+    }
   }
 }
 
