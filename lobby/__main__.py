@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
-
 import structlog
 import uvloop
 from aiohttp import web
 
 from arena.logs import configure_logging
 from arena.settings import environ
+from arena.signals import until_signal
 from lobby.app import build_app
 from lobby.settings import LobbySettings
 
@@ -27,21 +25,10 @@ async def serve(settings: LobbySettings) -> None:
         site = web.TCPSite(runner, settings.host, settings.port, backlog=4096, reuse_address=True)
         await site.start()
         log.info("lobby_listening", host=settings.host, port=settings.port, regions=list(settings.regions))
-        await _until_signal()
+        await until_signal()
         log.info("lobby_stopping")
     finally:
         await runner.cleanup()
-
-
-async def _until_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    # A second signal while stopping forces the exit.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: (_ for _ in ()).throw(SystemExit(1)))
 
 
 def main() -> None:

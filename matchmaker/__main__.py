@@ -6,9 +6,6 @@ matchmaker, then the small HTTP app (``/healthz``, ``/metrics``). Stopped in rev
 
 from __future__ import annotations
 
-import asyncio
-import signal
-
 import aiohttp
 import redis.asyncio as aioredis
 import structlog
@@ -20,6 +17,7 @@ from arena.logs import configure_logging
 from arena.placement import NodePlacer
 from arena.registry import NodeRegistry
 from arena.settings import environ
+from arena.signals import until_signal
 from arena.tickets import TicketStore
 from matchmaker.metrics import MatchmakerMetrics
 from matchmaker.service import Matchmaker
@@ -71,7 +69,7 @@ async def serve(settings: MatchmakerSettings) -> None:
         await runner.setup()
         await web.TCPSite(runner, settings.host, settings.port, reuse_address=True).start()
         log.info("matchmaker_listening", host=settings.host, port=settings.port)
-        await _until_signal()
+        await until_signal()
         log.info("matchmaker_stopping")
         await matchmaker.stop()
     finally:
@@ -79,17 +77,6 @@ async def serve(settings: MatchmakerSettings) -> None:
         await http.close()
         await tickets.aclose()
         await redis.aclose()
-
-
-async def _until_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    # A second signal while stopping forces the exit.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: (_ for _ in ()).throw(SystemExit(1)))
 
 
 def main() -> None:

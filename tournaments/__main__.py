@@ -7,9 +7,6 @@ two or more for fail-over: one leads, the others wait for its lease.
 
 from __future__ import annotations
 
-import asyncio
-import signal
-
 import aiohttp
 import redis.asyncio as aioredis
 import structlog
@@ -21,6 +18,7 @@ from arena.logs import configure_logging
 from arena.placement import NodePlacer
 from arena.registry import NodeRegistry
 from arena.settings import environ
+from arena.signals import until_signal
 from tournaments.director import Director
 from tournaments.metrics import DirectorMetrics
 from tournaments.settings import DirectorSettings
@@ -81,24 +79,13 @@ async def serve(settings: DirectorSettings) -> None:
         await runner.setup()
         await web.TCPSite(runner, settings.host, settings.port, reuse_address=True).start()
         log.info("director_listening", host=settings.host, port=settings.port)
-        await _until_signal()
+        await until_signal()
         log.info("director_stopping")
         await director.stop()
     finally:
         await runner.cleanup()
         await http.close()
         await redis.aclose()
-
-
-async def _until_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    # A second signal while stopping forces the exit.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: (_ for _ in ()).throw(SystemExit(1)))
 
 
 def main() -> None:

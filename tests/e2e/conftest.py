@@ -1,5 +1,7 @@
 """End-to-end fixtures: a lobby serving the page, a real node with short passages, a matchmaker,
-and a headless Chromium (Debian's ``chromium`` + ``chromedriver``; nothing is downloaded).
+persistence (its own migrated PostgreSQL database, the session's Kafka broker) draining the
+node's outbox from the same Redis, and a headless Chromium (Debian's ``chromium`` +
+``chromedriver``; nothing is downloaded).
 
 The browser is blocking (Selenium), so tests drive it in a thread (``asyncio.to_thread``) while
 the servers keep running on the test's event loop. Screenshots go to ``artifacts/e2e/``.
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -28,10 +31,13 @@ from gameserver.app import build_app as build_node_app
 from gameserver.settings import NodeSettings, RaceSettings
 from lobby import static
 from matchmaker.service import Matchmaker
-from ops.services import free_port
+from ops.services import KafkaBroker, PostgresServer, free_port
+from persistence.app import PersistenceService
+from persistence.migrate import migrate
 from tests.conftest import ADMIN
 from tests.lobby.conftest import SECRET, LobbyFactory, RunningLobby, lobby_factory
 from tests.matchmaker.conftest import FAST_MM, SHORT_CORPUS
+from tests.persistence.helpers import Env, unique
 
 __all__ = ["lobby_factory"]  # re-exported fixture
 
@@ -92,9 +98,50 @@ def shot(driver: Any, name: str) -> None:
 
 
 @pytest.fixture
-async def cluster(redis_url: str, lobby_factory: LobbyFactory) -> AsyncIterator[RunningLobby]:
+async def e2e_dsn(postgres_server: PostgresServer) -> AsyncIterator[str]:
+    """A fresh database for this test, migrated with ``persistence.migrate``; dropped after."""
+    name = unique("e2e").replace("-", "_")
+    admin = await asyncpg.connect(postgres_server.dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    dsn = postgres_server.dsn.rsplit("/", 1)[0] + f"/{name}"
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    yield dsn
+    admin = await asyncpg.connect(postgres_server.dsn)
+    try:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def persistence(
+    redis_url: str, e2e_dsn: str, kafka_broker: KafkaBroker
+) -> AsyncIterator[PersistenceService]:
+    """Persistence in-process, as tests/persistence runs it (small batches, fast retries): it
+    drains the outbox of the test's Redis into ``e2e_dsn`` and publishes to unique topics."""
+    env = Env(redis_url, e2e_dsn, kafka_broker.bootstrap, unique("race-events"), unique("tournament-scores"))
+    service = PersistenceService(env.settings())
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+@pytest.fixture
+async def cluster(
+    redis_url: str, lobby_factory: LobbyFactory, persistence: PersistenceService
+) -> AsyncIterator[RunningLobby]:
     """Lobby with the page + one node (region local, short passages) + a matchmaker that starts
-    a lone player's race after half a second."""
+    a lone player's race after half a second, all on the same Redis as ``persistence``, which
+    stores the node's finished races."""
     port = free_port()
     settings = NodeSettings(
         node_id=NodeId("node-e2e"),

@@ -1,4 +1,5 @@
-"""The page in headless Chromium: queue, type the whole passage, see a result; watch a race."""
+"""The page in headless Chromium: queue, type the whole passage, see a result, find the race in
+PostgreSQL afterwards; watch a race."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
 from tests.e2e.conftest import shot
@@ -51,7 +53,9 @@ def race_in_browser(driver: Any, url: str) -> dict[str, Any]:
             shot(driver, "04-typing")
     wait_for(driver, "#screen-results", timeout=20)
     shot(driver, "05-results")
+    session = driver.execute_script("return JSON.parse(sessionStorage.getItem('arena.session') || 'null')")
     return {
+        "player_id": (session or {}).get("player_id"),
         "passage": passage,
         "wpm": float(driver.find_element(By.ID, "my-wpm").text),
         "place": driver.find_element(By.ID, "my-place").text,
@@ -59,12 +63,49 @@ def race_in_browser(driver: Any, url: str) -> dict[str, Any]:
     }
 
 
-async def test_queue_type_and_finish(cluster: RunningLobby, browser: Any) -> None:
+async def stored_races(dsn: str, player_id: str, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """The player's rows in ``race_participants`` joined with their ``races`` rows, polled until
+    there is one (or the timeout)."""
+    deadline = time.monotonic() + timeout
+    conn = await asyncpg.connect(dsn)
+    try:
+        while True:
+            rows = await conn.fetch(
+                """SELECT r.race_id, r.race_type, r.state, r.players, p.name, p.place, p.status, p.wpm,
+                          (SELECT count(*) FROM races) AS races,
+                          (SELECT count(*) FROM race_participants q WHERE q.race_id = r.race_id) AS seats
+                   FROM race_participants p JOIN races r USING (race_id)
+                   WHERE p.player_id = $1""",
+                player_id,
+            )
+            if rows or time.monotonic() > deadline:
+                return [dict(row) for row in rows]
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+
+
+async def test_queue_type_and_finish(cluster: RunningLobby, browser: Any, e2e_dsn: str) -> None:
     seen = await asyncio.to_thread(race_in_browser, browser, cluster.url + "/")
     assert seen["passage"]
     assert 40 <= seen["wpm"] <= 200, seen
     assert seen["place"] == "Place 1", seen
     assert seen["again"]
+    # The race is in PostgreSQL afterwards: node outbox -> persistence -> races + race_participants.
+    assert seen["player_id"], seen
+    rows = await stored_races(e2e_dsn, seen["player_id"])
+    assert len(rows) == 1, rows
+    (row,) = rows
+    assert row["races"] == 1 and row["seats"] == 1 and row["players"] == 1, row
+    assert (row["race_type"], row["state"], row["status"], row["place"]) == (
+        "quick",
+        "finished",
+        "finished",
+        1,
+    ), row
+    assert row["name"] == "ada", row
+    assert 40 <= row["wpm"] <= 200, row
+    assert abs(row["wpm"] - seen["wpm"]) < 0.1, (row, seen)
 
 
 def watch_in_browser(driver: Any, url: str) -> dict[str, Any]:
@@ -76,8 +117,9 @@ def watch_in_browser(driver: Any, url: str) -> dict[str, Any]:
     WebDriverWait(driver, 15).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#lanes .lane"))
     shot(driver, "06-watching")
     WebDriverWait(driver, 20).until(
-        lambda d: float(d.find_element(By.CSS_SELECTOR, "#lanes .bar").get_attribute("aria-valuenow") or 0)
-        > 0
+        lambda d: (
+            float(d.find_element(By.CSS_SELECTOR, "#lanes .bar").get_attribute("aria-valuenow") or 0) > 0
+        )
     )
     shot(driver, "07-watching-progress")
     wait_for(driver, "#screen-results", timeout=30)
