@@ -238,3 +238,9 @@ def tournaments_listed(status: str) -> str:
 def tournament_invite(code: str) -> str:
     """Private tournament's invite code -> tournament id."""
     return f"{{tournaments}}:invite:{code}"
+
+
+# Sorted set of running races, scored by start instant (ms): the lobby's "live now" list.
+# Owners add a race when its mirror says running and remove it once it ends; readers drop
+# entries whose race:{id}:state mirror is gone (a node died mid-race, say).
+LIVE_RACES = "races:live"

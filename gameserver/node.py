@@ -313,9 +313,15 @@ class Node:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for room in mirrors:
-                    key = keys.race_state(room.race.id)
-                    pipe.hset(key, mapping=mirror_fields(room.race, now))  # type: ignore[arg-type]
+                    race = room.race
+                    key = keys.race_state(race.id)
+                    pipe.hset(key, mapping=mirror_fields(race, now))  # type: ignore[arg-type]
                     pipe.expire(key, RACE_STATE_TTL_S)
+                    # The live index rides the same round trip; spectators read the mirror.
+                    if race.state is RaceState.RUNNING:
+                        pipe.zadd(keys.LIVE_RACES, {race.id: race.start_at or now})
+                    elif race.ended:
+                        pipe.zrem(keys.LIVE_RACES, race.id)
                 for room in publishing:
                     channel = keys.race_updates(room.race.id)
                     for frame in room.to_publish:

@@ -1,4 +1,4 @@
-"""Leaderboards, a player's recent races, and one race's full result (the read side).
+"""Leaderboards, a player's recent races, one race's full result, and the races live now.
 
 Leaderboards and the first page of recent races come from Redis (kept by persistence);
 older pages and full results come from PostgreSQL through ``persistence.queries``. All of it
@@ -8,17 +8,28 @@ is public: results are not secret, and the rate limits apply as everywhere.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import asyncpg
 from aiohttp import web
 
+from arena import keys
+from arena.clock import now_ms
+from arena.ids import RaceId
+from arena.redisutil import as_text, text_map
 from lobby.context import lobby_of
 from lobby.errors import ApiError, bad_request
 from persistence.leaderboards import Timeframe
 from persistence.queries import leaderboard_top, player_rank, race_result, recent_races
 
 MAX_PAGE = 100
+LIVE_DEFAULT = 20
+# An index entry whose race started longer ago than a mirror lives (gameserver's
+# RACE_STATE_TTL_S) and whose mirror is gone is stale: its node died before removing it.
+LIVE_STALE_MS = 3600 * 1000
+LIVE_SWEEP = 100  # stale entries looked at per request
+ENDED = frozenset({"finished", "aborted"})
 # PostgreSQL unreachable or failing over: answer 503 and let the client retry.
 POSTGRES_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError)
 
@@ -109,8 +120,66 @@ async def race(request: web.Request) -> web.Response:
     return web.json_response(dataclasses.asdict(result))
 
 
+def _live_entry(race_id: str, d: dict[str, str], url: str) -> dict[str, Any]:
+    roster = json.loads(d["roster"])  # rows: [id, name, connected, status, position, wpm, place]
+    return {
+        "race_id": race_id,
+        "race_type": d["type"],
+        "node_id": d["node"],
+        "url": url,
+        "state": d["state"],
+        "players": [{"name": row[1], "position": row[4], "wpm": row[5]} for row in roster],
+        "passage_length": len(d["passage"]),
+        "start_at": int(d["start_at"]),
+    }
+
+
+async def live_races(request: web.Request) -> web.Response:
+    """``GET /v1/live/races?limit=N``: running races to watch, newest first, from ``races:live``.
+
+    Entries whose mirror is gone or says the race ended are removed here (their owner died
+    or its removal was lost); races on a node that is not alive are skipped.
+    """
+    lobby = lobby_of(request)
+    limit = _int_param(request, "limit", LIVE_DEFAULT, 1, MAX_PAGE)
+    redis = lobby.redis
+    async with redis.pipeline(transaction=False) as pipe:
+        # Twice the page: some entries may be skipped (dead node, gone mirror).
+        pipe.zrevrange(keys.LIVE_RACES, 0, 2 * limit - 1)
+        pipe.zrangebyscore(keys.LIVE_RACES, "-inf", f"({now_ms() - LIVE_STALE_MS}", start=0, num=LIVE_SWEEP)
+        page_raw, old_raw = await pipe.execute()
+    page = [as_text(r) for r in page_raw]
+    old = [as_text(r) for r in old_raw if as_text(r) not in page]
+    async with redis.pipeline(transaction=False) as pipe:
+        for race_id in page:
+            pipe.hgetall(keys.race_state(RaceId(race_id)))
+        for race_id in old:
+            pipe.exists(keys.race_state(RaceId(race_id)))
+        replies = await pipe.execute()
+    mirrors, old_exists = replies[: len(page)], replies[len(page) :]
+    stale = [race_id for race_id, exists in zip(old, old_exists, strict=True) if not exists]
+    nodes = {n.node_id: n for n in await lobby.nodes.live()}
+    races: list[dict[str, Any]] = []
+    for race_id, raw in zip(page, mirrors, strict=True):
+        d = text_map(raw) if raw else {}
+        if not d or d.get("state") in ENDED:
+            stale.append(race_id)
+            continue
+        node = nodes.get(d.get("node", ""))
+        if node is None or len(races) >= limit:
+            continue
+        try:
+            races.append(_live_entry(race_id, d, node.url))
+        except (KeyError, ValueError, TypeError, IndexError):
+            continue  # a half-written mirror: it is complete at the next tick
+    if stale:
+        await redis.zrem(keys.LIVE_RACES, *stale)
+    return web.json_response({"races": races})
+
+
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/v1/leaderboards/{race_type}/{timeframe}", leaderboard)
     router.add_get("/v1/leaderboards/{race_type}/{timeframe}/players/{player_id}", leaderboard_rank)
     router.add_get("/v1/players/{player_id}/races", player_races)
     router.add_get("/v1/races/{race_id}", race)
+    router.add_get("/v1/live/races", live_races)

@@ -44,6 +44,7 @@ const app = {
 function show(screen) {
   for (const el of document.querySelectorAll(".screen")) el.hidden = el.id !== `screen-${screen}`;
   document.body.dataset.screen = screen;
+  liveRefresh(screen === "home");
 }
 
 function banner(text, kind = "error") {
@@ -605,6 +606,45 @@ async function watch(raceId, url) {
   connectRace(null, { spectate: { raceId, url } });
 }
 $("watch-form").addEventListener("submit", (ev) => { ev.preventDefault(); watch($("watch-race").value.trim(), $("watch-node").value.trim()); });
+
+// "Live now": running races (GET /v1/live/races), refreshed while the home screen shows.
+const LIVE_REFRESH_MS = 5000;
+let liveTimer = null;
+
+function liveRefresh(on) {
+  if (on && !liveTimer) {
+    liveTimer = setInterval(loadLive, LIVE_REFRESH_MS);
+    loadLive();
+  } else if (!on && liveTimer) {
+    clearInterval(liveTimer);
+    liveTimer = null;
+  }
+}
+
+async function loadLive() {
+  const list = $("live-list");
+  if (!list) return;
+  let races;
+  try {
+    races = (await api("GET", "/v1/live/races?limit=10")).races;
+  } catch {
+    $("live-status").textContent = "Live races are unavailable right now.";
+    return;
+  }
+  if (!liveTimer) return; // the home screen was left while we waited
+  if (list.contains(document.activeElement)) return; // do not pull the focused button away
+  $("live-status").textContent = races.length ? "" : "No races running right now.";
+  list.innerHTML = races.map((r, i) => {
+    const names = r.players.map((p) => p.name).join(", ") || "no players";
+    const label = `Watch ${r.race_type} race with ${names}`;
+    return `<li><span class="live-info">${esc(names)}<span class="live-meta">${esc(r.race_type)} · ${r.players.length} player${r.players.length === 1 ? "" : "s"} · ${Number(r.passage_length)} characters</span></span>` +
+      `<button type="button" data-live="${i}" aria-label="${esc(label)}">Watch</button></li>`;
+  }).join("");
+  for (const btn of list.querySelectorAll("button[data-live]")) {
+    const r = races[Number(btn.dataset.live)];
+    btn.addEventListener("click", () => watch(r.race_id, r.url));
+  }
+}
 
 function sleep(ms) { return new Promise((resolve) => setTimeout(resolve, ms)); }
 

@@ -1,0 +1,90 @@
+"""``GET /v1/live/races``: running races with their node's URL; ended or orphaned ones drop out."""
+
+import asyncio
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from arena import keys
+from arena.clock import now_ms
+from arena.protocol import Leave
+from tests.conftest import NodeFactory
+from tests.gameserver.test_race_flow import CUSTOM, seat, wait_start
+from tests.lobby.conftest import Api
+
+
+async def _live(api: Api, query: str = "") -> list[dict[str, Any]]:
+    races: list[dict[str, Any]] = (await api.call("GET", f"/v1/live/races{query}")).ok()["races"]
+    return races
+
+
+async def _until(api: Api, want: bool, race_id: str, timeout: float = 5.0) -> list[dict[str, Any]]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        races = await _live(api)
+        if any(r["race_id"] == race_id for r in races) == want or loop.time() > deadline:
+            return races
+        await asyncio.sleep(0.05)
+
+
+async def test_running_race_is_listed_and_drops_out_when_it_ends(
+    api: Api, node_factory: NodeFactory, redis: aioredis.Redis
+) -> None:
+    node = await node_factory(node_id="node-live")
+    assert await _live(api) == []
+    race = await node.create_race(["ada", "bob"], race_type="custom", custom_text=CUSTOM)
+    race_id = race["race_id"]
+    (a, _), (b, _) = [await seat(node, s) for s in race["seats"]]
+    start_at = await wait_start(a)
+    races = await _until(api, True, race_id)
+    [entry] = [r for r in races if r["race_id"] == race_id]
+    assert entry["url"] == node.ws_url and entry["node_id"] == "node-live"
+    assert entry["state"] == "running" and entry["race_type"] == "custom"
+    assert entry["start_at"] == start_at and entry["passage_length"] == len(CUSTOM)
+    assert sorted(p["name"] for p in entry["players"]) == ["ada", "bob"]
+    assert all(p["position"] == 0 for p in entry["players"])
+
+    for c in (a, b):
+        await c.send(Leave())
+    races = await _until(api, False, race_id)
+    assert all(r["race_id"] != race_id for r in races)
+    assert await redis.zscore(keys.LIVE_RACES, race_id) is None
+    for c in (a, b):
+        await c.close()
+
+
+async def test_orphans_are_skipped_or_removed(api: Api, redis: aioredis.Redis, fake_nodes: Any) -> None:
+    # No mirror at all: removed from the index by the reader, whether on the page it reads
+    # (a recent one) or only old enough for the age sweep.
+    await redis.zadd(keys.LIVE_RACES, {"r-gone": 1, "r-gone-new": now_ms()})
+    # An old mirror on a node that is not alive: skipped, but kept (the node may come back).
+    mirror = {
+        "state": "running",
+        "node": "node-dead",
+        "type": "quick",
+        "passage_id": "p",
+        "passage": "abc",
+        "players": 1,
+        "roster": '[["p1", "ada", true, "racing", 1, 30.0, null]]',
+        "start_at": 2,
+        "ends_at": 3,
+        "version": 1,
+    }
+    await redis.hset(keys.race_state("r-dead"), mapping=mirror)  # type: ignore[arg-type]
+    await redis.zadd(keys.LIVE_RACES, {"r-dead": 2})
+    # A live (fake) node: listed, newest first.
+    await fake_nodes("node-ok")
+    await redis.hset(keys.race_state("r-ok"), mapping=mirror | {"node": "node-ok", "start_at": 3})  # type: ignore[arg-type]
+    await redis.zadd(keys.LIVE_RACES, {"r-ok": 3})
+    races = await _live(api, "?limit=1")  # reads two entries: r-gone-new and r-ok
+    assert [r["race_id"] for r in races] == ["r-ok"]
+    assert races[0]["url"] == "ws://127.0.0.1:9/node-ok"
+    assert races[0]["players"] == [{"name": "ada", "position": 1, "wpm": 30.0}]
+    assert await redis.zrange(keys.LIVE_RACES, 0, -1) == [b"r-dead", b"r-ok"]
+
+
+async def test_bad_limit_is_a_json_400(api: Api) -> None:
+    for query in ("?limit=0", "?limit=101", "?limit=x"):
+        reply = await api.call("GET", f"/v1/live/races{query}")
+        assert reply.status == 400 and reply.body["error"] == "bad_limit", reply
