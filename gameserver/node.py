@@ -279,6 +279,7 @@ class Node:
         if ping_due:
             self._last_ping_ms = now
         counts: dict[str, int] = {s.value: 0 for s in RaceState}
+        seated = 0
         mirrors: list[RaceRoom] = []
         for race_id, room in list(self.rooms.items()):
             race = room.race
@@ -298,10 +299,12 @@ class Node:
                 del self.rooms[race_id]
                 continue
             counts[race.state.value] += 1
+            if not race.ended:
+                seated += len(race.racers)
         await self._sync_redis(now, mirrors)
         for state, n in counts.items():
             self.metrics.races.labels(state).set(n)
-        self.metrics.players.set(self.players_seated())
+        self.metrics.players.set(seated)
 
     async def _sync_redis(self, now: int, mirrors: list[RaceRoom]) -> None:
         """One pipelined round trip per tick: race mirrors, relayed frames, who is watched."""

@@ -141,6 +141,7 @@ class Race:
         self._valid_finishers = 0
         self.started = False
         self.version = 0  # bumps on every state or roster change: the mirror follows it
+        self._places_cache: dict[PlayerId, int] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------
 
@@ -326,6 +327,7 @@ class Race:
         racer.finish_elapsed_ms = elapsed
         racer.finished_at = now
         racer.status = PlayerStatus.FINISHED
+        self._places_cache = None
         racer.score = score(racer.typing, elapsed)
         racer.flags |= assess(racer.typing, racer.score, self.fairplay)
         place: int | None = None
@@ -345,6 +347,7 @@ class Race:
 
     def _settle_dnf(self, racer: Racer) -> None:
         racer.status = PlayerStatus.DNF
+        self._places_cache = None
         racer.score = score(racer.typing, max(racer.typing.last_time_ms, 0))
         racer.flags |= assess(racer.typing, racer.score, self.fairplay)
         self.dirty = True
@@ -411,10 +414,15 @@ class Race:
         return sorted(self.racers.values(), key=key)
 
     def _places(self) -> dict[PlayerId, int]:
-        """Places of valid finishers, by judged finish time (authoritative at the end)."""
-        finishers = [r for r in self.racers.values() if r.status is PlayerStatus.FINISHED and not r.flags]
-        finishers.sort(key=lambda r: (r.finish_elapsed_ms or 0, -(r.score.wpm if r.score else 0.0), r.id))
-        return {r.id: i for i, r in enumerate(finishers, start=1)}
+        """Places of valid finishers, by judged finish time (authoritative at the end).
+
+        Cached: every progress frame asks, and places only change when someone finishes or drops.
+        """
+        if self._places_cache is None:
+            finishers = [r for r in self.racers.values() if r.status is PlayerStatus.FINISHED and not r.flags]
+            finishers.sort(key=lambda r: (r.finish_elapsed_ms or 0, -(r.score.wpm if r.score else 0.0), r.id))
+            self._places_cache = {r.id: i for i, r in enumerate(finishers, start=1)}
+        return self._places_cache
 
     def result_rows(self) -> list[ResultRow]:
         places = self._places()

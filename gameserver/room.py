@@ -8,6 +8,7 @@ msgpack frame is also queued for the race's pub/sub channel (published once per 
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from arena.codec import WireFormat, encode_map, to_wire
@@ -80,7 +81,8 @@ class RaceRoom:
         """Encode once per format, frame once, write the same bytes to every socket."""
         frames: dict[WireFormat, bytes] = {}
         sent = 0
-        for conn in self.sockets():
+        # Straight over both collections: no list per frame; write() skips closing sockets.
+        for conn in itertools.chain(self.players.values(), self.spectators):
             if conn is skip or (skip_backlogged and conn.backlogged()):
                 continue
             frame = frames.get(conn.fmt)
