@@ -8,9 +8,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from arena.ids import PlayerId, new_player_id
+from arena.promhttp import metrics_response
 from arena.protocol import RaceType
 from arena.tokens import TokenSigner
 from gameserver.metrics import NodeMetrics
@@ -101,8 +101,7 @@ async def _readyz(request: web.Request) -> web.Response:
 
 async def _metrics(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    body = generate_latest(node.metrics.registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return metrics_response(node.metrics.registry)
 
 
 async def _create_race(request: web.Request) -> web.Response:

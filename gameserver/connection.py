@@ -121,13 +121,16 @@ class Connection:
         return False
 
 
-def check_keys(keys: str, times: list[int], max_keys: int) -> str | None:
-    """Why an input batch is malformed, or None. Keys must be printable ASCII or backspace."""
+def check_keys(keys: str, times: list[int], max_keys: int) -> tuple[ErrorCode, str] | None:
+    """Why an input batch is malformed (error code and reason), or None.
+
+    Keys must be printable ASCII or backspace.
+    """
     if len(keys) != len(times):
-        return "keys and times differ in length"
+        return ErrorCode.BAD_MESSAGE, "keys and times differ in length"
     if len(keys) > max_keys:
-        return f"at most {max_keys} keys per message"
+        return ErrorCode.TOO_MANY_KEYS, f"at most {max_keys} keys per message"
     for ch in keys:
         if not (" " <= ch <= "~" or ch == BACKSPACE):
-            return "keys must be printable ASCII or backspace"
+            return ErrorCode.BAD_MESSAGE, "keys must be printable ASCII or backspace"
     return None

@@ -209,9 +209,9 @@ class SocketSession:
             return
         problem = check_keys(inp.keys, inp.times, conn.limits.max_keys_per_msg)
         if problem is not None:
-            code = ErrorCode.TOO_MANY_KEYS if "at most" in problem else ErrorCode.BAD_MESSAGE
+            code, reason = problem
             self.node.metrics.errors.labels(code.value).inc()
-            await conn.violation(code, problem)
+            await conn.violation(code, reason)
             return
         outcome = race.apply_input(conn.racer, inp.seq, inp.keys, inp.times, now_ms())
         if outcome is InputOutcome.FINISHED:

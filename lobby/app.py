@@ -22,10 +22,10 @@ import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from arena.events import ChannelEvents
 from arena.placement import NodePlacer
+from arena.promhttp import metrics_response
 from arena.rating import RatingStore
 from arena.registry import NodeRegistry
 from arena.tickets import TicketStore
@@ -184,5 +184,4 @@ async def _readyz(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[METRICS_KEY].registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return metrics_response(request.app[METRICS_KEY].registry)

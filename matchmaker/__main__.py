@@ -11,10 +11,10 @@ import redis.asyncio as aioredis
 import structlog
 import uvloop
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from arena.logs import configure_logging
 from arena.placement import NodePlacer
+from arena.promhttp import metrics_response
 from arena.registry import NodeRegistry
 from arena.settings import environ
 from arena.signals import until_signal
@@ -44,8 +44,7 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[MATCHMAKER_KEY].metrics.registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return metrics_response(request.app[MATCHMAKER_KEY].metrics.registry)
 
 
 async def serve(settings: MatchmakerSettings) -> None:

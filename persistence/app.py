@@ -15,8 +15,8 @@ import asyncpg
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from arena.promhttp import metrics_response
 from persistence.consumer import Health, OutboxConsumer, ReadSide
 from persistence.deadletters import DeadLetters
 from persistence.errors import describe
@@ -187,5 +187,4 @@ async def _readyz(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[SERVICE_KEY].metrics.registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return metrics_response(request.app[SERVICE_KEY].metrics.registry)
