@@ -82,7 +82,9 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001  # node shutting down
-    MESSAGE_TOO_BIG = 1009  # frame over the size limit (sent by aiohttp itself)
+    PROTOCOL_ERROR = 1002  # broken WebSocket framing (unmasked, reserved bits, bad fragments)
+    INVALID_DATA = 1007  # a text frame that is not UTF-8
+    MESSAGE_TOO_BIG = 1009  # frame over the size limit
     BAD_TOKEN = 4001  # forged, malformed or expired token or ticket
     PROTOCOL_ABUSE = 4002  # too many malformed messages
     FLOOD = 4003  # message rate limit exceeded repeatedly
@@ -92,6 +94,7 @@ class CloseCode(IntEnum):
     HELLO_TIMEOUT = 4008  # no hello within the allowed time
     REPLACED = 4009  # the same player connected again elsewhere
     RACE_OVER = 4010  # the race ended and results were sent
+    TOO_SLOW = 4011  # the socket fell too far behind reading (it is dropped without a close frame)
 
 
 @dataclass(slots=True)

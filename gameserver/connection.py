@@ -1,21 +1,32 @@
-"""One player's WebSocket: framing, limits, and the single dispatch point for client messages."""
+"""One player's or spectator's WebSocket after the upgrade: frames in, pre-built frames out.
+
+aiohttp answers the HTTP upgrade; then ``take_over`` makes this object the transport's
+protocol, so every read is parsed in ``data_received`` (``wsproto.FrameReader``) and each
+message goes to the session's callback at once: no reader task, no queue, no coroutine
+wake-up per message. aiohttp's own protocol is still told when the socket goes, so its
+server bookkeeping (connection list, graceful shutdown) stays right.
+
+Writes are whole frames built once per broadcast (``frames``) and written to the transport.
+A reader that falls too far behind is dropped instead of growing the node's memory.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
-from aiohttp import WSMsgType, web
 
 from arena.codec import WireFormat, encode
 from arena.ids import RaceId
 from arena.protocol import BACKSPACE, CloseCode, Error, ErrorCode, Message
 from arena.tokens import PlayerToken
-from gameserver.frames import ws_frame
+from gameserver.frames import close_frame, control_frame, ws_frame
 from gameserver.settings import LimitSettings
+from gameserver.wsproto import FrameError, FrameReader, Opcode, WsClose, parse_close
 
 if TYPE_CHECKING:
     from gameserver.race import Racer
@@ -23,9 +34,12 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-# Frames above this much unsent data are skipped for progress (the next tick supersedes them),
-# so one slow reader never stalls a tick for everyone else.
+# Frames above this much unsent data are skipped for progress (the next frame supersedes them),
+# so one slow reader never stalls a broadcast for everyone else.
 _PROGRESS_BACKLOG_LIMIT = 32 * 1024
+
+# (is_text, payload): a data message for the session.
+MessageHandler = Callable[[bool, "bytes | str"], None]
 
 
 class TokenBucket:
@@ -58,14 +72,15 @@ class ClosingError(Exception):
     close: CloseCode
 
 
-class Connection:
-    def __init__(
-        self, ws: web.WebSocketResponse, limits: LimitSettings, transport: asyncio.Transport | None
-    ) -> None:
-        self.ws = ws
-        self.transport = transport
-        self.fmt = WireFormat.MSGPACK
+def _ignore_message(is_text: bool, payload: bytes | str) -> None:
+    """Messages before a session is attached are dropped (none can arrive: see take_over)."""
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, limits: LimitSettings) -> None:
         self.limits = limits
+        self.transport: asyncio.Transport | None = None
+        self.fmt = WireFormat.MSGPACK
         self.bucket = TokenBucket(limits.max_msgs_per_s, limits.burst_msgs)
         self.violations = 0
         self.player: PlayerToken | None = None
@@ -73,50 +88,173 @@ class Connection:
         self.racer: Racer | None = None
         self.watching: RaceId | None = None  # the race this socket spectates
         self.log = log
+        self.on_message: MessageHandler = _ignore_message
+        self.close_code: int | None = None  # what we closed with, or what the client said
+        self.framing_error: WsClose | None = None  # why the peer's frames were refused
+        self.reads = 0  # bumped on every read: the keepalive sweep compares it
+        self._reads_at_sweep = -1
+        self._idle_sweeps = 0
+        self._reader = FrameReader(limits.max_frame_bytes, self._on_ws_message)
+        self._http_protocol: asyncio.BaseProtocol | None = None
+        self._closing = False  # a close frame went out: no more data frames
+        self._close_timer: asyncio.TimerHandle | None = None
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    # ---- taking the socket over from aiohttp ----------------------------------------
+
+    def take_over(self, transport: asyncio.Transport, http_protocol: asyncio.BaseProtocol) -> None:
+        """Become the transport's protocol. The client waits for the 101 before sending
+        (RFC 6455 4.1), so no frame can be sitting in aiohttp's buffers at this point."""
+        self.transport = transport
+        self._http_protocol = http_protocol
+        transport.set_protocol(self)
+
+    # ---- asyncio.Protocol -------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self.reads += 1
+        try:
+            self._reader.feed(data)
+        except FrameError as exc:
+            self.framing_error = exc.code
+            self._fail(exc.code, exc.reason)
+
+    def eof_received(self) -> bool | None:
+        return None  # the transport closes itself
+
+    def pause_writing(self) -> None:
+        """Nothing to pause: progress skips backlogged sockets and the hard limit drops them."""
+
+    def resume_writing(self) -> None:
+        pass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+        http_protocol, self._http_protocol = self._http_protocol, None
+        if http_protocol is not None:
+            http_protocol.connection_lost(exc)
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    # ---- frames in --------------------------------------------------------------------
+
+    def _on_ws_message(self, opcode: Opcode, payload: bytes | str) -> None:
+        if opcode is Opcode.BINARY or opcode is Opcode.TEXT:
+            if not self._closing:
+                self.on_message(opcode is Opcode.TEXT, payload)
+        elif opcode is Opcode.PING:
+            assert isinstance(payload, bytes)
+            if self.bucket.take():  # pings count against the message rate: each costs a pong
+                self._write_control(control_frame(Opcode.PONG, payload))
+        elif opcode is Opcode.CLOSE:
+            assert isinstance(payload, bytes)
+            self._on_close_frame(payload)
+        # PONG: the read itself proved the peer alive
+
+    def _on_close_frame(self, payload: bytes) -> None:
+        code, _reason = parse_close(payload)
+        transport = self.transport
+        if transport is None:
+            return
+        if not self._closing:  # the client started: echo its code, then hang up
+            self._closing = True
+            self.close_code = code
+            transport.write(close_frame(code) if code != 1005 else bytes((0x88, 0)))
+        transport.close()
+
+    # ---- frames out -------------------------------------------------------------------
 
     @property
     def closed(self) -> bool:
-        return self.ws.closed
+        return self._closing
 
-    def note_format(self, kind: WSMsgType) -> None:
+    def note_format(self, is_text: bool) -> None:
         """Answer in the format the client last used: binary is msgpack, text is JSON."""
-        self.fmt = WireFormat.JSON if kind is WSMsgType.TEXT else WireFormat.MSGPACK
+        self.fmt = WireFormat.JSON if is_text else WireFormat.MSGPACK
 
-    async def send(self, msg: Message) -> None:
-        await self.send_frame(encode(msg, self.fmt))
-
-    async def send_frame(self, payload: bytes | str) -> None:
-        self.write(ws_frame(payload))
+    def send(self, msg: Message) -> None:
+        self.write(ws_frame(encode(msg, self.fmt)))
 
     def write(self, frame: bytes) -> bool:
         """Write a whole pre-built WebSocket frame; False if the socket is going away."""
         transport = self.transport
-        if transport is None or transport.is_closing() or self.ws.closed:
+        if transport is None or self._closing:
             return False
         transport.write(frame)
+        if transport.get_write_buffer_size() > self.limits.max_send_buffer_bytes:
+            self.log.warning("socket_dropped_backlog", buffered=transport.get_write_buffer_size())
+            self.close_code = int(CloseCode.TOO_SLOW)
+            self._closing = True
+            transport.abort()
         return True
 
     def backlogged(self) -> bool:
         transport = self.transport
         return transport is not None and transport.get_write_buffer_size() > _PROGRESS_BACKLOG_LIMIT
 
-    async def send_error(self, code: ErrorCode, reason: str) -> None:
-        await self.send(Error(code=code.value, reason=reason))
+    def send_error(self, code: ErrorCode, reason: str) -> None:
+        self.send(Error(code=code.value, reason=reason))
 
-    async def close(self, code: CloseCode, reason: str) -> None:
-        if not self.ws.closed:
-            await self.ws.close(code=int(code), message=reason.encode()[:120])
+    def close(self, code: CloseCode | WsClose, reason: str) -> None:
+        """Send a close frame; the socket goes when the client answers or the timeout passes."""
+        transport = self.transport
+        if transport is None or self._closing:
+            return
+        self._closing = True
+        self.close_code = int(code)
+        transport.write(close_frame(int(code), reason))
+        loop = asyncio.get_running_loop()
+        self._close_timer = loop.call_later(self.limits.close_timeout_s, transport.close)
 
-    async def close_going_away(self) -> None:
-        await self.close(CloseCode.GOING_AWAY, "node shutting down")
+    def close_going_away(self) -> None:
+        self.close(CloseCode.GOING_AWAY, "node shutting down")
 
-    async def violation(self, code: ErrorCode, reason: str) -> bool:
+    def abort(self) -> None:
+        transport = self.transport
+        self._closing = True
+        if transport is not None:
+            transport.abort()
+
+    def _fail(self, code: WsClose, reason: str) -> None:
+        """A framing error: the stream cannot be parsed any further, so say why and hang up
+        (RFC 6455 7.1.7, "fail the WebSocket connection")."""
+        transport = self.transport
+        self._closing = True
+        self.close_code = int(code)
+        if transport is not None:
+            transport.write(close_frame(int(code), reason))
+            transport.close()
+
+    def _write_control(self, frame: bytes) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(frame)
+
+    def keepalive(self) -> bool:
+        """One keepalive sweep: ping a socket silent since the last sweep, drop one silent
+        for two. Returns False when the socket was dropped."""
+        if self.reads != self._reads_at_sweep:
+            self._reads_at_sweep = self.reads
+            self._idle_sweeps = 0
+            return True
+        self._idle_sweeps += 1
+        if self._idle_sweeps >= 2:
+            self.log.info("socket_dropped_silent")
+            self.abort()
+            return False
+        self._write_control(control_frame(Opcode.PING, b"ka"))
+        return True
+
+    def violation(self, code: ErrorCode, reason: str) -> bool:
         """Count a bad message; True when the connection has been closed for abuse."""
         self.violations += 1
-        await self.send_error(code, reason)
+        self.send_error(code, reason)
         if self.violations >= self.limits.max_violations:
             close = CloseCode.FLOOD if code is ErrorCode.RATE_LIMITED else CloseCode.PROTOCOL_ABUSE
-            await self.close(close, f"too many bad messages ({code.value})")
+            self.close(close, f"too many bad messages ({code.value})")
             return True
         return False
 

@@ -27,3 +27,15 @@ def ws_frame(payload: bytes | str) -> bytes:
     else:
         header = struct.pack("!BBQ", first, 127, n)
     return header + data
+
+
+def close_frame(code: int, reason: str = "") -> bytes:
+    """A close frame; the reason is cut to fit the 125-byte control-frame limit."""
+    payload = struct.pack("!H", code) + reason.encode()[:123]
+    return bytes((0x88, len(payload))) + payload
+
+
+def control_frame(opcode: int, payload: bytes = b"") -> bytes:
+    """A ping (0x9) or pong (0xA) frame with at most 125 bytes of payload."""
+    payload = payload[:125]
+    return bytes((0x80 | opcode, len(payload))) + payload

@@ -6,8 +6,11 @@ Labels are bounded: message types, states and error codes, never a race or playe
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from arena.protocol import MsgType
 
 _PREFIX = "arena_gameserver"
 
@@ -50,3 +53,14 @@ class NodeMetrics:
         self.outbox_appends = Counter(
             f"{_PREFIX}_outbox_appends_total", "Matches appended to the outbox stream", registry=r
         )
+
+        # Labelled children looked up once: ``labels()`` per message costs more than the count.
+        self._in_by_type: dict[MsgType, Any] = {t: self.messages_in.labels(t.value) for t in MsgType}
+        self._out_by_type: dict[MsgType, Any] = {t: self.frames_out.labels(t.value) for t in MsgType}
+
+    def message_in(self, kind: MsgType) -> None:
+        self._in_by_type[kind].inc()
+
+    def frames_sent(self, kind: MsgType, n: int) -> None:
+        if n:
+            self._out_by_type[kind].inc(n)

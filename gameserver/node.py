@@ -1,8 +1,10 @@
 """A gameserver node: the races it owns, the tick that drives them, and their results.
 
-The node owns one long-lived task, the ticker: every tick it applies each race's deadlines,
-sends what the race has to say, broadcasts progress that changed, and hands ended races to
-a finalizer task that writes the outbox before telling the players their results.
+The node owns three long-lived tasks. The ticker (``tick_hz``) applies each race's deadlines,
+sends what the race has to say, mirrors races to Redis, and hands ended races to a finalizer
+task that writes the outbox before telling the players their results. The flusher sends each
+race's progress frame once its batching window has passed (``batcher``) and publishes frames
+of remotely watched races. The heartbeat keeps the registry entry and the sockets alive.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from arena import keys
 from arena.clock import now_ms
 from arena.ids import PlayerId, RaceId, new_race_id
 from arena.outbox import OutboxWriter
-from arena.protocol import PlayerInfo, RaceState, RaceType, Results, Watching
+from arena.protocol import PlayerInfo, RaceState, RaceType, Watching
 from arena.rating import RatingStore
 from arena.redisutil import text_map
 from arena.registry import NodeInfo, NodeRegistry, NodeState
 from arena.results import MatchRecord
 from arena.tasks import stop_tasks
 from arena.tokens import TokenSigner
+from gameserver.batcher import ProgressBatcher
+from gameserver.connection import Connection
 from gameserver.metrics import NodeMetrics
 from gameserver.passages import Corpus, Passage, custom_passage
 from gameserver.race import HeatTag, Race
@@ -78,10 +82,15 @@ class Node:
         self.draining = False
         self.exit_requested = asyncio.Event()  # set by an admin drain that asks the node to exit
         self.connection_count = 0
+        self.sockets: set[Connection] = set()
+        self.batcher: ProgressBatcher[RaceRoom] = ProgressBatcher(settings.race.progress_window_ms)
+        self._remote_watched: list[RaceRoom] = []  # rooms whose frames go to pub/sub too
         self._rng = rng or random.Random()
         self.registry = NodeRegistry(redis, stale_after_ms=int(settings.heartbeat_s * 3000))
         self._ticker: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._last_keepalive = 0.0
         self._stopping = asyncio.Event()  # loops check it: a cancel can be swallowed (arena.tasks)
         self._finalizers: set[asyncio.Task[None]] = set()
         self._last_ping_ms = 0
@@ -95,6 +104,7 @@ class Node:
         await self.registry.heartbeat(self.info())
         await self.relay.start()
         self._ticker = asyncio.create_task(self._tick_loop(), name="node-ticker")
+        self._flusher = asyncio.create_task(self._flush_loop(), name="node-flusher")
         self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="node-heartbeat")
         self.log.info("node_started", url=self.settings.ws_url)
 
@@ -105,19 +115,19 @@ class Node:
         for room in list(self.rooms.values()):
             if not room.race.ended:
                 room.race.abort(now, "the server is shutting down")
-                await room.flush_outgoing()
+                room.flush_outgoing()
             if room.removable_at is None:
                 room.removable_at = now
                 self._spawn_finalizer(room)
         await self._wait_finalizers(deadline_s)
         for room in list(self.rooms.values()):
             for conn in room.sockets():
-                await conn.close_going_away()
+                conn.close_going_away()
 
     async def stop(self, deadline_s: float = 5.0) -> None:
         """Stop the ticker, then wait for results still being written, up to a deadline."""
-        await stop_tasks((self._ticker, self._heartbeat), self._stopping)
-        self._ticker = self._heartbeat = None
+        await stop_tasks((self._ticker, self._flusher, self._heartbeat), self._stopping)
+        self._ticker = self._flusher = self._heartbeat = None
         await self.relay.stop()
         await self._wait_finalizers(deadline_s)
         await self._unregister()
@@ -125,7 +135,7 @@ class Node:
 
     def tasks_alive(self) -> list[asyncio.Task[None]]:
         """Background tasks still running (empty after ``stop``)."""
-        tasks = [t for t in (self._ticker, self._heartbeat) if t is not None]
+        tasks = [t for t in (self._ticker, self._flusher, self._heartbeat) if t is not None]
         return [t for t in (*tasks, *self._finalizers) if not t.done()]
 
     async def _wait_finalizers(self, deadline_s: float) -> None:
@@ -160,6 +170,27 @@ class Node:
                 await self.registry.heartbeat(self.info())
             except Exception as exc:  # Redis hiccup: the next beat retries
                 self.log.warning("heartbeat_failed", error=str(exc))
+            self._sweep_sockets()
+
+    def _sweep_sockets(self) -> None:
+        """Every ``keepalive_s``: ping silent sockets, drop the ones silent for two sweeps."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._last_keepalive < self.settings.limits.keepalive_s:
+            return
+        self._last_keepalive = loop.time()
+        dropped = sum(not conn.keepalive() for conn in list(self.sockets))
+        if dropped:
+            self.log.info("silent_sockets_dropped", sockets=dropped)
+
+    def add_socket(self, conn: Connection) -> None:
+        self.sockets.add(conn)
+        self.connection_count += 1
+        self.metrics.connections.inc()
+
+    def remove_socket(self, conn: Connection) -> None:
+        self.sockets.discard(conn)
+        self.connection_count -= 1
+        self.metrics.connections.dec()
 
     async def _unregister(self) -> None:
         try:
@@ -284,14 +315,16 @@ class Node:
         for race_id, room in list(self.rooms.items()):
             race = room.race
             race.advance(now)
-            await room.flush_outgoing()
+            room.flush_outgoing()
             if race.version != room.mirrored_version:
                 room.mirrored_version = race.version
                 mirrors.append(room)
-            if race.dirty and race.started:  # includes the final frame of a race that just ended
-                await room.broadcast_progress(now)
+            # Inputs queue their race in the batcher; a start, a drop-out or the end does not,
+            # so the tick sends those (and the final frame before results, in order).
+            if race.dirty and race.started and (race.ended or not room.progress_queued):
+                room.broadcast_progress(now)
             if ping_due and not race.ended:
-                await room.ping_all(now)
+                room.ping_all(now)
             if race.ended and not room.finalized and room.removable_at is None:
                 room.removable_at = now + int(self.settings.race.finished_linger_s * 1000)
                 self._spawn_finalizer(room)
@@ -307,10 +340,9 @@ class Node:
         self.metrics.players.set(seated)
 
     async def _sync_redis(self, now: int, mirrors: list[RaceRoom]) -> None:
-        """One pipelined round trip per tick: race mirrors, relayed frames, who is watched."""
-        publishing = [r for r in self.rooms.values() if r.to_publish]
+        """One pipelined round trip per tick: race mirrors, live index, who is watched."""
         check_watched = now - self._last_watch_check_ms >= WATCH_CHECK_MS
-        if not (mirrors or publishing or check_watched):
+        if not (mirrors or check_watched):
             return
         rooms = list(self.rooms.values()) if check_watched else []
         try:
@@ -325,11 +357,6 @@ class Node:
                         pipe.zadd(keys.LIVE_RACES, {race.id: race.start_at or now})
                     elif race.ended:
                         pipe.zrem(keys.LIVE_RACES, race.id)
-                for room in publishing:
-                    channel = keys.race_updates(room.race.id)
-                    for frame in room.to_publish:
-                        pipe.publish(channel, frame)
-                    room.to_publish = []
                 for room in rooms:
                     pipe.exists(keys.race_watched(room.race.id))
                 replies = await pipe.execute()
@@ -340,6 +367,42 @@ class Node:
             self._last_watch_check_ms = now
             for room, watched in zip(rooms, replies[len(replies) - len(rooms) :], strict=True):
                 room.remote_watched = bool(watched)
+            self._remote_watched = [r for r in rooms if r.remote_watched]
+
+    # ---- progress between ticks ------------------------------------------------------
+
+    def progress_due(self, room: RaceRoom) -> None:
+        """An input changed the race: its frame leaves when the batching window closes."""
+        self.batcher.queue(room, now_ms())
+
+    async def _flush_loop(self) -> None:
+        """Send progress as races come due; publish frames of remotely watched races."""
+        pause = self.batcher.slot_ms / 1000
+        while not self._stopping.is_set():
+            await asyncio.sleep(pause)
+            now = now_ms()
+            for room in self.batcher.take_due(now):
+                race = room.race
+                if race.dirty and not race.ended:  # an ended race's last frame goes with the tick
+                    room.broadcast_progress(now)
+            if self._remote_watched:
+                await self._publish_relayed()
+
+    async def _publish_relayed(self) -> None:
+        """Frames for spectators on other nodes, in order, in one pipelined round trip."""
+        publishing = [r for r in self._remote_watched if r.to_publish]
+        if not publishing:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for room in publishing:
+                    channel = keys.race_updates(room.race.id)
+                    frames, room.to_publish = room.to_publish, []
+                    for frame in frames:
+                        pipe.publish(channel, frame)
+                await pipe.execute()
+        except Exception as exc:  # remote spectators miss frames; the next ones carry the state
+            self.log.warning("relay_publish_failed", error=str(exc))
 
     async def _rate(self, record: MatchRecord) -> None:
         """Update ratings at once. Idempotent per match; persistence applies it again from
@@ -389,11 +452,7 @@ class Node:
         for p in record.participants:
             for flag in p.flags:
                 self.metrics.flags.labels(flag).inc()
-        await room.broadcast(
-            Results(
-                race_id=race.id, state=race.state.value, results=race.result_rows(), reason=race.end_reason
-            )
-        )
+        room.broadcast(room.results())
         room.finalized = True
         self.log.info(
             "race_finalized", race_id=race.id, state=race.state.value, players=len(record.participants)

@@ -13,7 +13,7 @@ from typing import Any
 
 from arena.codec import WireFormat, encode_map, to_wire
 from arena.ids import PlayerId
-from arena.protocol import Message, MsgType, Ping, Watching
+from arena.protocol import Message, MsgType, Ping, Results, Watching
 from gameserver.connection import Connection
 from gameserver.frames import ws_frame
 from gameserver.metrics import NodeMetrics
@@ -31,6 +31,7 @@ class RaceRoom:
         self.remote_watched = False  # some other node relays this race to its spectators
         self.to_publish: list[bytes] = []  # msgpack frames for the pub/sub channel
         self.mirrored_version = -1
+        self.progress_queued = False  # waiting in the node's ProgressBatcher
 
     def attach(self, player_id: PlayerId, conn: Connection) -> Connection | None:
         """Bind a player's socket; returns the socket it replaced, if any."""
@@ -50,6 +51,12 @@ class RaceRoom:
         conns.extend(c for c in self.spectators if not c.closed)
         return conns
 
+    def results(self) -> Results:
+        race = self.race
+        return Results(
+            race_id=race.id, state=race.state.value, results=race.result_rows(), reason=race.end_reason
+        )
+
     def watching(self, now: int) -> Watching:
         race = self.race
         return Watching(
@@ -65,12 +72,12 @@ class RaceRoom:
             node_id=race.node_id,
         )
 
-    async def broadcast(self, msg: Message, *, relay: bool = True) -> None:
+    def broadcast(self, msg: Message, *, relay: bool = True) -> None:
         """Send one message to every socket, encoded at most once per format."""
-        await self._send_wire(to_wire(msg), relay=relay)
-        self.metrics.frames_out.labels(msg.TYPE.value).inc(len(self.players) + len(self.spectators))
+        self._send_wire(to_wire(msg), relay=relay)
+        self.metrics.frames_sent(msg.TYPE, len(self.players) + len(self.spectators))
 
-    async def _send_wire(
+    def _send_wire(
         self,
         wire: dict[str, Any],
         *,
@@ -95,26 +102,26 @@ class RaceRoom:
             self.to_publish.append(packed)
         return sent
 
-    async def flush_outgoing(self) -> None:
+    def flush_outgoing(self) -> None:
         race = self.race
         while race.outgoing:
             batch, race.outgoing = race.outgoing, []
             for msg in batch:
-                await self.broadcast(msg)
+                self.broadcast(msg)
 
-    async def broadcast_progress(self, now: int) -> None:
+    def broadcast_progress(self, now: int) -> None:
         """One progress frame for the whole race, skipped for sockets with a backlog."""
         race = self.race
         sole_typist = race.take_changes()
         wire = {"t": MsgType.PROGRESS.value, "server_time": now, "players": race.progress_rows(now)}
         skip = self.players.get(sole_typist) if sole_typist is not None else None
-        sent = await self._send_wire(wire, relay=True, skip_backlogged=True, skip=skip)
-        self.metrics.frames_out.labels(MsgType.PROGRESS.value).inc(sent)
+        sent = self._send_wire(wire, relay=True, skip_backlogged=True, skip=skip)
+        self.metrics.frames_sent(MsgType.PROGRESS, sent)
         if race.first_unsent_input_ms is not None:
             self.metrics.input_to_broadcast_seconds.observe((now - race.first_unsent_input_ms) / 1000)
             race.first_unsent_input_ms = None
 
-    async def ping_all(self, now: int) -> None:
+    def ping_all(self, now: int) -> None:
         """Server pings measure each player's round trip for latency compensation."""
         wire = to_wire(Ping(sent=now))
         frames: dict[WireFormat, bytes] = {}

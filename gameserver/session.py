@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
+from collections.abc import Coroutine
+from typing import Any
 
 import structlog
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from arena.clock import now_ms
 from arena.codec import ProtocolError, decode_client
@@ -23,7 +26,6 @@ from arena.protocol import (
     Pong,
     RaceState,
     Redirect,
-    Results,
     Spectate,
     Welcome,
 )
@@ -38,94 +40,135 @@ _SEAT_CLOSE = {"race_full": CloseCode.RACE_FULL, "race_over": CloseCode.RACE_OVE
 
 
 class SocketSession:
-    """Serves one socket. Every client message goes through ``dispatch``."""
+    """Serves one socket. Every client message goes through ``dispatch``, in arrival order.
+
+    Messages are handled in the connection's read callback. The few that need Redis
+    (a redirect, watching a race owned elsewhere) return a coroutine; it runs as this
+    session's one task, and messages arriving meanwhile wait in ``_backlog`` so order holds.
+    """
 
     def __init__(self, node: Node, conn: Connection) -> None:
         self.node = node
         self.conn = conn
+        self.metrics = node.metrics
+        self._busy: asyncio.Task[None] | None = None
+        self._backlog: deque[tuple[bool, bytes | str]] = deque()
+        loop = asyncio.get_running_loop()
+        self._hello_timer: asyncio.TimerHandle | None = loop.call_later(
+            conn.limits.hello_timeout_s, self._hello_expired
+        )
+        conn.on_message = self.on_frame
 
     async def run(self) -> None:
-        ws = self.conn.ws
-        hello_deadline = asyncio.get_running_loop().time() + self.conn.limits.hello_timeout_s
-        while not ws.closed:
-            timeout = None
-            if self.conn.player is None:
-                timeout = max(0.0, hello_deadline - asyncio.get_running_loop().time())
-            try:
-                msg = await ws.receive(timeout=timeout)
-            except TimeoutError:
-                await self._close(CloseCode.HELLO_TIMEOUT, "no hello in time")
-                break
-            if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT):
-                await self.on_frame(msg.type, msg.data)
-            elif msg.type is WSMsgType.ERROR:
-                # aiohttp has already closed oversized or broken frames with 1009/1002.
-                self.node.metrics.closes.labels(str(ws.close_code or 0)).inc()
-                break
-            else:  # CLOSE, CLOSING, CLOSED
-                break
-        await self.on_closed()
+        """Serve until the socket is gone, then leave the race or stop watching."""
+        try:
+            await self.conn.lost
+        finally:
+            if self._hello_timer is not None:
+                self._hello_timer.cancel()
+            if self._busy is not None:
+                await asyncio.gather(self._busy, return_exceptions=True)
+            self._backlog.clear()
+            if self.conn.framing_error is not None:
+                self.metrics.closes.labels(str(int(self.conn.framing_error))).inc()
+            await self.on_closed()
 
-    async def on_frame(self, kind: WSMsgType, data: bytes | str) -> None:
+    def _hello_expired(self) -> None:
+        self._hello_timer = None
+        if self.conn.player is None:
+            self._close(CloseCode.HELLO_TIMEOUT, "no hello in time")
+
+    def on_frame(self, is_text: bool, data: bytes | str) -> None:
         conn = self.conn
         if not conn.bucket.take():
-            if await conn.violation(ErrorCode.RATE_LIMITED, "too many messages"):
-                self.node.metrics.closes.labels(str(int(CloseCode.FLOOD))).inc()
-            self.node.metrics.errors.labels(ErrorCode.RATE_LIMITED.value).inc()
+            self.metrics.errors.labels(ErrorCode.RATE_LIMITED.value).inc()
+            if conn.violation(ErrorCode.RATE_LIMITED, "too many messages"):
+                self.metrics.closes.labels(str(int(CloseCode.FLOOD))).inc()
             return
-        conn.note_format(kind)
+        if self._busy is not None:
+            self._backlog.append((is_text, data))
+            return
+        self._handle(is_text, data)
+
+    def _handle(self, is_text: bool, data: bytes | str) -> None:
+        conn = self.conn
+        conn.note_format(is_text)
         try:
             message = decode_client(data)
         except ProtocolError as exc:
-            self.node.metrics.errors.labels(ErrorCode.BAD_MESSAGE.value).inc()
-            if await conn.violation(ErrorCode.BAD_MESSAGE, str(exc)):
-                self.node.metrics.closes.labels(str(int(CloseCode.PROTOCOL_ABUSE))).inc()
+            self.metrics.errors.labels(ErrorCode.BAD_MESSAGE.value).inc()
+            if conn.violation(ErrorCode.BAD_MESSAGE, str(exc)):
+                self.metrics.closes.labels(str(int(CloseCode.PROTOCOL_ABUSE))).inc()
             return
-        self.node.metrics.messages_in.labels(message.TYPE.value).inc()
+        self.metrics.message_in(message.TYPE)
         try:
-            await self.dispatch(message)
+            slow = self.dispatch(message)
         except ClosingError as exc:
-            self.node.metrics.errors.labels(exc.code.value).inc()
-            await conn.send_error(exc.code, exc.reason)
-            await self._close(exc.close, exc.reason)
+            self._refuse(exc)
+            return
+        if slow is not None:
+            self._busy = asyncio.create_task(self._run_slow(slow), name="socket-slow-path")
 
-    async def dispatch(self, message: Message) -> None:
+    async def _run_slow(self, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+        except ClosingError as exc:
+            self._refuse(exc)
+        except Exception:  # Redis trouble: the client gets an error, the socket lives on
+            self.conn.log.exception("socket_handler_failed")
+            self._error(ErrorCode.INTERNAL, "the server could not do that now; try again")
+        finally:
+            self._busy = None
+        while self._backlog and self._busy is None and not self.conn.closed:
+            self._handle(*self._backlog.popleft())
+
+    def _refuse(self, exc: ClosingError) -> None:
+        self.metrics.errors.labels(exc.code.value).inc()
+        self.conn.send_error(exc.code, exc.reason)
+        self._close(exc.close, exc.reason)
+
+    def dispatch(self, message: Message) -> Coroutine[Any, Any, None] | None:
+        """Handle one message; returns the rest of the work when it needs to wait on Redis."""
         match message:
-            case Ping(sent=sent):
-                await self.conn.send(Pong(echo=sent, time=now_ms()))
+            case Input():
+                self.on_input(message)
             case Pong(echo=echo):
                 if self.conn.racer is not None:
                     self.conn.racer.observe_rtt(now_ms() - echo)
+            case Ping(sent=sent):
+                self.conn.send(Pong(echo=sent, time=now_ms()))
             case Hello():
-                await self.on_hello(message)
+                self.on_hello(message)
             case _ if self.conn.player is None:
-                await self._error(ErrorCode.NOT_AUTHENTICATED, "say hello with a player token first")
+                self._error(ErrorCode.NOT_AUTHENTICATED, "say hello with a player token first")
             case Join():
-                await self.on_join(message)
-            case Input():
-                await self.on_input(message)
+                return self.on_join(message)
             case Leave():
-                await self.on_leave()
+                return self.on_leave()
             case Spectate():
-                await self.on_spectate(message)
+                return self.on_spectate(message)
             case _:
-                await self._error(ErrorCode.BAD_MESSAGE, f"{message.TYPE.value} is not a client message")
+                self._error(ErrorCode.BAD_MESSAGE, f"{message.TYPE.value} is not a client message")
+        return None
 
     # ---- handlers ----------------------------------------------------------------
 
-    async def on_hello(self, hello: Hello) -> None:
+    def on_hello(self, hello: Hello) -> None:
         if self.conn.player is not None:
-            await self._error(ErrorCode.BAD_MESSAGE, "already said hello")
+            self._error(ErrorCode.BAD_MESSAGE, "already said hello")
             return
         try:
             player = self.node.signer.verify_player(hello.token)
         except TokenError as exc:
             code = ErrorCode.TOKEN_EXPIRED if exc.expired else ErrorCode.BAD_TOKEN
             raise ClosingError(code, str(exc), CloseCode.BAD_TOKEN) from None
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+            self._hello_timer = None
         self.conn.player = player
         self.conn.log = log.bind(node_id=self.node.settings.node_id, player_id=player.player_id)
         limits = self.conn.limits
-        await self.conn.send(
+        self.conn.send(
             Welcome(
                 player_id=player.player_id,
                 name=player.name,
@@ -136,7 +179,7 @@ class SocketSession:
             )
         )
 
-    async def on_join(self, join: Join) -> None:
+    def on_join(self, join: Join) -> Coroutine[Any, Any, None] | None:
         conn, node = self.conn, self.node
         assert conn.player is not None
         try:
@@ -147,11 +190,10 @@ class SocketSession:
         if ticket.player_id != conn.player.player_id:
             raise ClosingError(ErrorCode.BAD_TOKEN, "ticket belongs to another player", CloseCode.BAD_TOKEN)
         if ticket.node_id != node.settings.node_id:
-            await self._redirect(ticket.node_id, ticket.race_id)
-            return
+            return self._redirect(ticket.node_id, ticket.race_id)
         if conn.room is not None or conn.watching is not None:
-            await self._error(ErrorCode.ALREADY_JOINED, "leave the current race first")
-            return
+            self._error(ErrorCode.ALREADY_JOINED, "leave the current race first")
+            return None
         room = node.room(ticket.race_id)
         if room is None:
             raise ClosingError(
@@ -164,13 +206,13 @@ class SocketSession:
             raise ClosingError(ErrorCode(exc.code), exc.reason, _SEAT_CLOSE[exc.code]) from None
         replaced = room.attach(racer.id, conn)
         if replaced is not None:
-            await replaced.send_error(ErrorCode.ALREADY_JOINED, "connected again elsewhere")
-            await replaced.close(CloseCode.REPLACED, "connected again elsewhere")
+            replaced.send_error(ErrorCode.ALREADY_JOINED, "connected again elsewhere")
+            replaced.close(CloseCode.REPLACED, "connected again elsewhere")
         conn.room, conn.racer = room, racer
         conn.log = conn.log.bind(race_id=room.race.id)
         conn.log.info("player_joined", resumed=resumed)
         race = room.race
-        await conn.send(
+        conn.send(
             Joined(
                 race_id=race.id,
                 race_type=race.race_type.value,
@@ -184,68 +226,78 @@ class SocketSession:
                 you=race.resume_state(racer),
             )
         )
-        await conn.send(Ping(sent=now))  # a first round trip before the start
-        await room.flush_outgoing()
+        conn.send(Ping(sent=now))  # a first round trip before the start
+        room.flush_outgoing()
         if room.finalized:
-            await conn.send(
-                Results(
-                    race_id=race.id,
-                    state=race.state.value,
-                    results=race.result_rows(),
-                    reason=race.end_reason,
-                )
-            )
+            conn.send(room.results())
+        return None
 
-    async def on_input(self, inp: Input) -> None:
+    def on_input(self, inp: Input) -> None:
         conn = self.conn
-        if conn.room is None or conn.racer is None:
+        room = conn.room
+        if room is None or conn.racer is None:
+            if conn.player is None:
+                self._error(ErrorCode.NOT_AUTHENTICATED, "say hello with a player token first")
+                return
             reason = "spectators cannot type" if conn.watching else "join a race first"
-            await self._error(ErrorCode.NOT_JOINED, reason)
+            self._error(ErrorCode.NOT_JOINED, reason)
             return
-        race = conn.room.race
+        race = room.race
         if race.state is not RaceState.RUNNING:
             code = ErrorCode.RACE_OVER if race.ended else ErrorCode.NOT_RUNNING
-            await self._error(code, f"the race is {race.state.value}")
+            self._error(code, f"the race is {race.state.value}")
             return
         problem = check_keys(inp.keys, inp.times, conn.limits.max_keys_per_msg)
         if problem is not None:
             code, reason = problem
-            self.node.metrics.errors.labels(code.value).inc()
-            await conn.violation(code, reason)
+            self.metrics.errors.labels(code.value).inc()
+            conn.violation(code, reason)
             return
         outcome = race.apply_input(conn.racer, inp.seq, inp.keys, inp.times, now_ms())
+        if race.dirty:
+            self.node.progress_due(room)
         if outcome is InputOutcome.FINISHED:
-            await conn.room.flush_outgoing()
+            room.flush_outgoing()
 
-    async def on_spectate(self, spectate: Spectate) -> None:
+    def on_spectate(self, spectate: Spectate) -> Coroutine[Any, Any, None] | None:
         conn, node = self.conn, self.node
         if conn.room is not None or conn.watching is not None:
-            await self._error(ErrorCode.ALREADY_JOINED, "leave the current race first")
-            return
+            self._error(ErrorCode.ALREADY_JOINED, "leave the current race first")
+            return None
         race_id = RaceId(spectate.race_id)
         room = node.room(race_id)
-        if room is not None:  # ours: watch it directly
-            room.spectators.add(conn)
-            conn.watching = race_id
-            await conn.send(room.watching(now_ms()))
-            if room.finalized:
-                race = room.race
-                await conn.send(
-                    Results(
-                        race_id=race.id,
-                        state=race.state.value,
-                        results=race.result_rows(),
-                        reason=race.end_reason,
-                    )
-                )
-            return
-        snapshot = await node.remote_snapshot(race_id)
-        if snapshot is None:
-            await self._error(ErrorCode.RACE_NOT_FOUND, "no such live race")
-            return
+        if room is None:
+            return self._watch_remote(race_id)
+        room.spectators.add(conn)  # ours: watch it directly
         conn.watching = race_id
-        await conn.send(snapshot)
-        await node.relay.watch(race_id, conn)
+        conn.send(room.watching(now_ms()))
+        if room.finalized:
+            conn.send(room.results())
+        return None
+
+    async def _watch_remote(self, race_id: RaceId) -> None:
+        snapshot = await self.node.remote_snapshot(race_id)
+        if snapshot is None:
+            self._error(ErrorCode.RACE_NOT_FOUND, "no such live race")
+            return
+        conn = self.conn
+        conn.watching = race_id
+        conn.send(snapshot)
+        await self.node.relay.watch(race_id, conn)
+
+    def on_leave(self) -> Coroutine[Any, Any, None] | None:
+        conn = self.conn
+        if conn.watching is not None:
+            return self.stop_watching()
+        if conn.room is None or conn.racer is None:
+            self._error(ErrorCode.NOT_JOINED, "not in a race")
+            return None
+        room, racer = conn.room, conn.racer
+        room.detach(racer.id, conn)
+        conn.room = conn.racer = None
+        room.race.leave(racer, now_ms())
+        room.flush_outgoing()
+        return None
 
     async def stop_watching(self) -> None:
         conn = self.conn
@@ -258,29 +310,15 @@ class SocketSession:
         else:
             await self.node.relay.unwatch(race_id, conn)
 
-    async def on_leave(self) -> None:
-        conn = self.conn
-        if conn.watching is not None:
-            await self.stop_watching()
-            return
-        if conn.room is None or conn.racer is None:
-            await self._error(ErrorCode.NOT_JOINED, "not in a race")
-            return
-        room, racer = conn.room, conn.racer
-        room.detach(racer.id, conn)
-        conn.room = conn.racer = None
-        room.race.leave(racer, now_ms())
-        await room.flush_outgoing()
-
     async def on_closed(self) -> None:
         conn = self.conn
-        await self.stop_watching()
         room, racer = conn.room, conn.racer
         conn.room = conn.racer = None
         if room is not None and racer is not None and room.detach(racer.id, conn):
             room.race.disconnect(racer, now_ms())
-            await room.flush_outgoing()
+            room.flush_outgoing()
             conn.log.info("player_disconnected")
+        await self.stop_watching()
 
     # ---- helpers -----------------------------------------------------------------
 
@@ -288,32 +326,37 @@ class SocketSession:
         url = await self.node.node_url(node_id)
         if url is None:
             raise ClosingError(ErrorCode.WRONG_NODE, f"node {node_id} is unknown", CloseCode.RACE_NOT_FOUND)
-        await self.conn.send(Redirect(url=url, node_id=node_id, race_id=race_id))
-        await self._close(CloseCode.REDIRECT, "race is on another node")
+        self.conn.send(Redirect(url=url, node_id=node_id, race_id=race_id))
+        self._close(CloseCode.REDIRECT, "race is on another node")
 
-    async def _error(self, code: ErrorCode, reason: str) -> None:
-        self.node.metrics.errors.labels(code.value).inc()
-        await self.conn.send_error(code, reason)
+    def _error(self, code: ErrorCode, reason: str) -> None:
+        self.metrics.errors.labels(code.value).inc()
+        self.conn.send_error(code, reason)
 
-    async def _close(self, code: CloseCode, reason: str) -> None:
-        self.node.metrics.closes.labels(str(int(code))).inc()
-        await self.conn.close(code, reason)
+    def _close(self, code: CloseCode, reason: str) -> None:
+        self.metrics.closes.labels(str(int(code))).inc()
+        self.conn.close(code, reason)
 
 
 async def websocket_handler(request: web.Request, node: Node) -> web.StreamResponse:
     limits = node.settings.limits
     if node.connection_count >= limits.max_connections:
         return web.json_response({"error": "node_full", "reason": "too many connections"}, status=503)
-    ws = web.WebSocketResponse(max_msg_size=limits.max_frame_bytes, autoping=True, heartbeat=30.0)
+    # No compression (frames are pre-built and tiny) and no aiohttp heartbeat: after the
+    # upgrade the node reads and writes the socket itself (gameserver.connection).
+    ws = web.WebSocketResponse(max_msg_size=limits.max_frame_bytes, compress=False, heartbeat=None)
     await ws.prepare(request)
-    node.connection_count += 1
-    node.metrics.connections.inc()
+    transport = request.transport
+    if transport is None:  # the client went away during the handshake
+        return ws
+    conn = Connection(limits)
+    # uvloop's transports are not asyncio.Transport subclasses: take it as aiohttp gives it.
+    conn.take_over(transport, request.protocol)
+    session = SocketSession(node, conn)
+    node.add_socket(conn)
     try:
-        # uvloop's transports are not asyncio.Transport subclasses: take it as aiohttp gives it.
-        await SocketSession(node, Connection(ws, limits, request.transport)).run()
+        await session.run()
     finally:
-        node.connection_count -= 1
-        node.metrics.connections.dec()
-        if not ws.closed:
-            await ws.close()
+        node.remove_socket(conn)
+        conn.abort()
     return ws

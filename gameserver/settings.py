@@ -25,7 +25,10 @@ class RaceSettings:
     countdown_s: float = 5.0  # ARENA_RACE_COUNTDOWN_S: countdown length once the race fills
     wait_timeout_s: float = 20.0  # ARENA_RACE_WAIT_TIMEOUT_S: start with whoever came after this
     grace_s: float = 15.0  # ARENA_RACE_GRACE_S: a dropped player may come back within this
-    tick_hz: float = 10.0  # ARENA_RACE_TICK_HZ: progress broadcasts per second (only when changed)
+    tick_hz: float = 10.0  # ARENA_RACE_TICK_HZ: lifecycle tick (deadlines, pings, mirrors, idle frames)
+    # ARENA_RACE_PROGRESS_WINDOW_MS: a race's progress frame leaves at most this long after the first
+    # input it carries, so inputs arriving together share one frame (at most 1000/window per second).
+    progress_window_ms: int = 50
     quick_limit_s: float = 120.0  # ARENA_RACE_QUICK_LIMIT_S: time limit of a quick race
     standard_limit_s: float = 300.0  # ARENA_RACE_STANDARD_LIMIT_S
     marathon_limit_s: float = 900.0  # ARENA_RACE_MARATHON_LIMIT_S
@@ -45,6 +48,7 @@ class RaceSettings:
             wait_timeout_s=env_float(env, "ARENA_RACE_WAIT_TIMEOUT_S", d.wait_timeout_s),
             grace_s=env_float(env, "ARENA_RACE_GRACE_S", d.grace_s),
             tick_hz=env_float(env, "ARENA_RACE_TICK_HZ", d.tick_hz),
+            progress_window_ms=env_int(env, "ARENA_RACE_PROGRESS_WINDOW_MS", d.progress_window_ms),
             quick_limit_s=env_float(env, "ARENA_RACE_QUICK_LIMIT_S", d.quick_limit_s),
             standard_limit_s=env_float(env, "ARENA_RACE_STANDARD_LIMIT_S", d.standard_limit_s),
             marathon_limit_s=env_float(env, "ARENA_RACE_MARATHON_LIMIT_S", d.marathon_limit_s),
@@ -63,6 +67,9 @@ class LimitSettings:
     max_violations: int = 10  # ARENA_MAX_VIOLATIONS: bad or rate-limited messages before a close
     hello_timeout_s: float = 10.0  # ARENA_HELLO_TIMEOUT_S: a socket must say hello within this
     max_connections: int = 20000  # ARENA_MAX_CONNECTIONS: further sockets are refused with 503
+    keepalive_s: float = 30.0  # ARENA_KEEPALIVE_S: a silent socket is pinged, and dropped after twice this
+    max_send_buffer_bytes: int = 1 << 20  # ARENA_MAX_SEND_BUFFER_BYTES: a reader this far behind is dropped
+    close_timeout_s: float = 2.0  # ARENA_CLOSE_TIMEOUT_S: wait this long for the client's close reply
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> LimitSettings:
@@ -75,6 +82,9 @@ class LimitSettings:
             max_violations=env_int(env, "ARENA_MAX_VIOLATIONS", d.max_violations),
             hello_timeout_s=env_float(env, "ARENA_HELLO_TIMEOUT_S", d.hello_timeout_s),
             max_connections=env_int(env, "ARENA_MAX_CONNECTIONS", d.max_connections),
+            keepalive_s=env_float(env, "ARENA_KEEPALIVE_S", d.keepalive_s),
+            max_send_buffer_bytes=env_int(env, "ARENA_MAX_SEND_BUFFER_BYTES", d.max_send_buffer_bytes),
+            close_timeout_s=env_float(env, "ARENA_CLOSE_TIMEOUT_S", d.close_timeout_s),
         )
 
 
