@@ -93,7 +93,8 @@ class Node:
         self._last_keepalive = 0.0
         self._stopping = asyncio.Event()  # loops check it: a cancel can be swallowed (arena.tasks)
         self._finalizers: set[asyncio.Task[None]] = set()
-        self._last_ping_ms = 0
+        self._tick_no = 0
+        self._ping_every = max(1, round(settings.race.ping_interval_s * settings.race.tick_hz))
         self._last_watch_check_ms = 0
         self.relay = SpectatorRelay(redis, settings.node_id)
         self.log = log.bind(node_id=settings.node_id)
@@ -247,7 +248,8 @@ class Node:
             fairplay=s.fairplay,
             heat=heat,
         )
-        self.rooms[race_id] = RaceRoom(race, self.metrics)
+        self.rooms[race_id] = room = RaceRoom(race, self.metrics)
+        room.ping_phase = self._rng.randrange(self._ping_every)
         ttl = int(s.race.wait_timeout_s + 600)
         seats = [
             Seat(
@@ -306,10 +308,10 @@ class Node:
             await asyncio.sleep(delay)
 
     async def tick(self, now: int) -> None:
-        ping_due = now - self._last_ping_ms >= self.settings.race.ping_interval_s * 1000
-        if ping_due:
-            self._last_ping_ms = now
-        counts: dict[str, int] = {s.value: 0 for s in RaceState}
+        # Each race is pinged once per ping interval, in its own tick: never all at once.
+        self._tick_no += 1
+        ping_phase = self._tick_no % self._ping_every
+        counts = dict.fromkeys(RaceState, 0)
         seated = 0
         mirrors: list[RaceRoom] = []
         for race_id, room in list(self.rooms.items()):
@@ -323,7 +325,7 @@ class Node:
             # so the tick sends those (and the final frame before results, in order).
             if race.dirty and race.started and (race.ended or not room.progress_queued):
                 room.broadcast_progress(now)
-            if ping_due and not race.ended:
+            if room.ping_phase == ping_phase and not race.ended:
                 room.ping_all(now)
             if race.ended and not room.finalized and room.removable_at is None:
                 room.removable_at = now + int(self.settings.race.finished_linger_s * 1000)
@@ -331,12 +333,12 @@ class Node:
             if room.finalized and room.removable_at is not None and now >= room.removable_at:
                 del self.rooms[race_id]
                 continue
-            counts[race.state.value] += 1
+            counts[race.state] += 1
             if not race.ended:
                 seated += len(race.racers)
         await self._sync_redis(now, mirrors)
         for state, n in counts.items():
-            self.metrics.races.labels(state).set(n)
+            self.metrics.races.labels(state.value).set(n)
         self.metrics.players.set(seated)
 
     async def _sync_redis(self, now: int, mirrors: list[RaceRoom]) -> None:

@@ -98,7 +98,8 @@ class Racer:
             return self.score.wpm
         if elapsed_ms <= 0:
             return 0.0
-        return round(self.typing.position * 12_000 / elapsed_ms, 1)
+        # One decimal, without round(): this runs for every row of every progress frame.
+        return int(self.typing.position * 120_000 / elapsed_ms + 0.5) / 10
 
 
 class Race:
@@ -126,6 +127,7 @@ class Race:
         self.scoring = scoring
         self.fairplay = fairplay
         self.state = RaceState.WAITING
+        self.ended = False  # finished or aborted; kept by ``transition``
         self.start_at: int | None = None
         self.ends_at: int | None = None
         self.ended_at: int | None = None
@@ -139,6 +141,8 @@ class Race:
         self.typed_since_broadcast: set[PlayerId] = set()
         self._other_change = False  # a start or a DNF changed the picture for everyone
         self._valid_finishers = 0
+        self._settled = 0  # racers finished or DNF: everyone is done when it reaches len(racers)
+        self._absent: set[PlayerId] = set()  # racers whose socket went: the grace clock runs
         self.started = False
         self.version = 0  # bumps on every state or roster change: the mirror follows it
         self._places_cache: dict[PlayerId, int] | None = None
@@ -150,10 +154,8 @@ class Race:
             raise InvalidTransition(f"race {self.id}: {self.state} -> {to} is not allowed")
         self.state = to
         self.version += 1
-
-    @property
-    def ended(self) -> bool:
-        return self.state in (RaceState.FINISHED, RaceState.ABORTED)
+        # A plain attribute: the tick and every input ask, and a property costs a call each time.
+        self.ended = to in (RaceState.FINISHED, RaceState.ABORTED)
 
     def time_limit_ms(self) -> int:
         s = self.settings
@@ -220,7 +222,8 @@ class Race:
         self.end_reason = reason
 
     def _everyone_done(self) -> bool:
-        return bool(self.racers) and all(r.done for r in self.racers.values())
+        # Counted as racers settle, so the tick asks it of every race for nothing.
+        return bool(self.racers) and self._settled == len(self.racers)
 
     # ---- seats and connections ---------------------------------------------------
 
@@ -230,6 +233,7 @@ class Race:
         if racer is not None:
             racer.connected = True
             racer.disconnected_at = None
+            self._absent.discard(player_id)
             self._roster_changed()
             return racer, True
         if self.ended:
@@ -254,6 +258,7 @@ class Race:
             return
         racer.connected = False
         racer.disconnected_at = now
+        self._absent.add(racer.id)
         self._roster_changed()
 
     def leave(self, racer: Racer, now: int) -> None:
@@ -266,13 +271,15 @@ class Race:
         self.advance(now)
 
     def _expire_grace(self, now: int) -> None:
+        if not self._absent:
+            return
         grace_ms = self.settings.grace_s * 1000
-        for racer in self.racers.values():
-            if (
-                not racer.done
-                and racer.disconnected_at is not None
-                and now - racer.disconnected_at >= grace_ms
-            ):
+        for player_id in list(self._absent):
+            racer = self.racers[player_id]
+            if racer.done or racer.disconnected_at is None:
+                self._absent.discard(player_id)
+            elif now - racer.disconnected_at >= grace_ms:
+                self._absent.discard(player_id)
                 self._settle_dnf(racer)
                 self._roster_changed()
 
@@ -327,6 +334,7 @@ class Race:
         racer.finish_elapsed_ms = elapsed
         racer.finished_at = now
         racer.status = PlayerStatus.FINISHED
+        self._settled += 1
         self._places_cache = None
         racer.score = score(racer.typing, elapsed)
         racer.flags |= assess(racer.typing, racer.score, self.fairplay)
@@ -347,6 +355,7 @@ class Race:
 
     def _settle_dnf(self, racer: Racer) -> None:
         racer.status = PlayerStatus.DNF
+        self._settled += 1
         self._places_cache = None
         racer.score = score(racer.typing, max(racer.typing.last_time_ms, 0))
         racer.flags |= assess(racer.typing, racer.score, self.fairplay)

@@ -32,6 +32,7 @@ class RaceRoom:
         self.to_publish: list[bytes] = []  # msgpack frames for the pub/sub channel
         self.mirrored_version = -1
         self.progress_queued = False  # waiting in the node's ProgressBatcher
+        self.ping_phase = 0  # the tick (modulo the ping period) in which its players are pinged
 
     def attach(self, player_id: PlayerId, conn: Connection) -> Connection | None:
         """Bind a player's socket; returns the socket it replaced, if any."""
