@@ -170,12 +170,25 @@ def _dataclass_converter(cls: type) -> Converter:
 
 
 def _list_converter(item: Converter) -> Converter:
+    if item is _int:
+        return _int_list
+
     def convert(value: Any) -> list[Any]:
         if not isinstance(value, list):
             raise ProtocolError("expected a list")
         return [item(v) for v in value]
 
     return convert
+
+
+def _int_list(value: Any) -> list[int]:
+    """``list[int]`` without a call per item: every ``input`` carries one (its key times)."""
+    if not isinstance(value, list):
+        raise ProtocolError("expected a list")
+    for v in value:
+        if type(v) is not int:
+            raise ProtocolError("expected an integer")
+    return value
 
 
 def _union_converter(options: list[Converter]) -> Converter:

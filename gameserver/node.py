@@ -373,9 +373,9 @@ class Node:
 
     # ---- progress between ticks ------------------------------------------------------
 
-    def progress_due(self, room: RaceRoom) -> None:
+    def progress_due(self, room: RaceRoom, now: int) -> None:
         """An input changed the race: its frame leaves when the batching window closes."""
-        self.batcher.queue(room, now_ms())
+        self.batcher.queue(room, now)
 
     async def _flush_loop(self) -> None:
         """Send progress as races come due; publish frames of remotely watched races."""

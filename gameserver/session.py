@@ -253,9 +253,10 @@ class SocketSession:
             self.metrics.errors.labels(code.value).inc()
             conn.violation(code, reason)
             return
-        outcome = race.apply_input(conn.racer, inp.seq, inp.keys, inp.times, now_ms())
+        now = now_ms()
+        outcome = race.apply_input(conn.racer, inp.seq, inp.keys, inp.times, now)
         if race.dirty:
-            self.node.progress_due(room)
+            self.node.progress_due(room, now)
         if outcome is InputOutcome.FINISHED:
             room.flush_outgoing()
 
