@@ -26,7 +26,7 @@ from arena.protocol import BACKSPACE, CloseCode, Error, ErrorCode, Message
 from arena.tokens import PlayerToken
 from gameserver.frames import close_frame, control_frame, ws_frame
 from gameserver.settings import LimitSettings
-from gameserver.wsproto import FrameError, FrameReader, Opcode, WsClose, parse_close
+from gameserver.wsproto import FrameError, FrameReader, Opcode, WsClose, parse_close, unmask
 
 if TYPE_CHECKING:
     from gameserver.race import Racer
@@ -113,6 +113,12 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.reads += 1
+        # Fast path for nearly every read: exactly one whole, short, masked binary frame.
+        n = len(data)
+        short_binary = 6 <= n < 132 and data[0] == 0x82 and data[1] == 0x80 | (n - 6)
+        if short_binary and not self._closing and self._reader.idle:
+            self.on_message(False, unmask(data[6:], data[2:6]))
+            return
         try:
             self._reader.feed(data)
         except FrameError as exc:

@@ -54,13 +54,23 @@ class NodeMetrics:
             f"{_PREFIX}_outbox_appends_total", "Matches appended to the outbox stream", registry=r
         )
 
-        # Labelled children looked up once: ``labels()`` per message costs more than the count.
+        # Hot counts are plain integers, added to Prometheus by ``publish`` (every tick): a
+        # Prometheus increment takes a lock, which cost more than the rest of a message's metrics.
         self._in_by_type: dict[MsgType, Any] = {t: self.messages_in.labels(t.value) for t in MsgType}
         self._out_by_type: dict[MsgType, Any] = {t: self.frames_out.labels(t.value) for t in MsgType}
+        self._in_counts: dict[MsgType, int] = dict.fromkeys(MsgType, 0)
+        self._out_counts: dict[MsgType, int] = dict.fromkeys(MsgType, 0)
 
     def message_in(self, kind: MsgType) -> None:
-        self._in_by_type[kind].inc()
+        self._in_counts[kind] += 1
 
     def frames_sent(self, kind: MsgType, n: int) -> None:
-        if n:
-            self._out_by_type[kind].inc(n)
+        self._out_counts[kind] += n
+
+    def publish(self) -> None:
+        """Move the hot counts into their Prometheus counters."""
+        for counts, children in ((self._in_counts, self._in_by_type), (self._out_counts, self._out_by_type)):
+            for kind, n in counts.items():
+                if n:
+                    children[kind].inc(n)
+                    counts[kind] = 0

@@ -339,6 +339,7 @@ class Node:
         await self._sync_redis(now, mirrors)
         for state, n in counts.items():
             self.metrics.races.labels(state.value).set(n)
+        self.metrics.publish()
         self.metrics.players.set(seated)
 
     async def _sync_redis(self, now: int, mirrors: list[RaceRoom]) -> None:

@@ -76,6 +76,11 @@ class FrameReader:
         self._fragment_opcode: Opcode | None = None
         self._fragment_size = 0
 
+    @property
+    def idle(self) -> bool:
+        """Nothing buffered and no message half received: the next read starts a frame."""
+        return not self._buffer and self._fragment_opcode is None
+
     def feed(self, data: bytes) -> None:
         """Parse every whole frame in ``data`` (plus what was left over); raises FrameError."""
         if self._buffer:
