@@ -213,6 +213,7 @@ class StepResult:
     node_idle_rss_mb: float = math.nan
     node_tick_ms: float = math.nan  # mean duration of one node tick in the window (/metrics)
     node_ticks_per_s: float = math.nan
+    node_loop_lag_p99_ms: float = math.nan  # from the node's loop-lag histogram (bucket bound)
     node_inputs_per_s: float = math.nan  # inputs the node counted in (its /metrics)
     node_progress_out_per_s: float = math.nan
     node_input_to_broadcast_ms: float = math.nan  # the node's own view: input arrival to its frame
@@ -284,6 +285,7 @@ def apply_node_metrics(
         result.node_ticks_per_s = ticks / seconds
     result.node_inputs_per_s = _delta(m0, m1, f'{p}messages_in_total{{type="input"}}') / seconds
     result.node_progress_out_per_s = _delta(m0, m1, f'{p}frames_out_total{{type="progress"}}') / seconds
+    result.node_loop_lag_p99_ms = bucket_quantile(m0, m1, f"{p}loop_lag_seconds", 0.99) * 1000
     broadcasts = _delta(m0, m1, f"{p}input_to_broadcast_seconds_count")
     if broadcasts > 0:
         result.node_input_to_broadcast_ms = (
@@ -294,6 +296,19 @@ def apply_node_metrics(
             d = _delta(m0, m1, key)
             if d:
                 result.node_errors[key.split('"')[1]] = d
+
+
+def bucket_quantile(m0: dict[str, float], m1: dict[str, float], name: str, q: float) -> float:
+    """The upper bound of the histogram bucket holding quantile ``q`` of the window's samples."""
+    prefix = f'{name}_bucket{{le="'
+    bounds = sorted(
+        (float(key[len(prefix) : -2]), _delta(m0, m1, key)) for key in m1 if key.startswith(prefix)
+    )
+    total = bounds[-1][1] if bounds else 0.0
+    for bound, count in bounds:
+        if total > 0 and count >= q * total:
+            return bound
+    return math.nan
 
 
 def judge(result: StepResult) -> None:
@@ -597,7 +612,7 @@ def _frame_name(frame: str, *, keep_line: bool = False) -> str:
 
 _HEADER = (
     f"{'players':>7} {'ramp s':>6} {'p50':>6} {'p95':>6} {'p99':>6} {'max':>6} {'in/s':>7} {'prog/s':>7} "
-    f"{'lost':>5} {'err':>4} {'node cpu':>9} {'usr/sys':>9} {'rss MB':>7} {'tick ms':>7} "
+    f"{'lost':>5} {'err':>4} {'node cpu':>9} {'usr/sys':>9} {'rss MB':>7} {'nlag99':>7} "
     f"{'core0':>6} {'gen cpu':>7} {'usr/sys':>9} {'core1':>6} {'lag99':>6}  verdict"
 )
 
@@ -609,7 +624,7 @@ def format_row(r: StepResult) -> str:
         f"{r.players:>7} {r.ramp_s:>6.1f} {r.p50_ms:>6.1f} {r.p95_ms:>6.1f} {r.p99_ms:>6.1f} "
         f"{r.max_ms:>6.0f} {r.inputs_per_s:>7.0f} {r.progress_frames_per_s:>7.0f} {r.lost:>5} {errs:>4} "
         f"{r.node_cpu_pct:>8.1f}% {r.node_user_pct:>4.0f}/{r.node_sys_pct:<4.0f} {r.node_rss_mb:>7.0f} "
-        f"{r.node_tick_ms:>7.1f} {r.node_core_busy_pct:>5.0f}% {r.gen_cpu_pct:>6.1f}% "
+        f"{r.node_loop_lag_p99_ms:>7.1f} {r.node_core_busy_pct:>5.0f}% {r.gen_cpu_pct:>6.1f}% "
         f"{r.gen_user_pct:>4.0f}/{r.gen_sys_pct:<4.0f} {r.gen_core_busy_pct:>5.0f}% "
         f"{r.gen_lag_p99_ms:>6.1f}  "
         f"{r.status}{': ' + '; '.join(r.reasons) if r.reasons else ''}"

@@ -46,6 +46,12 @@ class NodeMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0),
             registry=r,
         )
+        self.loop_lag_seconds = Histogram(
+            f"{_PREFIX}_loop_lag_seconds",
+            "How late the flusher woke up: time the event loop was busy with something else",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        )
         self.results = Counter(f"{_PREFIX}_results_total", "Race results, by state", ["state"], registry=r)
         self.flags = Counter(
             f"{_PREFIX}_flagged_results_total", "Fair-play flags raised, by flag", ["flag"], registry=r

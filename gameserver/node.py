@@ -381,8 +381,11 @@ class Node:
     async def _flush_loop(self) -> None:
         """Send progress as races come due; publish frames of remotely watched races."""
         pause = self.batcher.slot_ms / 1000
+        loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
+            asked = loop.time() + pause
             await asyncio.sleep(pause)
+            self.metrics.loop_lag_seconds.observe(max(0.0, loop.time() - asked))
             now = now_ms()
             for room in self.batcher.take_due(now):
                 race = room.race
