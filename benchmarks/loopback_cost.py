@@ -105,7 +105,7 @@ async def measure(args: argparse.Namespace) -> None:
     for mode in ("write", "read"):
         peer_mode = "read" if mode == "write" else "write"
         accepted.clear()
-        peer = subprocess.Popen(
+        peer = subprocess.Popen(  # noqa: ASYNC220 - started once per direction, before measuring
             [
                 "taskset",
                 "-c",
@@ -130,7 +130,7 @@ async def measure(args: argparse.Namespace) -> None:
         try:
             assert peer.stdout is not None and peer.stdin is not None
             await loop.run_in_executor(None, peer.stdout.readline)
-            while len(accepted) < args.sockets:
+            while len(accepted) < args.sockets:  # noqa: ASYNC110 - polling a count, once
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.5)
             peer.stdin.write("go\n")
@@ -156,12 +156,9 @@ async def measure(args: argparse.Namespace) -> None:
     r_n, r_cpu = results["read"]
     w_us, r_us = w_cpu / w_n * 1e6, r_cpu / max(r_n, 1) * 1e6
     print(f"{args.sockets} sockets, {args.seconds:.0f} s each way, measuring process on core {args.core}")
-    print(
-        f"write: {w_n / args.seconds:,.0f}/s, {w_us:.2f} us CPU per write ({w_cpu / args.seconds * 100:.0f}% core)"
-    )
-    print(
-        f"read:  {r_n / args.seconds:,.0f}/s, {r_us:.2f} us CPU per read ({r_cpu / args.seconds * 100:.0f}% core)"
-    )
+    w_core, r_core = w_cpu / args.seconds * 100, r_cpu / args.seconds * 100
+    print(f"write: {w_n / args.seconds:,.0f}/s, {w_us:.2f} us CPU per write ({w_core:.0f}% core)")
+    print(f"read:  {r_n / args.seconds:,.0f}/s, {r_us:.2f} us CPU per read ({r_core:.0f}% core)")
     per_player = args.frames_per_player * w_us + args.inputs_per_player * r_us
     print(
         f"floor for a node at {args.frames_per_player} frames and {args.inputs_per_player} inputs per player "
