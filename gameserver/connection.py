@@ -197,9 +197,14 @@ class Connection(asyncio.Protocol):
             transport.abort()
         return True
 
-    def backlogged(self) -> bool:
+    def offer(self, frame: bytes) -> bool:
+        """Write a frame that the next one supersedes (progress): skipped while the socket has
+        a backlog, so one slow reader never holds anyone up. True if written."""
         transport = self.transport
-        return transport is not None and transport.get_write_buffer_size() > _PROGRESS_BACKLOG_LIMIT
+        if transport is None or self._closing or transport.get_write_buffer_size() > _PROGRESS_BACKLOG_LIMIT:
+            return False
+        transport.write(frame)
+        return True
 
     def send_error(self, code: ErrorCode, reason: str) -> None:
         self.send(Error(code=code.value, reason=reason))

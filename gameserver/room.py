@@ -19,6 +19,8 @@ from gameserver.frames import ws_frame
 from gameserver.metrics import NodeMetrics
 from gameserver.race import Race
 
+_PROGRESS = MsgType.PROGRESS.value
+
 
 class RaceRoom:
     def __init__(self, race: Race, metrics: NodeMetrics) -> None:
@@ -91,12 +93,12 @@ class RaceRoom:
         sent = 0
         # Straight over both collections: no list per frame; write() skips closing sockets.
         for conn in itertools.chain(self.players.values(), self.spectators):
-            if conn is skip or (skip_backlogged and conn.backlogged()):
+            if conn is skip:
                 continue
             frame = frames.get(conn.fmt)
             if frame is None:
                 frame = frames[conn.fmt] = ws_frame(encode_map(wire, conn.fmt))
-            sent += conn.write(frame)
+            sent += conn.offer(frame) if skip_backlogged else conn.write(frame)
         if relay and self.remote_watched:
             packed = encode_map(wire, WireFormat.MSGPACK)
             assert isinstance(packed, bytes)
@@ -114,7 +116,7 @@ class RaceRoom:
         """One progress frame for the whole race, skipped for sockets with a backlog."""
         race = self.race
         sole_typist = race.take_changes()
-        wire = {"t": MsgType.PROGRESS.value, "server_time": now, "players": race.progress_rows(now)}
+        wire = {"t": _PROGRESS, "server_time": now, "players": race.progress_rows(now)}
         skip = self.players.get(sole_typist) if sole_typist is not None else None
         sent = self._send_wire(wire, relay=True, skip_backlogged=True, skip=skip)
         self.metrics.frames_sent(MsgType.PROGRESS, sent)

@@ -72,3 +72,14 @@ async def test_keepalive_pings_once_then_drops_a_silent_peer() -> None:
     assert conn.keepalive() and not transport.aborted
     assert conn.keepalive()
     assert not conn.keepalive() and transport.aborted
+
+
+async def test_progress_is_skipped_while_a_socket_has_a_backlog() -> None:
+    conn = Connection(LimitSettings())
+    transport = RecordingTransport()
+    conn.take_over(transport, asyncio.Protocol())
+    assert conn.offer(b"\x82\x01a")
+    transport.unread = 40_000  # the peer is behind: the next progress frame would only add to it
+    assert not conn.offer(b"\x82\x01b")
+    assert conn.write(b"\x82\x01c")  # results and other must-arrive frames still go
+    assert transport.written == [b"\x82\x01a", b"\x82\x01c"]
