@@ -586,7 +586,7 @@ async function loadBoard() {
     body.innerHTML = `<tr><td colspan="4">Leaderboard unavailable${err.message ? `: ${esc(err.message)}` : ""}.</td></tr>`;
   }
 }
-$("board-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadBoard(); });
+$("board-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadBoard(); loadRecent(); });
 
 async function loadRecent() {
   if (!app.session) return;
