@@ -22,11 +22,32 @@ const ERROR_TEXT = {
   race_not_found: "No such live race.",
   rate_limited: "Slow down: too many requests.",
   queue_full: "The queue is full right now. Try again in a few seconds.",
-  no_node: "No game server can take a race right now. Try again shortly.",
+  no_node: "No game server can take a race right now (they are full or draining for maintenance). Try again shortly.",
   bad_token: "Your session is invalid; pick a name again.",
   token_expired: "Your session expired; pick a name again.",
   private_race_not_found: "No private race with that code (or it expired).",
   race_started: "That private race has already started.",
+  not_host: "Only the host can start this race.",
+  already_started: "The race has already started.",
+  already_starting: "The race is being started.",
+  unavailable: "The server cannot reach its storage right now. Try again shortly.",
+  name_taken: "That account name is taken.",
+  bad_credentials: "Wrong account name or password.",
+  bad_password: "The password must be 8 to 256 characters.",
+  bad_name: "Names are 1 to 32 printable characters.",
+  tournament_not_found: "No such tournament.",
+  tournament_full: "The tournament is full.",
+  registration_closed: "Registration is closed: the tournament has started.",
+  already_registered: "You are already registered for this tournament.",
+  not_registered: "You are not registered for this tournament.",
+  bad_invite_code: "This private tournament needs its invite code.",
+};
+// Fair-play flags (docs/PROTOCOL.md): why a result is not ranked.
+const FLAG_TEXT = {
+  too_fast: "faster than a person can type",
+  robotic: "key timing too regular",
+  paste: "pasted text",
+  bad_timing: "key times out of order",
 };
 
 const app = {
@@ -47,6 +68,12 @@ function show(screen) {
   liveRefresh(screen === "home");
 }
 
+// Live regions are announced on every change: only touch them when the text really changes.
+function setText(id, text) {
+  const el = $(id);
+  if (el.textContent !== text) el.textContent = text;
+}
+
 function banner(text, kind = "error") {
   const el = $("banner");
   if (!text) { el.hidden = true; el.textContent = ""; return; }
@@ -57,6 +84,10 @@ function banner(text, kind = "error") {
 
 function explain(code, reason) {
   return ERROR_TEXT[code] ? `${ERROR_TEXT[code]}${reason ? ` (${reason})` : ""}` : reason || code;
+}
+
+function flagged(flags) {
+  return `Your result was flagged (${flags.map((f) => FLAG_TEXT[f] || f).join(", ")}) and will not be ranked.`;
 }
 
 function esc(s) {
@@ -87,7 +118,8 @@ async function api(method, path, body) {
 
 function apiFailed(err) {
   if (err instanceof ApiError) {
-    banner(explain(err.code, err.body?.reason));
+    const wait = err.code === "rate_limited" && err.body?.retry_after_s ? ` Try again in ${err.body.retry_after_s} s.` : "";
+    banner(explain(err.code, err.body?.reason) + wait);
     if (err.code === "bad_token" || err.code === "token_expired") signOut();
   } else {
     banner(`Cannot reach the server: ${err.message}`);
@@ -99,19 +131,45 @@ function apiFailed(err) {
 function signedIn(session) {
   app.session = session;
   sessionStorage.setItem("arena.session", JSON.stringify({ ...session, region: app.region }));
-  $("who").textContent = `${session.name} · ${app.region}`;
+  $("who").textContent = `${session.name}${session.guest ? " (guest)" : ""} · ${app.region}`;
   $("guest-form").hidden = true;
+  $("account").hidden = true;
+  $("account").open = false;
+  $("sign-out").hidden = false;
   $("play").hidden = false;
   loadRecent();
+  heartbeat();
 }
 
 function signOut() {
   app.session = null;
   sessionStorage.removeItem("arena.session");
+  clearTimeout(presenceTimer);
   $("who").textContent = "";
   $("guest-form").hidden = false;
+  $("account").hidden = false;
+  $("sign-out").hidden = true;
   $("play").hidden = true;
+  $("recent").innerHTML = "";
+  $("recent-title").hidden = true;
   show("home");
+}
+$("sign-out").addEventListener("click", () => { stopRace(); signOut(); $("name").focus(); });
+
+// Presence: one heartbeat at sign-in, then every interval the lobby asks for, while the page is open.
+let presenceTimer = null;
+
+async function heartbeat() {
+  clearTimeout(presenceTimer);
+  if (!app.session) return;
+  let interval = 120;
+  try {
+    interval = (await api("POST", "/v1/presence", { region: app.region })).interval_s || interval;
+  } catch (err) {
+    if (err instanceof ApiError && (err.code === "bad_token" || err.code === "token_expired")) { apiFailed(err); return; }
+    interval = 30; // the lobby was unreachable or busy: try again sooner
+  }
+  if (app.session) presenceTimer = setTimeout(heartbeat, interval * 1000);
 }
 
 async function loadRegions() {
@@ -136,6 +194,20 @@ $("guest-form").addEventListener("submit", async (ev) => {
   app.region = $("region").value;
   try {
     signedIn(await api("POST", "/v1/guests", { name: $("name").value.trim() }));
+    $("race-type").focus();
+  } catch (err) { apiFailed(err); }
+});
+
+// Named accounts: "Log in" (POST /v1/sessions) or "Create account" (POST /v1/players), same form.
+$("account-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  banner(null);
+  app.region = $("region").value;
+  const path = ev.submitter?.value === "register" ? "/v1/players" : "/v1/sessions";
+  const body = { name: $("account-name").value.trim(), password: $("account-password").value };
+  try {
+    signedIn(await api("POST", path, body));
+    $("account-password").value = "";
     $("race-type").focus();
   } catch (err) { apiFailed(err); }
 });
@@ -242,12 +314,12 @@ async function privateRace(view) {
 function newRace(assignment, opts) {
   return {
     url: assignment?.url, ticket: assignment?.ticket, token: assignment?.player_token,
-    spectate: opts.spectate || null, raceType: opts.raceType,
+    spectate: opts.spectate || null, raceType: opts.raceType, returnTo: opts.returnTo || "home",
     ws: null, me: null, raceId: null, passage: "", state: "waiting",
     startAt: null, endsAt: null, offset: 0, bestRtt: Infinity,
     typed: "", pendingKeys: "", pendingTimes: [], seq: 0, sent: [], lastTime: 0,
     keyLog: [], players: new Map(), done: false, droppedAt: null, retries: 0,
-    flushTimer: null, tickTimer: null, results: null, finish: null,
+    flushTimer: null, tickTimer: null, results: null, finish: null, lastError: null, reconnects: 0,
   };
 }
 
@@ -259,6 +331,7 @@ function connectRace(assignment, opts = {}) {
   $("typing").disabled = !!opts.spectate;
   $("race-leave").textContent = opts.spectate ? "Stop watching" : "Leave race";
   $("countdown").textContent = "";
+  $("time-left").textContent = "";
   $("race-status").textContent = "Connecting…";
   $("lanes").innerHTML = "";
   $("passage").textContent = "";
@@ -303,7 +376,14 @@ function openSocket(r, url = r.url || r.spectate.url) {
 
 function onClosed(r, ev) {
   if (r.redirectTo) { const url = r.redirectTo; r.redirectTo = null; r.url = url; openSocket(r, url); return; }
-  if (FINAL_CLOSES[ev.code]) { r.done = true; banner(FINAL_CLOSES[ev.code]); $("race-status").textContent = "Disconnected."; return; }
+  if (FINAL_CLOSES[ev.code]) {
+    // The error message just before the close says more (e.g. token_expired vs a forged ticket).
+    r.done = true;
+    banner(r.lastError || FINAL_CLOSES[ev.code]);
+    $("race-status").textContent = "Disconnected.";
+    if (ev.code === 4001 && r.lastErrorCode === "token_expired") signOut();
+    return;
+  }
   if (ev.code === 1001) banner("The game server is shutting down; the race was aborted.", "info");
   if (r.results) return;
   // Dropped: reconnect with backoff while the server still keeps our seat.
@@ -349,7 +429,7 @@ function onMessage(r, m) {
     case "finish":
       if (m.player_id === r.me) {
         r.finish = m;
-        if (m.flags && m.flags.length) banner(`Your result was flagged (${m.flags.join(", ")}) and will not be ranked.`);
+        if (m.flags && m.flags.length) banner(flagged(m.flags));
         $("race-status").textContent = `Finished${m.place ? `, place ${m.place}` : ""}: ${m.wpm.toFixed(1)} WPM. Waiting for the others…`;
       }
       break;
@@ -357,7 +437,9 @@ function onMessage(r, m) {
     case "redirect": r.redirectTo = m.url; break;
     case "error":
       if (m.code === "already_joined" || m.code === "rate_limited" || m.code === "not_running") break;
-      banner(explain(m.code, m.reason));
+      r.lastError = explain(m.code, m.reason);
+      r.lastErrorCode = m.code;
+      banner(r.lastError);
       break;
     default: break;
   }
@@ -365,6 +447,7 @@ function onMessage(r, m) {
 
 function onJoined(r, m) {
   const rejoin = r.raceId === m.race_id;
+  if (rejoin) { r.reconnects++; r.resumedFrom = m.you || null; }
   r.droppedAt = null;
   r.raceId = m.race_id;
   r.passage = m.passage;
@@ -429,17 +512,17 @@ function tick(r) {
   const step = () => {
     if (app.race !== r || r.done) return;
     const now = serverNow(r);
-    const el = $("countdown");
     if (r.startAt && now < r.startAt) {
-      el.textContent = String(Math.ceil((r.startAt - now) / 1000));
+      setText("countdown", String(Math.ceil((r.startAt - now) / 1000)));
     } else if (r.startAt && r.state !== "finished" && !r.results) {
-      el.textContent = r.endsAt ? `Go! ${Math.max(0, Math.ceil((r.endsAt - now) / 1000))} s left` : "Go!";
+      setText("countdown", "Go!");
+      setText("time-left", r.endsAt ? `${Math.max(0, Math.ceil((r.endsAt - now) / 1000))} s left` : "");
       if (r.state !== "running") {
         r.state = "running";
         if (!r.spectate && !r.finish) $("race-status").textContent = "Type the passage.";
       }
     } else if (!r.startAt) {
-      el.textContent = "Waiting for players…";
+      setText("countdown", "Waiting for players…");
     }
     r.tickTimer = requestAnimationFrame(step);
   };
@@ -524,7 +607,7 @@ $("race-leave").addEventListener("click", () => {
   const r = app.race;
   if (r && !r.results && !r.spectate) send(r, { t: "leave" });
   stopRace();
-  show("home");
+  leaveRace(r);
 });
 
 // ---------------------------------------------------------------- results
@@ -545,11 +628,11 @@ function onResults(r, m) {
          <dt>Accuracy</dt><dd>${pct(mine.accuracy)}</dd>
          <dt>Consistency</dt><dd>${pct(mine.consistency)}</dd>
          <dt>Time</dt><dd>${(mine.elapsed_ms / 1000).toFixed(1)} s</dd>
-       </dl>${mine.flags.length ? `<p>Flagged: ${esc(mine.flags.join(", "))}</p>` : ""}`;
+       </dl>${mine.flags.length ? `<p>${esc(flagged(mine.flags))}</p>` : ""}`;
   $("results-table").tBodies[0].innerHTML = m.results.map((row) =>
     `<tr${row.player_id === r.me ? ' class="me"' : ""}><td>${row.place ?? "—"}</td><td>${esc(row.name)}</td><td>${row.wpm.toFixed(1)}</td><td>${row.raw_wpm.toFixed(1)}</td><td>${pct(row.accuracy)}</td><td>${pct(row.consistency)}</td></tr>`).join("");
   drawChart(r.keyLog);
-  $("again").hidden = !!r.spectate;
+  $("again").hidden = !!r.spectate || r.returnTo !== "home";
   show("results");
   r.done = true;
   if (r.ws) r.ws.close(1000);
@@ -571,7 +654,14 @@ function drawChart(log) {
 }
 
 $("again").addEventListener("click", () => queue(app.race?.raceType && app.race.raceType !== "custom" ? app.race.raceType : app.raceType));
-$("home").addEventListener("click", () => { show("home"); loadBoard(); });
+$("home").addEventListener("click", () => leaveRace(app.race));
+
+// Back from a race or its results.
+function leaveRace(r) {
+  show("home");
+  loadBoard();
+  loadRecent();
+}
 
 // ---------------------------------------------------------------- leaderboards, history, watching
 
@@ -598,12 +688,12 @@ async function loadRecent() {
   } catch { /* history is optional on this page */ }
 }
 
-async function watch(raceId, url) {
+async function watch(raceId, url, returnTo = "home") {
   if (!raceId || !url) { banner("Give a race id and a node URL to watch."); return; }
   if (!app.session) {
     try { signedIn(await api("POST", "/v1/guests", { name: $("name").value.trim() || "spectator" })); } catch (err) { apiFailed(err); return; }
   }
-  connectRace(null, { spectate: { raceId, url } });
+  connectRace(null, { spectate: { raceId, url }, returnTo });
 }
 $("watch-form").addEventListener("submit", (ev) => { ev.preventDefault(); watch($("watch-race").value.trim(), $("watch-node").value.trim()); });
 
@@ -645,6 +735,13 @@ async function loadLive() {
     btn.addEventListener("click", () => watch(r.race_id, r.url));
   }
 }
+
+// Test hook for tests/e2e: drop the race socket as a network failure would, to exercise reconnect.
+window.__arena = {
+  dropSocket() { const ws = app.race?.ws; if (!ws) return false; ws.close(4000, "test: dropped"); return true; },
+  reconnects() { return app.race?.reconnects ?? 0; },
+  resumedFrom() { return app.race?.resumedFrom ?? null; }, // the server's view in the last re-join
+};
 
 function sleep(ms) { return new Promise((resolve) => setTimeout(resolve, ms)); }
 

@@ -1,0 +1,190 @@
+"""The page's other screens in headless Chromium: a private race between two browsers, a
+reconnect mid-race, refusal banners, and named accounts with presence."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import pytest
+
+from arena.registry import NodeRegistry
+from tests.conftest import ADMIN
+from tests.e2e import pages
+from tests.e2e.conftest import shot
+from tests.lobby.conftest import RunningLobby
+
+pytestmark = pytest.mark.timeout(90)
+
+CUSTOM = "Calm seas carry small ships home."
+
+
+# ---- a private race: created in one browser, joined by code in another --------------------
+
+
+def host_private_race(driver: Any, url: str) -> str:
+    pages.sign_in_as_guest(driver, url, "host")
+    pages.click(driver, "#play details summary")
+    pages.wait_for(driver, "#custom-text").send_keys(CUSTOM)
+    pages.click(driver, "#private-create button")
+    pages.wait_until(driver, lambda d: pages.text(d, "#private-code"))
+    shot(driver, "10-private-host")
+    return pages.text(driver, "#private-code")
+
+
+def join_private_race(driver: Any, url: str, code: str) -> None:
+    pages.sign_in_as_guest(driver, url, "guest")
+    pages.click(driver, "#play details summary")
+    pages.wait_for(driver, "#invite-code").send_keys(code)
+    pages.click(driver, "#private-join button")
+    pages.wait_until(driver, lambda d: "host" in pages.text(d, "#private-members"))
+    shot(driver, "11-private-guest")
+
+
+def race_through(driver: Any, seed: int, name: str) -> dict[str, Any]:
+    passage = pages.passage_at_go(driver)
+    pages.type_text(driver, passage, random.Random(seed))
+    return pages.results(driver, name)
+
+
+async def test_private_race_two_browsers(
+    cluster: RunningLobby, browser: Any, second_browser: Callable[[], Any]
+) -> None:
+    other = await asyncio.to_thread(second_browser)
+    code = await asyncio.to_thread(host_private_race, browser, cluster.url + "/")
+    assert len(code) == 6, code
+    await asyncio.to_thread(join_private_race, other, cluster.url + "/", code)
+    # The host sees the guest arrive (long-poll), then starts the race.
+    await asyncio.to_thread(pages.wait_until, browser, lambda d: "guest" in pages.text(d, "#private-members"))
+    await asyncio.to_thread(pages.click, browser, "#private-start")
+    host, guest = await asyncio.gather(
+        asyncio.to_thread(race_through, browser, 1, "12-private-results-host"),
+        asyncio.to_thread(race_through, other, 2, "13-private-results-guest"),
+    )
+    for seen in (host, guest):
+        assert len(seen["rows"]) == 2, seen
+        assert seen["place"] in ("Place 1", "Place 2"), seen
+        assert 40 <= seen["wpm"] <= 200, seen
+    assert {host["place"], guest["place"]} == {"Place 1", "Place 2"}
+
+
+# ---- reconnect: the socket drops mid-race, the page resumes within the grace window ------------
+
+
+def race_with_a_drop(driver: Any, url: str) -> dict[str, Any]:
+    pages.sign_in_as_guest(driver, url, "bea")
+    pages.click(driver, "#queue-go")
+    passage = pages.passage_at_go(driver)
+    rng = random.Random(11)
+    half = len(passage) // 2
+    pages.type_text(driver, passage[:half], rng)
+    assert driver.execute_script("return window.__arena.dropSocket()") is True
+    pages.type_text(driver, passage[half : half + 2], rng)  # typed while offline: sent after the resume
+    pages.wait_until(driver, lambda d: d.execute_script("return window.__arena.reconnects()") >= 1, 8)
+    shot(driver, "14-reconnected")
+    status = pages.text(driver, "#race-status")
+    resumed = driver.execute_script("return window.__arena.resumedFrom()")
+    pages.type_text(driver, passage[half + 2 :], rng)
+    seen = pages.results(driver, "15-reconnect-results")
+    return seen | {"status_after_drop": status, "resumed": resumed, "half": half}
+
+
+async def test_reconnect_mid_race(cluster: RunningLobby, browser: Any) -> None:
+    seen = await asyncio.to_thread(race_with_a_drop, browser, cluster.url + "/")
+    assert seen["status_after_drop"] == "Reconnected.", seen
+    # The server kept the race: what was sent before the drop (the last batch may still have been
+    # waiting to go; it is sent after the re-join with the keys typed offline).
+    resumed = seen["resumed"]
+    assert resumed["status"] == "racing" and resumed["seq"] >= 1, seen
+    assert seen["half"] - 8 <= resumed["position"] <= seen["half"], seen
+    assert seen["place"] == "Place 1", seen
+    assert 40 <= seen["wpm"] <= 200, seen
+
+
+# ---- refusals: a full private race, a draining node, a wrong password ----------------------------
+
+
+async def full_private_race(cluster: RunningLobby) -> str:
+    """A private race with every seat taken (the host and four friends), made over the API."""
+    api = cluster.api
+    host = await api.guest("h")
+    body = {"race_type": "quick"}
+    race = (await api.call("POST", "/v1/private-races", token=host["token"], body=body)).ok(201)
+    for i in range(race["max_players"] - 1):
+        friend = await api.guest(f"f{i}")
+        (await api.call("POST", f"/v1/private-races/{race['code']}/join", token=friend["token"])).ok()
+    return str(race["code"])
+
+
+def join_full_race(driver: Any, url: str, code: str) -> str:
+    pages.sign_in_as_guest(driver, url, "late")
+    pages.click(driver, "#play details summary")
+    pages.wait_for(driver, "#invite-code").send_keys(code)
+    pages.click(driver, "#private-join button")
+    text = pages.banner(driver, "full")
+    shot(driver, "20-refused-race-full")
+    return text
+
+
+def start_on_drained_node(driver: Any) -> str:
+    pages.click(driver, "#private-create button")
+    pages.wait_until(driver, lambda d: pages.text(d, "#private-code"))
+    pages.click(driver, "#private-start")
+    text = pages.banner(driver, "No game server")
+    shot(driver, "21-refused-draining")
+    return text
+
+
+def accounts(driver: Any, url: str) -> dict[str, str]:
+    """A wrong password is refused with a banner; an account is created, then signed in again."""
+    driver.execute_script("sessionStorage.clear()")  # forget the guest of the steps before
+    driver.get(url)
+    pages.click(driver, "#account summary")
+    pages.wait_for(driver, "#account-name").send_keys("grace")
+    pages.wait_for(driver, "#account-password").send_keys("hopper1906")
+    pages.click(driver, "#login-go")
+    refused = pages.banner(driver, "Wrong account name or password")
+    shot(driver, "22-refused-login")
+    pages.click(driver, "#register-go")
+    pages.wait_for(driver, "#queue-go")
+    signed_up = pages.text(driver, "#who")
+    shot(driver, "23-signed-in-account")
+    pages.click(driver, "#sign-out")
+    pages.click(driver, "#account summary")
+    pages.wait_for(driver, "#account-password").send_keys("hopper1906")
+    pages.click(driver, "#login-go")
+    pages.wait_for(driver, "#queue-go")
+    return {"refused": refused, "signed_up": signed_up, "again": pages.text(driver, "#who")}
+
+
+async def online_total(cluster: RunningLobby, timeout: float = 5.0) -> int:
+    """Players online by the lobby's presence count, polled until someone is (or the timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        total = int((await cluster.api.call("GET", "/v1/presence/online")).ok()["total"])
+        if total or time.monotonic() > deadline:
+            return total
+        await asyncio.sleep(0.2)
+
+
+async def test_refusal_banners_and_accounts(cluster: RunningLobby, browser: Any) -> None:
+    code = await full_private_race(cluster)
+    text = await asyncio.to_thread(join_full_race, browser, cluster.url + "/", code)
+    assert text.startswith("The race is full."), text
+    # Drain the only node: the host's start is refused, and the banner says why.
+    (node,) = await NodeRegistry(cluster.lobby.redis).live_nodes()
+    async with aiohttp.ClientSession() as http:
+        resp = await http.post(f"{node.http_url}/admin/drain", headers={"Authorization": f"Bearer {ADMIN}"})
+        assert resp.status == 202, await resp.text()
+    text = await asyncio.to_thread(start_on_drained_node, browser)
+    assert "draining" in text, text
+    # Named accounts: the page signs in with a password and heartbeats its presence.
+    seen = await asyncio.to_thread(accounts, browser, cluster.url + "/")
+    assert seen["refused"].startswith("Wrong account name or password."), seen
+    assert seen["signed_up"].startswith("grace ·") and "guest" not in seen["signed_up"], seen
+    assert seen["again"] == seen["signed_up"], seen
+    assert await online_total(cluster) >= 1
