@@ -154,7 +154,7 @@ function signOut() {
   $("recent-title").hidden = true;
   show("home");
 }
-$("sign-out").addEventListener("click", () => { stopRace(); signOut(); $("name").focus(); });
+$("sign-out").addEventListener("click", () => { stopRace(); closeTournament(); signOut(); $("name").focus(); });
 
 // Presence: one heartbeat at sign-in, then every interval the lobby asks for, while the page is open.
 let presenceTimer = null;
@@ -656,8 +656,9 @@ function drawChart(log) {
 $("again").addEventListener("click", () => queue(app.race?.raceType && app.race.raceType !== "custom" ? app.race.raceType : app.raceType));
 $("home").addEventListener("click", () => leaveRace(app.race));
 
-// Back from a race or its results.
+// Back from a race or its results: to the tournament it belongs to, or home.
 function leaveRace(r) {
+  if (r && r.returnTo === "tournament" && tour.id) { show("tournament"); fetchTournament(); $("tournament-title").focus(); return; }
   show("home");
   loadBoard();
   loadRecent();
@@ -703,8 +704,9 @@ let liveTimer = null;
 
 function liveRefresh(on) {
   if (on && !liveTimer) {
-    liveTimer = setInterval(loadLive, LIVE_REFRESH_MS);
+    liveTimer = setInterval(() => { loadLive(); loadTournaments(); }, LIVE_REFRESH_MS);
     loadLive();
+    loadTournaments();
   } else if (!on && liveTimer) {
     clearInterval(liveTimer);
     liveTimer = null;
@@ -736,6 +738,210 @@ async function loadLive() {
   }
 }
 
+// ---------------------------------------------------------------- tournaments
+
+// The open tournament: its last view (GET /v1/tournaments/{id}), the live socket, heat progress.
+const tour = { id: null, view: null, ws: null, retry: null, refetch: null, progress: new Map(), joined: null };
+const HEAT_STATE = { pending: "waiting", placing: "starting", placed: "racing", finished: "finished", settled: "decided" };
+
+async function loadTournaments() {
+  const status = $("tournament-status").value;
+  const list = $("tournament-list");
+  let items;
+  try {
+    items = (await api("GET", `/v1/tournaments?status=${status}&limit=10`)).tournaments;
+  } catch {
+    $("tournament-list-status").textContent = "Tournaments are unavailable right now.";
+    return;
+  }
+  if (list.contains(document.activeElement)) return; // do not pull the focused button away
+  const label = $("tournament-status").selectedOptions[0].textContent.toLowerCase();
+  $("tournament-list-status").textContent = items.length ? "" : `No tournaments (${label}).`;
+  list.innerHTML = items.map((t) => {
+    const round = t.state === "running" ? ` · round ${t.round} of ${t.rounds_planned}` : "";
+    return `<li><span class="live-info">${esc(t.name)}<span class="live-meta">${esc(t.race_type)} · ${t.players}/${t.max_players} players · ${esc(t.state)}${round}</span></span>` +
+      `<button type="button" data-tournament="${esc(t.id)}" aria-label="Open tournament ${esc(t.name)}">Open</button></li>`;
+  }).join("");
+  for (const btn of list.querySelectorAll("button[data-tournament]")) btn.addEventListener("click", () => openTournament(btn.dataset.tournament));
+}
+$("tournament-filter").addEventListener("submit", (ev) => { ev.preventDefault(); loadTournaments(); });
+
+function openTournament(id) {
+  closeTournament();
+  tour.id = id;
+  $("tournament-title").textContent = "Tournament";
+  $("tournament-summary").textContent = "Loading…";
+  $("tournament-me").textContent = "";
+  $("bracket").innerHTML = "";
+  $("standings-table").tBodies[0].innerHTML = "";
+  $("tournament-register").hidden = true;
+  show("tournament");
+  $("tournament-title").focus();
+  followTournament(id);
+}
+
+function closeTournament() {
+  const ws = tour.ws;
+  Object.assign(tour, { id: null, view: null, ws: null, progress: new Map(), joined: null });
+  clearTimeout(tour.retry);
+  clearTimeout(tour.refetch);
+  if (ws) ws.close(1000);
+}
+
+$("tournament-back").addEventListener("click", () => { closeTournament(); show("home"); loadTournaments(); $("tournament-status").focus(); });
+
+// Live: a snapshot, then updates (docs/TOURNAMENTS.md). Progress moves the bars in place; any
+// other update re-reads the whole tournament (a few a minute). A lost socket retries in 2 s.
+function followTournament(id) {
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${proto}://${location.host}/v1/tournaments/${encodeURIComponent(id)}/live`);
+  tour.ws = ws;
+  ws.onmessage = (ev) => {
+    if (tour.ws !== ws) return;
+    const m = JSON.parse(ev.data);
+    if (m.type === "snapshot") renderTournament(m.tournament);
+    else if (m.type === "heat_progress") heatProgress(m);
+    else refetchSoon();
+  };
+  ws.onclose = () => {
+    if (tour.ws !== ws || tour.id !== id) return;
+    tour.ws = null;
+    fetchTournament(); // no update is missed while the socket is down for long
+    tour.retry = setTimeout(() => { if (tour.id === id && !tour.ws) followTournament(id); }, 2000);
+  };
+}
+
+function refetchSoon() {
+  clearTimeout(tour.refetch);
+  tour.refetch = setTimeout(fetchTournament, 200);
+}
+
+async function fetchTournament() {
+  const id = tour.id;
+  if (!id) return;
+  try {
+    const t = await api("GET", `/v1/tournaments/${encodeURIComponent(id)}`);
+    if (tour.id === id) renderTournament(t);
+  } catch (err) {
+    if (err instanceof ApiError && err.code === "tournament_not_found") { banner(explain(err.code)); closeTournament(); show("home"); }
+  }
+}
+
+function renderTournament(t) {
+  tour.view = t;
+  $("tournament-title").textContent = t.name;
+  const adv = t.advancement.rule === "points" ? `top ${t.advancement.advance} by points over ${t.advancement.races_per_round} races` : `top ${t.advancement.advance} advance`;
+  const round = t.state === "running" ? ` · round ${t.round} of ${t.rounds_planned}` : "";
+  $("tournament-summary").textContent = `${t.state}${round} · ${t.players}/${t.max_players} players · ${t.race_type} · heats of ${t.heat_size}, ${adv}${t.reason ? ` · ${t.reason}` : ""}`;
+  const reg = $("tournament-register");
+  reg.hidden = !(app.session && t.state === "registering");
+  reg.textContent = t.registered ? "Leave tournament" : "Register";
+  drawBracket(t);
+  drawStandings(t);
+  if (t.registered && app.session && t.state !== "registering" && !tour.joined) followMyHeat(t.id);
+}
+
+function drawBracket(t) {
+  const box = $("bracket");
+  const focused = document.activeElement?.dataset?.watch; // keep keyboard focus across redraws
+  if (!t.bracket.length) {
+    box.innerHTML = `<p class="status">${t.state === "registering" ? "The bracket is dealt when the tournament starts." : "No heats."}</p>`;
+    return;
+  }
+  box.innerHTML = t.bracket.map((rnd) =>
+    `<section class="round" aria-label="Round ${rnd.round}, ${rnd.state}"><h4>Round ${rnd.round}${rnd.heats.length === 1 ? " (final)" : ""} · ${rnd.state}</h4>` +
+    `<ol class="heats">${rnd.heats.map((h) => heatHtml(rnd.round, h)).join("")}</ol></section>`).join("");
+  for (const btn of box.querySelectorAll("button[data-watch]")) {
+    btn.addEventListener("click", () => watch(btn.dataset.race, btn.dataset.url, "tournament"));
+    if (btn.dataset.watch === focused) btn.focus();
+  }
+  for (const [key, m] of tour.progress) drawHeatProgress(key, m);
+}
+
+function heatHtml(round, h) {
+  const key = `${round}-${h.heat}`;
+  const live = h.state === "placed" && h.url && !["finished", "aborted"].includes(h.race_state);
+  const watchBtn = live
+    ? `<button type="button" data-watch="${key}" data-race="${esc(h.race_id)}" data-url="${esc(h.url)}" aria-label="Watch round ${round} heat ${h.heat} live">Watch</button>`
+    : "";
+  const done = h.state === "finished" || h.state === "settled";
+  const rows = done && h.standings.length
+    ? h.standings.map((s, i) => `<li class="heat-row${s.advanced ? " advanced" : ""}"><span class="name">${i + 1}. ${esc(s.name)}</span>` +
+        `<span class="heat-note">${s.no_show ? "no show" : `${s.points} pt${s.points === 1 ? "" : "s"} · ${Number(s.wpm).toFixed(0)} wpm`}${s.advanced ? " · through" : ""}</span></li>`).join("")
+    : h.players.map((p) => `<li class="heat-row lane" data-player="${esc(p.player_id)}"><span class="name">${esc(p.name)}</span>` +
+        `<span class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="0" aria-label="${esc(p.name)}: 0%"><span></span></span><span class="wpm"></span></li>`).join("");
+  const state = `${HEAT_STATE[h.state] || h.state}${h.race_state && live ? ` (${h.race_state})` : ""}${h.reason ? ` · ${h.reason}` : ""}`;
+  return `<li class="heat" data-heat="${key}"><div class="heat-head"><strong>Heat ${h.heat}</strong> <span class="heat-state">${esc(state)}</span>${watchBtn}</div>` +
+    `<ol class="heat-players" aria-label="Round ${round} heat ${h.heat} players">${rows}</ol></li>`;
+}
+
+function heatProgress(m) {
+  const key = `${m.round}-${m.heat}`;
+  tour.progress.set(key, m);
+  drawHeatProgress(key, m);
+}
+
+// Bars of a running heat, updated in place (progress comes ~10 times a second).
+function drawHeatProgress(key, m) {
+  const heat = $("bracket").querySelector(`[data-heat="${CSS.escape(key)}"]`);
+  if (!heat) return;
+  const len = Math.max(m.passage_chars || 1, 1);
+  for (const p of m.players) {
+    const row = heat.querySelector(`[data-player="${CSS.escape(p.player_id)}"]`);
+    if (!row) continue;
+    const pct = Math.min(100, Math.round((100 * p.position) / len));
+    const bar = row.querySelector(".bar");
+    bar.setAttribute("aria-valuenow", String(pct));
+    bar.setAttribute("aria-label", `${row.querySelector(".name").textContent}: ${pct}%`);
+    bar.firstElementChild.style.width = `${pct}%`;
+    row.querySelector(".wpm").textContent = `${Math.round(p.wpm || 0)} wpm${p.place ? ` #${p.place}` : ""}`;
+  }
+}
+
+function drawStandings(t) {
+  const status = { in: "still in", out: "out", winner: "winner", finished: "finished" };
+  $("standings-table").tBodies[0].innerHTML = t.standings.length
+    ? t.standings.map((s) => `<tr${s.player_id === app.session?.player_id ? ' class="me"' : ""}><td>${s.rank}</td><td>${esc(s.name)}</td><td>${s.round}</td>` +
+        `<td>${esc(status[s.status] || s.status)}${s.prize ? ` · ${esc(s.prize)}` : ""}</td></tr>`).join("")
+    : `<tr><td colspan="4">${t.participants.length} registered; standings start with the first round.</td></tr>`;
+}
+
+$("tournament-register").addEventListener("click", async () => {
+  const t = tour.view;
+  if (!t || !app.session) return;
+  banner(null);
+  try {
+    await api(t.registered ? "DELETE" : "POST", `/v1/tournaments/${encodeURIComponent(t.id)}/registration`);
+    $("tournament-me").textContent = t.registered ? "You left the tournament." : "Registered: your races start here when the tournament does.";
+    await fetchTournament();
+    if (tour.view?.registered) followMyHeat(t.id);
+  } catch (err) { apiFailed(err); }
+});
+
+// A registered player's heats: long-poll the seat and go straight into each race it gives.
+async function followMyHeat(id) {
+  if (tour.joined === id) return;
+  tour.joined = id;
+  const words = { registered: "Registered; waiting for the start.", waiting: "Waiting for your heat.", advanced: "You are through to the next round!", eliminated: "You are out of the tournament.", cancelled: "The tournament was cancelled." };
+  let since = "";
+  let raced = null;
+  while (tour.id === id && app.session) {
+    let a;
+    try {
+      a = await api("GET", `/v1/tournaments/${encodeURIComponent(id)}/heat?wait=20&since=${encodeURIComponent(since)}`);
+    } catch (err) { apiFailed(err); break; }
+    if (tour.id !== id) break;
+    since = a.key;
+    $("tournament-me").textContent = a.status === "finished" ? `Finished: rank ${a.rank ?? "—"}.` : words[a.status] || (a.status === "racing" ? `Your heat (round ${a.round}) is on.` : "");
+    if (a.status === "racing" && a.race_id !== raced) {
+      raced = a.race_id;
+      connectRace({ url: a.url, player_token: a.player_token, ticket: a.ticket }, { raceType: tour.view?.race_type, returnTo: "tournament" });
+    }
+    if (["not_registered", "eliminated", "finished", "cancelled"].includes(a.status)) break;
+  }
+  if (tour.id === id) tour.joined = null;
+}
+
 // Test hook for tests/e2e: drop the race socket as a network failure would, to exercise reconnect.
 window.__arena = {
   dropSocket() { const ws = app.race?.ws; if (!ws) return false; ws.close(4000, "test: dropped"); return true; },
@@ -757,9 +963,11 @@ async function main() {
     signedIn(saved);
   }
   loadBoard();
-  // /?watch=RACE_ID&node=ws://…: open straight into spectating (links from live race lists).
+  // /?watch=RACE_ID&node=ws://…: open straight into spectating (links from live race lists);
+  // /?tournament=ID: straight to that tournament's bracket.
   const q = new URLSearchParams(location.search);
   if (q.get("watch") && q.get("node")) watch(q.get("watch"), q.get("node"));
+  else if (q.get("tournament")) openTournament(q.get("tournament"));
   else $(app.session ? "race-type" : "name").focus();
 }
 main();

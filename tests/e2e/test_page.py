@@ -1,5 +1,5 @@
 """The page's other screens in headless Chromium: a private race between two browsers, a
-reconnect mid-race, refusal banners, and named accounts with presence."""
+reconnect mid-race, refusal banners, named accounts with presence, and a tournament's bracket."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from tests.conftest import ADMIN
 from tests.e2e import pages
 from tests.e2e.conftest import shot
 from tests.lobby.conftest import RunningLobby
+from tests.tournaments.conftest import Client, DirectorFactory, play
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -188,3 +189,72 @@ async def test_refusal_banners_and_accounts(cluster: RunningLobby, browser: Any)
     assert seen["signed_up"].startswith("grace ·") and "guest" not in seen["signed_up"], seen
     assert seen["again"] == seen["signed_up"], seen
     assert await online_total(cluster) >= 1
+
+
+# ---- a tournament: bracket, live standings, watching a heat --------------------------------------
+
+
+def open_upcoming(driver: Any, url: str) -> None:
+    driver.get(url)
+    from selenium.webdriver.support.ui import Select
+
+    Select(pages.wait_for(driver, "#tournament-status")).select_by_value("upcoming")
+    pages.click(driver, "#tournament-filter button")
+    pages.click(driver, "#tournament-list button[data-tournament]")
+    pages.wait_until(driver, lambda d: pages.text(d, "#tournament-title") == "e2e cup")
+    shot(driver, "30-tournament-registering")
+
+
+def watch_a_heat(driver: Any) -> dict[str, Any]:
+    from selenium.webdriver.common.by import By
+
+    pages.wait_until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#bracket .heat"), 30)
+    shot(driver, "31-tournament-bracket")
+    pages.click(driver, "#bracket button[data-watch]", 30)
+    pages.wait_until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#lanes .lane"))
+    shot(driver, "32-tournament-watching")
+    pages.wait_for(driver, "#screen-results", 30)
+    shot(driver, "33-tournament-heat-results")
+    watched = len(driver.find_elements(By.CSS_SELECTOR, "#results-table tbody tr"))
+    pages.click(driver, "#home")  # back to the tournament
+    pages.wait_for(driver, "#screen-tournament")
+    pages.wait_until(driver, lambda d: pages.text(d, "#tournament-summary").startswith("finished"), 40)
+    rows = [r.text for r in driver.find_elements(By.CSS_SELECTOR, "#standings-table tbody tr")]
+    rounds = len(driver.find_elements(By.CSS_SELECTOR, "#bracket .round"))
+    shot(driver, "34-tournament-finished")
+    driver.execute_script("document.getElementById('standings-table').scrollIntoView()")
+    shot(driver, "35-tournament-standings")
+    return {"watched": watched, "standings": rows, "rounds": rounds}
+
+
+@pytest.mark.timeout(120)
+async def test_tournament_bracket_and_watch(
+    cluster: RunningLobby, browser: Any, director_factory: DirectorFactory
+) -> None:
+    await director_factory()
+    async with aiohttp.ClientSession() as http:
+        client = Client(http, cluster.url)
+        creator = client.token("creator")
+        spec = {
+            "name": "e2e cup",
+            "max_players": 4,
+            "heat_size": 2,
+            "advancement": {"rule": "top_k", "advance": 1},
+        }
+        tid = (await client.create(creator, **spec))["id"]
+        await asyncio.to_thread(open_upcoming, browser, cluster.url + "/")
+        bots = [f"bot{i}" for i in range(4)]
+        for bot in bots:
+            (await client.register(tid, client.token(bot))).ok(201)
+        speeds = (80.0, 90.0, 100.0, 110.0)  # slow enough that a heat is still running when watched
+        players = [
+            asyncio.create_task(play(client, tid, bot, wpm, timeout_s=60))
+            for bot, wpm in zip(bots, speeds, strict=True)
+        ]
+        seen = await asyncio.to_thread(watch_a_heat, browser)
+        runs = await asyncio.gather(*players)
+    assert seen["watched"] == 2, seen
+    assert seen["rounds"] == 2, seen
+    assert len(seen["standings"]) == 4, seen
+    assert "winner" in seen["standings"][0], seen
+    assert sum(1 for run in runs if run.final and run.final["status"] == "finished") >= 1
