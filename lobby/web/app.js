@@ -478,8 +478,13 @@ function onJoined(r, m) {
   tick(r);
 }
 
+// A roster says who is in and connected; its wpm can be 0 mid-race (not measured there), so a
+// speed we already know is kept until the next progress frame.
 function setPlayers(r, players) {
-  for (const p of players) r.players.set(p.id, { ...(r.players.get(p.id) || {}), ...p });
+  for (const p of players) {
+    const known = r.players.get(p.id) || {};
+    r.players.set(p.id, { ...known, ...p, wpm: p.wpm || known.wpm || 0 });
+  }
   drawLanes(r);
 }
 
@@ -850,7 +855,7 @@ function drawBracket(t) {
   }
   box.innerHTML = t.bracket.map((rnd) =>
     `<section class="round" aria-label="Round ${rnd.round}, ${rnd.state}"><h4>Round ${rnd.round}${rnd.heats.length === 1 ? " (final)" : ""} · ${rnd.state}</h4>` +
-    `<ol class="heats">${rnd.heats.map((h) => heatHtml(rnd.round, h)).join("")}</ol></section>`).join("");
+    `<ol class="heats">${rnd.heats.map((h) => heatHtml(rnd.round, h, rnd.heats.length === 1)).join("")}</ol></section>`).join("");
   for (const btn of box.querySelectorAll("button[data-watch]")) {
     btn.addEventListener("click", () => watch(btn.dataset.race, btn.dataset.url, "tournament"));
     if (btn.dataset.watch === focused) btn.focus();
@@ -858,7 +863,7 @@ function drawBracket(t) {
   for (const [key, m] of tour.progress) drawHeatProgress(key, m);
 }
 
-function heatHtml(round, h) {
+function heatHtml(round, h, final) {
   const key = `${round}-${h.heat}`;
   const live = h.state === "placed" && h.url && !["finished", "aborted"].includes(h.race_state);
   const watchBtn = live
@@ -867,7 +872,7 @@ function heatHtml(round, h) {
   const done = h.state === "finished" || h.state === "settled";
   const rows = done && h.standings.length
     ? h.standings.map((s, i) => `<li class="heat-row${s.advanced ? " advanced" : ""}"><span class="name">${i + 1}. ${esc(s.name)}</span>` +
-        `<span class="heat-note">${s.no_show ? "no show" : `${s.points} pt${s.points === 1 ? "" : "s"} · ${Number(s.wpm).toFixed(0)} wpm`}${s.advanced ? " · through" : ""}</span></li>`).join("")
+        `<span class="heat-note">${s.no_show ? "no show" : `${s.points} pt${s.points === 1 ? "" : "s"} · ${Number(s.wpm).toFixed(0)} wpm`}${s.advanced && !final ? " · through" : ""}</span></li>`).join("")
     : h.players.map((p) => `<li class="heat-row lane" data-player="${esc(p.player_id)}"><span class="name">${esc(p.name)}</span>` +
         `<span class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="0" aria-label="${esc(p.name)}: 0%"><span></span></span><span class="wpm"></span></li>`).join("");
   const state = `${HEAT_STATE[h.state] || h.state}${h.race_state && live ? ` (${h.race_state})` : ""}${h.reason ? ` · ${h.reason}` : ""}`;

@@ -17,7 +17,7 @@ from tests.conftest import ADMIN
 from tests.e2e import pages
 from tests.e2e.conftest import shot
 from tests.lobby.conftest import RunningLobby
-from tests.tournaments.conftest import Client, DirectorFactory, play
+from tests.tournaments.conftest import TEXT, Client, DirectorFactory, play
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -89,9 +89,10 @@ def race_with_a_drop(driver: Any, url: str) -> dict[str, Any]:
     shot(driver, "14-reconnected")
     status = pages.text(driver, "#race-status")
     resumed = driver.execute_script("return window.__arena.resumedFrom()")
+    my_wpm = pages.text(driver, "#lanes .lane.me .wpm")
     pages.type_text(driver, passage[half + 2 :], rng)
     seen = pages.results(driver, "15-reconnect-results")
-    return seen | {"status_after_drop": status, "resumed": resumed, "half": half}
+    return seen | {"status_after_drop": status, "resumed": resumed, "half": half, "my_wpm": my_wpm}
 
 
 async def test_reconnect_mid_race(cluster: RunningLobby, browser: Any) -> None:
@@ -102,6 +103,7 @@ async def test_reconnect_mid_race(cluster: RunningLobby, browser: Any) -> None:
     resumed = seen["resumed"]
     assert resumed["status"] == "racing" and resumed["seq"] >= 1, seen
     assert seen["half"] - 8 <= resumed["position"] <= seen["half"], seen
+    assert seen["my_wpm"] != "0 wpm", seen  # the re-join's roster does not wipe the live speed
     assert seen["place"] == "Place 1", seen
     assert 40 <= seen["wpm"] <= 200, seen
 
@@ -258,3 +260,40 @@ async def test_tournament_bracket_and_watch(
     assert len(seen["standings"]) == 4, seen
     assert "winner" in seen["standings"][0], seen
     assert sum(1 for run in runs if run.final and run.final["status"] == "finished") >= 1
+
+
+def play_in_tournament(driver: Any, url: str, tid: str) -> dict[str, Any]:
+    """Sign in, open the tournament by link, register, race the heat the page is seated in."""
+    pages.sign_in_as_guest(driver, url, "cleo")
+    driver.get(f"{url}?tournament={tid}")
+    pages.click(driver, "#tournament-register")
+    # The second registration fills it: the page may already be in its race when this is read.
+    script = "return document.getElementById('tournament-me').textContent"
+    pages.wait_until(driver, lambda d: d.execute_script(script))
+    shot(driver, "36-tournament-registered")
+    passage = pages.passage_at_go(driver, 30)
+    pages.type_text(driver, passage, random.Random(5))
+    seen = pages.results(driver, "37-tournament-my-heat")
+    pages.click(driver, "#home")  # back to the tournament
+    pages.wait_until(driver, lambda d: pages.text(d, "#tournament-me").startswith("Finished: rank"), 30)
+    shot(driver, "38-tournament-my-rank")
+    return seen | {"me": pages.text(driver, "#tournament-me"), "passage": passage}
+
+
+async def test_tournament_play_in_browser(
+    cluster: RunningLobby, browser: Any, director_factory: DirectorFactory
+) -> None:
+    await director_factory()
+    async with aiohttp.ClientSession() as http:
+        client = Client(http, cluster.url)
+        top1 = {"rule": "top_k", "advance": 1}
+        spec = {"name": "duel", "max_players": 2, "heat_size": 2, "advancement": top1}
+        tid = (await client.create(client.token("creator"), **spec))["id"]
+        (await client.register(tid, client.token("bot0"))).ok(201)
+        bot = asyncio.create_task(play(client, tid, "bot0", 60.0, timeout_s=60))
+        seen = await asyncio.to_thread(play_in_tournament, browser, cluster.url + "/", tid)
+        run = await bot
+    assert seen["passage"] == TEXT, seen
+    assert len(seen["rows"]) == 2, seen
+    assert seen["me"] in ("Finished: rank 1.", "Finished: rank 2."), seen
+    assert run.final is not None and run.final["status"] == "finished", run
