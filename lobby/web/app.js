@@ -627,7 +627,7 @@ function onResults(r, m) {
   $("my-result").innerHTML = r.spectate || !mine
     ? `<p>Race ${esc(m.race_id)} is over.</p>`
     : `<p class="big" id="my-place">${mine.place ? `Place ${mine.place}` : mine.status === "dnf" ? "Did not finish" : "Not ranked"}</p>
-       <dl class="row">
+       <dl class="stats">
          <dt>WPM</dt><dd id="my-wpm">${mine.wpm.toFixed(1)}</dd>
          <dt>Raw</dt><dd>${mine.raw_wpm.toFixed(1)}</dd>
          <dt>Accuracy</dt><dd>${pct(mine.accuracy)}</dd>

@@ -126,12 +126,25 @@ def second_browser() -> Iterator[Callable[[], Any]]:
             shutil.rmtree(profile, ignore_errors=True)
 
 
+# Shown form controls without a name for screen readers (no <label>, aria-label(ledby) or text).
+UNLABELLED_JS = """
+return [...document.querySelectorAll('input, select, textarea, button')]
+  .filter((el) => el.offsetParent !== null)
+  .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+    && !el.getAttribute('aria-labelledby') && !el.textContent.trim())
+  .map((el) => el.id || el.outerHTML.slice(0, 80));
+"""
+
+
 def shot(driver: Any, name: str) -> None:
-    """Save a screenshot, and check the page fits the phone-width window (no sideways scroll)."""
+    """Save a screenshot, and check the screen: it fits the phone-width window (no sideways
+    scroll) and every control it shows has a name for screen readers."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
     widths = driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
     assert widths[1] <= PHONE_WIDTH and widths[0] <= widths[1], f"{name}: horizontal overflow {widths}"
+    unlabelled = driver.execute_script(UNLABELLED_JS)
+    assert not unlabelled, f"{name}: controls without a label: {unlabelled}"
 
 
 @pytest.fixture

@@ -108,6 +108,29 @@ async def test_reconnect_mid_race(cluster: RunningLobby, browser: Any) -> None:
     assert 40 <= seen["wpm"] <= 200, seen
 
 
+# ---- a flagged result: the whole passage at once looks pasted ----------------------------------
+
+
+def paste_the_passage(driver: Any, url: str) -> dict[str, Any]:
+    from selenium.webdriver.common.by import By
+
+    pages.sign_in_as_guest(driver, url, "zed")
+    pages.click(driver, "#queue-go")
+    passage = pages.passage_at_go(driver)
+    driver.find_element(By.ID, "typing").send_keys(passage)  # every key within a few ms
+    text = pages.banner(driver, "flagged")
+    shot(driver, "16-flagged")
+    seen = pages.results(driver, "17-flagged-results")
+    return seen | {"banner": text}
+
+
+async def test_flagged_result_banner(cluster: RunningLobby, browser: Any) -> None:
+    seen = await asyncio.to_thread(paste_the_passage, browser, cluster.url + "/")
+    assert seen["banner"].startswith("Your result was flagged ("), seen
+    assert seen["banner"].endswith("and will not be ranked."), seen
+    assert seen["place"] == "Not ranked", seen
+
+
 # ---- refusals: a full private race, a draining node, a wrong password ----------------------------
 
 
