@@ -746,7 +746,7 @@ async function loadLive() {
 // ---------------------------------------------------------------- tournaments
 
 // The open tournament: its last view (GET /v1/tournaments/{id}), the live socket, heat progress.
-const tour = { id: null, view: null, ws: null, retry: null, refetch: null, progress: new Map(), joined: null };
+const tour = { id: null, view: null, ws: null, retry: null, refetch: null, progress: new Map(), joined: null, loops: 0 };
 const HEAT_STATE = { pending: "waiting", placing: "starting", placed: "racing", finished: "finished", settled: "decided" };
 
 async function loadTournaments() {
@@ -804,7 +804,11 @@ function followTournament(id) {
   ws.onmessage = (ev) => {
     if (tour.ws !== ws) return;
     const m = JSON.parse(ev.data);
-    if (m.type === "snapshot") renderTournament(m.tournament);
+    if (m.type === "snapshot") {
+      // The snapshot is the same for every follower: whether we are registered comes from our GET.
+      renderTournament({ ...m.tournament, registered: tour.view?.registered ?? false });
+      refetchSoon();
+    }
     else if (m.type === "heat_progress") heatProgress(m);
     else refetchSoon();
   };
@@ -843,7 +847,7 @@ function renderTournament(t) {
   reg.textContent = t.registered ? "Leave tournament" : "Register";
   drawBracket(t);
   drawStandings(t);
-  if (t.registered && app.session && t.state !== "registering" && !tour.joined) followMyHeat(t.id);
+  if (t.registered && app.session && tour.joined !== t.id) followMyHeat(t.id);
 }
 
 function drawBracket(t) {
@@ -918,24 +922,30 @@ $("tournament-register").addEventListener("click", async () => {
   try {
     await api(t.registered ? "DELETE" : "POST", `/v1/tournaments/${encodeURIComponent(t.id)}/registration`);
     $("tournament-me").textContent = t.registered ? "You left the tournament." : "Registered: your races start here when the tournament does.";
+    tour.joined = null; // a new registration: follow its heats afresh
     await fetchTournament();
-    if (tour.view?.registered) followMyHeat(t.id);
   } catch (err) { apiFailed(err); }
 });
 
 // A registered player's heats: long-poll the seat and go straight into each race it gives.
+// Runs once per opened tournament (tour.joined), until the player is out or it ends.
 async function followMyHeat(id) {
   if (tour.joined === id) return;
   tour.joined = id;
+  const loop = ++tour.loops; // a newer loop (re-registration) ends this one
   const words = { registered: "Registered; waiting for the start.", waiting: "Waiting for your heat.", advanced: "You are through to the next round!", eliminated: "You are out of the tournament.", cancelled: "The tournament was cancelled." };
   let since = "";
   let raced = null;
-  while (tour.id === id && app.session) {
+  while (tour.id === id && tour.loops === loop && app.session) {
     let a;
     try {
       a = await api("GET", `/v1/tournaments/${encodeURIComponent(id)}/heat?wait=20&since=${encodeURIComponent(since)}`);
-    } catch (err) { apiFailed(err); break; }
-    if (tour.id !== id) break;
+    } catch (err) {
+      if (err instanceof ApiError && err.status < 500 && err.status !== 429) { apiFailed(err); break; }
+      await sleep(2000); // the lobby is busy or unreachable: keep following
+      continue;
+    }
+    if (tour.id !== id || tour.loops !== loop) break;
     since = a.key;
     $("tournament-me").textContent = a.status === "finished" ? `Finished: rank ${a.rank ?? "—"}.` : words[a.status] || (a.status === "racing" ? `Your heat (round ${a.round}) is on.` : "");
     if (a.status === "racing" && a.race_id !== raced) {
@@ -944,7 +954,6 @@ async function followMyHeat(id) {
     }
     if (["not_registered", "eliminated", "finished", "cancelled"].includes(a.status)) break;
   }
-  if (tour.id === id) tour.joined = null;
 }
 
 // Test hook for tests/e2e: drop the race socket as a network failure would, to exercise reconnect.
