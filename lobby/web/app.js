@@ -5,6 +5,10 @@ import { encode, decode } from "/static/vendor/msgpack/index.mjs";
 const $ = (id) => document.getElementById(id);
 const GRACE_MS = 15000; // ARENA_RACE_GRACE_S: how long the server keeps a dropped player
 const FLUSH_MS = 150; // input batching interval (the protocol wants 100-500 ms)
+// A link can die without a close (phone changing networks): the page pings every WATCH_MS and
+// treats SILENCE_MS without any frame as a drop, so it reconnects within the grace window.
+const WATCH_MS = 3000;
+const SILENCE_MS = 10000;
 // Close codes after which reconnecting cannot help.
 const FINAL_CLOSES = {
   4001: "The server refused the ticket (forged, malformed or expired).",
@@ -319,7 +323,8 @@ function newRace(assignment, opts) {
     startAt: null, endsAt: null, offset: 0, bestRtt: Infinity,
     typed: "", pendingKeys: "", pendingTimes: [], seq: 0, sent: [], lastTime: 0,
     keyLog: [], players: new Map(), done: false, droppedAt: null, retries: 0,
-    flushTimer: null, tickTimer: null, results: null, finish: null, lastError: null, reconnects: 0,
+    flushTimer: null, tickTimer: null, watchTimer: null, lastHeard: 0,
+    results: null, finish: null, lastError: null, reconnects: 0,
   };
 }
 
@@ -337,6 +342,20 @@ function connectRace(assignment, opts = {}) {
   $("passage").textContent = "";
   show("race");
   openSocket(app.race);
+  const r = app.race;
+  r.watchTimer = setInterval(() => watchLink(r), WATCH_MS);
+}
+
+// Keep the link busy and notice when it went silent (see SILENCE_MS).
+function watchLink(r) {
+  if (app.race !== r || r.done || r.results) { clearInterval(r.watchTimer); return; }
+  const ws = r.ws;
+  if (!ws || ws.readyState !== WebSocket.OPEN) return;
+  if (Date.now() - r.lastHeard < SILENCE_MS) { send(r, { t: "ping", sent: Date.now() }); return; }
+  ws.onclose = null; // forget it: a dead link may take minutes to report its close
+  ws.onmessage = null;
+  ws.close(4000, "silent");
+  onClosed(r, { code: 1006 });
 }
 
 function stopRace() {
@@ -344,6 +363,7 @@ function stopRace() {
   if (!r) return;
   r.done = true;
   clearInterval(r.flushTimer);
+  clearInterval(r.watchTimer);
   cancelAnimationFrame(r.tickTimer);
   if (r.ws && r.ws.readyState <= 1) r.ws.close(1000);
 }
@@ -361,10 +381,12 @@ function openSocket(r, url = r.url || r.spectate.url) {
   r.ws = ws;
   ws.onopen = () => {
     r.retries = 0;
+    r.lastHeard = Date.now();
     send(r, r.token ? { t: "hello", token: r.token, client: "web/0.1" } : { t: "hello", token: app.session?.token || "", client: "web/0.1" });
   };
   ws.onmessage = (ev) => {
     if (r !== app.race || r.ws !== ws) return;
+    r.lastHeard = Date.now();
     const msg = ev.data instanceof ArrayBuffer ? decode(new Uint8Array(ev.data)) : JSON.parse(ev.data);
     onMessage(r, msg);
   };
@@ -959,6 +981,8 @@ async function followMyHeat(id) {
 // Test hook for tests/e2e: drop the race socket as a network failure would, to exercise reconnect.
 window.__arena = {
   dropSocket() { const ws = app.race?.ws; if (!ws) return false; ws.close(4000, "test: dropped"); return true; },
+  // A link that hears nothing more while the socket stays open: the watchdog must give up on it.
+  silence() { const r = app.race; if (!r?.ws) return false; r.ws.onmessage = null; r.lastHeard = 0; return true; },
   reconnects() { return app.race?.reconnects ?? 0; },
   resumedFrom() { return app.race?.resumedFrom ?? null; }, // the server's view in the last re-join
 };
