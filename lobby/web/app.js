@@ -747,12 +747,12 @@ async function loadLive() {
   try {
     races = (await api("GET", "/v1/live/races?limit=10")).races;
   } catch {
-    $("live-status").textContent = "Live races are unavailable right now.";
+    setText("live-status", "Live races are unavailable right now.");
     return;
   }
   if (!liveTimer) return; // the home screen was left while we waited
   if (list.contains(document.activeElement)) return; // do not pull the focused button away
-  $("live-status").textContent = races.length ? "" : "No races running right now.";
+  setText("live-status", races.length ? "" : "No races running right now.");
   list.innerHTML = races.map((r, i) => {
     const names = r.players.map((p) => p.name).join(", ") || "no players";
     const label = `Watch ${r.race_type} race with ${names}`;
@@ -778,12 +778,12 @@ async function loadTournaments() {
   try {
     items = (await api("GET", `/v1/tournaments?status=${status}&limit=10`)).tournaments;
   } catch {
-    $("tournament-list-status").textContent = "Tournaments are unavailable right now.";
+    setText("tournament-list-status", "Tournaments are unavailable right now.");
     return;
   }
   if (list.contains(document.activeElement)) return; // do not pull the focused button away
   const label = $("tournament-status").selectedOptions[0].textContent.toLowerCase();
-  $("tournament-list-status").textContent = items.length ? "" : `No tournaments (${label}).`;
+  setText("tournament-list-status", items.length ? "" : `No tournaments (${label}).`);
   list.innerHTML = items.map((t) => {
     const round = t.state === "running" ? ` · round ${t.round} of ${t.rounds_planned}` : "";
     return `<li><span class="live-info">${esc(t.name)}<span class="live-meta">${esc(t.race_type)} · ${t.players}/${t.max_players} players · ${esc(t.state)}${round}</span></span>` +
@@ -863,7 +863,7 @@ function renderTournament(t) {
   $("tournament-title").textContent = t.name;
   const adv = t.advancement.rule === "points" ? `top ${t.advancement.advance} by points over ${t.advancement.races_per_round} races` : `top ${t.advancement.advance} advance`;
   const round = t.state === "running" ? ` · round ${t.round} of ${t.rounds_planned}` : "";
-  $("tournament-summary").textContent = `${t.state}${round} · ${t.players}/${t.max_players} players · ${t.race_type} · heats of ${t.heat_size}, ${adv}${t.reason ? ` · ${t.reason}` : ""}`;
+  setText("tournament-summary", `${t.state}${round} · ${t.players}/${t.max_players} players · ${t.race_type} · heats of ${t.heat_size}, ${adv}${t.reason ? ` · ${t.reason}` : ""}`);
   const reg = $("tournament-register");
   reg.hidden = !(app.session && t.state === "registering");
   reg.textContent = t.registered ? "Leave tournament" : "Register";
@@ -969,7 +969,7 @@ async function followMyHeat(id) {
     }
     if (tour.id !== id || tour.loops !== loop) break;
     since = a.key;
-    $("tournament-me").textContent = a.status === "finished" ? `Finished: rank ${a.rank ?? "—"}.` : words[a.status] || (a.status === "racing" ? `Your heat (round ${a.round}) is on.` : "");
+    setText("tournament-me", a.status === "finished" ? `Finished: rank ${a.rank ?? "—"}.` : words[a.status] || (a.status === "racing" ? `Your heat (round ${a.round}) is on.` : ""));
     if (a.status === "racing" && a.race_id !== raced) {
       raced = a.race_id;
       connectRace({ url: a.url, player_token: a.player_token, ticket: a.ticket }, { raceType: tour.view?.race_type, returnTo: "tournament" });
