@@ -122,8 +122,8 @@ async function api(method, path, body) {
 
 function apiFailed(err) {
   if (err instanceof ApiError) {
-    const wait = err.code === "rate_limited" && err.body?.retry_after_s ? ` Try again in ${err.body.retry_after_s} s.` : "";
-    banner(explain(err.code, err.body?.reason) + wait);
+    const retry = err.code === "rate_limited" ? err.body?.retry_after_s : null;
+    banner(retry ? `${ERROR_TEXT.rate_limited} Try again in ${retry} s.` : explain(err.code, err.body?.reason));
     if (err.code === "bad_token" || err.code === "token_expired") signOut();
   } else {
     banner(`Cannot reach the server: ${err.message}`);

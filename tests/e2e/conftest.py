@@ -185,6 +185,21 @@ async def persistence(
         await service.stop()
 
 
+async def page_lobby(
+    lobby_factory: LobbyFactory, redis_url: str, persistence: PersistenceService, **changes: Any
+) -> RunningLobby:
+    """A lobby serving the page, reading persistence's database, with the tournament API."""
+    return await lobby_factory(
+        app_hook=static.setup,
+        regions=("local",),
+        postgres=PostgresSettings(dsn=persistence.settings.postgres.dsn),
+        tournaments=ApiSettings(
+            redis=RedisSettings(url=redis_url), secrets=SecretSettings(token_secret=SECRET, admin_token=ADMIN)
+        ),
+        **changes,
+    )
+
+
 @pytest.fixture
 async def cluster(
     redis_url: str, lobby_factory: LobbyFactory, persistence: PersistenceService
@@ -206,14 +221,7 @@ async def cluster(
     runner = web.AppRunner(build_node_app(settings, SHORT_CORPUS), handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    lobby = await lobby_factory(
-        app_hook=static.setup,
-        regions=("local",),
-        postgres=PostgresSettings(dsn=persistence.settings.postgres.dsn),
-        tournaments=ApiSettings(
-            redis=RedisSettings(url=redis_url), secrets=SecretSettings(token_secret=SECRET, admin_token=ADMIN)
-        ),
-    )
+    lobby = await page_lobby(lobby_factory, redis_url, persistence)
     client = aioredis.Redis.from_url(redis_url)
     store = TicketStore(client)
     http = aiohttp.ClientSession()

@@ -12,11 +12,14 @@ from typing import Any
 import aiohttp
 import pytest
 
+from arena.ids import PlayerId
 from arena.registry import NodeRegistry
+from arena.tokens import TokenSigner
+from persistence.app import PersistenceService
 from tests.conftest import ADMIN
 from tests.e2e import pages
-from tests.e2e.conftest import shot
-from tests.lobby.conftest import RunningLobby
+from tests.e2e.conftest import page_lobby, shot
+from tests.lobby.conftest import SECRET, LobbyFactory, RunningLobby
 from tests.tournaments.conftest import TEXT, Client, DirectorFactory, play
 
 pytestmark = pytest.mark.timeout(90)
@@ -230,6 +233,48 @@ async def test_refusal_banners_and_accounts(cluster: RunningLobby, browser: Any)
     assert seen["signed_up"].startswith("grace ·") and "guest" not in seen["signed_up"], seen
     assert seen["again"] == seen["signed_up"], seen
     assert await online_total(cluster) >= 1
+
+
+# ---- an expired session and a rate limit ------------------------------------------------------
+
+
+def expired_session(driver: Any, url: str, token: str) -> str:
+    """The page restores a session whose token has expired (e.g. a clock that was wrong)."""
+    driver.get(url)
+    session = {"player_id": "pold", "name": "old", "guest": True, "token": token, "region": "local"}
+    session["expires_at"] = int(time.time()) + 3600  # what the page believes
+    driver.execute_script("sessionStorage.setItem('arena.session', JSON.stringify(arguments[0]))", session)
+    driver.get(url)
+    text = pages.banner(driver, "expired")
+    pages.wait_for(driver, "#guest-go")  # signed out: pick a name again
+    shot(driver, "24-refused-token-expired")
+    return text
+
+
+def rate_limited(driver: Any, url: str) -> str:
+    pages.sign_in_as_guest(driver, url, "busy")
+    pages.click(driver, "#queue-go")
+    text = pages.banner(driver, "Slow down")
+    shot(driver, "25-refused-rate-limited")
+    return text
+
+
+async def test_expired_session_and_rate_limit_banners(
+    cluster: RunningLobby,
+    browser: Any,
+    lobby_factory: LobbyFactory,
+    redis_url: str,
+    persistence: PersistenceService,
+) -> None:
+    expired = TokenSigner(SECRET).sign_player(PlayerId("pold"), "old", ttl_s=-10, guest=True)
+    text = await asyncio.to_thread(expired_session, browser, cluster.url + "/", expired)
+    assert text.startswith("Your session expired; pick a name again."), text
+    # A lobby that allows a player two requests a minute: signing in spends them (recent races,
+    # presence), so queueing is refused.
+    strict = await page_lobby(lobby_factory, redis_url, persistence, rate_per_player=2)
+    text = await asyncio.to_thread(rate_limited, browser, strict.url + "/")
+    assert text.startswith("Slow down: too many requests."), text
+    assert "Try again in" in text, text
 
 
 # ---- a tournament: bracket, live standings, watching a heat --------------------------------------
