@@ -45,6 +45,7 @@ const ERROR_TEXT = {
   already_registered: "You are already registered for this tournament.",
   not_registered: "You are not registered for this tournament.",
   bad_invite_code: "This private tournament needs its invite code.",
+  invite_not_found: "No tournament with that invite code.",
 };
 // Fair-play flags (docs/PROTOCOL.md): why a result is not ranked.
 const FLAG_TEXT = {
@@ -768,7 +769,7 @@ async function loadLive() {
 // ---------------------------------------------------------------- tournaments
 
 // The open tournament: its last view (GET /v1/tournaments/{id}), the live socket, heat progress.
-const tour = { id: null, view: null, ws: null, retry: null, refetch: null, progress: new Map(), joined: null, loops: 0 };
+const tour = { id: null, invite: null, view: null, ws: null, retry: null, refetch: null, progress: new Map(), joined: null, loops: 0 };
 const HEAT_STATE = { pending: "waiting", placing: "starting", placed: "racing", finished: "finished", settled: "decided" };
 
 async function loadTournaments() {
@@ -793,9 +794,21 @@ async function loadTournaments() {
 }
 $("tournament-filter").addEventListener("submit", (ev) => { ev.preventDefault(); loadTournaments(); });
 
-function openTournament(id) {
+// Private tournaments are not listed: their invite code opens them (and registers with them).
+$("tournament-invite").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  banner(null);
+  const code = $("tournament-code").value.trim().toUpperCase();
+  try {
+    const t = await api("GET", `/v1/tournaments/invites/${encodeURIComponent(code)}`);
+    openTournament(t.id, code);
+  } catch (err) { apiFailed(err); }
+});
+
+function openTournament(id, invite = null) {
   closeTournament();
   tour.id = id;
+  tour.invite = invite;
   $("tournament-title").textContent = "Tournament";
   $("tournament-summary").textContent = "Loading…";
   $("tournament-me").textContent = "";
@@ -809,7 +822,7 @@ function openTournament(id) {
 
 function closeTournament() {
   const ws = tour.ws;
-  Object.assign(tour, { id: null, view: null, ws: null, progress: new Map(), joined: null });
+  Object.assign(tour, { id: null, invite: null, view: null, ws: null, progress: new Map(), joined: null });
   clearTimeout(tour.retry);
   clearTimeout(tour.refetch);
   if (ws) ws.close(1000);
@@ -942,7 +955,8 @@ $("tournament-register").addEventListener("click", async () => {
   if (!t || !app.session) return;
   banner(null);
   try {
-    await api(t.registered ? "DELETE" : "POST", `/v1/tournaments/${encodeURIComponent(t.id)}/registration`);
+    const body = !t.registered && tour.invite ? { invite_code: tour.invite } : undefined;
+    await api(t.registered ? "DELETE" : "POST", `/v1/tournaments/${encodeURIComponent(t.id)}/registration`, body);
     $("tournament-me").textContent = t.registered ? "You left the tournament." : "Registered: your races start here when the tournament does.";
     tour.joined = null; // a new registration: follow its heats afresh
     await fetchTournament();

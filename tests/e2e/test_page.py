@@ -346,10 +346,13 @@ async def test_tournament_bracket_and_watch(
     assert sum(1 for run in runs if run.final and run.final["status"] == "finished") >= 1
 
 
-def play_in_tournament(driver: Any, url: str, tid: str) -> dict[str, Any]:
-    """Sign in, open the tournament by link, register, race the heat the page is seated in."""
+def play_in_tournament(driver: Any, url: str, code: str) -> dict[str, Any]:
+    """Sign in, open the private tournament by its invite code, register, race the heat the page
+    is seated in."""
     pages.sign_in_as_guest(driver, url, "cleo")
-    driver.get(f"{url}?tournament={tid}")
+    pages.wait_for(driver, "#tournament-code").send_keys(code.lower())  # codes are case-insensitive
+    pages.click(driver, "#tournament-invite button")
+    pages.wait_until(driver, lambda d: pages.text(d, "#tournament-title") == "duel")
     pages.click(driver, "#tournament-register")
     # The second registration fills it: the page may already be in its race when this is read.
     script = "return document.getElementById('tournament-me').textContent"
@@ -370,12 +373,18 @@ async def test_tournament_play_in_browser(
     await director_factory()
     async with aiohttp.ClientSession() as http:
         client = Client(http, cluster.url)
-        top1 = {"rule": "top_k", "advance": 1}
-        spec = {"name": "duel", "max_players": 2, "heat_size": 2, "advancement": top1}
-        tid = (await client.create(client.token("creator"), **spec))["id"]
-        (await client.register(tid, client.token("bot0"))).ok(201)
+        spec = {
+            "name": "duel",
+            "visibility": "private",
+            "max_players": 2,
+            "heat_size": 2,
+            "advancement": {"rule": "top_k", "advance": 1},
+        }
+        created = await client.create(client.token("creator"), **spec)
+        tid, code = created["id"], created["invite_code"]
+        (await client.register(tid, client.token("bot0"), invite_code=code)).ok(201)
         bot = asyncio.create_task(play(client, tid, "bot0", 60.0, timeout_s=60))
-        seen = await asyncio.to_thread(play_in_tournament, browser, cluster.url + "/", tid)
+        seen = await asyncio.to_thread(play_in_tournament, browser, cluster.url + "/", code)
         run = await bot
     assert seen["passage"] == TEXT, seen
     assert len(seen["rows"]) == 2, seen
