@@ -58,6 +58,7 @@ def heat_view(t: Tournament, heat: Heat, race_state: str | None) -> dict[str, An
         "races_per_round": t.spec.races_per_round,
         "race_id": heat.race_id,
         "node_id": heat.node_id,
+        "url": heat.url,  # the node's WebSocket URL: spectators watch the heat's race there
         "reruns": heat.reruns,
         "players": [
             {"player_id": m.player_id, "name": m.name, "seed": seeds.get(m.player_id)} for m in heat.members

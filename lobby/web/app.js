@@ -5,6 +5,10 @@ import { encode, decode } from "/static/vendor/msgpack/index.mjs";
 const $ = (id) => document.getElementById(id);
 const GRACE_MS = 15000; // ARENA_RACE_GRACE_S: how long the server keeps a dropped player
 const FLUSH_MS = 150; // input batching interval (the protocol wants 100-500 ms)
+// A link can die without a close (phone changing networks): the page pings every WATCH_MS and
+// treats SILENCE_MS without any frame as a drop, so it reconnects within the grace window.
+const WATCH_MS = 3000;
+const SILENCE_MS = 10000;
 // Close codes after which reconnecting cannot help.
 const FINAL_CLOSES = {
   4001: "The server refused the ticket (forged, malformed or expired).",
@@ -22,11 +26,33 @@ const ERROR_TEXT = {
   race_not_found: "No such live race.",
   rate_limited: "Slow down: too many requests.",
   queue_full: "The queue is full right now. Try again in a few seconds.",
-  no_node: "No game server can take a race right now. Try again shortly.",
+  no_node: "No game server can take a race right now (they are full or draining for maintenance). Try again shortly.",
   bad_token: "Your session is invalid; pick a name again.",
   token_expired: "Your session expired; pick a name again.",
   private_race_not_found: "No private race with that code (or it expired).",
   race_started: "That private race has already started.",
+  not_host: "Only the host can start this race.",
+  already_started: "The race has already started.",
+  already_starting: "The race is being started.",
+  unavailable: "The server cannot reach its storage right now. Try again shortly.",
+  name_taken: "That account name is taken.",
+  bad_credentials: "Wrong account name or password.",
+  bad_password: "The password must be 8 to 256 characters.",
+  bad_name: "Names are 1 to 32 printable characters.",
+  tournament_not_found: "No such tournament.",
+  tournament_full: "The tournament is full.",
+  registration_closed: "Registration is closed: the tournament has started.",
+  already_registered: "You are already registered for this tournament.",
+  not_registered: "You are not registered for this tournament.",
+  bad_invite_code: "This private tournament needs its invite code.",
+  invite_not_found: "No tournament with that invite code.",
+};
+// Fair-play flags (docs/PROTOCOL.md): why a result is not ranked.
+const FLAG_TEXT = {
+  too_fast: "faster than a person can type",
+  robotic: "key timing too regular",
+  paste: "pasted text",
+  bad_timing: "key times out of order",
 };
 
 const app = {
@@ -47,6 +73,12 @@ function show(screen) {
   liveRefresh(screen === "home");
 }
 
+// Live regions are announced on every change: only touch them when the text really changes.
+function setText(id, text) {
+  const el = $(id);
+  if (el.textContent !== text) el.textContent = text;
+}
+
 function banner(text, kind = "error") {
   const el = $("banner");
   if (!text) { el.hidden = true; el.textContent = ""; return; }
@@ -57,6 +89,10 @@ function banner(text, kind = "error") {
 
 function explain(code, reason) {
   return ERROR_TEXT[code] ? `${ERROR_TEXT[code]}${reason ? ` (${reason})` : ""}` : reason || code;
+}
+
+function flagged(flags) {
+  return `Your result was flagged (${flags.map((f) => FLAG_TEXT[f] || f).join(", ")}) and will not be ranked.`;
 }
 
 function esc(s) {
@@ -87,7 +123,8 @@ async function api(method, path, body) {
 
 function apiFailed(err) {
   if (err instanceof ApiError) {
-    banner(explain(err.code, err.body?.reason));
+    const retry = err.code === "rate_limited" ? err.body?.retry_after_s : null;
+    banner(retry ? `${ERROR_TEXT.rate_limited} Try again in ${retry} s.` : explain(err.code, err.body?.reason));
     if (err.code === "bad_token" || err.code === "token_expired") signOut();
   } else {
     banner(`Cannot reach the server: ${err.message}`);
@@ -99,19 +136,45 @@ function apiFailed(err) {
 function signedIn(session) {
   app.session = session;
   sessionStorage.setItem("arena.session", JSON.stringify({ ...session, region: app.region }));
-  $("who").textContent = `${session.name} · ${app.region}`;
+  $("who").textContent = `${session.name}${session.guest ? " (guest)" : ""} · ${app.region}`;
   $("guest-form").hidden = true;
+  $("account").hidden = true;
+  $("account").open = false;
+  $("sign-out").hidden = false;
   $("play").hidden = false;
   loadRecent();
+  heartbeat();
 }
 
 function signOut() {
   app.session = null;
   sessionStorage.removeItem("arena.session");
+  clearTimeout(presenceTimer);
   $("who").textContent = "";
   $("guest-form").hidden = false;
+  $("account").hidden = false;
+  $("sign-out").hidden = true;
   $("play").hidden = true;
+  $("recent").innerHTML = "";
+  $("recent-title").hidden = true;
   show("home");
+}
+$("sign-out").addEventListener("click", () => { stopRace(); closeTournament(); signOut(); $("name").focus(); });
+
+// Presence: one heartbeat at sign-in, then every interval the lobby asks for, while the page is open.
+let presenceTimer = null;
+
+async function heartbeat() {
+  clearTimeout(presenceTimer);
+  if (!app.session) return;
+  let interval = 120;
+  try {
+    interval = (await api("POST", "/v1/presence", { region: app.region })).interval_s || interval;
+  } catch (err) {
+    if (err instanceof ApiError && (err.code === "bad_token" || err.code === "token_expired")) { apiFailed(err); return; }
+    interval = 30; // the lobby was unreachable or busy: try again sooner
+  }
+  if (app.session) presenceTimer = setTimeout(heartbeat, interval * 1000);
 }
 
 async function loadRegions() {
@@ -136,6 +199,20 @@ $("guest-form").addEventListener("submit", async (ev) => {
   app.region = $("region").value;
   try {
     signedIn(await api("POST", "/v1/guests", { name: $("name").value.trim() }));
+    $("race-type").focus();
+  } catch (err) { apiFailed(err); }
+});
+
+// Named accounts: "Log in" (POST /v1/sessions) or "Create account" (POST /v1/players), same form.
+$("account-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  banner(null);
+  app.region = $("region").value;
+  const path = ev.submitter?.value === "register" ? "/v1/players" : "/v1/sessions";
+  const body = { name: $("account-name").value.trim(), password: $("account-password").value };
+  try {
+    signedIn(await api("POST", path, body));
+    $("account-password").value = "";
     $("race-type").focus();
   } catch (err) { apiFailed(err); }
 });
@@ -242,12 +319,13 @@ async function privateRace(view) {
 function newRace(assignment, opts) {
   return {
     url: assignment?.url, ticket: assignment?.ticket, token: assignment?.player_token,
-    spectate: opts.spectate || null, raceType: opts.raceType,
+    spectate: opts.spectate || null, raceType: opts.raceType, returnTo: opts.returnTo || "home",
     ws: null, me: null, raceId: null, passage: "", state: "waiting",
     startAt: null, endsAt: null, offset: 0, bestRtt: Infinity,
     typed: "", pendingKeys: "", pendingTimes: [], seq: 0, sent: [], lastTime: 0,
     keyLog: [], players: new Map(), done: false, droppedAt: null, retries: 0,
-    flushTimer: null, tickTimer: null, results: null, finish: null,
+    flushTimer: null, tickTimer: null, watchTimer: null, lastHeard: 0,
+    results: null, finish: null, lastError: null, reconnects: 0,
   };
 }
 
@@ -259,11 +337,26 @@ function connectRace(assignment, opts = {}) {
   $("typing").disabled = !!opts.spectate;
   $("race-leave").textContent = opts.spectate ? "Stop watching" : "Leave race";
   $("countdown").textContent = "";
+  $("time-left").textContent = "";
   $("race-status").textContent = "Connecting…";
   $("lanes").innerHTML = "";
   $("passage").textContent = "";
   show("race");
   openSocket(app.race);
+  const r = app.race;
+  r.watchTimer = setInterval(() => watchLink(r), WATCH_MS);
+}
+
+// Keep the link busy and notice when it went silent (see SILENCE_MS).
+function watchLink(r) {
+  if (app.race !== r || r.done || r.results) { clearInterval(r.watchTimer); return; }
+  const ws = r.ws;
+  if (!ws || ws.readyState !== WebSocket.OPEN) return;
+  if (Date.now() - r.lastHeard < SILENCE_MS) { send(r, { t: "ping", sent: Date.now() }); return; }
+  ws.onclose = null; // forget it: a dead link may take minutes to report its close
+  ws.onmessage = null;
+  ws.close(4000, "silent");
+  onClosed(r, { code: 1006 });
 }
 
 function stopRace() {
@@ -271,6 +364,7 @@ function stopRace() {
   if (!r) return;
   r.done = true;
   clearInterval(r.flushTimer);
+  clearInterval(r.watchTimer);
   cancelAnimationFrame(r.tickTimer);
   if (r.ws && r.ws.readyState <= 1) r.ws.close(1000);
 }
@@ -288,10 +382,12 @@ function openSocket(r, url = r.url || r.spectate.url) {
   r.ws = ws;
   ws.onopen = () => {
     r.retries = 0;
+    r.lastHeard = Date.now();
     send(r, r.token ? { t: "hello", token: r.token, client: "web/0.1" } : { t: "hello", token: app.session?.token || "", client: "web/0.1" });
   };
   ws.onmessage = (ev) => {
     if (r !== app.race || r.ws !== ws) return;
+    r.lastHeard = Date.now();
     const msg = ev.data instanceof ArrayBuffer ? decode(new Uint8Array(ev.data)) : JSON.parse(ev.data);
     onMessage(r, msg);
   };
@@ -303,7 +399,14 @@ function openSocket(r, url = r.url || r.spectate.url) {
 
 function onClosed(r, ev) {
   if (r.redirectTo) { const url = r.redirectTo; r.redirectTo = null; r.url = url; openSocket(r, url); return; }
-  if (FINAL_CLOSES[ev.code]) { r.done = true; banner(FINAL_CLOSES[ev.code]); $("race-status").textContent = "Disconnected."; return; }
+  if (FINAL_CLOSES[ev.code]) {
+    // The error message just before the close says more (e.g. token_expired vs a forged ticket).
+    r.done = true;
+    banner(r.lastError || FINAL_CLOSES[ev.code]);
+    $("race-status").textContent = "Disconnected.";
+    if (ev.code === 4001 && r.lastErrorCode === "token_expired") signOut();
+    return;
+  }
   if (ev.code === 1001) banner("The game server is shutting down; the race was aborted.", "info");
   if (r.results) return;
   // Dropped: reconnect with backoff while the server still keeps our seat.
@@ -349,7 +452,7 @@ function onMessage(r, m) {
     case "finish":
       if (m.player_id === r.me) {
         r.finish = m;
-        if (m.flags && m.flags.length) banner(`Your result was flagged (${m.flags.join(", ")}) and will not be ranked.`);
+        if (m.flags && m.flags.length) banner(flagged(m.flags));
         $("race-status").textContent = `Finished${m.place ? `, place ${m.place}` : ""}: ${m.wpm.toFixed(1)} WPM. Waiting for the others…`;
       }
       break;
@@ -357,7 +460,9 @@ function onMessage(r, m) {
     case "redirect": r.redirectTo = m.url; break;
     case "error":
       if (m.code === "already_joined" || m.code === "rate_limited" || m.code === "not_running") break;
-      banner(explain(m.code, m.reason));
+      r.lastError = explain(m.code, m.reason);
+      r.lastErrorCode = m.code;
+      banner(r.lastError);
       break;
     default: break;
   }
@@ -365,6 +470,7 @@ function onMessage(r, m) {
 
 function onJoined(r, m) {
   const rejoin = r.raceId === m.race_id;
+  if (rejoin) { r.reconnects++; r.resumedFrom = m.you || null; }
   r.droppedAt = null;
   r.raceId = m.race_id;
   r.passage = m.passage;
@@ -395,8 +501,13 @@ function onJoined(r, m) {
   tick(r);
 }
 
+// A roster says who is in and connected; its wpm can be 0 mid-race (not measured there), so a
+// speed we already know is kept until the next progress frame.
 function setPlayers(r, players) {
-  for (const p of players) r.players.set(p.id, { ...(r.players.get(p.id) || {}), ...p });
+  for (const p of players) {
+    const known = r.players.get(p.id) || {};
+    r.players.set(p.id, { ...known, ...p, wpm: p.wpm || known.wpm || 0 });
+  }
   drawLanes(r);
 }
 
@@ -429,17 +540,17 @@ function tick(r) {
   const step = () => {
     if (app.race !== r || r.done) return;
     const now = serverNow(r);
-    const el = $("countdown");
     if (r.startAt && now < r.startAt) {
-      el.textContent = String(Math.ceil((r.startAt - now) / 1000));
+      setText("countdown", String(Math.ceil((r.startAt - now) / 1000)));
     } else if (r.startAt && r.state !== "finished" && !r.results) {
-      el.textContent = r.endsAt ? `Go! ${Math.max(0, Math.ceil((r.endsAt - now) / 1000))} s left` : "Go!";
+      setText("countdown", "Go!");
+      setText("time-left", r.endsAt ? `${Math.max(0, Math.ceil((r.endsAt - now) / 1000))} s left` : "");
       if (r.state !== "running") {
         r.state = "running";
         if (!r.spectate && !r.finish) $("race-status").textContent = "Type the passage.";
       }
     } else if (!r.startAt) {
-      el.textContent = "Waiting for players…";
+      setText("countdown", "Waiting for players…");
     }
     r.tickTimer = requestAnimationFrame(step);
   };
@@ -524,7 +635,7 @@ $("race-leave").addEventListener("click", () => {
   const r = app.race;
   if (r && !r.results && !r.spectate) send(r, { t: "leave" });
   stopRace();
-  show("home");
+  leaveRace(r);
 });
 
 // ---------------------------------------------------------------- results
@@ -539,17 +650,17 @@ function onResults(r, m) {
   $("my-result").innerHTML = r.spectate || !mine
     ? `<p>Race ${esc(m.race_id)} is over.</p>`
     : `<p class="big" id="my-place">${mine.place ? `Place ${mine.place}` : mine.status === "dnf" ? "Did not finish" : "Not ranked"}</p>
-       <dl class="row">
+       <dl class="stats">
          <dt>WPM</dt><dd id="my-wpm">${mine.wpm.toFixed(1)}</dd>
          <dt>Raw</dt><dd>${mine.raw_wpm.toFixed(1)}</dd>
          <dt>Accuracy</dt><dd>${pct(mine.accuracy)}</dd>
          <dt>Consistency</dt><dd>${pct(mine.consistency)}</dd>
          <dt>Time</dt><dd>${(mine.elapsed_ms / 1000).toFixed(1)} s</dd>
-       </dl>${mine.flags.length ? `<p>Flagged: ${esc(mine.flags.join(", "))}</p>` : ""}`;
+       </dl>${mine.flags.length ? `<p>${esc(flagged(mine.flags))}</p>` : ""}`;
   $("results-table").tBodies[0].innerHTML = m.results.map((row) =>
     `<tr${row.player_id === r.me ? ' class="me"' : ""}><td>${row.place ?? "—"}</td><td>${esc(row.name)}</td><td>${row.wpm.toFixed(1)}</td><td>${row.raw_wpm.toFixed(1)}</td><td>${pct(row.accuracy)}</td><td>${pct(row.consistency)}</td></tr>`).join("");
   drawChart(r.keyLog);
-  $("again").hidden = !!r.spectate;
+  $("again").hidden = !!r.spectate || r.returnTo !== "home";
   show("results");
   r.done = true;
   if (r.ws) r.ws.close(1000);
@@ -571,7 +682,15 @@ function drawChart(log) {
 }
 
 $("again").addEventListener("click", () => queue(app.race?.raceType && app.race.raceType !== "custom" ? app.race.raceType : app.raceType));
-$("home").addEventListener("click", () => { show("home"); loadBoard(); });
+$("home").addEventListener("click", () => leaveRace(app.race));
+
+// Back from a race or its results: to the tournament it belongs to, or home.
+function leaveRace(r) {
+  if (r && r.returnTo === "tournament" && tour.id) { show("tournament"); fetchTournament(); $("tournament-title").focus(); return; }
+  show("home");
+  loadBoard();
+  loadRecent();
+}
 
 // ---------------------------------------------------------------- leaderboards, history, watching
 
@@ -586,7 +705,7 @@ async function loadBoard() {
     body.innerHTML = `<tr><td colspan="4">Leaderboard unavailable${err.message ? `: ${esc(err.message)}` : ""}.</td></tr>`;
   }
 }
-$("board-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadBoard(); });
+$("board-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadBoard(); loadRecent(); });
 
 async function loadRecent() {
   if (!app.session) return;
@@ -598,12 +717,12 @@ async function loadRecent() {
   } catch { /* history is optional on this page */ }
 }
 
-async function watch(raceId, url) {
+async function watch(raceId, url, returnTo = "home") {
   if (!raceId || !url) { banner("Give a race id and a node URL to watch."); return; }
   if (!app.session) {
     try { signedIn(await api("POST", "/v1/guests", { name: $("name").value.trim() || "spectator" })); } catch (err) { apiFailed(err); return; }
   }
-  connectRace(null, { spectate: { raceId, url } });
+  connectRace(null, { spectate: { raceId, url }, returnTo });
 }
 $("watch-form").addEventListener("submit", (ev) => { ev.preventDefault(); watch($("watch-race").value.trim(), $("watch-node").value.trim()); });
 
@@ -613,8 +732,9 @@ let liveTimer = null;
 
 function liveRefresh(on) {
   if (on && !liveTimer) {
-    liveTimer = setInterval(loadLive, LIVE_REFRESH_MS);
+    liveTimer = setInterval(() => { loadLive(); loadTournaments(); }, LIVE_REFRESH_MS);
     loadLive();
+    loadTournaments();
   } else if (!on && liveTimer) {
     clearInterval(liveTimer);
     liveTimer = null;
@@ -628,12 +748,12 @@ async function loadLive() {
   try {
     races = (await api("GET", "/v1/live/races?limit=10")).races;
   } catch {
-    $("live-status").textContent = "Live races are unavailable right now.";
+    setText("live-status", "Live races are unavailable right now.");
     return;
   }
   if (!liveTimer) return; // the home screen was left while we waited
   if (list.contains(document.activeElement)) return; // do not pull the focused button away
-  $("live-status").textContent = races.length ? "" : "No races running right now.";
+  setText("live-status", races.length ? "" : "No races running right now.");
   list.innerHTML = races.map((r, i) => {
     const names = r.players.map((p) => p.name).join(", ") || "no players";
     const label = `Watch ${r.race_type} race with ${names}`;
@@ -645,6 +765,241 @@ async function loadLive() {
     btn.addEventListener("click", () => watch(r.race_id, r.url));
   }
 }
+
+// ---------------------------------------------------------------- tournaments
+
+// The open tournament: its last view (GET /v1/tournaments/{id}), the live socket, heat progress.
+const tour = { id: null, invite: null, view: null, ws: null, retry: null, refetch: null, progress: new Map(), joined: null, loops: 0 };
+const HEAT_STATE = { pending: "waiting", placing: "starting", placed: "racing", finished: "finished", settled: "decided" };
+
+async function loadTournaments() {
+  const status = $("tournament-status").value;
+  const list = $("tournament-list");
+  let items;
+  try {
+    items = (await api("GET", `/v1/tournaments?status=${status}&limit=10`)).tournaments;
+  } catch {
+    setText("tournament-list-status", "Tournaments are unavailable right now.");
+    return;
+  }
+  if (list.contains(document.activeElement)) return; // do not pull the focused button away
+  const label = $("tournament-status").selectedOptions[0].textContent.toLowerCase();
+  setText("tournament-list-status", items.length ? "" : `No tournaments (${label}).`);
+  list.innerHTML = items.map((t) => {
+    const round = t.state === "running" ? ` · round ${t.round} of ${t.rounds_planned}` : "";
+    return `<li><span class="live-info">${esc(t.name)}<span class="live-meta">${esc(t.race_type)} · ${t.players}/${t.max_players} players · ${esc(t.state)}${round}</span></span>` +
+      `<button type="button" data-tournament="${esc(t.id)}" aria-label="Open tournament ${esc(t.name)}">Open</button></li>`;
+  }).join("");
+  for (const btn of list.querySelectorAll("button[data-tournament]")) btn.addEventListener("click", () => openTournament(btn.dataset.tournament));
+}
+$("tournament-filter").addEventListener("submit", (ev) => { ev.preventDefault(); loadTournaments(); });
+
+// Private tournaments are not listed: their invite code opens them (and registers with them).
+$("tournament-invite").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  banner(null);
+  const code = $("tournament-code").value.trim().toUpperCase();
+  try {
+    const t = await api("GET", `/v1/tournaments/invites/${encodeURIComponent(code)}`);
+    openTournament(t.id, code);
+  } catch (err) { apiFailed(err); }
+});
+
+function openTournament(id, invite = null) {
+  closeTournament();
+  tour.id = id;
+  tour.invite = invite;
+  $("tournament-title").textContent = "Tournament";
+  $("tournament-summary").textContent = "Loading…";
+  $("tournament-me").textContent = "";
+  $("bracket").innerHTML = "";
+  $("standings-table").tBodies[0].innerHTML = "";
+  $("tournament-register").hidden = true;
+  show("tournament");
+  $("tournament-title").focus();
+  followTournament(id);
+}
+
+function closeTournament() {
+  const ws = tour.ws;
+  Object.assign(tour, { id: null, invite: null, view: null, ws: null, progress: new Map(), joined: null });
+  clearTimeout(tour.retry);
+  clearTimeout(tour.refetch);
+  if (ws) ws.close(1000);
+}
+
+$("tournament-back").addEventListener("click", () => { closeTournament(); show("home"); loadTournaments(); $("tournament-status").focus(); });
+
+// Live: a snapshot, then updates (docs/TOURNAMENTS.md). Progress moves the bars in place; any
+// other update re-reads the whole tournament (a few a minute). A lost socket retries in 2 s.
+function followTournament(id) {
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${proto}://${location.host}/v1/tournaments/${encodeURIComponent(id)}/live`);
+  tour.ws = ws;
+  ws.onmessage = (ev) => {
+    if (tour.ws !== ws) return;
+    const m = JSON.parse(ev.data);
+    if (m.type === "snapshot") {
+      // The snapshot is the same for every follower: whether we are registered comes from our GET.
+      renderTournament({ ...m.tournament, registered: tour.view?.registered ?? false });
+      refetchSoon();
+    }
+    else if (m.type === "heat_progress") heatProgress(m);
+    else refetchSoon();
+  };
+  ws.onclose = () => {
+    if (tour.ws !== ws || tour.id !== id) return;
+    tour.ws = null;
+    fetchTournament(); // no update is missed while the socket is down for long
+    tour.retry = setTimeout(() => { if (tour.id === id && !tour.ws) followTournament(id); }, 2000);
+  };
+}
+
+function refetchSoon() {
+  clearTimeout(tour.refetch);
+  tour.refetch = setTimeout(fetchTournament, 200);
+}
+
+async function fetchTournament() {
+  const id = tour.id;
+  if (!id) return;
+  try {
+    const t = await api("GET", `/v1/tournaments/${encodeURIComponent(id)}`);
+    if (tour.id === id) renderTournament(t);
+  } catch (err) {
+    if (err instanceof ApiError && err.code === "tournament_not_found") { banner(explain(err.code)); closeTournament(); show("home"); }
+  }
+}
+
+function renderTournament(t) {
+  tour.view = t;
+  $("tournament-title").textContent = t.name;
+  const adv = t.advancement.rule === "points" ? `top ${t.advancement.advance} by points over ${t.advancement.races_per_round} races` : `top ${t.advancement.advance} advance`;
+  const round = t.state === "running" ? ` · round ${t.round} of ${t.rounds_planned}` : "";
+  setText("tournament-summary", `${t.state}${round} · ${t.players}/${t.max_players} players · ${t.race_type} · heats of ${t.heat_size}, ${adv}${t.reason ? ` · ${t.reason}` : ""}`);
+  const reg = $("tournament-register");
+  reg.hidden = !(app.session && t.state === "registering");
+  reg.textContent = t.registered ? "Leave tournament" : "Register";
+  drawBracket(t);
+  drawStandings(t);
+  if (t.registered && app.session && tour.joined !== t.id) followMyHeat(t.id);
+}
+
+function drawBracket(t) {
+  const box = $("bracket");
+  const focused = document.activeElement?.dataset?.watch; // keep keyboard focus across redraws
+  if (!t.bracket.length) {
+    box.innerHTML = `<p class="status">${t.state === "registering" ? "The bracket is dealt when the tournament starts." : "No heats."}</p>`;
+    return;
+  }
+  box.innerHTML = t.bracket.map((rnd) =>
+    `<section class="round" aria-label="Round ${rnd.round}, ${rnd.state}"><h4>Round ${rnd.round}${rnd.heats.length === 1 ? " (final)" : ""} · ${rnd.state}</h4>` +
+    `<ol class="heats">${rnd.heats.map((h) => heatHtml(rnd.round, h, rnd.heats.length === 1)).join("")}</ol></section>`).join("");
+  for (const btn of box.querySelectorAll("button[data-watch]")) {
+    btn.addEventListener("click", () => watch(btn.dataset.race, btn.dataset.url, "tournament"));
+    if (btn.dataset.watch === focused) btn.focus();
+  }
+  for (const [key, m] of tour.progress) drawHeatProgress(key, m);
+}
+
+function heatHtml(round, h, final) {
+  const key = `${round}-${h.heat}`;
+  const live = h.state === "placed" && h.url && !["finished", "aborted"].includes(h.race_state);
+  const watchBtn = live
+    ? `<button type="button" data-watch="${key}" data-race="${esc(h.race_id)}" data-url="${esc(h.url)}" aria-label="Watch round ${round} heat ${h.heat} live">Watch</button>`
+    : "";
+  const done = h.state === "finished" || h.state === "settled";
+  const rows = done && h.standings.length
+    ? h.standings.map((s, i) => `<li class="heat-row${s.advanced ? " advanced" : ""}"><span class="name">${i + 1}. ${esc(s.name)}</span>` +
+        `<span class="heat-note">${s.no_show ? "no show" : `${s.points} pt${s.points === 1 ? "" : "s"} · ${Number(s.wpm).toFixed(0)} wpm`}${s.advanced && !final ? " · through" : ""}</span></li>`).join("")
+    : h.players.map((p) => `<li class="heat-row lane" data-player="${esc(p.player_id)}"><span class="name">${esc(p.name)}</span>` +
+        `<span class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="0" aria-label="${esc(p.name)}: 0%"><span></span></span><span class="wpm"></span></li>`).join("");
+  const state = `${HEAT_STATE[h.state] || h.state}${h.race_state && live ? ` (${h.race_state})` : ""}${h.reason ? ` · ${h.reason}` : ""}`;
+  return `<li class="heat" data-heat="${key}"><div class="heat-head"><strong>Heat ${h.heat}</strong> <span class="heat-state">${esc(state)}</span>${watchBtn}</div>` +
+    `<ol class="heat-players" aria-label="Round ${round} heat ${h.heat} players">${rows}</ol></li>`;
+}
+
+function heatProgress(m) {
+  const key = `${m.round}-${m.heat}`;
+  tour.progress.set(key, m);
+  drawHeatProgress(key, m);
+}
+
+// Bars of a running heat, updated in place (progress comes ~10 times a second).
+function drawHeatProgress(key, m) {
+  const heat = $("bracket").querySelector(`[data-heat="${CSS.escape(key)}"]`);
+  if (!heat) return;
+  const len = Math.max(m.passage_chars || 1, 1);
+  for (const p of m.players) {
+    const row = heat.querySelector(`[data-player="${CSS.escape(p.player_id)}"]`);
+    if (!row) continue;
+    const pct = Math.min(100, Math.round((100 * p.position) / len));
+    const bar = row.querySelector(".bar");
+    bar.setAttribute("aria-valuenow", String(pct));
+    bar.setAttribute("aria-label", `${row.querySelector(".name").textContent}: ${pct}%`);
+    bar.firstElementChild.style.width = `${pct}%`;
+    row.querySelector(".wpm").textContent = `${Math.round(p.wpm || 0)} wpm${p.place ? ` #${p.place}` : ""}`;
+  }
+}
+
+function drawStandings(t) {
+  const status = { in: "still in", out: "out", winner: "winner", finished: "finished" };
+  $("standings-table").tBodies[0].innerHTML = t.standings.length
+    ? t.standings.map((s) => `<tr${s.player_id === app.session?.player_id ? ' class="me"' : ""}><td>${s.rank}</td><td>${esc(s.name)}</td><td>${s.round}</td>` +
+        `<td>${esc(status[s.status] || s.status)}${s.prize ? ` · ${esc(s.prize)}` : ""}</td></tr>`).join("")
+    : `<tr><td colspan="4">${t.participants.length} registered; standings start with the first round.</td></tr>`;
+}
+
+$("tournament-register").addEventListener("click", async () => {
+  const t = tour.view;
+  if (!t || !app.session) return;
+  banner(null);
+  try {
+    const body = !t.registered && tour.invite ? { invite_code: tour.invite } : undefined;
+    await api(t.registered ? "DELETE" : "POST", `/v1/tournaments/${encodeURIComponent(t.id)}/registration`, body);
+    $("tournament-me").textContent = t.registered ? "You left the tournament." : "Registered: your races start here when the tournament does.";
+    tour.joined = null; // a new registration: follow its heats afresh
+    await fetchTournament();
+  } catch (err) { apiFailed(err); }
+});
+
+// A registered player's heats: long-poll the seat and go straight into each race it gives.
+// Runs once per opened tournament (tour.joined), until the player is out or it ends.
+async function followMyHeat(id) {
+  if (tour.joined === id) return;
+  tour.joined = id;
+  const loop = ++tour.loops; // a newer loop (re-registration) ends this one
+  const words = { registered: "Registered; waiting for the start.", waiting: "Waiting for your heat.", advanced: "You are through to the next round!", eliminated: "You are out of the tournament.", cancelled: "The tournament was cancelled." };
+  let since = "";
+  let raced = null;
+  while (tour.id === id && tour.loops === loop && app.session) {
+    let a;
+    try {
+      a = await api("GET", `/v1/tournaments/${encodeURIComponent(id)}/heat?wait=20&since=${encodeURIComponent(since)}`);
+    } catch (err) {
+      if (err instanceof ApiError && err.status < 500 && err.status !== 429) { apiFailed(err); break; }
+      await sleep(2000); // the lobby is busy or unreachable: keep following
+      continue;
+    }
+    if (tour.id !== id || tour.loops !== loop) break;
+    since = a.key;
+    setText("tournament-me", a.status === "finished" ? `Finished: rank ${a.rank ?? "—"}.` : words[a.status] || (a.status === "racing" ? `Your heat (round ${a.round}) is on.` : ""));
+    if (a.status === "racing" && a.race_id !== raced) {
+      raced = a.race_id;
+      connectRace({ url: a.url, player_token: a.player_token, ticket: a.ticket }, { raceType: tour.view?.race_type, returnTo: "tournament" });
+    }
+    if (["not_registered", "eliminated", "finished", "cancelled"].includes(a.status)) break;
+  }
+}
+
+// Test hook for tests/e2e: drop the race socket as a network failure would, to exercise reconnect.
+window.__arena = {
+  dropSocket() { const ws = app.race?.ws; if (!ws) return false; ws.close(4000, "test: dropped"); return true; },
+  // A link that hears nothing more while the socket stays open: the watchdog must give up on it.
+  silence() { const r = app.race; if (!r?.ws) return false; r.ws.onmessage = null; r.lastHeard = 0; return true; },
+  reconnects() { return app.race?.reconnects ?? 0; },
+  resumedFrom() { return app.race?.resumedFrom ?? null; }, // the server's view in the last re-join
+};
 
 function sleep(ms) { return new Promise((resolve) => setTimeout(resolve, ms)); }
 
@@ -660,9 +1015,11 @@ async function main() {
     signedIn(saved);
   }
   loadBoard();
-  // /?watch=RACE_ID&node=ws://…: open straight into spectating (links from live race lists).
+  // /?watch=RACE_ID&node=ws://…: open straight into spectating (links from live race lists);
+  // /?tournament=ID: straight to that tournament's bracket.
   const q = new URLSearchParams(location.search);
   if (q.get("watch") && q.get("node")) watch(q.get("watch"), q.get("node"));
+  else if (q.get("tournament")) openTournament(q.get("tournament"));
   else $(app.session ? "race-type" : "name").focus();
 }
 main();

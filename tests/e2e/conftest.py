@@ -4,14 +4,15 @@ node's outbox from the same Redis, and a headless Chromium (Debian's ``chromium`
 ``chromedriver``; nothing is downloaded).
 
 The browser is blocking (Selenium), so tests drive it in a thread (``asyncio.to_thread``) while
-the servers keep running on the test's event loop. Screenshots go to ``artifacts/e2e/``.
+the servers keep running on the test's event loop. Screenshots go to ``artifacts/e2e/``; every
+one is taken at phone width (390 px) and checks that the page does not scroll sideways.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -34,17 +35,21 @@ from matchmaker.service import Matchmaker
 from ops.services import KafkaBroker, PostgresServer, free_port
 from persistence.app import PersistenceService
 from persistence.migrate import migrate
+from persistence.settings import PostgresSettings
 from tests.conftest import ADMIN
 from tests.lobby.conftest import SECRET, LobbyFactory, RunningLobby, lobby_factory
 from tests.matchmaker.conftest import FAST_MM, SHORT_CORPUS
 from tests.persistence.helpers import Env, unique
+from tests.tournaments.conftest import director_factory
+from tournaments.settings import ApiSettings
 
-__all__ = ["lobby_factory"]  # re-exported fixture
+__all__ = ["director_factory", "lobby_factory"]  # re-exported fixtures
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "e2e"
 RACE = RaceSettings(countdown_s=2.0, wait_timeout_s=3.0, grace_s=5.0, tick_hz=20.0, ping_interval_s=1.0)
+PHONE_WIDTH = 390  # CSS pixels: an ordinary phone held upright
 
 
 def browser_missing() -> str | None:
@@ -59,8 +64,8 @@ def browser_missing() -> str | None:
     return None
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
+def start_browser() -> tuple[Any, str]:
+    """A headless Chromium at phone width with its own throw-away profile."""
     reason = browser_missing()
     # `make setup` installs all of it: a missing piece is a broken set-up, never a skip.
     assert reason is None, f"{reason}: run `make setup`"
@@ -79,12 +84,24 @@ def browser() -> Iterator[Any]:
         "--disable-component-update",
         "--disable-sync",
         "--no-first-run",
-        "--window-size=420,900",  # phone width
+        "--window-size=500,900",
         f"--user-data-dir={profile}",
     ):
         opts.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
     driver.set_page_load_timeout(20)
+    driver.set_script_timeout(10)
+    # A window cannot be narrower than 500 px: emulate the phone's viewport instead.
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": PHONE_WIDTH, "height": 844, "deviceScaleFactor": 1, "mobile": True},
+    )
+    return driver, profile
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    driver, profile = start_browser()
     try:
         yield driver
     finally:
@@ -92,9 +109,42 @@ def browser() -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+@pytest.fixture
+def second_browser() -> Iterator[Callable[[], Any]]:
+    """Another browser (its own session and storage), started only when the test asks."""
+    started: list[tuple[Any, str]] = []
+
+    def start() -> Any:
+        started.append(start_browser())
+        return started[-1][0]
+
+    try:
+        yield start
+    finally:
+        for driver, profile in started:
+            driver.quit()
+            shutil.rmtree(profile, ignore_errors=True)
+
+
+# Shown form controls without a name for screen readers (no <label>, aria-label(ledby) or text).
+UNLABELLED_JS = """
+return [...document.querySelectorAll('input, select, textarea, button')]
+  .filter((el) => el.offsetParent !== null)
+  .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+    && !el.getAttribute('aria-labelledby') && !el.textContent.trim())
+  .map((el) => el.id || el.outerHTML.slice(0, 80));
+"""
+
+
 def shot(driver: Any, name: str) -> None:
+    """Save a screenshot, and check the screen: it fits the phone-width window (no sideways
+    scroll) and every control it shows has a name for screen readers."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+    widths = driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[1] <= PHONE_WIDTH and widths[0] <= widths[1], f"{name}: horizontal overflow {widths}"
+    unlabelled = driver.execute_script(UNLABELLED_JS)
+    assert not unlabelled, f"{name}: controls without a label: {unlabelled}"
 
 
 @pytest.fixture
@@ -135,6 +185,21 @@ async def persistence(
         await service.stop()
 
 
+async def page_lobby(
+    lobby_factory: LobbyFactory, redis_url: str, persistence: PersistenceService, **changes: Any
+) -> RunningLobby:
+    """A lobby serving the page, reading persistence's database, with the tournament API."""
+    return await lobby_factory(
+        app_hook=static.setup,
+        regions=("local",),
+        postgres=PostgresSettings(dsn=persistence.settings.postgres.dsn),
+        tournaments=ApiSettings(
+            redis=RedisSettings(url=redis_url), secrets=SecretSettings(token_secret=SECRET, admin_token=ADMIN)
+        ),
+        **changes,
+    )
+
+
 @pytest.fixture
 async def cluster(
     redis_url: str, lobby_factory: LobbyFactory, persistence: PersistenceService
@@ -156,7 +221,7 @@ async def cluster(
     runner = web.AppRunner(build_node_app(settings, SHORT_CORPUS), handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    lobby = await lobby_factory(app_hook=static.setup, regions=("local",))
+    lobby = await page_lobby(lobby_factory, redis_url, persistence)
     client = aioredis.Redis.from_url(redis_url)
     store = TicketStore(client)
     http = aiohttp.ClientSession()

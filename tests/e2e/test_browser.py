@@ -1,5 +1,5 @@
 """The page in headless Chromium: queue, type the whole passage, see a result, find the race in
-PostgreSQL afterwards; watch a race."""
+PostgreSQL and on the page's leaderboard and recent races afterwards; watch a race."""
 
 from __future__ import annotations
 
@@ -54,12 +54,39 @@ def race_in_browser(driver: Any, url: str) -> dict[str, Any]:
     wait_for(driver, "#screen-results", timeout=20)
     shot(driver, "05-results")
     session = driver.execute_script("return JSON.parse(sessionStorage.getItem('arena.session') || 'null')")
-    return {
+    seen = {
         "player_id": (session or {}).get("player_id"),
         "passage": passage,
         "wpm": float(driver.find_element(By.ID, "my-wpm").text),
         "place": driver.find_element(By.ID, "my-place").text,
         "again": driver.find_element(By.ID, "again").is_displayed(),
+    }
+    return seen | boards_after_race(driver)
+
+
+def boards_after_race(driver: Any) -> dict[str, Any]:
+    """Back home: today's quick leaderboard and the recent races list show the race once
+    persistence has stored it ("Show" reloads both; a few seconds at most)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.find_element(By.ID, "home").click()
+    wait_for(driver, "#board-table")
+
+    def shown(d: Any) -> bool:
+        board = d.find_element(By.CSS_SELECTOR, "#board-table tbody").text
+        recent = d.find_elements(By.CSS_SELECTOR, "#recent li")
+        if "ada" in board and recent:
+            return True
+        d.find_element(By.CSS_SELECTOR, "#board-form button").click()
+        return False
+
+    WebDriverWait(driver, 15, poll_frequency=0.5).until(shown)
+    driver.execute_script("document.getElementById('boards').scrollIntoView()")
+    shot(driver, "09-leaderboard-recent")
+    return {
+        "board": driver.find_element(By.CSS_SELECTOR, "#board-table tbody tr").text,
+        "recent": [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#recent li")],
     }
 
 
@@ -91,6 +118,8 @@ async def test_queue_type_and_finish(cluster: RunningLobby, browser: Any, e2e_ds
     assert 40 <= seen["wpm"] <= 200, seen
     assert seen["place"] == "Place 1", seen
     assert seen["again"]
+    assert seen["board"].startswith("1 ada "), seen
+    assert len(seen["recent"]) == 1 and seen["recent"][0].startswith("quick:"), seen
     # The race is in PostgreSQL afterwards: node outbox -> persistence -> races + race_participants.
     assert seen["player_id"], seen
     rows = await stored_races(e2e_dsn, seen["player_id"])
