@@ -320,6 +320,7 @@ function newRace(assignment, opts) {
   return {
     url: assignment?.url, ticket: assignment?.ticket, token: assignment?.player_token,
     spectate: opts.spectate || null, raceType: opts.raceType, returnTo: opts.returnTo || "home",
+    label: opts.label || null, // e.g. the tournament heat, for the heading
     ws: null, me: null, raceId: null, passage: "", state: "waiting",
     startAt: null, endsAt: null, offset: 0, bestRtt: Infinity,
     typed: "", pendingKeys: "", pendingTimes: [], seq: 0, sent: [], lastTime: 0,
@@ -478,7 +479,7 @@ function onJoined(r, m) {
   r.startAt = m.start_at;
   r.endsAt = m.ends_at;
   r.raceType = m.race_type;
-  $("race-title").textContent = `${r.spectate ? "Watching" : "Race"}: ${m.race_type}`;
+  $("race-title").textContent = `${r.spectate ? "Watching" : "Race"}: ${r.label || m.race_type}`;
   $("passage-plain").textContent = m.passage;
   setPlayers(r, m.players);
   if (m.you) {
@@ -660,6 +661,7 @@ function onResults(r, m) {
   $("results-table").tBodies[0].innerHTML = m.results.map((row) =>
     `<tr${row.player_id === r.me ? ' class="me"' : ""}><td>${row.place ?? "—"}</td><td>${esc(row.name)}</td><td>${row.wpm.toFixed(1)}</td><td>${row.raw_wpm.toFixed(1)}</td><td>${pct(row.accuracy)}</td><td>${pct(row.consistency)}</td></tr>`).join("");
   drawChart(r.keyLog);
+  $("results-title").textContent = r.label ? `Results: ${r.label}` : "Results";
   $("again").hidden = !!r.spectate || r.returnTo !== "home";
   show("results");
   r.done = true;
@@ -717,12 +719,12 @@ async function loadRecent() {
   } catch { /* history is optional on this page */ }
 }
 
-async function watch(raceId, url, returnTo = "home") {
+async function watch(raceId, url, returnTo = "home", label = null) {
   if (!raceId || !url) { banner("Give a race id and a node URL to watch."); return; }
   if (!app.session) {
     try { signedIn(await api("POST", "/v1/guests", { name: $("name").value.trim() || "spectator" })); } catch (err) { apiFailed(err); return; }
   }
-  connectRace(null, { spectate: { raceId, url }, returnTo });
+  connectRace(null, { spectate: { raceId, url }, returnTo, label });
 }
 $("watch-form").addEventListener("submit", (ev) => { ev.preventDefault(); watch($("watch-race").value.trim(), $("watch-node").value.trim()); });
 
@@ -896,7 +898,7 @@ function drawBracket(t) {
     `<section class="round" aria-label="Round ${rnd.round}, ${rnd.state}"><h4>Round ${rnd.round}${rnd.heats.length === 1 ? " (final)" : ""} · ${rnd.state}</h4>` +
     `<ol class="heats">${rnd.heats.map((h) => heatHtml(rnd.round, h, rnd.heats.length === 1)).join("")}</ol></section>`).join("");
   for (const btn of box.querySelectorAll("button[data-watch]")) {
-    btn.addEventListener("click", () => watch(btn.dataset.race, btn.dataset.url, "tournament"));
+    btn.addEventListener("click", () => watch(btn.dataset.race, btn.dataset.url, "tournament", btn.dataset.label));
     if (btn.dataset.watch === focused) btn.focus();
   }
   for (const [key, m] of tour.progress) drawHeatProgress(key, m);
@@ -906,7 +908,7 @@ function heatHtml(round, h, final) {
   const key = `${round}-${h.heat}`;
   const live = h.state === "placed" && h.url && !["finished", "aborted"].includes(h.race_state);
   const watchBtn = live
-    ? `<button type="button" data-watch="${key}" data-race="${esc(h.race_id)}" data-url="${esc(h.url)}" aria-label="Watch round ${round} heat ${h.heat} live">Watch</button>`
+    ? `<button type="button" data-watch="${key}" data-race="${esc(h.race_id)}" data-url="${esc(h.url)}" data-label="${esc(`${tour.view?.name || "tournament"}, round ${round} heat ${h.heat}`)}" aria-label="Watch round ${round} heat ${h.heat} live">Watch</button>`
     : "";
   const done = h.state === "finished" || h.state === "settled";
   const rows = done && h.standings.length
@@ -986,7 +988,8 @@ async function followMyHeat(id) {
     setText("tournament-me", a.status === "finished" ? `Finished: rank ${a.rank ?? "—"}.` : words[a.status] || (a.status === "racing" ? `Your heat (round ${a.round}) is on.` : ""));
     if (a.status === "racing" && a.race_id !== raced) {
       raced = a.race_id;
-      connectRace({ url: a.url, player_token: a.player_token, ticket: a.ticket }, { raceType: tour.view?.race_type, returnTo: "tournament" });
+      const label = `${tour.view?.name || "tournament"}, round ${a.round} heat ${a.heat}`;
+      connectRace({ url: a.url, player_token: a.player_token, ticket: a.ticket }, { raceType: tour.view?.race_type, returnTo: "tournament", label });
     }
     if (["not_registered", "eliminated", "finished", "cancelled"].includes(a.status)) break;
   }

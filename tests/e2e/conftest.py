@@ -5,7 +5,9 @@ node's outbox from the same Redis, and a headless Chromium (Debian's ``chromium`
 
 The browser is blocking (Selenium), so tests drive it in a thread (``asyncio.to_thread``) while
 the servers keep running on the test's event loop. Screenshots go to ``artifacts/e2e/``; every
-one is taken at phone width (390 px) and checks that the page does not scroll sideways.
+one is taken at phone width (390 px) and checks that the page does not scroll sideways and that
+each control it shows has an accessible name. ``second_browser`` starts another Chromium (its
+own session) for two-player tests; ``director_factory`` runs a tournament director.
 """
 
 from __future__ import annotations

@@ -269,9 +269,9 @@ async def test_expired_session_and_rate_limit_banners(
     expired = TokenSigner(SECRET).sign_player(PlayerId("pold"), "old", ttl_s=-10, guest=True)
     text = await asyncio.to_thread(expired_session, browser, cluster.url + "/", expired)
     assert text.startswith("Your session expired; pick a name again."), text
-    # A lobby that allows a player two requests a minute: signing in spends them (recent races,
-    # presence), so queueing is refused.
-    strict = await page_lobby(lobby_factory, redis_url, persistence, rate_per_player=2)
+    # A lobby that allows a player two requests an hour: signing in spends them (recent races,
+    # presence), so queueing is refused. (An hour: a fixed window must not roll over mid-test.)
+    strict = await page_lobby(lobby_factory, redis_url, persistence, rate_per_player=2, rate_window_s=3600)
     text = await asyncio.to_thread(rate_limited, browser, strict.url + "/")
     assert text.startswith("Slow down: too many requests."), text
     assert "Try again in" in text, text
