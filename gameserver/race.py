@@ -234,7 +234,7 @@ class Race:
             racer.connected = True
             racer.disconnected_at = None
             self._absent.discard(player_id)
-            self._roster_changed()
+            self._roster_changed(now)
             return racer, True
         if self.ended:
             raise SeatError("race_over", "the race is over")
@@ -248,7 +248,7 @@ class Race:
             id=player_id, name=name, typing=TypingState(self.passage.text, self.scoring), joined_at=now
         )
         self.racers[player_id] = racer
-        self._roster_changed()
+        self._roster_changed(now)
         if len(self.racers) >= min(len(self.seats), self.settings.max_players):
             self._begin_countdown(now)
         return racer, False
@@ -259,7 +259,7 @@ class Race:
         racer.connected = False
         racer.disconnected_at = now
         self._absent.add(racer.id)
-        self._roster_changed()
+        self._roster_changed(now)
 
     def leave(self, racer: Racer, now: int) -> None:
         """The player gave up: DNF at once."""
@@ -267,7 +267,7 @@ class Race:
         racer.disconnected_at = racer.disconnected_at or now
         if not racer.done:
             self._settle_dnf(racer)
-        self._roster_changed()
+        self._roster_changed(now)
         self.advance(now)
 
     def _expire_grace(self, now: int) -> None:
@@ -281,11 +281,11 @@ class Race:
             elif now - racer.disconnected_at >= grace_ms:
                 self._absent.discard(player_id)
                 self._settle_dnf(racer)
-                self._roster_changed()
+                self._roster_changed(now)
 
-    def _roster_changed(self) -> None:
+    def _roster_changed(self, now: int) -> None:
         self.version += 1
-        self.outgoing.append(Roster(players=self.player_infos()))
+        self.outgoing.append(Roster(players=self.player_infos(now)))  # live WPM, not zeros
 
     # ---- typing ------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ import random
 import pytest
 
 from arena.ids import NodeId, PlayerId, RaceId
-from arena.protocol import Countdown, Finish, PlayerStatus, RaceState, RaceType, Start
+from arena.protocol import Countdown, Finish, PlayerStatus, RaceState, RaceType, Roster, Start
 from gameserver.fairplay import FairPlayLimits, Flag
 from gameserver.passages import Passage
 from gameserver.race import InputOutcome, InvalidTransition, Race, SeatError
@@ -216,3 +216,17 @@ def test_a_players_own_typing_alone_is_not_news_to_them() -> None:
     assert race.take_changes() is None
     race.apply_input(p2, 2, "x", [500], start + 600)  # a typo moves nobody: nothing to send
     assert not race.dirty
+
+
+def test_a_roster_sent_mid_race_carries_live_wpm() -> None:
+    race = started_race(2)
+    assert race.start_at is not None
+    race.apply_input(
+        race.racers[PlayerId("p1")], 1, TEXT[:20], [200 * (i + 1) for i in range(20)], race.start_at + 4100
+    )
+    race.outgoing.clear()
+    race.disconnect(race.racers[PlayerId("p2")], race.start_at + 5000)
+    (roster,) = race.outgoing
+    assert isinstance(roster, Roster)
+    wpm = {p.id: p.wpm for p in roster.players}
+    assert wpm[PlayerId("p1")] > 0 and wpm[PlayerId("p2")] == 0
