@@ -51,9 +51,9 @@ def race_updates(race_id: RaceId) -> str:
     return f"race:{{{race_id}}}:updates"
 
 
-def race_watched(race_id: RaceId) -> str:
-    """Set (with a TTL) by a node relaying the race to its spectators: the owner publishes then."""
-    return f"race:{{{race_id}}}:watched"
+# Sorted set: race id -> instant (ms) until which someone outside the owner node watches it
+# (another node's spectators, a tournament's live page). Owners ask it with one ZMSCORE a second.
+WATCHED_RACES = "races:watched"
 
 
 def node_control(node_id: str) -> str:

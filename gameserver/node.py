@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 import structlog
 
-from arena import keys
+from arena import keys, watched
 from arena.clock import now_ms
 from arena.ids import PlayerId, RaceId, new_race_id
 from arena.outbox import OutboxWriter
@@ -347,7 +347,9 @@ class Node:
         check_watched = now - self._last_watch_check_ms >= WATCH_CHECK_MS
         if not (mirrors or check_watched):
             return
+        # Ended races too: their results still go to spectators elsewhere.
         rooms = list(self.rooms.values()) if check_watched else []
+        race_ids = [r.race.id for r in rooms]
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for room in mirrors:
@@ -360,16 +362,16 @@ class Node:
                         pipe.zadd(keys.LIVE_RACES, {race.id: race.start_at or now})
                     elif race.ended:
                         pipe.zrem(keys.LIVE_RACES, race.id)
-                for room in rooms:
-                    pipe.exists(keys.race_watched(room.race.id))
+                if check_watched:
+                    watched.ask(pipe, race_ids, now)
                 replies = await pipe.execute()
         except Exception as exc:  # Redis hiccup: mirrors catch up at the next change
             self.log.warning("redis_sync_failed", error=str(exc))
             return
         if check_watched:
             self._last_watch_check_ms = now
-            for room, watched in zip(rooms, replies[len(replies) - len(rooms) :], strict=True):
-                room.remote_watched = bool(watched)
+            for room, is_watched in zip(rooms, watched.answer(replies, race_ids, now), strict=True):
+                room.remote_watched = is_watched
             self._remote_watched = [r for r in rooms if r.remote_watched]
 
     # ---- progress between ticks ------------------------------------------------------

@@ -1,7 +1,7 @@
 """Spectators of races owned by other nodes: frames arrive over Redis pub/sub and are relayed.
 
 The owner publishes a race's msgpack frames on ``race:{id}:updates`` only while some node
-says it is watched (``race:{id}:watched``, refreshed here with a TTL), so unwatched races
+says it is watched (``races:watched``, see ``arena.watched``; refreshed here), so unwatched races
 cost Redis nothing. This node subscribes once per watched race, however many of its
 spectators watch it, and writes each frame to every local spectator (msgpack bytes as they
 came, or JSON made once per frame).
@@ -16,7 +16,8 @@ import msgpack
 import redis.asyncio as aioredis
 import structlog
 
-from arena import keys
+from arena import keys, watched
+from arena.clock import now_ms
 from arena.codec import WireFormat
 from arena.ids import NodeId, RaceId
 from arena.tasks import stop_tasks
@@ -25,7 +26,6 @@ from gameserver.frames import ws_frame
 
 log = structlog.get_logger(__name__)
 
-WATCHED_TTL_S = 10
 REFRESH_S = 3.0
 
 
@@ -60,7 +60,7 @@ class SpectatorRelay:
         if conns is None:
             conns = self._watchers[race_id] = set()
             await self._pubsub.subscribe(keys.race_updates(race_id))
-            await self._redis.set(keys.race_watched(race_id), self._node_id, ex=WATCHED_TTL_S)
+            await self._mark([race_id])
         conns.add(conn)
 
     async def unwatch(self, race_id: RaceId, conn: Connection) -> None:
@@ -105,12 +105,14 @@ class SpectatorRelay:
             if not self._watchers:
                 continue
             try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for race_id in self._watchers:
-                        pipe.set(keys.race_watched(RaceId(race_id)), self._node_id, ex=WATCHED_TTL_S)
-                    await pipe.execute()
+                await self._mark(list(self._watchers))
             except Exception as exc:  # Redis hiccup: the next round retries
                 log.warning("relay_refresh_failed", error=str(exc))
+
+    async def _mark(self, race_ids: list[str]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            watched.mark(pipe, race_ids, now_ms())
+            await pipe.execute()
 
 
 def _in_format(payload: bytes, fmt: WireFormat) -> bytes | str:

@@ -3,7 +3,7 @@
 ``LiveHub`` subscribes to ``tournament:{id}:updates`` while anyone follows the tournament (a
 live socket, or a long-poll for a player's heat) and relays each JSON update to every socket
 of it. For the heats in progress it also subscribes to their races' channels
-(``race:{id}:updates``) and keeps ``race:{id}:watched`` set, so the owning node publishes the
+(``race:{id}:updates``) and keeps them marked in ``races:watched``, so the owning node publishes the
 races' frames (it does only while a race is watched); ``progress`` frames become
 ``heat_progress`` messages.
 
@@ -27,7 +27,8 @@ import redis.asyncio as aioredis
 import structlog
 from aiohttp import WSCloseCode, web
 
-from arena import keys
+from arena import keys, watched
+from arena.clock import now_ms
 from arena.ids import RaceId
 from arena.protocol import MsgType
 from arena.redisutil import as_text
@@ -35,7 +36,6 @@ from tournaments.metrics import LiveMetrics
 
 log = structlog.get_logger(__name__)
 
-WATCHED_TTL_S = 10  # as gameserver/relay.py: refreshed well within the TTL
 REFRESH_S = 3.0
 _HEAT_TYPES = frozenset({"heat_placed", "heat_finished", "heat_rerun"})
 
@@ -177,7 +177,7 @@ class LiveHub:
         followed.races[ref.race_id] = ref
         self._races[ref.race_id] = ref
         race = RaceId(ref.race_id)
-        await self._redis.set(keys.race_watched(race), self._owner, ex=WATCHED_TTL_S)
+        await self._mark([race])
         await self._subscribe(keys.race_updates(race))
 
     async def _passage_length(self, race_id: str) -> int | None:
@@ -330,12 +330,14 @@ class LiveHub:
             if not self._races:
                 continue
             try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for race_id in self._races:
-                        pipe.set(keys.race_watched(RaceId(race_id)), self._owner, ex=WATCHED_TTL_S)
-                    await pipe.execute()
+                await self._mark(list(self._races))
             except Exception as exc:  # Redis hiccup: the next round retries
                 log.warning("live_refresh_failed", error=str(exc))
+
+    async def _mark(self, race_ids: list[str]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            watched.mark(pipe, race_ids, now_ms())
+            await pipe.execute()
 
 
 def _tag(channel: str) -> str:
