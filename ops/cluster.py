@@ -1,8 +1,10 @@
 """``make run``: a whole local cluster on loopback, started by the project's own code.
 
 Order: Redis (AOF on, for the durable outbox), PostgreSQL, the Kafka-protocol broker, then the
-Arena processes (a gameserver node, and bots that keep racing so a person alone finds
-company). Everything stops in reverse order on Ctrl-C or SIGTERM. Data lives under
+Arena processes (two gameserver nodes, matchmaker, lobby with the page, persistence, the
+tournament director), bots that keep racing (live races to watch), and house bots that wait in
+every matchmaking queue so a person alone gets a race within seconds (``simulators.house``).
+Everything stops in reverse order on Ctrl-C or SIGTERM. Data lives under
 ``.run/`` and is reused by the next run.
 """
 
@@ -71,6 +73,7 @@ class Supervised:
 class Cluster:
     run_dir: Path
     bots: int
+    house_per_queue: int = 3
     node_ports: list[int] = field(default_factory=lambda: [free_port(), free_port()])
     ports: dict[str, int] = field(
         default_factory=lambda: {
@@ -98,7 +101,7 @@ class Cluster:
             raise ServiceError(f"migrations failed: {migrate.stderr[-2000:]}")
         self.processes = self._arena_processes(env, logs)
         for proc in self.processes:
-            if proc.name == "bots":  # bots come once the nodes and the lobby answer
+            if proc.name in ("bots", "house"):  # bots come once the nodes and the lobby answer
                 for port in (*self.node_ports, self.ports["lobby"]):
                     wait_healthy(f"http://127.0.0.1:{port}/healthz")
             proc.start()
@@ -120,6 +123,12 @@ class Cluster:
                 "--admin-token", DEV_ADMIN_TOKEN, "--bots", str(self.bots), "--timeout", "180",
             ]  # fmt: skip
             procs.append(Supervised("bots", bots_argv, env, logs / "bots.log"))
+        if self.house_per_queue:
+            house_argv = [
+                py, "-m", "simulators.house", "--lobby", f"http://127.0.0.1:{self.ports['lobby']}",
+                "--per-queue", str(self.house_per_queue),
+            ]  # fmt: skip
+            procs.append(Supervised("house", house_argv, env, logs / "house.log"))
         return procs
 
     def _arena_env(self, redis_url: str, dsn: str, bootstrap: str) -> dict[str, str]:
@@ -128,6 +137,9 @@ class Cluster:
             "ARENA_POSTGRES_DSN": dsn,
             "ARENA_KAFKA_BOOTSTRAP": bootstrap,
             "ARENA_ADMIN_TOKEN": os.environ.get("ARENA_ADMIN_TOKEN", DEV_ADMIN_TOKEN),
+            # Every local client is 127.0.0.1 (the page, bots, house bots): a per-IP limit would
+            # only make them share one budget. The per-player limit stays.
+            "ARENA_LOBBY_RATE_PER_IP": os.environ.get("ARENA_LOBBY_RATE_PER_IP", "0"),
             "ARENA_TOKEN_SECRET": os.environ.get("ARENA_TOKEN_SECRET", DEV_SECRET),
             "PYTHONUNBUFFERED": "1",
         }
@@ -139,6 +151,7 @@ class Cluster:
         )
         print(
             "\nTypogram Arena is running (Ctrl-C stops everything)\n"
+            f"  PLAY        http://127.0.0.1:{self.ports['lobby']}/  (the page: open it in a browser)\n"
             f"  lobby       http://127.0.0.1:{self.ports['lobby']}/v1  (docs/API.md)\n"
             f"{nodes}\n"
             f"  matchmaker  http://127.0.0.1:{self.ports['matchmaker']}/metrics\n"
@@ -183,9 +196,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run a local Typogram Arena cluster on 127.0.0.1")
     parser.add_argument("--run-dir", type=Path, default=ROOT / ".run")
     parser.add_argument("--bots", type=int, default=4, help="bots that keep racing (0: none)")
+    parser.add_argument(
+        "--house-bots",
+        type=int,
+        default=3,
+        help="house bots per race type and region, waiting for people (0: none)",
+    )
     parser.add_argument("--check", action="store_true", help="start, wait a few seconds, stop (smoke test)")
     args = parser.parse_args(argv)
-    cluster = Cluster(run_dir=args.run_dir, bots=args.bots)
+    cluster = Cluster(run_dir=args.run_dir, bots=args.bots, house_per_queue=args.house_bots)
     stop_flag: list[bool] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

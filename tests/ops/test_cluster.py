@@ -30,6 +30,7 @@ def test_cluster_starts_every_process_and_stops(run_dir: Path) -> None:
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Typogram Arena is running" in run.stdout
+    assert "PLAY        http://127.0.0.1:" in run.stdout  # the page's address
     logs = tmp_path / "logs"
     expected = {
         "node-1.log": "gameserver_listening",
@@ -37,6 +38,7 @@ def test_cluster_starts_every_process_and_stops(run_dir: Path) -> None:
         "matchmaker.log": "matchmaker_listening",
         "lobby.log": "lobby_listening",
         "persistence.log": "persistence_stopped",
+        "house.log": "house_bots_started",
     }
     for name, event in expected.items():
         assert event in (logs / name).read_text(), name

@@ -1,0 +1,100 @@
+"""House bots keep the queues warm: they never race each other, and a person gets a race at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from arena.placement import NodePlacer
+from arena.registry import NodeRegistry
+from arena.settings import SecretSettings
+from arena.tickets import TicketStore
+from matchmaker.service import Matchmaker
+from simulators.house import HouseSettings, HouseStats, parse_args, run_house
+from tests.conftest import ADMIN, NodeFactory, RunningNode
+from tests.lobby.conftest import LobbyFactory, RunningLobby, lobby_factory
+from tests.matchmaker.conftest import FAST_MM
+
+__all__ = ["lobby_factory"]  # the fixture, re-exported
+
+
+@pytest.fixture
+async def matchmaker(redis_url: str) -> AsyncIterator[Matchmaker]:
+    client = aioredis.Redis.from_url(redis_url)
+    store = TicketStore(client)
+    http = aiohttp.ClientSession()
+    settings = replace(
+        FAST_MM,
+        regions=("local",),
+        neighbours={},
+        fallback_wait_s=1.0,
+        secrets=SecretSettings(admin_token=ADMIN),
+    )
+    placer = NodePlacer(NodeRegistry(client), http, ADMIN, timeout_s=2.0, attempts=2)
+    mm = Matchmaker(settings, client, store, placer)
+    await mm.start()
+    yield mm
+    await mm.stop(deadline_s=1.0)
+    await store.aclose()
+    await http.close()
+    await client.aclose()
+
+
+async def queue_a_person(lobby: RunningLobby) -> tuple[dict[str, object], float]:
+    base = f"http://127.0.0.1:{lobby.settings.port}"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{base}/v1/guests", json={"name": "person"}) as resp:
+            token = (await resp.json())["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        started = time.monotonic()
+        async with http.post(
+            f"{base}/v1/tickets", json={"race_type": "quick", "region": "local"}, headers=auth
+        ) as resp:
+            ticket = (await resp.json())["ticket_id"]
+        async with http.get(f"{base}/v1/tickets/{ticket}?wait=10", headers=auth) as resp:
+            view = await resp.json()
+        return view, time.monotonic() - started
+
+
+async def test_a_person_alone_gets_a_race_with_house_bots_at_once(
+    node_factory: NodeFactory, lobby_factory: LobbyFactory, matchmaker: Matchmaker
+) -> None:
+    node: RunningNode = await node_factory()
+    lobby = await lobby_factory(regions=("local",), rate_per_ip=0)
+    settings = HouseSettings(
+        lobby_url=f"http://127.0.0.1:{lobby.settings.port}",
+        per_queue=2,
+        hold_s=0.6,
+        race_types=("quick",),
+        seed=3,
+    )
+    stop, stats = asyncio.Event(), HouseStats()
+    house = asyncio.create_task(run_house(settings, stop, stats))
+    try:
+        await asyncio.sleep(2.5)  # several hold-and-withdraw turns: bots alone never make a race
+        assert stats.withdrawn >= 2 and stats.races == 0 and not node.node.rooms, stats
+        view, waited = await queue_a_person(lobby)
+        assert view["state"] == "matched", view
+        assert waited < 2.0  # the fallback wait (1 s) plus a pass, not the solo wait (6 s)
+        (room,) = node.node.rooms.values()
+        assert len(room.race.seats) >= 2  # the person and at least one house bot
+        assert not stats.errors, stats
+    finally:
+        stop.set()
+        await asyncio.wait_for(house, 10)
+    assert house.done() and not house.cancelled()
+
+
+def test_settings_are_checked() -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--lobby", "http://10.0.0.1:8300"])  # loopback only
+    with pytest.raises(SystemExit):
+        parse_args(["--lobby", "http://127.0.0.1:8300", "--per-queue", "0"])
+    settings = parse_args(["--lobby", "http://127.0.0.1:8300", "--race-types", "quick", "--hold", "1.5"])
+    assert settings.race_types == ("quick",) and settings.hold_s == 1.5
