@@ -106,6 +106,10 @@ class SocketSession:
         except ClosingError as exc:
             self._refuse(exc)
             return
+        except Exception:  # a bug must cost one message an error, not the socket or the node
+            self.conn.log.exception("message_handler_failed", type=message.TYPE.value)
+            self._error(ErrorCode.INTERNAL, "the server failed on that message")
+            return
         if slow is not None:
             self._busy = asyncio.create_task(self._run_slow(slow), name="socket-slow-path")
 

@@ -3,9 +3,23 @@
 import asyncio
 
 import msgpack
+import pytest
 
 from arena.codec import WireFormat
-from arena.protocol import CloseCode, Error, ErrorCode, Hello, Input, Join, Joined, Welcome
+from arena.protocol import (
+    CloseCode,
+    Error,
+    ErrorCode,
+    Hello,
+    Input,
+    Join,
+    Joined,
+    Ping,
+    Pong,
+    Spectate,
+    Welcome,
+)
+from gameserver.session import SocketSession
 from gameserver.settings import LimitSettings
 from tests.conftest import NodeFactory, RunningNode
 from tests.gameserver.wsclient import RawClient
@@ -96,4 +110,22 @@ async def test_hello_timeout_closes_silent_sockets(node_factory: NodeFactory) ->
     node = await node_factory(limits=LimitSettings(hello_timeout_s=0.3))
     client = await RawClient.connect(node.ws_url)
     assert await asyncio.wait_for(client.wait_closed(), 5) == CloseCode.HELLO_TIMEOUT
+    await client.close()
+
+
+async def test_a_handler_bug_costs_one_error_not_the_socket(
+    node: RunningNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: SocketSession, message: object) -> None:
+        raise KeyError("a bug")
+
+    race = await node.create_race(["ada"])
+    client = await hello(node, race["seats"][0]["player_token"])
+    monkeypatch.setattr(SocketSession, "on_spectate", broken)
+    await client.send(Spectate(race_id="whatever"))
+    err = await client.recv_until(Error)
+    assert isinstance(err, Error) and err.code == ErrorCode.INTERNAL
+    await client.send(Ping(sent=5))  # the socket still works
+    pong = await client.recv_until(Pong)
+    assert isinstance(pong, Pong) and pong.echo == 5
     await client.close()
