@@ -241,6 +241,9 @@ async def test_refusal_banners_and_accounts(cluster: RunningLobby, browser: Any)
 def expired_session(driver: Any, url: str, token: str) -> str:
     """The page restores a session whose token has expired (e.g. a clock that was wrong)."""
     driver.get(url)
+    # Only once this page has read its (empty) storage: else it would restore the session
+    # planted below, be refused, and sign out (clearing it) before the reload.
+    pages.wait_until(driver, lambda d: d.execute_script("return document.activeElement.id") == "name")
     session = {"player_id": "pold", "name": "old", "guest": True, "token": token, "region": "local"}
     session["expires_at"] = int(time.time()) + 3600  # what the page believes
     driver.execute_script("sessionStorage.setItem('arena.session', JSON.stringify(arguments[0]))", session)
