@@ -70,6 +70,9 @@ class ProcessStats:
 
 
 def sample_all(series: list[ProcessSeries], t0: float) -> None:
+    """One sample of each process, from ``t0`` on (workers' start-up imports are not load)."""
     now = time.monotonic() - t0
+    if now < 0:
+        return
     for s in series:
         s.sample(now)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -27,6 +28,8 @@ __all__ = ["STARTUP_S", "SwarmError", "SwarmSettings", "run_swarm"]
 log = structlog.get_logger(__name__)
 
 STARTUP_S = 2.0  # workers import and start their loop before the first arrival is due
+# Workers import the same tree as this process, whatever an installed copy would say.
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
 KILL_AFTER_S = 15.0  # past the limit, a worker that has not written its result is killed
 SAMPLE_S = 1.0
 
@@ -86,6 +89,7 @@ async def _start_worker(plan: WorkerPlan, out: Path) -> asyncio.subprocess.Proce
     plan_path.write_text(json.dumps(plan.to_dict()))
     result_path = out / f"result-{plan.worker}.json"
     result_path.unlink(missing_ok=True)
+    path = os.pathsep.join(p for p in (str(SOURCE_ROOT), os.environ.get("PYTHONPATH", "")) if p)
     with (out / f"worker-{plan.worker}.log").open("wb") as logfile:
         return await asyncio.create_subprocess_exec(
             sys.executable,
@@ -95,6 +99,7 @@ async def _start_worker(plan: WorkerPlan, out: Path) -> asyncio.subprocess.Proce
             str(result_path),
             stdout=logfile,
             stderr=asyncio.subprocess.STDOUT,
+            env=os.environ | {"PYTHONPATH": path},
         )
 
 
