@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from arena import keys
-from arena.protocol import Joined, Progress
+from arena.protocol import BACKSPACE, Joined, Progress
 from simulators.bot import Bot, BotReport, _Link
 from simulators.guard import require_loopback
 from simulators.swarm.plan import Arrival
@@ -49,7 +49,9 @@ class Tally:
     t0: float
     inputs_per_s: dict[int, int] = field(default_factory=dict)
     frames_per_s: dict[int, int] = field(default_factory=dict)
-    sends: dict[str, list[float]] = field(default_factory=dict)  # player -> send time by seq - 1
+    # player -> send time by seq - 1; None for an input that did not move the player's position:
+    # the node broadcasts only position changes, so such an input has no broadcast of its own.
+    sends: dict[str, list[float | None]] = field(default_factory=dict)
     observations: list[Observation] = field(default_factory=list)
 
     def second(self, now: float) -> int:
@@ -109,6 +111,9 @@ class SwarmBot(Bot):
         self.record = record
         self.tally = tally
         self._seen: dict[str, int] = {}  # room-mate -> highest seq seen
+        self._passage = ""
+        self._typed: list[str] = []  # the server's replay, mirrored: what the position is
+        self._position = 0
 
     def _since_t0(self) -> float:
         return time.monotonic() - self.tally.t0
@@ -126,6 +131,7 @@ class SwarmBot(Bot):
             self.record.joined = self._since_t0()
             self.record.race_id = msg.race_id
             self.tally.sends[self.report.player_id] = []
+            self._passage = msg.passage
         await super()._on_joined(link, msg)
 
     def _set_start(self, start_at: int, ends_at: int | None) -> None:
@@ -138,8 +144,28 @@ class SwarmBot(Bot):
         sent = self._sent_at[batch.seq]
         sends = self.tally.sends.setdefault(self.report.player_id, [])
         if batch.seq == len(sends) + 1:  # a resend after a reconnect keeps its first time
-            sends.append(sent)
+            sends.append(sent if self._moves(batch.keys) else None)
         self.tally.count(self.tally.inputs_per_s, sent)
+
+    def _moves(self, keys: str) -> bool:
+        """Replay ``keys`` like the server (append, backspace deletes; the position is the
+        typed prefix matching the passage) and say whether the position changed."""
+        typed = self._typed
+        for key in keys:
+            if key == BACKSPACE:
+                if typed:
+                    typed.pop()
+            else:
+                typed.append(key)
+        before = self._position
+        position = 0
+        passage = self._passage
+        for got, want in zip(typed, passage, strict=False):
+            if got != want:
+                break
+            position += 1
+        self._position = position
+        return position != before
 
     def _on_progress(self, msg: Progress) -> None:
         super()._on_progress(msg)

@@ -58,7 +58,7 @@ def build_report(
 ) -> Report:
     """Merge the workers' results (as written by ``simulators.swarm.worker``)."""
     records = [r for result in results for r in result["records"]]
-    sends: dict[str, list[float]] = {}
+    sends: dict[str, list[float | None]] = {}
     for result in results:
         sends.update(result["sends"])
     observations = [tuple(o) for result in results for o in result["observations"]]

@@ -48,13 +48,16 @@ def percentiles(values: Iterable[float]) -> Percentiles:
 Observation = tuple[str, int, int, float]
 
 
-def input_latencies_ms(sends: dict[str, Sequence[float]], observations: Iterable[Observation]) -> list[float]:
+def input_latencies_ms(
+    sends: dict[str, Sequence[float | None]], observations: Iterable[Observation]
+) -> list[float]:
     """Input-to-broadcast latency as room-mates see it, one sample per (input, room-mate).
 
     ``sends[player][seq - 1]`` is the monotonic send time of the player's input ``seq``
-    (seqs start at 1 and increase by one). An observation says a room-mate first saw the
-    player's seq rise from ``before`` to ``now`` at ``t``: every input in ``(before, now]``
-    reached that room-mate at ``t``. Senders and receivers may be in different processes:
+    (seqs start at 1 and increase by one), None for an input that did not move the player's
+    position (the node broadcasts only changes, so it is not counted). An observation says a
+    room-mate first saw the player's seq rise from ``before`` to ``now`` at ``t``: every input
+    in ``(before, now]`` reached that room-mate at ``t``. Senders and receivers may be in different processes:
     ``time.monotonic()`` is one clock for the whole machine on Linux.
     """
     out: list[float] = []
@@ -63,7 +66,9 @@ def input_latencies_ms(sends: dict[str, Sequence[float]], observations: Iterable
         if not times:
             continue
         for seq in range(max(1, before + 1), min(now, len(times)) + 1):
-            out.append((t - times[seq - 1]) * 1000.0)
+            sent = times[seq - 1]
+            if sent is not None:
+                out.append((t - sent) * 1000.0)
     return out
 
 

@@ -2,12 +2,14 @@
 saturation verdict, and the report files."""
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from simulators.swarm.plan import WorkerPlan, plan_arrivals, split_by_worker
+from simulators.swarm.player import PlayerRecord, SwarmBot, Tally
 from simulators.swarm.processes import ProcessSeries
 from simulators.swarm.report import build_report, render_text, write_report
 from simulators.swarm.saturation import WorkerLoad, judge
@@ -19,6 +21,7 @@ from simulators.swarm.stats import (
     percentiles,
     rate_series,
 )
+from simulators.typing import draw_profile
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "simulators" / "scenarios"
 MINIMAL = {"swarm": {"players": 10, "arrival_rate": 5.0, "duration_s": 10}}
@@ -121,16 +124,17 @@ def test_percentiles_interpolate_and_handle_empty() -> None:
 
 
 def test_latency_merge_credits_every_seq_a_room_mate_saw() -> None:
-    sends = {"a": [10.0, 10.2, 10.4], "b": [11.0]}
+    sends: dict[str, list[float | None]] = {"a": [10.0, 10.2, 10.4, None, 10.8], "b": [11.0]}
     observations = [
         ("a", 0, 2, 10.25),  # seqs 1 and 2 seen at once: 250 ms and 50 ms
         ("a", 2, 3, 10.45),  # seq 3: 50 ms
+        ("a", 3, 5, 10.85),  # seq 4 moved nobody (a typo fixed): not counted; seq 5: 50 ms
         ("b", 0, 1, 11.1),  # 100 ms, seen by a room-mate in another worker
         ("b", 1, 5, 12.0),  # seqs beyond what was sent are ignored
         ("c", 0, 1, 1.0),  # a player this run never saw sending
     ]
     got = sorted(round(x, 6) for x in input_latencies_ms(sends, observations))
-    assert got == [50.0, 50.0, 100.0, 250.0]
+    assert got == [50.0, 50.0, 50.0, 100.0, 250.0]
 
 
 def test_counts_and_concurrency_series() -> None:
@@ -272,3 +276,24 @@ def test_a_saturated_generator_is_said_loudly() -> None:
     text = render_text(report)
     assert text.startswith("!" * 10) and "THE LOAD GENERATOR WAS SATURATED" in text
     assert "event-loop lag p99" in text
+
+
+def test_a_bot_knows_which_inputs_move_its_position() -> None:
+    """Only inputs that move the position are broadcast; typo fixes alone are not timed."""
+    rng = random.Random(1)
+    bot = SwarmBot(
+        "ws://127.0.0.1:9/ws",
+        "token",
+        "ticket",
+        draw_profile(rng),
+        rng,
+        record=PlayerRecord(0, "quick", "local", 1500.0, 0),
+        tally=Tally(t0=0.0),
+    )
+    bot._passage = "the cat"
+    assert bot._moves("th")  # 0 -> 2
+    assert not bot._moves("x")  # a typo: still 2
+    assert not bot._moves("\b")  # fixed: still 2
+    assert bot._moves("e c")  # 2 -> 5
+    assert bot._moves("\b")  # 5 -> 4: a visible step back
+    assert bot._moves("cat") and bot._position == 7
