@@ -7,7 +7,7 @@ import os
 import resource
 from dataclasses import dataclass
 
-__all__ = ["CpuSample", "core_busy", "cpu_model", "process_cpu", "process_rss_mb", "self_cpu"]
+__all__ = ["CpuSample", "core_busy", "cpu_model", "machine_busy", "process_cpu", "process_rss_mb", "self_cpu"]
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -53,6 +53,18 @@ def core_busy(core: int) -> tuple[float, float]:
                 total = sum(values[:8])  # guest time is already inside user
                 return float(total - idle), float(total)
     raise ValueError(f"no cpu{core} in /proc/stat")
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all cores together, from the "cpu " line of /proc/stat."""
+    with open("/proc/stat") as fh:
+        for line in fh:
+            if line.startswith("cpu "):
+                values = [int(v) for v in line.split()[1:]]
+                idle = values[3] + values[4]
+                total = sum(values[:8])
+                return float(total - idle), float(total)
+    raise ValueError("no cpu line in /proc/stat")
 
 
 def cpu_model() -> str:

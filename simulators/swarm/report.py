@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from simulators.swarm.processes import ProcessStats
+from simulators.swarm.processes import MachineStats, ProcessStats
 from simulators.swarm.saturation import Verdict, WorkerLoad, judge
 from simulators.swarm.scenario import Scenario
 from simulators.swarm.stats import (
@@ -21,7 +21,9 @@ from simulators.swarm.stats import (
     rate_series,
 )
 
-__all__ = ["Report", "build_report", "render_png", "render_text", "write_report"]
+__all__ = ["SHARED_MACHINE_PCT", "Report", "build_report", "render_png", "render_text", "write_report"]
+
+SHARED_MACHINE_PCT = 15.0  # other processes busier than this (% of a core, busiest 5 s): say so
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +50,18 @@ class Report:
     workers: list[WorkerLoad]
     verdict: Verdict
     series: Series
+    machine: MachineStats | None = None  # None when not sampled (unit tests)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def build_report(
-    scenario: Scenario, results: list[dict[str, Any]], processes: list[ProcessStats], seconds: int
+    scenario: Scenario,
+    results: list[dict[str, Any]],
+    processes: list[ProcessStats],
+    seconds: int,
+    machine: MachineStats | None = None,
 ) -> Report:
     """Merge the workers' results (as written by ``simulators.swarm.worker``)."""
     records = [r for result in results for r in result["records"]]
@@ -105,6 +112,7 @@ def build_report(
         workers=workers,
         verdict=judge(workers),
         series=series,
+        machine=machine,
     )
 
 
@@ -187,6 +195,16 @@ def render_text(report: Report) -> str:
         for proc in report.processes
     ]
     lines += [f"  worker {w.worker} loop lag p99 {_num(w.loop_lag_p99_ms)} ms" for w in report.workers]
+    m = report.machine
+    if m is not None:
+        lines.append(
+            f"machine           {m.cores} cores, busy {m.busy_pct_mean:.0f}% of a core on average;"
+            f" other processes {m.others_pct_mean:.0f}% (busiest 5 s {m.others_pct_peak:.0f}%)"
+        )
+        if m.others_pct_peak > SHARED_MACHINE_PCT:
+            lines.append(
+                "                  SHARED MACHINE: other work competed for the CPU; figures are pessimistic"
+            )
     lines.append(
         "generator         SATURATED (see above)"
         if report.verdict.saturated

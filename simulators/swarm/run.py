@@ -19,7 +19,7 @@ import structlog
 
 from simulators.guard import require_loopback
 from simulators.swarm.plan import WorkerPlan, plan_arrivals, split_by_worker
-from simulators.swarm.processes import ProcessSeries, sample_all
+from simulators.swarm.processes import MachineSeries, ProcessSeries, sample_all
 from simulators.swarm.report import Report, build_report, write_report
 from simulators.swarm.scenario import Scenario
 
@@ -57,6 +57,7 @@ async def run_swarm(scenario: Scenario, settings: SwarmSettings) -> Report:
     shares = split_by_worker(plan_arrivals(scenario), scenario.workers)
     procs: list[asyncio.subprocess.Process] = []
     series = [ProcessSeries(name, pid) for name, pid in settings.watch_pids.items()]
+    machine = MachineSeries()
     try:
         for worker, arrivals in enumerate(shares):
             plan = WorkerPlan(
@@ -65,7 +66,7 @@ async def run_swarm(scenario: Scenario, settings: SwarmSettings) -> Report:
             procs.append(await _start_worker(plan, out))
             series.append(ProcessSeries(f"worker-{worker}", procs[-1].pid))
         log.info("swarm_started", workers=len(procs), players=sum(len(s) for s in shares))
-        await _supervise(procs, series, t0, stop_at + KILL_AFTER_S)
+        await _supervise(procs, series, machine, t0, stop_at + KILL_AFTER_S)
     finally:
         for proc in procs:  # Ctrl-C or an error: no worker outlives the run
             if proc.returncode is None:
@@ -79,7 +80,8 @@ async def run_swarm(scenario: Scenario, settings: SwarmSettings) -> Report:
                     await proc.wait()
     results = [_read_result(out, w, p) for w, p in enumerate(procs)]
     seconds = max(1, math.ceil(time.monotonic() - t0))
-    report = build_report(scenario, results, [s.stats() for s in series if s.times], seconds)
+    processes = [s.stats() for s in series if s.times]
+    report = build_report(scenario, results, processes, seconds, machine.stats(processes))
     write_report(report, out)
     return report
 
@@ -104,13 +106,17 @@ async def _start_worker(plan: WorkerPlan, out: Path) -> asyncio.subprocess.Proce
 
 
 async def _supervise(
-    procs: list[asyncio.subprocess.Process], series: list[ProcessSeries], t0: float, kill_at: float
+    procs: list[asyncio.subprocess.Process],
+    series: list[ProcessSeries],
+    machine: MachineSeries,
+    t0: float,
+    kill_at: float,
 ) -> None:
     """Sample every process once a second until the workers are done (or overdue)."""
     waiting = asyncio.gather(*(p.wait() for p in procs))
     try:
         while not waiting.done():
-            sample_all(series, t0)
+            sample_all(series, machine, t0)
             if time.monotonic() > kill_at:
                 log.warning("swarm_workers_overdue")
                 for proc in procs:

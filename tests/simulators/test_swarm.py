@@ -10,7 +10,7 @@ import pytest
 
 from simulators.swarm.plan import WorkerPlan, plan_arrivals, split_by_worker
 from simulators.swarm.player import PlayerRecord, SwarmBot, Tally
-from simulators.swarm.processes import ProcessSeries
+from simulators.swarm.processes import MachineSeries, MachineStats, ProcessSeries
 from simulators.swarm.report import build_report, render_text, write_report
 from simulators.swarm.saturation import WorkerLoad, judge
 from simulators.swarm.scenario import ScenarioError, load_scenario, parse_scenario
@@ -297,3 +297,18 @@ def test_a_bot_knows_which_inputs_move_its_position() -> None:
     assert bot._moves("e c")  # 2 -> 5
     assert bot._moves("\b")  # 5 -> 4: a visible step back
     assert bot._moves("cat") and bot._position == 7
+
+
+def test_machine_load_tells_other_work_from_the_runs_own() -> None:
+    machine = MachineSeries(cores=2, busy=[0, 50, 150, 160], total=[0, 200, 400, 600])
+    assert machine.busy_pct() == [50.0, 100.0, 10.0]  # % of one core, both cores together
+    ours = ProcessSeries("w", 1, times=[0, 1, 2, 3], cpu_s=[0, 0.2, 0.3, 0.4], rss_mb=[1]).stats()
+    stats = machine.stats([ours])
+    assert stats.cores == 2 and stats.busy_pct_mean == pytest.approx(53.3, abs=0.1)
+    assert stats.others_pct_mean == pytest.approx(40.0)  # (50 - 20) + (100 - 10) + 0, over 3 s
+    report = build_report(parse_scenario(MINIMAL), _results(lag_ms=3.0), [ours], seconds=8, machine=stats)
+    text = render_text(report)
+    assert "other processes 40%" in text and "SHARED MACHINE" in text
+    quiet = MachineStats(cores=2, busy_pct_mean=20.0, others_pct_mean=1.0, others_pct_peak=2.0)
+    report = build_report(parse_scenario(MINIMAL), _results(lag_ms=3.0), [ours], seconds=8, machine=quiet)
+    assert "SHARED MACHINE" not in render_text(report)
