@@ -48,7 +48,7 @@ from arena.tokens import TokenSigner  # noqa: E402
 from benchmarks.loadgen import AdminClient, RaceSeats, Swarm  # noqa: E402
 from benchmarks.node_capacity import NodeProcess  # noqa: E402
 from ops.services import RedisServer, free_port  # noqa: E402
-from simulators.swarm.procstat import process_cpu, process_rss_mb, self_cpu  # noqa: E402
+from simulators.swarm.procstat import machine_busy, process_cpu, process_rss_mb, self_cpu  # noqa: E402
 from simulators.swarm.saturation import Verdict, WorkerLoad, judge  # noqa: E402
 from simulators.swarm.stats import Percentiles, percentiles  # noqa: E402
 
@@ -96,6 +96,7 @@ class Result:
     lost: int  # frames A broadcast (before the window's last second) that a B spectator missed
     unmatched: int  # frames a B spectator got that no A spectator did (should be 0)
     processes: dict[str, dict[str, float]]
+    others_cpu_pct: float  # what processes outside this benchmark used in the window, % of a core
     generator: WorkerLoad
     verdict: Verdict
 
@@ -253,10 +254,12 @@ async def run(args: argparse.Namespace, redis: RedisServer, work: Path) -> Resul
         assert redis_pid is not None
         cpu0["redis"] = process_cpu(redis_pid).total_s
         gen0 = self_cpu().total_s
+        busy0, total0 = machine_busy()
         window.start = time.monotonic()
         window.end = window.start + args.window
         await asyncio.sleep(args.window)
         elapsed = time.monotonic() - window.start
+        busy1, total1 = machine_busy()
         gen_cpu = 100.0 * (self_cpu().total_s - gen0) / elapsed
         pids = {name: node.pid for name, node in nodes.items()} | {"redis": redis_pid}
         processes = {
@@ -266,6 +269,8 @@ async def run(args: argparse.Namespace, redis: RedisServer, work: Path) -> Resul
             }
             for name, pid in pids.items()
         }
+        machine_pct = 100.0 * (os.cpu_count() or 1) * (busy1 - busy0) / max(1.0, total1 - total0)
+        others = machine_pct - gen_cpu - sum(p["cpu_pct"] for p in processes.values())
         await asyncio.sleep(1.0)  # late frames of the window still arrive
     finally:
         stop.set()
@@ -298,6 +303,7 @@ async def run(args: argparse.Namespace, redis: RedisServer, work: Path) -> Resul
         lost=lost,
         unmatched=unmatched,
         processes=processes,
+        others_cpu_pct=round(max(0.0, others), 1),
         generator=generator,
         verdict=judge([generator]),
     )
@@ -327,6 +333,7 @@ def format_result(r: Result) -> str:
     ]
     for name, p in r.processes.items():
         lines.append(f"  {name:<8} CPU {p['cpu_pct']:5.1f}% of a core   RSS {p['rss_mb']:6.1f} MB")
+    lines.append(f"  others   CPU {r.others_cpu_pct:5.1f}% of a core (processes outside this benchmark)")
     g = r.generator
     lines.append(
         f"  generator CPU {g.cpu_pct_mean:5.1f}%, loop lag p99 {ms(g.loop_lag_p99_ms)} ms: "
