@@ -94,7 +94,7 @@ def build_report(
         scenario=asdict(scenario),
         seconds=seconds,
         players={
-            "planned": len(records),
+            "arrived": len(records),
             "matched": sum(1 for r in records if r["matched"] is not None),
             "joined": sum(1 for r in records if r["joined"] is not None),
             "started": sum(1 for r in records if r["started"] is not None),
@@ -175,7 +175,7 @@ def render_text(report: Report) -> str:
         f"scenario          {s['name']}: {s['players']} players at {s['arrival_rate']}/s"
         f" over {s['duration_s']:.0f} s"
         f" (+{s['drain_s']:.0f} s drain), {s['workers']} worker(s)",
-        f"players           {p['planned']} arrived, {p['matched']} matched, {p['joined']} joined,"
+        f"players           {p['arrived']} arrived, {p['matched']} matched, {p['joined']} joined,"
         f" {p['started']} started, {p['finished']} finished, {p['with_errors']} with errors",
         f"races             {report.races}",
         f"time to match     {_ptile(report.time_to_match_s, 's')}",

@@ -243,7 +243,7 @@ def test_report_merges_workers_and_writes_json_png_and_text(tmp_path: Path) -> N
     scenario = parse_scenario(MINIMAL)
     report = build_report(scenario, _results(lag_ms=3.0), [], seconds=8)
     assert report.players == {
-        "planned": 4,
+        "arrived": 4,
         "matched": 3,
         "joined": 3,
         "started": 3,
