@@ -51,13 +51,13 @@ def _watch(pairs: list[str]) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    configure_logging(LogSettings(level="warning"))
     try:
         scenario = load_scenario(args.scenario)
         watch = _watch(args.watch)
     except (ScenarioError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    configure_logging(LogSettings(level="warning"))
     out = args.out or Path("swarm-out") / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     settings = SwarmSettings(lobby_url=args.lobby, out_dir=out, redis_url=args.redis_url, watch_pids=watch)
     try:

@@ -19,8 +19,8 @@ import redis.asyncio as aioredis
 import structlog
 
 from arena import keys
-from arena.protocol import BACKSPACE, Joined, Progress
-from simulators.bot import Bot, BotReport, _Link
+from arena.protocol import BACKSPACE, Input, Joined, Progress
+from simulators.bot import Bot, BotReport, _Link, _Outcome
 from simulators.guard import require_loopback
 from simulators.swarm.plan import Arrival
 from simulators.swarm.scenario import TypingMix
@@ -118,7 +118,7 @@ class SwarmBot(Bot):
     def _since_t0(self) -> float:
         return time.monotonic() - self.tally.t0
 
-    async def _connection(self, session: aiohttp.ClientSession, url: str) -> Any:
+    async def _connection(self, session: aiohttp.ClientSession, url: str) -> _Outcome:
         if self.record.connect_started is None:
             self.record.connect_started = self._since_t0()
         try:
@@ -139,7 +139,7 @@ class SwarmBot(Bot):
             self.record.started = self._since_t0()
         super()._set_start(start_at, ends_at)
 
-    async def _send_input(self, link: _Link, batch: Any) -> None:
+    async def _send_input(self, link: _Link, batch: Input) -> None:
         await super()._send_input(link, batch)
         sent = self._sent_at[batch.seq]
         sends = self.tally.sends.setdefault(self.report.player_id, [])

@@ -112,8 +112,10 @@ async def test_a_tiny_swarm_races_through_lobby_matchmaker_and_node(
 
 
 def test_the_cli_refuses_a_bad_scenario_and_a_remote_lobby(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The CLI configures structlog globally; here it must keep the test session's logging.
+    monkeypatch.setattr("simulators.swarm.__main__.configure_logging", lambda settings: None)
     bad = tmp_path / "bad.toml"
     bad.write_text("[swarm]\nplayers = 0\n")
     assert swarm_main(["--scenario", str(bad), "--lobby", "http://127.0.0.1:9"]) == 2
