@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import structlog
 
 from simulators.guard import require_loopback
@@ -50,6 +51,7 @@ async def run_swarm(scenario: Scenario, settings: SwarmSettings) -> Report:
     require_loopback(settings.lobby_url)
     if settings.redis_url is not None:
         require_loopback(settings.redis_url.replace("redis://", "http://", 1))
+    await check_regions(settings.lobby_url, set(scenario.regions))
     out = settings.out_dir
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic() + STARTUP_S
@@ -84,6 +86,20 @@ async def run_swarm(scenario: Scenario, settings: SwarmSettings) -> Report:
     report = build_report(scenario, results, processes, seconds, machine.stats(processes))
     write_report(report, out)
     return report
+
+
+async def check_regions(lobby_url: str, wanted: set[str]) -> None:
+    """Fail before any bot starts when the lobby is down or does not offer a scenario region
+    (every ticket would be refused with ``unknown_region``)."""
+    try:
+        async with aiohttp.ClientSession() as http, http.get(f"{lobby_url.rstrip('/')}/v1/regions") as resp:
+            data = await resp.json(content_type=None)
+    except (aiohttp.ClientError, OSError, ValueError) as exc:
+        raise SwarmError(f"the lobby at {lobby_url} does not answer /v1/regions: {exc!r}") from exc
+    offered = {r["id"] for r in data.get("regions", [])}
+    missing = wanted - offered
+    if missing:
+        raise SwarmError(f"the lobby does not offer region(s) {sorted(missing)}; it offers {sorted(offered)}")
 
 
 async def _start_worker(plan: WorkerPlan, out: Path) -> asyncio.subprocess.Process:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from simulators.swarm.plan import WorkerPlan, plan_arrivals, split_by_worker
-from simulators.swarm.player import PlayerRecord, SwarmBot, Tally
+from simulators.swarm.player import PlayerRecord, SwarmBot, Tally, _failure_kind
 from simulators.swarm.processes import MachineSeries, MachineStats, ProcessSeries
 from simulators.swarm.report import build_report, render_text, write_report
 from simulators.swarm.saturation import WorkerLoad, judge
@@ -312,3 +312,11 @@ def test_machine_load_tells_other_work_from_the_runs_own() -> None:
     quiet = MachineStats(cores=2, busy_pct_mean=20.0, others_pct_mean=1.0, others_pct_peak=2.0)
     report = build_report(parse_scenario(MINIMAL), _results(lag_ms=3.0), [ours], seconds=8, machine=quiet)
     assert "SHARED MACHINE" not in render_text(report)
+
+
+def test_bot_failures_become_a_few_kinds() -> None:
+    assert _failure_kind("timed out after 20.0s without results", None) == "race_timeout"
+    assert _failure_kind("could not connect to ws://127.0.0.1:9/ws: OSError()", None) == "ws_connect_failed"
+    assert _failure_kind("connection closed before the results (close code 4006)", 4006) == "ws_closed_4006"
+    assert _failure_kind("redirected more than once", None) == "redirect_loop"
+    assert _failure_kind("undecodable frame from the server: x", None) == "bot_failure"

@@ -24,8 +24,8 @@ from matchmaker.metrics import MatchmakerMetrics
 from matchmaker.service import Matchmaker
 from ops.services import free_port
 from simulators.swarm.__main__ import main as swarm_main
-from simulators.swarm.run import SwarmSettings, run_swarm
-from simulators.swarm.scenario import load_scenario
+from simulators.swarm.run import SwarmError, SwarmSettings, run_swarm
+from simulators.swarm.scenario import load_scenario, parse_scenario
 from tests.conftest import ADMIN
 from tests.lobby.conftest import SECRET, lobby_settings
 from tests.matchmaker.conftest import FAST_MM, RACE, SHORT_CORPUS
@@ -123,3 +123,20 @@ def test_the_cli_refuses_a_bad_scenario_and_a_remote_lobby(
     with pytest.raises(SystemExit):
         swarm_main(["--scenario", str(SMOKE), "--lobby", "http://example.com"])
     assert "loopback" in capsys.readouterr().err
+
+
+async def test_a_region_the_lobby_does_not_offer_stops_the_run_before_it_starts(
+    cluster: str, tmp_path: Path
+) -> None:
+    scenario = parse_scenario(
+        {"swarm": {"players": 2, "arrival_rate": 1.0, "duration_s": 2}, "regions": {"mars": 1}}
+    )
+    with pytest.raises(SwarmError, match=r"does not offer region\(s\) \['mars'\]; it offers \['local'\]"):
+        await run_swarm(scenario, SwarmSettings(lobby_url=cluster, out_dir=tmp_path))
+    assert not _files(tmp_path)  # no worker was started
+    with pytest.raises(SwarmError, match="does not answer"):
+        await run_swarm(scenario, SwarmSettings(lobby_url="http://127.0.0.1:9", out_dir=tmp_path))
+
+
+def _files(path: Path) -> list[Path]:
+    return list(path.iterdir())
