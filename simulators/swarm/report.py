@@ -62,6 +62,8 @@ def build_report(
     processes: list[ProcessStats],
     seconds: int,
     machine: MachineStats | None = None,
+    *,
+    lost_workers: list[int] | None = None,
 ) -> Report:
     """Merge the workers' results (as written by ``simulators.swarm.worker``)."""
     records = [r for result in results for r in result["records"]]
@@ -73,6 +75,8 @@ def build_report(
     matches = [r["matched"] - r["ticket_sent"] for r in records if r["matched"] is not None]
     joins = [(r["joined"] - r["connect_started"]) * 1000.0 for r in records if r["joined"] is not None]
     errors = Counter(kind for r in records for kind in r["errors"])
+    for worker in lost_workers or []:  # died without a result: its bots are not in the figures
+        errors[f"worker_{worker}_lost"] += 1
     inputs = merge_counts(_int_keys(result["inputs_per_s"]) for result in results)
     frames = merge_counts(_int_keys(result["frames_per_s"]) for result in results)
     by_proc = {p.pid: p for p in processes}

@@ -80,10 +80,14 @@ async def run_swarm(scenario: Scenario, settings: SwarmSettings) -> Report:
                 except TimeoutError:
                     proc.kill()
                     await proc.wait()
-    results = [_read_result(out, w, p) for w, p in enumerate(procs)]
+    read = [_read_result(out, w, p) for w, p in enumerate(procs)]
+    results = [r for r in read if r is not None]
+    lost = [w for w, r in enumerate(read) if r is None]
+    if not results:
+        raise SwarmError(f"no worker wrote a result; see {out}/worker-*.log")
     seconds = max(1, math.ceil(time.monotonic() - t0))
     processes = [s.stats() for s in series if s.times]
-    report = build_report(scenario, results, processes, seconds, machine.stats(processes))
+    report = build_report(scenario, results, processes, seconds, machine.stats(processes), lost_workers=lost)
     write_report(report, out)
     return report
 
@@ -145,11 +149,17 @@ async def _supervise(
         await asyncio.gather(waiting, return_exceptions=True)
 
 
-def _read_result(out: Path, worker: int, proc: asyncio.subprocess.Process) -> dict[str, Any]:
+def _read_result(out: Path, worker: int, proc: asyncio.subprocess.Process) -> dict[str, Any] | None:
+    """A worker's result, or None (logged) when it died without writing one: the report then
+    counts it as an error and covers the other workers' bots."""
     path = out / f"result-{worker}.json"
     if not path.exists():
-        raise SwarmError(
-            f"worker {worker} (exit {proc.returncode}) wrote no result; see {out}/worker-{worker}.log"
+        log.error(
+            "swarm_worker_lost",
+            worker=worker,
+            exit_code=proc.returncode,
+            log=str(out / f"worker-{worker}.log"),
         )
+        return None
     result: dict[str, Any] = json.loads(path.read_text())
     return result

@@ -320,3 +320,9 @@ def test_bot_failures_become_a_few_kinds() -> None:
     assert _failure_kind("connection closed before the results (close code 4006)", 4006) == "ws_closed_4006"
     assert _failure_kind("redirected more than once", None) == "redirect_loop"
     assert _failure_kind("undecodable frame from the server: x", None) == "bot_failure"
+
+
+def test_a_worker_lost_without_a_result_is_an_error_of_the_report() -> None:
+    report = build_report(parse_scenario(MINIMAL), _results(lag_ms=3.0)[:1], [], seconds=8, lost_workers=[1])
+    assert report.errors["worker_1_lost"] == 1 and report.players["arrived"] == 2
+    assert "worker_1_lost=1" in render_text(report)
