@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/end_to_end.py                                  # small.toml
     .venv/bin/python benchmarks/end_to_end.py --scenario simulators/scenarios/smoke.toml --out /tmp/e2e
+    .venv/bin/python benchmarks/end_to_end.py --env ARENA_RACE_TICK_HZ=20    # any setting, every process
 
 Starts what ``make run`` starts (``ops/cluster.py``: Redis with AOF, PostgreSQL, the noida-db
 Kafka-protocol broker, migrations, two nodes, the matchmaker, the lobby, persistence and the
@@ -132,7 +133,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--persist-wait", type=float, default=15.0, help="seconds to wait for PostgreSQL rows"
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting for every cluster process, e.g. ARENA_RACE_TICK_HZ=20 (repeatable)",
+    )
+    args = parser.parse_args(argv)
+    for item in args.env:
+        key, sep, _ = item.partition("=")
+        if not sep or not key.startswith("ARENA_"):
+            parser.error(f"--env {item!r}: expected ARENA_SETTING=VALUE")
+    return args
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -152,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir.chmod(0o755)  # PostgreSQL runs as the postgres user when we are root
     out = args.out or run_dir / "report"
     os.environ.update(CLUSTER_ENV)
+    os.environ.update(dict(item.split("=", 1) for item in args.env))
     cluster = Cluster(run_dir=run_dir, bots=0)
     started = time.monotonic()
     try:

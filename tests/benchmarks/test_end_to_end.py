@@ -2,7 +2,9 @@
 
 from typing import Any
 
-from benchmarks.end_to_end import TARGETS, compare, format_comparison
+import pytest
+
+from benchmarks.end_to_end import TARGETS, compare, format_comparison, parse_args
 from simulators.swarm.report import build_report
 from simulators.swarm.scenario import parse_scenario
 from tests.simulators.test_swarm import MINIMAL, _results
@@ -24,3 +26,9 @@ def test_the_seeds_targets_beside_the_measured_figures() -> None:
     assert "Race Matching: <5 seconds (p95)" in text and "NOT MET" in text
     assert "saturated" not in text
     assert "saturated" in format_comparison(_report(lag_ms=500.0))
+
+
+def test_settings_for_the_cluster_must_be_arena_settings() -> None:
+    assert parse_args(["--env", "ARENA_RACE_TICK_HZ=20"]).env == ["ARENA_RACE_TICK_HZ=20"]
+    with pytest.raises(SystemExit):
+        parse_args(["--env", "PATH=/tmp"])
