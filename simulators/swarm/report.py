@@ -51,6 +51,7 @@ class Report:
     verdict: Verdict
     series: Series
     machine: MachineStats | None = None  # None when not sampled (unit tests)
+    time_to_match_by_type_s: dict[str, Percentiles] | None = None  # per race type
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,6 +118,14 @@ def build_report(
         verdict=judge(workers),
         series=series,
         machine=machine,
+        time_to_match_by_type_s={
+            race_type: percentiles(
+                r["matched"] - r["ticket_sent"]
+                for r in records
+                if r["race_type"] == race_type and r["matched"] is not None
+            )
+            for race_type in sorted({r["race_type"] for r in records})
+        },
     )
 
 
@@ -183,6 +192,11 @@ def render_text(report: Report) -> str:
         f" {p['started']} started, {p['finished']} finished, {p['with_errors']} with errors",
         f"races             {report.races}",
         f"time to match     {_ptile(report.time_to_match_s, 's')}",
+        *(
+            f"  {race_type:<15} {_ptile(p, 's')}"
+            for race_type, p in (report.time_to_match_by_type_s or {}).items()
+            if len(report.time_to_match_by_type_s or {}) > 1
+        ),
         f"join latency      {_ptile(report.join_latency_ms, 'ms')}",
         f"input->broadcast  {_ptile(report.input_to_broadcast_ms, 'ms')}  (as room-mates see it)",
         f"inputs/s          mean {report.inputs_per_s['mean']:.0f}  peak {report.inputs_per_s['peak']:.0f}",

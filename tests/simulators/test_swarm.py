@@ -252,6 +252,11 @@ def test_report_merges_workers_and_writes_json_png_and_text(tmp_path: Path) -> N
     }
     assert report.races == 1
     assert report.time_to_match_s.count == 3 and report.time_to_match_s.p50 == pytest.approx(1.0)
+    assert report.time_to_match_by_type_s is not None
+    assert (
+        list(report.time_to_match_by_type_s) == ["quick"]
+        and report.time_to_match_by_type_s["quick"].count == 3
+    )
     assert report.join_latency_ms.p50 == pytest.approx(10.0)
     # p0's seqs 1, 2 seen by worker 1 (250, 50 ms), p1's (200 ms), p2's by worker 0 (50 ms)
     assert report.input_to_broadcast_ms.count == 4
@@ -326,3 +331,15 @@ def test_a_worker_lost_without_a_result_is_an_error_of_the_report() -> None:
     report = build_report(parse_scenario(MINIMAL), _results(lag_ms=3.0)[:1], [], seconds=8, lost_workers=[1])
     assert report.errors["worker_1_lost"] == 1 and report.players["arrived"] == 2
     assert "worker_1_lost=1" in render_text(report)
+
+
+def test_time_to_match_per_race_type_when_there_are_several() -> None:
+    results = _results(lag_ms=3.0)
+    results[0]["records"][0]["race_type"] = "standard"
+    results[0]["records"][0]["matched"] = 5.2  # 5 s after its ticket
+    report = build_report(parse_scenario(MINIMAL), results, [], seconds=8)
+    by_type = report.time_to_match_by_type_s
+    assert by_type is not None and by_type["standard"].p50 == pytest.approx(5.0)
+    assert by_type["quick"].count == 2
+    text = render_text(report)
+    assert "  standard        p50 5.00" in text and "  quick           p50 1.00" in text
