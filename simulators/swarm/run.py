@@ -99,7 +99,7 @@ async def check_regions(lobby_url: str, wanted: set[str]) -> None:
         async with aiohttp.ClientSession() as http, http.get(f"{lobby_url.rstrip('/')}/v1/regions") as resp:
             data = await resp.json(content_type=None)
     except (aiohttp.ClientError, OSError, ValueError) as exc:
-        raise SwarmError(f"the lobby at {lobby_url} does not answer /v1/regions: {exc!r}") from exc
+        raise SwarmError(f"the lobby at {lobby_url} does not answer /v1/regions: {exc}") from exc
     offered = {r["id"] for r in data.get("regions", [])}
     missing = wanted - offered
     if missing:
