@@ -10,14 +10,14 @@ A, seeing it watched (checked once a second), queues each progress frame it broa
 its spectators as it came.
 
 Workload: Redis and two ``python -m gameserver`` nodes on loopback. On A, races of 5 players
-(``benchmarks/loadgen``: an input every 500 ms, marathon passages, nobody finishes). Per race
-one spectator on A (the reference: it is written the same frame bytes in the same loop pass as
-the players) and ``--spectators`` on B. After a warm-up, for ``--window`` seconds, every
-progress frame is matched by its bytes: the latency added by the relay is when a spectator
-on B received a frame minus when A's spectator of that race received it (one process, one
-monotonic clock). Printed: relayed frames/s (to B's sockets, and distinct frames/s through
-pub/sub), added latency p50/p95/p99/max, frames A broadcast that a B spectator never got,
-CPU and memory of both nodes and Redis, and whether this generator was saturated.
+(``benchmarks/loadgen``: an input every 500 ms, marathon passages, nobody finishes); on B,
+``--spectators`` per race. After a warm-up, for ``--window`` seconds, every progress frame is
+matched by its bytes (B relays A's msgpack frames as they came): the latency the relay adds
+is when a spectator on B received a frame minus when the first of the race's players on A
+received it (one process, one monotonic clock). Printed: relayed frames/s (to B's sockets,
+and distinct frames/s through pub/sub), added latency p50/p95/p99/max, frames A's players got
+that a B spectator never did, CPU and memory of both nodes and Redis, the CPU of other
+processes, and whether this generator was saturated.
 Bounded in time; stops everything it started on exit, Ctrl-C included.
 """
 
@@ -45,7 +45,8 @@ from arena.codec import WireFormat, encode  # noqa: E402
 from arena.ids import PlayerId  # noqa: E402
 from arena.protocol import Hello, Spectate  # noqa: E402
 from arena.tokens import TokenSigner  # noqa: E402
-from benchmarks.loadgen import AdminClient, RaceSeats, Swarm  # noqa: E402
+from benchmarks.loadgen import AdminClient, Player, RaceGroup, RaceSeats, Swarm  # noqa: E402
+from benchmarks.loadgen.swarm import RaceFactory  # noqa: E402
 from benchmarks.node_capacity import NodeProcess  # noqa: E402
 from ops.services import RedisServer, free_port  # noqa: E402
 from simulators.swarm.procstat import machine_busy, process_cpu, process_rss_mb, self_cpu  # noqa: E402
@@ -63,10 +64,9 @@ LAG_PERIOD_S = 0.05
 
 @dataclass
 class Spectator:
-    """One spectator socket; records the receive time of each progress frame in the window."""
+    """One spectator socket on B; records the receive time of each progress frame in the window."""
 
     race_id: str
-    remote: bool  # on node B (relayed) rather than A (the reference)
     ws: aiohttp.ClientWebSocketResponse
     seen: list[tuple[bytes, float]] = field(default_factory=list)
     frames: int = 0
@@ -82,6 +82,62 @@ class Window:
         return self.start <= t < self.end
 
 
+@dataclass
+class Reference:
+    """When the first of a race's players on A received each progress frame (in the window)."""
+
+    first_seen: dict[bytes, float] = field(default_factory=dict)
+    by_race: dict[str, set[bytes]] = field(default_factory=dict)
+
+
+class TimedRaceGroup(RaceGroup):
+    """A loadgen race whose first copy of each progress frame is timed: the reference."""
+
+    def __init__(self, race_id: str, window: Window, reference: Reference) -> None:
+        super().__init__(race_id)
+        self.window = window
+        self.reference = reference
+        self.payloads = reference.by_race.setdefault(race_id, set())
+
+    def on_progress(self, receiver: Player, payload: bytes) -> None:
+        if payload != self.last_payload:  # the first copy of a frame (later ones are not decoded)
+            now = time.monotonic()
+            if self.window.holds(now):
+                self.reference.first_seen.setdefault(payload, now)
+                self.payloads.add(payload)
+        super().on_progress(receiver, payload)
+
+
+class TimedSwarm(Swarm):
+    """The loadgen swarm with ``TimedRaceGroup`` races (its ``add_races``, for that class)."""
+
+    def __init__(self, host: str, port: int, window: Window, reference: Reference) -> None:
+        super().__init__(host, port)
+        self.window = window
+        self.reference = reference
+
+    async def add_races(
+        self, n_races: int, make_race: RaceFactory, *, concurrency: int, join_timeout_s: float
+    ) -> None:
+        next_index = 0
+
+        async def worker() -> None:
+            nonlocal next_index
+            while next_index < n_races:
+                index = next_index
+                next_index += 1
+                seats = await make_race(index)
+                group = TimedRaceGroup(seats.race_id, self.window, self.reference)
+                self.races.append(group)
+                players = [Player(self, group, pid, token, ticket) for pid, token, ticket in seats.seats]
+                for player in players:
+                    self.players.append(player)
+                    self._slots[self._next_slot()].append(player)
+                await asyncio.gather(*(self._connect(p, join_timeout_s) for p in players))
+
+        await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, n_races)))))
+
+
 @dataclass(frozen=True)
 class Result:
     races: int
@@ -91,23 +147,23 @@ class Result:
     window_s: float
     relayed_frames_per_s: float  # progress frames written to B's spectator sockets (received)
     distinct_frames_per_s: float  # distinct frames through pub/sub
-    owner_frames_per_s: float  # distinct progress frames A broadcast (seen by its spectators)
+    owner_frames_per_s: float  # distinct progress frames A's players received
     added_latency_ms: Percentiles
-    lost: int  # frames A broadcast (before the window's last second) that a B spectator missed
-    unmatched: int  # frames a B spectator got that no A spectator did (should be 0)
+    lost: int  # frames A's players got (before the window's last second) that a B spectator missed
+    unmatched: int  # frames a B spectator got that no player on A did in the window
     processes: dict[str, dict[str, float]]
     others_cpu_pct: float  # what processes outside this benchmark used in the window, % of a core
     generator: WorkerLoad
     verdict: Verdict
 
 
-async def open_spectator(url: str, token: str, race_id: str, remote: bool, window: Window) -> Spectator:
+async def open_spectator(url: str, token: str, race_id: str, window: Window) -> Spectator:
     http = aiohttp.ClientSession()
     ws = await http.ws_connect(url, autoping=True, max_msg_size=1 << 20)
     ws._fanout_http = http  # type: ignore[attr-defined]  # closed with the socket
     await ws.send_bytes(_bytes(encode(Hello(token=token), WireFormat.MSGPACK)))
     await ws.send_bytes(_bytes(encode(Spectate(race_id=race_id), WireFormat.MSGPACK)))
-    spectator = Spectator(race_id, remote, ws)
+    spectator = Spectator(race_id, ws)
     spectator.task = asyncio.create_task(_read(spectator, window))
     return spectator
 
@@ -150,31 +206,24 @@ async def probe_lag(lags: list[float], window: Window, stop: asyncio.Event) -> N
             lags.append(max(0.0, (now - expected) * 1000.0))
 
 
-def added_latencies(spectators: list[Spectator], window_end: float) -> tuple[list[float], int, int]:
-    """(relay latencies ms, lost, unmatched): B's receive time minus A's, matched by bytes."""
-    reference: dict[bytes, float] = {}
-    for s in spectators:
-        if not s.remote:
-            for payload, t in s.seen:
-                reference.setdefault(payload, t)
-    by_race: dict[str, set[bytes]] = {}
-    for s in spectators:
-        if not s.remote:
-            by_race.setdefault(s.race_id, set()).update(p for p, t in s.seen if t < window_end - 1.0)
+def added_latencies(
+    spectators: list[Spectator], reference: Reference, window_end: float
+) -> tuple[list[float], int, int]:
+    """(relay latencies ms, lost, unmatched): a B spectator's receive time minus the first
+    receive by a player of the race on A, frames matched by their bytes."""
     latencies: list[float] = []
     lost = unmatched = 0
-    for s in spectators:
-        if not s.remote:
-            continue
+    for spectator in spectators:
         got = set()
-        for payload, t in s.seen:
+        for payload, t in spectator.seen:
             got.add(payload)
-            owner_t = reference.get(payload)
+            owner_t = reference.first_seen.get(payload)
             if owner_t is None:
                 unmatched += 1
             else:
                 latencies.append((t - owner_t) * 1000.0)
-        lost += len(by_race.get(s.race_id, set()) - got)
+        sent = reference.by_race.get(spectator.race_id, set())
+        lost += sum(1 for p in sent - got if reference.first_seen[p] < window_end - 1.0)
     return latencies, lost, unmatched
 
 
@@ -202,7 +251,7 @@ def node_env(node_id: str, port: int, redis_url: str, tick_hz: float | None, pla
 
 async def run(args: argparse.Namespace, redis: RedisServer, work: Path) -> Result:
     players = args.races * RACE_SIZE
-    spectators_n = args.races * (1 + args.spectators)
+    spectators_n = args.races * args.spectators
     ports = {"a": free_port(), "b": free_port()}
     nodes = {
         name: NodeProcess(
@@ -213,9 +262,10 @@ async def run(args: argparse.Namespace, redis: RedisServer, work: Path) -> Resul
     }  # fmt: skip
     for node in nodes.values():
         node.start()
-    swarm = Swarm(HOST, ports["a"])
-    spectators: list[Spectator] = []
     window = Window()
+    reference = Reference()
+    swarm = TimedSwarm(HOST, ports["a"], window, reference)
+    spectators: list[Spectator] = []
     stop = asyncio.Event()
     lags: list[float] = []
     prober = asyncio.create_task(probe_lag(lags, window, stop))
@@ -238,15 +288,13 @@ async def run(args: argparse.Namespace, redis: RedisServer, work: Path) -> Resul
         if not await swarm.wait_started(30.0):
             raise RuntimeError("not every race started within 30 s")
         signer = TokenSigner(TOKEN_SECRET.encode())
-        urls = {"a": f"ws://{HOST}:{ports['a']}/ws", "b": f"ws://{HOST}:{ports['b']}/ws"}
+        url_b = f"ws://{HOST}:{ports['b']}/ws"
         n = 0
         for race in seats:
-            for where in ["a"] + ["b"] * args.spectators:
+            for _ in range(args.spectators):
                 n += 1
                 token = signer.sign_player(PlayerId(f"pwatch{n}"), f"watch{n}", ttl_s=3600, guest=True)
-                spectators.append(
-                    await open_spectator(urls[where], token, race.race_id, where == "b", window)
-                )
+                spectators.append(await open_spectator(url_b, token, race.race_id, window))
         # The owner learns a race is watched within a second; let everything settle.
         await asyncio.sleep(args.warmup)
         cpu0 = {name: process_cpu(node.pid).total_s for name, node in nodes.items()}
@@ -279,8 +327,7 @@ async def run(args: argparse.Namespace, redis: RedisServer, work: Path) -> Resul
         await asyncio.gather(*(close_spectator(s) for s in spectators), return_exceptions=True)
         for node in nodes.values():
             node.stop()
-    latencies, lost, unmatched = added_latencies(spectators, window.end)
-    remote = [s for s in spectators if s.remote]
+    latencies, lost, unmatched = added_latencies(spectators, reference, window.end)
     generator = WorkerLoad(
         worker=0,
         pid=os.getpid(),
@@ -291,14 +338,12 @@ async def run(args: argparse.Namespace, redis: RedisServer, work: Path) -> Resul
     return Result(
         races=args.races,
         players=players,
-        remote_spectators=len(remote),
+        remote_spectators=len(spectators),
         tick_hz=args.tick_hz,
         window_s=round(elapsed, 2),
-        relayed_frames_per_s=round(sum(s.frames for s in remote) / elapsed, 1),
-        distinct_frames_per_s=round(len({p for s in remote for p, _ in s.seen}) / elapsed, 1),
-        owner_frames_per_s=round(
-            len({p for s in spectators if not s.remote for p, _ in s.seen}) / elapsed, 1
-        ),
+        relayed_frames_per_s=round(sum(s.frames for s in spectators) / elapsed, 1),
+        distinct_frames_per_s=round(len({p for s in spectators for p, _ in s.seen}) / elapsed, 1),
+        owner_frames_per_s=round(len(reference.first_seen) / elapsed, 1),
         added_latency_ms=percentiles(latencies),
         lost=lost,
         unmatched=unmatched,
@@ -322,13 +367,12 @@ def format_result(r: Result) -> str:
     lines += [
         f"races on node A     {r.races} x {RACE_SIZE} players ({r.players}), tick "
         f"{'default' if r.tick_hz is None else f'{r.tick_hz:g} Hz'}",
-        f"spectators on B     {r.remote_spectators} ({r.remote_spectators // max(1, r.races)} per race)"
-        f" + {r.races} reference spectators on A",
+        f"spectators on B     {r.remote_spectators} ({r.remote_spectators // max(1, r.races)} per race)",
         f"window              {r.window_s:.1f} s",
-        f"frames/s            A broadcast {r.owner_frames_per_s:.0f} distinct; through pub/sub "
+        f"frames/s            A's players got {r.owner_frames_per_s:.0f} distinct; through pub/sub "
         f"{r.distinct_frames_per_s:.0f} distinct; B relayed {r.relayed_frames_per_s:.0f} to its spectators",
         f"added latency       p50 {ms(lat.p50)}  p95 {ms(lat.p95)}  p99 {ms(lat.p99)}  max {ms(lat.max)} ms"
-        f"  (B spectator minus A spectator, n={lat.count})",
+        f"  (B spectator minus A's first player, n={lat.count})",
         f"lost / unmatched    {r.lost} / {r.unmatched}",
     ]
     for name, p in r.processes.items():
