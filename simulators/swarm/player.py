@@ -16,7 +16,6 @@ from typing import Any
 
 import aiohttp
 import redis.asyncio as aioredis
-import structlog
 
 from arena import keys
 from arena.protocol import BACKSPACE, Input, Joined, Progress
@@ -28,8 +27,6 @@ from simulators.swarm.stats import Observation
 from simulators.typing import draw_profile
 
 __all__ = ["LobbyError", "PlayerRecord", "SwarmBot", "Tally", "run_player"]
-
-log = structlog.get_logger(__name__)
 
 LONG_POLL_S = 10  # per request; the lobby cuts longer waits anyway
 EXPECTED_SERVER_ERRORS = frozenset({"race_over"})  # an input racing the time limit: benign

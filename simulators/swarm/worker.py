@@ -18,7 +18,6 @@ from typing import Any
 
 import aiohttp
 import redis.asyncio as aioredis
-import structlog
 import uvloop
 
 from arena.logs import configure_logging
@@ -28,8 +27,6 @@ from simulators.swarm.player import PlayerRecord, Tally, run_player
 from simulators.swarm.procstat import self_cpu
 
 __all__ = ["LAG_PERIOD_S", "WorkerResult", "main", "run_worker"]
-
-log = structlog.get_logger(__name__)
 
 LAG_PERIOD_S = 0.05  # the loop-lag probe wakes this often; lag = how late it woke
 
@@ -117,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m simulators.swarm.worker PLAN.json RESULT.json", file=sys.stderr)
         return 2
     plan = WorkerPlan.from_dict(json.loads(Path(args[0]).read_text()))
-    configure_logging(LogSettings(level=os.environ.get("ARENA_SWARM_LOG_LEVEL", "error")))
+    # Warnings (a bot's failure, a server error) land in the worker's log file next to its result.
+    configure_logging(LogSettings(level=os.environ.get("ARENA_SWARM_LOG_LEVEL", "warning")))
     result: WorkerResult = uvloop.run(run_worker(plan))
     tmp = Path(args[1]).with_suffix(".tmp")
     tmp.write_text(json.dumps(result.to_dict(), separators=(",", ":")))
