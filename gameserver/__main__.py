@@ -34,6 +34,7 @@ async def serve(settings: NodeSettings) -> None:
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
     node = runner.app[NODE_KEY]
+    node.metrics.watch_gc()
     log.info("gameserver_listening", node_id=settings.node_id, url=settings.ws_url)
     signals = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -5,6 +5,8 @@ Labels are bounded: message types, states and error codes, never a race or playe
 
 from __future__ import annotations
 
+import gc
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +54,13 @@ class NodeMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
             registry=r,
         )
+        self.gc_pause_seconds = Histogram(
+            f"{_PREFIX}_gc_pause_seconds",
+            "Garbage collector pauses, by generation",
+            ["generation"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+            registry=r,
+        )
         self.results = Counter(f"{_PREFIX}_results_total", "Race results, by state", ["state"], registry=r)
         self.flags = Counter(
             f"{_PREFIX}_flagged_results_total", "Fair-play flags raised, by flag", ["flag"], registry=r
@@ -66,6 +75,19 @@ class NodeMetrics:
         self._out_by_type: dict[MsgType, Any] = {t: self.frames_out.labels(t.value) for t in MsgType}
         self._in_counts: dict[MsgType, int] = dict.fromkeys(MsgType, 0)
         self._out_counts: dict[MsgType, int] = dict.fromkeys(MsgType, 0)
+
+    def watch_gc(self) -> None:
+        """Time every garbage collection (a process has one collector: call this once, in main)."""
+        started = [0.0]
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                pause = time.perf_counter() - started[0]
+                self.gc_pause_seconds.labels(str(info["generation"])).observe(pause)
+
+        gc.callbacks.append(on_gc)
 
     def message_in(self, kind: MsgType) -> None:
         self._in_counts[kind] += 1

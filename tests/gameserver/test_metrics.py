@@ -18,3 +18,17 @@ def test_counts_are_published_once() -> None:
     metrics.publish()  # nothing new: nothing added twice
     assert _value(metrics, "arena_gameserver_messages_in_total", MsgType.INPUT) == 3
     assert _value(metrics, "arena_gameserver_frames_out_total", MsgType.PROGRESS) == 4
+
+
+def test_garbage_collections_are_timed() -> None:
+    import gc
+
+    metrics = NodeMetrics()
+    metrics.watch_gc()
+    try:
+        gc.collect(0)
+        name = "arena_gameserver_gc_pause_seconds_count"
+        count = metrics.registry.get_sample_value(name, {"generation": "0"})
+        assert count is not None and count >= 1
+    finally:
+        gc.callbacks.pop()
