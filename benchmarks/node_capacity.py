@@ -214,6 +214,7 @@ class StepResult:
     node_tick_ms: float = math.nan  # mean duration of one node tick in the window (/metrics)
     node_ticks_per_s: float = math.nan
     node_loop_lag_p99_ms: float = math.nan  # from the node's loop-lag histogram (bucket bound)
+    node_gc: dict[str, dict[str, float]] = field(default_factory=dict)  # generation -> count, ms, max
     node_inputs_per_s: float = math.nan  # inputs the node counted in (its /metrics)
     node_progress_out_per_s: float = math.nan
     node_input_to_broadcast_ms: float = math.nan  # the node's own view: input arrival to its frame
@@ -286,6 +287,15 @@ def apply_node_metrics(
     result.node_inputs_per_s = _delta(m0, m1, f'{p}messages_in_total{{type="input"}}') / seconds
     result.node_progress_out_per_s = _delta(m0, m1, f'{p}frames_out_total{{type="progress"}}') / seconds
     result.node_loop_lag_p99_ms = bucket_quantile(m0, m1, f"{p}loop_lag_seconds", 0.99) * 1000
+    for gen in ("0", "1", "2"):
+        labels = f'{{generation="{gen}"}}'
+        count = _delta(m0, m1, f"{p}gc_pause_seconds_count{labels}")
+        if count:
+            result.node_gc[gen] = {
+                "count": count,
+                "ms_total": _delta(m0, m1, f"{p}gc_pause_seconds_sum{labels}") * 1000,
+                "max_ms": gc_max_bucket(m0, m1, f"{p}gc_pause_seconds", gen) * 1000,
+            }
     broadcasts = _delta(m0, m1, f"{p}input_to_broadcast_seconds_count")
     if broadcasts > 0:
         result.node_input_to_broadcast_ms = (
@@ -309,6 +319,16 @@ def bucket_quantile(m0: dict[str, float], m1: dict[str, float], name: str, q: fl
         if total > 0 and count >= q * total:
             return bound
     return math.nan
+
+
+def gc_max_bucket(m0: dict[str, float], m1: dict[str, float], name: str, generation: str) -> float:
+    """The smallest bucket bound that holds every pause of ``generation`` in the window."""
+    prefix = f'{name}_bucket{{generation="{generation}",le="'
+    bounds = sorted(
+        (float(key[len(prefix) : -2]), _delta(m0, m1, key)) for key in m1 if key.startswith(prefix)
+    )
+    total = bounds[-1][1] if bounds else 0.0
+    return next((bound for bound, count in bounds if total and count >= total), math.nan)
 
 
 def judge(result: StepResult) -> None:
