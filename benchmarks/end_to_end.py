@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or run_dir / "report"
     os.environ.update(CLUSTER_ENV)
     os.environ.update(dict(item.split("=", 1) for item in args.env))
-    cluster = Cluster(run_dir=run_dir, bots=0)
+    cluster = Cluster(run_dir=run_dir, bots=0, house_per_queue=0)  # only the scenario's players
     started = time.monotonic()
     try:
         print(f"starting the cluster in {run_dir} ...", flush=True)
