@@ -73,7 +73,7 @@ class Supervised:
 class Cluster:
     run_dir: Path
     bots: int
-    house_per_queue: int = 3
+    house_per_queue: int = 4  # max_players - 1: with one person, a full race at once
     node_ports: list[int] = field(default_factory=lambda: [free_port(), free_port()])
     ports: dict[str, int] = field(
         default_factory=lambda: {
@@ -199,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--house-bots",
         type=int,
-        default=3,
+        default=4,
         help="house bots per race type and region, waiting for people (0: none)",
     )
     parser.add_argument("--check", action="store_true", help="start, wait a few seconds, stop (smoke test)")

@@ -40,9 +40,8 @@ RACE_TYPES = ("quick", "standard", "marathon")
 @dataclass(frozen=True, slots=True)
 class HouseSettings:
     lobby_url: str  # http://127.0.0.1:PORT (loopback only)
-    per_queue: int = (
-        3  # bots per race type and region: at most max_players - 1, so only a person fills a race
-    )
+    # Bots per race type and region: at most max_players - 1, so only a person fills a race.
+    per_queue: int = 4
     hold_s: float = 2.0  # withdraw a ticket after this: below the matchmaker's fallback wait (3 s)
     race_types: tuple[str, ...] = RACE_TYPES
     regions: tuple[str, ...] = ()  # empty: every region the lobby offers
@@ -221,7 +220,7 @@ async def run_house(
 def parse_args(argv: list[str] | None = None) -> HouseSettings:
     p = argparse.ArgumentParser(prog="python -m simulators.house", description=__doc__.split("\n")[0])
     p.add_argument("--lobby", required=True, help="lobby URL, loopback only (http://127.0.0.1:8300)")
-    p.add_argument("--per-queue", type=int, default=3, help="bots per race type and region")
+    p.add_argument("--per-queue", type=int, default=4, help="bots per race type and region")
     p.add_argument("--hold", type=float, default=2.0, help="seconds a ticket waits before it is withdrawn")
     p.add_argument("--race-types", default=",".join(RACE_TYPES))
     p.add_argument("--regions", default="", help="comma-separated (default: every region the lobby offers)")
