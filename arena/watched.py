@@ -16,12 +16,12 @@ from arena import keys
 WATCHED_TTL_S = 10  # a mark lasts this long; watchers refresh every few seconds
 
 
-def mark(pipe: Any, race_ids: Iterable[str], now_ms: int) -> None:
-    """Queue on ``pipe`` (a pipeline) the marks saying these races are watched."""
+async def mark(redis: Any, race_ids: Iterable[str], now_ms: int) -> None:
+    """Say these races are watched until ``now_ms`` + the TTL (one ZADD; nothing if none)."""
     until = now_ms + WATCHED_TTL_S * 1000
     mapping = dict.fromkeys(race_ids, until)
     if mapping:
-        pipe.zadd(keys.WATCHED_RACES, mapping)
+        await redis.zadd(keys.WATCHED_RACES, mapping)
 
 
 def ask(pipe: Any, race_ids: Sequence[str], now_ms: int) -> None:

@@ -60,7 +60,7 @@ class SpectatorRelay:
         if conns is None:
             conns = self._watchers[race_id] = set()
             await self._pubsub.subscribe(keys.race_updates(race_id))
-            await self._mark([race_id])
+            await watched.mark(self._redis, [race_id], now_ms())
         conns.add(conn)
 
     async def unwatch(self, race_id: RaceId, conn: Connection) -> None:
@@ -105,14 +105,9 @@ class SpectatorRelay:
             if not self._watchers:
                 continue
             try:
-                await self._mark(list(self._watchers))
+                await watched.mark(self._redis, list(self._watchers), now_ms())
             except Exception as exc:  # Redis hiccup: the next round retries
                 log.warning("relay_refresh_failed", error=str(exc))
-
-    async def _mark(self, race_ids: list[str]) -> None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            watched.mark(pipe, race_ids, now_ms())
-            await pipe.execute()
 
 
 def _in_format(payload: bytes, fmt: WireFormat) -> bytes | str:

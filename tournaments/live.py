@@ -177,7 +177,7 @@ class LiveHub:
         followed.races[ref.race_id] = ref
         self._races[ref.race_id] = ref
         race = RaceId(ref.race_id)
-        await self._mark([race])
+        await watched.mark(self._redis, [race], now_ms())
         await self._subscribe(keys.race_updates(race))
 
     async def _passage_length(self, race_id: str) -> int | None:
@@ -330,14 +330,9 @@ class LiveHub:
             if not self._races:
                 continue
             try:
-                await self._mark(list(self._races))
+                await watched.mark(self._redis, list(self._races), now_ms())
             except Exception as exc:  # Redis hiccup: the next round retries
                 log.warning("live_refresh_failed", error=str(exc))
-
-    async def _mark(self, race_ids: list[str]) -> None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            watched.mark(pipe, race_ids, now_ms())
-            await pipe.execute()
 
 
 def _tag(channel: str) -> str:

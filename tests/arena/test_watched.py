@@ -9,10 +9,8 @@ async def test_marks_answer_and_expire(redis_url: str) -> None:
     redis = aioredis.Redis.from_url(redis_url)
     try:
         now = 1_000_000
-        async with redis.pipeline(transaction=False) as pipe:
-            watched.mark(pipe, ["r1", "r2"], now)
-            watched.mark(pipe, [], now)  # nothing to mark: nothing queued
-            await pipe.execute()
+        await watched.mark(redis, ["r1", "r2"], now)
+        await watched.mark(redis, [], now)  # nothing to mark: no command
         ids = ["r1", "r2", "r3"]
         async with redis.pipeline(transaction=False) as pipe:
             watched.ask(pipe, ids, now + 1000)
