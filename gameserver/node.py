@@ -81,7 +81,6 @@ class Node:
         self.rooms: dict[RaceId, RaceRoom] = {}
         self.draining = False
         self.exit_requested = asyncio.Event()  # set by an admin drain that asks the node to exit
-        self.connection_count = 0
         self.sockets: set[Connection] = set()
         self.batcher: ProgressBatcher[RaceRoom] = ProgressBatcher(settings.race.progress_window_ms)
         self._remote_watched: list[RaceRoom] = []  # rooms whose frames go to pub/sub too
@@ -183,15 +182,17 @@ class Node:
         if dropped:
             self.log.info("silent_sockets_dropped", sockets=dropped)
 
+    @property
+    def connection_count(self) -> int:
+        return len(self.sockets)
+
     def add_socket(self, conn: Connection) -> None:
         self.sockets.add(conn)
-        self.connection_count += 1
-        self.metrics.connections.inc()
+        self.metrics.connections.set(len(self.sockets))
 
     def remove_socket(self, conn: Connection) -> None:
         self.sockets.discard(conn)
-        self.connection_count -= 1
-        self.metrics.connections.dec()
+        self.metrics.connections.set(len(self.sockets))
 
     async def _unregister(self) -> None:
         try:
