@@ -49,7 +49,7 @@ from benchmarks.loadgen import AdminClient, Player, RaceGroup, RaceSeats, Swarm 
 from benchmarks.loadgen.swarm import RaceFactory  # noqa: E402
 from benchmarks.node_capacity import NodeProcess  # noqa: E402
 from ops.services import RedisServer, free_port  # noqa: E402
-from simulators.swarm.procstat import machine_busy, process_cpu, process_rss_mb, self_cpu  # noqa: E402
+from simulators.procstat import machine_busy, process_cpu, process_rss_mb, self_cpu  # noqa: E402
 from simulators.swarm.saturation import Verdict, WorkerLoad, judge  # noqa: E402
 from simulators.swarm.stats import Percentiles, percentiles  # noqa: E402
 

@@ -58,7 +58,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.loadgen import AdminClient, RaceSeats, Swarm, WindowStats, percentile  # noqa: E402
-from benchmarks.loadgen.procstat import (  # noqa: E402
+from gameserver.settings import RaceSettings  # noqa: E402
+from ops.services import RedisServer, free_port  # noqa: E402
+from simulators.procstat import (  # noqa: E402
     CpuSample,
     core_busy,
     cpu_model,
@@ -66,8 +68,6 @@ from benchmarks.loadgen.procstat import (  # noqa: E402
     process_rss_mb,
     self_cpu,
 )
-from gameserver.settings import RaceSettings  # noqa: E402
-from ops.services import RedisServer, free_port  # noqa: E402
 
 DEFAULT_STEPS = (1000, 2000, 4000, 6000, 8000, 10000, 12000)
 QUICK_STEPS = (50, 200)

@@ -7,7 +7,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from simulators.swarm.procstat import machine_busy, process_cpu, process_rss_mb
+from simulators.procstat import machine_busy, process_cpu, process_rss_mb
 
 __all__ = ["PEAK_WINDOW_S", "MachineSeries", "MachineStats", "ProcessSeries", "ProcessStats", "sample_all"]
 

@@ -22,9 +22,9 @@ import uvloop
 
 from arena.logs import configure_logging
 from arena.settings import LogSettings
+from simulators.procstat import self_cpu
 from simulators.swarm.plan import WorkerPlan
 from simulators.swarm.player import PlayerRecord, Tally, run_player
-from simulators.swarm.procstat import self_cpu
 
 __all__ = ["LAG_PERIOD_S", "WorkerResult", "main", "run_worker"]
 

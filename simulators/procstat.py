@@ -1,5 +1,5 @@
-"""CPU and memory of processes and cores, read from /proc (Linux); a copy of benchmarks/loadgen/procstat.py
-so the installed simulators package does not import the benchmarks tree."""
+"""CPU and memory of processes and cores, read from /proc (Linux): for the swarm's reports and the
+benchmarks (which import it from here, the installed package)."""
 
 from __future__ import annotations
 
