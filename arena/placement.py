@@ -21,6 +21,7 @@ import aiohttp
 import structlog
 
 from arena.registry import NodeInfo, NodeRegistry
+from arena.settings import SecretSettings
 
 log = structlog.get_logger(__name__)
 
@@ -193,4 +194,32 @@ def _parse(data: Any, node: NodeInfo) -> Placed:
         url=str(data["url"]),
         region=node.region,
         seats=seats,
+    )
+
+
+class PlacementSettings(Protocol):
+    """What a placing service's settings say about reaching nodes (matchmaker, director)."""
+
+    @property
+    def node_stale_ms(self) -> int: ...
+    @property
+    def node_timeout_s(self) -> float: ...
+    @property
+    def node_attempts(self) -> int: ...
+    @property
+    def secrets(self) -> SecretSettings: ...
+
+
+def node_placer(
+    redis: Any, http: aiohttp.ClientSession, settings: PlacementSettings, failures: Any
+) -> NodePlacer:
+    """A ``NodePlacer`` on the live registry, counting failed attempts in ``failures`` (a
+    Prometheus counter labelled by reason)."""
+    return NodePlacer(
+        NodeRegistry(redis, stale_after_ms=settings.node_stale_ms),
+        http,
+        settings.secrets.admin_token,
+        timeout_s=settings.node_timeout_s,
+        attempts=settings.node_attempts,
+        on_failure=lambda reason: failures.labels(reason).inc(),
     )

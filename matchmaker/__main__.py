@@ -13,9 +13,8 @@ import uvloop
 from aiohttp import web
 
 from arena.logs import configure_logging
-from arena.placement import NodePlacer
+from arena.placement import node_placer
 from arena.promhttp import metrics_response
-from arena.registry import NodeRegistry
 from arena.settings import environ
 from arena.signals import until_signal
 from arena.tickets import TicketStore
@@ -53,14 +52,7 @@ async def serve(settings: MatchmakerSettings) -> None:
     metrics = MatchmakerMetrics()
     # Enough connections for every batch in flight; requests past it wait for a free one.
     http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
-    placer = NodePlacer(
-        NodeRegistry(redis, stale_after_ms=settings.node_stale_ms),
-        http,
-        settings.secrets.admin_token,
-        timeout_s=settings.node_timeout_s,
-        attempts=settings.node_attempts,
-        on_failure=lambda reason: metrics.placement_failures.labels(reason).inc(),
-    )
+    placer = node_placer(redis, http, settings, metrics.placement_failures)
     matchmaker = Matchmaker(settings, redis, tickets, placer, metrics)
     runner = web.AppRunner(build_http_app(matchmaker), handle_signals=False)
     try:

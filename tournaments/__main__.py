@@ -14,9 +14,8 @@ import uvloop
 from aiohttp import web
 
 from arena.logs import configure_logging
-from arena.placement import NodePlacer
+from arena.placement import node_placer
 from arena.promhttp import metrics_response
-from arena.registry import NodeRegistry
 from arena.settings import environ
 from arena.signals import until_signal
 from tournaments.director import Director
@@ -63,14 +62,7 @@ async def serve(settings: DirectorSettings) -> None:
     redis = aioredis.Redis.from_url(settings.redis.url)
     http = aiohttp.ClientSession()
     metrics = DirectorMetrics()
-    placer = NodePlacer(
-        NodeRegistry(redis, stale_after_ms=settings.node_stale_ms),
-        http,
-        settings.secrets.admin_token,
-        timeout_s=settings.node_timeout_s,
-        attempts=settings.node_attempts,
-        on_failure=lambda reason: metrics.placement_failures.labels(reason).inc(),
-    )
+    placer = node_placer(redis, http, settings, metrics.placement_failures)
     director = Director(settings, redis, placer, metrics)
     runner = web.AppRunner(build_http_app(director), handle_signals=False)
     try:
