@@ -209,6 +209,10 @@ class Joined(Message):
     start_at: int | None
     ends_at: int | None
     you: ResumeState
+    # Send inputs at start_at + input_offset_ms + k * input_every_ms (server time; every n-th of
+    # these instants is fine). Room-mates then share frames; 0 means no hint.
+    input_every_ms: int = 0
+    input_offset_ms: int = 0
 
 
 @dataclass(slots=True)

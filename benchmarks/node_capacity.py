@@ -382,7 +382,7 @@ async def run_step(
         args.node_core,
         work_dir / f"node-{players}.log",
     )
-    swarm = Swarm(HOST, port)
+    swarm = Swarm(HOST, port, follow_cadence=not args.ignore_cadence, clock_error_ms=args.clock_error_ms)
     profiler: subprocess.Popen[bytes] | None = None
     node.start()
     try:
@@ -701,6 +701,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="ARENA_RACE_PROGRESS_WINDOW_MS (default: the node's)",
     )
+    ap.add_argument(
+        "--ignore-cadence",
+        action="store_true",
+        help="players ignore the race's input cadence and keep phases of their own (the costly case)",
+    )
+    ap.add_argument(
+        "--clock-error-ms",
+        type=float,
+        default=10.0,
+        help="a cadence-following player sends up to this far off its race's instants",
+    )
     ap.add_argument("--race-type", default="marathon", choices=("quick", "standard", "marathon"))
     ap.add_argument("--countdown", type=float, default=3.0, help="ARENA_RACE_COUNTDOWN_S")
     ap.add_argument("--concurrency", type=int, default=50, help="races joining at once during the ramp")
@@ -782,8 +793,15 @@ async def run_all(args: argparse.Namespace) -> list[StepResult]:
         window = args.progress_window_ms or RaceSettings().progress_window_ms
         print(
             f"note: a race's progress frame leaves {window} ms after the first input it carries "
-            f"(ARENA_RACE_PROGRESS_WINDOW_MS); the limit is p99 {P99_LIMIT_MS:.0f} ms"
+            f"(ARENA_RACE_PROGRESS_WINDOW_MS), or as soon as every typist has sent; the limit is "
+            f"p99 {P99_LIMIT_MS:.0f} ms"
         )
+        cadence = (
+            "players ignore the input cadence (a phase each)"
+            if args.ignore_cadence
+            else f"players follow their race's input cadence within +-{args.clock_error_ms:g} ms"
+        )
+        print(f"note: {cadence}")
         print(_HEADER, flush=True)
         try:
             async with asyncio.timeout(args.max_minutes * 60):

@@ -248,6 +248,9 @@ class Node:
             scoring=s.scoring,
             fairplay=s.fairplay,
             heat=heat,
+            # Spread over the cadence: races created together (a tournament round) do not
+            # all send in the same instant.
+            input_offset_ms=self._rng.randrange(s.race.input_cadence_ms) if s.race.input_cadence_ms else 0,
         )
         self.rooms[race_id] = room = RaceRoom(race, self.metrics)
         room.ping_phase = self._rng.randrange(self._ping_every)

@@ -115,8 +115,10 @@ class Race:
         scoring: ScoringLimits,
         fairplay: FairPlayLimits,
         heat: HeatTag | None = None,
+        input_offset_ms: int = 0,
     ) -> None:
         self.id = race_id
+        self.input_offset_ms = input_offset_ms  # this race's send instants (settings.input_cadence_ms)
         self.heat = heat
         self.node_id = node_id
         self.race_type = race_type
@@ -390,6 +392,14 @@ class Race:
             seq=racer.seq,
             status=racer.status.value,
         )
+
+    def everyone_typed(self) -> bool:
+        """Every racer still typing has news since the last frame: nobody left to wait for.
+
+        Clients that follow the input cadence send together, so a race's frame can leave as
+        soon as the last of them arrives instead of a window later.
+        """
+        return len(self.typed_since_broadcast) >= len(self.racers) - self._settled - len(self._absent)
 
     def take_changes(self) -> PlayerId | None:
         """Mark progress as broadcast; returns the player whose own typing was the only news."""

@@ -228,6 +228,8 @@ class SocketSession:
                 start_at=race.start_at,
                 ends_at=race.ends_at,
                 you=race.resume_state(racer),
+                input_every_ms=node.settings.race.input_cadence_ms,
+                input_offset_ms=race.input_offset_ms,
             )
         )
         conn.send(Ping(sent=now))  # a first round trip before the start
@@ -260,7 +262,10 @@ class SocketSession:
         now = now_ms()
         outcome = race.apply_input(conn.racer, inp.seq, inp.keys, inp.times, now)
         if race.dirty:
-            self.node.progress_due(room, now)
+            if race.everyone_typed():  # the last room-mate of this send instant: no reason to wait
+                room.broadcast_progress(now)
+            else:
+                self.node.progress_due(room, now)
         if outcome is InputOutcome.FINISHED:
             room.flush_outgoing()
 

@@ -29,6 +29,10 @@ class RaceSettings:
     # ARENA_RACE_PROGRESS_WINDOW_MS: a race's progress frame leaves at most this long after the first
     # input it carries, so inputs arriving together share one frame (at most 1000/window per second).
     progress_window_ms: int = 50
+    # ARENA_RACE_INPUT_CADENCE_MS: the instants a race's clients are asked to send their inputs at
+    # (every this many ms from the race's own offset; 0: no hint). Room-mates sending together
+    # share one progress frame: the frames a race costs follow the cadence, not the player count.
+    input_cadence_ms: int = 250
     quick_limit_s: float = 120.0  # ARENA_RACE_QUICK_LIMIT_S: time limit of a quick race
     standard_limit_s: float = 300.0  # ARENA_RACE_STANDARD_LIMIT_S
     marathon_limit_s: float = 900.0  # ARENA_RACE_MARATHON_LIMIT_S
@@ -38,6 +42,10 @@ class RaceSettings:
     max_finish_hold_ms: int = 1000  # a finish may claim to be at most this much before it arrived
     ping_interval_s: float = 3.0  # ARENA_RACE_PING_INTERVAL_S: server pings to measure latency
     finished_linger_s: float = 30.0  # a finished race stays in memory this long for late resumes
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.input_cadence_ms <= 2000:
+            raise ValueError("ARENA_RACE_INPUT_CADENCE_MS must be between 0 (no hint) and 2000")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RaceSettings:
@@ -49,6 +57,7 @@ class RaceSettings:
             grace_s=env_float(env, "ARENA_RACE_GRACE_S", d.grace_s),
             tick_hz=env_float(env, "ARENA_RACE_TICK_HZ", d.tick_hz),
             progress_window_ms=env_int(env, "ARENA_RACE_PROGRESS_WINDOW_MS", d.progress_window_ms),
+            input_cadence_ms=env_int(env, "ARENA_RACE_INPUT_CADENCE_MS", d.input_cadence_ms),
             quick_limit_s=env_float(env, "ARENA_RACE_QUICK_LIMIT_S", d.quick_limit_s),
             standard_limit_s=env_float(env, "ARENA_RACE_STANDARD_LIMIT_S", d.standard_limit_s),
             marathon_limit_s=env_float(env, "ARENA_RACE_MARATHON_LIMIT_S", d.marathon_limit_s),

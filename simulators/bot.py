@@ -170,6 +170,8 @@ class Bot:
         self._offset_ms = 0.0  # server clock - local clock
         self._best_rtt_ms = math.inf
         self._next_tick = 0.0  # monotonic seconds
+        self._cadence_every = 0  # the race's input cadence from ``joined`` (0: none)
+        self._cadence_offset = 0
         self._redirects = 0
         self._close_wait_s = _CLOSE_WAIT_S
 
@@ -265,7 +267,7 @@ class Bot:
                 if outcome is not None:
                     return outcome
             if self._tick_due(link):
-                self._next_tick = time.monotonic() + self.send_interval_ms / 1000
+                self._next_tick = self._next_send_time()
                 outcome = await self._on_tick(link)
                 if outcome is not None:
                     return outcome
@@ -405,6 +407,7 @@ class Bot:
             else:
                 self._plan = plan_keystrokes(msg.passage, self.profile, self.rng)
             self.report.keys_planned = len(self._plan)
+        self._cadence_every, self._cadence_offset = msg.input_every_ms, msg.input_offset_ms
         if msg.start_at is not None:
             self._set_start(msg.start_at, msg.ends_at)
         you = msg.you
@@ -470,6 +473,18 @@ class Bot:
 
     def _server_now(self) -> float:
         return now_ms() + self._offset_ms
+
+    def _next_send_time(self) -> float:
+        """Monotonic time of the next send: the race's next input instant when it gives a
+        cadence (room-mates then share frames), else one send interval from now."""
+        every = self._cadence_every
+        if every <= 0 or self._start_at is None:
+            return time.monotonic() + self.send_interval_ms / 1000
+        step = every * max(1, round(self.send_interval_ms / every))
+        anchor = self._start_at + self._cadence_offset
+        now = self._server_now()
+        k = math.floor((now - anchor) / step) + 1
+        return time.monotonic() + (anchor + k * step - now) / 1000
 
     def _race_elapsed_ms(self) -> int:
         assert self._start_at is not None

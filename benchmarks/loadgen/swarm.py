@@ -6,7 +6,11 @@ from the race's ``start``, an ``input`` of 1-3 correct characters every 500 ms w
 key times (about 55 wpm, so fair-play checks stay quiet and a marathon passage lasts minutes).
 
 One timer drives every player's sends: the 500 ms period is cut into slots and each player
-sends in its own slot, so phases are spread evenly and there is no task per player.
+sends in its own slot, so there is no task per player. A player follows its race's input
+cadence (``joined``: ``input_every_ms``, ``input_offset_ms``) as the browser client does: from
+the race's start it sends at the race's instants, give or take a clock error of up to
+``clock_error_ms`` (clock sync and timer jitter of real clients). ``follow_cadence=False`` gives
+every player a phase of its own instead, as clients that ignore the hint would (the costly case).
 
 Latency, as defined for the benchmark: a player records the send time of each input ``seq``;
 the first time any room-mate's socket receives a ``progress`` frame whose row for that player
@@ -125,6 +129,8 @@ class Player(WSClientProtocol):
 
     __slots__ = (
         "acked",
+        "cadence_every",
+        "cadence_offset",
         "joined",
         "last_key_ms",
         "passage",
@@ -133,6 +139,7 @@ class Player(WSClientProtocol):
         "race",
         "running",
         "seq",
+        "slot",
         "start_at",
         "swarm",
         "ticket",
@@ -156,6 +163,9 @@ class Player(WSClientProtocol):
         self.acked = 0  # highest own seq a room-mate has seen in a progress row
         self.pending: list[float] = []  # send times of seqs acked+1 .. seq
         self.joined: asyncio.Future[None] | None = None  # resolved by ``joined`` during the ramp
+        self.slot = 0  # the swarm's send slot
+        self.cadence_every = 0  # the race's input cadence from ``joined`` (0: none)
+        self.cadence_offset = 0
         race.by_id[player_id] = self
 
     # ---- hot path --------------------------------------------------------------------
@@ -244,10 +254,15 @@ class Player(WSClientProtocol):
             self.send_binary(_pack({"t": "join", "ticket": self.ticket}))
         elif kind == "joined":
             self.passage = msg["passage"]
+            self.cadence_every = int(msg.get("input_every_ms") or 0)
+            self.cadence_offset = int(msg.get("input_offset_ms") or 0)
+            if msg.get("start_at"):
+                swarm.align(self, msg["start_at"])
             if self.joined is not None and not self.joined.done():
                 self.joined.set_result(None)
         elif kind == "countdown":
             self.start_at = msg["start_at"]
+            swarm.align(self, self.start_at)
         elif kind == "start":
             self.start_at = msg["start_at"]
             if not self.running:
@@ -330,6 +345,8 @@ class Swarm:
         slot_s: float = SLOT_S,
         interval_s: float = SEND_INTERVAL_S,
         seed: int | None = None,
+        follow_cadence: bool = True,
+        clock_error_ms: float = 10.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -341,6 +358,12 @@ class Swarm:
         self._slot = 0
         self._deck: list[int] = []
         self._rng = random.Random(seed)
+        self.follow_cadence = follow_cadence
+        self.clock_error_ms = clock_error_ms
+        # Slot j % n fires at _origin + j * slot_s: an instant maps to its slot before the timer runs.
+        self._origin = time.monotonic()
+        self._epoch_minus_mono = time.time() - self._origin
+        self._interval_ms = round(interval_s * 1000)
         self._next_at = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self.closing = False
@@ -379,7 +402,8 @@ class Swarm:
                 players = [Player(self, group, pid, token, ticket) for pid, token, ticket in seats.seats]
                 for player in players:
                     self.players.append(player)
-                    self._slots[self._next_slot()].append(player)
+                    player.slot = self._next_slot()
+                    self._slots[player.slot].append(player)
                 await asyncio.gather(*(self._connect(p, join_timeout_s) for p in players))
 
         await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, n_races)))))
@@ -392,6 +416,19 @@ class Swarm:
             self._deck = list(range(self._n_slots))
             self._rng.shuffle(self._deck)
         return self._deck.pop()
+
+    def align(self, player: Player, start_at: int) -> None:
+        """Move the player's sends onto its race's instants (server epoch ms), when it has some."""
+        every = player.cadence_every
+        if not self.follow_cadence or every <= 0 or self._interval_ms % every:
+            return  # no hint, or one this interval cannot follow: keep the dealt phase
+        error_s = (self._rng.random() * 2 - 1) * self.clock_error_ms / 1000
+        instant = (start_at + player.cadence_offset) / 1000 - self._epoch_minus_mono + error_s
+        slot = math.ceil((instant - self._origin) / self._slot_s) % self._n_slots
+        if slot != player.slot:
+            self._slots[player.slot].remove(player)
+            player.slot = slot
+            self._slots[slot].append(player)
 
     async def _connect(self, player: Player, timeout_s: float) -> None:
         loop = asyncio.get_running_loop()
@@ -420,7 +457,9 @@ class Swarm:
     # ---- the send timer --------------------------------------------------------------
 
     def start_timer(self) -> None:
-        self._next_at = time.monotonic() + self._slot_s
+        j = math.floor((time.monotonic() - self._origin) / self._slot_s) + 1
+        self._slot = j % self._n_slots
+        self._next_at = self._origin + j * self._slot_s
         self._timer = asyncio.get_running_loop().call_later(self._slot_s, self._on_timer)
 
     def _on_timer(self) -> None:
@@ -439,8 +478,9 @@ class Swarm:
             self._next_at += self._slot_s
             due += 1
         now = _monotonic()
-        if self._next_at < now - self._slot_s * self._n_slots:
-            self._next_at = now
+        period = self._slot_s * self._n_slots
+        while self._next_at < now - period:  # whole periods skipped: each slot keeps its instant
+            self._next_at += period
         self._timer = asyncio.get_running_loop().call_later(max(0.0, self._next_at - now), self._on_timer)
 
     def stop_timer(self) -> None:

@@ -4,7 +4,7 @@ import { encode, decode } from "/static/vendor/msgpack/index.mjs";
 
 const $ = (id) => document.getElementById(id);
 const GRACE_MS = 15000; // ARENA_RACE_GRACE_S: how long the server keeps a dropped player
-const FLUSH_MS = 150; // input batching interval (the protocol wants 100-500 ms)
+const FLUSH_MS = 150; // input batching interval when the race gives no cadence (100-500 ms)
 // A link can die without a close (phone changing networks): the page pings every WATCH_MS and
 // treats SILENCE_MS without any frame as a drop, so it reconnects within the grace window.
 const WATCH_MS = 3000;
@@ -322,7 +322,7 @@ function newRace(assignment, opts) {
     spectate: opts.spectate || null, raceType: opts.raceType, returnTo: opts.returnTo || "home",
     label: opts.label || null, // e.g. the tournament heat, for the heading
     ws: null, me: null, raceId: null, passage: "", state: "waiting",
-    startAt: null, endsAt: null, offset: 0, bestRtt: Infinity,
+    startAt: null, endsAt: null, offset: 0, bestRtt: Infinity, inputEvery: 0, inputOffset: 0,
     typed: "", pendingKeys: "", pendingTimes: [], seq: 0, sent: [], lastTime: 0,
     keyLog: [], players: new Map(), done: false, droppedAt: null, retries: 0,
     flushTimer: null, tickTimer: null, watchTimer: null, lastHeard: 0,
@@ -364,7 +364,7 @@ function stopRace() {
   const r = app.race;
   if (!r) return;
   r.done = true;
-  clearInterval(r.flushTimer);
+  stopFlushing(r);
   clearInterval(r.watchTimer);
   cancelAnimationFrame(r.tickTimer);
   if (r.ws && r.ws.readyState <= 1) r.ws.close(1000);
@@ -477,6 +477,8 @@ function onJoined(r, m) {
   r.passage = m.passage;
   r.state = m.state;
   r.startAt = m.start_at;
+  r.inputEvery = m.input_every_ms || 0;
+  r.inputOffset = m.input_offset_ms || 0;
   r.endsAt = m.ends_at;
   r.raceType = m.race_type;
   $("race-title").textContent = `${r.spectate ? "Watching" : "Race"}: ${r.label || m.race_type}`;
@@ -494,7 +496,7 @@ function onJoined(r, m) {
       r.seq = m.you.seq;
     }
     $("typing").disabled = m.you.status !== "racing" && m.you.status !== "waiting" && m.state !== "countdown" && m.state !== "waiting" && m.state !== "running";
-    if (!r.flushTimer) r.flushTimer = setInterval(() => flush(r), FLUSH_MS);
+    if (!r.flushTimer) scheduleFlush(r);
     $("typing").focus();
   }
   $("race-status").textContent = r.spectate ? "Watching." : rejoin ? "Reconnected." : "Waiting for the start. Click the text or press any key when it starts.";
@@ -600,6 +602,27 @@ function key(r, ch) {
   if (r.typed === r.passage || r.pendingKeys.length >= 60) flush(r);
 }
 
+// Keys go out at the race's send instants (start_at + input_offset_ms + k * input_every_ms, server
+// time): room-mates sending together share one progress frame. Without a cadence, every FLUSH_MS.
+function scheduleFlush(r) {
+  const every = r.inputEvery || FLUSH_MS;
+  let wait = every;
+  if (r.inputEvery && r.startAt) {
+    const since = serverNow(r) - (r.startAt + r.inputOffset);
+    wait = every - (((since % every) + every) % every);
+  }
+  r.flushTimer = setTimeout(() => {
+    if (r.flushTimer === null) return;
+    flush(r);
+    scheduleFlush(r);
+  }, wait);
+}
+
+function stopFlushing(r) {
+  clearTimeout(r.flushTimer);
+  r.flushTimer = null;
+}
+
 function flush(r) {
   while (r.pendingKeys.length) {
     const msg = { t: "input", seq: r.seq + 1, keys: r.pendingKeys.slice(0, 60), times: r.pendingTimes.slice(0, 60) };
@@ -644,7 +667,7 @@ $("race-leave").addEventListener("click", () => {
 function onResults(r, m) {
   r.results = m;
   r.state = m.state;
-  clearInterval(r.flushTimer);
+  stopFlushing(r);
   if (m.state === "aborted") banner(`The race was aborted${m.reason ? `: ${m.reason}` : ""}.`, "info");
   const mine = m.results.find((row) => row.player_id === r.me);
   const pct = (x) => `${Number(x).toFixed(1)}%`;

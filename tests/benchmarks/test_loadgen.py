@@ -153,6 +153,38 @@ async def test_players_race_on_a_real_node(node_factory: NodeFactory) -> None:
         assert not racer.flags and racer.rtt_ms is not None
 
 
+async def frames_per_input(node: Any, *, follow_cadence: bool) -> float:
+    """Progress frames received per input sent, 2 races of 5 on a real node for 2 s."""
+    swarm = Swarm("127.0.0.1", node.settings.port, seed=2, follow_cadence=follow_cadence, clock_error_ms=5)
+    async with AdminClient(node.http_url, ADMIN, race_type="quick") as admin:
+
+        async def make_race(index: int) -> Any:
+            return await admin.create_race([f"c{follow_cadence:d}{index}-{j}" for j in range(5)])
+
+        swarm.start_timer()
+        try:
+            await swarm.add_races(2, make_race, concurrency=2, join_timeout_s=5.0)
+            assert await swarm.wait_started(5.0)
+            await asyncio.sleep(0.6)  # past the first send of every player
+            stats = await swarm.measure(2.0, drain_s=0.5)
+        finally:
+            swarm.close_all()
+            await asyncio.sleep(0.1)
+    assert stats.lost == 0 and not (stats.errors or stats.protocol_errors)
+    return stats.progress_frames / stats.inputs_sent
+
+
+async def test_players_following_the_cadence_share_frames(node_factory: NodeFactory) -> None:
+    """On the race's instants a race's five inputs make one frame for five sockets: one frame
+    received per input. Each on a phase of its own, most inputs make a frame of their own."""
+    node = await node_factory()
+    assert node.settings.race.input_cadence_ms == 250
+    aligned = await frames_per_input(node, follow_cadence=True)
+    scattered = await frames_per_input(node, follow_cadence=False)
+    assert aligned <= 1.25, aligned
+    assert scattered >= 2.0, scattered
+
+
 def test_room_mates_decode_a_frame_once() -> None:
     """A race's sockets get the same bytes: the first copy is decoded, the next credits its row."""
     swarm = Swarm("127.0.0.1", 1)

@@ -230,3 +230,25 @@ def test_a_roster_sent_mid_race_carries_live_wpm() -> None:
     assert isinstance(roster, Roster)
     wpm = {p.id: p.wpm for p in roster.players}
     assert wpm[PlayerId("p1")] > 0 and wpm[PlayerId("p2")] == 0
+
+
+def test_a_frame_need_not_wait_once_every_typist_has_sent() -> None:
+    race = started_race(4)
+    race.take_changes()
+    p1, p2, p3, p4 = (race.racers[PlayerId(f"p{i}")] for i in range(1, 5))
+    start = race.start_at or 0
+    race.apply_input(p1, 1, "t", [100], start + 300)
+    race.apply_input(p2, 1, "t", [110], start + 301)
+    assert not race.everyone_typed()  # p3 and p4 are still racing and may send in this instant
+    race.leave(p4, start + 302)  # a racer who left is not waited for
+    race.disconnect(p3, start + 303)  # nor one whose socket went
+    assert race.everyone_typed()
+    race.take_changes()
+    assert not race.everyone_typed()  # nothing new since the last frame
+    race.join(PlayerId("p3"), "player3", start + 400)
+    race.take_changes()
+    race.apply_input(p1, 2, "h", [450], start + 500)
+    race.apply_input(p3, 1, "t", [460], start + 501)
+    assert not race.everyone_typed()  # p2 is typing and back in the count
+    race.apply_input(p2, 2, "h", [470], start + 502)
+    assert race.everyone_typed()

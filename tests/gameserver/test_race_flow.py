@@ -2,6 +2,7 @@
 
 import asyncio
 import random
+import time
 
 from arena.clock import now_ms
 from arena.protocol import (
@@ -11,6 +12,7 @@ from arena.protocol import (
     Join,
     Joined,
     Leave,
+    Progress,
     Results,
     Roster,
     Start,
@@ -190,3 +192,36 @@ async def test_a_heat_carries_its_tournament_into_the_outbox(node: RunningNode, 
             break
         await asyncio.sleep(0.1)
     assert [(r.kind, r.tournament_id, r.round_no, r.heat_no) for r in records] == [("heat", "t1", 2, 3)]
+
+
+async def test_a_frame_leaves_as_soon_as_every_room_mate_has_sent(node_factory: NodeFactory) -> None:
+    """Clients sending at the race's instants share one frame, and it does not wait the window."""
+    node = await node_factory(race=with_race(progress_window_ms=1500, input_cadence_ms=250))
+    race = await node.create_race(["ada", "bob"], race_type="custom", custom_text=CUSTOM)
+    (a, joined_a), (b, joined_b) = [await seat(node, s) for s in race["seats"]]
+    assert joined_a.input_every_ms == joined_b.input_every_ms == 250
+    assert joined_a.input_offset_ms == joined_b.input_offset_ms
+    assert 0 <= joined_a.input_offset_ms < 250
+    start_at = await wait_start(a)
+    await wait_start(b)
+    await a.recv_until(Progress)  # the start's frame
+    await b.recv_until(Progress)
+
+    # One room-mate sends: the frame waits for the window (1.5 s here), in case the other sends.
+    sent = time.monotonic()
+    await a.send(Input(seq=1, keys="a", times=[now_ms() - start_at]))
+    frame = await b.recv_until(Progress, timeout=5)
+    assert isinstance(frame, Progress)
+    assert time.monotonic() - sent >= 1.3
+
+    # Both send: the frame leaves when the second input arrives, long before the window.
+    sent = time.monotonic()
+    await a.send(Input(seq=2, keys=" ", times=[now_ms() - start_at]))
+    await b.send(Input(seq=1, keys="a", times=[now_ms() - start_at]))
+    frame = await a.recv_until(Progress, timeout=5)
+    assert isinstance(frame, Progress)
+    assert time.monotonic() - sent < 0.5
+    seqs = {row[0]: row[4] for row in frame.players}
+    assert seqs == {p["player_id"]: 2 - i for i, p in enumerate(race["seats"])}
+    for c in (a, b):
+        await c.close()

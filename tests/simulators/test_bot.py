@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from arena.clock import now_ms
 from arena.codec import WireFormat
 from arena.protocol import ErrorCode, Input, Message
 from simulators.admin import CreatedRace, SeatTokens
@@ -215,3 +216,38 @@ async def test_a_planner_replaces_the_human_plan(sim_node: SimNode) -> None:
     assert report.inputs_sent <= 2  # all keys were due within one or two ticks
     assert report.my_row is not None and report.my_row.status == "finished"
     assert "paste" in report.my_row.flags and report.my_row.place is None
+
+
+async def test_bots_on_their_races_instants_get_frames_without_waiting_for_the_window(
+    start_node: NodeStarter,
+) -> None:
+    # A window far longer than the interval: a frame leaves early only once every room-mate has
+    # sent since the last one, which bots sending at the race's instants do each time.
+    settings = dataclasses.replace(FAST_RACE, progress_window_ms=1500, input_cadence_ms=250)
+    node = await start_node(race=settings)
+    race = await node.create_race(["left", "right"])
+    bots = [make_bot(race, seat, seed) for seed, seat in enumerate(race.seats, start=1)]
+    for bot in bots:
+        bot.send_interval_ms = 500
+    reports = await asyncio.gather(*(b.run(timeout_s=20) for b in bots))
+    for bot, report in zip(bots, reports, strict=True):
+        assert_clean_finish(report, race)
+        assert bot._cadence_every == 250  # the hint from ``joined``
+        latencies = sorted(report.progress_latencies_ms)
+        assert len(latencies) >= 3
+        assert latencies[len(latencies) // 2] < 60, latencies
+
+
+def test_the_next_send_is_the_races_next_instant() -> None:
+    bot = Bot("ws://127.0.0.1:1/ws", "token", "ticket", FAST, random.Random(1), send_interval_ms=500)
+    start_at, offset = now_ms() - 12_345, 40
+    bot._start_at, bot._cadence_every, bot._cadence_offset = start_at, 250, offset
+    for _ in range(3):
+        before = time.monotonic()
+        at = bot._next_send_time()
+        assert 0 < at - before <= 0.5
+        instant = now_ms() + (at - time.monotonic()) * 1000  # the server's clock (offset 0 here)
+        phase = (instant - start_at - offset) % 500
+        assert min(phase, 500 - phase) < 3  # every second instant: a 500 ms sender
+    bot._cadence_every = 0  # no hint: one interval from now
+    assert abs(bot._next_send_time() - time.monotonic() - 0.5) < 0.01
