@@ -2,7 +2,8 @@
 
 One node process (``python -m gameserver``) pinned to one core, the load generator (this
 process, see ``benchmarks/loadgen``) and Redis pinned to the other. Races of 5; each player
-sends an ``input`` every 500 ms. At each step (1,000 to 12,000 players by default) the node is
+sends an ``input`` every 500 ms, at its race's instants (``joined``'s input cadence, within a
+clock error; ``--ignore-cadence``: a phase of its own). At each step (2,000 to 16,000 players by default) the node is
 started fresh, the players join and race, and after a warm-up the window measures:
 
 - latency: from a player's send of input ``seq`` until a room-mate's socket receives a
@@ -69,7 +70,7 @@ from simulators.procstat import (  # noqa: E402
     self_cpu,
 )
 
-DEFAULT_STEPS = (1000, 2000, 4000, 6000, 8000, 10000, 12000)
+DEFAULT_STEPS = (2000, 4000, 6000, 8000, 10000, 12000, 14000, 16000)
 QUICK_STEPS = (50, 200)
 RACE_SIZE = 5
 P99_LIMIT_MS = 100.0
