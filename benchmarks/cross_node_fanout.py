@@ -46,7 +46,6 @@ from arena.ids import PlayerId  # noqa: E402
 from arena.protocol import Hello, Spectate  # noqa: E402
 from arena.tokens import TokenSigner  # noqa: E402
 from benchmarks.loadgen import AdminClient, Player, RaceGroup, RaceSeats, Swarm  # noqa: E402
-from benchmarks.loadgen.swarm import RaceFactory  # noqa: E402
 from benchmarks.node_capacity import NodeProcess  # noqa: E402
 from ops.services import RedisServer, free_port  # noqa: E402
 from simulators.procstat import machine_busy, process_cpu, process_rss_mb, self_cpu  # noqa: E402
@@ -109,33 +108,17 @@ class TimedRaceGroup(RaceGroup):
 
 
 class TimedSwarm(Swarm):
-    """The loadgen swarm with ``TimedRaceGroup`` races (its ``add_races``, for that class)."""
+    """The loadgen swarm with ``TimedRaceGroup`` races."""
 
-    def __init__(self, host: str, port: int, window: Window, reference: Reference) -> None:
-        super().__init__(host, port)
+    def __init__(
+        self, host: str, port: int, window: Window, reference: Reference, *, follow_cadence: bool
+    ) -> None:
+        super().__init__(host, port, follow_cadence=follow_cadence)
         self.window = window
         self.reference = reference
 
-    async def add_races(
-        self, n_races: int, make_race: RaceFactory, *, concurrency: int, join_timeout_s: float
-    ) -> None:
-        next_index = 0
-
-        async def worker() -> None:
-            nonlocal next_index
-            while next_index < n_races:
-                index = next_index
-                next_index += 1
-                seats = await make_race(index)
-                group = TimedRaceGroup(seats.race_id, self.window, self.reference)
-                self.races.append(group)
-                players = [Player(self, group, pid, token, ticket) for pid, token, ticket in seats.seats]
-                for player in players:
-                    self.players.append(player)
-                    self._slots[self._next_slot()].append(player)
-                await asyncio.gather(*(self._connect(p, join_timeout_s) for p in players))
-
-        await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, n_races)))))
+    def new_group(self, race_id: str) -> RaceGroup:
+        return TimedRaceGroup(race_id, self.window, self.reference)
 
 
 @dataclass(frozen=True)
@@ -264,7 +247,7 @@ async def run(args: argparse.Namespace, redis: RedisServer, work: Path) -> Resul
         node.start()
     window = Window()
     reference = Reference()
-    swarm = TimedSwarm(HOST, ports["a"], window, reference)
+    swarm = TimedSwarm(HOST, ports["a"], window, reference, follow_cadence=not args.ignore_cadence)
     spectators: list[Spectator] = []
     stop = asyncio.Event()
     lags: list[float] = []
@@ -389,6 +372,11 @@ def format_result(r: Result) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--races", type=int, default=40, help="races on the owner node (5 players each)")
+    parser.add_argument(
+        "--ignore-cadence",
+        action="store_true",
+        help="players keep phases of their own: about three times the frames per race",
+    )
     parser.add_argument("--spectators", type=int, default=2, help="spectators per race on the other node")
     parser.add_argument("--window", type=float, default=20.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=3.0)

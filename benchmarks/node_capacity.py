@@ -3,8 +3,9 @@
 One node process (``python -m gameserver``) pinned to one core, the load generator (this
 process, see ``benchmarks/loadgen``) and Redis pinned to the other. Races of 5; each player
 sends an ``input`` every 500 ms, at its race's instants (``joined``'s input cadence, within a
-clock error; ``--ignore-cadence``: a phase of its own). At each step (2,000 to 16,000 players by default) the node is
-started fresh, the players join and race, and after a warm-up the window measures:
+clock error; ``--ignore-cadence``: a phase of its own). At each step (2,000 to 16,000 players
+by default) the node is started fresh, the players join and race, and after a warm-up the
+window measures:
 
 - latency: from a player's send of input ``seq`` until a room-mate's socket receives a
   ``progress`` frame whose row for that player has ``seq >= s`` (p50/p95/p99/max);

@@ -397,7 +397,7 @@ class Swarm:
                 index = next_index
                 next_index += 1
                 seats = await make_race(index)
-                group = RaceGroup(seats.race_id)
+                group = self.new_group(seats.race_id)
                 self.races.append(group)
                 players = [Player(self, group, pid, token, ticket) for pid, token, ticket in seats.seats]
                 for player in players:
@@ -407,6 +407,10 @@ class Swarm:
                 await asyncio.gather(*(self._connect(p, join_timeout_s) for p in players))
 
         await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, n_races)))))
+
+    def new_group(self, race_id: str) -> RaceGroup:
+        """The group of a new race's players (a subclass may time its frames)."""
+        return RaceGroup(race_id)
 
     def _next_slot(self) -> int:
         """Slots dealt from a shuffled deck: every slot gets the same number of players, and
