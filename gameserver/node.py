@@ -94,6 +94,8 @@ class Node:
         self._finalizers: set[asyncio.Task[None]] = set()
         self._tick_no = 0
         self._ping_every = max(1, round(settings.race.ping_interval_s * settings.race.tick_hz))
+        # How long a ping waits for a progress frame to ride on (same write) before going alone.
+        self._ping_ride_ms = int(min(1000, settings.race.ping_interval_s * 500))
         self._last_watch_check_ms = 0
         self.relay = SpectatorRelay(redis, settings.node_id)
         self.log = log.bind(node_id=settings.node_id)
@@ -330,7 +332,12 @@ class Node:
             if race.dirty and race.started and (race.ended or not room.progress_queued):
                 room.broadcast_progress(now)
             if room.ping_phase == ping_phase and not race.ended:
-                room.ping_all(now)
+                if race.state is RaceState.RUNNING:  # progress frames come: ride on the next one
+                    room.ask_ping(now, self._ping_ride_ms)
+                else:
+                    room.ping_all(now)
+            if room.ping_due_at is not None and now >= room.ping_due_at:
+                room.ping_all(now)  # nothing to ride on came
             if race.ended and not room.finalized and room.removable_at is None:
                 room.removable_at = now + int(self.settings.race.finished_linger_s * 1000)
                 self._spawn_finalizer(room)

@@ -9,6 +9,7 @@ msgpack frame is also queued for the race's pub/sub channel (published once per 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from typing import Any
 
 from arena.codec import WireFormat, encode_map, to_wire
@@ -35,6 +36,9 @@ class RaceRoom:
         self.mirrored_version = -1
         self.progress_queued = False  # waiting in the node's ProgressBatcher
         self.ping_phase = 0  # the tick (modulo the ping period) in which its players are pinged
+        # A ping waiting to ride on the race's next progress frame: one write carries both.
+        # Sent alone at this instant if no frame came by then (nobody typing).
+        self.ping_due_at: int | None = None
 
     def attach(self, player_id: PlayerId, conn: Connection) -> Connection | None:
         """Bind a player's socket; returns the socket it replaced, if any."""
@@ -87,18 +91,19 @@ class RaceRoom:
         relay: bool,
         skip_backlogged: bool = False,
         skip: Connection | None = None,
+        players_too: dict[str, Any] | None = None,
     ) -> int:
-        """Encode once per format, frame once, write the same bytes to every socket."""
-        frames: dict[WireFormat, bytes] = {}
-        sent = 0
-        # Straight over both collections: no list per frame; write() skips closing sockets.
-        for conn in itertools.chain(self.players.values(), self.spectators):
-            if conn is skip:
-                continue
-            frame = frames.get(conn.fmt)
-            if frame is None:
-                frame = frames[conn.fmt] = ws_frame(encode_map(wire, conn.fmt))
-            sent += conn.offer(frame) if skip_backlogged else conn.write(frame)
+        """Encode once per format, frame once, write the same bytes to every socket.
+
+        ``players_too`` is a second message for the players only, written with the first in
+        the same write (a ping riding on a progress frame: one system call, not two).
+        """
+        if players_too is None:
+            everyone = itertools.chain(self.players.values(), self.spectators)
+            sent = _write_each(everyone, wire, skip_backlogged, skip)
+        else:
+            sent = _write_each(self.players.values(), wire, skip_backlogged, skip, players_too)
+            sent += _write_each(self.spectators, wire, skip_backlogged, skip)
         if relay and self.remote_watched:
             packed = encode_map(wire, WireFormat.MSGPACK)
             assert isinstance(packed, bytes)
@@ -118,14 +123,25 @@ class RaceRoom:
         sole_typist = race.take_changes()
         wire = {"t": _PROGRESS, "server_time": now, "players": race.progress_rows(now)}
         skip = self.players.get(sole_typist) if sole_typist is not None else None
-        sent = self._send_wire(wire, relay=True, skip_backlogged=True, skip=skip)
+        ping = None
+        if self.ping_due_at is not None and skip is None:  # a frame for every player: the ping rides
+            ping = to_wire(Ping(sent=now))
+            self.ping_due_at = None
+            self.metrics.frames_sent(MsgType.PING, len(self.players))
+        sent = self._send_wire(wire, relay=True, skip_backlogged=True, skip=skip, players_too=ping)
         self.metrics.frames_sent(MsgType.PROGRESS, sent)
         if race.first_unsent_input_ms is not None:
             self.metrics.input_to_broadcast_seconds.observe((now - race.first_unsent_input_ms) / 1000)
             race.first_unsent_input_ms = None
 
+    def ask_ping(self, now: int, ride_ms: int) -> None:
+        """Ping the players with the race's next progress frame, or alone ``ride_ms`` from now."""
+        if self.ping_due_at is None:
+            self.ping_due_at = now + ride_ms
+
     def ping_all(self, now: int) -> None:
         """Server pings measure each player's round trip for latency compensation."""
+        self.ping_due_at = None
         wire = to_wire(Ping(sent=now))
         frames: dict[WireFormat, bytes] = {}
         for conn in self.players.values():
@@ -133,3 +149,29 @@ class RaceRoom:
             if frame is None:
                 frame = frames[conn.fmt] = ws_frame(encode_map(wire, conn.fmt))
             conn.write(frame)
+
+
+def _write_each(
+    conns: Iterable[Connection],
+    wire: dict[str, Any],
+    skip_backlogged: bool,
+    skip: Connection | None,
+    then: dict[str, Any] | None = None,
+) -> int:
+    """Write ``wire`` (and ``then`` behind it) to each socket, framed once per wire format.
+
+    Straight over the collection: no list per frame; write() skips closing sockets.
+    """
+    frames: dict[WireFormat, bytes] = {}
+    sent = 0
+    for conn in conns:
+        if conn is skip:
+            continue
+        frame = frames.get(conn.fmt)
+        if frame is None:
+            frame = ws_frame(encode_map(wire, conn.fmt))
+            if then is not None:
+                frame += ws_frame(encode_map(then, conn.fmt))
+            frames[conn.fmt] = frame
+        sent += conn.offer(frame) if skip_backlogged else conn.write(frame)
+    return sent

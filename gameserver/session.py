@@ -249,6 +249,12 @@ class SocketSession:
             self._error(ErrorCode.NOT_JOINED, reason)
             return
         race = room.race
+        now = now_ms()
+        if race.state is RaceState.COUNTDOWN and race.start_at is not None and now >= race.start_at:
+            # The start instant passed and the tick has not come round yet: the server's
+            # clock says running, so the first keys on the first send instant count.
+            race.advance(now)
+            room.flush_outgoing()
         if race.state is not RaceState.RUNNING:
             code = ErrorCode.RACE_OVER if race.ended else ErrorCode.NOT_RUNNING
             self._error(code, f"the race is {race.state.value}")
@@ -259,7 +265,6 @@ class SocketSession:
             self.metrics.errors.labels(code.value).inc()
             conn.violation(code, reason)
             return
-        now = now_ms()
         outcome = race.apply_input(conn.racer, inp.seq, inp.keys, inp.times, now)
         if race.dirty:
             if race.everyone_typed():  # the last room-mate of this send instant: no reason to wait

@@ -225,3 +225,24 @@ async def test_a_frame_leaves_as_soon_as_every_room_mate_has_sent(node_factory: 
     assert seqs == {p["player_id"]: 2 - i for i, p in enumerate(race["seats"])}
     for c in (a, b):
         await c.close()
+
+
+async def test_keys_sent_right_after_the_start_instant_count_before_the_tick_sees_it(
+    node_factory: NodeFactory,
+) -> None:
+    # A tick every 5 s: the race is still in countdown on the node when the first keys arrive.
+    node = await node_factory(race=with_race(tick_hz=0.2))
+    race = await node.create_race(["ada", "bob"], race_type="custom", custom_text=CUSTOM)
+    (a, _), (b, _) = [await seat(node, s) for s in race["seats"]]
+    countdown = await a.recv_until(Countdown)
+    assert isinstance(countdown, Countdown)
+    await asyncio.sleep(max(0.0, (countdown.start_at + 10 - now_ms()) / 1000))
+    await a.send(Input(seq=1, keys="a q", times=[2, 5, 8]))
+    start = await b.recv_until(Start)  # the input started the race on the server's clock
+    assert isinstance(start, Start) and start.start_at == countdown.start_at
+    frame = await b.recv_until(Progress)
+    assert isinstance(frame, Progress)
+    assert {row[0]: row[1] for row in frame.players}[race["seats"][0]["player_id"]] == 3
+    await a.send(Leave())
+    for c in (a, b):
+        await c.close()
