@@ -142,13 +142,7 @@ class RaceRoom:
     def ping_all(self, now: int) -> None:
         """Server pings measure each player's round trip for latency compensation."""
         self.ping_due_at = None
-        wire = to_wire(Ping(sent=now))
-        frames: dict[WireFormat, bytes] = {}
-        for conn in self.players.values():
-            frame = frames.get(conn.fmt)
-            if frame is None:
-                frame = frames[conn.fmt] = ws_frame(encode_map(wire, conn.fmt))
-            conn.write(frame)
+        _write_each(self.players.values(), to_wire(Ping(sent=now)), skip_backlogged=False, skip=None)
 
 
 def _write_each(
