@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -15,6 +16,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from arena.protocol import MsgType
 
 _PREFIX = "arena_gameserver"
+
+
+class FlushReason(StrEnum):
+    """Why a race's progress frame left: operators see whether clients follow the cadence."""
+
+    INSTANT = "instant"  # the last typist of a send instant arrived
+    WINDOW = "window"  # the batching window closed (clients off the cadence, or a quiet typist)
+    TICK = "tick"  # a start, a drop-out or the end, sent by the tick
 
 
 @dataclass
@@ -65,6 +74,12 @@ class NodeMetrics:
         self.flags = Counter(
             f"{_PREFIX}_flagged_results_total", "Fair-play flags raised, by flag", ["flag"], registry=r
         )
+        self.progress_flushes = Counter(
+            f"{_PREFIX}_progress_flushes_total",
+            "Race progress frames built, by why they left (instant, window, tick)",
+            ["reason"],
+            registry=r,
+        )
         self.outbox_appends = Counter(
             f"{_PREFIX}_outbox_appends_total", "Matches appended to the outbox stream", registry=r
         )
@@ -75,6 +90,10 @@ class NodeMetrics:
         self._out_by_type: dict[MsgType, Any] = {t: self.frames_out.labels(t.value) for t in MsgType}
         self._in_counts: dict[MsgType, int] = dict.fromkeys(MsgType, 0)
         self._out_counts: dict[MsgType, int] = dict.fromkeys(MsgType, 0)
+        self._flush_by_reason: dict[FlushReason, Any] = {
+            r: self.progress_flushes.labels(r.value) for r in FlushReason
+        }
+        self._flush_counts: dict[FlushReason, int] = dict.fromkeys(FlushReason, 0)
 
     def watch_gc(self) -> None:
         """Time every garbage collection (a process has one collector: call this once, in main)."""
@@ -95,9 +114,17 @@ class NodeMetrics:
     def frames_sent(self, kind: MsgType, n: int) -> None:
         self._out_counts[kind] += n
 
+    def progress_flushed(self, reason: FlushReason) -> None:
+        self._flush_counts[reason] += 1
+
     def publish(self) -> None:
         """Move the hot counts into their Prometheus counters."""
-        for counts, children in ((self._in_counts, self._in_by_type), (self._out_counts, self._out_by_type)):
+        hot: tuple[tuple[dict[Any, int], dict[Any, Any]], ...] = (
+            (self._in_counts, self._in_by_type),
+            (self._out_counts, self._out_by_type),
+            (self._flush_counts, self._flush_by_reason),
+        )
+        for counts, children in hot:
             for kind, n in counts.items():
                 if n:
                     children[kind].inc(n)

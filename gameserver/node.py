@@ -30,7 +30,7 @@ from arena.tasks import stop_tasks
 from arena.tokens import TokenSigner
 from gameserver.batcher import ProgressBatcher
 from gameserver.connection import Connection
-from gameserver.metrics import NodeMetrics
+from gameserver.metrics import FlushReason, NodeMetrics
 from gameserver.passages import Corpus, Passage, custom_passage
 from gameserver.race import HeatTag, Race
 from gameserver.relay import SpectatorRelay
@@ -330,7 +330,7 @@ class Node:
             # Inputs queue their race in the batcher; a start, a drop-out or the end does not,
             # so the tick sends those (and the final frame before results, in order).
             if race.dirty and race.started and (race.ended or not room.progress_queued):
-                room.broadcast_progress(now)
+                room.broadcast_progress(now, FlushReason.TICK)
             if room.ping_phase == ping_phase and not race.ended:
                 if race.state is RaceState.RUNNING:  # progress frames come: ride on the next one
                     room.ask_ping(now, self._ping_ride_ms)
@@ -403,7 +403,7 @@ class Node:
             for room in self.batcher.take_due(now):
                 race = room.race
                 if race.dirty and not race.ended:  # an ended race's last frame goes with the tick
-                    room.broadcast_progress(now)
+                    room.broadcast_progress(now, FlushReason.WINDOW)
             if self._remote_watched:
                 await self._publish_relayed()
 

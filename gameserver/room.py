@@ -17,7 +17,7 @@ from arena.ids import PlayerId
 from arena.protocol import Message, MsgType, Ping, Results, Watching
 from gameserver.connection import Connection
 from gameserver.frames import ws_frame
-from gameserver.metrics import NodeMetrics
+from gameserver.metrics import FlushReason, NodeMetrics
 from gameserver.race import Race
 
 _PROGRESS = MsgType.PROGRESS.value
@@ -117,8 +117,9 @@ class RaceRoom:
             for msg in batch:
                 self.broadcast(msg)
 
-    def broadcast_progress(self, now: int) -> None:
+    def broadcast_progress(self, now: int, reason: FlushReason) -> None:
         """One progress frame for the whole race, skipped for sockets with a backlog."""
+        self.metrics.progress_flushed(reason)
         race = self.race
         sole_typist = race.take_changes()
         wire = {"t": _PROGRESS, "server_time": now, "players": race.progress_rows(now)}

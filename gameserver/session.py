@@ -31,6 +31,7 @@ from arena.protocol import (
 )
 from arena.tokens import TokenError
 from gameserver.connection import ClosingError, Connection, check_keys
+from gameserver.metrics import FlushReason
 from gameserver.node import Node
 from gameserver.race import InputOutcome, SeatError
 
@@ -268,7 +269,7 @@ class SocketSession:
         outcome = race.apply_input(conn.racer, inp.seq, inp.keys, inp.times, now)
         if race.dirty:
             if race.everyone_typed():  # the last room-mate of this send instant: no reason to wait
-                room.broadcast_progress(now)
+                room.broadcast_progress(now, FlushReason.INSTANT)
             else:
                 self.node.progress_due(room, now)
         if outcome is InputOutcome.FINISHED:

@@ -223,6 +223,14 @@ async def test_a_frame_leaves_as_soon_as_every_room_mate_has_sent(node_factory: 
     assert time.monotonic() - sent < 0.5
     seqs = {row[0]: row[4] for row in frame.players}
     assert seqs == {p["player_id"]: 2 - i for i, p in enumerate(race["seats"])}
+    await asyncio.sleep(0.2)  # the tick publishes the hot counts
+    flushes = {
+        reason: node.node.metrics.registry.get_sample_value(
+            "arena_gameserver_progress_flushes_total", {"reason": reason}
+        )
+        for reason in ("instant", "window", "tick")
+    }
+    assert flushes == {"instant": 1, "window": 1, "tick": 1}  # the start's frame went with the tick
     for c in (a, b):
         await c.close()
 

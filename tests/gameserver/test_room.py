@@ -6,7 +6,7 @@ import msgpack
 
 from arena.ids import PlayerId
 from gameserver.connection import Connection
-from gameserver.metrics import NodeMetrics
+from gameserver.metrics import FlushReason, NodeMetrics
 from gameserver.room import RaceRoom
 from gameserver.settings import LimitSettings
 from tests.gameserver.test_race import started_race
@@ -71,7 +71,7 @@ async def test_a_ping_rides_on_the_next_progress_frame_in_the_same_write() -> No
     now = (room.race.start_at or 0) + 100
     room.ask_ping(now, ride_ms=1000)
     type_both(room, 1)
-    room.broadcast_progress(now)
+    room.broadcast_progress(now, FlushReason.INSTANT)
     for transport in players:
         (write,) = transport.writes  # one system call for both
         progress, ping = messages(write)
@@ -80,7 +80,7 @@ async def test_a_ping_rides_on_the_next_progress_frame_in_the_same_write() -> No
     assert [m["t"] for m in messages(write)] == ["progress"]
     assert room.ping_due_at is None
     type_both(room, 2)
-    room.broadcast_progress(now + 100)
+    room.broadcast_progress(now + 100, FlushReason.INSTANT)
     assert [[m["t"] for m in messages(t.writes[-1])] for t in players] == [["progress"], ["progress"]]
 
 
@@ -90,7 +90,7 @@ async def test_a_ping_waits_for_a_frame_every_player_gets() -> None:
     now = (race.start_at or 0) + 100
     room.ask_ping(now, ride_ms=1000)
     race.apply_input(race.racers[PlayerId("p1")], 1, "t", [50], now)
-    room.broadcast_progress(now)  # p1's own typing: p1 gets no frame, so nobody gets the ping
+    room.broadcast_progress(now, FlushReason.WINDOW)  # p1's own typing: p1 gets no frame, nobody the ping
     assert players[0].writes == []
     assert [m["t"] for m in messages(players[1].writes[0])] == ["progress"]
     assert room.ping_due_at == now + 1000
