@@ -219,6 +219,7 @@ class StepResult:
     node_gc: dict[str, dict[str, float]] = field(default_factory=dict)  # generation -> count, ms, max
     node_inputs_per_s: float = math.nan  # inputs the node counted in (its /metrics)
     node_progress_out_per_s: float = math.nan
+    node_flushes_per_s: dict[str, float] = field(default_factory=dict)  # instant / window / tick
     node_input_to_broadcast_ms: float = math.nan  # the node's own view: input arrival to its frame
     node_errors: dict[str, float] = field(default_factory=dict)
     gen_cpu_pct: float = math.nan
@@ -288,6 +289,9 @@ def apply_node_metrics(
         result.node_ticks_per_s = ticks / seconds
     result.node_inputs_per_s = _delta(m0, m1, f'{p}messages_in_total{{type="input"}}') / seconds
     result.node_progress_out_per_s = _delta(m0, m1, f'{p}frames_out_total{{type="progress"}}') / seconds
+    for reason in ("instant", "window", "tick"):
+        flushes = _delta(m0, m1, f'{p}progress_flushes_total{{reason="{reason}"}}')
+        result.node_flushes_per_s[reason] = flushes / seconds
     result.node_loop_lag_p99_ms = bucket_quantile(m0, m1, f"{p}loop_lag_seconds", 0.99) * 1000
     for gen in ("0", "1", "2"):
         labels = f'{{generation="{gen}"}}'
@@ -654,6 +658,15 @@ def format_row(r: StepResult) -> str:
     )
 
 
+def format_flushes(r: StepResult) -> str:
+    """Why the node's race frames left: on the send instant, at the window, or with the tick."""
+    total = sum(r.node_flushes_per_s.values())
+    if not total:
+        return "        race frames: none counted"
+    shares = ", ".join(f"{reason} {n / total:.0%}" for reason, n in r.node_flushes_per_s.items())
+    return f"        race frames: {total:,.0f}/s ({shares})"
+
+
 def verdict(results: list[StepResult]) -> str:
     held = [r for r in results if r.status == "held"]
     if not held:
@@ -812,6 +825,7 @@ async def run_all(args: argparse.Namespace) -> list[StepResult]:
                         await wait_quiet(args)
                         result = await run_step(players, args, redis_server, src_dir, work_dir)
                         print(format_row(result), flush=True)
+                        print(format_flushes(result), flush=True)
                         if result.status == "held" or not result.warnings or attempt == args.retries:
                             break
                         print(f"{players}: disturbed by other processes, trying again", flush=True)
