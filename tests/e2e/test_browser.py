@@ -4,6 +4,7 @@ PostgreSQL and on the page's leaderboard and recent races afterwards; watch a ra
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 from typing import Any
@@ -33,6 +34,7 @@ def race_in_browser(driver: Any, url: str) -> dict[str, Any]:
 
     driver.get(url)
     name = wait_for(driver, "#name")
+    driver.execute_script(RECORD_INPUT_SENDS)
     shot(driver, "01-home")
     name.send_keys("ada")
     driver.find_element(By.ID, "guest-go").click()
@@ -60,8 +62,28 @@ def race_in_browser(driver: Any, url: str) -> dict[str, Any]:
         "wpm": float(driver.find_element(By.ID, "my-wpm").text),
         "place": driver.find_element(By.ID, "my-place").text,
         "again": driver.find_element(By.ID, "again").is_displayed(),
+        "input_sends": driver.execute_script("return window.inputSends"),
     }
     return seen | boards_after_race(driver)
+
+
+# When the page sends each ``input`` (its msgpack starts {t: "input", ...}), by the page's clock.
+RECORD_INPUT_SENDS = """
+window.inputSends = [];
+const send = WebSocket.prototype.send;
+WebSocket.prototype.send = function (data) {
+  const head = data instanceof Uint8Array ? String.fromCharCode(...data.slice(0, 12)) : "";
+  if (head.includes("input")) window.inputSends.push(Date.now());
+  return send.call(this, data);
+};
+"""
+
+
+def on_the_cadence(sends: list[int], every_ms: int = 250, slack_ms: int = 25) -> float:
+    """The share of gaps between sends that are a whole number of send instants apart."""
+    gaps = [b - a for a, b in itertools.pairwise(sends)]
+    near = [g for g in gaps if min(g % every_ms, every_ms - g % every_ms) <= slack_ms]
+    return len(near) / len(gaps) if gaps else 0.0
 
 
 def boards_after_race(driver: Any) -> dict[str, Any]:
@@ -118,6 +140,11 @@ async def test_queue_type_and_finish(cluster: RunningLobby, browser: Any, e2e_ds
     assert 40 <= seen["wpm"] <= 200, seen
     assert seen["place"] == "Place 1", seen
     assert seen["again"]
+    # Keys went out at the race's send instants (250 ms apart), not on the page's own timer;
+    # the last send (the finishing keys) goes at once.
+    sends = seen["input_sends"][:-1]
+    assert len(sends) >= 8, sends
+    assert on_the_cadence(sends) >= 0.8, [b - a for a, b in itertools.pairwise(sends)]
     assert seen["board"].startswith("1 ada "), seen
     assert len(seen["recent"]) == 1 and seen["recent"][0].startswith("quick:"), seen
     # The race is in PostgreSQL afterwards: node outbox -> persistence -> races + race_participants.
