@@ -87,7 +87,9 @@ async def test_two_bots_finish_and_get_results(sim_node: SimNode) -> None:
 async def test_a_dropped_bot_resumes_and_finishes(sim_node: SimNode) -> None:
     race = await sim_node.create_race(["steady", "flaky"])
     steady = make_bot(race, race.seats[0], 1)
-    flaky = make_bot(race, race.seats[1], 2, drop_after_ms=800, resume_after_ms=700)
+    # The first key comes 180-450 ms after the start plus a gap, and keys go out at the race's
+    # 250 ms instants: by 1.3 s some have surely been sent (at 0.8 s, one time in six none had).
+    flaky = make_bot(race, race.seats[1], 2, drop_after_ms=1300, resume_after_ms=700)
     reports = await asyncio.gather(steady.run(timeout_s=15), flaky.run(timeout_s=15))
     assert_clean_finish(reports[0], race)
     assert_clean_finish(reports[1], race)
@@ -195,7 +197,7 @@ async def test_inputs_lost_in_a_drop_are_resent_after_resume(sim_node: SimNode) 
         seat.ticket,
         FAST,
         random.Random(3),
-        drop_after_ms=1500,
+        drop_after_ms=2000,  # past at least 4 send instants after the first key
         resume_after_ms=300,
     )
     report = await bot.run(timeout_s=15)
