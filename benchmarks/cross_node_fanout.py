@@ -46,7 +46,7 @@ from arena.ids import PlayerId  # noqa: E402
 from arena.protocol import Hello, Spectate  # noqa: E402
 from arena.tokens import TokenSigner  # noqa: E402
 from benchmarks.loadgen import AdminClient, Player, RaceGroup, RaceSeats, Swarm  # noqa: E402
-from benchmarks.node_capacity import NodeProcess  # noqa: E402
+from benchmarks.node_capacity import NodeProcess, bench_node_env  # noqa: E402
 from ops.services import RedisServer, free_port  # noqa: E402
 from simulators.procstat import machine_busy, process_cpu, process_rss_mb, self_cpu  # noqa: E402
 from simulators.swarm.saturation import Verdict, WorkerLoad, judge  # noqa: E402
@@ -211,22 +211,10 @@ def added_latencies(
 
 
 def node_env(node_id: str, port: int, redis_url: str, tick_hz: float | None, players: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("PYTHONPATH", None)
-    env |= {
-        "ARENA_REDIS_URL": redis_url,
-        "ARENA_NODE_ID": node_id,
-        "ARENA_NODE_HOST": HOST,
-        "ARENA_NODE_PORT": str(port),
-        "ARENA_ADMIN_TOKEN": ADMIN_TOKEN,
-        "ARENA_TOKEN_SECRET": TOKEN_SECRET,
-        "ARENA_MAX_CONNECTIONS": str(players + 1000),
-        "ARENA_NODE_CAPACITY": str(players + 1000),
-        "ARENA_RACE_COUNTDOWN_S": "2",
-        "ARENA_RACE_WAIT_TIMEOUT_S": "120",
-        "ARENA_NODE_SHUTDOWN_GRACE_S": "1",
-        "ARENA_LOG_LEVEL": "warning",
-    }
+    env = bench_node_env(
+        node_id, redis_url, port, players, admin_token=ADMIN_TOKEN, token_secret=TOKEN_SECRET
+    )
+    env |= {"ARENA_RACE_COUNTDOWN_S": "2", "ARENA_RACE_WAIT_TIMEOUT_S": "120", "ARENA_LOG_LEVEL": "warning"}
     if tick_hz is not None:
         env["ARENA_RACE_TICK_HZ"] = str(tick_hz)
     return env

@@ -234,22 +234,34 @@ class StepResult:
     profile: str | None = None
 
 
-def node_env(args: argparse.Namespace, redis_url: str, port: int, players: int) -> dict[str, str]:
+def bench_node_env(
+    node_id: str, redis_url: str, port: int, players: int, *, admin_token: str, token_secret: str
+) -> dict[str, str]:
+    """A benchmark node's environment: on loopback, with room for ``players`` and a quick stop."""
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     env |= {
         "ARENA_REDIS_URL": redis_url,
-        "ARENA_NODE_ID": "bench-node",
+        "ARENA_NODE_ID": node_id,
         "ARENA_NODE_HOST": HOST,
         "ARENA_NODE_PORT": str(port),
-        "ARENA_ADMIN_TOKEN": ADMIN_TOKEN,
-        "ARENA_TOKEN_SECRET": TOKEN_SECRET,
+        "ARENA_ADMIN_TOKEN": admin_token,
+        "ARENA_TOKEN_SECRET": token_secret,
         "ARENA_MAX_CONNECTIONS": str(players + 1000),
         "ARENA_NODE_CAPACITY": str(players + 1000),
+        "ARENA_NODE_SHUTDOWN_GRACE_S": "1",
+    }
+    return env
+
+
+def node_env(args: argparse.Namespace, redis_url: str, port: int, players: int) -> dict[str, str]:
+    env = bench_node_env(
+        "bench-node", redis_url, port, players, admin_token=ADMIN_TOKEN, token_secret=TOKEN_SECRET
+    )
+    env |= {
         "ARENA_RACE_COUNTDOWN_S": str(args.countdown),
         # Long enough that no race starts short-handed or is aborted while the ramp goes on.
         "ARENA_RACE_WAIT_TIMEOUT_S": str(args.ramp_timeout + 60),
-        "ARENA_NODE_SHUTDOWN_GRACE_S": "1",
         "ARENA_LOG_LEVEL": args.node_log_level,
         "ARENA_LOG_JSON": "1",
     }
