@@ -11,12 +11,28 @@ STAMP := $(VENV)/.installed
 PG_BIN := /usr/lib/postgresql/15/bin
 # Root needs no sudo (CI runs as root); anyone else gets it for apt-get only.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
-# Reinstall into the venv whenever the project's packaging files change.
+# Reinstall into the venv whenever the lock or the project's packaging files change.
 PROJECT_FILES := $(wildcard setup.cfg setup.py pyproject.toml)
+LOCK := requirements/lock.txt
+# Where the lock is resolved for: the Python and platform that set-up installs on (Debian 12, x86_64).
+# The hashes cover every file of each pinned version, so other platforms install from it as well.
+LOCK_TARGET := --python-version 3.11 --python-platform x86_64-unknown-linux-gnu
 
-.PHONY: setup system-packages test lint run clean distclean
+.PHONY: setup system-packages lock-check lock test lint run clean distclean
 
-setup: system-packages $(STAMP) node_modules/.package-lock.json
+setup: system-packages lock-check $(STAMP) node_modules/.package-lock.json
+
+# Set-up installs only from the lock; a lock older than setup.cfg's ranges stops it here, loudly.
+lock-check:
+	@$(PYTHON) ops/lockfile.py check
+
+# Resolve setup.cfg (runtime and every extra) and requirements/tools.in into exact, hash-checked pins.
+# Pins already in the lock are kept where they still fit; `make lock UPGRADE=1` takes the newest.
+lock: | $(VENV)/bin/python
+	@[ -x $(VENV)/bin/uv ] || $(VENV)/bin/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(VENV)/bin/uv pip compile setup.cfg requirements/tools.in --extra dev --generate-hashes \
+		$(LOCK_TARGET) $(if $(UPGRADE),--upgrade,) --custom-compile-command 'make lock' --quiet -o $(LOCK)
+	$(PYTHON) ops/lockfile.py stamp
 
 # Debian packages: Python 3.11 with venv, the real Redis and PostgreSQL used by tests and `make run`,
 # nginx (config check), Chromium and its driver (browser tests), Node's npm (page libraries).
@@ -47,12 +63,14 @@ system-packages:
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): $(PROJECT_FILES) | $(VENV)/bin/python
-	@if [ -f setup.cfg ]; then \
-		$(VENV)/bin/pip install -e '.[dev]' && touch $@; \
-	else \
-		echo "no setup.cfg yet: skipping pip install"; \
-	fi
+# Exactly the lock's distributions (hashes checked, nothing resolved), then the project itself with the
+# lock's setuptools (no build isolation, so no unpinned build backend is fetched); pip check proves the
+# set is consistent.
+$(STAMP): $(LOCK) $(PROJECT_FILES) | $(VENV)/bin/python
+	$(VENV)/bin/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(VENV)/bin/python -m pip check
+	touch $@
 
 # The browser client's libraries (the msgpack codec), from the npm registry, at set-up only.
 node_modules/.package-lock.json: package.json package-lock.json
