@@ -75,7 +75,7 @@ def check(lock: Path = LOCK, setup_cfg: Path = SETUP_CFG, tools_in: Path = TOOLS
     if recorded is None:
         return f"{lock.name} has no '# inputs-sha256:' line (made by hand?)"
     if recorded != inputs_digest(setup_cfg, tools_in):
-        return f"{lock.name} is stale: setup.cfg's requirements or requirements/tools.in changed since it was made"
+        return f"{lock.name} is stale: setup.cfg's requirements or tools.in changed since it was made"
     return None
 
 
@@ -91,7 +91,8 @@ def main(argv: list[str]) -> int:
         problem = check()
         if problem is None:
             return 0
-        print(f"LOCK ERROR: requirements/{problem}.\n  Run `make lock` and commit requirements/lock.txt.", file=sys.stderr)
+        print(f"LOCK ERROR: requirements/{problem}.", file=sys.stderr)
+        print("  Run `make lock` and commit requirements/lock.txt.", file=sys.stderr)
         return 1
     print("usage: lockfile.py check|stamp|digest", file=sys.stderr)
     return 2

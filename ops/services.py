@@ -21,6 +21,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -48,6 +49,13 @@ def free_port() -> int:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def port_taken(port: int) -> bool:
+    """True when something already listens on 127.0.0.1:port (a fixed port must not be shared)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((HOST, port)) == 0
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -129,6 +137,9 @@ class _Service:
         data_dir = self._make_dir()
         if self.port == 0:
             self.port = free_port()
+        elif port_taken(self.port):
+            # Otherwise the readiness probe would talk to whoever holds the port and call it ours.
+            raise ServiceError(f"{self.name}: port {self.port} on {HOST} is already in use")
         try:
             self._prepare(data_dir)
             self._spawn(self._command(data_dir), data_dir)
@@ -509,17 +520,51 @@ def check() -> int:
     return 0
 
 
+def serve(redis_port: int, postgres_port: int, kafka_port: int) -> int:
+    """Run Redis, PostgreSQL (migrated) and the broker until SIGINT or SIGTERM, for processes run by hand."""
+    from persistence.migrate import main as migrate
+
+    redis = RedisServer(port=redis_port, appendonly=True)
+    postgres = PostgresServer(port=postgres_port)
+    kafka = KafkaBroker(port=kafka_port)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    started: list[_Service] = []
+    services: tuple[_Service, ...] = (redis, postgres, kafka)
+    try:
+        for service in services:
+            started.append(service.start())
+        if migrate(["--dsn", postgres.dsn]) != 0:
+            raise ServiceError("PostgreSQL migrations failed")
+        print(
+            "Services are up; paste these into the shells that run processes by hand (Ctrl-C stops them):\n"
+            f"export ARENA_REDIS_URL={redis.url}\n"
+            f"export ARENA_POSTGRES_DSN={postgres.dsn}\n"
+            f"export ARENA_KAFKA_BOOTSTRAP={kafka.bootstrap}",
+            flush=True,
+        )
+        stop.wait()
+    except ServiceError as exc:
+        print(f"services: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for service in reversed(started):
+            service.stop()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops.services", description=DESCRIPTION)
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="start all services, print addresses, stop them",
-    )
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--check", action="store_true", help="start all services, print addresses, stop them")
+    mode.add_argument("--serve", action="store_true", help="run all services until Ctrl-C, print settings")
+    parser.add_argument("--redis-port", type=int, default=6379, help="with --serve (default 6379; 0: free)")
+    parser.add_argument("--postgres-port", type=int, default=5432, help="with --serve (default 5432)")
+    parser.add_argument("--kafka-port", type=int, default=9092, help="with --serve (default 9092)")
     args = parser.parse_args(argv)
-    if not args.check:
-        parser.print_help()
-        return 2
+    if args.serve:
+        return serve(args.redis_port, args.postgres_port, args.kafka_port)
     return check()
 
 

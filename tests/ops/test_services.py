@@ -3,7 +3,10 @@
 import asyncio
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -207,8 +210,7 @@ def test_stop_leaves_no_process(factory: Factory) -> None:
 
 def test_failed_start_shows_log_tail_and_cleans_up() -> None:
     with socket.socket() as taken:
-        taken.bind((HOST, 0))
-        taken.listen()
+        taken.bind((HOST, 0))  # bound, not listening: only the server's own bind fails
         server = RedisServer(port=taken.getsockname()[1], start_timeout=10)
         with pytest.raises(ServiceError, match="(?s)exited with code.*Address already in use"):
             server.start()
@@ -238,3 +240,34 @@ def test_start_works_inside_a_running_event_loop() -> None:
                 await client.aclose()
 
     assert asyncio.run(start_inside_loop()) == "True"
+
+
+def test_a_fixed_port_that_is_taken_is_refused() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind((HOST, 0))
+        holder.listen()
+        with pytest.raises(ServiceError, match="already in use"):
+            RedisServer(port=holder.getsockname()[1]).start()
+
+
+def test_serve_runs_the_services_until_sigint() -> None:
+    """`python -m ops.services --serve`, as the README's by-hand commands use it."""
+    command = [sys.executable, "-m", "ops.services", "--serve"]
+    command += ["--redis-port", "0", "--postgres-port", "0", "--kafka-port", "0"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        exports: dict[str, str] = {}
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("export "):
+                name, _, value = line.removeprefix("export ").strip().partition("=")
+                exports[name] = value
+            if len(exports) == 3:
+                break
+        assert set(exports) == {"ARENA_REDIS_URL", "ARENA_POSTGRES_DSN", "ARENA_KAFKA_BOOTSTRAP"}
+        with redis.Redis.from_url(exports["ARENA_REDIS_URL"]) as client:
+            assert client.ping()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+    port = int(exports["ARENA_REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
+    with socket.socket() as probe:
+        assert probe.connect_ex((HOST, port)) != 0, "Redis still listens after the stop"
