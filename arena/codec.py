@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import msgpack
 
-from arena.protocol import CLIENT_MESSAGES, SERVER_MESSAGES, Message
+from arena.protocol import CLIENT_MESSAGES, SERVER_MESSAGES, MaxLen, Message, Range
 
 M = TypeVar("M", bound=Message)
 Converter = Callable[[Any], Any]
@@ -29,6 +29,11 @@ class WireFormat(StrEnum):
 
 class ProtocolError(ValueError):
     """Input that does not follow the protocol; the message is safe to show the peer."""
+
+
+# Protocol messages nest two deep (a map holding a list); anything much deeper is hostile, and
+# CPython's JSON decoder would recurse on it until RecursionError.
+MAX_JSON_DEPTH = 16
 
 
 # ---- encoding ---------------------------------------------------------------------
@@ -74,12 +79,44 @@ def decode_server(frame: bytes | str) -> Message:
     return _decode(frame, SERVER_MESSAGES)
 
 
+def json_depth(text: str) -> int:
+    """How deep the arrays and objects of a JSON text nest (brackets inside strings do not count)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def load_json(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` that refuses nesting deeper than ``max_depth`` (ValueError) instead of recursing."""
+    if isinstance(text, bytes):
+        text = text.decode()
+    # Counting brackets is a bound on the depth: the exact scan runs only when that bound is high.
+    if text.count("[") + text.count("{") > max_depth and json_depth(text) > max_depth:
+        raise ValueError(f"nested deeper than {max_depth} levels")
+    return json.loads(text)
+
+
 def load_frame(frame: bytes | str) -> Any:
     if isinstance(frame, str):
         try:
-            return json.loads(frame)
+            return load_json(frame)
         except ValueError as exc:
-            raise ProtocolError(f"invalid JSON: {exc.args[0][:80]}") from None
+            raise ProtocolError(f"invalid JSON: {str(exc)[:80]}") from None
     try:
         return msgpack.unpackb(frame, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types on garbage
@@ -124,6 +161,8 @@ def _converter(hint: Any) -> Converter:
 
 
 def _build(hint: Any) -> Converter:
+    if typing.get_origin(hint) is typing.Annotated:
+        return _bounded(*typing.get_args(hint))
     if dataclasses.is_dataclass(hint):
         return _dataclass_converter(hint)  # type: ignore[arg-type]
     origin = typing.get_origin(hint)
@@ -145,8 +184,40 @@ def _build(hint: Any) -> Converter:
     raise TypeError(f"no wire converter for {hint!r}")
 
 
+def _bounded(base: Any, *bounds: Any) -> Converter:
+    """A converter for ``Annotated[int, Range(...)]`` or ``Annotated[str, MaxLen(...)]``."""
+    (bound,) = bounds
+    if base is int and isinstance(bound, Range):
+        return _int_in(bound.lo, bound.hi)
+    if base is str and isinstance(bound, MaxLen):
+        return _str_up_to(bound.chars)
+    raise TypeError(f"no wire converter for {base!r} with {bound!r}")
+
+
+_int_ranges: dict[Converter, Range] = {}  # bounded int converters, for lists of them
+
+
+def _int_in(lo: int, hi: int) -> Converter:
+    def convert(value: Any) -> int:
+        if type(value) is not int or not lo <= value <= hi:
+            raise ProtocolError(f"expected an integer from {lo} to {hi}")
+        return value
+
+    _int_ranges[convert] = Range(lo, hi)
+    return convert
+
+
+def _str_up_to(chars: int) -> Converter:
+    def convert(value: Any) -> str:
+        if type(value) is not str or len(value) > chars:
+            raise ProtocolError(f"expected a string of at most {chars} characters")
+        return value
+
+    return convert
+
+
 def _dataclass_converter(cls: type) -> Converter:
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     specs: list[tuple[str, Converter, bool]] = []
     for f in dataclasses.fields(cls):
         has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
@@ -172,6 +243,8 @@ def _dataclass_converter(cls: type) -> Converter:
 def _list_converter(item: Converter) -> Converter:
     if item is _int:
         return _int_list
+    if item in _int_ranges:
+        return _bounded_int_list(_int_ranges[item])
 
     def convert(value: Any) -> list[Any]:
         if not isinstance(value, list):
@@ -189,6 +262,21 @@ def _int_list(value: Any) -> list[int]:
         if type(v) is not int:
             raise ProtocolError("expected an integer")
     return value
+
+
+def _bounded_int_list(bound: Range) -> Converter:
+    """``list[Annotated[int, Range]]`` (key times) checked in one loop, without a call per item."""
+    lo, hi = bound.lo, bound.hi
+
+    def convert(value: Any) -> list[int]:
+        if not isinstance(value, list):
+            raise ProtocolError("expected a list")
+        for v in value:
+            if type(v) is not int or not lo <= v <= hi:
+                raise ProtocolError(f"expected integers from {lo} to {hi}")
+        return value
+
+    return convert
 
 
 def _union_converter(options: list[Converter]) -> Converter:

@@ -11,10 +11,40 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 PROTOCOL_VERSION = 1
 BACKSPACE = "\b"
+
+
+# ---- bounds checked when a client message is decoded (docs/PROTOCOL.md, "Field ranges") ------
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """An integer field's inclusive bounds; the codec refuses anything outside them."""
+
+    lo: int
+    hi: int
+
+
+@dataclass(frozen=True, slots=True)
+class MaxLen:
+    """A string field's longest accepted length, in characters."""
+
+    chars: int
+
+
+MAX_SAFE_INT = 2**53 - 1  # JavaScript's largest exact integer: every client can hold it
+MAX_SEQ = 2**31 - 1  # one input per 250 ms would take 17 years to get there
+MAX_KEY_TIME_MS = 2**31 - 1  # ms since the start: 24 days, longer than any race
+MAX_TOKEN_CHARS = 2048  # signed tokens and tickets are a few hundred characters
+MAX_KEYS_CHARS = 1024  # a hard ceiling; ARENA_MAX_KEYS_PER_MSG is the real (smaller) limit
+
+Instant = Annotated[int, Range(0, MAX_SAFE_INT)]  # a wall-clock ms a client echoes or reports
+Seq = Annotated[int, Range(0, MAX_SEQ)]
+KeyTime = Annotated[int, Range(0, MAX_KEY_TIME_MS)]
+Token = Annotated[str, MaxLen(MAX_TOKEN_CHARS)]
 
 
 class MsgType(StrEnum):
@@ -110,8 +140,8 @@ class Message:
 @dataclass(slots=True)
 class Hello(Message):
     TYPE: ClassVar[MsgType] = MsgType.HELLO
-    token: str
-    client: str = ""
+    token: Token
+    client: Annotated[str, MaxLen(128)] = ""
 
 
 @dataclass(slots=True)
@@ -119,20 +149,20 @@ class Ping(Message):
     """Either side may ping; the peer answers with a pong echoing ``sent``."""
 
     TYPE: ClassVar[MsgType] = MsgType.PING
-    sent: int
+    sent: Instant
 
 
 @dataclass(slots=True)
 class Pong(Message):
     TYPE: ClassVar[MsgType] = MsgType.PONG
-    echo: int  # the ping's ``sent``: round trip = now - echo
-    time: int  # the answerer's clock when answering: clock offset estimate
+    echo: Instant  # the ping's ``sent``: round trip = now - echo
+    time: Instant  # the answerer's clock when answering: clock offset estimate
 
 
 @dataclass(slots=True)
 class Join(Message):
     TYPE: ClassVar[MsgType] = MsgType.JOIN
-    ticket: str
+    ticket: Token
 
 
 @dataclass(slots=True)
@@ -140,9 +170,9 @@ class Input(Message):
     """Keys typed since the last input: one char per keystroke, ``\\b`` is backspace."""
 
     TYPE: ClassVar[MsgType] = MsgType.INPUT
-    seq: int
-    keys: str
-    times: list[int]  # ms since race start, one per key
+    seq: Seq
+    keys: Annotated[str, MaxLen(MAX_KEYS_CHARS)]
+    times: list[KeyTime]  # ms since race start, one per key
 
 
 @dataclass(slots=True)
@@ -157,7 +187,7 @@ class Spectate(Message):
     """Watch a live race from any node; spectators receive the race's broadcasts only."""
 
     TYPE: ClassVar[MsgType] = MsgType.SPECTATE
-    race_id: str
+    race_id: Annotated[str, MaxLen(64)]
 
 
 # ---- server to client -------------------------------------------------------------

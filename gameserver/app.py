@@ -9,6 +9,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from arena.codec import load_json
 from arena.ids import PlayerId, new_player_id
 from arena.promhttp import metrics_response
 from arena.protocol import RaceType
@@ -114,7 +115,7 @@ async def _create_race(request: web.Request) -> web.Response:
     _require_admin(request)
     node = request.app[NODE_KEY]
     try:
-        body = await request.json()
+        body = load_json(await request.read())
     except ValueError:
         return _json_error(400, "bad_json", "body must be JSON")
     if not isinstance(body, dict):

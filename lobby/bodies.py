@@ -6,12 +6,12 @@ dataclass parses itself in a few explicit lines.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 from aiohttp import web
 
+from arena.codec import load_json
 from lobby.errors import bad_request
 
 NAME_MAX = 32  # the same bound nodes and tickets apply
@@ -23,7 +23,7 @@ async def read_object(request: web.Request) -> dict[str, Any]:
     if not raw:
         raise bad_request("bad_json", "body must be a JSON object")
     try:
-        data = json.loads(raw)
+        data = load_json(raw)
     except ValueError:  # includes undecodable bytes
         raise bad_request("bad_json", "body is not valid JSON") from None
     if not isinstance(data, dict):

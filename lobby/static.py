@@ -56,6 +56,8 @@ def setup(app: web.Application) -> None:
 
 
 def _file(root: Path, rel: str) -> web.StreamResponse:
+    if not rel.isprintable():  # a NUL or control character names no file (and makes resolve() raise)
+        raise web.HTTPNotFound()
     path = (root / rel).resolve()
     content_type = CONTENT_TYPES.get(path.suffix)
     if content_type is None or not path.is_relative_to(root.resolve()) or not path.is_file():

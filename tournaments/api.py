@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 
 from arena import keys
 from arena.clock import now_ms
+from arena.codec import load_json
 from arena.ids import RaceId
 from arena.redisutil import as_text
 from arena.tokens import PlayerToken, TokenError, TokenSigner
@@ -197,7 +198,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
     if not raw:
         return {}
     try:
-        data = json.loads(raw)
+        data = load_json(raw)
     except ValueError:
         raise ApiError(400, "bad_json", "body is not valid JSON") from None
     if not isinstance(data, dict):
