@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 import aiohttp
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from arena import keys
 from arena.clock import now_ms
@@ -229,6 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )  # fmt: skip
     except AdminError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ABORTED
+    except RedisError as exc:
+        print(f"error: redis ({args.redis}): {exc}", file=sys.stderr)
         return EXIT_ABORTED
 
 
