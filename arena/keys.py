@@ -66,6 +66,11 @@ def node_info(node_id: str) -> str:
     return f"node:{node_id}"
 
 
+def node_drain_report(node_id: str) -> str:
+    """String (JSON): a node's last drain report, written as it stops (read by ``ops.admin``)."""
+    return f"node:{node_id}:drain"
+
+
 # Sorted set of node ids scored by their last heartbeat (ms): the registry's liveness index.
 NODES_ALIVE = "nodes:alive"
 

@@ -1,9 +1,11 @@
 """``arena-gameserver``: run one node. Signals are handled here only.
 
-SIGTERM or SIGINT drains: the node takes no new races and waits for its running races to
-finish, up to ``ARENA_NODE_SHUTDOWN_GRACE_S``; races still running then are aborted (their
-players get aborted results, the partial results go to the outbox) and the node exits.
-A second signal skips the wait. ``POST /admin/drain {"exit": true}`` drains and exits too.
+SIGTERM or SIGINT drains: the node takes no new races and waits for its races to end, up to
+``ARENA_NODE_SHUTDOWN_GRACE_S``; races still running then are aborted (their players get
+aborted results, the partial results go to the outbox, the drain report counts them) and the
+node exits. A second signal skips the wait. ``POST /admin/drain {"exit": true}`` drains and
+exits once every race has ended on its own, however long that takes (a signal during that
+wait bounds it by the grace from then). See ``gameserver.drain``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from aiohttp import web
 from arena.logs import configure_logging
 from arena.settings import environ
 from gameserver.app import NODE_KEY, build_app
+from gameserver.drain import until_exit
 from gameserver.settings import NodeSettings
 
 log = structlog.get_logger(__name__)
@@ -40,22 +43,8 @@ async def serve(settings: NodeSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, signals.set)
-    exit_asked = asyncio.ensure_future(node.exit_requested.wait())
-    signalled = asyncio.ensure_future(signals.wait())
-    await asyncio.wait([exit_asked, signalled], return_when=asyncio.FIRST_COMPLETED)
-    exit_asked.cancel()
-    signals.clear()
-    await node.drain()
-    log.info("gameserver_draining", races=node.live_races(), grace_s=settings.shutdown_grace_s)
-    drained = asyncio.ensure_future(node.wait_drained())
-    second = asyncio.ensure_future(signals.wait())  # a second signal stops waiting
-    done, _ = await asyncio.wait([drained, second], timeout=settings.shutdown_grace_s,
-                                 return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
-    for task in (drained, second, signalled):
-        task.cancel()
-    if drained not in done:
-        log.warning("drain_deadline_passed", races_aborted=node.live_races())
-    await runner.cleanup()
+    await until_exit(node, signals, settings.shutdown_grace_s)
+    await runner.cleanup()  # aborts what still runs (results to the outbox), writes the drain report
     log.info("gameserver_stopped")
 
 

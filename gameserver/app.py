@@ -9,13 +9,14 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from arena.clock import now_ms
 from arena.codec import load_json
 from arena.ids import PlayerId, new_player_id
 from arena.promhttp import metrics_response
 from arena.protocol import RaceType
 from arena.tokens import TokenSigner
 from gameserver.metrics import NodeMetrics
-from gameserver.node import Node, NodeDraining, SeatRequest
+from gameserver.node import Node, NodeDraining, NodeExiting, SeatRequest
 from gameserver.passages import Corpus, PassageError
 from gameserver.race import HeatTag
 from gameserver.session import websocket_handler
@@ -36,6 +37,7 @@ def build_app(settings: NodeSettings, corpus: Corpus | None = None) -> web.Appli
     app.router.add_get("/metrics", _metrics)
     app.router.add_post("/admin/races", _create_race)
     app.router.add_post("/admin/drain", _drain)
+    app.router.add_post("/admin/undrain", _undrain)
     app.router.add_get("/admin/status", _status)
     return app
 
@@ -174,17 +176,42 @@ async def _create_race(request: web.Request) -> web.Response:
 
 
 async def _drain(request: web.Request) -> web.Response:
-    """Drain: no new races, running ones finish. Body ``{"exit": true}``: then exit the process."""
+    """Drain: no new races; the node's races end on their own time limits (``gameserver.drain``).
+
+    Body (optional) ``{"exit": true}``: the process exits once drained, with no deadline of its
+    own, and can no longer be undrained. Idempotent: a drain in progress keeps its counts.
+    Answers 202 with the status (its ``drain`` holds the counts).
+    """
     _require_admin(request)
     node = request.app[NODE_KEY]
     try:
-        body = await request.json() if request.can_read_body else {}
+        body = load_json(await request.read()) if request.can_read_body else {}
     except ValueError:
         return _json_error(400, "bad_json", "body must be JSON or empty")
-    await node.drain()
-    if isinstance(body, dict) and body.get("exit") is True:
-        node.exit_requested.set()
+    if not isinstance(body, dict):
+        return _json_error(400, "bad_request", "body must be an object")
+    exit_after = body.get("exit", False)
+    if not isinstance(exit_after, bool):
+        return _json_error(400, "bad_exit", "exit must be true or false")
+    await node.drain(exit_after=exit_after)
     return web.json_response(_status_body(node), status=202)
+
+
+async def _undrain(request: web.Request) -> web.Response:
+    """Undo a drain: the node takes races again (ready, and READY in the registry).
+
+    409 ``exiting`` if the node drains to exit (``{"exit": true}`` or a signal): it cannot stay.
+    Undraining a node that is not draining answers its status too.
+    """
+    _require_admin(request)
+    node = request.app[NODE_KEY]
+    try:
+        await node.undrain()
+    except NodeExiting:
+        return _json_error(
+            409, "exiting", "the node is exiting (drain with exit, or a signal) and cannot return to service"
+        )
+    return web.json_response(_status_body(node))
 
 
 async def _status(request: web.Request) -> web.Response:
@@ -193,11 +220,19 @@ async def _status(request: web.Request) -> web.Response:
 
 
 def _status_body(node: Node) -> dict[str, Any]:
+    """``drain``: null, or counts since the drain began: ``finished`` (ended on their own),
+    ``unplayed`` (nobody joined), ``aborted`` (cut by the shutdown), ``running`` (not ended, or
+    result not yet written), ``ends_by`` (ms: when those end at the latest on their own)."""
     live = node.live_races()
     return {
         "node_id": node.settings.node_id,
         "state": ("drained" if live == 0 else "draining") if node.draining else "ready",
+        "exiting": node.exiting,
         "races": live,
         "players": node.players_seated(),
         "connections": node.connection_count,
+        "server_time": now_ms(),
+        "shutdown_grace_s": node.settings.shutdown_grace_s,
+        "longest_race_s": node.settings.race.longest_race_s,
+        "drain": node.drain_view(),
     }

@@ -83,6 +83,9 @@ class NodeMetrics:
         self.outbox_appends = Counter(
             f"{_PREFIX}_outbox_appends_total", "Matches appended to the outbox stream", registry=r
         )
+        self.draining = Gauge(
+            f"{_PREFIX}_draining", "1 while the node is draining (takes no new races), else 0", registry=r
+        )
 
         # Hot counts are plain integers, added to Prometheus by ``publish`` (every tick): a
         # Prometheus increment takes a lock, which cost more than the rest of a message's metrics.

@@ -30,6 +30,7 @@ from arena.tasks import stop_tasks
 from arena.tokens import TokenSigner
 from gameserver.batcher import ProgressBatcher
 from gameserver.connection import Connection
+from gameserver.drain import SHUTDOWN_REASON, DrainReport, latest_end, outcome_of
 from gameserver.metrics import FlushReason, NodeMetrics
 from gameserver.passages import Corpus, Passage, custom_passage
 from gameserver.race import HeatTag, Race
@@ -40,11 +41,16 @@ from gameserver.settings import NodeSettings
 log = structlog.get_logger(__name__)
 
 RACE_STATE_TTL_S = 3600
+DRAIN_REPORT_TTL_S = 86400  # how long a stopped node's last drain report stays for ops.admin
 WATCH_CHECK_MS = 1000  # how often the owner asks whether other nodes watch its races
 
 
 class NodeDraining(Exception):
     """The node takes no new races."""
+
+
+class NodeExiting(Exception):
+    """The node is on its way out (drain with exit, or a signal): it cannot be undrained."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +85,10 @@ class Node:
         self.outbox = OutboxWriter(redis)
         self.ratings = RatingStore(redis)
         self.rooms: dict[RaceId, RaceRoom] = {}
-        self.draining = False
-        self.exit_requested = asyncio.Event()  # set by an admin drain that asks the node to exit
+        self.exiting = False  # draining to exit: no undrain
+        self.exit_requested = asyncio.Event()  # set by a drain that asks the node to exit
+        self.drain_report: DrainReport | None = None  # outcomes since the drain began
+        self._idle = asyncio.Event()  # set by the last result written during a drain (wait_drained)
         self.sockets: set[Connection] = set()
         self.batcher: ProgressBatcher[RaceRoom] = ProgressBatcher(settings.race.progress_window_ms)
         self._remote_watched: list[RaceRoom] = []  # rooms whose frames go to pub/sub too
@@ -112,11 +120,11 @@ class Node:
 
     async def shutdown(self, deadline_s: float = 10.0) -> None:
         """Abort every live race (their partial results go to the outbox), then close sockets."""
-        self.draining = True
         now = now_ms()
+        self._begin_drain(now, exit_after=True)
         for room in list(self.rooms.values()):
             if not room.race.ended:
-                room.race.abort(now, "the server is shutting down")
+                room.race.abort(now, SHUTDOWN_REASON)
                 room.flush_outgoing()
             if room.removable_at is None:
                 room.removable_at = now
@@ -132,6 +140,7 @@ class Node:
         self._ticker = self._flusher = self._heartbeat = None
         await self.relay.stop()
         await self._wait_finalizers(deadline_s)
+        await self._write_drain_report()
         await self._unregister()
         self.log.info("node_stopped")
 
@@ -206,19 +215,84 @@ class Node:
         info = await self.registry.get(node_id)
         return info.url if info is not None else None
 
-    async def drain(self) -> None:
-        """Take no new races; running ones finish. Status reports drained when none is left."""
-        self.draining = True
-        await self.registry.heartbeat(self.info())
-        self.log.info("node_draining", races=self.live_races())
+    async def drain(self, *, exit_after: bool = False) -> None:
+        """Take no new races; the node's races end on their own (``gameserver.drain``).
 
-    async def wait_drained(self, poll_s: float = 0.1) -> None:
-        # Polling keeps the finalizer path free of drain bookkeeping; 100 ms is plenty here.
-        while self.live_races():  # noqa: ASYNC110
-            await asyncio.sleep(poll_s)
+        ``exit_after``: the process exits once drained; the node can no longer be undrained.
+        Idempotent: a drain in progress keeps its start and its counts.
+        """
+        if self._begin_drain(now_ms(), exit_after=exit_after):
+            await self._beat()
+
+    @property
+    def draining(self) -> bool:
+        return self.drain_report is not None
+
+    def _begin_drain(self, now: int, *, exit_after: bool) -> bool:
+        """Returns whether anything changed (the registry should hear of it)."""
+        changed = False
+        if self.drain_report is None:
+            self.drain_report = DrainReport(started_at=now)
+            self.metrics.draining.set(1)
+            self.log.info("node_draining", races=self.live_races(), exit_after=exit_after)
+            changed = True
+        if exit_after and not self.exiting:
+            self.exiting = self.drain_report.exiting = True
+            self.exit_requested.set()
+            if not changed:
+                self.log.info("node_exit_requested", races=self.live_races())
+            changed = True
+        return changed
+
+    async def undrain(self) -> None:
+        """Back in service: takes races again, ready in the registry. Refused once exiting."""
+        if self.exiting:
+            raise NodeExiting("the node is exiting")
+        if self.drain_report is None:
+            return
+        self.drain_report = None
+        self.metrics.draining.set(0)
+        await self._beat()
+        self.log.info("node_undrained", races=self.live_races())
+
+    async def _beat(self) -> None:
+        """Tell the registry at once (a drain: placement stops picking us before the next beat)."""
+        try:
+            await self.registry.heartbeat(self.info())
+        except Exception as exc:  # Redis hiccup: the next heartbeat carries the state
+            self.log.warning("heartbeat_failed", error=str(exc))
+
+    async def wait_drained(self) -> None:
+        """Until no race awaits its result. Call it once draining, or right before the drain
+        begins (``gameserver.drain.until_exit``): the last finalizer of a drain wakes it."""
+        while self.live_races():
+            self._idle.clear()
+            await self._idle.wait()
 
     def live_races(self) -> int:
         return sum(1 for r in self.rooms.values() if not r.finalized)
+
+    def drain_view(self) -> dict[str, object] | None:
+        """The drain's counts and its running races' latest end (ms), or None when not draining."""
+        if self.drain_report is None:
+            return None
+        live = [r.race for r in self.rooms.values() if not r.finalized]
+        return self.drain_report.view(len(live), max(map(latest_end, live), default=None))
+
+    async def _write_drain_report(self) -> None:
+        """The last drain's outcome, for ``ops.admin`` to read once this node is gone."""
+        view = self.drain_view()
+        if view is None:
+            return
+        view |= {"node_id": self.settings.node_id, "stopped_at": now_ms()}
+        try:
+            key = keys.node_drain_report(self.settings.node_id)
+            await self.redis.set(key, json.dumps(view), ex=DRAIN_REPORT_TTL_S)
+        except Exception as exc:  # Redis gone at shutdown: the counts stay in this node's log
+            self.log.warning("drain_report_unwritten", error=str(exc))
+        # A counter would die with the process before a scrape: the log line and the key are the record.
+        say = self.log.warning if view["aborted"] else self.log.info
+        say("node_drain_report", **{k: v for k, v in view.items() if k != "node_id"})
 
     # ---- races -------------------------------------------------------------------
 
@@ -473,6 +547,10 @@ class Node:
                 self.metrics.flags.labels(flag).inc()
         room.broadcast(room.results())
         room.finalized = True
+        if self.drain_report is not None:  # only then can the count of live races only fall
+            self.drain_report.count(outcome_of(race))
+            if not self.live_races():
+                self._idle.set()
         self.log.info(
             "race_finalized", race_id=race.id, state=race.state.value, players=len(record.participants)
         )

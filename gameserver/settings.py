@@ -43,6 +43,15 @@ class RaceSettings:
     ping_interval_s: float = 3.0  # ARENA_RACE_PING_INTERVAL_S: server pings to measure latency
     finished_linger_s: float = 30.0  # a finished race stays in memory this long for late resumes
 
+    @property
+    def longest_race_s(self) -> float:
+        """The longest a race created now can last on its own: the wait for its players, the
+        countdown, then the longest time limit (a custom race of the longest text). A drain ends
+        within this; a SIGTERM grace (``NodeSettings.shutdown_grace_s``) this long aborts nothing."""
+        custom = max(60.0, self.custom_max_chars * self.custom_limit_s_per_char)  # as Race.time_limit_ms
+        limit = max(self.quick_limit_s, self.standard_limit_s, self.marathon_limit_s, custom)
+        return self.wait_timeout_s + self.countdown_s + limit
+
     def __post_init__(self) -> None:
         if not 0 <= self.input_cadence_ms <= 2000:
             raise ValueError("ARENA_RACE_INPUT_CADENCE_MS must be between 0 (no hint) and 2000")
@@ -107,7 +116,15 @@ class NodeSettings:
     region: str = "local"  # ARENA_NODE_REGION
     heartbeat_s: float = 1.0  # ARENA_NODE_HEARTBEAT_S: registry heartbeat; dead after 3 missed
     capacity: int = 10000  # ARENA_NODE_CAPACITY: players this node accepts
-    shutdown_grace_s: float = 30.0  # ARENA_NODE_SHUTDOWN_GRACE_S: drain deadline on SIGTERM
+    # ARENA_NODE_SHUTDOWN_GRACE_S: after SIGTERM (or SIGINT) the node drains for at most this long,
+    # then aborts the races still running (aborted results to the outbox, counted in the drain
+    # report). An admin drain, even with exit, has no such bound: races end on their own time.
+    # No race is ever aborted if this is at least ``race.longest_race_s`` (1225 s with the default
+    # race settings, custom races of 2000 characters being the longest). Kubernetes: set
+    # terminationGracePeriodSeconds to at least this + 20 (results of aborted races are written
+    # within 10 s, the node's tasks stop within 5 s), or the kubelet's SIGKILL loses races.
+    # The default (30 s) is for development.
+    shutdown_grace_s: float = 30.0
     redis: RedisSettings = field(default_factory=RedisSettings)
     secrets: SecretSettings = field(default_factory=SecretSettings)
     log: LogSettings = field(default_factory=LogSettings)

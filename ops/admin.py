@@ -1,7 +1,14 @@
-"""Operator commands: see the cluster, drain a node.
+"""Operator commands: see the cluster, drain a node and return it to service.
 
-    python -m ops.admin status                 # nodes, region, state, load, races
-    python -m ops.admin drain NODE_ID [--exit] # drain and wait, showing progress
+    python -m ops.admin status                  # nodes, region, state, load, races
+    python -m ops.admin drain NODE_ID [--exit] [--timeout S]
+                                                # drain, wait for the races to end, report
+    python -m ops.admin undrain NODE_ID         # back in service (refused if it is exiting)
+
+``drain`` prints the races finished, aborted and still running; it exits 0 if every race ended
+on its own, 1 if any was aborted (or the node vanished mid-drain, or a command failed), 2 if
+races still run at its deadline (``--timeout``; by default when the node says its races end at
+the latest, plus a minute). With ``--exit`` it also waits until the node has exited.
 
 Reads ``ARENA_REDIS_URL`` and ``ARENA_ADMIN_TOKEN`` (or ``--redis`` / ``--admin-token``).
 """
@@ -10,13 +17,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
 import aiohttp
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
+from arena import keys
 from arena.clock import now_ms
 from arena.registry import NodeInfo, NodeRegistry
 from arena.settings import RedisSettings, SecretSettings, environ
@@ -51,17 +61,117 @@ async def status(redis_url: str, out: TextIO) -> int:
     return 0
 
 
+EXIT_ABORTED = 1  # races were aborted, the node vanished mid-drain, or a command failed
+EXIT_TIMEOUT = 2  # the command's own deadline passed with races still running (the node drains on)
+EXIT_MARGIN_S = 60.0  # the default deadline: the node's own bound for its races, plus this
+
+
 async def drain(
     redis_url: str,
     admin_token: str,
     node_id: str,
     *,
     exit_after: bool,
-    timeout_s: float,
+    timeout_s: float | None,
     out: TextIO,
     poll_s: float = 0.5,
 ) -> int:
-    """Drain a node and wait until it reports drained (or the timeout passes)."""
+    """Drain a node, wait until its races have ended (and it exited, with ``exit_after``), report.
+
+    Returns 0 if every race ended on its own, ``EXIT_ABORTED`` if any was aborted (the node
+    stopped first: a SIGTERM's grace ran out) or the node vanished without a report,
+    ``EXIT_TIMEOUT`` if races still run at the deadline: ``timeout_s``, or by default the
+    instant the node says its races end at the latest, plus ``EXIT_MARGIN_S``.
+    """
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        registry = NodeRegistry(redis)
+        node = await registry.get(node_id)
+        if node is None:
+            raise AdminError(f"node {node_id} is not in the registry (dead or never started)")
+        headers = {"Authorization": f"Bearer {admin_token}"}
+        async with aiohttp.ClientSession(headers=headers) as http:
+            body = await _call(http, "POST", f"{node.http_url}/admin/drain", {"exit": exit_after})
+            report: dict[str, Any] = body["drain"]
+            started_at = report["started_at"]
+            ends_in_s = _ends_in_s(body)
+            print(
+                f"draining {node_id}: {report['running']} races, {body['players']} players; "
+                f"they end on their own within {ends_in_s:.0f}s",
+                file=out,
+            )
+            loop = asyncio.get_running_loop()
+            wait_s = timeout_s if timeout_s is not None else ends_in_s + EXIT_MARGIN_S
+            deadline = loop.time() + wait_s
+            last = _counts(report)
+            exited = False
+            while report["running"] or (exit_after and not exited):
+                if loop.time() > deadline:
+                    if report["running"]:
+                        print(
+                            f"timeout: {node_id} still has {report['running']} races running after "
+                            f"{wait_s:.1f}s ({_counts(report)}); it keeps draining",
+                            file=out,
+                        )
+                    else:
+                        print(f"timeout: {node_id} drained but did not exit within {wait_s:.1f}s", file=out)
+                    return EXIT_TIMEOUT
+                await asyncio.sleep(poll_s)
+                try:
+                    body = await _call(http, "GET", f"{node.http_url}/admin/status")
+                except AdminError:  # gone? it exited (asked to, or signalled) or died; else retry
+                    final = await _final_report(registry, redis, node_id, started_at)
+                    if final is not None:
+                        report, exited = final, True
+                    continue
+                if body["drain"] is None or body["drain"]["started_at"] != started_at:
+                    raise AdminError(f"{node_id} was returned to service (undrain) during the drain")
+                report = body["drain"]
+                if _counts(report) != last:
+                    last = _counts(report)
+                    print(f"  {last}", file=out)
+    finally:
+        await redis.aclose()
+    verdict = "drained and exited" if exited else "drained"
+    print(f"{node_id} {verdict}: {_counts(report)}", file=out)
+    if report["aborted"]:
+        print(f"{report['aborted']} races were aborted (the node stopped before they ended)", file=out)
+        return EXIT_ABORTED
+    return 0
+
+
+def _ends_in_s(body: dict[str, Any]) -> float:
+    ends_by = body["drain"]["ends_by"]
+    return 0.0 if ends_by is None else max(0.0, (ends_by - body["server_time"]) / 1000)
+
+
+def _counts(report: dict[str, Any]) -> str:
+    return (
+        f"{report['running']} running, {report['finished']} finished, "
+        f"{report['aborted']} aborted, {report['unplayed']} unplayed (nobody came)"
+    )
+
+
+async def _final_report(
+    registry: NodeRegistry, redis: aioredis.Redis, node_id: str, started_at: int
+) -> dict[str, Any] | None:
+    """The report the node wrote as it stopped (this drain's), or None if it may still be up.
+
+    The node writes it, then leaves the registry: gone from the registry without one, it died.
+    """
+    raw = await redis.get(keys.node_drain_report(node_id))
+    report = json.loads(raw) if raw is not None else None
+    if isinstance(report, dict) and report.get("started_at", 0) >= started_at:
+        if report["running"]:
+            raise AdminError(f"{node_id} stopped with {report['running']} race results unwritten")
+        return report
+    if await registry.get(node_id) is None:
+        raise AdminError(f"{node_id} stopped answering and left no drain report (killed?)")
+    return None
+
+
+async def undrain(redis_url: str, admin_token: str, node_id: str, *, out: TextIO) -> int:
+    """Return a draining node to service; refused (``AdminError``) if the node is exiting."""
     redis = aioredis.Redis.from_url(redis_url)
     try:
         node = await NodeRegistry(redis).get(node_id)
@@ -71,26 +181,8 @@ async def drain(
         raise AdminError(f"node {node_id} is not in the registry (dead or never started)")
     headers = {"Authorization": f"Bearer {admin_token}"}
     async with aiohttp.ClientSession(headers=headers) as http:
-        body = await _call(http, "POST", f"{node.http_url}/admin/drain", {"exit": exit_after})
-        print(f"draining {node_id}: {body['races']} races, {body['players']} players", file=out)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        last = None
-        while body["state"] != "drained":
-            if loop.time() > deadline:
-                print(f"{node_id} still has {body['races']} races after {timeout_s:.0f}s", file=out)
-                return 1
-            await asyncio.sleep(poll_s)
-            try:
-                body = await _call(http, "GET", f"{node.http_url}/admin/status")
-            except AdminError:
-                if exit_after:  # the node exited once drained
-                    break
-                raise
-            if body["races"] != last:
-                last = body["races"]
-                print(f"  {last} races left, {body['players']} players", file=out)
-    print(f"{node_id} drained" + (" and exited" if exit_after else ""), file=out)
+        body = await _call(http, "POST", f"{node.http_url}/admin/undrain")
+    print(f"{node_id} is back in service ({body['state']}): {body['races']} races", file=out)
     return 0
 
 
@@ -99,9 +191,11 @@ async def _call(http: aiohttp.ClientSession, method: str, url: str, body: Any = 
         async with http.request(method, url, json=body) as resp:
             data = await resp.json(content_type=None)
             if resp.status >= 400:
+                if isinstance(data, dict) and "reason" in data:
+                    raise AdminError(f"{method} {url}: {data['reason']} ({resp.status} {data.get('error')})")
                 raise AdminError(f"{method} {url}: {resp.status} {data}")
             return data  # type: ignore[no-any-return]
-    except (aiohttp.ClientError, OSError) as exc:
+    except (aiohttp.ClientError, OSError, ValueError) as exc:
         raise AdminError(f"{method} {url}: {exc}") from None
 
 
@@ -112,21 +206,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--admin-token", default=SecretSettings.from_env(env).admin_token)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("status", help="show nodes, load, state, races")
-    drain_cmd = sub.add_parser("drain", help="drain a node and wait until it is drained")
+    drain_cmd = sub.add_parser("drain", help="drain a node, wait for its races to end, report")
     drain_cmd.add_argument("node_id")
-    drain_cmd.add_argument("--exit", action="store_true", help="the node exits once drained")
-    drain_cmd.add_argument("--timeout", type=float, default=900.0)
+    drain_cmd.add_argument("--exit", action="store_true", help="the node exits once its races have ended")
+    drain_cmd.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="give up waiting after this many seconds (exit 2; the node keeps draining); default: "
+        "when the node says its races end at the latest, plus a minute",
+    )
+    undrain_cmd = sub.add_parser("undrain", help="return a draining node to service")
+    undrain_cmd.add_argument("node_id")
     args = parser.parse_args(argv)
     try:
         if args.command == "status":
             return asyncio.run(status(args.redis, sys.stdout))
+        if args.command == "undrain":
+            return asyncio.run(undrain(args.redis, args.admin_token, args.node_id, out=sys.stdout))
         return asyncio.run(
             drain(args.redis, args.admin_token, args.node_id, exit_after=args.exit, timeout_s=args.timeout,
                   out=sys.stdout)
         )  # fmt: skip
     except AdminError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_ABORTED
+    except RedisError as exc:
+        print(f"error: redis ({args.redis}): {exc}", file=sys.stderr)
+        return EXIT_ABORTED
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """A node as a real process: SIGTERM drains with a deadline, SIGKILL drops it from placement."""
 
 import asyncio
+import io
+import json
 import os
 import random
 import signal
@@ -13,11 +15,15 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from arena import keys
+from arena.protocol import Hello, Join, Results, Start, Welcome
 from arena.registry import NodeRegistry
+from ops.admin import drain
 from ops.services import free_port
 from simulators.bot import Bot, BotReport
 from simulators.typing import TypingProfile
 from tests.conftest import ADMIN, read_outbox
+from tests.gameserver.wsclient import RawClient
 
 TEXT = "Storm clouds gathered over the harbour while the fishing boats hurried home."
 
@@ -31,9 +37,9 @@ class NodeProcess:
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def create_race(self, names: list[str]) -> dict[str, object]:
+    async def create_race(self, names: list[str], race_type: str = "custom") -> dict[str, object]:
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN}"}) as http:
-            body = {"race_type": "custom", "custom_text": TEXT, "players": [{"name": n} for n in names]}
+            body = {"race_type": race_type, "custom_text": TEXT, "players": [{"name": n} for n in names]}
             resp = await http.post(f"{self.http_url}/admin/races", json=body)
             assert resp.status == 201
             return await resp.json()  # type: ignore[no-any-return]
@@ -50,7 +56,7 @@ ProcessStarter = Callable[..., Awaitable[NodeProcess]]
 async def start_process(redis_url: str) -> AsyncIterator[ProcessStarter]:
     procs: list[subprocess.Popen[bytes]] = []
 
-    async def start(node_id: str = "proc-a", grace_s: float = 30.0) -> NodeProcess:
+    async def start(node_id: str = "proc-a", grace_s: float = 30.0, **env_extra: str) -> NodeProcess:
         port = free_port()
         env = dict(os.environ) | {
             "ARENA_REDIS_URL": redis_url,
@@ -61,6 +67,7 @@ async def start_process(redis_url: str) -> AsyncIterator[ProcessStarter]:
             "ARENA_NODE_SHUTDOWN_GRACE_S": str(grace_s),
             "ARENA_RACE_COUNTDOWN_S": "1",
             "ARENA_NODE_HEARTBEAT_S": "0.5",
+            **env_extra,
         }
         proc = subprocess.Popen([sys.executable, "-m", "gameserver"], env=env)
         procs.append(proc)
@@ -131,6 +138,12 @@ async def test_races_still_running_at_the_deadline_are_aborted(
     records = await read_outbox(redis_url)
     assert [(r.match_id, r.state) for r in records] == [(race["race_id"], "aborted")]
     assert all(0 < p.correct_chars < len(TEXT) for p in records[0].participants)
+    redis = aioredis.Redis.from_url(redis_url)
+    raw = await redis.get(keys.node_drain_report("proc-a"))  # what ops.admin reads once the node is gone
+    await redis.aclose()
+    assert raw is not None
+    report = json.loads(raw)
+    assert (report["aborted"], report["finished"], report["running"]) == (1, 0, 0)
 
 
 async def test_a_killed_node_leaves_placement_within_seconds(
@@ -148,6 +161,31 @@ async def test_a_killed_node_leaves_placement_within_seconds(
         await asyncio.sleep(0.1)
         assert loop.time() - killed_at < 5, "a dead node stayed in placement"
     await redis.aclose()
+
+
+async def test_drain_exit_outlasts_the_signal_grace_and_exits_after_the_races(
+    start_process: ProcessStarter, redis_url: str
+) -> None:
+    # The grace (1 s) is shorter than the race (3 s): an admin drain must not apply it.
+    node = await start_process(grace_s=1.0, ARENA_RACE_QUICK_LIMIT_S="3")
+    race = await node.create_race(["ada"], race_type="quick")
+    seats = race["seats"]
+    assert isinstance(seats, list)
+    client = await RawClient.connect(str(race["url"]))
+    await client.send(Hello(token=seats[0]["player_token"]))
+    await client.recv_until(Welcome)
+    await client.send(Join(ticket=seats[0]["ticket"]))
+    await client.recv_until(Start)
+    out = io.StringIO()
+    assert await drain(redis_url, ADMIN, "proc-a", exit_after=True, timeout_s=20, out=out, poll_s=0.1) == 0
+    assert await node.exit_code(5) == 0  # the command returned once the node had stopped
+    results = await client.recv_until(Results)
+    assert isinstance(results, Results)
+    assert (results.state, results.reason) == ("finished", "time limit reached")
+    await client.close()
+    assert "proc-a drained and exited: 0 running, 1 finished, 0 aborted" in out.getvalue()
+    records = await read_outbox(redis_url)
+    assert [(r.match_id, r.state) for r in records] == [(race["race_id"], "finished")]
 
 
 async def test_admin_drain_with_exit(start_process: ProcessStarter) -> None:

@@ -1,0 +1,130 @@
+"""Draining a node: what became of its races since the drain began, and when the process exits.
+
+A drain takes no new races and lets every race the node already has end on its own time:
+
+- a running race (or one in its countdown) runs to its own time limit, or ends sooner when every
+  racer is done;
+- a race still waiting for its players keeps its reserved seats: the players were told to come
+  here, so it starts when they are all seated (or at its wait timeout with whoever came) and then
+  runs to its time limit like any other; a race nobody joined ends at its wait timeout as it
+  would anyway ("nobody joined", counted ``unplayed``).
+
+So a drain ends at the latest ``RaceSettings.longest_race_s`` after it began; ``latest_end``
+gives the exact bound for the races the node has. An admin drain with exit (``POST /admin/drain
+{"exit": true}``) waits for that, however long; SIGTERM or SIGINT waits at most
+``ARENA_NODE_SHUTDOWN_GRACE_S`` and the node then aborts what still runs (``until_exit``).
+
+The node counts each race's outcome when its result is in the outbox (``DrainReport``), shows
+the counts in ``GET /admin/status`` and writes them to ``node:{id}:drain`` as it stops, so
+``python -m ops.admin drain`` can tell what happened even after the node exited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from arena.protocol import RaceState
+
+if TYPE_CHECKING:
+    from gameserver.node import Node
+    from gameserver.race import Race
+
+log = structlog.get_logger(__name__)
+
+SHUTDOWN_REASON = "the server is shutting down"  # the end reason of a race the node aborted
+
+
+class Outcome(StrEnum):
+    FINISHED = "finished"  # ended on its own: every racer done, or its time limit
+    UNPLAYED = "unplayed"  # nobody joined before its wait timeout (aborted "nobody joined")
+    ABORTED = "aborted"  # the node stopped before the race ended (the SIGTERM grace ran out)
+
+
+def outcome_of(race: Race) -> Outcome:
+    if race.state is RaceState.FINISHED:
+        return Outcome.FINISHED
+    return Outcome.ABORTED if race.end_reason == SHUTDOWN_REASON else Outcome.UNPLAYED
+
+
+def latest_end(race: Race) -> int:
+    """The latest instant (ms) the race can end on its own, as things stand."""
+    if race.ended:
+        return race.ended_at or race.created_at
+    if race.ends_at is not None:  # countdown or running: its time limit is set
+        return race.ends_at
+    s = race.settings
+    return race.created_at + int((s.wait_timeout_s + s.countdown_s) * 1000) + race.time_limit_ms()
+
+
+@dataclass(slots=True)
+class DrainReport:
+    """Races of a drain, counted as their results reach the outbox."""
+
+    started_at: int  # ms
+    exiting: bool = False  # the process exits once drained (or at the SIGTERM grace)
+    finished: int = 0
+    unplayed: int = 0
+    aborted: int = 0
+
+    def count(self, outcome: Outcome) -> None:
+        if outcome is Outcome.FINISHED:
+            self.finished += 1
+        elif outcome is Outcome.UNPLAYED:
+            self.unplayed += 1
+        else:
+            self.aborted += 1
+
+    def view(self, running: int, ends_by: int | None) -> dict[str, Any]:
+        """``running``: races whose result is not written yet; ``ends_by``: when they end at the latest."""
+        return asdict(self) | {"running": running, "ends_by": ends_by}
+
+
+async def until_exit(node: Node, signals: asyncio.Event, grace_s: float) -> bool:
+    """Return when the process should stop; True if every race ended on its own first.
+
+    Waits for an admin drain with exit (``node.exit_requested``) or a signal (``signals``, set
+    by ``__main__``). After an admin exit it waits for the races with no deadline of its own.
+    From a signal on (the first, or one during that wait) it drains at most ``grace_s``; a
+    further signal stops the wait at once. What still runs then is aborted by the shutdown.
+    """
+    waits: list[asyncio.Future[Any]] = []
+
+    def watch(aw: Awaitable[Any]) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.ensure_future(aw)
+        waits.append(fut)
+        return fut
+
+    try:
+        signalled = watch(signals.wait())
+        asked = watch(node.exit_requested.wait())
+        await asyncio.wait([asked, signalled], return_when=asyncio.FIRST_COMPLETED)
+        drained = watch(node.wait_drained())
+        if not signalled.done():  # admin drain with exit: the races' own time limits, no more
+            await asyncio.wait([drained, signalled], return_when=asyncio.FIRST_COMPLETED)
+            if drained.done():
+                return True
+        signals.clear()
+        again = watch(signals.wait())
+        await node.drain(exit_after=True)
+        node_id = node.settings.node_id
+        log.info("shutdown_grace_started", node_id=node_id, races=node.live_races(), grace_s=grace_s)
+        await asyncio.wait([drained, again], timeout=grace_s, return_when=asyncio.FIRST_COMPLETED)
+        if drained.done():
+            return True
+        log.warning(
+            "shutdown_grace_ended",
+            node_id=node_id,
+            races_left=node.live_races(),
+            second_signal=again.done(),
+        )
+        return False
+    finally:
+        for fut in waits:
+            fut.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
