@@ -25,6 +25,7 @@ from persistence.queries import leaderboard_top, player_rank, race_result, recen
 
 MAX_PAGE = 100
 LIVE_DEFAULT = 20
+MAX_INSTANT_MS = 253_402_300_799_999  # 9999-12-31: the last instant PostgreSQL and datetime both hold
 # An index entry whose race started longer ago than a mirror lives (gameserver's
 # RACE_STATE_TTL_S) and whose mirror is gone is stale: its node died before removing it.
 LIVE_STALE_MS = 3600 * 1000
@@ -91,7 +92,7 @@ async def player_races(request: web.Request) -> web.Response:
     limit = _int_param(request, "limit", 10, 1, MAX_PAGE)
     before: tuple[int, str] | None = None
     if "before_ms" in request.query:
-        before = (_int_param(request, "before_ms", 0, 0, 2**62), request.query.get("before_id", "\uffff"))
+        before = (_int_param(request, "before_ms", 0, 0, MAX_INSTANT_MS), request.query.get("before_id", "\uffff"))
     try:
         races = await recent_races(
             lobby.redis,

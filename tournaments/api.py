@@ -21,6 +21,7 @@ import asyncio
 import functools
 import json
 import math
+import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -215,6 +216,9 @@ def _get(data: dict[str, Any], name: str, kind: type[Any], default: Any = None) 
     return value
 
 
+CURSOR = re.compile(r"[0-9]{1,15}")
+
+
 def _query_number(request: web.Request, name: str, default: float) -> float:
     raw = request.query.get(name)
     if raw is None or raw == "":
@@ -226,6 +230,16 @@ def _query_number(request: web.Request, name: str, default: float) -> float:
     if not math.isfinite(value) or value < 0:
         raise ApiError(400, f"bad_{name}", f"{name} must be a number >= 0")
     return value
+
+
+def _cursor(request: web.Request) -> int:
+    """``?cursor=``: the opaque ``next_cursor`` of the previous page (an offset, up to 15 digits)."""
+    raw = request.query.get("cursor", "")
+    if raw == "":
+        return 0
+    if CURSOR.fullmatch(raw) is None:
+        raise ApiError(400, "bad_cursor", "cursor must be a next_cursor from an earlier page")
+    return int(raw)
 
 
 def _not_found() -> ApiError:
@@ -318,7 +332,7 @@ async def list_tournaments(request: web.Request) -> web.StreamResponse:
     limit = int(_query_number(request, "limit", 20))
     if not 1 <= limit <= api.settings.page_max:
         raise ApiError(400, "bad_limit", f"limit must be 1 to {api.settings.page_max}")
-    cursor = int(_query_number(request, "cursor", 0))
+    cursor = _cursor(request)
     page, more = await api.store.listed(status, cursor, limit)
     return web.json_response(
         {
