@@ -93,6 +93,8 @@ async def _healthz(request: web.Request) -> web.Response:
 
 async def _readyz(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
+    if not node.loops_alive:
+        return web.json_response({"ready": False, "reason": "node loops stopped"}, status=503)
     try:
         await node.redis.ping()
     except Exception as exc:

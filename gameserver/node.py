@@ -144,6 +144,11 @@ class Node:
         await self._unregister()
         self.log.info("node_stopped")
 
+    @property
+    def loops_alive(self) -> bool:
+        """The ticker, the flusher and the heartbeat all run (``/readyz``)."""
+        return all(t is not None and not t.done() for t in (self._ticker, self._flusher, self._heartbeat))
+
     def tasks_alive(self) -> list[asyncio.Task[None]]:
         """Background tasks still running (empty after ``stop``)."""
         tasks = [t for t in (self._ticker, self._flusher, self._heartbeat) if t is not None]

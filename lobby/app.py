@@ -176,6 +176,8 @@ async def _readyz(request: web.Request) -> web.Response:
     lobby = request.app.get(LOBBY_KEY)
     if lobby is None:
         return web.json_response({"ready": False, "reason": "starting"}, status=503)
+    if not lobby.presence.running:
+        return web.json_response({"ready": False, "reason": "presence batcher stopped"}, status=503)
     try:
         await lobby.redis.ping()
     except Exception as exc:

@@ -83,6 +83,10 @@ class PresenceBatcher:
         self._stopping.clear()
         self._task = asyncio.create_task(self._loop(), name="presence-flush")
 
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
     async def stop(self, deadline_s: float = 2.0) -> None:
         """Stop the timer, then write what is still buffered (bounded by ``deadline_s``)."""
         self._stopping.set()

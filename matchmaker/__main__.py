@@ -1,7 +1,7 @@
 """``python -m matchmaker``: run one matchmaker process. Signals are handled here only.
 
 Wiring, in dependency order: Redis, ticket store, node registry and HTTP client, placer,
-matchmaker, then the small HTTP app (``/healthz``, ``/metrics``). Stopped in reverse.
+matchmaker, then the small HTTP app (``/healthz``, ``/readyz``, ``/metrics``). Stopped in reverse.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def build_http_app(matchmaker: Matchmaker) -> web.Application:
     app = web.Application()
     app[MATCHMAKER_KEY] = matchmaker
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
     return app
 
@@ -40,6 +41,13 @@ async def _healthz(request: web.Request) -> web.Response:
     if not matchmaker.running:
         return web.json_response({"status": "stopped"}, status=503)
     return web.json_response({"status": "ok", "matchmaker_id": matchmaker.owner})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    reason = await request.app[MATCHMAKER_KEY].readiness()
+    if reason is not None:
+        return web.json_response({"ready": False, "reason": reason}, status=503)
+    return web.json_response({"ready": True})
 
 
 async def _metrics(request: web.Request) -> web.Response:

@@ -37,6 +37,8 @@ log = structlog.get_logger(__name__)
 LEASE_MS = 2000  # far longer than a pass (peek + pair + claim) takes
 STATS_EVERY_S = 1.0
 ERROR_BACKOFF_S = 1.0
+LOOP_STALE_S = 10.0  # /readyz: the loop has not finished a round for this long (it is stuck)
+PROBE_TIMEOUT_S = 2.0  # /readyz: Redis must answer a PING within this
 _WAIT_EWMA_ALPHA = 0.2
 
 # KEYS[1] lease. ARGV[1] owner. Deletes the lease only if we still hold it.
@@ -88,6 +90,7 @@ class Matchmaker:
         self._loop_task: asyncio.Task[None] | None = None
         self._reaper_task: asyncio.Task[None] | None = None
         self._next_queue = 0
+        self._round_ended_at = 0.0  # monotonic: when the loop last finished a round, well or not
         self.log = log.bind(matchmaker_id=self.owner)
 
     # ---- lifecycle ---------------------------------------------------------------
@@ -96,6 +99,7 @@ class Matchmaker:
         if self.running:
             return
         self._stopping.clear()
+        self._round_ended_at = time.monotonic()
         self._loop_task = asyncio.create_task(self._loop(), name=f"{self.owner}-loop")
         self._reaper_task = asyncio.create_task(self._reap_loop(), name=f"{self.owner}-reaper")
         self.log.info("matchmaker_started", queues=[str(q) for q in self.queues])
@@ -103,6 +107,22 @@ class Matchmaker:
     @property
     def running(self) -> bool:
         return self._loop_task is not None and not self._loop_task.done()
+
+    async def readiness(self) -> str | None:
+        """None when the matchmaker can make matches, else why not (``/readyz``): its loop runs
+        and finishes rounds, its reaper runs, and Redis answers."""
+        if not self.running:
+            return "stopped"
+        if self._reaper_task is None or self._reaper_task.done():
+            return "reaper stopped"
+        stalled = time.monotonic() - self._round_ended_at
+        if stalled > LOOP_STALE_S:
+            return f"loop stuck: no round ended for {stalled:.0f} s"
+        try:
+            await asyncio.wait_for(self._redis.ping(), PROBE_TIMEOUT_S)
+        except Exception as exc:
+            return f"redis: {exc!r}"
+        return None
 
     async def stop(self, deadline_s: float = 5.0) -> None:
         """Stop pairing, let placements finish until the deadline, cancel and release the rest."""
@@ -134,6 +154,7 @@ class Matchmaker:
             except Exception:  # Redis trouble or a bug: log, back off, keep serving
                 self.log.exception("matchmaker_round_failed")
                 pause = ERROR_BACKOFF_S
+            self._round_ended_at = time.monotonic()
             if pause > 0:
                 try:
                     await asyncio.wait_for(self._stopping.wait(), pause)

@@ -43,7 +43,7 @@ def parse_neighbours(raw: str) -> dict[str, tuple[str, ...]]:
 @dataclass(frozen=True, slots=True)
 class MatchmakerSettings:
     matchmaker_id: str = field(default_factory=_default_id)  # ARENA_MM_ID: claim owner, in logs
-    host: str = "127.0.0.1"  # ARENA_MM_HOST: /healthz and /metrics listen address
+    host: str = "127.0.0.1"  # ARENA_MM_HOST: /healthz /readyz /metrics listen address
     port: int = 8200  # ARENA_MM_PORT
     race_types: tuple[str, ...] = ("quick", "standard", "marathon")  # ARENA_MM_RACE_TYPES (comma list)
     regions: tuple[str, ...] = ("local",)  # ARENA_MM_REGIONS (comma list): the queues served

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from arena.backoff import Backoff, BackoffSettings
 from ops.services import KafkaBroker, PostgresServer, RedisServer, ServiceError, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,11 +35,16 @@ SERVICES = {
     "persistence": "ARENA_PERSIST_PORT",
     "tournaments": "ARENA_TOURNAMENT_PORT",
 }
+# A process that exits is restarted after 1 s, doubling up to 60 s while it keeps exiting;
+# one that ran HEALTHY_RUN_S first is restarted after the base delay again.
+RESTART_BACKOFF = BackoffSettings(base_s=1.0, cap_s=60.0, jitter=0.5)
+HEALTHY_RUN_S = 30.0
 
 
 @dataclass
 class Supervised:
-    """An Arena process; restarted when it exits unless the cluster is stopping."""
+    """An Arena process; restarted when it exits unless the cluster is stopping, after a delay
+    that grows while it keeps exiting soon after its start (no crash loop)."""
 
     name: str
     argv: list[str]
@@ -47,15 +53,30 @@ class Supervised:
     restart: bool = True
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    backoff: Backoff = field(default_factory=lambda: Backoff(RESTART_BACKOFF))
+    started_at: float = 0.0
+    restart_at: float | None = None  # monotonic; set while an exited process waits to restart
 
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         log.close()
         self.starts += 1
+        self.started_at, self.restart_at = time.monotonic(), None
 
     def poll(self) -> None:
-        if self.proc is not None and self.proc.poll() is not None and self.restart:
+        if self.proc is None or self.proc.poll() is None or not self.restart:
+            return
+        now = time.monotonic()
+        if self.restart_at is None:
+            if now - self.started_at >= HEALTHY_RUN_S:
+                self.backoff.reset()
+            delay = self.backoff.next_delay()
+            self.restart_at = now + delay
+            code = self.proc.returncode
+            with self.log_path.open("a") as log:  # the process's own log says why it waits
+                log.write(f"[cluster] {self.name} exited ({code}); restart in {delay:.1f} s\n")
+        if now >= self.restart_at:
             self.start()
 
     def stop(self, timeout: float = 15.0) -> None:
@@ -118,8 +139,9 @@ class Cluster:
             proc_env = env | {port_var: str(self.ports[name])}
             procs.append(Supervised(name, [py, "-m", name], proc_env, logs / f"{name}.log"))
         if self.bots:
+            nodes = [arg for port in self.node_ports for arg in ("--node", f"http://127.0.0.1:{port}")]
             bots_argv = [
-                py, "-m", "simulators", "--node", f"http://127.0.0.1:{self.node_ports[0]}",
+                py, "-m", "simulators", *nodes,  # a draining node's races go to the other one
                 "--admin-token", DEV_ADMIN_TOKEN, "--bots", str(self.bots), "--timeout", "180",
             ]  # fmt: skip
             procs.append(Supervised("bots", bots_argv, env, logs / "bots.log"))

@@ -122,6 +122,12 @@ class PersistenceService:
         """None when ready, else why not."""
         if self._stopping:
             return "stopping"
+        loops: list[OutboxConsumer | RatingHistoryConsumer] = [*self.consumers]
+        if self.rating_history is not None:
+            loops.append(self.rating_history)
+        stopped = [loop.name for loop in loops if not loop.alive]
+        if stopped:
+            return f"consumers stopped: {', '.join(stopped)}"
         down = self.health.down
         if down:
             return "; ".join(f"{dep}: {reason}" for dep, reason in down.items())

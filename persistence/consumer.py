@@ -199,6 +199,11 @@ class OutboxConsumer:
         self._transition(State.RUNNING)
         self._task = asyncio.create_task(self._run(), name=f"outbox-consumer-{self.name}")
 
+    @property
+    def alive(self) -> bool:
+        """Its loop runs (``/readyz``): False once it ended, stopped or crashed."""
+        return self._task is not None and not self._task.done()
+
     async def stop(self) -> None:
         """Stop reading, finish the batch in hand (up to the grace), else cancel and hand it back."""
         if self.state is State.NEW:

@@ -85,6 +85,11 @@ class RatingHistoryConsumer:
         self.state = State.RUNNING
         self._task = asyncio.create_task(self._run(), name=f"rating-history-{self.name}")
 
+    @property
+    def alive(self) -> bool:
+        """Its loop runs (``/readyz``): False once it ended, stopped or crashed."""
+        return self._task is not None and not self._task.done()
+
     async def stop(self) -> None:
         """Stop reading; finish the batch in hand up to the grace period, else cancel (it stays pending)."""
         if self.state is not State.RUNNING or self._task is None:

@@ -1,10 +1,14 @@
 """``python -m simulators`` / ``arena-bots``: race simulated players against a local node.
 
-    python -m simulators --node http://127.0.0.1:8100 --admin-token TOKEN --bots 10 \\
-        --race-type quick --seed 1 --timeout 120 [--json]
+    python -m simulators --node http://127.0.0.1:8100 [--node http://127.0.0.1:8101] \\
+        --admin-token TOKEN --bots 10 --race-type quick --seed 1 --timeout 120 [--json]
+
+A node that refuses races for now (draining, 5xx, down) is asked again with a growing delay
+(the next ``--node`` first) until ``--timeout``: the process keeps running meanwhile.
 
 Exit status: 0 when every bot behaved as expected, 1 when any bot failed or got an
-unexpected error (or the node refused to create races), 2 for bad arguments.
+unexpected error (or no node created its race before the timeout, or a node refused for
+good: bad token, bad request), 2 for bad arguments.
 """
 
 from __future__ import annotations
@@ -29,7 +33,12 @@ from simulators.runner import MAX_SEATS, RunSummary, format_summary, run_bots
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m simulators", description=__doc__.split("\n")[0])
-    parser.add_argument("--node", required=True, help="node HTTP URL, loopback only (http://127.0.0.1:8100)")
+    parser.add_argument(
+        "--node",
+        required=True,
+        action="append",
+        help="node HTTP URL, loopback only (http://127.0.0.1:8100); repeat for more nodes",
+    )
     parser.add_argument(
         "--admin-token",
         default=os.environ.get("ARENA_ADMIN_TOKEN"),
@@ -48,8 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--log-level", default="warning", help="bot log level (default: warning)")
     args = parser.parse_args(argv)
-    if not is_loopback_url(args.node):
-        parser.error(f"--node {args.node!r}: simulated load may only go to loopback (127.0.0.1 or localhost)")
+    for node in args.node:
+        if not is_loopback_url(node):
+            parser.error(f"--node {node!r}: simulated load may only go to loopback (127.0.0.1 or localhost)")
     if not args.admin_token:
         parser.error("--admin-token (or ARENA_ADMIN_TOKEN) is required")
     if args.bots < 1:

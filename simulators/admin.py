@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,26 @@ __all__ = ["AdminError", "CreatedRace", "SeatTokens", "create_race"]
 
 
 class AdminError(RuntimeError):
-    """The node refused to create a race, or answered with something unexpected."""
+    """The node refused to create a race, or answered with something unexpected.
+
+    ``status`` is the HTTP status (None: the answer did not parse) and ``code`` the error code
+    of the body (``draining``); ``retryable`` says whether asking again later may succeed.
+    """
+
+    def __init__(self, message: str, status: int | None = None, code: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+    @property
+    def retryable(self) -> bool:
+        """5xx (503 ``draining``, a node restarting behind a proxy) and 429; not 4xx."""
+        return self.status is not None and (self.status >= 500 or self.status == 429)
+
+    @property
+    def kind(self) -> str:
+        """A short bounded label for reports: ``503_draining``."""
+        return f"{self.status}_{self.code}" if self.code else str(self.status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +75,21 @@ async def create_race(
     async with session.post(f"{base}/admin/races", json=body, headers=headers) as resp:
         text = await resp.text()
         if resp.status != 201:
-            raise AdminError(f"POST /admin/races answered {resp.status}: {text[:300]}")
+            raise AdminError(
+                f"POST /admin/races answered {resp.status}: {text[:300]}", resp.status, _error_code(text)
+            )
         data = await resp.json(content_type=None)
     return _parse(data)
+
+
+def _error_code(text: str) -> str:
+    """The ``error`` field of a JSON error body, if it has one (a bounded label)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return ""
+    code = data.get("error") if isinstance(data, dict) else None
+    return code[:40] if isinstance(code, str) and code.isidentifier() else ""
 
 
 def _parse(data: Any) -> CreatedRace:

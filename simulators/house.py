@@ -9,7 +9,9 @@ profile (``simulators.bot``), then queues again.
 
     python -m simulators.house --lobby http://127.0.0.1:8300 [--per-queue 3] [--hold 2.0]
 
-Runs until SIGINT/SIGTERM or ``--duration``; loopback only (``simulators.guard``).
+A lobby that fails (down, 5xx, a dropped connection) is retried with capped, jittered
+backoff per bot (``HouseSettings.backoff``), counted in ``HouseStats.errors``; the process
+never exits for it. Runs until SIGINT/SIGTERM; loopback only (``simulators.guard``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import aiohttp
 import structlog
 import uvloop
 
+from arena.backoff import Backoff, BackoffSettings
 from arena.logs import configure_logging
 from arena.settings import LogSettings
 from arena.signals import until_signal
@@ -48,6 +51,8 @@ class HouseSettings:
     race_timeout_s: float = 1200.0  # a marathon at a slow bot's speed fits
     mean_wpm: float = 55.0
     seed: int | None = None
+    # After a failed call: 1 s, doubling up to 30 s, less up to half at random; reset by a success.
+    backoff: BackoffSettings = BackoffSettings(base_s=1.0, cap_s=30.0, jitter=0.5)
 
     def __post_init__(self) -> None:
         require_loopback(self.lobby_url)
@@ -95,15 +100,22 @@ class HouseBot:
         self.token = ""
 
     async def run(self, stop: asyncio.Event) -> None:
+        backoff = Backoff(self.settings.backoff, random.Random(self.rng.random()))
         while not stop.is_set():
             try:
                 if not self.token:
                     self.token = await self._guest()
                 await self._one_turn(stop)
             except (LobbyError, aiohttp.ClientError, TimeoutError) as exc:
-                self.stats.error(type(exc).__name__)
-                log.warning("house_bot_error", bot=self.name, error=str(exc))
-                await _sleep_unless(stop, 2.0 + self.rng.random())
+                kind = _error_kind(exc)
+                self.stats.error(kind)
+                delay = backoff.next_delay()
+                _log_retry("house_bot_error", backoff.failures, bot=self.name, error=kind, retry_s=delay)
+                await _sleep_unless(stop, delay)
+            else:
+                failures = backoff.reset()
+                if failures:
+                    log.info("house_bot_recovered", bot=self.name, failures=failures)
 
     async def _one_turn(self, stop: asyncio.Event) -> None:
         ticket = await self._queue()
@@ -165,12 +177,30 @@ class HouseBot:
         url = self.settings.lobby_url.rstrip("/") + path
         timeout = aiohttp.ClientTimeout(total=self.settings.hold_s + 10)
         async with self.http.request(method, url, json=body, headers=headers, timeout=timeout) as resp:
-            data = await resp.json(content_type=None)
-            if resp.status >= 400:
+            try:
+                data = await resp.json(content_type=None)
+            except ValueError:  # a proxy's or a restarting server's page, not the lobby's JSON
+                data = None
+            if resp.status >= 400 or not isinstance(data, dict):
                 if resp.status == 401:
                     self.token = ""  # expired: a new guest next turn
-                raise LobbyError(data if isinstance(data, dict) else {"error": str(resp.status)})
+                raise LobbyError(data if isinstance(data, dict) else {"error": f"http_{resp.status}"})
             return dict(data)
+
+
+def _error_kind(exc: Exception) -> str:
+    """A bounded label for the stats: the lobby's error code, or the exception's type."""
+    if isinstance(exc, LobbyError) and exc.args and isinstance(exc.args[0], dict):
+        code = exc.args[0].get("error")
+        if isinstance(code, str) and code.isidentifier() and len(code) <= 40:
+            return f"lobby_{code}"
+    return type(exc).__name__
+
+
+def _log_retry(event: str, failures: int, **fields: object) -> None:
+    """Quiet retries: a warning at the 1st, 2nd, 4th, 8th... failure in a row, else debug."""
+    say = log.warning if failures & (failures - 1) == 0 else log.debug
+    say(event, failures=failures, **fields)
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
@@ -181,11 +211,36 @@ async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
 
 
 async def lobby_regions(http: aiohttp.ClientSession, lobby_url: str) -> tuple[str, ...]:
-    async with http.get(lobby_url.rstrip("/") + "/v1/regions") as resp:
+    async with http.get(
+        lobby_url.rstrip("/") + "/v1/regions", timeout=aiohttp.ClientTimeout(total=10)
+    ) as resp:
+        if resp.status != 200:
+            raise LobbyError({"error": f"http_{resp.status}"})
         body = await resp.json()
     regions = body["regions"]
     accepting = tuple(r["id"] for r in regions if r.get("accepting"))
     return accepting or tuple(r["id"] for r in regions)  # no node yet: queue everywhere anyway
+
+
+async def _regions_until_stop(
+    settings: HouseSettings,
+    http: aiohttp.ClientSession,
+    stop: asyncio.Event,
+    stats: HouseStats,
+    rng: random.Random,
+) -> tuple[str, ...] | None:
+    """The lobby's regions, asked again with backoff while the lobby cannot say; None if stopped."""
+    backoff = Backoff(settings.backoff, rng)
+    while not stop.is_set():
+        try:
+            return await lobby_regions(http, settings.lobby_url)
+        except (LobbyError, aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
+            kind = _error_kind(exc)
+            stats.error(kind)
+            delay = backoff.next_delay()
+            _log_retry("house_regions_failed", backoff.failures, error=kind, retry_s=delay)
+            await _sleep_unless(stop, delay)
+    return None
 
 
 async def run_house(
@@ -195,7 +250,10 @@ async def run_house(
     stats = stats or HouseStats()
     rng = random.Random(settings.seed)
     async with aiohttp.ClientSession() as http:
-        regions = settings.regions or await lobby_regions(http, settings.lobby_url)
+        retry_rng = random.Random(settings.seed)  # its own stream: the bots' seeds stay the same
+        regions = settings.regions or await _regions_until_stop(settings, http, stop, stats, retry_rng)
+        if regions is None:  # stopped before the lobby ever answered
+            return stats
         bots = [
             HouseBot(settings, http, f"house-{race_type[0]}{region}-{i + 1}", race_type, region,
                      random.Random(rng.random()), stats)

@@ -2,6 +2,12 @@
 
 ``run_bots`` is the reusable part; ``python -m simulators`` (see ``__main__``) wraps it.
 Load goes to loopback only (``simulators.guard``).
+
+A node that refuses a race for now (503 ``draining``, another 5xx, connection refused) is asked
+again after a capped, jittered backoff, the next node first when there are several; each
+refusal is counted in the summary (``placement_errors``). Races already created race
+meanwhile. Bots whose race could not be created before the deadline fail the run; a refusal
+that cannot pass (bad token, bad request) ends it at once (``AdminError``).
 """
 
 from __future__ import annotations
@@ -12,26 +18,38 @@ import random
 import statistics
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import structlog
 
+from arena.backoff import Backoff, BackoffSettings
 from arena.codec import WireFormat
 from arena.protocol import ErrorCode, PlayerStatus
-from simulators.admin import create_race
+from simulators.admin import AdminError, CreatedRace, create_race
 from simulators.bot import Bot, BotReport
 from simulators.guard import require_loopback
-from simulators.typing import draw_profile
+from simulators.typing import TypingProfile, draw_profile
 
-__all__ = ["EXPECTED_ERROR_CODES", "RunSummary", "format_summary", "percentile", "run_bots", "summarise"]
+__all__ = [
+    "EXPECTED_ERROR_CODES",
+    "PLACEMENT_BACKOFF",
+    "RunSummary",
+    "format_summary",
+    "percentile",
+    "run_bots",
+    "summarise",
+]
 
 log = structlog.get_logger(__name__)
 
 MAX_SEATS = 5
 # An input crossing the race's time limit is a benign race with the server's clock.
 EXPECTED_ERROR_CODES = frozenset({ErrorCode.RACE_OVER.value})
+# Between refused race creations: 0.5 s, then doubling up to 10 s, less up to half at random.
+PLACEMENT_BACKOFF = BackoffSettings(base_s=0.5, cap_s=10.0, jitter=0.5)
 
 
 @dataclass
@@ -53,6 +71,8 @@ class RunSummary:
     unexpected: list[str]  # names of bots that failed or got an unexpected error
     duration_s: float
     reports: list[BotReport] = field(default_factory=list, repr=False)
+    # Refused race creations by kind ("503_draining", "connect_ClientConnectorError"), retried.
+    placement_errors: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -74,6 +94,7 @@ class RunSummary:
                 "p95": self.latency_p95_ms,
                 "p99": self.latency_p99_ms,
             },
+            "placement_errors": self.placement_errors,
             "failures": self.failures,
             "unexpected": self.unexpected,
             "duration_s": self.duration_s,
@@ -82,7 +103,7 @@ class RunSummary:
 
 
 async def run_bots(
-    node_http_url: str,
+    node_http_url: str | Sequence[str],
     admin_token: str,
     n_bots: int,
     race_type: str,
@@ -95,57 +116,139 @@ async def run_bots(
     sd_wpm: float = 22.0,
     send_interval_ms: int = 200,
     fmt: WireFormat = WireFormat.MSGPACK,
+    backoff: BackoffSettings = PLACEMENT_BACKOFF,
 ) -> RunSummary:
-    """Create ceil(n_bots / seats_per_race) races, run every bot concurrently, summarise.
+    """Create ceil(n_bots / seats_per_race) races, each group's bots racing as soon as its race
+    exists, and summarise. ``node_http_url`` may name several nodes: a refusal moves on to the
+    next. Refusals for now are retried (``backoff``) until ``timeout_s``.
 
-    Raises ``NotLoopbackError`` for a non-loopback URL and ``AdminError`` when the node
-    refuses to create a race.
+    Raises ``NotLoopbackError`` for a non-loopback URL and ``AdminError`` when a node refuses
+    a race for good (4xx).
     """
-    require_loopback(node_http_url)
+    nodes = [node_http_url] if isinstance(node_http_url, str) else list(node_http_url)
+    if not nodes:
+        raise ValueError("need at least one node")
+    for url in nodes:
+        require_loopback(url)
     if n_bots < 1:
         raise ValueError("n_bots must be >= 1")
     if not 1 <= seats_per_race <= MAX_SEATS:
         raise ValueError(f"seats_per_race must be 1 to {MAX_SEATS}")
     started = time.monotonic()
+    deadline = started + timeout_s
+    names = [f"bot-{i}" for i in range(1, n_bots + 1)]
+    # Drawn up front, in seat order: the same seed gives the same bots whatever the refusals.
+    bot_rngs = {name: random.Random(rng.getrandbits(64)) for name in names}
+    placer = _Placer(nodes, admin_token, Backoff(backoff, random.Random(rng.getrandbits(64))))
+
+    def profile(name: str) -> TypingProfile:
+        return draw_profile(bot_rngs[name], mean_wpm=mean_wpm, sd_wpm=sd_wpm)
+
     # No connection cap: every bot holds one WebSocket for the whole race.
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+    races = 0
+    unplaced: list[BotReport] = []
+    runs: list[asyncio.Task[BotReport]] = []
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        bots: list[Bot] = []
-        races = 0
-        names = [f"bot-{i}" for i in range(1, n_bots + 1)]
-        for first in range(0, n_bots, seats_per_race):
-            race = await create_race(
-                session,
-                node_http_url,
-                admin_token,
-                names[first : first + seats_per_race],
-                race_type=race_type,
-                custom_text=custom_text,
-            )
-            races += 1
-            log.info("race_created", race_id=race.race_id, seats=len(race.seats))
-            for seat in race.seats:
-                bot_rng = random.Random(rng.getrandbits(64))
-                bots.append(
-                    Bot(
+        try:
+            for first in range(0, n_bots, seats_per_race):
+                group = names[first : first + seats_per_race]
+                race = await placer.place(
+                    session, group, race_type=race_type, custom_text=custom_text, deadline=deadline
+                )
+                if race is None:  # the deadline passed: these bots and the rest never race
+                    reason = f"no race created before the deadline (last refusal: {placer.last_error})"
+                    for name in names[first:]:
+                        unplaced.append(BotReport("", name, profile(name), failure=reason))
+                    break
+                races += 1
+                log.info("race_created", race_id=race.race_id, node_id=race.node_id, seats=len(race.seats))
+                remaining = max(1.0, deadline - time.monotonic())
+                for seat in race.seats:
+                    bot = Bot(
                         race.url,
                         seat.player_token,
                         seat.ticket,
-                        draw_profile(bot_rng, mean_wpm=mean_wpm, sd_wpm=sd_wpm),
-                        bot_rng,
+                        profile(seat.name),
+                        bot_rngs[seat.name],
                         send_interval_ms=send_interval_ms,
                         fmt=fmt,
                         name=seat.name,
                         session=session,
                     )
+                    runs.append(asyncio.create_task(bot.run(remaining), name=f"bot-run-{seat.name}"))
+            reports = list(await asyncio.gather(*runs))
+        finally:
+            for task in runs:  # only when placement failed for good or we were cancelled
+                task.cancel()
+            await asyncio.gather(*runs, return_exceptions=True)
+    return summarise(
+        reports + unplaced,
+        races=races,
+        duration_s=time.monotonic() - started,
+        placement_errors=dict(placer.errors),
+    )
+
+
+class _Placer:
+    """Creates races, retrying the refusals that may pass (``AdminError.retryable``, connection
+    errors) with capped exponential backoff; after a refusal the next node is asked first.
+    Quiet: a warning at the 1st, 2nd, 4th, 8th... refusal in a row, the others at debug."""
+
+    def __init__(self, nodes: list[str], admin_token: str, backoff: Backoff) -> None:
+        self.nodes = nodes
+        self.admin_token = admin_token
+        self.backoff = backoff
+        self.errors: Counter[str] = Counter()
+        self.last_error = ""
+        self._current = 0
+
+    async def place(
+        self,
+        session: aiohttp.ClientSession,
+        names: list[str],
+        *,
+        race_type: str,
+        custom_text: str | None,
+        deadline: float,
+    ) -> CreatedRace | None:
+        """The created race, or None when the deadline comes first."""
+        while True:
+            node = self.nodes[self._current]
+            try:
+                race = await create_race(
+                    session, node, self.admin_token, names, race_type=race_type, custom_text=custom_text
                 )
-        remaining = max(1.0, timeout_s - (time.monotonic() - started))
-        reports = list(await asyncio.gather(*(bot.run(remaining) for bot in bots)))
-    return summarise(reports, races=races, duration_s=time.monotonic() - started)
+            except AdminError as exc:
+                if not exc.retryable:
+                    raise
+                kind, self.last_error = exc.kind, str(exc)
+            except (aiohttp.ClientError, TimeoutError) as exc:  # refused, reset, timed out
+                kind, self.last_error = f"connect_{type(exc).__name__}", f"{node}: {exc!r}"
+            else:
+                failures = self.backoff.reset()
+                if failures:
+                    log.info("race_placement_recovered", node=node, failures=failures)
+                return race
+            self.errors[kind] += 1
+            delay = self.backoff.next_delay()
+            failures = self.backoff.failures
+            say = log.warning if failures & (failures - 1) == 0 else log.debug
+            say("race_placement_refused", node=node, error=kind, failures=failures, retry_s=round(delay, 2))
+            self._current = (self._current + 1) % len(self.nodes)
+            if time.monotonic() + delay >= deadline:
+                return None
+            await asyncio.sleep(delay)
 
 
-def summarise(reports: list[BotReport], *, races: int, duration_s: float) -> RunSummary:
+def summarise(
+    reports: list[BotReport],
+    *,
+    races: int,
+    duration_s: float,
+    placement_errors: dict[str, int] | None = None,
+) -> RunSummary:
     rows = [r.my_row for r in reports if r.my_row is not None]
     finished_rows = [row for row in rows if row.status == PlayerStatus.FINISHED.value]
     wpms = [row.wpm for row in finished_rows]
@@ -176,6 +279,7 @@ def summarise(reports: list[BotReport], *, races: int, duration_s: float) -> Run
         unexpected=unexpected,
         duration_s=round(duration_s, 2),
         reports=reports,
+        placement_errors=dict(sorted((placement_errors or {}).items())),
     )
 
 
@@ -202,6 +306,7 @@ def format_summary(summary: RunSummary) -> str:
         return "-" if value is None else f"{value:.1f}{unit}"
 
     errors = ", ".join(f"{code}={n}" for code, n in summary.errors_by_code.items()) or "none"
+    refused = ", ".join(f"{kind}={n}" for kind, n in summary.placement_errors.items()) or "none"
     lines = [
         ("races", str(summary.races)),
         ("bots", f"{summary.bots} ({summary.finished} finished, {summary.dnf} DNF)"),
@@ -209,6 +314,7 @@ def format_summary(summary: RunSummary) -> str:
         ("accuracy", f"mean {num(summary.accuracy_mean, '%')}"),
         ("flagged", str(summary.flagged)),
         ("errors", errors),
+        ("refused races", f"{refused} (retried)" if summary.placement_errors else refused),
         (
             "progress latency",
             f"p50 {num(summary.latency_p50_ms, ' ms')}  p95 {num(summary.latency_p95_ms, ' ms')}"

@@ -47,6 +47,8 @@ async def _healthz(request: web.Request) -> web.Response:
 
 async def _readyz(request: web.Request) -> web.Response:
     director = request.app[DIRECTOR_KEY]
+    if not director.loops_alive:
+        return web.json_response({"ready": False, "reason": "stopped"}, status=503)
     try:
         holder = await director.lease.holder()
     except Exception as exc:

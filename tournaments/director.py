@@ -94,6 +94,11 @@ class Director:
         return self._tick_task is not None and not self._tick_task.done()
 
     @property
+    def loops_alive(self) -> bool:
+        """The tick and the lease loop both run (``/readyz``); the intake runs only while leading."""
+        return self.running and self._lease_task is not None and not self._lease_task.done()
+
+    @property
     def leading(self) -> bool:
         return self.lease.held
 

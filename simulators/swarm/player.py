@@ -4,6 +4,11 @@ The race itself is ``simulators.bot.Bot`` (human-like typing over the real proto
 ``SwarmBot`` only adds timestamps and what the latency merge needs: the send time of every
 input seq, and when this bot first saw each room-mate's seq rise in a ``progress`` frame.
 All times are ``time.monotonic()`` seconds since the run's ``t0`` (one clock machine-wide).
+
+Failures that may pass are retried with capped, jittered backoff (``RETRY``), each one counted
+in the player's errors: a lobby call that got a 5xx or lost its connection (``LOBBY_ATTEMPTS``
+per call), and the rating seed when Redis drops (``SEED_ATTEMPTS``; then the player queues
+unseeded). Whatever happens to one player ends up in its record, never in its worker.
 """
 
 from __future__ import annotations
@@ -16,8 +21,11 @@ from typing import Any
 
 import aiohttp
 import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
 
 from arena import keys
+from arena.backoff import Backoff, BackoffSettings
 from arena.protocol import BACKSPACE, Input, Joined, Progress
 from simulators.bot import Bot, BotReport, _Link, _Outcome
 from simulators.guard import require_loopback
@@ -26,17 +34,24 @@ from simulators.swarm.scenario import TypingMix
 from simulators.swarm.stats import Observation
 from simulators.typing import draw_profile
 
-__all__ = ["LobbyError", "PlayerRecord", "SwarmBot", "Tally", "run_player"]
+__all__ = ["RETRY", "LobbyError", "PlayerRecord", "SwarmBot", "Tally", "run_player"]
+
+log = structlog.get_logger(__name__)
 
 LONG_POLL_S = 10  # per request; the lobby cuts longer waits anyway
 EXPECTED_SERVER_ERRORS = frozenset({"race_over"})  # an input racing the time limit: benign
+# Between retries: 0.25 s, doubling up to 4 s, less up to half at random (players do not retry in step).
+RETRY = BackoffSettings(base_s=0.25, cap_s=4.0, jitter=0.5)
+LOBBY_ATTEMPTS = 5  # tries of one lobby call that failed with a 5xx or a lost connection
+SEED_ATTEMPTS = 4  # tries of the rating seed while Redis is unreachable
 
 
 class LobbyError(Exception):
-    def __init__(self, status: int, code: str) -> None:
+    def __init__(self, status: int, code: str, body: dict[str, Any] | None = None) -> None:
         super().__init__(f"lobby answered {status} {code}")
         self.status = status
         self.code = code
+        self.body = body or {}
 
 
 @dataclass
@@ -192,36 +207,43 @@ async def run_player(
     tally: Tally,
     stop_at: float,
     redis: aioredis.Redis | None = None,
+    retry: BackoffSettings = RETRY,
 ) -> PlayerRecord:
-    """Play one arrival through the whole path; never past ``stop_at`` (monotonic)."""
+    """Play one arrival through the whole path; never past ``stop_at`` (monotonic). Never
+    raises: every failure is one of the record's errors."""
     record = PlayerRecord(arrival.index, arrival.race_type, arrival.region, arrival.rating, worker)
     record.arrived = time.monotonic() - tally.t0
     lobby = require_loopback(lobby_url).rstrip("/")
     ticket_id: str | None = None
     token = ""
     phase = "guest"
+    # Its own stream, so retries leave the bot's typing (seeded by arrival.seed) as planned.
+    backoff = Backoff(retry, random.Random(arrival.seed + 1))
+
+    async def call(method: str, url: str, *, token: str | None = None, body: Any = None) -> dict[str, Any]:
+        return await _call_retrying(http, method, url, record, backoff, token=token, body=body)
+
     try:
         async with asyncio.timeout(max(0.0, stop_at - time.monotonic())):
-            guest = await _call(http, "POST", f"{lobby}/v1/guests", body={"name": f"swarm-{arrival.index}"})
+            guest = await call("POST", f"{lobby}/v1/guests", body={"name": f"swarm-{arrival.index}"})
             token = guest["token"]
             record.player_id = guest["player_id"]
             if redis is not None:
-                await _seed_rating(redis, guest["player_id"], arrival.rating)
+                await _seed_with_retries(redis, guest["player_id"], arrival.rating, record, backoff)
             phase = "ticket"
             record.ticket_sent = time.monotonic() - tally.t0
-            view = await _call(
-                http,
-                "POST",
-                f"{lobby}/v1/tickets",
-                token=token,
-                body={"race_type": arrival.race_type, "region": arrival.region},
-            )
+            body = {"race_type": arrival.race_type, "region": arrival.region}
+            try:
+                view = await call("POST", f"{lobby}/v1/tickets", token=token, body=body)
+            except LobbyError as exc:
+                # A retry after a lost answer: the first try did queue the ticket.
+                if exc.code != "already_queued" or "ticket_id" not in exc.body:
+                    raise
+                view = {"ticket_id": exc.body["ticket_id"], "state": "queued"}
             ticket_id = view["ticket_id"]
             phase = "match"
             while view["state"] == "queued":
-                view = await _call(
-                    http, "GET", f"{lobby}/v1/tickets/{ticket_id}?wait={LONG_POLL_S}", token=token
-                )
+                view = await call("GET", f"{lobby}/v1/tickets/{ticket_id}?wait={LONG_POLL_S}", token=token)
             if view["state"] != "matched":
                 record.errors.append(f"ticket_{view['state']}")
                 return record
@@ -251,10 +273,69 @@ async def run_player(
         record.errors.append(f"lobby_{exc.status}_{exc.code}")
     except (aiohttp.ClientError, OSError) as exc:
         record.errors.append(f"lobby_unreachable_{type(exc).__name__}")
+    except Exception as exc:  # a bug or a surprise: this player's error, not its worker's end
+        log.exception("swarm_player_crashed", index=arrival.index, phase=phase)
+        record.errors.append(f"crashed_in_{phase}_{type(exc).__name__}")
     finally:
         if ticket_id is not None and token:
             await _cancel(http, lobby, ticket_id, token)
     return record
+
+
+async def _call_retrying(
+    http: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    record: PlayerRecord,
+    backoff: Backoff,
+    *,
+    token: str | None = None,
+    body: Any = None,
+) -> dict[str, Any]:
+    """``_call``, tried again after a 5xx or a lost connection (each failure one of the record's
+    errors) up to ``LOBBY_ATTEMPTS`` times; the last failure is raised."""
+    for attempt in range(1, LOBBY_ATTEMPTS + 1):
+        try:
+            data = await _call(http, method, url, token=token, body=body)
+        except LobbyError as exc:
+            if exc.status < 500 or attempt == LOBBY_ATTEMPTS:
+                raise
+            kind = f"lobby_{exc.status}_{exc.code}"
+        except (aiohttp.ClientError, OSError) as exc:
+            if attempt == LOBBY_ATTEMPTS:
+                raise
+            kind = f"lobby_unreachable_{type(exc).__name__}"
+        else:
+            backoff.reset()
+            return data
+        record.errors.append(kind)
+        delay = backoff.next_delay()
+        log.debug(
+            "swarm_lobby_retry", index=record.index, error=kind, attempt=attempt, retry_s=round(delay, 3)
+        )
+        await asyncio.sleep(delay)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+async def _seed_with_retries(
+    redis: aioredis.Redis, player_id: str, rating: float, record: PlayerRecord, backoff: Backoff
+) -> None:
+    """Seed the rating, tried again while Redis is unreachable (each failure one of the record's
+    errors); after ``SEED_ATTEMPTS`` the player goes on unseeded (at the default rating)."""
+    for attempt in range(1, SEED_ATTEMPTS + 1):
+        try:
+            await _seed_rating(redis, player_id, rating)
+        except (RedisError, OSError) as exc:
+            record.errors.append(f"redis_seed_{type(exc).__name__}")
+            if attempt == SEED_ATTEMPTS:
+                log.debug("swarm_seed_given_up", index=record.index, error=repr(exc))
+                return
+            delay = backoff.next_delay()
+            log.debug("swarm_seed_retry", index=record.index, error=repr(exc), retry_s=round(delay, 3))
+            await asyncio.sleep(delay)
+        else:
+            backoff.reset()
+            return
 
 
 def _absorb(record: PlayerRecord, report: BotReport) -> None:
@@ -296,7 +377,7 @@ async def _call(
         except ValueError:
             raise LobbyError(resp.status, "not_json") from None
         if resp.status >= 400:
-            raise LobbyError(resp.status, str(data.get("error", "unknown")))
+            raise LobbyError(resp.status, str(data.get("error", "unknown")), data)
         return data
 
 

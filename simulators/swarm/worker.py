@@ -20,11 +20,12 @@ import aiohttp
 import redis.asyncio as aioredis
 import uvloop
 
+from arena.backoff import BackoffSettings
 from arena.logs import configure_logging
 from arena.settings import LogSettings
 from simulators.procstat import self_cpu
 from simulators.swarm.plan import WorkerPlan
-from simulators.swarm.player import PlayerRecord, Tally, run_player
+from simulators.swarm.player import RETRY, PlayerRecord, Tally, run_player
 
 __all__ = ["LAG_PERIOD_S", "WorkerResult", "main", "run_worker"]
 
@@ -63,7 +64,9 @@ async def _probe_lag(lags_ms: list[float], stop: asyncio.Event) -> None:
         lags_ms.append(max(0.0, (time.monotonic() - expected) * 1000.0))
 
 
-async def run_worker(plan: WorkerPlan) -> WorkerResult:
+async def run_worker(plan: WorkerPlan, retry: BackoffSettings = RETRY) -> WorkerResult:
+    """Play every planned arrival; a player's failure is its record's error (``run_player``
+    never raises), so the worker always returns a result for the parent to merge."""
     tally = Tally(t0=plan.t0)
     cpu0, wall0 = self_cpu(), time.monotonic()
     lags: list[float] = []
@@ -88,6 +91,7 @@ async def run_worker(plan: WorkerPlan) -> WorkerResult:
                     tally=tally,
                     stop_at=plan.stop_at,
                     redis=redis,
+                    retry=retry,
                 )
 
             records = list(await asyncio.gather(*(arrive(i) for i in range(len(plan.arrivals)))))

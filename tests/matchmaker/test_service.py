@@ -209,10 +209,29 @@ async def test_expected_wait_is_published_and_health_served(
         async with aiohttp.ClientSession() as http:
             async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
                 assert resp.status == 200 and (await resp.json())["matchmaker_id"] == "mm-1"
+            async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
+                assert resp.status == 200 and await resp.json() == {"ready": True}
             async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
                 assert "arena_matchmaker_queue_depth" in await resp.text()
             await mm.stop()
             async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
                 assert resp.status == 503
+            async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
+                assert resp.status == 503 and await resp.json() == {"ready": False, "reason": "stopped"}
     finally:
         await runner.cleanup()
+
+
+async def test_readiness_fails_when_the_loop_is_stuck_or_dead(make_matchmaker: MatchmakerFactory) -> None:
+    mm = make_matchmaker("mm-ready")
+    await mm.start()
+    assert await mm.readiness() is None
+    mm._round_ended_at -= 60  # as if the loop had hung in a round for a minute
+    assert (await mm.readiness() or "").startswith("loop stuck: no round ended for 6")
+    await asyncio.sleep(0.3)  # a live loop ends rounds again
+    assert await mm.readiness() is None
+    assert mm._loop_task is not None
+    mm._loop_task.cancel()  # as if it had crashed
+    await asyncio.gather(mm._loop_task, return_exceptions=True)
+    assert await mm.readiness() == "stopped"
+    await mm.stop()

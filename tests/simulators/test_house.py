@@ -10,12 +10,15 @@ from dataclasses import replace
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from aiohttp import web
 
+from arena.backoff import BackoffSettings
 from arena.placement import NodePlacer
 from arena.registry import NodeRegistry
 from arena.settings import SecretSettings
 from arena.tickets import TicketStore
 from matchmaker.service import Matchmaker
+from ops.services import free_port
 from simulators.house import HouseSettings, HouseStats, parse_args, run_house
 from tests.conftest import ADMIN, NodeFactory, RunningNode
 from tests.lobby.conftest import LobbyFactory, RunningLobby, lobby_factory
@@ -98,3 +101,77 @@ def test_settings_are_checked() -> None:
         parse_args(["--lobby", "http://127.0.0.1:8300", "--per-queue", "0"])
     settings = parse_args(["--lobby", "http://127.0.0.1:8300", "--race-types", "quick", "--hold", "1.5"])
     assert settings.race_types == ("quick",) and settings.hold_s == 1.5
+
+
+class FlakyLobby:
+    """A stand-in lobby on 127.0.0.1: ``/v1/regions`` fails its first ``region_failures`` times
+    and ``/v1/guests`` its first ``guest_failures`` times (503, not JSON, like a proxy in front
+    of a restarting lobby); then tickets are queued and withdrawn. Records when guests came."""
+
+    def __init__(self, region_failures: int, guest_failures: int) -> None:
+        self.region_failures = region_failures
+        self.guest_failures = guest_failures
+        self.regions_asked = 0
+        self.guest_calls: list[float] = []
+        self.port = free_port()
+        app = web.Application()
+        app.router.add_get("/v1/regions", self._regions)
+        app.router.add_post("/v1/guests", self._guest)
+        app.router.add_post("/v1/tickets", self._ticket)
+        app.router.add_get("/v1/tickets/{id}", self._poll)
+        app.router.add_delete("/v1/tickets/{id}", self._cancel)
+        self.runner = web.AppRunner(app, handle_signals=False)
+
+    async def _regions(self, request: web.Request) -> web.Response:
+        self.regions_asked += 1
+        if self.regions_asked <= self.region_failures:
+            return web.Response(status=503, text="starting")
+        return web.json_response({"regions": [{"id": "local", "accepting": True}]})
+
+    async def _guest(self, request: web.Request) -> web.Response:
+        self.guest_calls.append(time.monotonic())
+        if len(self.guest_calls) <= self.guest_failures:
+            return web.Response(status=503, text="<html>bad gateway</html>", content_type="text/html")
+        return web.json_response({"token": "t", "player_id": "p"}, status=201)
+
+    async def _ticket(self, request: web.Request) -> web.Response:
+        return web.json_response({"ticket_id": "k1", "state": "queued"}, status=201)
+
+    async def _poll(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(0.05)
+        return web.json_response({"ticket_id": "k1", "state": "queued"})
+
+    async def _cancel(self, request: web.Request) -> web.Response:
+        return web.json_response({"ticket_id": "k1", "state": "cancelled"})
+
+
+async def test_house_bots_back_off_from_a_failing_lobby_and_carry_on_when_it_is_back() -> None:
+    lobby = FlakyLobby(region_failures=2, guest_failures=4)
+    await lobby.runner.setup()
+    await web.TCPSite(lobby.runner, "127.0.0.1", lobby.port).start()
+    settings = HouseSettings(
+        lobby_url=f"http://127.0.0.1:{lobby.port}",
+        per_queue=1,
+        hold_s=0.1,
+        race_types=("quick",),
+        seed=5,
+        backoff=BackoffSettings(base_s=0.1, cap_s=0.3, jitter=0.0),
+    )
+    stop, stats = asyncio.Event(), HouseStats()
+    house = asyncio.create_task(run_house(settings, stop, stats))
+    try:
+        for _ in range(60):
+            await asyncio.sleep(0.05)
+            if stats.withdrawn >= 2:
+                break
+        assert stats.withdrawn >= 2, stats  # the bot carried on once the lobby answered
+        assert not house.done()  # and nothing ended the process's main task
+    finally:
+        stop.set()
+        await asyncio.wait_for(house, 5)
+        await lobby.runner.cleanup()
+    assert stats.errors == {"lobby_http_503": 2 + 4}
+    assert lobby.regions_asked == 3
+    gaps = [b - a for a, b in zip(lobby.guest_calls, lobby.guest_calls[1:5], strict=False)]
+    for gap, delay in zip(gaps, [0.1, 0.2, 0.3, 0.3], strict=True):
+        assert delay <= gap < delay + 0.2, gaps  # doubling, capped at 0.3 s

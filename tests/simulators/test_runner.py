@@ -3,12 +3,17 @@
 import asyncio
 import json
 import random
+import time
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 import simulators.__main__ as cli
+from arena.backoff import BackoffSettings
 from arena.protocol import Error
 from ops.services import free_port
+from simulators.admin import AdminError
 from simulators.bot import BotReport
 from simulators.guard import NotLoopbackError
 from simulators.runner import format_summary, percentile, run_bots, summarise
@@ -70,13 +75,20 @@ def test_the_command_line_refuses_remote_nodes(capsys: pytest.CaptureFixture[str
     assert "loopback" in capsys.readouterr().err
 
 
-def test_the_command_line_fails_when_the_node_is_down(
+def test_the_command_line_retries_a_node_that_is_down_then_fails_at_its_timeout(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(cli, "configure_logging", lambda settings: None)
-    rc = cli.main(["--node", f"http://127.0.0.1:{free_port()}", "--admin-token", "t", "--bots", "1"])
+    node = f"http://127.0.0.1:{free_port()}"
+    argv = ["--node", node, "--admin-token", "t", "--bots", "1", "--timeout", "2", "--seed", "1", "--json"]
+    started = time.monotonic()
+    rc = cli.main(argv)
     assert rc == 1
-    assert "error:" in capsys.readouterr().err
+    assert time.monotonic() - started > 0.5  # it kept trying, it did not exit at the first refusal
+    lines = capsys.readouterr().out.splitlines()  # the refusals' warnings come first
+    out = json.loads("\n".join(lines[lines.index("{") :]))
+    assert out["ok"] is False and out["races"] == 0
+    assert out["placement_errors"]["connect_ClientConnectorError"] >= 2
 
 
 async def test_run_bots_refuses_remote_nodes() -> None:
@@ -111,3 +123,100 @@ def test_percentile() -> None:
     assert percentile(values, 100) == 100.0
     assert percentile(values, 50) == pytest.approx(50.5)
     assert percentile(values, 95) == pytest.approx(95.05)
+
+
+class RefusingNode:
+    """A node front on 127.0.0.1 that answers ``POST /admin/races`` with 503 ``draining`` its
+    first ``refusals`` times (every time when there is no ``upstream``), then passes the
+    request to the real node ``upstream``. Records when each request came."""
+
+    def __init__(self, refusals: int, upstream: str | None = None) -> None:
+        self.refusals = refusals
+        self.upstream = upstream
+        self.arrivals: list[float] = []
+        self.port = free_port()
+        self.runner = web.AppRunner(self._app(), handle_signals=False)
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/admin/races", self._create)
+        return app
+
+    async def _create(self, request: web.Request) -> web.Response:
+        self.arrivals.append(time.monotonic())
+        if self.upstream is None or len(self.arrivals) <= self.refusals:
+            return web.json_response({"error": "draining", "reason": "no new races"}, status=503)
+        async with aiohttp.ClientSession() as http:
+            resp = await http.post(
+                f"{self.upstream}/admin/races", data=await request.read(), headers=request.headers
+            )
+            return web.Response(body=await resp.read(), status=resp.status, content_type="application/json")
+
+    async def __aenter__(self) -> "RefusingNode":
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.runner.cleanup()
+
+
+FAST_BACKOFF = BackoffSettings(base_s=0.1, cap_s=0.4, jitter=0.0)
+TINY_TEXT = "Foxes nap in the sun."  # a race of about two seconds at 150 wpm
+
+
+async def test_a_draining_node_is_asked_again_with_growing_delays_until_it_takes_races(
+    sim_node: SimNode,
+) -> None:
+    async with RefusingNode(refusals=4, upstream=sim_node.http_url) as front:
+        summary = await run_bots(
+            front.http_url, ADMIN_TOKEN, 2, "custom", random.Random(3), 20,
+            custom_text=TINY_TEXT, mean_wpm=150, sd_wpm=5, backoff=FAST_BACKOFF,
+        )  # fmt: skip
+    assert summary.ok, summary.failures
+    assert (summary.races, summary.finished) == (1, 2)
+    assert summary.placement_errors == {"503_draining": 4}
+    gaps = [b - a for a, b in zip(front.arrivals, front.arrivals[1:], strict=False)]
+    assert len(gaps) == 4
+    for gap, delay in zip(gaps, [0.1, 0.2, 0.4, 0.4], strict=True):
+        assert delay <= gap < delay + 0.25, gaps  # capped at 0.4 s
+    assert gaps[0] < gaps[1] < gaps[2]
+    assert "503_draining=4 (retried)" in format_summary(summary)
+
+
+async def test_races_go_to_another_node_while_one_drains(sim_node: SimNode) -> None:
+    async with RefusingNode(refusals=10**6) as draining:
+        summary = await run_bots(
+            [draining.http_url, sim_node.http_url], ADMIN_TOKEN, 4, "custom", random.Random(4), 20,
+            seats_per_race=2, custom_text=TINY_TEXT, mean_wpm=150, sd_wpm=5, backoff=FAST_BACKOFF,
+        )  # fmt: skip
+    assert summary.ok, summary.failures
+    assert (summary.races, summary.finished) == (2, 4)
+    # The first race was refused once and went to the other node, which then kept the second.
+    assert summary.placement_errors == {"503_draining": 1}
+    assert len(draining.arrivals) == 1
+
+
+async def test_a_node_that_never_takes_races_fails_the_run_at_the_deadline_not_before() -> None:
+    async with RefusingNode(refusals=10**6) as draining:
+        started = time.monotonic()
+        summary = await run_bots(
+            draining.http_url, ADMIN_TOKEN, 3, "quick", random.Random(5), 1.5,
+            seats_per_race=2, backoff=FAST_BACKOFF,
+        )  # fmt: skip
+        elapsed = time.monotonic() - started
+    assert 1.0 < elapsed < 2.0
+    assert not summary.ok and summary.races == 0
+    assert summary.unexpected == ["bot-1", "bot-2", "bot-3"]
+    assert all("no race created before the deadline" in f for f in summary.failures.values())
+    assert summary.placement_errors["503_draining"] == len(draining.arrivals) >= 4
+
+
+async def test_a_refusal_that_cannot_pass_ends_the_run_at_once(sim_node: SimNode) -> None:
+    with pytest.raises(AdminError) as exc:
+        await run_bots(sim_node.http_url, "wrong-token", 1, "quick", random.Random(1), 10)
+    assert exc.value.status == 401 and not exc.value.retryable

@@ -2,7 +2,9 @@
 ports (in this process), 16 bots in 2 worker processes; the report must say races were
 matched and finished, with latencies, and its files must parse."""
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -12,6 +14,8 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from arena import keys
+from arena.backoff import BackoffSettings
 from arena.ids import NodeId
 from arena.placement import NodePlacer
 from arena.registry import NodeRegistry
@@ -22,10 +26,13 @@ from gameserver.settings import NodeSettings
 from lobby.app import build_app as build_lobby_app
 from matchmaker.metrics import MatchmakerMetrics
 from matchmaker.service import Matchmaker
-from ops.services import free_port
+from ops.services import RedisServer, free_port
 from simulators.swarm.__main__ import main as swarm_main
+from simulators.swarm.plan import Arrival, WorkerPlan
+from simulators.swarm.player import SEED_ATTEMPTS
 from simulators.swarm.run import SwarmError, SwarmSettings, run_swarm
-from simulators.swarm.scenario import load_scenario, parse_scenario
+from simulators.swarm.scenario import TypingMix, load_scenario, parse_scenario
+from simulators.swarm.worker import run_worker
 from tests.conftest import ADMIN
 from tests.lobby.conftest import SECRET, lobby_settings
 from tests.matchmaker.conftest import FAST_MM, RACE, SHORT_CORPUS
@@ -140,3 +147,48 @@ async def test_a_region_the_lobby_does_not_offer_stops_the_run_before_it_starts(
 
 def _files(path: Path) -> list[Path]:
     return list(path.iterdir())
+
+
+async def test_a_worker_whose_redis_is_down_during_rating_seeding_counts_errors_and_its_bots_carry_on(
+    cluster: str,
+) -> None:
+    """The seeding Redis (its own server here, so the lobby's stays up) is down when the first
+    two players arrive, and back before the last two: every player races (one race of four),
+    the first two with their seeding failures counted, the last two seeded."""
+    seed_server = RedisServer(port=free_port())
+    now = time.monotonic()
+    arrivals = [
+        Arrival(index=i, at_s=at, race_type="quick", region="local", rating=1500.0 + i, seed=i)
+        for i, at in enumerate([0.0, 0.05, 0.9, 0.95])
+    ]
+    plan = WorkerPlan(
+        worker=0,
+        lobby_url=cluster,
+        t0=now,
+        stop_at=now + 25,
+        typing=TypingMix(mean_wpm=140, sd_wpm=5),
+        redis_url=seed_server.url,
+        arrivals=arrivals,
+    )
+    # Seeding gives up after 0.05 + 0.1 + 0.1 s of retries: before Redis is back.
+    worker = asyncio.create_task(run_worker(plan, retry=BackoffSettings(base_s=0.05, cap_s=0.1, jitter=0.0)))
+    try:
+        await asyncio.sleep(0.4)
+        await asyncio.to_thread(seed_server.start)
+        assert time.monotonic() - now < 0.9, "Redis came back too late for this test's plan"
+        result = await asyncio.wait_for(worker, 30)
+        seeded = aioredis.Redis.from_url(seed_server.url)
+        try:
+            ratings = [await seeded.hget(keys.player_rating(r.player_id or ""), "r") for r in result.records]
+        finally:
+            await seeded.aclose()
+    finally:
+        worker.cancel()
+        seed_server.stop()
+    first, second, third, fourth = result.records
+    for record in (first, second):
+        assert record.errors == ["redis_seed_ConnectionError"] * SEED_ATTEMPTS
+    for record in (third, fourth):
+        assert record.errors == []
+    assert all(r.finished and r.wpm for r in result.records), [(r.index, r.errors) for r in result.records]
+    assert ratings == [None, None, b"1502.0", b"1503.0"]
