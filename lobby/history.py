@@ -92,7 +92,8 @@ async def player_races(request: web.Request) -> web.Response:
     limit = _int_param(request, "limit", 10, 1, MAX_PAGE)
     before: tuple[int, str] | None = None
     if "before_ms" in request.query:
-        before = (_int_param(request, "before_ms", 0, 0, MAX_INSTANT_MS), request.query.get("before_id", "\uffff"))
+        before_ms = _int_param(request, "before_ms", 0, 0, MAX_INSTANT_MS)
+        before = (before_ms, request.query.get("before_id", "\uffff"))
     try:
         races = await recent_races(
             lobby.redis,
