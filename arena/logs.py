@@ -34,3 +34,6 @@ def configure_logging(settings: LogSettings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # aiohttp's access log is a line per request (long-polls, presence, scrapes): routine, so
+    # only at debug, like the services' own per-request events.
+    logging.getLogger("aiohttp.access").setLevel(logging.DEBUG if level <= logging.DEBUG else logging.WARNING)

@@ -124,7 +124,7 @@ async def create_ticket(request: web.Request) -> web.Response:
     finally:
         await lobby.redis.delete(lock)
     lobby.metrics.tickets_created.labels(body.race_type).inc()
-    log.info("ticket_created", ticket_id=ticket.id, player_id=player.player_id, race_type=body.race_type)
+    log.debug("ticket_created", ticket_id=ticket.id, player_id=player.player_id, race_type=body.race_type)
     view = await ticket_view(lobby, ticket)
     return web.json_response(asdict(view), status=201, headers={"Location": f"/v1/tickets/{ticket.id}"})
 
@@ -167,7 +167,7 @@ async def cancel_ticket(request: web.Request) -> web.Response:
             "the ticket was matched before it could be cancelled",
             extra={"ticket": asdict(view)},
         )
-    log.info("ticket_cancelled", ticket_id=ticket.id, player_id=player.player_id)
+    log.debug("ticket_cancelled", ticket_id=ticket.id, player_id=player.player_id)
     return web.json_response(asdict(view))
 
 
