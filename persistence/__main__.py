@@ -7,7 +7,6 @@ close. A second signal exits at once; unacknowledged entries are claimed by anot
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 
 import structlog
@@ -16,6 +15,7 @@ from aiohttp import web
 
 from arena.logs import configure_logging
 from arena.settings import environ
+from arena.signals import force_exit
 from persistence.app import build_app
 from persistence.settings import PersistenceSettings
 
@@ -36,7 +36,7 @@ async def serve(settings: PersistenceSettings) -> None:
     log.info("persistence_stopping")
     for sig in (signal.SIGINT, signal.SIGTERM):
         # A second signal while stopping forces the exit.
-        loop.add_signal_handler(sig, os._exit, 1)
+        loop.add_signal_handler(sig, force_exit)
     await runner.cleanup()
 
 
