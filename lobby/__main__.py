@@ -16,9 +16,9 @@ log = structlog.get_logger(__name__)
 
 
 async def serve(settings: LobbySettings) -> None:
-    # Long-polls are bounded by long_poll_max_s: give them that long to answer on shutdown.
+    # Requests in flight (long-polls above all) get shutdown_grace_s to answer on shutdown.
     runner = web.AppRunner(
-        build_app(settings), handle_signals=False, shutdown_timeout=settings.long_poll_max_s + 1.0
+        build_app(settings), handle_signals=False, shutdown_timeout=settings.shutdown_grace_s
     )
     await runner.setup()
     try:
@@ -29,6 +29,7 @@ async def serve(settings: LobbySettings) -> None:
         log.info("lobby_stopping")
     finally:
         await runner.cleanup()
+    log.info("lobby_stopped")
 
 
 def main() -> None:

@@ -37,6 +37,9 @@ class LobbySettings:
     # entry, the one our own proxy appended). Empty = off: the socket's peer address is used.
     trusted_proxy_header: str = ""
     long_poll_max_s: float = 25.0  # ARENA_LOBBY_LONG_POLL_MAX_S: a ?wait= longer than this is cut
+    # ARENA_LOBBY_SHUTDOWN_GRACE_S: on SIGTERM, requests in flight get this long to answer, then
+    # are cut; the default lets the longest long-poll (long_poll_max_s) answer.
+    shutdown_grace_s: float = 26.0
     presence_ttl_s: int = 300  # ARENA_LOBBY_PRESENCE_TTL_S: online until this long after a heartbeat
     presence_flush_s: float = 1.0  # ARENA_LOBBY_PRESENCE_FLUSH_S: buffered heartbeats go to Redis this often
     presence_max_buffer: int = 200_000  # ARENA_LOBBY_PRESENCE_MAX_BUFFER: players buffered; more are dropped
@@ -70,6 +73,8 @@ class LobbySettings:
             raise SettingsError("rate limits must be >= 0 and ARENA_LOBBY_RATE_WINDOW_S >= 1")
         if not 0 <= self.long_poll_max_s <= 120:
             raise SettingsError("ARENA_LOBBY_LONG_POLL_MAX_S must be between 0 and 120")
+        if self.shutdown_grace_s < 0:
+            raise SettingsError("ARENA_LOBBY_SHUTDOWN_GRACE_S must be >= 0")
         if self.presence_flush_s <= 0 or self.presence_ttl_s <= self.presence_flush_s:
             raise SettingsError("need 0 < ARENA_LOBBY_PRESENCE_FLUSH_S < ARENA_LOBBY_PRESENCE_TTL_S")
         if not 0 < self.heartbeat_interval_s < self.presence_ttl_s:
@@ -98,6 +103,7 @@ class LobbySettings:
             login_attempts=env_int(env, "ARENA_LOBBY_LOGIN_ATTEMPTS", d.login_attempts),
             trusted_proxy_header=env_str(env, "ARENA_LOBBY_TRUSTED_PROXY_HEADER", d.trusted_proxy_header),
             long_poll_max_s=env_float(env, "ARENA_LOBBY_LONG_POLL_MAX_S", d.long_poll_max_s),
+            shutdown_grace_s=env_float(env, "ARENA_LOBBY_SHUTDOWN_GRACE_S", d.shutdown_grace_s),
             presence_ttl_s=env_int(env, "ARENA_LOBBY_PRESENCE_TTL_S", d.presence_ttl_s),
             presence_flush_s=env_float(env, "ARENA_LOBBY_PRESENCE_FLUSH_S", d.presence_flush_s),
             presence_max_buffer=env_int(env, "ARENA_LOBBY_PRESENCE_MAX_BUFFER", d.presence_max_buffer),
