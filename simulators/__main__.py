@@ -8,16 +8,19 @@ A node that refuses races for now (draining, 5xx, down) is asked again with a gr
 
 Exit status: 0 when every bot behaved as expected, 1 when any bot failed or got an
 unexpected error (or no node created its race before the timeout, or a node refused for
-good: bad token, bad request), 2 for bad arguments.
+good: bad token, bad request), 2 for bad arguments. SIGINT or SIGTERM ends the run early:
+every bot leaves its race, and the exit status is 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import random
 import sys
+import threading
 
 import aiohttp
 import uvloop
@@ -26,6 +29,7 @@ from arena.codec import WireFormat
 from arena.logs import configure_logging
 from arena.protocol import RaceType
 from arena.settings import LogSettings
+from arena.signals import until_signal
 from simulators.admin import AdminError
 from simulators.guard import NotLoopbackError, is_loopback_url
 from simulators.runner import MAX_SEATS, RunSummary, format_summary, run_bots
@@ -88,17 +92,35 @@ async def _run(args: argparse.Namespace) -> RunSummary:
     )
 
 
+async def _run_until_signal(args: argparse.Namespace) -> RunSummary | None:
+    """The run's summary, or None when SIGINT or SIGTERM ended it first (the bots left their races)."""
+    run = asyncio.ensure_future(_run(args))
+    if threading.current_thread() is not threading.main_thread():  # embedded (tests): no signals
+        return await run
+    signalled = asyncio.ensure_future(until_signal())
+    await asyncio.wait([run, signalled], return_when=asyncio.FIRST_COMPLETED)
+    signalled.cancel()
+    if run.done():
+        return run.result()
+    run.cancel()
+    await asyncio.gather(run, return_exceptions=True)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(LogSettings(level=args.log_level))
     try:
-        summary: RunSummary = uvloop.run(_run(args))
+        summary = uvloop.run(_run_until_signal(args))
     except NotLoopbackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (AdminError, aiohttp.ClientError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if summary is None:
+        print("bots_stopped: a signal ended the run; every bot left its race", flush=True)
+        return 0
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
     else:

@@ -38,6 +38,7 @@ from simulators.typing import draw_profile
 log = structlog.get_logger(__name__)
 
 RACE_TYPES = ("quick", "standard", "marathon")
+LEAVE_TIMEOUT_S = 2.0  # on stop, withdrawing the tickets still queued takes at most this
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,7 @@ class HouseBot:
         self.rng = rng
         self.stats = stats
         self.token = ""
+        self.ticket: str | None = None  # queued and not yet withdrawn or matched
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = Backoff(self.settings.backoff, random.Random(self.rng.random()))
@@ -118,11 +120,12 @@ class HouseBot:
                     log.info("house_bot_recovered", bot=self.name, failures=failures)
 
     async def _one_turn(self, stop: asyncio.Event) -> None:
-        ticket = await self._queue()
+        self.ticket = ticket = await self._queue()
         self.stats.queued += 1
         view = await self._call("GET", f"/v1/tickets/{ticket}?wait={self.settings.hold_s:g}")
         if view.get("state") == "queued":
             view = await self._withdraw(ticket)
+        self.ticket = None
         state = view.get("state")
         if state == "matched":
             await self._race(view["assignment"])
@@ -130,6 +133,16 @@ class HouseBot:
             self.stats.withdrawn += 1
         # A short, jittered pause: the bots of one queue never all withdraw at once.
         await _sleep_unless(stop, 0.1 + 0.3 * self.rng.random())
+
+    async def leave_queue(self) -> None:
+        """On stop: withdraw the ticket still queued, so no race is placed for a bot that left."""
+        ticket, self.ticket = self.ticket, None
+        if ticket is None:
+            return
+        try:
+            await self._withdraw(ticket)
+        except (LobbyError, aiohttp.ClientError, TimeoutError):
+            pass  # the lobby is going too: the ticket expires by itself
 
     async def _guest(self) -> str:
         body = await self._call("POST", "/v1/guests", {"name": self.name}, auth=False)
@@ -271,6 +284,11 @@ async def run_house(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            try:
+                async with asyncio.timeout(LEAVE_TIMEOUT_S):
+                    await asyncio.gather(*(bot.leave_queue() for bot in bots))
+            except TimeoutError:
+                log.warning("house_bots_left_tickets", timeout_s=LEAVE_TIMEOUT_S)
     log.info("house_bots_stopped", queued=stats.queued, races=stats.races)
     return stats
 

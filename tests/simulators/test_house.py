@@ -16,7 +16,7 @@ from arena.backoff import BackoffSettings
 from arena.placement import NodePlacer
 from arena.registry import NodeRegistry
 from arena.settings import SecretSettings
-from arena.tickets import TicketStore
+from arena.tickets import QueueRef, TicketStore
 from matchmaker.service import Matchmaker
 from ops.services import free_port
 from simulators.house import HouseSettings, HouseStats, parse_args, run_house
@@ -92,6 +92,37 @@ async def test_a_person_alone_gets_a_race_with_house_bots_at_once(
         stop.set()
         await asyncio.wait_for(house, 10)
     assert house.done() and not house.cancelled()
+
+
+async def test_stopping_withdraws_the_tickets_still_queued(
+    lobby_factory: LobbyFactory, redis_url: str
+) -> None:
+    """No matchmaker: tickets stay queued. A stop must not leave them for a matchmaker to place."""
+    lobby = await lobby_factory(regions=("local",), rate_per_ip=0)
+    settings = HouseSettings(
+        lobby_url=f"http://127.0.0.1:{lobby.settings.port}", per_queue=3, hold_s=30.0, race_types=("quick",)
+    )
+    stop, stats = asyncio.Event(), HouseStats()
+    house = asyncio.create_task(run_house(settings, stop, stats))
+    client = aioredis.Redis.from_url(redis_url)
+    store = TicketStore(client)
+    queue = QueueRef("quick", "local")
+    try:
+        for _ in range(100):  # every bot queued and long-polling (hold 30 s)
+            if (await store.peek(queue, limit=10)).depth == 3:
+                break
+            await asyncio.sleep(0.05)
+        assert (await store.peek(queue, limit=10)).depth == 3
+        stop.set()
+        began = time.monotonic()
+        await asyncio.wait_for(house, 5)
+        assert time.monotonic() - began < 2.0  # not the 30 s hold
+        assert (await store.peek(queue, limit=10)).depth == 0
+        assert not stats.errors, stats
+    finally:
+        stop.set()
+        await store.aclose()
+        await client.aclose()
 
 
 def test_settings_are_checked() -> None:
