@@ -236,9 +236,9 @@ class Cluster:
             taken = taken_ports(fixed_ports(self.port_base))
             if taken:
                 raise ServiceError(
-                    f"fixed ports from ARENA_CLUSTER_PORT_BASE={self.port_base} are taken: "
-                    f"{', '.join(taken)}. Is another cluster running? Stop it, pick another base, "
-                    "or unset ARENA_CLUSTER_PORT_BASE for free ports."
+                    f"fixed ports from {self.port_base} (ARENA_CLUSTER_PORT_BASE or --port-base) are "
+                    f"taken: {', '.join(taken)}. Is another cluster running? Stop it, pick another "
+                    "base, or leave it unset for free ports."
                 )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         redis_server = RedisServer(
@@ -352,6 +352,8 @@ class Cluster:
 
     def stop(self) -> bool:
         """Stop everything in order (module docstring); False when something had to be killed."""
+        if not self.processes and not self.services:
+            return True  # nothing started
         began = time.monotonic()
         print("stopping in order...", flush=True)
         clean = True
@@ -427,7 +429,9 @@ def wait_healthy(url: str, timeout_s: float = 30.0) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run a local Typogram Arena cluster on 127.0.0.1")
+    parser = argparse.ArgumentParser(
+        prog="python -m ops.cluster", description="Run a local Typogram Arena cluster on 127.0.0.1"
+    )
     parser.add_argument("--run-dir", type=Path, default=ROOT / ".run")
     parser.add_argument("--bots", type=int, default=4, help="bots that keep racing (0: none)")
     parser.add_argument(
