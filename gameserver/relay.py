@@ -50,7 +50,7 @@ class SpectatorRelay:
     async def stop(self) -> None:
         await stop_tasks(self._tasks, self._stopping)
         self._tasks = []
-        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._pubsub.aclose()
 
     def watched_races(self) -> int:
         return len(self._watchers)
