@@ -147,6 +147,8 @@ class Race:
         self._absent: set[PlayerId] = set()  # racers whose socket went: the grace clock runs
         self.started = False
         self.version = 0  # bumps on every state or roster change: the mirror follows it
+        # Someone's position moved since the mirror last got the roster (gameserver/mirror.py).
+        self.unmirrored_progress = False
         self._places_cache: dict[PlayerId, int] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------
@@ -307,6 +309,7 @@ class Race:
         racer.typing.apply(keys, times)
         if racer.typing.position != before or racer.typing.finished:
             self.dirty = True
+            self.unmirrored_progress = True
             self.typed_since_broadcast.add(racer.id)
             if self.first_unsent_input_ms is None:
                 self.first_unsent_input_ms = now
