@@ -18,13 +18,13 @@ from gameserver.race import Race
 # spectators. A running race's mirror is also kept for its remaining time (``mirror_ttl_s``),
 # so a live write (an HSET without EXPIRE) never lands on an expired key.
 RACE_STATE_TTL_S = 3600
+# One encoder (compact, as the wire is): json.dumps with options builds one per call.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def roster_json(race: Race, now: int) -> str:
     """Rows ``[id, name, connected, status, position, wpm, place]``, WPM as of ``now``."""
-    return json.dumps(
-        [[p.id, p.name, p.connected, p.status, p.position, p.wpm, p.place] for p in race.player_infos(now)]
-    )
+    return _encode(race.roster_rows(now))
 
 
 def mirror_fields(race: Race, now: int) -> dict[str, str | int]:

@@ -388,6 +388,24 @@ class Race:
             for r in self.racers.values()
         ]
 
+    def roster_rows(self, now: int) -> list[list[str | int | float | bool | None]]:
+        """``player_infos`` as rows ``[id, name, connected, status, position, wpm, place]``, built
+        without the dataclasses: the race mirror's live writes call it once a second per race."""
+        elapsed = self.elapsed_ms(now)
+        places = self._places()
+        return [
+            [
+                r.id,
+                r.name,
+                r.connected,
+                r.status.value,
+                r.typing.position,
+                r.live_wpm(elapsed),
+                places.get(r.id),
+            ]
+            for r in self.racers.values()
+        ]
+
     def resume_state(self, racer: Racer) -> ResumeState:
         return ResumeState(
             position=racer.typing.position,
