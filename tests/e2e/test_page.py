@@ -280,6 +280,90 @@ async def test_expired_session_and_rate_limit_banners(
     assert "Try again in" in text, text
 
 
+# ---- the home page's live races list: each racer's progress and WPM, as it polls -------------------
+
+ODD_NAME = "<b>zed</b>"  # shown as text, never as markup
+
+
+def live_row(
+    driver: Any, race_id: str, above: int, load: str | None = None, timeout: float = 15.0
+) -> dict[str, Any]:
+    """The typist's row in the live list once its bar is past ``above`` percent."""
+    from selenium.webdriver.common.by import By
+
+    if load is not None:
+        driver.get(load)
+    css = f'#live-list li[data-race="{race_id}"] .live-racers li'
+
+    def moved(d: Any) -> Any:
+        for row in d.find_elements(By.CSS_SELECTOR, css):
+            if row.find_element(By.CSS_SELECTOR, ".name").text == ODD_NAME:
+                pct = int(row.find_element(By.CSS_SELECTOR, ".bar").get_attribute("aria-valuenow") or 0)
+                if pct > above:
+                    return {"pct": pct, "wpm": row.find_element(By.CSS_SELECTOR, ".wpm").text}
+        return None
+
+    seen: dict[str, Any] = pages.wait_until(driver, moved, timeout)
+    rows = driver.find_elements(By.CSS_SELECTOR, css)
+    seen["rows"] = [r.text for r in rows]
+    seen["bold"] = len(driver.find_elements(By.CSS_SELECTOR, "#live-list b"))
+    seen["width"] = driver.execute_script(
+        "return document.querySelector(arguments[0] + ' .bar > span').style.width", css
+    )
+    if load is not None:
+        shot(driver, "26-live-races")
+    return seen
+
+
+async def test_live_races_show_progress_and_wpm(cluster: RunningLobby, browser: Any) -> None:
+    (node,) = await NodeRegistry(cluster.lobby.redis).live_nodes()
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    async with aiohttp.ClientSession() as http:
+        body = {"race_type": "quick", "players": [{"name": ODD_NAME}, {"name": "amy"}]}
+        resp = await http.post(f"{node.http_url}/admin/races", json=body, headers=auth)
+        race = await resp.json()
+        assert resp.status == 201, race
+        race_id = race["race_id"]
+        socks = [await http.ws_connect(node.url) for _ in race["seats"]]
+        passage = ""
+        for ws, seat in zip(socks, race["seats"], strict=True):
+            await ws.send_json({"t": "hello", "token": seat["player_token"]})
+            await ws.send_json({"t": "join", "ticket": seat["ticket"]})
+        zed = socks[0]
+        async for msg in zed:
+            data = msg.json()
+            passage = data.get("passage", passage)
+            if data["t"] == "start":
+                break
+        started = time.monotonic()
+
+        async def typed(seq: int, lo: int, hi: int) -> None:
+            # Key instants 100 ms apart from the start: a human pace, sent once they have passed.
+            await asyncio.sleep(max(0.0, started + hi / 10 - time.monotonic()))
+            times = [100 * (i + 1) for i in range(lo, hi)]
+            await zed.send_json({"t": "input", "seq": seq, "keys": passage[lo:hi], "times": times})
+
+        await typed(1, 0, 8)
+        url = cluster.url + "/"
+        first = await asyncio.to_thread(live_row, browser, race_id, 0, url)
+        await typed(2, 8, 16)
+        # The next poll (every 5 s) shows the figures the node wrote since (once a second).
+        second = await asyncio.to_thread(live_row, browser, race_id, first["pct"], None, 10.0)
+        for ws in socks:
+            await ws.close()
+    length = len(passage)
+    assert first["pct"] == round(100 * 8 / length) and second["pct"] == round(100 * 16 / length), (
+        first,
+        second,
+    )
+    for seen in (first, second):
+        assert seen["wpm"].endswith(" wpm") and int(seen["wpm"].split()[0]) > 0, seen
+        assert seen["bold"] == 0, seen  # the name is text
+        assert seen["width"] == f"{seen['pct']}%", seen  # the bar is drawn (CSSOM, strict CSP)
+        assert len(seen["rows"]) == 2 and seen["rows"][1].startswith("amy"), seen
+        assert seen["rows"][1].endswith("0 wpm"), seen  # amy has not typed
+
+
 # ---- a tournament: bracket, live standings, watching a heat --------------------------------------
 
 
