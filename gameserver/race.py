@@ -309,7 +309,7 @@ class Race:
         racer.typing.apply(keys, times)
         if racer.typing.position != before or racer.typing.finished:
             self.dirty = True
-            self.unmirrored_progress = True
+            self.unmirrored_progress = True  # one store per input: nothing measurable
             self.typed_since_broadcast.add(racer.id)
             if self.first_unsent_input_ms is None:
                 self.first_unsent_input_ms = now
