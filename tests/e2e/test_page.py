@@ -285,34 +285,44 @@ async def test_expired_session_and_rate_limit_banners(
 ODD_NAME = "<b>zed</b>"  # shown as text, never as markup
 
 
+# Read in one script (atomic in the page): the list re-renders its rows at every poll, so
+# element handles kept across calls could go stale.
+LIVE_ROW_JS = """
+const rows = [...document.querySelectorAll(`#live-list li[data-race="${arguments[0]}"] .live-racers li`)];
+const mine = rows.find((r) => r.querySelector('.name').textContent === arguments[1]);
+if (!mine) return null;
+const bar = mine.querySelector('.bar');
+return {pct: Number(bar.getAttribute('aria-valuenow')), wpm: mine.querySelector('.wpm').textContent,
+  width: bar.firstElementChild.style.width, rows: rows.map((r) => r.innerText.replace(/\\s+/g, ' ').trim()),
+  bold: document.querySelectorAll('#live-list b').length};
+"""
+
+
 def live_row(
     driver: Any, race_id: str, above: int, load: str | None = None, timeout: float = 15.0
 ) -> dict[str, Any]:
     """The typist's row in the live list once its bar is past ``above`` percent."""
-    from selenium.webdriver.common.by import By
-
     if load is not None:
         driver.get(load)
-    css = f'#live-list li[data-race="{race_id}"] .live-racers li'
 
     def moved(d: Any) -> Any:
-        for row in d.find_elements(By.CSS_SELECTOR, css):
-            if row.find_element(By.CSS_SELECTOR, ".name").text == ODD_NAME:
-                pct = int(row.find_element(By.CSS_SELECTOR, ".bar").get_attribute("aria-valuenow") or 0)
-                if pct > above:
-                    return {"pct": pct, "wpm": row.find_element(By.CSS_SELECTOR, ".wpm").text}
-        return None
+        seen = d.execute_script(LIVE_ROW_JS, race_id, ODD_NAME)
+        return seen if seen and seen["pct"] > above else None
 
     seen: dict[str, Any] = pages.wait_until(driver, moved, timeout)
-    rows = driver.find_elements(By.CSS_SELECTOR, css)
-    seen["rows"] = [r.text for r in rows]
-    seen["bold"] = len(driver.find_elements(By.CSS_SELECTOR, "#live-list b"))
-    seen["width"] = driver.execute_script(
-        "return document.querySelector(arguments[0] + ' .bar > span').style.width", css
-    )
     if load is not None:
         shot(driver, "26-live-races")
     return seen
+
+
+async def live_position(cluster: RunningLobby, race_id: str, position: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        races = (await cluster.api.call("GET", "/v1/live/races")).ok()["races"]
+        if any(p["position"] >= position for r in races if r["race_id"] == race_id for p in r["players"]):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the lobby never showed position {position} of race {race_id}")
 
 
 async def test_live_races_show_progress_and_wpm(cluster: RunningLobby, browser: Any) -> None:
@@ -344,6 +354,7 @@ async def test_live_races_show_progress_and_wpm(cluster: RunningLobby, browser: 
             await zed.send_json({"t": "input", "seq": seq, "keys": passage[lo:hi], "times": times})
 
         await typed(1, 0, 8)
+        await live_position(cluster, race_id, 8)  # in the mirror (within 1 s): the page's first poll shows it
         url = cluster.url + "/"
         first = await asyncio.to_thread(live_row, browser, race_id, 0, url)
         await typed(2, 8, 16)
