@@ -229,6 +229,11 @@ class StepResult:
     gen_lag_p99_ms: float = math.nan
     gen_lag_max_ms: float = math.nan
     redis_cpu_pct: float = math.nan
+    # What the node asked of Redis in the window (INFO): commands and bytes in per second, and
+    # HSETs per second (race mirrors: whole writes and the racers' live figures).
+    redis_cmds_per_s: float = math.nan
+    redis_in_kb_per_s: float = math.nan
+    redis_hset_per_s: float = math.nan
     node_core_busy_pct: float = math.nan
     warnings: list[str] = field(default_factory=list)  # e.g. other processes on our cores
     profile: str | None = None
@@ -442,10 +447,12 @@ async def run_step(
                 marks["gen"] = self_cpu()
                 marks["cores"] = _cores(args)
                 marks["redis"] = _redis_cpu(redis_server)
+                marks["redis_info"] = _redis_counts(redis_server)
                 marks["t"] = time.monotonic()
                 marks["rss"] = process_rss_mb(node.pid)
 
             node0, gen0, redis0 = process_cpu(node.pid), self_cpu(), _redis_cpu(redis_server)
+            redis_info0 = _redis_counts(redis_server)
             cores0 = _cores(args)
             t0 = time.monotonic()
             stats = await swarm.measure(args.duration, args.drain, at_end=at_window_end)
@@ -457,6 +464,11 @@ async def run_step(
         _cpu_pcts(result, "node", node0, marks["node"], seconds)
         _cpu_pcts(result, "gen", gen0, marks["gen"], seconds)
         result.redis_cpu_pct = (marks["redis"] - redis0) / seconds * 100
+        redis_info1 = marks["redis_info"]
+        # Less the INFO calls themselves (one command each end).
+        result.redis_cmds_per_s = (redis_info1[0] - redis_info0[0] - 1) / seconds
+        result.redis_in_kb_per_s = (redis_info1[1] - redis_info0[1]) / seconds / 1000
+        result.redis_hset_per_s = (redis_info1[2] - redis_info0[2]) / seconds
         result.node_core_busy_pct, result.gen_core_busy_pct = (
             (busy1 - busy0) / max(1.0, total1 - total0) * 100
             for (busy0, total0), (busy1, total1) in zip(cores0, marks["cores"], strict=True)
@@ -556,6 +568,18 @@ async def wait_quiet(args: argparse.Namespace) -> None:
 def _redis_cpu(server: RedisServer) -> float:
     pid = server.pid
     return process_cpu(pid).total_s if pid is not None else 0.0
+
+
+def _redis_counts(server: RedisServer) -> tuple[int, int, int]:
+    """(commands processed, bytes received, HSET calls) so far, from INFO."""
+    client = redis.Redis.from_url(server.url)
+    try:
+        info = client.info("all")
+    finally:
+        client.close()
+    hset = info.get("cmdstat_hset", {})
+    calls = int(hset.get("calls", 0)) if isinstance(hset, dict) else 0
+    return int(info["total_commands_processed"]), int(info["total_net_input_bytes"]), calls
 
 
 def _flush_redis(server: RedisServer) -> None:
@@ -677,6 +701,14 @@ def format_flushes(r: StepResult) -> str:
         return "        race frames: none counted"
     shares = ", ".join(f"{reason} {n / total:.0%}" for reason, n in r.node_flushes_per_s.items())
     return f"        race frames: {total:,.0f}/s ({shares})"
+
+
+def format_redis(r: StepResult) -> str:
+    """What the node asked of Redis: the race mirrors' share is the HSETs."""
+    return (
+        f"        redis: {r.redis_cmds_per_s:,.0f} commands/s (HSET {r.redis_hset_per_s:,.0f}/s), "
+        f"{r.redis_in_kb_per_s:,.1f} kB/s in, {r.redis_cpu_pct:.1f}% CPU"
+    )
 
 
 def verdict(results: list[StepResult]) -> str:
@@ -838,6 +870,7 @@ async def run_all(args: argparse.Namespace) -> list[StepResult]:
                         result = await run_step(players, args, redis_server, src_dir, work_dir)
                         print(format_row(result), flush=True)
                         print(format_flushes(result), flush=True)
+                        print(format_redis(result), flush=True)
                         if result.status == "held" or not result.warnings or attempt == args.retries:
                             break
                         print(f"{players}: disturbed by other processes, trying again", flush=True)

@@ -147,6 +147,8 @@ class Race:
         self._absent: set[PlayerId] = set()  # racers whose socket went: the grace clock runs
         self.started = False
         self.version = 0  # bumps on every state or roster change: the mirror follows it
+        # Someone's position moved since the mirror last got the roster (gameserver/mirror.py).
+        self.unmirrored_progress = False
         self._places_cache: dict[PlayerId, int] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------
@@ -307,6 +309,7 @@ class Race:
         racer.typing.apply(keys, times)
         if racer.typing.position != before or racer.typing.finished:
             self.dirty = True
+            self.unmirrored_progress = True  # one store per input: nothing measurable
             self.typed_since_broadcast.add(racer.id)
             if self.first_unsent_input_ms is None:
                 self.first_unsent_input_ms = now
@@ -382,6 +385,24 @@ class Race:
                 wpm=r.live_wpm(elapsed),
                 place=places.get(r.id),
             )
+            for r in self.racers.values()
+        ]
+
+    def roster_rows(self, now: int) -> list[list[str | int | float | bool | None]]:
+        """``player_infos`` as rows ``[id, name, connected, status, position, wpm, place]``, built
+        without the dataclasses: the race mirror's live writes call it once a second per race."""
+        elapsed = self.elapsed_ms(now)
+        places = self._places()
+        return [
+            [
+                r.id,
+                r.name,
+                r.connected,
+                r.status.value,
+                r.typing.position,
+                r.live_wpm(elapsed),
+                places.get(r.id),
+            ]
             for r in self.racers.values()
         ]
 

@@ -34,6 +34,7 @@ class RaceRoom:
         self.remote_watched = False  # some other node relays this race to its spectators
         self.to_publish: list[bytes] = []  # msgpack frames for the pub/sub channel
         self.mirrored_version = -1
+        self.roster_mirrored_at: int | None = None  # last write of the roster to the mirror (ms)
         self.progress_queued = False  # waiting in the node's ProgressBatcher
         self.ping_phase = 0  # the tick (modulo the ping period) in which its players are pinged
         # A ping waiting to ride on the race's next progress frame: one write carries both.

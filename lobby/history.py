@@ -26,8 +26,9 @@ from persistence.queries import leaderboard_top, player_rank, race_result, recen
 MAX_PAGE = 100
 LIVE_DEFAULT = 20
 MAX_INSTANT_MS = 253_402_300_799_999  # 9999-12-31: the last instant PostgreSQL and datetime both hold
-# An index entry whose race started longer ago than a mirror lives (gameserver's
-# RACE_STATE_TTL_S) and whose mirror is gone is stale: its node died before removing it.
+# An index entry whose race started longer ago than a mirror lives (at least
+# gameserver.mirror.RACE_STATE_TTL_S) and whose mirror is gone is stale: its node died before
+# removing it.
 LIVE_STALE_MS = 3600 * 1000
 LIVE_SWEEP = 100  # stale entries looked at per request
 ENDED = frozenset({"finished", "aborted"})
@@ -123,14 +124,19 @@ async def race(request: web.Request) -> web.Response:
 
 
 def _live_entry(race_id: str, d: dict[str, str], url: str) -> dict[str, Any]:
-    roster = json.loads(d["roster"])  # rows: [id, name, connected, status, position, wpm, place]
+    # Rows: [id, name, connected, status, position, wpm, place]. The owner node rewrites them at
+    # most once per ARENA_RACE_LIVE_MIRROR_MS while someone types (gameserver/mirror.py).
+    roster = json.loads(d["roster"])
     return {
         "race_id": race_id,
         "race_type": d["type"],
         "node_id": d["node"],
         "url": url,
         "state": d["state"],
-        "players": [{"name": row[1], "position": row[4], "wpm": row[5]} for row in roster],
+        "players": [
+            {"name": row[1], "position": row[4], "wpm": row[5], "status": row[3], "place": row[6]}
+            for row in roster
+        ],
         "passage_length": len(d["passage"]),
         "start_at": int(d["start_at"]),
     }

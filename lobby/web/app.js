@@ -751,7 +751,9 @@ async function watch(raceId, url, returnTo = "home", label = null) {
 }
 $("watch-form").addEventListener("submit", (ev) => { ev.preventDefault(); watch($("watch-race").value.trim(), $("watch-node").value.trim()); });
 
-// "Live now": running races (GET /v1/live/races), refreshed while the home screen shows.
+// "Live now": running races (GET /v1/live/races) with each racer's progress and speed, refreshed
+// while the home screen shows. The figures come from the race's mirror, which its node rewrites
+// at most once a second while someone types (ARENA_RACE_LIVE_MIRROR_MS).
 const LIVE_REFRESH_MS = 5000;
 let liveTimer = null;
 
@@ -766,6 +768,25 @@ function liveRefresh(on) {
   }
 }
 
+const LIVE_DONE = { finished: "finished", dnf: "out" };
+
+// One row per racer: name, a progress bar (share of the passage typed) and WPM.
+function liveRacersHtml(r) {
+  const len = Math.max(Number(r.passage_length) || 1, 1);
+  return r.players.map((p) => {
+    const pct = Math.min(100, Math.round((100 * (Number(p.position) || 0)) / len));
+    const done = LIVE_DONE[p.status] ? ` · ${p.place ? `#${Number(p.place)}` : LIVE_DONE[p.status]}` : "";
+    return `<li class="heat-row lane"><span class="name">${esc(p.name)}</span>` +
+      `<span class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="${pct}" aria-label="${esc(p.name)}: ${pct}% typed" data-pct="${pct}"><span></span></span>` +
+      `<span class="wpm">${Math.round(Number(p.wpm) || 0)} wpm${done}</span></li>`;
+  }).join("");
+}
+
+// Bar widths through the CSSOM: the page's CSP allows no inline style attributes.
+function sizeBars(root) {
+  for (const bar of root.querySelectorAll(".bar[data-pct]")) bar.firstElementChild.style.width = `${bar.dataset.pct}%`;
+}
+
 async function loadLive() {
   const list = $("live-list");
   if (!list) return;
@@ -777,14 +798,26 @@ async function loadLive() {
     return;
   }
   if (!liveTimer) return; // the home screen was left while we waited
-  if (list.contains(document.activeElement)) return; // do not pull the focused button away
   setText("live-status", races.length ? "" : "No races running right now.");
+  const shown = [...list.children].map((li) => li.dataset.race);
+  if (shown.length === races.length && races.every((r, i) => r.race_id === shown[i])) {
+    // The same races: only their figures move (a focused Watch button stays where it is).
+    races.forEach((r, i) => {
+      const ol = list.children[i].querySelector(".live-racers");
+      ol.innerHTML = liveRacersHtml(r);
+      sizeBars(ol);
+    });
+    return;
+  }
+  if (list.contains(document.activeElement)) return; // do not pull the focused button away
   list.innerHTML = races.map((r, i) => {
     const names = r.players.map((p) => p.name).join(", ") || "no players";
     const label = `Watch ${r.race_type} race with ${names}`;
-    return `<li><span class="live-info">${esc(names)}<span class="live-meta">${esc(r.race_type)} · ${r.players.length} player${r.players.length === 1 ? "" : "s"} · ${Number(r.passage_length)} characters</span></span>` +
+    return `<li data-race="${esc(r.race_id)}"><div class="live-info"><span class="live-meta">${esc(r.race_type)} · ${r.players.length} player${r.players.length === 1 ? "" : "s"} · ${Number(r.passage_length)} characters</span>` +
+      `<ol class="heat-players live-racers" aria-label="${esc(`Racers: ${names}`)}">${liveRacersHtml(r)}</ol></div>` +
       `<button type="button" data-live="${i}" aria-label="${esc(label)}">Watch</button></li>`;
   }).join("");
+  sizeBars(list);
   for (const btn of list.querySelectorAll("button[data-live]")) {
     const r = races[Number(btn.dataset.live)];
     btn.addEventListener("click", () => watch(r.race_id, r.url));

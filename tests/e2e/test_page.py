@@ -280,6 +280,101 @@ async def test_expired_session_and_rate_limit_banners(
     assert "Try again in" in text, text
 
 
+# ---- the home page's live races list: each racer's progress and WPM, as it polls -------------------
+
+ODD_NAME = "<b>zed</b>"  # shown as text, never as markup
+
+
+# Read in one script (atomic in the page): the list re-renders its rows at every poll, so
+# element handles kept across calls could go stale.
+LIVE_ROW_JS = """
+const rows = [...document.querySelectorAll(`#live-list li[data-race="${arguments[0]}"] .live-racers li`)];
+const mine = rows.find((r) => r.querySelector('.name').textContent === arguments[1]);
+if (!mine) return null;
+const bar = mine.querySelector('.bar');
+return {pct: Number(bar.getAttribute('aria-valuenow')), wpm: mine.querySelector('.wpm').textContent,
+  width: bar.firstElementChild.style.width, rows: rows.map((r) => r.innerText.replace(/\\s+/g, ' ').trim()),
+  bold: document.querySelectorAll('#live-list b').length};
+"""
+
+
+def live_row(
+    driver: Any, race_id: str, above: int, load: str | None = None, timeout: float = 15.0
+) -> dict[str, Any]:
+    """The typist's row in the live list once its bar is past ``above`` percent."""
+    if load is not None:
+        driver.get(load)
+
+    def moved(d: Any) -> Any:
+        seen = d.execute_script(LIVE_ROW_JS, race_id, ODD_NAME)
+        return seen if seen and seen["pct"] > above else None
+
+    seen: dict[str, Any] = pages.wait_until(driver, moved, timeout)
+    if load is not None:
+        shot(driver, "26-live-races")
+    return seen
+
+
+async def live_position(cluster: RunningLobby, race_id: str, position: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        races = (await cluster.api.call("GET", "/v1/live/races")).ok()["races"]
+        if any(p["position"] >= position for r in races if r["race_id"] == race_id for p in r["players"]):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the lobby never showed position {position} of race {race_id}")
+
+
+async def test_live_races_show_progress_and_wpm(cluster: RunningLobby, browser: Any) -> None:
+    (node,) = await NodeRegistry(cluster.lobby.redis).live_nodes()
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    async with aiohttp.ClientSession() as http:
+        body = {"race_type": "quick", "players": [{"name": ODD_NAME}, {"name": "amy"}]}
+        resp = await http.post(f"{node.http_url}/admin/races", json=body, headers=auth)
+        race = await resp.json()
+        assert resp.status == 201, race
+        race_id = race["race_id"]
+        socks = [await http.ws_connect(node.url) for _ in race["seats"]]
+        passage = ""
+        for ws, seat in zip(socks, race["seats"], strict=True):
+            await ws.send_json({"t": "hello", "token": seat["player_token"]})
+            await ws.send_json({"t": "join", "ticket": seat["ticket"]})
+        zed = socks[0]
+        async for msg in zed:
+            data = msg.json()
+            passage = data.get("passage", passage)
+            if data["t"] == "start":
+                break
+        started = time.monotonic()
+
+        async def typed(seq: int, lo: int, hi: int) -> None:
+            # Key instants 100 ms apart from the start: a human pace, sent once they have passed.
+            await asyncio.sleep(max(0.0, started + hi / 10 - time.monotonic()))
+            times = [100 * (i + 1) for i in range(lo, hi)]
+            await zed.send_json({"t": "input", "seq": seq, "keys": passage[lo:hi], "times": times})
+
+        await typed(1, 0, 8)
+        await live_position(cluster, race_id, 8)  # in the mirror (within 1 s): the page's first poll shows it
+        url = cluster.url + "/"
+        first = await asyncio.to_thread(live_row, browser, race_id, 0, url)
+        await typed(2, 8, 16)
+        # The next poll (every 5 s) shows the figures the node wrote since (once a second).
+        second = await asyncio.to_thread(live_row, browser, race_id, first["pct"], None, 10.0)
+        for ws in socks:
+            await ws.close()
+    length = len(passage)
+    assert first["pct"] == round(100 * 8 / length) and second["pct"] == round(100 * 16 / length), (
+        first,
+        second,
+    )
+    for seen in (first, second):
+        assert seen["wpm"].endswith(" wpm") and int(seen["wpm"].split()[0]) > 0, seen
+        assert seen["bold"] == 0, seen  # the name is text
+        assert seen["width"] == f"{seen['pct']}%", seen  # the bar is drawn (CSSOM, strict CSP)
+        assert len(seen["rows"]) == 2 and seen["rows"][1].startswith("amy"), seen
+        assert seen["rows"][1].endswith("0 wpm"), seen  # amy has not typed
+
+
 # ---- a tournament: bracket, live standings, watching a heat --------------------------------------
 
 

@@ -1,6 +1,8 @@
-"""``GET /v1/live/races``: running races with their node's URL; ended or orphaned ones drop out."""
+"""``GET /v1/live/races``: running races with their node's URL and racers' live figures; ended
+or orphaned ones drop out."""
 
 import asyncio
+import random
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -9,7 +11,7 @@ from arena import keys
 from arena.clock import now_ms
 from arena.protocol import Leave
 from tests.conftest import NodeFactory
-from tests.gameserver.test_race_flow import CUSTOM, seat, wait_start
+from tests.gameserver.test_race_flow import CUSTOM, human_times, seat, type_text, wait_start
 from tests.lobby.conftest import Api
 
 
@@ -54,6 +56,44 @@ async def test_running_race_is_listed_and_drops_out_when_it_ends(
         await c.close()
 
 
+async def _figures(api: Api, race_id: str, name: str, past: int, timeout: float) -> dict[str, Any]:
+    """The racer's entry once its position is past ``past`` (or the last one seen at the timeout)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        [entry] = [r for r in await _live(api) if r["race_id"] == race_id]
+        [me] = [p for p in entry["players"] if p["name"] == name]
+        if me["position"] > past or loop.time() > deadline:
+            return {"me": me, "all": entry["players"]}
+        await asyncio.sleep(0.05)
+
+
+async def test_live_figures_follow_the_typing_within_the_cadence(api: Api, node_factory: NodeFactory) -> None:
+    node = await node_factory(node_id="node-live")  # ARENA_RACE_LIVE_MIRROR_MS: the default, 1 s
+    every_s = node.settings.race.live_mirror_ms / 1000
+    race = await node.create_race(["ada", "bob"], race_type="custom", custom_text=CUSTOM)
+    race_id = race["race_id"]
+    (a, _), (b, _) = [await seat(node, s) for s in race["seats"]]
+    start_at = await wait_start(a)
+    await _until(api, True, race_id)
+    times = human_times(len(CUSTOM), 0, 60.0, random.Random(4))
+    loop = asyncio.get_running_loop()
+    for seq, (lo, upto) in enumerate(((0, 8), (8, 20)), start=1):
+        await type_text(a, CUSTOM[lo:upto], start_at, times[lo:upto], seq=seq, batch=upto - lo)
+        typed_at = loop.time()
+        seen = await _figures(api, race_id, "ada", lo, timeout=every_s + 2.0)
+        waited = loop.time() - typed_at
+        # Within the cadence (plus a tick and the poll), not at the next state change.
+        assert seen["me"]["position"] == upto and seen["me"]["wpm"] > 0, (seen, waited)
+        assert waited <= every_s + 1.0, (seen, waited)
+        assert seen["me"]["status"] == "racing" and seen["me"]["place"] is None
+        [bob] = [p for p in seen["all"] if p["name"] == "bob"]
+        assert bob["position"] == 0 and bob["wpm"] == 0.0  # bob has not typed
+    for c in (a, b):
+        await c.send(Leave())
+        await c.close()
+
+
 async def test_orphans_are_skipped_or_removed(api: Api, redis: aioredis.Redis, fake_nodes: Any) -> None:
     # No mirror at all: removed from the index by the reader, whether on the page it reads
     # (a recent one) or only old enough for the age sweep.
@@ -80,7 +120,9 @@ async def test_orphans_are_skipped_or_removed(api: Api, redis: aioredis.Redis, f
     races = await _live(api, "?limit=1")  # reads two entries: r-gone-new and r-ok
     assert [r["race_id"] for r in races] == ["r-ok"]
     assert races[0]["url"] == "ws://127.0.0.1:9/node-ok"
-    assert races[0]["players"] == [{"name": "ada", "position": 1, "wpm": 30.0}]
+    assert races[0]["players"] == [
+        {"name": "ada", "position": 1, "wpm": 30.0, "status": "racing", "place": None}
+    ]
     assert await redis.zrange(keys.LIVE_RACES, 0, -1) == [b"r-dead", b"r-ok"]
 
 
