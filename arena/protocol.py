@@ -115,6 +115,7 @@ class CloseCode(IntEnum):
     PROTOCOL_ERROR = 1002  # broken WebSocket framing (unmasked, reserved bits, bad fragments)
     INVALID_DATA = 1007  # a text frame that is not UTF-8
     MESSAGE_TOO_BIG = 1009  # frame over the size limit
+    INTERNAL_ERROR = 1011  # the server failed on this socket's message or on its race
     BAD_TOKEN = 4001  # forged, malformed or expired token or ticket
     PROTOCOL_ABUSE = 4002  # too many malformed messages
     FLOOD = 4003  # message rate limit exceeded repeatedly

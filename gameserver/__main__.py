@@ -3,7 +3,8 @@
 SIGTERM or SIGINT drains: the node takes no new races and waits for its races to end, up to
 ``ARENA_NODE_SHUTDOWN_GRACE_S``; races still running then are aborted (their players get
 aborted results, the partial results go to the outbox, the drain report counts them) and the
-node exits. A second signal skips the wait. ``POST /admin/drain {"exit": true}`` drains and
+node exits. A node loop that dies does the same, and the process then exits with 1. A second
+signal skips the wait. ``POST /admin/drain {"exit": true}`` drains and
 exits once every race has ended on its own, however long that takes (a signal during that
 wait bounds it by the grace from then). See ``gameserver.drain``.
 """
@@ -43,8 +44,15 @@ async def serve(settings: NodeSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, signals.set)
+    # A loop that died leaves a node that cannot go on (/readyz already fails): stop as on a signal.
+    failed = asyncio.ensure_future(node.failed.wait())
+    failed.add_done_callback(lambda _: signals.set())
     await until_exit(node, signals, settings.shutdown_grace_s)
+    failed.cancel()
     await runner.cleanup()  # aborts what still runs (results to the outbox), writes the drain report
+    if node.failure is not None:
+        log.error("gameserver_failed", node_id=settings.node_id, failure=node.failure)
+        raise SystemExit(1)
     log.info("gameserver_stopped")
 
 

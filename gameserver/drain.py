@@ -38,18 +38,19 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 SHUTDOWN_REASON = "the server is shutting down"  # the end reason of a race the node aborted
+FAULT_REASON = "the server failed on this race"  # the end reason of a race aborted after a fault
 
 
 class Outcome(StrEnum):
     FINISHED = "finished"  # ended on its own: every racer done, or its time limit
     UNPLAYED = "unplayed"  # nobody joined before its wait timeout (aborted "nobody joined")
-    ABORTED = "aborted"  # the node stopped before the race ended (the SIGTERM grace ran out)
+    ABORTED = "aborted"  # the node stopped before the race ended (the SIGTERM grace ran out), or failed on it
 
 
 def outcome_of(race: Race) -> Outcome:
     if race.state is RaceState.FINISHED:
         return Outcome.FINISHED
-    return Outcome.ABORTED if race.end_reason == SHUTDOWN_REASON else Outcome.UNPLAYED
+    return Outcome.ABORTED if race.end_reason in (SHUTDOWN_REASON, FAULT_REASON) else Outcome.UNPLAYED
 
 
 def latest_end(race: Race) -> int:

@@ -83,6 +83,12 @@ class NodeMetrics:
         self.outbox_appends = Counter(
             f"{_PREFIX}_outbox_appends_total", "Matches appended to the outbox stream", registry=r
         )
+        self.faults = Counter(
+            f"{_PREFIX}_faults_total",
+            "Failures contained to one race or socket (tick, flush, finalize, message); each is logged",
+            ["where"],
+            registry=r,
+        )
         self.draining = Gauge(
             f"{_PREFIX}_draining", "1 while the node is draining (takes no new races), else 0", registry=r
         )

@@ -21,7 +21,7 @@ from arena import keys, watched
 from arena.clock import now_ms
 from arena.ids import PlayerId, RaceId, new_race_id
 from arena.outbox import OutboxWriter
-from arena.protocol import PlayerInfo, RaceState, RaceType, Watching
+from arena.protocol import CloseCode, PlayerInfo, RaceState, RaceType, Watching
 from arena.rating import RatingStore
 from arena.redisutil import text_map
 from arena.registry import NodeInfo, NodeRegistry, NodeState
@@ -30,7 +30,7 @@ from arena.tasks import stop_tasks
 from arena.tokens import TokenSigner
 from gameserver.batcher import ProgressBatcher
 from gameserver.connection import Connection
-from gameserver.drain import SHUTDOWN_REASON, DrainReport, latest_end, outcome_of
+from gameserver.drain import FAULT_REASON, SHUTDOWN_REASON, DrainReport, latest_end, outcome_of
 from gameserver.metrics import FlushReason, NodeMetrics
 from gameserver.mirror import live_write_due, mirror_fields, mirror_ttl_s, roster_json
 from gameserver.passages import Corpus, Passage, custom_passage
@@ -99,6 +99,8 @@ class Node:
         self._heartbeat: asyncio.Task[None] | None = None
         self._last_keepalive = 0.0
         self._stopping = asyncio.Event()  # loops check it: a cancel can be swallowed (arena.tasks)
+        self.failed = asyncio.Event()  # a loop died: /readyz fails and __main__ exits non-zero
+        self.failure: str | None = None
         self._finalizers: set[asyncio.Task[None]] = set()
         self._tick_no = 0
         self._ping_every = max(1, round(settings.race.ping_interval_s * settings.race.tick_hz))
@@ -116,7 +118,18 @@ class Node:
         self._ticker = asyncio.create_task(self._tick_loop(), name="node-ticker")
         self._flusher = asyncio.create_task(self._flush_loop(), name="node-flusher")
         self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="node-heartbeat")
+        for task in (self._ticker, self._flusher, self._heartbeat):
+            task.add_done_callback(self._loop_ended)
         self.log.info("node_started", url=self.settings.ws_url)
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        """A loop that ends before ``stop`` leaves a node that cannot go on: say so and fail."""
+        if self._stopping.is_set():
+            return
+        error = None if task.cancelled() else task.exception()
+        self.failure = f"{task.get_name()} ended: {error!r}"
+        self.log.error("node_loop_died", loop=task.get_name(), error=repr(error))
+        self.failed.set()
 
     async def shutdown(self, deadline_s: float = 10.0) -> None:
         """Abort every live race (their partial results go to the outbox), then close sockets."""
@@ -400,39 +413,16 @@ class Node:
         seated = 0
         mirrors: list[RaceRoom] = []
         live: list[RaceRoom] = []  # running races whose racers' figures go to the mirror
-        live_every = self.settings.race.live_mirror_ms
         for race_id, room in list(self.rooms.items()):
-            race = room.race
-            race.advance(now)
-            room.flush_outgoing()
-            if race.version != room.mirrored_version:
-                room.mirrored_version = race.version
-                race.unmirrored_progress = False
-                room.roster_mirrored_at = now
-                mirrors.append(room)
-            # Live figures: ≈ 23 µs per write, ≈ 0.5 % of a core per 1,000 typing players at
-            # 1 s; not visible in node_capacity --quick at 2,000 (docs/PERFORMANCE.md).
-            elif race.unmirrored_progress and live_write_due(True, room.roster_mirrored_at, now, live_every):
-                race.unmirrored_progress = False
-                room.roster_mirrored_at = now
-                live.append(room)
-            # Inputs queue their race in the batcher; a start, a drop-out or the end does not,
-            # so the tick sends those (and the final frame before results, in order).
-            if race.dirty and race.started and (race.ended or not room.progress_queued):
-                room.broadcast_progress(now, FlushReason.TICK)
-            if room.ping_phase == ping_phase and not race.ended:
-                if race.state is RaceState.RUNNING:  # progress frames come: ride on the next one
-                    room.ask_ping(now, self._ping_ride_ms)
-                else:
-                    room.ping_all(now)
-            if room.ping_due_at is not None and now >= room.ping_due_at:
-                room.ping_all(now)  # nothing to ride on came
-            if race.ended and not room.finalized and room.removable_at is None:
-                room.removable_at = now + int(self.settings.race.finished_linger_s * 1000)
-                self._spawn_finalizer(room)
-            if room.finalized and room.removable_at is not None and now >= room.removable_at:
+            try:
+                keep = self._tick_room(room, now, ping_phase, mirrors, live)
+            except Exception:  # this race's fault: it is aborted, every other race goes on
+                self._race_faulted(room, "tick")
+                keep = True
+            if not keep:
                 del self.rooms[race_id]
                 continue
+            race = room.race
             counts[race.state] += 1
             if not race.ended:
                 seated += len(race.racers)
@@ -441,6 +431,72 @@ class Node:
             self.metrics.races.labels(state.value).set(n)
         self.metrics.publish()
         self.metrics.players.set(seated)
+
+
+    def _tick_room(
+        self, room: RaceRoom, now: int, ping_phase: int, mirrors: list[RaceRoom], live: list[RaceRoom]
+    ) -> bool:
+        """One race's share of the tick; False when the race is over and can be forgotten."""
+        race = room.race
+        if room.faulted:  # aborted after a fault: only its results and its removal are left
+            self._finalize_when_ended(room, now)
+            return not (room.finalized and room.removable_at is not None and now >= room.removable_at)
+        race.advance(now)
+        room.flush_outgoing()
+        if race.version != room.mirrored_version:
+            room.mirrored_version = race.version
+            race.unmirrored_progress = False
+            room.roster_mirrored_at = now
+            mirrors.append(room)
+        # Live figures: ≈ 23 µs per write, ≈ 0.5 % of a core per 1,000 typing players at
+        # 1 s; not visible in node_capacity --quick at 2,000 (docs/PERFORMANCE.md).
+        elif race.unmirrored_progress and live_write_due(
+            True, room.roster_mirrored_at, now, self.settings.race.live_mirror_ms
+        ):
+            race.unmirrored_progress = False
+            room.roster_mirrored_at = now
+            live.append(room)
+        # Inputs queue their race in the batcher; a start, a drop-out or the end does not,
+        # so the tick sends those (and the final frame before results, in order).
+        if race.dirty and race.started and (race.ended or not room.progress_queued):
+            room.broadcast_progress(now, FlushReason.TICK)
+        if room.ping_phase == ping_phase and not race.ended:
+            if race.state is RaceState.RUNNING:  # progress frames come: ride on the next one
+                room.ask_ping(now, self._ping_ride_ms)
+            else:
+                room.ping_all(now)
+        if room.ping_due_at is not None and now >= room.ping_due_at:
+            room.ping_all(now)  # nothing to ride on came
+        self._finalize_when_ended(room, now)
+        return not (room.finalized and room.removable_at is not None and now >= room.removable_at)
+
+    def _finalize_when_ended(self, room: RaceRoom, now: int) -> None:
+        if room.race.ended and not room.finalized and room.removable_at is None:
+            room.removable_at = now + int(self.settings.race.finished_linger_s * 1000)
+            self._spawn_finalizer(room)
+
+    def _race_faulted(self, room: RaceRoom, where: str) -> None:
+        """The server failed on this race (a bug, or state it cannot encode): log it with its id,
+        count it, abort the race so its results still reach the outbox, and let it end."""
+        race = room.race
+        self.metrics.faults.labels(where).inc()
+        self.log.exception("race_faulted", race_id=race.id, where=where, state=race.state.value)
+        if room.faulted:
+            return
+        room.faulted = True
+        try:
+            race.abort(now_ms(), FAULT_REASON)
+            race.outgoing.clear()  # whatever it had to say may be what failed; results follow
+        except Exception:  # not even that: drop the race, its players can race again elsewhere
+            self.log.exception("race_abort_failed", race_id=race.id)
+            self._drop_room(room)
+
+    def _drop_room(self, room: RaceRoom) -> None:
+        """Forget a race the node cannot end properly: its sockets close with 1011."""
+        room.finalized = True
+        room.removable_at = now_ms()
+        for conn in room.sockets():
+            conn.close(CloseCode.INTERNAL_ERROR, FAULT_REASON)
 
     async def _sync_redis(self, now: int, mirrors: list[RaceRoom], live: list[RaceRoom]) -> None:
         """One pipelined round trip per tick: race mirrors (whole, or the racers' live figures),
@@ -482,6 +538,20 @@ class Node:
 
     # ---- progress between ticks ------------------------------------------------------
 
+    def send_progress(self, room: RaceRoom, now: int, reason: FlushReason) -> None:
+        """The race's progress frame now; if the server fails on it, the race alone pays."""
+        try:
+            room.broadcast_progress(now, reason)
+        except Exception:
+            self._race_faulted(room, "progress")
+
+    def send_outgoing(self, room: RaceRoom) -> None:
+        """What the race has to say (a finish, a roster) now, contained like a progress frame."""
+        try:
+            room.flush_outgoing()
+        except Exception:
+            self._race_faulted(room, "outgoing")
+
     def progress_due(self, room: RaceRoom, now: int) -> None:
         """An input changed the race: its frame leaves when the batching window closes."""
         self.batcher.queue(room, now)
@@ -497,8 +567,8 @@ class Node:
             now = now_ms()
             for room in self.batcher.take_due(now):
                 race = room.race
-                if race.dirty and not race.ended:  # an ended race's last frame goes with the tick
-                    room.broadcast_progress(now, FlushReason.WINDOW)
+                if race.dirty and not race.ended and not room.faulted:  # ended: the tick sends it
+                    self.send_progress(room, now, FlushReason.WINDOW)
             if self._remote_watched:
                 await self._publish_relayed()
 
@@ -555,6 +625,14 @@ class Node:
         task.add_done_callback(self._finalizers.discard)
 
     async def _finalize(self, room: RaceRoom) -> None:
+        try:
+            await self._write_results(room)
+        except Exception:  # the record or the results could not be built: no race may linger
+            self.metrics.faults.labels("finalize").inc()
+            self.log.exception("race_finalize_failed", race_id=room.race.id)
+            self._drop_room(room)
+
+    async def _write_results(self, room: RaceRoom) -> None:
         """Outbox first, then results: a player never sees a result that could be lost."""
         race = room.race
         record = race.match_record()

@@ -30,6 +30,7 @@ class RaceRoom:
         self.players: dict[PlayerId, Connection] = {}
         self.spectators: set[Connection] = set()
         self.finalized = False  # outbox written and results sent
+        self.faulted = False  # the server failed on this race: it was aborted and only ends now
         self.removable_at: int | None = None
         self.remote_watched = False  # some other node relays this race to its spectators
         self.to_publish: list[bytes] = []  # msgpack frames for the pub/sub channel

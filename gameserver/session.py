@@ -107,9 +107,11 @@ class SocketSession:
         except ClosingError as exc:
             self._refuse(exc)
             return
-        except Exception:  # a bug must cost one message an error, not the socket or the node
+        except Exception:  # a bug costs this socket (the player resumes on a new one), not the node
             self.conn.log.exception("message_handler_failed", type=message.TYPE.value)
-            self._error(ErrorCode.INTERNAL, "the server failed on that message")
+            self.metrics.faults.labels("message").inc()
+            self.conn.send_error(ErrorCode.INTERNAL, "the server failed on that message")
+            self._close(CloseCode.INTERNAL_ERROR, "the server failed on that message")
             return
         if slow is not None:
             self._busy = asyncio.create_task(self._run_slow(slow), name="socket-slow-path")
@@ -269,11 +271,11 @@ class SocketSession:
         outcome = race.apply_input(conn.racer, inp.seq, inp.keys, inp.times, now)
         if race.dirty:
             if race.everyone_typed():  # the last room-mate of this send instant: no reason to wait
-                room.broadcast_progress(now, FlushReason.INSTANT)
+                self.node.send_progress(room, now, FlushReason.INSTANT)
             else:
                 self.node.progress_due(room, now)
         if outcome is InputOutcome.FINISHED:
-            room.flush_outgoing()
+            self.node.send_outgoing(room)
 
     def on_spectate(self, spectate: Spectate) -> Coroutine[Any, Any, None] | None:
         conn, node = self.conn, self.node

@@ -113,19 +113,26 @@ async def test_hello_timeout_closes_silent_sockets(node_factory: NodeFactory) ->
     await client.close()
 
 
-async def test_a_handler_bug_costs_one_error_not_the_socket(
+async def test_a_handler_bug_costs_that_socket_not_the_node(
     node: RunningNode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The failing socket gets an error and a 1011 close (its player resumes on a new socket,
+    from what the server holds); every other socket goes on."""
+
     def broken(self: SocketSession, message: object) -> None:
         raise KeyError("a bug")
 
-    race = await node.create_race(["ada"])
-    client = await hello(node, race["seats"][0]["player_token"])
+    race = await node.create_race(["ada", "bob"])
+    ada = await hello(node, race["seats"][0]["player_token"])
+    bob = await hello(node, race["seats"][1]["player_token"])
     monkeypatch.setattr(SocketSession, "on_spectate", broken)
-    await client.send(Spectate(race_id="whatever"))
-    err = await client.recv_until(Error)
+    await ada.send(Spectate(race_id="whatever"))
+    err = await ada.recv_until(Error)
     assert isinstance(err, Error) and err.code == ErrorCode.INTERNAL
-    await client.send(Ping(sent=5))  # the socket still works
-    pong = await client.recv_until(Pong)
+    assert await ada.wait_closed() == CloseCode.INTERNAL_ERROR
+    await bob.send(Ping(sent=5))  # the node still serves everyone else
+    pong = await bob.recv_until(Pong)
     assert isinstance(pong, Pong) and pong.echo == 5
-    await client.close()
+    assert node.node.metrics.faults.labels("message")._value.get() == 1
+    await ada.close()
+    await bob.close()
