@@ -118,7 +118,7 @@ class Node:
         self._ticker = asyncio.create_task(self._tick_loop(), name="node-ticker")
         self._flusher = asyncio.create_task(self._flush_loop(), name="node-flusher")
         self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="node-heartbeat")
-        for task in (self._ticker, self._flusher, self._heartbeat):
+        for task in (self._ticker, self._flusher, self._heartbeat, *self.relay.tasks):
             task.add_done_callback(self._loop_ended)
         self.log.info("node_started", url=self.settings.ws_url)
 
@@ -159,8 +159,9 @@ class Node:
 
     @property
     def loops_alive(self) -> bool:
-        """The ticker, the flusher and the heartbeat all run (``/readyz``)."""
-        return all(t is not None and not t.done() for t in (self._ticker, self._flusher, self._heartbeat))
+        """The ticker, the flusher, the heartbeat and the relay's loops all run (``/readyz``)."""
+        loops = (self._ticker, self._flusher, self._heartbeat)
+        return all(t is not None and not t.done() for t in loops) and self.relay.tasks_alive()
 
     def tasks_alive(self) -> list[asyncio.Task[None]]:
         """Background tasks still running (empty after ``stop``)."""

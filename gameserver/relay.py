@@ -52,6 +52,14 @@ class SpectatorRelay:
         self._tasks = []
         await self._pubsub.aclose()
 
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return list(self._tasks)
+
+    def tasks_alive(self) -> bool:
+        """Both loops run (the node's /readyz asks)."""
+        return bool(self._tasks) and not any(t.done() for t in self._tasks)
+
     def watched_races(self) -> int:
         return len(self._watchers)
 
@@ -76,7 +84,7 @@ class SpectatorRelay:
         while not self._stopping.is_set():
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
-            except (aioredis.ConnectionError, OSError) as exc:
+            except Exception as exc:  # Redis gone, or the client in a bad state: retry in a second
                 log.warning("relay_read_failed", error=str(exc))
                 await asyncio.sleep(1.0)
                 continue
@@ -85,7 +93,10 @@ class SpectatorRelay:
             channel = message["channel"]
             race_id = (channel.decode() if isinstance(channel, bytes) else channel).split("{", 1)[-1]
             race_id = race_id.split("}", 1)[0]
-            await self._deliver(race_id, message["data"])
+            try:
+                await self._deliver(race_id, message["data"])
+            except Exception:  # one bad frame costs that frame, never the relay
+                log.exception("relay_deliver_failed", race_id=race_id)
 
     async def _deliver(self, race_id: str, payload: bytes) -> None:
         conns = self._watchers.get(race_id)

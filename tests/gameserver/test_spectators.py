@@ -3,6 +3,10 @@
 import asyncio
 import random
 
+import redis.asyncio as aioredis
+
+from arena import keys
+from arena.codec import WireFormat
 from arena.protocol import (
     Error,
     ErrorCode,
@@ -82,3 +86,39 @@ async def test_a_local_spectator_and_unknown_races(node: RunningNode) -> None:
     err = await lost.recv_until(Error)
     assert isinstance(err, Error) and err.code == ErrorCode.RACE_NOT_FOUND
     await lost.close()
+
+
+async def test_a_garbage_frame_on_a_race_channel_costs_only_that_frame(
+    node_factory: NodeFactory, redis_url: str
+) -> None:
+    """The relay turns msgpack into JSON for a JSON spectator: a frame it cannot read is logged and
+    dropped, and the relay (and every race it carries) goes on."""
+    owner = await node_factory("node-a")
+    other = await node_factory("node-b")
+    race = await owner.create_race(["ada", "bob"], race_type="custom", custom_text=CUSTOM)
+    (a, _), (b, _) = [await seat(owner, s) for s in race["seats"]]
+    start_at = await wait_start(a)
+    await asyncio.sleep(0.2)
+    signer = TokenSigner(other.settings.secrets.token_secret)
+    token = signer.sign_player("pwatcher", "watcher", ttl_s=60, guest=True)  # type: ignore[arg-type]
+    watcher = await RawClient.connect(other.ws_url)
+    await watcher.send(Hello(token=token), WireFormat.JSON)
+    await watcher.recv_until(Welcome)
+    await watcher.send(Spectate(race_id=race["race_id"]), WireFormat.JSON)
+    await watcher.recv_until(Watching)
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        await redis.publish(keys.race_updates(race["race_id"]), b"\xc1 not msgpack")
+    finally:
+        await redis.aclose()
+    await asyncio.sleep(1.2)  # the owner learns the race is watched
+    rng = random.Random(5)
+    await asyncio.gather(
+        type_text(a, CUSTOM, start_at, human_times(len(CUSTOM), 1500, 60, rng)),
+        type_text(b, CUSTOM, start_at, human_times(len(CUSTOM), 1500, 70, rng)),
+    )
+    results = await watcher.recv_until(Results, timeout=10)
+    assert isinstance(results, Results) and results.state == "finished"
+    assert other.node.relay.tasks_alive()
+    for c in (a, b, watcher):
+        await c.close()
