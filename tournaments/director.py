@@ -188,7 +188,13 @@ class Director:
             self._swept_at = loop.time()
             await self._sweep_instant()
         for tid in await self.store.due(now_ms()):
-            await self._start(tid)
+            try:
+                await self._start(tid)
+            except NotLeader:
+                raise
+            except Exception:  # this tournament's fault: the others still start and step
+                self.metrics.faults.labels("start").inc()
+                self.log.exception("tournament_start_failed", tournament_id=tid)
         running = await self.store.running_ids()
         if not running:
             return
@@ -209,6 +215,7 @@ class Director:
                 except NotLeader:
                     pass
                 except Exception:
+                    self.metrics.faults.labels("step").inc()
                     self.log.exception("tournament_step_failed", tournament_id=t.id)
 
     async def _sweep_instant(self) -> None:

@@ -63,6 +63,12 @@ class DirectorMetrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0),
             registry=r,
         )
+        self.faults = Counter(
+            f"{_PREFIX}_director_faults_total",
+            "A tournament the director failed on (start or step); logged with its id, the others go on",
+            ["where"],
+            registry=r,
+        )
         self.conflicts = Counter(
             f"{_PREFIX}_write_conflicts_total",
             "Guarded writes refused (conflict, fenced)",

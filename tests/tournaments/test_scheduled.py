@@ -5,10 +5,12 @@ import json
 from typing import Any
 
 import aiohttp
+import pytest
 
 from arena.clock import now_ms
 from tests.conftest import NodeFactory
 from tests.tournaments.conftest import Client, DirectorFactory, play
+from tournaments.director import Director
 
 
 async def follow(client: Client, tid: str, into: list[dict[str, Any]], done: asyncio.Event) -> None:
@@ -77,3 +79,25 @@ async def test_too_few_players_cancels(client: Client, director_factory: Directo
     assert (await client.heat(t["id"], client.token("alone")))["status"] == "cancelled"
     finished = (await client.call("GET", "/v1/tournaments?status=finished")).ok()
     assert [x["id"] for x in finished["tournaments"]] == [t["id"]]
+
+
+async def test_a_tournament_the_director_fails_on_does_not_hold_up_the_others(
+    client: Client, director_factory: DirectorFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    director = await director_factory()
+    host = client.token("host")
+    doomed = await client.create(host, type="scheduled", starts_at=now_ms() + 300, max_players=8)
+    other = await client.create(host, type="scheduled", starts_at=now_ms() + 300, max_players=8)
+    original = Director._start
+
+    async def broken_for_one(self: Director, tid: str) -> None:
+        if tid == doomed["id"]:
+            raise KeyError("a bug in this tournament's start")
+        await original(self, tid)
+
+    monkeypatch.setattr(Director, "_start", broken_for_one)
+    (await client.register(other["id"], client.token("alone"))).ok(201)
+    cancelled = await client.wait_state(other["id"], {"cancelled"}, timeout_s=3)  # started, then too few
+    assert "1 players registered" in cancelled["reason"]
+    assert director.metrics.faults.labels("start")._value.get() >= 1
+    assert director.loops_alive
