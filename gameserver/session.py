@@ -140,8 +140,10 @@ class SocketSession:
             case Input():
                 self.on_input(message)
             case Pong(echo=echo):
-                if self.conn.racer is not None:
-                    self.conn.racer.observe_rtt(now_ms() - echo)
+                racer = self.conn.racer
+                if racer is None or not racer.round_trips.answer(echo, now_ms()):
+                    self.metrics.errors.labels(ErrorCode.BAD_MESSAGE.value).inc()
+                    self.conn.violation(ErrorCode.BAD_MESSAGE, "that pong answers no ping of ours")
             case Ping(sent=sent):
                 self.conn.send(Pong(echo=sent, time=now_ms()))
             case Hello():
@@ -235,6 +237,7 @@ class SocketSession:
                 input_offset_ms=race.input_offset_ms,
             )
         )
+        racer.round_trips.expect(now)
         conn.send(Ping(sent=now))  # a first round trip before the start
         room.flush_outgoing()
         if room.finalized:

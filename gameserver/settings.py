@@ -16,6 +16,7 @@ from arena.settings import (
     env_str,
 )
 from gameserver.fairplay import FairPlayLimits
+from gameserver.roundtrip import RoundTripLimits
 from gameserver.scoring import ScoringLimits
 
 
@@ -47,6 +48,9 @@ class RaceSettings:
     custom_limit_s_per_char: float = 0.6  # time limit of a custom race per character (100 cpm floor)
     max_finish_hold_ms: int = 1000  # a finish may claim to be at most this much before it arrived
     ping_interval_s: float = 3.0  # ARENA_RACE_PING_INTERVAL_S: server pings to measure latency
+    # ARENA_RACE_MAX_RTT_MS: the largest round trip latency compensation believes, so at most half
+    # of it comes off a judged finish; round trips are measured from the server's own pings only.
+    round_trips: RoundTripLimits = field(default_factory=RoundTripLimits)
     finished_linger_s: float = 30.0  # a finished race stays in memory this long for late resumes
 
     @property
@@ -82,6 +86,7 @@ class RaceSettings:
             custom_min_chars=env_int(env, "ARENA_RACE_CUSTOM_MIN_CHARS", d.custom_min_chars),
             custom_max_chars=env_int(env, "ARENA_RACE_CUSTOM_MAX_CHARS", d.custom_max_chars),
             ping_interval_s=env_float(env, "ARENA_RACE_PING_INTERVAL_S", d.ping_interval_s),
+            round_trips=RoundTripLimits(max_ms=env_int(env, "ARENA_RACE_MAX_RTT_MS", d.round_trips.max_ms)),
         )
 
 
