@@ -9,25 +9,16 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from arena import keys
-from arena.protocol import Hello, Join, Joined, Results, Start, Welcome
+from arena.protocol import Results, Start
 from arena.registry import NodeRegistry
 from gameserver.drain import until_exit
 from tests.conftest import ADMIN, NodeFactory, RunningNode, read_outbox, with_race
-from tests.gameserver.wsclient import RawClient
+from tests.gameserver.test_node_lifecycle import seated
 
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 # Races short enough for tests: a quick race lasts 2 s; a seat nobody takes is given up after 1.5 s.
 SHORT = with_race(quick_limit_s=2.0, countdown_s=0.5, wait_timeout_s=1.5)
 LONG = with_race(quick_limit_s=60.0, countdown_s=0.5)
-
-
-async def seated(node: RunningNode, seat: dict[str, str]) -> RawClient:
-    client = await RawClient.connect(node.ws_url)
-    await client.send(Hello(token=seat["player_token"]))
-    await client.recv_until(Welcome)
-    await client.send(Join(ticket=seat["ticket"]))
-    await client.recv_until(Joined)
-    return client
 
 
 async def admin(http: aiohttp.ClientSession, node: RunningNode, path: str, **kw: Any) -> tuple[int, Any]:
