@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import hmac
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from arena.bearer import CHALLENGE, admin_refusal
 from arena.clock import now_ms
 from arena.codec import load_json
 from arena.ids import PlayerId, new_player_id
@@ -75,11 +76,14 @@ def _json_error(status: int, code: str, reason: str) -> web.Response:
 
 
 def _require_admin(request: web.Request) -> None:
+    """Exactly ``Authorization: Bearer <ARENA_ADMIN_TOKEN>`` (``arena.bearer``), else a JSON 401."""
     expected = request.app[SETTINGS_KEY].secrets.admin_token
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    reason = admin_refusal(request.headers.get("Authorization"), expected)
+    if reason is not None:
         raise web.HTTPUnauthorized(
-            text='{"error":"unauthorized","reason":"admin token required"}', content_type="application/json"
+            text=json.dumps({"error": "unauthorized", "reason": reason}),
+            content_type="application/json",
+            headers={"WWW-Authenticate": CHALLENGE},
         )
 
 
