@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import signal
 import sys
 import tempfile
@@ -53,8 +54,8 @@ from simulators.swarm.saturation import Verdict, WorkerLoad, judge  # noqa: E402
 from simulators.swarm.stats import Percentiles, percentiles  # noqa: E402
 
 HOST = "127.0.0.1"
-ADMIN_TOKEN = "fanout-admin-token"
-TOKEN_SECRET = "fanout-token-secret-0123456789"
+ADMIN_TOKEN = secrets.token_urlsafe(32)  # strong, random: the nodes run as in production
+TOKEN_SECRET = secrets.token_urlsafe(32)
 RACE_SIZE = 5
 READY_TIMEOUT_S = 30.0
 _PROGRESS_T = b"\xa1t\xa8progress"  # msgpack of "t": "progress", right after the map header

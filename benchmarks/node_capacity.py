@@ -40,6 +40,7 @@ import math
 import os
 import platform
 import resource
+import secrets
 import shutil
 import signal
 import subprocess
@@ -78,8 +79,9 @@ P99_LIMIT_MS = 100.0
 GEN_CPU_LIMIT = 85.0  # % of one core
 GEN_LAG_LIMIT_MS = 20.0
 GEN_SEND_RATIO = 0.97  # sent at least this share of the inputs due, or the generator fell behind
-ADMIN_TOKEN = "bench-admin-token"
-TOKEN_SECRET = "bench-token-secret-0123456789"
+# Strong, random ones: the benchmark's nodes run as in production (ARENA_ENV unset).
+ADMIN_TOKEN = secrets.token_urlsafe(32)
+TOKEN_SECRET = secrets.token_urlsafe(32)
 HOST = "127.0.0.1"
 NODE_READY_TIMEOUT_S = 30.0
 NODE_STOP_TIMEOUT_S = 15.0
@@ -245,6 +247,7 @@ def bench_node_env(
     """A benchmark node's environment: on loopback, with room for ``players`` and a quick stop."""
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
+    env.pop("ARENA_ENV", None)  # production, as measured: the secrets given are strong
     env |= {
         "ARENA_REDIS_URL": redis_url,
         "ARENA_NODE_ID": node_id,

@@ -20,7 +20,7 @@ import uvloop
 from aiohttp import web
 
 from arena.logs import configure_logging
-from arena.settings import environ
+from arena.startup import load_settings
 from gameserver.app import NODE_KEY, build_app
 from gameserver.drain import until_exit
 from gameserver.settings import NodeSettings
@@ -57,7 +57,7 @@ async def serve(settings: NodeSettings) -> None:
 
 
 def main() -> None:
-    settings = NodeSettings.from_env(environ())
+    settings = load_settings(NodeSettings.from_env)
     configure_logging(settings.log)
     uvloop.run(serve(settings))
 

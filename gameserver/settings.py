@@ -11,6 +11,7 @@ from arena.settings import (
     LogSettings,
     RedisSettings,
     SecretSettings,
+    SettingsError,
     env_float,
     env_int,
     env_str,

@@ -4,6 +4,7 @@ Each server starts the first time a test asks for it and stops at the end of
 the session; tests that never ask start nothing.
 """
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -23,6 +24,9 @@ from gameserver.node import Node
 from gameserver.settings import LimitSettings, NodeSettings, RaceSettings
 from ops.services import KafkaBroker, PostgresServer, RedisServer, free_port
 
+# The processes tests start (python -m gameserver, lobby, ...) inherit this: their short test
+# secrets are development secrets. Tests of production mode set ARENA_ENV=production themselves.
+os.environ["ARENA_ENV"] = "development"
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
