@@ -32,6 +32,12 @@ def env_int(env: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def env_optional_int(env: Mapping[str, str], name: str) -> int | None:
+    """An integer, or None when unset or empty (the setting's default is derived from others)."""
+    raw = env.get(name)
+    return None if raw is None or raw == "" else env_int(env, name, 0)
+
+
 def env_float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw is None or raw == "":

@@ -245,7 +245,7 @@ async def run(args: argparse.Namespace, redis: RedisServer, work: Path) -> Resul
         for node in nodes.values():
             await node.wait_ready(READY_TIMEOUT_S)
         seats: list[RaceSeats] = []
-        async with AdminClient(nodes["a"].http_url, ADMIN_TOKEN, race_type="marathon") as admin:
+        async with AdminClient(nodes["a"].admin_url, ADMIN_TOKEN, race_type="marathon") as admin:
 
             async def make_race(index: int) -> RaceSeats:
                 race = await admin.create_race([f"p{index}-{j}" for j in range(RACE_SIZE)])

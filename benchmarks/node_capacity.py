@@ -100,11 +100,18 @@ class NodeProcess:
         self.core = core
         self.log_path = log_path
         self.port = int(env["ARENA_NODE_PORT"])
+        self.admin_port = int(env["ARENA_NODE_ADMIN_PORT"])
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def http_url(self) -> str:
+        """The players' listener (/ws, /healthz, /readyz)."""
         return f"http://{HOST}:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        """The admin listener (/admin/*, /metrics)."""
+        return f"http://{HOST}:{self.admin_port}"
 
     @property
     def pid(self) -> int:
@@ -253,6 +260,7 @@ def bench_node_env(
         "ARENA_NODE_ID": node_id,
         "ARENA_NODE_HOST": HOST,
         "ARENA_NODE_PORT": str(port),
+        "ARENA_NODE_ADMIN_PORT": str(free_port()),  # the admin listener: races, drain, /metrics
         "ARENA_ADMIN_TOKEN": admin_token,
         "ARENA_TOKEN_SECRET": token_secret,
         "ARENA_MAX_CONNECTIONS": str(players + 1000),
@@ -415,7 +423,7 @@ async def run_step(
         await node.wait_ready(NODE_READY_TIMEOUT_S)
         result.node_idle_rss_mb = process_rss_mb(node.pid)
         sizes = race_sizes(players)
-        async with AdminClient(node.http_url, ADMIN_TOKEN, race_type=args.race_type) as admin:
+        async with AdminClient(node.admin_url, ADMIN_TOKEN, race_type=args.race_type) as admin:
 
             async def make_race(index: int) -> RaceSeats:
                 return await admin.create_race([f"p{index}-{j}" for j in range(sizes[index])])

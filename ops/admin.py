@@ -94,7 +94,7 @@ async def drain(
             raise AdminError(f"node {node_id} is not in the registry (dead or never started)")
         headers = {"Authorization": f"Bearer {admin_token}"}
         async with aiohttp.ClientSession(headers=headers) as http:
-            body = await _call(http, "POST", f"{node.http_url}/admin/drain", {"exit": exit_after})
+            body = await _call(http, "POST", f"{node.admin_url}/admin/drain", {"exit": exit_after})
             report: dict[str, Any] = body["drain"]
             started_at = report["started_at"]
             ends_in_s = _ends_in_s(body)
@@ -121,7 +121,7 @@ async def drain(
                     return EXIT_TIMEOUT
                 await asyncio.sleep(poll_s)
                 try:
-                    body = await _call(http, "GET", f"{node.http_url}/admin/status")
+                    body = await _call(http, "GET", f"{node.admin_url}/admin/status")
                 except AdminError:  # gone? it exited (asked to, or signalled) or died; else retry
                     final = await _final_report(registry, redis, node_id, started_at)
                     if final is not None:
@@ -184,7 +184,7 @@ async def undrain(redis_url: str, admin_token: str, node_id: str, *, out: TextIO
         raise AdminError(f"node {node_id} is not in the registry (dead or never started)")
     headers = {"Authorization": f"Bearer {admin_token}"}
     async with aiohttp.ClientSession(headers=headers) as http:
-        body = await _call(http, "POST", f"{node.http_url}/admin/undrain")
+        body = await _call(http, "POST", f"{node.admin_url}/admin/undrain")
     print(f"{node_id} is back in service ({body['state']}): {body['races']} races", file=out)
     return 0
 

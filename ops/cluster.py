@@ -67,6 +67,8 @@ PORT_OFFSETS = {
     "redis": 6,
     "postgres": 7,
     "kafka": 8,
+    "node-1-admin": 9,  # the nodes' admin listeners (/admin/*, /metrics)
+    "node-2-admin": 10,
 }
 # Stop stages, in order: nothing new is placed, no new tickets, no races, results persisted.
 STAGE_PLACERS = 0  # house bots, racing bots, matchmaker, tournament director
@@ -231,6 +233,7 @@ class Cluster:
     house_per_queue: int = 4  # max_players - 1: with one person, a full race at once
     port_base: int = 0  # 0: free ports; else fixed ones from here (ClusterSettings.port_base)
     node_ports: list[int] = field(default_factory=lambda: [free_port(), free_port()])
+    node_admin_ports: list[int] = field(default_factory=lambda: [free_port(), free_port()])
     ports: dict[str, int] = field(
         default_factory=lambda: {
             name: free_port() for name in ("lobby", "matchmaker", "persistence", "tournaments")
@@ -248,6 +251,7 @@ class Cluster:
         if self.port_base:
             fixed = fixed_ports(self.port_base)
             self.node_ports = [fixed["node-1"], fixed["node-2"]]
+            self.node_admin_ports = [fixed["node-1-admin"], fixed["node-2-admin"]]
             self.ports = {name: fixed[name] for name in self.ports}
             self.service_ports = {name: fixed[name] for name in self.service_ports}
 
@@ -294,8 +298,13 @@ class Cluster:
         """Two nodes, a matchmaker, the lobby, persistence, and bots (in start order)."""
         py = sys.executable
         procs = []
-        for i, port in enumerate(self.node_ports, start=1):
-            node_env = env | {"ARENA_NODE_ID": f"node-{i}", "ARENA_NODE_PORT": str(port)}
+        listeners = zip(self.node_ports, self.node_admin_ports, strict=True)  # players', admin
+        for i, (port, admin_port) in enumerate(listeners, start=1):
+            node_env = env | {
+                "ARENA_NODE_ID": f"node-{i}",
+                "ARENA_NODE_PORT": str(port),
+                "ARENA_NODE_ADMIN_PORT": str(admin_port),
+            }
             argv, log_path = [py, "-m", "gameserver"], logs / f"node-{i}.log"
             procs.append(Supervised(f"node-{i}", argv, node_env, log_path, stage=STAGE_NODES))
         stages = {"lobby": STAGE_LOBBY, "persistence": STAGE_PERSISTENCE}
@@ -304,7 +313,8 @@ class Cluster:
             stage = stages.get(name, STAGE_PLACERS)
             procs.append(Supervised(name, [py, "-m", name], proc_env, logs / f"{name}.log", stage=stage))
         if self.bots:
-            nodes = [arg for port in self.node_ports for arg in ("--node", f"http://127.0.0.1:{port}")]
+            # Races are created on the nodes' admin listeners.
+            nodes = [arg for port in self.node_admin_ports for arg in ("--node", f"http://127.0.0.1:{port}")]
             bots_argv = [
                 py, "-m", "simulators", *nodes,  # a draining node's races go to the other one
                 "--bots", str(self.bots), "--timeout", "180",  # the admin token: ARENA_ADMIN_TOKEN
@@ -348,8 +358,8 @@ class Cluster:
     def _print_banner(self, redis_url: str, dsn: str, bootstrap: str, logs: Path) -> None:
         ports = "" if self.port_base else FREE_PORTS_HINT
         nodes = "\n".join(
-            f"  node-{i}      ws://127.0.0.1:{port}/ws  (metrics http://127.0.0.1:{port}/metrics)"
-            for i, port in enumerate(self.node_ports, start=1)
+            f"  node-{i}      ws://127.0.0.1:{port}/ws  (admin and metrics http://127.0.0.1:{admin}/metrics)"
+            for i, (port, admin) in enumerate(zip(self.node_ports, self.node_admin_ports, strict=True), 1)
         )
         print(
             "\nTypogram Arena is running (Ctrl-C stops everything, in order, in a few seconds)\n"

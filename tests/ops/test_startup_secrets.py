@@ -1,8 +1,10 @@
 """Outside development every process refuses to start without usable secrets: one error line
-naming the variable, exit 2, no traceback, and nothing served."""
+naming the variable, exit 2, no traceback, and nothing served. Likewise a node that cannot
+listen where its admin listener should (exit 1)."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +79,23 @@ def test_ops_admin_refuses_to_send_an_unusable_admin_token(command: list[str]) -
         )  # fmt: skip
         assert run.returncode == 2, (run.returncode, run.stderr)
         assert run.stderr.splitlines() == [run.stderr.strip()] and run.stderr.startswith(f"error: {problem}")
+
+
+def test_a_node_whose_admin_port_is_taken_exits_with_one_line() -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        env = production_env(
+            ARENA_TOKEN_SECRET=SECRET,
+            ARENA_ADMIN_TOKEN=ADMIN,
+            ARENA_NODE_PORT=str(free_port()),
+            ARENA_NODE_ADMIN_PORT=str(squatter.getsockname()[1]),
+        )
+        run = subprocess.run(
+            [sys.executable, "-m", "gameserver"], env=env, cwd=ROOT, capture_output=True, text=True,
+            timeout=30,
+        )  # fmt: skip
+    assert run.returncode == 1, run.stderr
+    (line,) = run.stderr.splitlines()
+    event = json.loads(line)
+    assert event["event"] == "listen_failed" and "ARENA_NODE_ADMIN_PORT" in event["error"], event
