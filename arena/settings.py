@@ -111,6 +111,7 @@ DEV_TOKEN_SECRET = b"dev-secret-change-me-please"
 DEV_ADMIN_TOKEN = "dev-admin-token"
 TOKEN_SECRET_MIN_BYTES = 32  # outside development: an HMAC-SHA256 key of at least 256 bits
 ADMIN_TOKEN_MIN_CHARS = 24
+DEV_TOKEN_SECRET_MIN_BYTES = 16  # what arena.tokens.TokenSigner takes at all
 _MAKE_ONE = "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
@@ -139,6 +140,11 @@ class SecretSettings:
         admin = env.get("ARENA_ADMIN_TOKEN", "")
         if token_secret and production:
             check_token_secret(secret.encode())
+        elif token_secret and secret and len(secret.encode()) < DEV_TOKEN_SECRET_MIN_BYTES:
+            raise SettingsError(
+                f"ARENA_TOKEN_SECRET is {len(secret.encode())} bytes: even in development it needs "
+                f"{DEV_TOKEN_SECRET_MIN_BYTES} (unset, the development default is used)"
+            )
         if admin_token and admin and not is_token68(admin):
             raise SettingsError(
                 "ARENA_ADMIN_TOKEN must be one bearer token68 word (letters, digits, -._~+/ then optional "

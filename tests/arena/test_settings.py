@@ -90,6 +90,9 @@ def test_development_allows_the_defaults_but_not_an_unsendable_token() -> None:
     assert SecretSettings.from_env(dev | {"ARENA_ADMIN_TOKEN": "short"}).admin_token == "short"
     with pytest.raises(SettingsError, match="ARENA_ADMIN_TOKEN must be one bearer token68 word"):
         SecretSettings.from_env(dev | {"ARENA_ADMIN_TOKEN": "two words"})
+    assert SecretSettings.from_env(dev | {"ARENA_TOKEN_SECRET": "s" * 16}).token_secret == b"s" * 16
+    with pytest.raises(SettingsError, match="ARENA_TOKEN_SECRET is 15 bytes: even in development"):
+        SecretSettings.from_env(dev | {"ARENA_TOKEN_SECRET": "s" * 15})  # TokenSigner would refuse it
 
 
 def test_settings_built_directly_are_not_checked() -> None:
