@@ -47,6 +47,9 @@ def production_env(**extra: str) -> dict[str, str]:
         # persistence reads no secret; a bad setting of its own ends the same way
         (["persistence"], {"ARENA_PERSIST_PORT": "eighty"}, "ARENA_PERSIST_PORT must be an integer"),
         (["gameserver"], {"ARENA_ENV": "prod"}, "ARENA_ENV must be 'production'"),
+        # a section's own ValueError ends the same way, in development too
+        (["gameserver"], {"ARENA_ENV": "development", "ARENA_RACE_INPUT_CADENCE_MS": "5000"},
+         "ARENA_RACE_INPUT_CADENCE_MS must be between"),
     ],
     ids=lambda v: "-".join(v) if isinstance(v, list) else None,
 )  # fmt: skip
