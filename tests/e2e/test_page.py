@@ -330,7 +330,7 @@ async def test_live_races_show_progress_and_wpm(cluster: RunningLobby, browser: 
     auth = {"Authorization": f"Bearer {ADMIN}"}
     async with aiohttp.ClientSession() as http:
         body = {"race_type": "quick", "players": [{"name": ODD_NAME}, {"name": "amy"}]}
-        resp = await http.post(f"{node.http_url}/admin/races", json=body, headers=auth)
+        resp = await http.post(f"{node.admin_url}/admin/races", json=body, headers=auth)
         race = await resp.json()
         assert resp.status == 201, race
         race_id = race["race_id"]
