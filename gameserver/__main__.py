@@ -20,7 +20,8 @@ import uvloop
 from aiohttp import web
 
 from arena.logs import configure_logging
-from arena.settings import environ
+from arena.startup import load_settings
+from gameserver.admin import ListenError
 from gameserver.app import NODE_KEY, build_app
 from gameserver.drain import until_exit
 from gameserver.settings import NodeSettings
@@ -39,7 +40,8 @@ async def serve(settings: NodeSettings) -> None:
     gc.set_threshold(50_000, 20, 100)
     node = runner.app[NODE_KEY]
     node.metrics.watch_gc()
-    log.info("gameserver_listening", node_id=settings.node_id, url=settings.ws_url)
+    admin_url = node.settings.admin_url  # the admin listener's (gameserver.admin)
+    log.info("gameserver_listening", node_id=settings.node_id, url=settings.ws_url, admin_url=admin_url)
     signals = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -57,9 +59,13 @@ async def serve(settings: NodeSettings) -> None:
 
 
 def main() -> None:
-    settings = NodeSettings.from_env(environ())
+    settings = load_settings(NodeSettings.from_env)
     configure_logging(settings.log)
-    uvloop.run(serve(settings))
+    try:
+        uvloop.run(serve(settings))
+    except ListenError as exc:  # the admin listener's address is taken or not ours
+        log.error("listen_failed", error=str(exc))
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

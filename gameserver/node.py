@@ -184,6 +184,7 @@ class Node:
             node_id=s.node_id,
             url=s.ws_url,
             http_url=s.http_url,
+            admin_url=s.admin_url,
             region=s.region,
             capacity=s.capacity,
             players=self.players_seated() + self.seats_reserved(),

@@ -11,8 +11,10 @@ from arena.settings import (
     LogSettings,
     RedisSettings,
     SecretSettings,
+    SettingsError,
     env_float,
     env_int,
+    env_optional_int,
     env_str,
 )
 from gameserver.fairplay import FairPlayLimits
@@ -120,13 +122,30 @@ class LimitSettings:
         )
 
 
+ADMIN_PORT_OFFSET = 1000  # the admin listener's default port: the players' port + this
+
+
 @dataclass(frozen=True, slots=True)
 class NodeSettings:
     node_id: NodeId = NodeId(socket.gethostname())  # ARENA_NODE_ID
+    # The players' listener: /ws, and /healthz and /readyz (where a load balancer or a kubelet
+    # probe looks). Nothing else: /admin/* and /metrics answer 404 here.
     host: str = "127.0.0.1"  # ARENA_NODE_HOST: listen address
     port: int = 8100  # ARENA_NODE_PORT
     public_url: str = ""  # ARENA_NODE_PUBLIC_URL: ws URL players use; default ws://host:port/ws
-    http_public_url: str = ""  # ARENA_NODE_HTTP_URL: admin/control URL; default http://host:port
+    http_public_url: str = ""  # ARENA_NODE_HTTP_URL: the players' listener over HTTP; default http://host:port
+    # The admin listener: /admin/* (admin bearer token), /metrics, /healthz, /readyz. Internal:
+    # never published to players (no Service, Ingress or nginx route to it).
+    # ARENA_NODE_ADMIN_HOST: its address; loopback by default. In a pod, the pod IP (or 0.0.0.0)
+    # with a NetworkPolicy that admits only matchmakers, the lobby, the director, operators and
+    # Prometheus.
+    admin_host: str = "127.0.0.1"
+    # ARENA_NODE_ADMIN_PORT: unset = ARENA_NODE_PORT + 1000 (9100 by default); 0 = a free port
+    # picked at start (the registry carries the one bound; tests).
+    admin_port: int | None = None
+    # ARENA_NODE_ADMIN_URL: how matchmakers, the lobby, the director and ops.admin reach the admin
+    # listener (published in the registry); default http://admin_host:admin port.
+    admin_public_url: str = ""
     region: str = "local"  # ARENA_NODE_REGION
     heartbeat_s: float = 1.0  # ARENA_NODE_HEARTBEAT_S: registry heartbeat; dead after 3 missed
     capacity: int = 10000  # ARENA_NODE_CAPACITY: players this node accepts
@@ -155,6 +174,24 @@ class NodeSettings:
     def http_url(self) -> str:
         return self.http_public_url or f"http://{self.host}:{self.port}"
 
+    @property
+    def admin_listen_port(self) -> int:
+        """The admin listener's port: ``admin_port``, else the players' port + 1000 (0: any free one)."""
+        return self.port + ADMIN_PORT_OFFSET if self.admin_port is None else self.admin_port
+
+    @property
+    def admin_url(self) -> str:
+        return self.admin_public_url or f"http://{self.admin_host}:{self.admin_listen_port}"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.admin_listen_port <= 65535:
+            raise SettingsError(
+                f"ARENA_NODE_ADMIN_PORT must be 0 to 65535 (unset: ARENA_NODE_PORT + {ADMIN_PORT_OFFSET}, "
+                f"here {self.admin_listen_port}: set it)"
+            )
+        if self.admin_listen_port == self.port != 0:
+            raise SettingsError("ARENA_NODE_ADMIN_PORT must differ from ARENA_NODE_PORT (players' listener)")
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> NodeSettings:
         d = cls()
@@ -164,6 +201,9 @@ class NodeSettings:
             port=env_int(env, "ARENA_NODE_PORT", d.port),
             public_url=env_str(env, "ARENA_NODE_PUBLIC_URL", d.public_url),
             http_public_url=env_str(env, "ARENA_NODE_HTTP_URL", d.http_public_url),
+            admin_host=env_str(env, "ARENA_NODE_ADMIN_HOST", d.admin_host),
+            admin_port=env_optional_int(env, "ARENA_NODE_ADMIN_PORT"),
+            admin_public_url=env_str(env, "ARENA_NODE_ADMIN_URL", d.admin_public_url),
             region=env_str(env, "ARENA_NODE_REGION", d.region),
             heartbeat_s=env_float(env, "ARENA_NODE_HEARTBEAT_S", d.heartbeat_s),
             capacity=env_int(env, "ARENA_NODE_CAPACITY", d.capacity),

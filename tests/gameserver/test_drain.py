@@ -23,7 +23,7 @@ LONG = with_race(quick_limit_s=60.0, countdown_s=0.5)
 
 async def admin(http: aiohttp.ClientSession, node: RunningNode, path: str, **kw: Any) -> tuple[int, Any]:
     method = "GET" if path == "/admin/status" else "POST"
-    async with http.request(method, f"{node.http_url}{path}", headers=AUTH, **kw) as resp:
+    async with http.request(method, f"{node.admin_url}{path}", headers=AUTH, **kw) as resp:
         return resp.status, await resp.json()
 
 
@@ -85,7 +85,7 @@ async def test_undrain_returns_the_node_to_service(node_factory: NodeFactory, re
         assert (await http.get(f"{node.http_url}/readyz")).status == 200
         assert (await admin(http, node, "/admin/races", json={"players": [{"name": "x"}]}))[0] == 201
         assert (await admin(http, node, "/admin/undrain"))[0] == 200  # not draining: nothing to undo
-        metrics = await (await http.get(f"{node.http_url}/metrics")).text()
+        metrics = await (await http.get(f"{node.admin_url}/metrics")).text()
     assert "arena_gameserver_draining 0.0" in metrics
     await redis.aclose()
 
@@ -96,7 +96,7 @@ async def test_undrain_of_an_exiting_node_is_refused(node: RunningNode) -> None:
             status, body = await admin(http, node, "/admin/drain", data=data)
             assert (status, body["error"]) == (400, code), data
         assert not node.node.draining  # a bad request changes nothing
-        async with http.post(f"{node.http_url}/admin/undrain") as resp:
+        async with http.post(f"{node.admin_url}/admin/undrain") as resp:
             assert resp.status == 401
         status, body = await admin(http, node, "/admin/drain", json={"exit": True})
         assert status == 202 and body["exiting"] is True
