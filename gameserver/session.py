@@ -59,6 +59,7 @@ class SocketSession:
             conn.limits.hello_timeout_s, self._hello_expired
         )
         conn.on_message = self.on_frame
+        conn.on_rate_limited = self._rate_limited
 
     async def run(self) -> None:
         """Serve until the socket is gone, then leave the race or stop watching."""
@@ -79,13 +80,14 @@ class SocketSession:
         if self.conn.player is None:
             self._close(CloseCode.HELLO_TIMEOUT, "no hello in time")
 
+    def _rate_limited(self) -> None:
+        """A frame over the message rate (the connection dropped it)."""
+        self.metrics.errors.labels(ErrorCode.RATE_LIMITED.value).inc()
+        if self.conn.violation(ErrorCode.RATE_LIMITED, "too many messages"):
+            self.metrics.closes.labels(str(int(CloseCode.FLOOD))).inc()
+
     def on_frame(self, is_text: bool, data: bytes | str) -> None:
-        conn = self.conn
-        if not conn.bucket.take():
-            self.metrics.errors.labels(ErrorCode.RATE_LIMITED.value).inc()
-            if conn.violation(ErrorCode.RATE_LIMITED, "too many messages"):
-                self.metrics.closes.labels(str(int(CloseCode.FLOOD))).inc()
-            return
+        """A data message the rate limit admitted (``Connection`` counts every frame)."""
         if self._busy is not None:
             self._backlog.append((is_text, data))
             return
