@@ -24,6 +24,7 @@ from arena.startup import load_settings
 from gameserver.admin import ListenError
 from gameserver.app import NODE_KEY, build_app
 from gameserver.drain import until_exit
+from gameserver.listener import NodeSite
 from gameserver.settings import NodeSettings
 
 log = structlog.get_logger(__name__)
@@ -32,7 +33,7 @@ log = structlog.get_logger(__name__)
 async def serve(settings: NodeSettings) -> None:
     runner = web.AppRunner(build_app(settings), handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=4096, reuse_address=True)
+    site = NodeSite(runner, settings.host, settings.port, backlog=4096, reuse_address=True)
     await site.start()
     # Everything allocated at start-up lives as long as the process: keep the collector off it,
     # and collect the young generation less often (the notes measured 100+ ms pauses otherwise).

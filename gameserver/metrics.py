@@ -33,6 +33,18 @@ class NodeMetrics:
     def __post_init__(self) -> None:
         r = self.registry
         self.connections = Gauge(f"{_PREFIX}_connections", "Open WebSocket connections", registry=r)
+        self.open_connections = Gauge(
+            f"{_PREFIX}_listener_connections",
+            "Open TCP connections of the listener, whatever their state (HTTP, upgrading, WebSocket)",
+            registry=r,
+        )
+        self.connections_refused = Counter(
+            f"{_PREFIX}_connections_refused_total",
+            "Connections refused or cut by the listener: accept (past the spare room), upgrade (503 past "
+            "ARENA_MAX_CONNECTIONS), body_timeout (408)",
+            ["reason"],
+            registry=r,
+        )
         self.races = Gauge(f"{_PREFIX}_races", "Races on this node by state", ["state"], registry=r)
         self.players = Gauge(f"{_PREFIX}_players", "Players seated in live races", registry=r)
         self.messages_in = Counter(

@@ -31,6 +31,7 @@ from arena.protocol import (
 )
 from arena.tokens import TokenError
 from gameserver.connection import ClosingError, Connection, check_keys
+from gameserver.listener import GATE_KEY
 from gameserver.metrics import FlushReason
 from gameserver.node import Node
 from gameserver.race import InputOutcome, SeatError
@@ -363,7 +364,8 @@ class SocketSession:
 
 async def websocket_handler(request: web.Request, node: Node) -> web.StreamResponse:
     limits = node.settings.limits
-    if node.connection_count >= limits.max_connections:
+    # Every open connection counts (half requests and upgrades in progress too), this one included.
+    if not request.app[GATE_KEY].upgrade_allowed(node.connection_count):
         return web.json_response({"error": "node_full", "reason": "too many connections"}, status=503)
     # No compression (frames are pre-built and tiny) and no aiohttp heartbeat: after the
     # upgrade the node reads and writes the socket itself (gameserver.connection).
@@ -374,7 +376,8 @@ async def websocket_handler(request: web.Request, node: Node) -> web.StreamRespo
         return ws
     conn = Connection(limits)
     # uvloop's transports are not asyncio.Transport subclasses: take it as aiohttp gives it.
-    conn.take_over(transport, request.protocol)
+    # Hand the socket back at the end to whichever protocol had it (the listener's counter).
+    conn.take_over(transport, transport.get_protocol())
     session = SocketSession(node, conn)
     node.add_socket(conn)
     try:

@@ -100,10 +100,27 @@ class LimitSettings:
     max_keys_per_msg: int = 64  # ARENA_MAX_KEYS_PER_MSG
     max_violations: int = 10  # ARENA_MAX_VIOLATIONS: bad or rate-limited messages before a close
     hello_timeout_s: float = 10.0  # ARENA_HELLO_TIMEOUT_S: a socket must say hello within this
-    max_connections: int = 20000  # ARENA_MAX_CONNECTIONS: further sockets are refused with 503
+    # ARENA_MAX_CONNECTIONS: open TCP connections of any kind (an HTTP request or upgrade in progress,
+    # a socket before or after hello); a WebSocket upgrade past it gets 503 (see gameserver.listener).
+    max_connections: int = 20000
     keepalive_s: float = 30.0  # ARENA_KEEPALIVE_S: a silent socket is pinged, and dropped after twice this
     max_send_buffer_bytes: int = 1 << 20  # ARENA_MAX_SEND_BUFFER_BYTES: a reader this far behind is dropped
     close_timeout_s: float = 2.0  # ARENA_CLOSE_TIMEOUT_S: wait this long for the client's close reply
+    # ARENA_REQUEST_HEAD_TIMEOUT_S: an HTTP connection must deliver a whole request head (request line
+    # and headers) within this of opening or of its previous response, else it is closed; so is an idle
+    # keep-alive connection. Above the 15 s keep-alive of aiohttp clients (the matchmaker's), so they
+    # always give up an idle connection first and never send on one being closed.
+    request_head_timeout_s: float = 20.0
+    # ARENA_REQUEST_BODY_TIMEOUT_S: a request body must arrive within this of its head (408, closed).
+    request_body_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name, value in (
+            ("ARENA_REQUEST_HEAD_TIMEOUT_S", self.request_head_timeout_s),
+            ("ARENA_REQUEST_BODY_TIMEOUT_S", self.request_body_timeout_s),
+        ):
+            if not 0.05 <= value <= 300:
+                raise ValueError(f"{name} must be between 0.05 and 300 seconds")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> LimitSettings:
@@ -119,6 +136,8 @@ class LimitSettings:
             keepalive_s=env_float(env, "ARENA_KEEPALIVE_S", d.keepalive_s),
             max_send_buffer_bytes=env_int(env, "ARENA_MAX_SEND_BUFFER_BYTES", d.max_send_buffer_bytes),
             close_timeout_s=env_float(env, "ARENA_CLOSE_TIMEOUT_S", d.close_timeout_s),
+            request_head_timeout_s=env_float(env, "ARENA_REQUEST_HEAD_TIMEOUT_S", d.request_head_timeout_s),
+            request_body_timeout_s=env_float(env, "ARENA_REQUEST_BODY_TIMEOUT_S", d.request_body_timeout_s),
         )
 
 

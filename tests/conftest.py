@@ -20,6 +20,7 @@ from arena.ids import NodeId
 from arena.results import MatchRecord
 from arena.settings import RedisSettings, SecretSettings
 from gameserver.app import NODE_KEY, build_app
+from gameserver.listener import NodeSite
 from gameserver.node import Node
 from gameserver.settings import LimitSettings, NodeSettings, RaceSettings
 from ops.services import KafkaBroker, PostgresServer, RedisServer, free_port
@@ -126,7 +127,7 @@ async def node_factory(redis_url: str) -> AsyncIterator[NodeFactory]:
         )
         runner = web.AppRunner(build_app(settings), handle_signals=False)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await NodeSite(runner, "127.0.0.1", port).start()
         runners.append(runner)
         return RunningNode(settings, runner)
 
