@@ -14,6 +14,7 @@ from gameserver.listener import GATE_KEY
 from gameserver.settings import LimitSettings
 from tests.conftest import ADMIN, NodeFactory, RunningNode
 from tests.gameserver.test_framing import RawSocket
+from tests.gameserver.test_wsproto import client_frame
 
 HALF_REQUEST = b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websock"
 
@@ -146,3 +147,12 @@ async def test_an_idle_keep_alive_connection_is_closed_after_the_head_deadline(
     answer = await asyncio.wait_for(reader.read(), 5)  # served, then closed when idle past the deadline
     assert answer.startswith(b"HTTP/1.1 200")
     writer.close()
+
+
+async def test_the_head_deadline_does_not_touch_an_upgraded_socket(node_factory: NodeFactory) -> None:
+    node = await node_factory(limits=LimitSettings(request_head_timeout_s=0.2, hello_timeout_s=60))
+    sock = await RawSocket.open(node)
+    await asyncio.sleep(0.6)
+    sock.send(client_frame(0x9, b"still there?"))
+    assert await sock.frame() == (0xA, b"still there?")
+    sock.shut()
