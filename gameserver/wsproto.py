@@ -171,7 +171,9 @@ class FrameReader:
                 raise FrameError(WsClose.PROTOCOL_ERROR, "length not in its shortest form (RFC 6455 5.2)")
         if opcode >= Opcode.CLOSE and (length > 125 or not fin):
             raise FrameError(WsClose.PROTOCOL_ERROR, "control frames must be whole and at most 125 bytes")
-        if length > self._max:  # 2^63 and up included: far too big, whatever the top bit says
+        # Refused from the header, before the payload: 2^63 and up included (far too big, whatever
+        # the top bit says), and a continuation that would take its message over the limit.
+        if length > self._max or (not opcode and length > self._max - self._fragment_size):
             raise FrameError(WsClose.MESSAGE_TOO_BIG, f"message larger than {self._max} bytes")
         total = head + 4 + length
         if end - pos < total:
@@ -195,9 +197,10 @@ class FrameReader:
         if opcode is Opcode.CONTINUATION:
             if self._fragment_opcode is None:
                 raise FrameError(WsClose.PROTOCOL_ERROR, "continuation without a message to continue")
-            if not admitted and not self._dropping:
-                self._dropping = True
-                self._fragments, self._pieces = [], []
+            if not admitted:  # every refused frame counts, even within a message already dropped
+                if not self._dropping:
+                    self._dropping = True
+                    self._fragments, self._pieces = [], []
                 self._refuse(opcode)
             self._add_fragment(payload, fin)
             if fin:
@@ -237,7 +240,7 @@ class FrameReader:
         opcode, dropped = self._fragment_opcode, self._dropping
         assert opcode is not None
         message: bytes | str = "".join(self._pieces) if self._text is not None else b"".join(self._fragments)
-        self._fragment_opcode, self._text, self._dropping = None, None, False
+        self._fragment_opcode, self._fragment_size, self._text, self._dropping = None, 0, None, False
         self._fragments, self._pieces = [], []
         if not dropped:
             self._on_message(opcode, message)

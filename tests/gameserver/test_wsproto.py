@@ -112,6 +112,14 @@ def test_an_oversized_length_is_refused_before_the_payload_arrives() -> None:
     assert caught.value.code is WsClose.MESSAGE_TOO_BIG
 
 
+def test_a_continuation_taking_its_message_over_the_limit_is_refused_at_its_header() -> None:
+    sink = Sink(limit=1000)
+    sink.reader.feed(client_frame(0x2, b"x" * 600, fin=False))
+    with pytest.raises(FrameError) as caught:
+        sink.reader.feed(client_frame(0x0, b"x" * 401)[:8])  # header and mask only
+    assert caught.value.code is WsClose.MESSAGE_TOO_BIG
+
+
 def test_close_payloads() -> None:
     assert parse_close(b"") == (1005, "")
     assert parse_close(struct.pack("!H", 4001) + b"bye") == (4001, "bye")
@@ -186,7 +194,7 @@ def test_every_frame_takes_a_token_control_frames_and_continuations_included() -
         (Opcode.BINARY, b"ab"),
         (Opcode.CLOSE, b"\x03\xe8"),
     ]
-    assert gate.refused == [Opcode.PING, Opcode.TEXT]
+    assert gate.refused == [Opcode.PING, Opcode.TEXT, Opcode.CONTINUATION]
 
 
 def test_a_message_refused_midway_is_dropped_whole_and_framing_still_checked() -> None:
@@ -194,7 +202,7 @@ def test_a_message_refused_midway_is_dropped_whole_and_framing_still_checked() -
     gate.reader.feed(
         client_frame(0x2, b"a", fin=False) + client_frame(0x0, b"b", fin=False) + client_frame(0x0, b"c")
     )
-    assert gate.got == [] and gate.refused == [Opcode.CONTINUATION]
+    assert gate.got == [] and gate.refused == [Opcode.CONTINUATION, Opcode.CONTINUATION]
     gate.budget = 10
     gate.reader.feed(client_frame(0x2, b"next"))
     assert gate.got == [(Opcode.BINARY, b"next")]
