@@ -9,8 +9,10 @@ aiohttp parses the requests; what a public game node also needs is set up here.
   request-head deadline: half a request line, headers sent a byte at a time, or nothing at all,
   and the connection goes when it passes. It also ends idle keep-alive connections.
 - **Body deadline.** Once the head is in, aiohttp has no timer on the body: the middleware below
-  reads it within ``ARENA_REQUEST_BODY_TIMEOUT_S`` (408 and the connection is closed, after at
-  most as long again of lingering, aiohttp's ``lingering_time``).
+  waits for all of it (received, not read: handlers read it as before) at most
+  ``ARENA_REQUEST_BODY_TIMEOUT_S`` (then 408, and the connection is closed after at most as long
+  again of lingering, aiohttp's ``lingering_time``). A body larger than aiohttp's read buffer
+  (128 KiB, twice ``client_max_size``) stalls it and gets the 408 too.
 - **Counting.** ``NodeSite`` is aiohttp's ``TCPSite`` with the protocol of every accepted
   connection wrapped in a counter, so the ``ConnectionGate`` knows how many TCP connections are
   open whatever their state: half a request, an upgrade, a socket before or after hello. A
@@ -164,11 +166,11 @@ def body_deadline(timeout_s: float, gate: ConnectionGate) -> Any:
     """A middleware that reads a request's body within ``timeout_s`` of its head (else 408)."""
 
     @web.middleware
-    async def read_body_in_time(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.body_exists:
+    async def body_in_time(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.body_exists and not request.content.is_eof():
             try:
                 async with asyncio.timeout(timeout_s):
-                    await request.read()  # kept by aiohttp: the handler's json() reads it again
+                    await request.content.wait_eof()  # all received, nothing consumed: the handler reads it
             except TimeoutError:
                 gate.refused("body_timeout")
                 response = web.json_response(
@@ -179,7 +181,7 @@ def body_deadline(timeout_s: float, gate: ConnectionGate) -> Any:
                 return response
         return await handler(request)
 
-    return read_body_in_time
+    return body_in_time
 
 
 GATE_KEY = web.AppKey("connection_gate", ConnectionGate)

@@ -138,6 +138,25 @@ async def test_a_body_that_does_not_arrive_in_time_gets_408(node_factory: NodeFa
     assert race["seats"][0]["player_token"]
 
 
+async def test_a_body_in_pieces_within_the_deadline_reaches_the_handler_whole(
+    node_factory: NodeFactory,
+) -> None:
+    node = await node_factory(limits=LimitSettings(request_body_timeout_s=2.0))
+    body = b'{"exit": true}'
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.settings.port)
+    writer.write(
+        b"POST /admin/drain HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + ADMIN.encode()
+        + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+        + body[:5]
+    )  # fmt: skip
+    await asyncio.sleep(0.3)
+    writer.write(body[5:])
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 202")
+    assert node.node.exit_requested.is_set()  # the handler read the body the middleware waited for
+    writer.close()
+
+
 async def test_an_idle_keep_alive_connection_is_closed_after_the_head_deadline(
     node_factory: NodeFactory,
 ) -> None:
