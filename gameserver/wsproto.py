@@ -169,8 +169,13 @@ class FrameReader:
             head = 10
             if length < 65536:
                 raise FrameError(WsClose.PROTOCOL_ERROR, "length not in its shortest form (RFC 6455 5.2)")
-        if opcode >= Opcode.CLOSE and (length > 125 or not fin):
-            raise FrameError(WsClose.PROTOCOL_ERROR, "control frames must be whole and at most 125 bytes")
+        if opcode >= Opcode.CLOSE:
+            if length > 125 or not fin:
+                raise FrameError(WsClose.PROTOCOL_ERROR, "control frames must be whole and at most 125 bytes")
+        elif (self._fragment_opcode is None) is (opcode == 0):  # from the header, as the size below
+            if opcode:
+                raise FrameError(WsClose.PROTOCOL_ERROR, "a new message started inside a fragmented one")
+            raise FrameError(WsClose.PROTOCOL_ERROR, "continuation without a message to continue")
         # Refused from the header, before the payload: 2^63 and up included (far too big, whatever
         # the top bit says), and a continuation that would take its message over the limit.
         if length > self._max or (not opcode and length > self._max - self._fragment_size):
@@ -194,9 +199,7 @@ class FrameReader:
                 return
             self._on_message(opcode, payload)
             return
-        if opcode is Opcode.CONTINUATION:
-            if self._fragment_opcode is None:
-                raise FrameError(WsClose.PROTOCOL_ERROR, "continuation without a message to continue")
+        if opcode is Opcode.CONTINUATION:  # (_parse_one checked that a message is open)
             if not admitted:  # every refused frame counts, even within a message already dropped
                 if not self._dropping:
                     self._dropping = True
@@ -206,8 +209,6 @@ class FrameReader:
             if fin:
                 self._end_message()
             return
-        if self._fragment_opcode is not None:
-            raise FrameError(WsClose.PROTOCOL_ERROR, "a new message started inside a fragmented one")
         if fin:
             message: bytes | str = _decode(payload) if opcode is Opcode.TEXT else payload
             if admitted:
@@ -270,7 +271,7 @@ def check_close(payload: bytes) -> None:
     try:
         payload[2:].decode()
     except UnicodeDecodeError:
-        raise FrameError(WsClose.INVALID_DATA, "close reason is not valid UTF-8") from None
+        raise FrameError(WsClose.INVALID_DATA, f"close {code}: the reason is not valid UTF-8") from None
 
 
 def parse_close(payload: bytes) -> tuple[int, str]:
