@@ -162,14 +162,14 @@ class Connection(asyncio.Protocol):
     # ---- frames in --------------------------------------------------------------------
 
     def _on_ws_message(self, opcode: Opcode, payload: bytes | str) -> None:
-        if opcode is Opcode.CLOSE:
+        # (after our close frame only the peer's close matters)
+        if opcode is Opcode.BINARY or opcode is Opcode.TEXT:
+            if not self._closing:
+                self.on_message(opcode is Opcode.TEXT, payload)
+        elif opcode is Opcode.CLOSE:
             assert isinstance(payload, bytes)
             self._on_close_frame(payload)
-        elif self._closing:  # after our close frame only the peer's close matters
-            return
-        elif opcode is Opcode.BINARY or opcode is Opcode.TEXT:
-            self.on_message(opcode is Opcode.TEXT, payload)
-        elif opcode is Opcode.PING:  # admitted by the rate limit: it costs a pong
+        elif opcode is Opcode.PING and not self._closing:  # admitted by the rate limit: costs a pong
             assert isinstance(payload, bytes)
             self._write_control(control_frame(Opcode.PONG, payload))
         # PONG: the read itself proved the peer alive
