@@ -33,6 +33,7 @@ from arena.codec import load_json
 from arena.ids import PlayerId, new_player_id
 from arena.promhttp import metrics_response
 from arena.protocol import RaceType
+from gameserver.listener import body_deadline, handler_args
 from gameserver.node import Node, NodeDraining, NodeExiting, SeatRequest
 from gameserver.passages import PassageError
 from gameserver.race import HeatTag
@@ -51,7 +52,12 @@ class ListenError(OSError):
 
 
 def build_admin_app(node: Node) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_json_not_found])
+    limits = node.settings.limits  # request head and body deadlines: gameserver.listener
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        handler_args=handler_args(limits),
+        middlewares=[_json_not_found, body_deadline(limits.request_body_timeout_s, node.metrics)],
+    )
     app[NODE_KEY] = node
     app.router.add_post("/admin/races", _create_race)
     app.router.add_post("/admin/drain", _drain)

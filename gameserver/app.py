@@ -17,7 +17,7 @@ from aiohttp import web
 
 from arena.tokens import TokenSigner
 from gameserver.admin import NODE_KEY, AdminListener, healthz, readyz
-from gameserver.listener import GATE_KEY, ConnectionGate, body_deadline, handler_args
+from gameserver.listener import GATE_KEY, ConnectionGate, handler_args
 from gameserver.metrics import NodeMetrics
 from gameserver.node import Node
 from gameserver.passages import Corpus
@@ -31,14 +31,9 @@ ADMIN_KEY = web.AppKey("admin", AdminListener)
 
 
 def build_app(settings: NodeSettings, corpus: Corpus | None = None) -> web.Application:
-    # Request head and body deadlines, every open connection counted: see gameserver.listener.
-    gate = ConnectionGate(settings.limits.max_connections)
-    app = web.Application(
-        client_max_size=64 * 1024,
-        handler_args=handler_args(settings.limits),
-        middlewares=[body_deadline(settings.limits.request_body_timeout_s, gate)],
-    )
-    app[GATE_KEY] = gate
+    # The request head deadline, every open connection counted: see gameserver.listener.
+    app = web.Application(client_max_size=64 * 1024, handler_args=handler_args(settings.limits))
+    app[GATE_KEY] = ConnectionGate(settings.limits.max_connections)
     app[SETTINGS_KEY] = settings
     app[ADMIN_KEY] = AdminListener(settings)  # bound and started by the node's context
     app.cleanup_ctx.append(_node_context(settings, corpus))

@@ -1,6 +1,7 @@
-"""The node's HTTP listener: deadlines for slow clients, and every open connection counted.
+"""The node's HTTP listeners: deadlines for slow clients, and every open connection counted.
 
-aiohttp parses the requests; what a public game node also needs is set up here.
+aiohttp parses the requests; what a public game node also needs is set up here, for the
+players' listener (``gameserver.app``) and, deadlines only, the admin one (``gameserver.admin``).
 
 - **Head deadline.** aiohttp 3.14 arms its keep-alive timer when a connection opens and again
   after every response, and closes the connection when it fires with no whole request received
@@ -8,17 +9,19 @@ aiohttp parses the requests; what a public game node also needs is set up here.
   ``ARENA_REQUEST_HEAD_TIMEOUT_S`` through the application's ``handler_args``, that timer is the
   request-head deadline: half a request line, headers sent a byte at a time, or nothing at all,
   and the connection goes when it passes. It also ends idle keep-alive connections.
-- **Body deadline.** Once the head is in, aiohttp has no timer on the body: the middleware below
-  waits for all of it (received, not read: handlers read it as before) at most
+- **Body deadline.** Once the head is in, aiohttp has no timer on the body: the admin listener's
+  middleware below waits for all of it (received, not read: handlers read it as before) at most
   ``ARENA_REQUEST_BODY_TIMEOUT_S`` (then 408, and the connection is closed after at most as long
   again of lingering, aiohttp's ``lingering_time``). A body larger than aiohttp's read buffer
-  (128 KiB, twice ``client_max_size``) stalls it and gets the 408 too.
+  (128 KiB) stalls it and gets the 408 too. The players' listener reads no bodies (``/ws`` and
+  the probes are GETs): what a request sends there anyway is read for at most ``lingering_time``
+  after its answer, and the connection closed.
 - **Counting.** ``NodeSite`` is aiohttp's ``TCPSite`` with the protocol of every accepted
   connection wrapped in a counter, so the ``ConnectionGate`` knows how many TCP connections are
   open whatever their state: half a request, an upgrade, a socket before or after hello. A
   WebSocket upgrade is refused with 503 when that count passes ``ARENA_MAX_CONNECTIONS``; past
-  ``SPARE_CONNECTIONS`` more (room for admin, metrics and health checks on a full node),
-  connections are refused at accept. When a socket is taken over after its upgrade
+  ``SPARE_CONNECTIONS`` more (room for the health probes of a full node, and for the upgrades
+  that get their 503), connections are refused at accept. When a socket is taken over after its upgrade
   (``connection.Connection.take_over``), its close still reaches the counter: the connection
   hands ``connection_lost`` to the protocol it took over from, which is the counter.
 """
@@ -35,8 +38,8 @@ from aiohttp.typedefs import Handler
 from gameserver.metrics import NodeMetrics
 from gameserver.settings import LimitSettings
 
-# Connections accepted past ARENA_MAX_CONNECTIONS (WebSocket upgrades are refused there) so an
-# operator can still reach a full node's admin, metrics and health endpoints.
+# Connections accepted past ARENA_MAX_CONNECTIONS (WebSocket upgrades get 503 there) so a full
+# node still answers its health probes on this listener (admin and metrics have their own).
 SPARE_CONNECTIONS = 64
 
 _FULL_BODY = json.dumps({"error": "node_full", "reason": "too many connections"}).encode()
@@ -162,8 +165,8 @@ def handler_args(limits: LimitSettings) -> dict[str, Any]:
     }
 
 
-def body_deadline(timeout_s: float, gate: ConnectionGate) -> Any:
-    """A middleware that reads a request's body within ``timeout_s`` of its head (else 408)."""
+def body_deadline(timeout_s: float, metrics: NodeMetrics) -> Any:
+    """A middleware that waits for a request's body ``timeout_s`` at most after its head (else 408)."""
 
     @web.middleware
     async def body_in_time(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -172,7 +175,7 @@ def body_deadline(timeout_s: float, gate: ConnectionGate) -> Any:
                 async with asyncio.timeout(timeout_s):
                     await request.content.wait_eof()  # all received, nothing consumed: the handler reads it
             except TimeoutError:
-                gate.refused("body_timeout")
+                metrics.connections_refused.labels("body_timeout").inc()
                 response = web.json_response(
                     {"error": "request_timeout", "reason": f"the body did not arrive within {timeout_s} s"},
                     status=408,

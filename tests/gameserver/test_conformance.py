@@ -51,6 +51,7 @@ async def wsnode(redis_server: RedisServer) -> AsyncIterator[RunningNode]:
     settings = NodeSettings(
         node_id=NodeId("node-conformance"),
         port=port,
+        admin_port=0,  # any free port
         redis=RedisSettings(url=redis_server.url),
         secrets=SecretSettings(token_secret=b"test-secret-0123456789", admin_token=ADMIN),
         race=FAST_RACE,
