@@ -581,13 +581,16 @@ class Node:
             asked = loop.time() + pause
             await asyncio.sleep(pause)
             self.metrics.loop_lag_seconds.observe(max(0.0, loop.time() - asked))
-            now = now_ms()
-            for room in self.batcher.take_due(now):
-                race = room.race
-                if race.dirty and not race.ended and not room.faulted:  # ended: the tick sends it
-                    self.send_progress(room, now, FlushReason.WINDOW)
+            self._send_due(now_ms())
             if self._remote_watched:
                 await self._publish_relayed()
+
+    def _send_due(self, now: int) -> None:
+        """The progress frames whose window closed (a method: the loop keeps no room alive)."""
+        for room in self.batcher.take_due(now):
+            race = room.race
+            if race.dirty and not race.ended and not room.faulted:  # ended: the tick sends it
+                self.send_progress(room, now, FlushReason.WINDOW)
 
     async def _publish_relayed(self) -> None:
         """Frames for spectators on other nodes, in order, in one pipelined round trip."""
