@@ -2,7 +2,6 @@
 (the run itself is a script, not a test)."""
 
 import asyncio
-import itertools
 import time
 
 import pytest
@@ -75,7 +74,8 @@ async def test_the_sampler_is_bounded_in_time_and_count_and_stops_when_asked() -
     n = await sample_loop(take, 0.02, started + 0.2, stop)
     assert n == len(calls) and 5 <= n <= 11  # ceil(0.2 / 0.02) + 1 at most
     assert time.monotonic() - started < 1.0
-    assert all(b - a >= 0.015 for a, b in itertools.pairwise(calls))  # never faster than asked
+    # Never ahead of the schedule (a late sample is followed by a sooner one, not by a drift).
+    assert all(t - started >= i * 0.02 - 0.005 for i, t in enumerate(calls))
 
     calls.clear()
     asyncio.get_running_loop().call_later(0.1, stop.set)  # the run ends while the sampler waits
