@@ -80,6 +80,10 @@ def _ignore_refusal() -> None:
     """Refused frames before a session is attached (none can arrive: see take_over)."""
 
 
+def _ignore_frame(opcode: Opcode, payload: bytes | str) -> None:
+    """Frames after ``release`` are dropped (none can arrive: the socket is gone)."""
+
+
 class Connection(asyncio.Protocol):
     def __init__(self, limits: LimitSettings) -> None:
         self.limits = limits
@@ -260,6 +264,17 @@ class Connection(asyncio.Protocol):
             self.close_code = int(code)
             transport.write(close_frame(int(code), reason))
         transport.close()
+
+    def release(self) -> None:
+        """The socket is gone and its session done: drop the references that tie this object
+        to its session and frame reader in reference cycles (``on_message``, the reader's
+        callback), so refcounting frees them at once instead of the cyclic collector, which
+        the node runs rarely (``gameserver.__main__``). Call it last: nothing reads afterwards."""
+        self._closing = True
+        self.on_message = _ignore_message
+        self.on_rate_limited = _ignore_refusal
+        self._reader = FrameReader(0, _ignore_frame)
+        self.room = self.racer = None
 
     def _write_control(self, frame: bytes) -> None:
         transport = self.transport

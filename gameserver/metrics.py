@@ -101,6 +101,26 @@ class NodeMetrics:
             ["where"],
             registry=r,
         )
+        self.node_items = Gauge(
+            f"{_PREFIX}_node_items",
+            "Entries in the node's per-race and per-socket structures (rooms, sockets, batcher, relay "
+            "watchers, ...), by structure; updated every heartbeat. Follows the load, flat over days",
+            ["structure"],
+            registry=r,
+        )
+        self.python_objects = Gauge(
+            f"{_PREFIX}_python_objects",
+            "Objects the garbage collector tracks that were created after start-up, by type (a few "
+            "watched types and 'all'); sampled every ARENA_NODE_HEAP_STATS_S, absent when off",
+            ["type"],
+            registry=r,
+        )
+        self.gc_unreachable = Counter(
+            f"{_PREFIX}_gc_unreachable_objects_total",
+            "Unreachable objects (reference cycles) the scheduled full collections freed "
+            "(ARENA_NODE_GC_FULL_S): a steady rise means something forms cycles per race or socket",
+            registry=r,
+        )
         self.draining = Gauge(
             f"{_PREFIX}_draining", "1 while the node is draining (takes no new races), else 0", registry=r
         )

@@ -385,4 +385,21 @@ async def websocket_handler(request: web.Request, node: Node) -> web.StreamRespo
     finally:
         node.remove_socket(conn)
         conn.abort()
+        conn.release()
+    await _settle(ws)
     return ws
+
+
+async def _settle(ws: web.WebSocketResponse) -> None:
+    """Mark aiohttp's response closed, leaving no reference cycle behind.
+
+    aiohttp closes a returned WebSocket response itself by writing a close frame; this socket's
+    transport is closed already, so the write fails and the response keeps the error, whose
+    traceback holds the response again: a cycle (with the request, its handler and the
+    transport) that only the cyclic collector frees, per connection. Closing it here instead
+    leaves aiohttp nothing to write; dropping the error's traceback breaks the cycle.
+    """
+    await ws.close(drain=False)
+    error = ws.exception()
+    if error is not None:
+        error.__traceback__ = None

@@ -145,6 +145,34 @@ ADMIN_PORT_OFFSET = 1000  # the admin listener's default port: the players' port
 
 
 @dataclass(frozen=True, slots=True)
+class MemorySettings:
+    # ARENA_NODE_GC_FULL_S: a full garbage collection this often (0: never). The node freezes its
+    # start-up heap and raises the collector's thresholds (``gameserver.__main__``), so without it
+    # the oldest generation is in practice never collected: a reference cycle that lived through
+    # two young collections would stay for good (``gameserver.memory``). Costs a walk of the objects
+    # created since start-up: about 1 ms per 10,000, ≈ 250 per player.
+    gc_full_s: float = 300.0
+    # ARENA_NODE_HEAP_STATS_S: count the heap's objects of a few types this often into
+    # ``arena_gameserver_python_objects`` (0: off, the default). Same walk as a full collection,
+    # for soak runs and investigations (benchmarks/soak.py turns it on).
+    heap_stats_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.gc_full_s != 0 and not 10 <= self.gc_full_s <= 86_400:
+            raise ValueError("ARENA_NODE_GC_FULL_S must be 0 (never) or between 10 and 86400")
+        if self.heap_stats_s != 0 and not 5 <= self.heap_stats_s <= 86_400:
+            raise ValueError("ARENA_NODE_HEAP_STATS_S must be 0 (off) or between 5 and 86400")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> MemorySettings:
+        d = cls()
+        return cls(
+            gc_full_s=env_float(env, "ARENA_NODE_GC_FULL_S", d.gc_full_s),
+            heap_stats_s=env_float(env, "ARENA_NODE_HEAP_STATS_S", d.heap_stats_s),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class NodeSettings:
     node_id: NodeId = NodeId(socket.gethostname())  # ARENA_NODE_ID
     # The players' listener: /ws, and /healthz and /readyz (where a load balancer or a kubelet
@@ -184,6 +212,7 @@ class NodeSettings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     scoring: ScoringLimits = field(default_factory=ScoringLimits)
     fairplay: FairPlayLimits = field(default_factory=FairPlayLimits)
+    memory: MemorySettings = field(default_factory=MemorySettings)
 
     @property
     def ws_url(self) -> str:
@@ -235,4 +264,5 @@ class NodeSettings:
             fairplay=FairPlayLimits(
                 max_wpm=env_float(env, "ARENA_FAIRPLAY_MAX_WPM", FairPlayLimits().max_wpm)
             ),
+            memory=MemorySettings.from_env(env),
         )
