@@ -30,6 +30,7 @@ from arena.outbox import OutboxWriter
 from arena.placement import Placer
 from arena.rating import RatingStore
 from arena.registry import NodeInfo, NodeRegistry
+from arena.tasks import stop_tasks
 from tournaments.bracket import Entrant, seed_order
 from tournaments.encoding import entrants_json
 from tournaments.intake import ResultIntake
@@ -84,6 +85,7 @@ class Director:
         self._lease_task: asyncio.Task[None] | None = None
         self._tick_task: asyncio.Task[None] | None = None
         self._intake_task: asyncio.Task[None] | None = None
+        self._intake_stopping = asyncio.Event()
         self._swept_at = 0.0
         self._steps = asyncio.Semaphore(STEPS_AT_ONCE)
 
@@ -154,14 +156,15 @@ class Director:
         self.metrics.elections.inc()
         self.metrics.leader.set(1)
         self.log.info("leadership_won", epoch=self.lease.epoch)
-        self._intake_task = asyncio.create_task(self.intake.run(), name="director-intake")
+        self._intake_stopping = asyncio.Event()
+        intake = self.intake.run(self._intake_stopping)
+        self._intake_task = asyncio.create_task(intake, name="director-intake")
 
     async def _demote(self) -> None:
         self.metrics.leader.set(0)
         task, self._intake_task = self._intake_task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        if task is not None:  # flag, cancel, wait up to a deadline: a swallowed cancel cannot hang us
+            await stop_tasks([task], self._intake_stopping, timeout_s=STOP_DEADLINE_S)
 
     # ---- the tick ----------------------------------------------------------------------
 

@@ -62,13 +62,14 @@ class ResultIntake:
         self._claim_idle_ms = claim_idle_ms
         self._on_outcome = on_outcome
 
-    async def run(self) -> None:
-        """Until cancelled: new entries as they come; every second, entries pending too long
-        (a dead director's, or ours whose apply failed) are claimed and handled again."""
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Until ``stopping`` is set (or cancelled: redis-py may swallow a cancel, so the flag
+        is what ends it, ``arena.tasks``): new entries as they come; every second, entries
+        pending too long (a dead director's, or ours whose apply failed) are claimed again."""
         await ensure_group(self._redis)
         loop = asyncio.get_running_loop()
         claimed_at = 0.0
-        while True:
+        while not stopping.is_set():
             try:
                 if loop.time() - claimed_at >= CLAIM_EVERY_S:
                     claimed_at = loop.time()

@@ -74,7 +74,7 @@ async def test_too_few_players_cancels(client: Client, director_factory: Directo
     await director_factory()
     t = await client.create(client.token("host"), type="scheduled", starts_at=now_ms() + 300, max_players=8)
     (await client.register(t["id"], client.token("alone"))).ok(201)
-    cancelled = await client.wait_state(t["id"], {"cancelled"}, timeout_s=3)
+    cancelled = await client.wait_state(t["id"], {"cancelled"}, timeout_s=10)
     assert "1 players registered" in cancelled["reason"]
     assert (await client.heat(t["id"], client.token("alone")))["status"] == "cancelled"
     finished = (await client.call("GET", "/v1/tournaments?status=finished")).ok()
@@ -97,7 +97,7 @@ async def test_a_tournament_the_director_fails_on_does_not_hold_up_the_others(
 
     monkeypatch.setattr(Director, "_start", broken_for_one)
     (await client.register(other["id"], client.token("alone"))).ok(201)
-    cancelled = await client.wait_state(other["id"], {"cancelled"}, timeout_s=3)  # started, then too few
+    cancelled = await client.wait_state(other["id"], {"cancelled"}, timeout_s=10)  # started, then too few
     assert "1 players registered" in cancelled["reason"]
     assert director.metrics.faults.labels("start")._value.get() >= 1
     assert director.loops_alive
