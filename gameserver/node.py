@@ -213,7 +213,14 @@ class Node:
         if loop.time() - self._last_keepalive < self.settings.limits.keepalive_s:
             return
         self._last_keepalive = loop.time()
-        dropped = sum(not conn.keepalive() for conn in list(self.sockets))
+        dropped = 0
+        for conn in list(self.sockets):
+            try:
+                dropped += not conn.keepalive()
+            except Exception:  # this socket's fault: it goes, the sweep (and the heartbeat) go on
+                self.metrics.faults.labels("keepalive").inc()
+                conn.log.exception("keepalive_failed")
+                conn.abort()
         if dropped:
             self.log.info("silent_sockets_dropped", sockets=dropped)
 

@@ -15,9 +15,11 @@ import pytest
 
 from arena.clock import now_ms
 from arena.protocol import Error, ErrorCode, Input, Progress, Results
+from gameserver.connection import Connection
 from gameserver.race import Race
 from gameserver.room import RaceRoom
-from tests.conftest import RunningNode, read_outbox
+from gameserver.settings import LimitSettings
+from tests.conftest import NodeFactory, RunningNode, read_outbox
 from tests.gameserver.test_race_flow import CUSTOM, seat, wait_start
 from tests.gameserver.wsclient import RawClient
 
@@ -122,3 +124,26 @@ async def test_a_loop_that_dies_fails_readyz(node: RunningNode, monkeypatch: pyt
             assert resp.status == 503
             body = json.loads(await resp.text())
             assert body["ready"] is False
+
+
+async def test_a_socket_the_keepalive_sweep_fails_on_goes_alone(
+    node_factory: NodeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = await node_factory(limits=LimitSettings(keepalive_s=0.1))
+    doomed, other = await asyncio.gather(running_race(running, "doomed"), running_race(running, "ada"))
+    original = Connection.keepalive
+    broken = next(c for c in running.node.sockets if c.player is not None and c.player.name == "doomed")
+
+    def keepalive(self: Connection) -> bool:
+        if self is broken:
+            raise RuntimeError("a bug in this socket's keepalive")
+        return original(self)
+
+    monkeypatch.setattr(Connection, "keepalive", keepalive)
+    assert await doomed.typist.wait_closed(timeout=5) == 1006  # aborted: no close frame
+    for at in range(2):
+        assert (await other.typed(seq=at + 1, at=at)).players
+    assert running.node.metrics.faults.labels("keepalive")._value.get() >= 1
+    assert running.node.loops_alive
+    await doomed.close()
+    await other.close()
