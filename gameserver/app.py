@@ -6,7 +6,6 @@ import hmac
 from collections.abc import AsyncIterator
 from typing import Any
 
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from arena.clock import now_ms
@@ -14,6 +13,7 @@ from arena.codec import load_json
 from arena.ids import PlayerId, new_player_id
 from arena.promhttp import metrics_response
 from arena.protocol import RaceType
+from arena.redisutil import connect
 from arena.tokens import TokenSigner
 from gameserver.metrics import NodeMetrics
 from gameserver.node import Node, NodeDraining, NodeExiting, SeatRequest
@@ -44,7 +44,7 @@ def build_app(settings: NodeSettings, corpus: Corpus | None = None) -> web.Appli
 
 def _node_context(settings: NodeSettings, corpus: Corpus | None) -> Any:
     async def context(app: web.Application) -> AsyncIterator[None]:
-        redis = aioredis.Redis.from_url(settings.redis.url)
+        redis = connect(settings.redis)
         node = Node(
             settings=settings,
             redis=redis,
