@@ -20,7 +20,7 @@ from structlog.testing import capture_logs
 from arena.clock import now_ms
 from arena.ids import NodeId, PlayerId
 from arena.outbox import OutboxEntry, OutboxSettings
-from arena.protocol import RaceState, RaceType
+from arena.protocol import CloseCode, Hello, RaceState, RaceType, Welcome
 from arena.settings import RedisSettings, SecretSettings
 from gameserver.app import NODE_KEY, build_app
 from gameserver.drain import SHUTDOWN_REASON
@@ -28,6 +28,7 @@ from gameserver.node import Node, SeatRequest
 from gameserver.settings import NodeSettings
 from ops.services import RedisServer, free_port
 from tests.conftest import ADMIN, read_outbox, with_race
+from tests.gameserver.wsclient import RawClient
 
 RACES = 2000  # races the node holds when it stops
 POOL = 8  # the node's Redis connections at most: far fewer than its races
@@ -253,3 +254,19 @@ async def test_a_node_process_that_cannot_write_its_results_exits_1_naming_them(
     failed = [e for e in lines if e["event"] == "gameserver_failed"]
     assert failed and "3 race results not written" in failed[0]["failure"]
     assert took < 0.5 + 1 + 4, took  # the grace, the write phase, a few seconds for the rest
+
+
+async def test_a_stop_closes_every_socket_not_only_those_of_its_races(start_node: Started) -> None:
+    """A socket in no race (said hello, never joined; or its race already forgotten by the
+    tick) is closed too: one left open would hold the stop up until its client hangs up."""
+    runner, node = await start_node()
+    client = await RawClient.connect(node.settings.ws_url)
+    await client.send(Hello(token=node.signer.sign_player(PlayerId("idle"), "idle", ttl_s=60, guest=True)))
+    await client.recv_until(Welcome)
+    assert len(node.sockets) == 1 and not node.rooms
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await asyncio.wait_for(runner.cleanup(), 10)
+    assert loop.time() - began < 5  # the close timeout (2 s), not aiohttp's 60 s handler timeout
+    assert await client.wait_closed() == CloseCode.GOING_AWAY
+    await client.close()
