@@ -13,6 +13,12 @@ window measures:
 - node CPU % (user/system, /proc/PID/stat), node RSS, the node's own tick time (/metrics);
 - the generator's CPU, its core's busy %, and its event-loop lag.
 
+Then the node is stopped with its players still racing and connected (SIGTERM, a 1 s grace:
+every race is aborted and its result goes to the outbox), and the step reports the stop:
+races the node held, results written (entries added to the outbox stream, counted in Redis)
+and how fast, players told their results, and the time from SIGTERM to the process's exit.
+A result missing from the outbox, or a node that has to be killed, fails the step.
+
 A step is "held" when p99 <= 100 ms, nothing errs, nothing is lost, and the generator is not
 saturated (its CPU <= 85 %, loop-lag p99 <= 20 ms, and it sent >= 97 % of the inputs due).
 A saturated generator makes the step "invalid": no figure, not a node failure.
@@ -59,6 +65,7 @@ import uvloop
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from arena.keys import OUTBOX_STREAM  # noqa: E402
 from benchmarks.loadgen import AdminClient, RaceSeats, Swarm, WindowStats, percentile  # noqa: E402
 from gameserver.settings import RaceSettings  # noqa: E402
 from ops.services import RedisServer, free_port  # noqa: E402
@@ -237,6 +244,24 @@ class StepResult:
     node_core_busy_pct: float = math.nan
     warnings: list[str] = field(default_factory=list)  # e.g. other processes on our cores
     profile: str | None = None
+    stop: StopResult | None = None  # what the stop (SIGTERM) did to the races the node held
+
+
+@dataclass
+class StopResult:
+    """The node's stop, seen from outside: its outbox stream and its process."""
+
+    races_held: int = 0  # races with no result yet when the SIGTERM left (/admin/status)
+    written: int = 0  # entries the outbox stream gained from the SIGTERM on
+    write_s: float = math.nan  # from the poll before the first new entry to the one after the last
+    players_told: int = 0  # "results" messages the players received during the stop
+    exit_s: float = math.nan  # SIGTERM to the process's exit (as seen by polling, 20 ms)
+    exit_code: int | None = None  # None: SIGKILLed after NODE_STOP_TIMEOUT_S
+    node_per_s: float = math.nan  # the node's own figure (its results_written_at_stop line)
+
+    @property
+    def per_s(self) -> float:
+        return self.written / self.write_s if self.write_s > 0 else math.nan
 
 
 def bench_node_env(
@@ -482,18 +507,81 @@ async def run_step(
     finally:
         if profiler is not None:
             await _finish_profiler(profiler)
+        if node.alive and result.connected:
+            try:
+                result.stop = await measure_stop(node, redis_server, swarm)
+            except Exception as exc:  # a stop we could not watch is still a result
+                result.reasons.append(f"stop not measured: {type(exc).__name__}: {exc}")
         swarm.close_all()
         await asyncio.sleep(0.2)
         node.stop()
         gc.unfreeze()  # this step's players (cycles: protocol <-> transport) may go now
         gc.collect()
         _flush_redis(redis_server)
+    if result.stop is not None:
+        stop = result.stop
+        if stop.written < stop.races_held:
+            result.reasons.append(
+                f"{stop.races_held - stop.written} of {stop.races_held} results not written at stop"
+            )
+        if stop.exit_code is None:
+            result.reasons.append(f"node SIGKILLed: not exited {NODE_STOP_TIMEOUT_S:.0f}s after SIGTERM")
     early = list(result.reasons)
     judge(result)
     result.reasons = early + [r for r in result.reasons if r not in early]
     if early and result.status == "held":
         result.status = "failed"
     return result
+
+
+async def measure_stop(node: NodeProcess, redis_server: RedisServer, swarm: Swarm) -> StopResult:
+    """SIGTERM the node with its players connected; watch the outbox stream until it exits."""
+    out = StopResult()
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with (
+        aiohttp.ClientSession(headers=headers, timeout=timeout) as http,
+        http.get(f"{node.http_url}/admin/status") as resp,
+    ):
+        out.races_held = int((await resp.json())["races"])
+    told0 = swarm.race_events.get("results", 0)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        before = seen = int(client.xlen(OUTBOX_STREAM))
+        proc = node.proc
+        assert proc is not None
+        signalled = polled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        first: float | None = None
+        last: float | None = None
+        while proc.poll() is None and time.monotonic() - signalled < NODE_STOP_TIMEOUT_S:
+            await asyncio.sleep(0.02)  # the players keep answering while we wait
+            now, n = time.monotonic(), int(client.xlen(OUTBOX_STREAM))
+            if n > seen:
+                first = polled if first is None else first
+                last, seen = now, n
+            polled = now
+        if proc.poll() is not None:
+            out.exit_s, out.exit_code = time.monotonic() - signalled, proc.returncode
+        out.written = int(client.xlen(OUTBOX_STREAM)) - before
+        if first is not None and last is not None:
+            out.write_s = last - first
+    finally:
+        client.close()
+    out.players_told = swarm.race_events.get("results", 0) - told0
+    out.node_per_s = _node_stop_rate(node.log_path)
+    return out
+
+
+def _node_stop_rate(log_path: Path) -> float:
+    """The node's own results/s at stop, from its last ``results_written_at_stop`` log line."""
+    rate = math.nan
+    with contextlib.suppress(OSError):
+        for line in log_path.read_text(errors="replace").splitlines():
+            if '"results_written_at_stop"' in line:
+                with contextlib.suppress(ValueError, TypeError, KeyError):
+                    rate = float(json.loads(line)["per_s"])
+    return rate
 
 
 def apply_window(result: StepResult, stats: WindowStats, players: int) -> None:
@@ -711,7 +799,31 @@ def format_redis(r: StepResult) -> str:
     )
 
 
+def format_stop(r: StepResult) -> str:
+    """What the stop did: results written (from the outbox stream), how fast, and the exit."""
+    s = r.stop
+    if s is None:
+        return "        stop: not measured"
+    code = "SIGKILLed" if s.exit_code is None else f"exit {s.exit_code}"
+    return (
+        f"        stop: results written {s.written:,} of {s.races_held:,} races held "
+        f"({s.per_s:,.0f}/s over {s.write_s:.2f} s; node says {s.node_per_s:,.0f}/s), "
+        f"players told {s.players_told:,}, SIGTERM to exit {s.exit_s:.2f} s ({code})"
+    )
+
+
 def verdict(results: list[StepResult]) -> str:
+    stops = [
+        f"{r.stop.written} of {r.stop.races_held} at {r.players} players "
+        f"({r.stop.per_s:,.0f}/s, SIGTERM to exit {r.stop.exit_s:.1f} s)"
+        for r in results
+        if r.stop is not None
+    ]
+    stop_line = f"\nresults written at stop: {'; '.join(stops)}" if stops else ""
+    return _capacity_verdict(results) + stop_line
+
+
+def _capacity_verdict(results: list[StepResult]) -> str:
     held = [r for r in results if r.status == "held"]
     if not held:
         first = results[0] if results else None
@@ -871,6 +983,7 @@ async def run_all(args: argparse.Namespace) -> list[StepResult]:
                         print(format_row(result), flush=True)
                         print(format_flushes(result), flush=True)
                         print(format_redis(result), flush=True)
+                        print(format_stop(result), flush=True)
                         if result.status == "held" or not result.warnings or attempt == args.retries:
                             break
                         print(f"{players}: disturbed by other processes, trying again", flush=True)
