@@ -258,6 +258,8 @@ class StopResult:
     exit_s: float = math.nan  # SIGTERM to the process's exit (as seen by polling, 20 ms)
     exit_code: int | None = None  # None: SIGKILLed after NODE_STOP_TIMEOUT_S
     node_per_s: float = math.nan  # the node's own figure (its results_written_at_stop line)
+    node_abort_s: float = math.nan  # the node's time to abort its races before the write
+    profile: str | None = None  # py-spy of the stop (--profile-stop)
 
     @property
     def per_s(self) -> float:
@@ -463,7 +465,7 @@ async def run_step(
 
             m0 = parse_metrics(await admin.get_text("/metrics"))
             m0_at = time.monotonic()
-            if args.profile_dir is not None and players >= args.profile_from:
+            if args.profile_dir is not None and players >= args.profile_from and not args.profile_stop:
                 profiler, result.profile = start_profiler(node.pid, args, players)
             marks: dict[str, Any] = {}
 
@@ -509,7 +511,7 @@ async def run_step(
             await _finish_profiler(profiler)
         if node.alive and result.connected:
             try:
-                result.stop = await measure_stop(node, redis_server, swarm)
+                result.stop = await measure_stop(node, redis_server, swarm, args, players)
             except Exception as exc:  # a stop we could not watch is still a result
                 result.reasons.append(f"stop not measured: {type(exc).__name__}: {exc}")
         swarm.close_all()
@@ -534,8 +536,11 @@ async def run_step(
     return result
 
 
-async def measure_stop(node: NodeProcess, redis_server: RedisServer, swarm: Swarm) -> StopResult:
-    """SIGTERM the node with its players connected; watch the outbox stream until it exits."""
+async def measure_stop(
+    node: NodeProcess, redis_server: RedisServer, swarm: Swarm, args: argparse.Namespace, players: int
+) -> StopResult:
+    """SIGTERM the node with its players connected; watch the outbox stream until it exits.
+    ``--profile-stop`` (with ``--profile-dir``): py-spy the node from the SIGTERM on."""
     out = StopResult()
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     timeout = aiohttp.ClientTimeout(total=10)
@@ -550,6 +555,11 @@ async def measure_stop(node: NodeProcess, redis_server: RedisServer, swarm: Swar
         before = seen = int(client.xlen(OUTBOX_STREAM))
         proc = node.proc
         assert proc is not None
+        if args.profile_stop and args.profile_dir is not None:
+            _, out.profile = start_profiler(
+                node.pid, args, players, what="-stop", duration_s=NODE_STOP_TIMEOUT_S
+            )
+            await asyncio.sleep(0.5)  # py-spy attaches
         signalled = polled = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         first: float | None = None
@@ -569,19 +579,20 @@ async def measure_stop(node: NodeProcess, redis_server: RedisServer, swarm: Swar
     finally:
         client.close()
     out.players_told = swarm.race_events.get("results", 0) - told0
-    out.node_per_s = _node_stop_rate(node.log_path)
+    out.node_per_s, out.node_abort_s = _node_stop_figures(node.log_path)
     return out
 
 
-def _node_stop_rate(log_path: Path) -> float:
-    """The node's own results/s at stop, from its last ``results_written_at_stop`` log line."""
-    rate = math.nan
+def _node_stop_figures(log_path: Path) -> tuple[float, float]:
+    """The node's own results/s and abort time at stop (its ``results_written_at_stop`` line)."""
+    rate = abort_s = math.nan
     with contextlib.suppress(OSError):
         for line in log_path.read_text(errors="replace").splitlines():
             if '"results_written_at_stop"' in line:
                 with contextlib.suppress(ValueError, TypeError, KeyError):
-                    rate = float(json.loads(line)["per_s"])
-    return rate
+                    event = json.loads(line)
+                    rate, abort_s = float(event["per_s"]), float(event["abort_s"])
+    return rate, abort_s
 
 
 def apply_window(result: StepResult, stats: WindowStats, players: int) -> None:
@@ -682,7 +693,9 @@ def _flush_redis(server: RedisServer) -> None:
 # ---- profiling -------------------------------------------------------------------------
 
 
-def start_profiler(pid: int, args: argparse.Namespace, players: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_profiler(
+    pid: int, args: argparse.Namespace, players: int, *, what: str = "", duration_s: float | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     """py-spy over the window, collapsed stacks (speedscope and flamegraph tools read them).
 
     py-spy pauses the node for each sample (about 1 % at 100 Hz): --nonblocking would not, but
@@ -690,10 +703,11 @@ def start_profiler(pid: int, args: argparse.Namespace, players: int) -> tuple[su
     generator's core, so a profiled step's figures are pessimistic: profile in a separate run.
     """
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    out = Path(args.profile_dir) / f"node-{players}.txt"
+    out = Path(args.profile_dir) / f"node-{players}{what}.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
+    seconds = str(int(duration_s or args.duration))
     argv = [
-        py_spy, "record", "--pid", str(pid), "--duration", str(int(args.duration)), "--rate", "100",
+        py_spy, "record", "--pid", str(pid), "--duration", seconds, "--rate", "100",
         "--format", "raw", "--output", str(out),
     ]  # fmt: skip
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -807,7 +821,8 @@ def format_stop(r: StepResult) -> str:
     code = "SIGKILLed" if s.exit_code is None else f"exit {s.exit_code}"
     return (
         f"        stop: results written {s.written:,} of {s.races_held:,} races held "
-        f"({s.per_s:,.0f}/s over {s.write_s:.2f} s; node says {s.node_per_s:,.0f}/s), "
+        f"({s.per_s:,.0f}/s over {s.write_s:.2f} s; node: {s.node_per_s:,.0f}/s after {s.node_abort_s:.2f} s "
+        "aborting), "
         f"players told {s.players_told:,}, SIGTERM to exit {s.exit_s:.2f} s ({code})"
     )
 
@@ -894,6 +909,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--keep-going", action="store_true", help="run every step even after a failure")
     ap.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON")
     ap.add_argument("--profile-dir", default=None, help="py-spy the node during each window into this dir")
+    ap.add_argument(
+        "--profile-stop", action="store_true", help="py-spy the node's stop instead of the window"
+    )
     ap.add_argument("--profile-from", type=int, default=0, help="profile only steps with this many players+")
     ap.add_argument("--retries", type=int, default=2, help="reruns of a failed step disturbed by others")
     ap.add_argument("--quiet-wait", type=float, default=120.0, help="seconds to wait for idle cores")
@@ -990,6 +1008,8 @@ async def run_all(args: argparse.Namespace) -> list[StepResult]:
                     results.append(result)
                     if result.profile:
                         print(summarise_profile(result.profile), flush=True)
+                    if result.stop is not None and result.stop.profile:
+                        print(summarise_profile(result.stop.profile), flush=True)
                     if result.status != "held" and not args.keep_going:
                         break
         except TimeoutError:

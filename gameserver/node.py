@@ -23,7 +23,7 @@ from arena.clock import now_ms
 from arena.ids import PlayerId, RaceId, new_race_id
 from arena.outbox import OutboxBatcher, OutboxWriter, Written
 from arena.protocol import CloseCode, PlayerInfo, RaceState, RaceType, Watching
-from arena.rating import RatingStore
+from arena.rating import RatingStore, ranking_from_record
 from arena.redisutil import text_map
 from arena.registry import NodeInfo, NodeRegistry, NodeState
 from arena.results import MatchRecord
@@ -151,8 +151,15 @@ class Node:
         at most ``write_s``, by default ``ARENA_NODE_RESULTS_WRITE_S``), then close the sockets.
         Results still unwritten after it are reported (and fail the process) by ``stop``."""
         write_s = self.settings.results_write_s if write_s is None else write_s
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         now = now_ms()
         self._begin_drain(now, exit_after=True)
+        # Every race ends now: what clients send from here on changes nothing, and a loaded
+        # node's loop would spend the write phase answering it (20,000 inputs/s at 10,000
+        # players, each refused with an error frame) while the results wait. Reads resume for
+        # the close handshake.
+        self._pause_reading(True)
         aborted = 0
         for room in list(self.rooms.values()):
             if not room.race.ended:
@@ -166,16 +173,16 @@ class Node:
                 room.removable_at = now
                 self._queue_results(room)
         owed = self.results_writer.backlog
-        loop = asyncio.get_running_loop()
-        began = loop.time()
+        writing = loop.time()
         all_written = await self.results_writer.wait_empty(write_s)
-        seconds = loop.time() - began
+        seconds = loop.time() - writing
         left = self.results_writer.backlog
         if owed:  # a warning when races were cut short (like the drain report), for benchmarks too
             say = self.log.info if all_written and not aborted else self.log.warning
             say(
                 "results_written_at_stop",
                 aborted=aborted,
+                abort_s=round(writing - began, 3),  # aborting the races and queueing their results
                 owed=owed,
                 written=owed - left,
                 seconds=round(seconds, 3),
@@ -184,8 +191,23 @@ class Node:
             )
         # Every socket, not only those of rooms still held: the tick forgets a room as soon
         # as its results are out (removable now), and a socket left open holds the stop up.
+        self._pause_reading(False)  # the clients' close replies end their sockets at once
         for conn in list(self.sockets):
             conn.close_going_away()
+
+    def _pause_reading(self, pause: bool) -> None:
+        """Stop (or resume) reading every socket: the kernel holds what clients send meanwhile."""
+        for conn in list(self.sockets):
+            transport = conn.transport
+            if transport is None or conn.closed:
+                continue
+            try:
+                if pause:
+                    transport.pause_reading()
+                else:
+                    transport.resume_reading()
+            except RuntimeError:  # closing under us: nothing to read either way
+                continue
 
     async def stop(self) -> None:
         """Stop the loops and the results writer; results it could not write fail the node
@@ -669,7 +691,9 @@ class Node:
         appended = sum(1 for w in written if w.appended)
         if appended:
             self.metrics.outbox_appends.inc(appended)
-        await self._rate([w.record for w in written])
+        rated = [w.record for w in written if ranking_from_record(w.record) is not None]
+        if rated:  # aborted races are not rated: a stop's batches go straight to the players
+            await self._rate(rated)
         for w in written:
             try:
                 self._results_out(w.item, w.record)

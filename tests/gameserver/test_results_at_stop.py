@@ -20,7 +20,7 @@ from structlog.testing import capture_logs
 from arena.clock import now_ms
 from arena.ids import NodeId, PlayerId
 from arena.outbox import OutboxEntry, OutboxSettings
-from arena.protocol import CloseCode, Hello, RaceState, RaceType, Welcome
+from arena.protocol import CloseCode, Error, Hello, Input, Join, RaceState, RaceType, Results, Start, Welcome
 from arena.settings import RedisSettings, SecretSettings
 from gameserver.app import NODE_KEY, build_app
 from gameserver.drain import SHUTDOWN_REASON
@@ -269,4 +269,39 @@ async def test_a_stop_closes_every_socket_not_only_those_of_its_races(start_node
     await asyncio.wait_for(runner.cleanup(), 10)
     assert loop.time() - began < 5  # the close timeout (2 s), not aiohttp's 60 s handler timeout
     assert await client.wait_closed() == CloseCode.GOING_AWAY
+    await client.close()
+
+
+async def test_what_players_send_during_the_write_phase_is_not_read(start_node: Started) -> None:
+    """Once every race is aborted, the node stops reading its sockets until it closes them: a
+    loaded node's loop must not spend the write phase refusing inputs to races that are over."""
+    runner, node = await start_node()
+    race, seats = node.create_race(RaceType.QUICK, [SeatRequest(PlayerId("ada"), "ada")])
+    client = await RawClient.connect(node.settings.ws_url)
+    await client.send(Hello(token=seats[0].player_token))
+    await client.recv_until(Welcome)
+    await client.send(Join(ticket=seats[0].ticket))
+    start = await client.recv_until(Start)
+    assert isinstance(start, Start)
+    real = node.outbox.append_many
+    writing = asyncio.Event()
+
+    async def slow_write(entries: list[OutboxEntry]) -> list[bool | Exception]:
+        writing.set()
+        await asyncio.sleep(0.5)  # the write phase: the player types on meanwhile
+        return await real(entries)
+
+    node.outbox.append_many = slow_write  # type: ignore[method-assign]
+    stopping = asyncio.create_task(runner.cleanup())
+    await writing.wait()
+    for seq in range(1, 6):
+        await client.send(Input(seq=seq, keys=race.passage.text[seq - 1], times=[now_ms() - start.start_at]))
+    await stopping
+    results = await client.recv_until(Results)
+    assert isinstance(results, Results) and results.state == "aborted"
+    assert await client.wait_closed() == CloseCode.GOING_AWAY
+    assert not [m for m in client.received if isinstance(m, Error)]  # no input was answered
+    assert (
+        node.metrics.registry.get_sample_value("arena_gameserver_messages_in_total", {"type": "input"}) == 0
+    )
     await client.close()
