@@ -131,8 +131,9 @@ class NodeSettings:
     # report). An admin drain, even with exit, has no such bound: races end on their own time.
     # No race is ever aborted if this is at least ``race.longest_race_s`` (1225 s with the default
     # race settings, custom races of 2000 characters being the longest). Kubernetes: set
-    # terminationGracePeriodSeconds to at least this + 20 (results of aborted races are written
-    # within 10 s, the node's tasks stop within 5 s), or the kubelet's SIGKILL loses races.
+    # terminationGracePeriodSeconds to at least this + ARENA_NODE_RESULTS_WRITE_S + 15 (the
+    # sockets close and the node's tasks stop within about 10 s after the write phase), or the
+    # kubelet's SIGKILL loses the results still in memory.
     # The default (30 s) is for development.
     shutdown_grace_s: float = 30.0
     # ARENA_NODE_RESULTS_WRITE_S: once the grace is over (or the node stops for any reason), the
