@@ -165,6 +165,7 @@ class Node:
         # the close handshake.
         self._pause_reading(True)
         aborted = 0
+        owed = self.results_writer.backlog  # results owed: those queued before, and each queued now
         for n, room in enumerate(list(self.rooms.values()), 1):
             if n % ABORT_CHUNK == 0:  # let the writer append what is queued meanwhile
                 await asyncio.sleep(0)
@@ -178,20 +179,20 @@ class Node:
             if room.removable_at is None and not room.finalized:
                 room.removable_at = now
                 self._queue_results(room)
-        owed = self.results_writer.backlog
-        writing = loop.time()
+                owed += 1
+        writing = loop.time()  # the writer started with the first aborted races: it overlaps
         all_written = await self.results_writer.wait_empty(write_s)
-        seconds = loop.time() - writing
+        seconds = loop.time() - began
         left = self.results_writer.backlog
         if owed:  # a warning when races were cut short (like the drain report), for benchmarks too
             say = self.log.info if all_written and not aborted else self.log.warning
             say(
                 "results_written_at_stop",
                 aborted=aborted,
-                abort_s=round(writing - began, 3),  # aborting the races and queueing their results
+                abort_s=round(writing - began, 3),  # aborting the races (their results go out meanwhile)
                 owed=owed,
                 written=owed - left,
-                seconds=round(seconds, 3),
+                seconds=round(seconds, 3),  # from the first abort until every result was written
                 per_s=round((owed - left) / seconds) if seconds > 0 else None,
                 write_s=write_s,
             )
