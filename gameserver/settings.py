@@ -140,8 +140,8 @@ class NodeSettings:
     # time it reserves for writing the results still owed (aborted races and any just ended) to
     # the outbox, in batches (``outbox``), before it closes its sockets (0.5 to 300 s). Results
     # still unwritten then are logged by race id (``results_unwritten_at_stop``, one line) and
-    # the process exits 1. Measured: ≈ 2,000 aborted races' results a second on a shared 2-core
-    # machine (docs/PERFORMANCE.md), so 10 s is several times what a full node needs.
+    # the process exits 1. Measured on a shared 2-core machine: 1,000–2,000 results a second,
+    # 2,000 races in 1–2.5 s (docs/PERFORMANCE.md), so 10 s is several times what a full node needs.
     results_write_s: float = 10.0
     redis: RedisSettings = field(default_factory=RedisSettings)
     outbox: OutboxSettings = field(default_factory=OutboxSettings)  # ARENA_OUTBOX_*: results in batches
