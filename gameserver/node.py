@@ -691,6 +691,7 @@ class Node:
         self.metrics.faults.labels("finalize").inc()
         self.log.error("race_finalize_failed", race_id=room.race.id, exc_info=exc)
         self._drop_room(room)
+        self._maybe_idle()
 
     async def _results_written(self, written: list[Written[RaceRoom, MatchRecord]]) -> None:
         """A batch is in the outbox: rate its races, then tell their players (in that order:
@@ -708,7 +709,11 @@ class Node:
                 self.metrics.faults.labels("finalize").inc()
                 self.log.exception("race_finalize_failed", race_id=w.item.race.id)
                 self._drop_room(w.item)
-        # Once per batch (it counts every room): only while draining can the count only fall.
+        self._maybe_idle()  # once per batch: it counts every room
+
+    def _maybe_idle(self) -> None:
+        """Wake ``wait_drained`` when the last race's result is out (only while draining can the
+        count of live races only fall)."""
         if self.drain_report is not None and not self.live_races():
             self._idle.set()
 
