@@ -5,9 +5,9 @@ Used by the matchmaker (formed races), the lobby (private races) and the tournam
 
 ``NodePlacer`` reads live nodes from the registry (cached briefly), prefers the node with
 the most free seats, never a draining or dead one, and asks it over its admin API to create
-the race (``POST /admin/races``). A node that answers 503 (draining) or does not answer is
-avoided for a while and the next one is tried. Reserved seats expire on the node: a player
-who never comes is simply not waited for.
+the race (``POST /admin/races`` on its admin listener, ``NodeInfo.admin_url``). A node that
+answers 503 (draining) or does not answer is avoided for a while and the next one is tried.
+Reserved seats expire on the node: a player who never comes is simply not waited for.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ class NodePlacer:
             self._nodes_at = loop.time()
 
     async def _reserve(self, node: NodeInfo, body: dict[str, Any], seats: int) -> Placed | None:
-        url = f"{node.http_url.rstrip('/')}/admin/races"
+        url = f"{node.admin_url.rstrip('/')}/admin/races"
         try:
             async with self._http.post(url, json=body, headers=self._headers, timeout=self._timeout) as resp:
                 if resp.status == 201:

@@ -28,7 +28,8 @@ class NodeState(StrEnum):
 class NodeInfo:
     node_id: str
     url: str  # public WebSocket URL players connect to
-    http_url: str  # admin/control URL (seat reservations, drain)
+    http_url: str  # the players' listener over HTTP (/healthz, /readyz)
+    admin_url: str  # the admin listener: /admin/* (seat reservations, drain, status), /metrics
     region: str
     capacity: int  # players
     players: int  # seated in live races
@@ -52,6 +53,8 @@ def _decode(raw: Mapping[Any, Any]) -> NodeInfo | None:
             node_id=d["node_id"],
             url=d["url"],
             http_url=d["http_url"],
+            # A node from before the admin listener served /admin/* on its players' listener.
+            admin_url=d.get("admin_url") or d["http_url"],
             region=d["region"],
             capacity=int(d["capacity"]),
             players=int(d["players"]),

@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
+
+from arena.bearer import MAX_TOKEN_CHARS, is_token68
 
 
 class SettingsError(ValueError):
@@ -27,6 +30,12 @@ def env_int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def env_optional_int(env: Mapping[str, str], name: str) -> int | None:
+    """An integer, or None when unset or empty (the setting's default is derived from others)."""
+    raw = env.get(name)
+    return None if raw is None or raw == "" else env_int(env, name, 0)
 
 
 def env_float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -96,15 +105,99 @@ class LogSettings:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class SecretSettings:
-    token_secret: bytes = b"dev-secret-change-me-please"  # ARENA_TOKEN_SECRET (shared by lobby and nodes)
-    admin_token: str = "dev-admin-token"  # ARENA_ADMIN_TOKEN (bearer token of admin endpoints)
+class Environment(StrEnum):
+    """``ARENA_ENV``: production unless development is asked for, explicitly."""
+
+    PRODUCTION = "production"
+    DEVELOPMENT = "development"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> SecretSettings:
-        d = cls()
+    def from_env(cls, env: Mapping[str, str]) -> Environment:
+        raw = env.get("ARENA_ENV", "").strip().lower()
+        if raw == "":
+            return cls.PRODUCTION
+        try:
+            return cls(raw)
+        except ValueError:
+            raise SettingsError(
+                f"ARENA_ENV must be 'production' (the default) or 'development', got {raw!r}"
+            ) from None
+
+
+# The public development values: accepted only with ARENA_ENV=development.
+DEV_TOKEN_SECRET = b"dev-secret-change-me-please"
+DEV_ADMIN_TOKEN = "dev-admin-token"
+TOKEN_SECRET_MIN_BYTES = 32  # outside development: an HMAC-SHA256 key of at least 256 bits
+ADMIN_TOKEN_MIN_CHARS = 24
+DEV_TOKEN_SECRET_MIN_BYTES = 16  # what arena.tokens.TokenSigner takes at all
+_MAKE_ONE = "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+@dataclass(frozen=True, slots=True)
+class SecretSettings:
+    """The shared secrets. Built directly (tests) nothing is checked; ``from_env`` (processes)
+    refuses, outside ``ARENA_ENV=development``, a secret or token that is missing, the public
+    development default, or short, naming the variable (never its value)."""
+
+    # ARENA_TOKEN_SECRET: HMAC key of player tokens and join tickets, shared by the lobby and the
+    # nodes; at least TOKEN_SECRET_MIN_BYTES (32) bytes outside development.
+    token_secret: bytes = DEV_TOKEN_SECRET
+    # ARENA_ADMIN_TOKEN: bearer token of the nodes' admin endpoints (nodes check it; the lobby,
+    # matchmakers, the tournament director and ops.admin send it); token68 characters (letters,
+    # digits, -._~+/ then optional =), at least ADMIN_TOKEN_MIN_CHARS (24) outside development.
+    admin_token: str = DEV_ADMIN_TOKEN
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str], *, token_secret: bool = True, admin_token: bool = True
+    ) -> SecretSettings:
+        """``token_secret`` / ``admin_token``: whether this process uses that value, so checks it
+        (one it does not use keeps the development default and is never checked)."""
+        production = Environment.from_env(env) is Environment.PRODUCTION
+        secret = env.get("ARENA_TOKEN_SECRET", "")
+        admin = env.get("ARENA_ADMIN_TOKEN", "")
+        if token_secret and production:
+            check_token_secret(secret.encode())
+        elif token_secret and secret and len(secret.encode()) < DEV_TOKEN_SECRET_MIN_BYTES:
+            raise SettingsError(
+                f"ARENA_TOKEN_SECRET is {len(secret.encode())} bytes: even in development it needs "
+                f"{DEV_TOKEN_SECRET_MIN_BYTES} (unset, the development default is used)"
+            )
+        if admin_token and admin and not is_token68(admin):
+            raise SettingsError(
+                "ARENA_ADMIN_TOKEN must be one bearer token68 word (letters, digits, -._~+/ then optional "
+                f"=, at most {MAX_TOKEN_CHARS}); {_MAKE_ONE}"
+            )
+        if admin_token and production:
+            check_admin_token(admin)
+            if token_secret and admin.encode() == secret.encode():  # the token travels in headers
+                raise SettingsError("ARENA_ADMIN_TOKEN must differ from ARENA_TOKEN_SECRET")
         return cls(
-            token_secret=env_str(env, "ARENA_TOKEN_SECRET", d.token_secret.decode()).encode(),
-            admin_token=env_str(env, "ARENA_ADMIN_TOKEN", d.admin_token),
+            token_secret=secret.encode() if secret else DEV_TOKEN_SECRET,
+            admin_token=admin or DEV_ADMIN_TOKEN,
         )
+
+
+def check_token_secret(secret: bytes) -> None:
+    """Refuse a token secret production cannot use (missing, the development default, short)."""
+    _check("ARENA_TOKEN_SECRET", len(secret), secret == DEV_TOKEN_SECRET, TOKEN_SECRET_MIN_BYTES, "bytes")
+
+
+def check_admin_token(token: str) -> None:
+    """Refuse an admin token production cannot use (missing, the development default, short)."""
+    _check("ARENA_ADMIN_TOKEN", len(token), token == DEV_ADMIN_TOKEN, ADMIN_TOKEN_MIN_CHARS, "characters")
+
+
+def _check(name: str, length: int, is_default: bool, minimum: int, unit: str) -> None:
+    if length == 0:
+        problem = "is not set"
+    elif is_default:
+        problem = "is the public development default"
+    elif length < minimum:
+        problem = f"is {length} {unit}, shorter than {minimum}"
+    else:
+        return
+    raise SettingsError(
+        f"{name} {problem}: outside ARENA_ENV=development it must be a random value of at least "
+        f"{minimum} {unit}; {_MAKE_ONE}"
+    )

@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import signal
 import sys
 import tempfile
@@ -53,8 +54,8 @@ from simulators.swarm.saturation import Verdict, WorkerLoad, judge  # noqa: E402
 from simulators.swarm.stats import Percentiles, percentiles  # noqa: E402
 
 HOST = "127.0.0.1"
-ADMIN_TOKEN = "fanout-admin-token"
-TOKEN_SECRET = "fanout-token-secret-0123456789"
+ADMIN_TOKEN = secrets.token_urlsafe(32)  # strong, random: the nodes run as in production
+TOKEN_SECRET = secrets.token_urlsafe(32)
 RACE_SIZE = 5
 READY_TIMEOUT_S = 30.0
 _PROGRESS_T = b"\xa1t\xa8progress"  # msgpack of "t": "progress", right after the map header
@@ -244,7 +245,7 @@ async def run(args: argparse.Namespace, redis: RedisServer, work: Path) -> Resul
         for node in nodes.values():
             await node.wait_ready(READY_TIMEOUT_S)
         seats: list[RaceSeats] = []
-        async with AdminClient(nodes["a"].http_url, ADMIN_TOKEN, race_type="marathon") as admin:
+        async with AdminClient(nodes["a"].admin_url, ADMIN_TOKEN, race_type="marathon") as admin:
 
             async def make_race(index: int) -> RaceSeats:
                 race = await admin.create_race([f"p{index}-{j}" for j in range(RACE_SIZE)])

@@ -46,6 +46,7 @@ import math
 import os
 import platform
 import resource
+import secrets
 import shutil
 import signal
 import subprocess
@@ -85,8 +86,9 @@ P99_LIMIT_MS = 100.0
 GEN_CPU_LIMIT = 85.0  # % of one core
 GEN_LAG_LIMIT_MS = 20.0
 GEN_SEND_RATIO = 0.97  # sent at least this share of the inputs due, or the generator fell behind
-ADMIN_TOKEN = "bench-admin-token"
-TOKEN_SECRET = "bench-token-secret-0123456789"
+# Strong, random ones: the benchmark's nodes run as in production (ARENA_ENV unset).
+ADMIN_TOKEN = secrets.token_urlsafe(32)
+TOKEN_SECRET = secrets.token_urlsafe(32)
 HOST = "127.0.0.1"
 NODE_READY_TIMEOUT_S = 30.0
 NODE_STOP_TIMEOUT_S = 15.0
@@ -105,11 +107,18 @@ class NodeProcess:
         self.core = core
         self.log_path = log_path
         self.port = int(env["ARENA_NODE_PORT"])
+        self.admin_port = int(env["ARENA_NODE_ADMIN_PORT"])
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def http_url(self) -> str:
+        """The players' listener (/ws, /healthz, /readyz)."""
         return f"http://{HOST}:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        """The admin listener (/admin/*, /metrics)."""
+        return f"http://{HOST}:{self.admin_port}"
 
     @property
     def pid(self) -> int:
@@ -272,11 +281,13 @@ def bench_node_env(
     """A benchmark node's environment: on loopback, with room for ``players`` and a quick stop."""
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
+    env.pop("ARENA_ENV", None)  # production, as measured: the secrets given are strong
     env |= {
         "ARENA_REDIS_URL": redis_url,
         "ARENA_NODE_ID": node_id,
         "ARENA_NODE_HOST": HOST,
         "ARENA_NODE_PORT": str(port),
+        "ARENA_NODE_ADMIN_PORT": str(free_port()),  # the admin listener: races, drain, /metrics
         "ARENA_ADMIN_TOKEN": admin_token,
         "ARENA_TOKEN_SECRET": token_secret,
         "ARENA_MAX_CONNECTIONS": str(players + 1000),
@@ -439,7 +450,7 @@ async def run_step(
         await node.wait_ready(NODE_READY_TIMEOUT_S)
         result.node_idle_rss_mb = process_rss_mb(node.pid)
         sizes = race_sizes(players)
-        async with AdminClient(node.http_url, ADMIN_TOKEN, race_type=args.race_type) as admin:
+        async with AdminClient(node.admin_url, ADMIN_TOKEN, race_type=args.race_type) as admin:
 
             async def make_race(index: int) -> RaceSeats:
                 return await admin.create_race([f"p{index}-{j}" for j in range(sizes[index])])
@@ -546,7 +557,7 @@ async def measure_stop(
     timeout = aiohttp.ClientTimeout(total=10)
     async with (
         aiohttp.ClientSession(headers=headers, timeout=timeout) as http,
-        http.get(f"{node.http_url}/admin/status") as resp,
+        http.get(f"{node.admin_url}/admin/status") as resp,
     ):
         out.races_held = int((await resp.json())["races"])
     told0 = swarm.race_events.get("results", 0)

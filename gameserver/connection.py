@@ -76,6 +76,14 @@ def _ignore_message(is_text: bool, payload: bytes | str) -> None:
     """Messages before a session is attached are dropped (none can arrive: see take_over)."""
 
 
+def _ignore_refusal() -> None:
+    """Refused frames before a session is attached (none can arrive: see take_over)."""
+
+
+def _ignore_frame(opcode: Opcode, payload: bytes | str) -> None:
+    """Frames after ``release`` are dropped (none can arrive: the socket is gone)."""
+
+
 class Connection(asyncio.Protocol):
     def __init__(self, limits: LimitSettings) -> None:
         self.limits = limits
@@ -89,12 +97,18 @@ class Connection(asyncio.Protocol):
         self.watching: RaceId | None = None  # the race this socket spectates
         self.log = log
         self.on_message: MessageHandler = _ignore_message
+        # Called for every frame over the message rate (the frame is dropped): the session
+        # counts it as a violation, and enough of them close the socket with 4003.
+        self.on_rate_limited: Callable[[], None] = _ignore_refusal
         self.close_code: int | None = None  # what we closed with, or what the client said
         self.framing_error: WsClose | None = None  # why the peer's frames were refused
         self.reads = 0  # bumped on every read: the keepalive sweep compares it
         self._reads_at_sweep = -1
         self._idle_sweeps = 0
-        self._reader = FrameReader(limits.max_frame_bytes, self._on_ws_message)
+        # Every frame takes a token: data, continuation, ping, pong (and close, always honoured).
+        self._reader = FrameReader(
+            limits.max_frame_bytes, self._on_ws_message, self.bucket.take, self._on_refused
+        )
         self._http_protocol: asyncio.BaseProtocol | None = None
         self._closing = False  # a close frame went out: no more data frames
         self._close_timer: asyncio.TimerHandle | None = None
@@ -117,12 +131,16 @@ class Connection(asyncio.Protocol):
         n = len(data)
         short_binary = 6 <= n < 132 and data[0] == 0x82 and data[1] == 0x80 | (n - 6)
         if short_binary and not self._closing and self._reader.idle:
-            self.on_message(False, unmask(data[6:], data[2:6]))
+            if self.bucket.take():
+                self.on_message(False, unmask(data[6:], data[2:6]))
+            else:
+                self.on_rate_limited()
             return
         try:
             self._reader.feed(data)
         except FrameError as exc:
-            self.framing_error = exc.code
+            if not self._closing:  # (after our own close frame it changes nothing)
+                self.framing_error = exc.code
             self._fail(exc.code, exc.reason)
 
     def eof_received(self) -> bool | None:
@@ -148,19 +166,25 @@ class Connection(asyncio.Protocol):
     # ---- frames in --------------------------------------------------------------------
 
     def _on_ws_message(self, opcode: Opcode, payload: bytes | str) -> None:
+        # (after our close frame only the peer's close matters)
         if opcode is Opcode.BINARY or opcode is Opcode.TEXT:
             if not self._closing:
                 self.on_message(opcode is Opcode.TEXT, payload)
-        elif opcode is Opcode.PING:
-            assert isinstance(payload, bytes)
-            if self.bucket.take():  # pings count against the message rate: each costs a pong
-                self._write_control(control_frame(Opcode.PONG, payload))
         elif opcode is Opcode.CLOSE:
             assert isinstance(payload, bytes)
             self._on_close_frame(payload)
+        elif opcode is Opcode.PING and not self._closing:  # admitted by the rate limit: costs a pong
+            assert isinstance(payload, bytes)
+            self._write_control(control_frame(Opcode.PONG, payload))
         # PONG: the read itself proved the peer alive
 
+    def _on_refused(self, opcode: Opcode) -> None:
+        if not self._closing:
+            self.on_rate_limited()
+
     def _on_close_frame(self, payload: bytes) -> None:
+        """The peer's close frame, already checked (``wsproto.check_close``): a code a peer
+        may send, or none. Echo it (an empty close for none: 1005 is never sent), hang up."""
         code, _reason = parse_close(payload)
         transport = self.transport
         if transport is None:
@@ -168,7 +192,7 @@ class Connection(asyncio.Protocol):
         if not self._closing:  # the client started: echo its code, then hang up
             self._closing = True
             self.close_code = code
-            transport.write(close_frame(code) if code != 1005 else bytes((0x88, 0)))
+            transport.write(close_frame(code) if payload else bytes((0x88, 0)))
         transport.close()
 
     # ---- frames out -------------------------------------------------------------------
@@ -233,11 +257,24 @@ class Connection(asyncio.Protocol):
         """A framing error: the stream cannot be parsed any further, so say why and hang up
         (RFC 6455 7.1.7, "fail the WebSocket connection")."""
         transport = self.transport
-        self._closing = True
-        self.close_code = int(code)
-        if transport is not None:
+        if transport is None:
+            return
+        if not self._closing:  # one close frame at most: ours may already be out
+            self._closing = True
+            self.close_code = int(code)
             transport.write(close_frame(int(code), reason))
-            transport.close()
+        transport.close()
+
+    def release(self) -> None:
+        """The socket is gone and its session done: drop the references that tie this object
+        to its session and frame reader in reference cycles (``on_message``, the reader's
+        callback), so refcounting frees them at once instead of the cyclic collector, which
+        the node runs rarely (``gameserver.__main__``). Call it last: nothing reads afterwards."""
+        self._closing = True
+        self.on_message = _ignore_message
+        self.on_rate_limited = _ignore_refusal
+        self._reader = FrameReader(0, _ignore_frame)
+        self.room = self.racer = None
 
     def _write_control(self, frame: bytes) -> None:
         transport = self.transport

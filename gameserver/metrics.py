@@ -34,6 +34,18 @@ class NodeMetrics:
     def __post_init__(self) -> None:
         r = self.registry
         self.connections = Gauge(f"{_PREFIX}_connections", "Open WebSocket connections", registry=r)
+        self.open_connections = Gauge(
+            f"{_PREFIX}_listener_connections",
+            "Open TCP connections of the listener, whatever their state (HTTP, upgrading, WebSocket)",
+            registry=r,
+        )
+        self.connections_refused = Counter(
+            f"{_PREFIX}_connections_refused_total",
+            "Connections refused or cut by the listener: accept (past the spare room), upgrade (503 past "
+            "ARENA_MAX_CONNECTIONS), body_timeout (408)",
+            ["reason"],
+            registry=r,
+        )
         self.races = Gauge(f"{_PREFIX}_races", "Races on this node by state", ["state"], registry=r)
         self.players = Gauge(f"{_PREFIX}_players", "Players seated in live races", registry=r)
         self.messages_in = Counter(
@@ -90,6 +102,26 @@ class NodeMetrics:
             f"{_PREFIX}_faults_total",
             "Failures contained to one race or socket (tick, flush, finalize, message); each is logged",
             ["where"],
+            registry=r,
+        )
+        self.node_items = Gauge(
+            f"{_PREFIX}_node_items",
+            "Entries in the node's per-race and per-socket structures (rooms, sockets, batcher, relay "
+            "watchers, ...), by structure; updated every heartbeat. Follows the load, flat over days",
+            ["structure"],
+            registry=r,
+        )
+        self.python_objects = Gauge(
+            f"{_PREFIX}_python_objects",
+            "Objects the garbage collector tracks that were created after start-up, by type (a few "
+            "watched types and 'all'); sampled every ARENA_NODE_HEAP_STATS_S, absent when off",
+            ["type"],
+            registry=r,
+        )
+        self.gc_unreachable = Counter(
+            f"{_PREFIX}_gc_unreachable_objects_total",
+            "Unreachable objects (reference cycles) the scheduled full collections freed "
+            "(ARENA_NODE_GC_FULL_S): a steady rise means something forms cycles per race or socket",
             registry=r,
         )
         self.draining = Gauge(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -32,6 +33,7 @@ from arena.tokens import TokenSigner
 from gameserver.batcher import ProgressBatcher
 from gameserver.connection import Connection
 from gameserver.drain import FAULT_REASON, SHUTDOWN_REASON, DrainReport, latest_end, outcome_of
+from gameserver.memory import MemoryKeeper
 from gameserver.metrics import FlushReason, NodeMetrics
 from gameserver.mirror import live_write_due, mirror_fields, mirror_ttl_s, roster_json
 from gameserver.passages import Corpus, Passage, custom_passage
@@ -127,6 +129,7 @@ class Node:
         self._ping_ride_ms = int(min(1000, settings.race.ping_interval_s * 500))
         self._last_watch_check_ms = 0
         self.relay = SpectatorRelay(redis, settings.node_id)
+        self.memory = MemoryKeeper(settings.memory, metrics, time.monotonic())
 
     # ---- lifecycle ---------------------------------------------------------------
 
@@ -250,6 +253,7 @@ class Node:
             node_id=s.node_id,
             url=s.ws_url,
             http_url=s.http_url,
+            admin_url=s.admin_url,
             region=s.region,
             capacity=s.capacity,
             players=self.players_seated() + self.seats_reserved(),
@@ -267,6 +271,7 @@ class Node:
             except Exception as exc:  # Redis hiccup: the next beat retries
                 self.log.warning("heartbeat_failed", error=str(exc))
             self._sweep_sockets()
+            self.memory.step(time.monotonic(), self.structure_sizes())
 
     def _sweep_sockets(self) -> None:
         """Every ``keepalive_s``: ping silent sockets, drop the ones silent for two sweeps."""
@@ -277,6 +282,18 @@ class Node:
         dropped = sum(not conn.keepalive() for conn in list(self.sockets))
         if dropped:
             self.log.info("silent_sockets_dropped", sockets=dropped)
+
+    def structure_sizes(self) -> dict[str, int]:
+        """Entries of everything the node keeps per race or per socket: each follows the load
+        and returns to 0 when the races are gone (``arena_gameserver_node_items``)."""
+        return {
+            "rooms": len(self.rooms),
+            "sockets": len(self.sockets),
+            "results_backlog": self.results_writer.backlog,  # results queued for the outbox
+            "batcher": len(self.batcher),
+            "remote_watched": len(self._remote_watched),
+            "relay_watched_races": self.relay.watched_races(),
+        }
 
     @property
     def connection_count(self) -> int:
@@ -633,13 +650,16 @@ class Node:
             asked = loop.time() + pause
             await asyncio.sleep(pause)
             self.metrics.loop_lag_seconds.observe(max(0.0, loop.time() - asked))
-            now = now_ms()
-            for room in self.batcher.take_due(now):
-                race = room.race
-                if race.dirty and not race.ended and not room.faulted:  # ended: the tick sends it
-                    self.send_progress(room, now, FlushReason.WINDOW)
+            self._send_due(now_ms())
             if self._remote_watched:
                 await self._publish_relayed()
+
+    def _send_due(self, now: int) -> None:
+        """The progress frames whose window closed (a method: the loop keeps no room alive)."""
+        for room in self.batcher.take_due(now):
+            race = room.race
+            if race.dirty and not race.ended and not room.faulted:  # ended: the tick sends it
+                self.send_progress(room, now, FlushReason.WINDOW)
 
     async def _publish_relayed(self) -> None:
         """Frames for spectators on other nodes, in order, in one pipelined round trip."""

@@ -27,6 +27,7 @@ from arena.protocol import (
 from arena.results import MatchRecord, ParticipantRecord
 from gameserver.fairplay import FairPlayLimits, Flag, assess, check_batch
 from gameserver.passages import Passage
+from gameserver.roundtrip import RoundTrips
 from gameserver.scoring import Score, ScoringLimits, TypingState, score
 from gameserver.settings import RaceSettings
 
@@ -78,16 +79,16 @@ class Racer:
     connected: bool = True
     disconnected_at: int | None = None
     seq: int = 0  # last applied input sequence number
-    rtt_ms: float | None = None  # smoothed round trip, for latency compensation
     finish_elapsed_ms: int | None = None  # server-judged time to finish
     finished_at: int | None = None
     flags: set[Flag] = field(default_factory=set)
     score: Score | None = None
+    round_trips: RoundTrips = field(default_factory=RoundTrips)  # from the server's own pings only
 
-    def observe_rtt(self, rtt_ms: float) -> None:
-        if rtt_ms < 0:
-            return
-        self.rtt_ms = rtt_ms if self.rtt_ms is None else 0.8 * self.rtt_ms + 0.2 * rtt_ms
+    @property
+    def rtt_ms(self) -> float | None:
+        """The round trip latency compensation uses (``gameserver.roundtrip``)."""
+        return self.round_trips.estimate_ms
 
     @property
     def done(self) -> bool:
@@ -249,7 +250,11 @@ class Race:
         if len(self.racers) >= self.settings.max_players:
             raise SeatError("race_full", "the race is full")
         racer = Racer(
-            id=player_id, name=name, typing=TypingState(self.passage.text, self.scoring), joined_at=now
+            id=player_id,
+            name=name,
+            typing=TypingState(self.passage.text, self.scoring),
+            joined_at=now,
+            round_trips=RoundTrips(self.settings.round_trips),
         )
         self.racers[player_id] = racer
         self._roster_changed(now)

@@ -130,6 +130,7 @@ class RaceRoom:
         if self.ping_due_at is not None and skip is None:  # a frame for every player: the ping rides
             ping = to_wire(Ping(sent=now))
             self.ping_due_at = None
+            self._expect_pongs(now)
             self.metrics.frames_sent(MsgType.PING, len(self.players))
         sent = self._send_wire(wire, relay=True, skip_backlogged=True, skip=skip, players_too=ping)
         self.metrics.frames_sent(MsgType.PROGRESS, sent)
@@ -145,7 +146,16 @@ class RaceRoom:
     def ping_all(self, now: int) -> None:
         """Server pings measure each player's round trip for latency compensation."""
         self.ping_due_at = None
+        self._expect_pongs(now)
         _write_each(self.players.values(), to_wire(Ping(sent=now)), skip_backlogged=False, skip=None)
+
+    def _expect_pongs(self, sent: int) -> None:
+        """Only answers to pings the server sent measure a round trip (``gameserver.roundtrip``)."""
+        racers = self.race.racers
+        for player_id in self.players:
+            racer = racers.get(player_id)
+            if racer is not None:
+                racer.round_trips.expect(sent)
 
 
 def _write_each(

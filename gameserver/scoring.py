@@ -13,8 +13,11 @@ stored: it is always "a correct prefix of the passage" followed by
 ``error_run`` characters typed after the first mistake, so the state is the
 pair (``position``, ``error_run``):
 
-* a char key with ``error_run == 0`` equal to ``passage[position]`` is a
-  correct keystroke (``position += 1``);
+* a char key with ``error_run == 0`` equal to ``passage[position]`` moves
+  ``position`` on; it is a correct keystroke only the first time that place is
+  reached (``position`` passes ``peak``, the furthest it has been).  Typing a
+  character again after deleting it is a ``retyped`` keystroke, neither correct
+  nor incorrect: deleting and retyping correct text earns nothing;
 * any other char key is an incorrect keystroke (``error_run += 1``), even if
   it happens to equal a passage character: after a mistake the buffer is
   misaligned with the passage.  Once ``error_run`` reaches
@@ -34,10 +37,13 @@ Score definitions
   time for a finisher, otherwise the time of the last key;
 * WPM = (correctly typed characters / 5) / minutes, where correctly typed
   characters = the final ``position``;
-* raw WPM = (all char keystrokes / 5) / minutes (backspaces excluded);
-* accuracy = correct keystrokes / all char keystrokes * 100, rounded to two
-  decimals; backspaces are not keystrokes for accuracy; 0.0 when nothing was
-  typed;
+* raw WPM = (char keystrokes / 5) / minutes, where char keystrokes
+  (``typed_chars``) = correct + incorrect keystrokes: backspaces and retyped
+  characters excluded, so a correction is not counted twice;
+* accuracy = correct keystrokes / (correct + incorrect keystrokes) * 100,
+  rounded to two decimals; 0.0 when nothing was typed.  As correct keystrokes
+  are at most the passage's length, padding a race with delete-and-retype
+  cannot raise it (TypeRacer's "characters / (characters + errors)" in spirit);
 * consistency = 100 * (1 - stdev / mean) of the number of correct keystrokes
   per second of the race, clamped to [0, 100] (see :func:`consistency`).
 """
@@ -101,7 +107,9 @@ class TypingState:
         "finish_time_ms",
         "incorrect_keystrokes",
         "last_time_ms",
+        "peak",
         "position",
+        "retyped",
         "typed_chars",
     )
 
@@ -116,6 +124,7 @@ class TypingState:
         self._length = len(passage)
         self._max_error_run = limits.max_error_run
         self.position = 0
+        self.peak = 0  # the furthest position ever reached: a correct key beyond it is new
         self.error_run = 0
         self.finish_time_ms: int | None = None
         self.typed_chars = 0
@@ -123,6 +132,7 @@ class TypingState:
         self.incorrect_keystrokes = 0
         self.backspaces = 0
         self.corrections = 0
+        self.retyped = 0  # correct characters typed again after being deleted
         self.last_time_ms = 0
         # Keystroke log: batches are kept as the str objects received (no
         # copy) and times as 4-byte unsigned ints instead of int objects.
@@ -143,10 +153,9 @@ class TypingState:
     def apply(self, keys: str, times: Sequence[int]) -> int:
         """Replay a batch of keystrokes; return ``position`` afterwards.
 
-        ``times`` must already be validated (non-negative, non-decreasing:
-        ``fairplay.check_batch``); they are not re-checked here, and a
-        negative time fails in the unsigned time log, leaving the state
-        undefined.  Keys after the finish are ignored.
+        ``times`` must already be in range (``arena.protocol.KeyTime``: the codec
+        refuses anything else at the door); they are not re-checked here.  Keys
+        after the finish are ignored.
         """
         if self.finish_time_ms is not None or not keys:
             return self.position
@@ -160,8 +169,10 @@ class TypingState:
         backspace = BACKSPACE
         add_correct_time = self._correct_times.append
         pos = self.position
+        peak = self.peak
+        retyping = peak > pos  # only after a correct char was deleted can a correct key be old
         err = self.error_run
-        correct = incorrect = backspaces = corrections = 0
+        correct = incorrect = backspaces = corrections = retyped = 0
         finish: int | None = None
 
         for key, t in zip(keys, times, strict=True):
@@ -171,12 +182,21 @@ class TypingState:
                     err -= 1
                 elif pos:
                     # A correct char deleted: it must be typed again.
+                    if not retyping:
+                        peak, retyping = pos, True
                     pos -= 1
                     corrections += 1
             elif not err and key == passage[pos]:
                 pos += 1
-                correct += 1
-                add_correct_time(t)
+                if not retyping:
+                    correct += 1
+                    add_correct_time(t)
+                elif pos <= peak:
+                    retyped += 1
+                else:  # past where it had been: new ground again
+                    retyping = False
+                    correct += 1
+                    add_correct_time(t)
                 if pos == length:
                     finish = t
                     break
@@ -187,15 +207,17 @@ class TypingState:
                     err += 1
 
         self.position = pos
+        self.peak = peak if retyping else pos
         self.error_run = err
         self.correct_keystrokes += correct
         self.incorrect_keystrokes += incorrect
         self.typed_chars += correct + incorrect
         self.backspaces += backspaces
         self.corrections += corrections
+        self.retyped += retyped
 
-        # Every processed key bumped exactly one of these three counters.
-        used = correct + incorrect + backspaces
+        # Every processed key bumped exactly one of these four counters.
+        used = correct + incorrect + backspaces + retyped
         if used == len(keys):
             self._key_chunks.append(keys)
             self._times.extend(times)

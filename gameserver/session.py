@@ -31,6 +31,7 @@ from arena.protocol import (
 )
 from arena.tokens import TokenError
 from gameserver.connection import ClosingError, Connection, check_keys
+from gameserver.listener import GATE_KEY
 from gameserver.metrics import FlushReason
 from gameserver.node import Node
 from gameserver.race import InputOutcome, SeatError
@@ -59,6 +60,7 @@ class SocketSession:
             conn.limits.hello_timeout_s, self._hello_expired
         )
         conn.on_message = self.on_frame
+        conn.on_rate_limited = self._rate_limited
 
     async def run(self) -> None:
         """Serve until the socket is gone, then leave the race or stop watching."""
@@ -79,13 +81,14 @@ class SocketSession:
         if self.conn.player is None:
             self._close(CloseCode.HELLO_TIMEOUT, "no hello in time")
 
+    def _rate_limited(self) -> None:
+        """A frame over the message rate (the connection dropped it)."""
+        self.metrics.errors.labels(ErrorCode.RATE_LIMITED.value).inc()
+        if self.conn.violation(ErrorCode.RATE_LIMITED, "too many messages"):
+            self.metrics.closes.labels(str(int(CloseCode.FLOOD))).inc()
+
     def on_frame(self, is_text: bool, data: bytes | str) -> None:
-        conn = self.conn
-        if not conn.bucket.take():
-            self.metrics.errors.labels(ErrorCode.RATE_LIMITED.value).inc()
-            if conn.violation(ErrorCode.RATE_LIMITED, "too many messages"):
-                self.metrics.closes.labels(str(int(CloseCode.FLOOD))).inc()
-            return
+        """A data message the rate limit admitted (``Connection`` counts every frame)."""
         if self._busy is not None:
             self._backlog.append((is_text, data))
             return
@@ -140,8 +143,10 @@ class SocketSession:
             case Input():
                 self.on_input(message)
             case Pong(echo=echo):
-                if self.conn.racer is not None:
-                    self.conn.racer.observe_rtt(now_ms() - echo)
+                racer = self.conn.racer
+                if racer is None or not racer.round_trips.answer(echo, now_ms()):
+                    self.metrics.errors.labels(ErrorCode.BAD_MESSAGE.value).inc()
+                    self.conn.violation(ErrorCode.BAD_MESSAGE, "that pong answers no ping of ours")
             case Ping(sent=sent):
                 self.conn.send(Pong(echo=sent, time=now_ms()))
             case Hello():
@@ -235,6 +240,7 @@ class SocketSession:
                 input_offset_ms=race.input_offset_ms,
             )
         )
+        racer.round_trips.expect(now)
         conn.send(Ping(sent=now))  # a first round trip before the start
         room.flush_outgoing()
         if room.finalized:
@@ -358,7 +364,8 @@ class SocketSession:
 
 async def websocket_handler(request: web.Request, node: Node) -> web.StreamResponse:
     limits = node.settings.limits
-    if node.connection_count >= limits.max_connections:
+    # Every open connection counts (half requests and upgrades in progress too), this one included.
+    if not request.app[GATE_KEY].upgrade_allowed(node.connection_count):
         return web.json_response({"error": "node_full", "reason": "too many connections"}, status=503)
     # No compression (frames are pre-built and tiny) and no aiohttp heartbeat: after the
     # upgrade the node reads and writes the socket itself (gameserver.connection).
@@ -369,7 +376,8 @@ async def websocket_handler(request: web.Request, node: Node) -> web.StreamRespo
         return ws
     conn = Connection(limits)
     # uvloop's transports are not asyncio.Transport subclasses: take it as aiohttp gives it.
-    conn.take_over(transport, request.protocol)
+    # Hand the socket back at the end to whichever protocol had it (the listener's counter).
+    conn.take_over(transport, transport.get_protocol())
     session = SocketSession(node, conn)
     node.add_socket(conn)
     try:
@@ -377,4 +385,21 @@ async def websocket_handler(request: web.Request, node: Node) -> web.StreamRespo
     finally:
         node.remove_socket(conn)
         conn.abort()
+        conn.release()
+    await _settle(ws)
     return ws
+
+
+async def _settle(ws: web.WebSocketResponse) -> None:
+    """Mark aiohttp's response closed, leaving no reference cycle behind.
+
+    aiohttp closes a returned WebSocket response itself by writing a close frame; this socket's
+    transport is closed already, so the write fails and the response keeps the error, whose
+    traceback holds the response again: a cycle (with the request, its handler and the
+    transport) that only the cyclic collector frees, per connection. Closing it here instead
+    leaves aiohttp nothing to write; dropping the error's traceback breaks the cycle.
+    """
+    await ws.close(drain=False)
+    error = ws.exception()
+    if error is not None:
+        error.__traceback__ = None

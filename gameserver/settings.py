@@ -12,11 +12,14 @@ from arena.settings import (
     LogSettings,
     RedisSettings,
     SecretSettings,
+    SettingsError,
     env_float,
     env_int,
+    env_optional_int,
     env_str,
 )
 from gameserver.fairplay import FairPlayLimits
+from gameserver.roundtrip import RoundTripLimits
 from gameserver.scoring import ScoringLimits
 
 
@@ -48,6 +51,9 @@ class RaceSettings:
     custom_limit_s_per_char: float = 0.6  # time limit of a custom race per character (100 cpm floor)
     max_finish_hold_ms: int = 1000  # a finish may claim to be at most this much before it arrived
     ping_interval_s: float = 3.0  # ARENA_RACE_PING_INTERVAL_S: server pings to measure latency
+    # ARENA_RACE_MAX_RTT_MS: the largest round trip latency compensation believes, so at most half
+    # of it comes off a judged finish; round trips are measured from the server's own pings only.
+    round_trips: RoundTripLimits = field(default_factory=RoundTripLimits)
     finished_linger_s: float = 30.0  # a finished race stays in memory this long for late resumes
 
     @property
@@ -83,6 +89,7 @@ class RaceSettings:
             custom_min_chars=env_int(env, "ARENA_RACE_CUSTOM_MIN_CHARS", d.custom_min_chars),
             custom_max_chars=env_int(env, "ARENA_RACE_CUSTOM_MAX_CHARS", d.custom_max_chars),
             ping_interval_s=env_float(env, "ARENA_RACE_PING_INTERVAL_S", d.ping_interval_s),
+            round_trips=RoundTripLimits(max_ms=env_int(env, "ARENA_RACE_MAX_RTT_MS", d.round_trips.max_ms)),
         )
 
 
@@ -94,10 +101,27 @@ class LimitSettings:
     max_keys_per_msg: int = 64  # ARENA_MAX_KEYS_PER_MSG
     max_violations: int = 10  # ARENA_MAX_VIOLATIONS: bad or rate-limited messages before a close
     hello_timeout_s: float = 10.0  # ARENA_HELLO_TIMEOUT_S: a socket must say hello within this
-    max_connections: int = 20000  # ARENA_MAX_CONNECTIONS: further sockets are refused with 503
+    # ARENA_MAX_CONNECTIONS: open TCP connections of any kind (an HTTP request or upgrade in progress,
+    # a socket before or after hello); a WebSocket upgrade past it gets 503 (see gameserver.listener).
+    max_connections: int = 20000
     keepalive_s: float = 30.0  # ARENA_KEEPALIVE_S: a silent socket is pinged, and dropped after twice this
     max_send_buffer_bytes: int = 1 << 20  # ARENA_MAX_SEND_BUFFER_BYTES: a reader this far behind is dropped
     close_timeout_s: float = 2.0  # ARENA_CLOSE_TIMEOUT_S: wait this long for the client's close reply
+    # ARENA_REQUEST_HEAD_TIMEOUT_S: an HTTP connection must deliver a whole request head (request line
+    # and headers) within this of opening or of its previous response, else it is closed; so is an idle
+    # keep-alive connection. Above the 15 s keep-alive of aiohttp clients (the matchmaker's), so they
+    # always give up an idle connection first and never send on one being closed.
+    request_head_timeout_s: float = 20.0
+    # ARENA_REQUEST_BODY_TIMEOUT_S: a request body must arrive within this of its head (408, closed).
+    request_body_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name, value in (
+            ("ARENA_REQUEST_HEAD_TIMEOUT_S", self.request_head_timeout_s),
+            ("ARENA_REQUEST_BODY_TIMEOUT_S", self.request_body_timeout_s),
+        ):
+            if not 0.05 <= value <= 300:
+                raise ValueError(f"{name} must be between 0.05 and 300 seconds")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> LimitSettings:
@@ -113,16 +137,63 @@ class LimitSettings:
             keepalive_s=env_float(env, "ARENA_KEEPALIVE_S", d.keepalive_s),
             max_send_buffer_bytes=env_int(env, "ARENA_MAX_SEND_BUFFER_BYTES", d.max_send_buffer_bytes),
             close_timeout_s=env_float(env, "ARENA_CLOSE_TIMEOUT_S", d.close_timeout_s),
+            request_head_timeout_s=env_float(env, "ARENA_REQUEST_HEAD_TIMEOUT_S", d.request_head_timeout_s),
+            request_body_timeout_s=env_float(env, "ARENA_REQUEST_BODY_TIMEOUT_S", d.request_body_timeout_s),
+        )
+
+
+ADMIN_PORT_OFFSET = 1000  # the admin listener's default port: the players' port + this
+
+
+@dataclass(frozen=True, slots=True)
+class MemorySettings:
+    # ARENA_NODE_GC_FULL_S: a full garbage collection this often (0: never). The node freezes its
+    # start-up heap and raises the collector's thresholds (``gameserver.__main__``), so without it
+    # the oldest generation is in practice never collected: a reference cycle that lived through
+    # two young collections would stay for good (``gameserver.memory``). Costs a walk of the objects
+    # created since start-up: about 1 ms per 10,000, ≈ 250 per player.
+    gc_full_s: float = 300.0
+    # ARENA_NODE_HEAP_STATS_S: count the heap's objects of a few types this often into
+    # ``arena_gameserver_python_objects`` (0: off, the default). Same walk as a full collection,
+    # for soak runs and investigations (benchmarks/soak.py turns it on).
+    heap_stats_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.gc_full_s != 0 and not 10 <= self.gc_full_s <= 86_400:
+            raise ValueError("ARENA_NODE_GC_FULL_S must be 0 (never) or between 10 and 86400")
+        if self.heap_stats_s != 0 and not 5 <= self.heap_stats_s <= 86_400:
+            raise ValueError("ARENA_NODE_HEAP_STATS_S must be 0 (off) or between 5 and 86400")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> MemorySettings:
+        d = cls()
+        return cls(
+            gc_full_s=env_float(env, "ARENA_NODE_GC_FULL_S", d.gc_full_s),
+            heap_stats_s=env_float(env, "ARENA_NODE_HEAP_STATS_S", d.heap_stats_s),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class NodeSettings:
     node_id: NodeId = NodeId(socket.gethostname())  # ARENA_NODE_ID
+    # The players' listener: /ws, and /healthz and /readyz (where a load balancer or a kubelet
+    # probe looks). Nothing else: /admin/* and /metrics answer 404 here.
     host: str = "127.0.0.1"  # ARENA_NODE_HOST: listen address
     port: int = 8100  # ARENA_NODE_PORT
     public_url: str = ""  # ARENA_NODE_PUBLIC_URL: ws URL players use; default ws://host:port/ws
-    http_public_url: str = ""  # ARENA_NODE_HTTP_URL: admin/control URL; default http://host:port
+    http_public_url: str = ""  # ARENA_NODE_HTTP_URL: the players' listener over HTTP; default http://host:port
+    # The admin listener: /admin/* (admin bearer token), /metrics, /healthz, /readyz. Internal:
+    # never published to players (no Service, Ingress or nginx route to it).
+    # ARENA_NODE_ADMIN_HOST: its address; loopback by default. In a pod, the pod IP (or 0.0.0.0)
+    # with a NetworkPolicy that admits only matchmakers, the lobby, the director, operators and
+    # Prometheus.
+    admin_host: str = "127.0.0.1"
+    # ARENA_NODE_ADMIN_PORT: unset = ARENA_NODE_PORT + 1000 (9100 by default); 0 = a free port
+    # picked at start (the registry carries the one bound; tests).
+    admin_port: int | None = None
+    # ARENA_NODE_ADMIN_URL: how matchmakers, the lobby, the director and ops.admin reach the admin
+    # listener (published in the registry); default http://admin_host:admin port.
+    admin_public_url: str = ""
     region: str = "local"  # ARENA_NODE_REGION
     heartbeat_s: float = 1.0  # ARENA_NODE_HEARTBEAT_S: registry heartbeat; dead after 3 missed
     capacity: int = 10000  # ARENA_NODE_CAPACITY: players this node accepts
@@ -151,10 +222,7 @@ class NodeSettings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     scoring: ScoringLimits = field(default_factory=ScoringLimits)
     fairplay: FairPlayLimits = field(default_factory=FairPlayLimits)
-
-    def __post_init__(self) -> None:
-        if not 0.5 <= self.results_write_s <= 300:
-            raise ValueError("ARENA_NODE_RESULTS_WRITE_S must be between 0.5 and 300")
+    memory: MemorySettings = field(default_factory=MemorySettings)
 
     @property
     def ws_url(self) -> str:
@@ -163,6 +231,26 @@ class NodeSettings:
     @property
     def http_url(self) -> str:
         return self.http_public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def admin_listen_port(self) -> int:
+        """The admin listener's port: ``admin_port``, else the players' port + 1000 (0: any free one)."""
+        return self.port + ADMIN_PORT_OFFSET if self.admin_port is None else self.admin_port
+
+    @property
+    def admin_url(self) -> str:
+        return self.admin_public_url or f"http://{self.admin_host}:{self.admin_listen_port}"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.admin_listen_port <= 65535:
+            raise SettingsError(
+                f"ARENA_NODE_ADMIN_PORT must be 0 to 65535 (unset: ARENA_NODE_PORT + {ADMIN_PORT_OFFSET}, "
+                f"here {self.admin_listen_port}: set it)"
+            )
+        if self.admin_listen_port == self.port != 0:
+            raise SettingsError("ARENA_NODE_ADMIN_PORT must differ from ARENA_NODE_PORT (players' listener)")
+        if not 0.5 <= self.results_write_s <= 300:
+            raise SettingsError("ARENA_NODE_RESULTS_WRITE_S must be between 0.5 and 300")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> NodeSettings:
@@ -173,6 +261,9 @@ class NodeSettings:
             port=env_int(env, "ARENA_NODE_PORT", d.port),
             public_url=env_str(env, "ARENA_NODE_PUBLIC_URL", d.public_url),
             http_public_url=env_str(env, "ARENA_NODE_HTTP_URL", d.http_public_url),
+            admin_host=env_str(env, "ARENA_NODE_ADMIN_HOST", d.admin_host),
+            admin_port=env_optional_int(env, "ARENA_NODE_ADMIN_PORT"),
+            admin_public_url=env_str(env, "ARENA_NODE_ADMIN_URL", d.admin_public_url),
             region=env_str(env, "ARENA_NODE_REGION", d.region),
             heartbeat_s=env_float(env, "ARENA_NODE_HEARTBEAT_S", d.heartbeat_s),
             capacity=env_int(env, "ARENA_NODE_CAPACITY", d.capacity),
@@ -187,4 +278,5 @@ class NodeSettings:
             fairplay=FairPlayLimits(
                 max_wpm=env_float(env, "ARENA_FAIRPLAY_MAX_WPM", FairPlayLimits().max_wpm)
             ),
+            memory=MemorySettings.from_env(env),
         )

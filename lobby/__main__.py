@@ -7,8 +7,8 @@ import uvloop
 from aiohttp import web
 
 from arena.logs import configure_logging
-from arena.settings import environ
 from arena.signals import until_signal
+from arena.startup import load_settings
 from lobby.app import build_app
 from lobby.settings import LobbySettings
 
@@ -33,7 +33,7 @@ async def serve(settings: LobbySettings) -> None:
 
 
 def main() -> None:
-    settings = LobbySettings.from_env(environ())
+    settings = load_settings(LobbySettings.from_env)
     configure_logging(settings.log)
     uvloop.run(serve(settings))
 

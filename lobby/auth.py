@@ -23,6 +23,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from arena import keys
+from arena.bearer import CHALLENGE, BearerError, bearer_token
 from arena.clock import now_ms
 from arena.ids import PlayerId, new_player_id
 from arena.redisutil import text_map
@@ -165,14 +166,12 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     """
     header = request.headers.get("Authorization")
     if header is not None:
-        scheme, _, token = header.strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            request[AUTH_ERROR_KEY] = TokenError("Authorization must be 'Bearer <token>'")
-        else:
-            try:
-                request[PLAYER_KEY] = lobby_of(request).signer.verify_player(token.strip())
-            except TokenError as exc:
-                request[AUTH_ERROR_KEY] = exc
+        try:
+            request[PLAYER_KEY] = lobby_of(request).signer.verify_player(bearer_token(header))
+        except BearerError as exc:  # not exactly 'Bearer <token>' (arena.bearer)
+            request[AUTH_ERROR_KEY] = TokenError(str(exc))
+        except TokenError as exc:
+            request[AUTH_ERROR_KEY] = exc
     return await handler(request)
 
 
@@ -188,7 +187,7 @@ def require_player(request: web.Request) -> PlayerToken:
     if player is not None:
         return player
     error: TokenError | None = request.get(AUTH_ERROR_KEY, None)
-    headers = {"WWW-Authenticate": 'Bearer realm="arena"'}
+    headers = {"WWW-Authenticate": CHALLENGE}
     if error is None:
         raise ApiError(401, "unauthorized", "Authorization: Bearer <token> is required", headers=headers)
     if error.expired:

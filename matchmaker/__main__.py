@@ -15,8 +15,8 @@ from arena.logs import configure_logging
 from arena.placement import node_placer
 from arena.promhttp import metrics_response
 from arena.redisutil import connect
-from arena.settings import environ
 from arena.signals import until_signal
+from arena.startup import load_settings
 from arena.tickets import TicketStore
 from matchmaker.metrics import MatchmakerMetrics
 from matchmaker.service import Matchmaker
@@ -79,7 +79,7 @@ async def serve(settings: MatchmakerSettings) -> None:
 
 
 def main() -> None:
-    settings = MatchmakerSettings.from_env(environ())
+    settings = load_settings(MatchmakerSettings.from_env)
     configure_logging(settings.log)
     uvloop.run(serve(settings))
 

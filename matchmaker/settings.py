@@ -134,6 +134,6 @@ class MatchmakerSettings:
             node_stale_ms=env_int(env, "ARENA_MM_NODE_STALE_MS", d.node_stale_ms),
             max_inflight=env_int(env, "ARENA_MM_MAX_INFLIGHT", d.max_inflight),
             redis=RedisSettings.from_env(env),
-            secrets=SecretSettings.from_env(env),
+            secrets=SecretSettings.from_env(env, token_secret=False),  # places races: admin token only
             log=LogSettings.from_env(env),
         )

@@ -10,7 +10,9 @@ on its own, 1 if any was aborted (or the node vanished mid-drain, or a command f
 races still run at its deadline (``--timeout``; by default when the node says its races end at
 the latest, plus a minute). With ``--exit`` it also waits until the node has exited.
 
-Reads ``ARENA_REDIS_URL`` and ``ARENA_ADMIN_TOKEN`` (or ``--redis`` / ``--admin-token``).
+Reads ``ARENA_REDIS_URL`` and ``ARENA_ADMIN_TOKEN`` (or ``--redis`` / ``--admin-token``); outside
+``ARENA_ENV=development``, ``drain`` and ``undrain`` refuse a missing, default or short admin token
+with one error line and exit 2, as the nodes would refuse it (``status`` needs no token).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 import aiohttp
@@ -29,7 +31,8 @@ from redis.exceptions import RedisError
 from arena import keys
 from arena.clock import now_ms
 from arena.registry import NodeInfo, NodeRegistry
-from arena.settings import RedisSettings, SecretSettings, environ
+from arena.settings import RedisSettings, SecretSettings, SettingsError, environ
+from arena.startup import EXIT_BAD_SETTINGS
 
 
 class AdminError(Exception):
@@ -91,7 +94,7 @@ async def drain(
             raise AdminError(f"node {node_id} is not in the registry (dead or never started)")
         headers = {"Authorization": f"Bearer {admin_token}"}
         async with aiohttp.ClientSession(headers=headers) as http:
-            body = await _call(http, "POST", f"{node.http_url}/admin/drain", {"exit": exit_after})
+            body = await _call(http, "POST", f"{node.admin_url}/admin/drain", {"exit": exit_after})
             report: dict[str, Any] = body["drain"]
             started_at = report["started_at"]
             ends_in_s = _ends_in_s(body)
@@ -118,7 +121,7 @@ async def drain(
                     return EXIT_TIMEOUT
                 await asyncio.sleep(poll_s)
                 try:
-                    body = await _call(http, "GET", f"{node.http_url}/admin/status")
+                    body = await _call(http, "GET", f"{node.admin_url}/admin/status")
                 except AdminError:  # gone? it exited (asked to, or signalled) or died; else retry
                     final = await _final_report(registry, redis, node_id, started_at)
                     if final is not None:
@@ -181,7 +184,7 @@ async def undrain(redis_url: str, admin_token: str, node_id: str, *, out: TextIO
         raise AdminError(f"node {node_id} is not in the registry (dead or never started)")
     headers = {"Authorization": f"Bearer {admin_token}"}
     async with aiohttp.ClientSession(headers=headers) as http:
-        body = await _call(http, "POST", f"{node.http_url}/admin/undrain")
+        body = await _call(http, "POST", f"{node.admin_url}/admin/undrain")
     print(f"{node_id} is back in service ({body['state']}): {body['races']} races", file=out)
     return 0
 
@@ -199,11 +202,23 @@ async def _call(http: aiohttp.ClientSession, method: str, url: str, body: Any = 
         raise AdminError(f"{method} {url}: {exc}") from None
 
 
+def admin_token(flag: str | None, env: Mapping[str, str]) -> str:
+    """``--admin-token``, else ``ARENA_ADMIN_TOKEN``, checked as the nodes check theirs: outside
+    ``ARENA_ENV=development`` a missing, default or short one is refused (``SettingsError``)."""
+    if flag is not None:
+        env = {**env, "ARENA_ADMIN_TOKEN": flag}
+    return SecretSettings.from_env(env, token_secret=False).admin_token
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     env = environ()
     parser = argparse.ArgumentParser(description="Typogram Arena operator commands")
     parser.add_argument("--redis", default=RedisSettings.from_env(env).url)
-    parser.add_argument("--admin-token", default=SecretSettings.from_env(env).admin_token)
+    parser.add_argument(
+        "--admin-token",
+        default=None,
+        help="the nodes' admin bearer token (default: $ARENA_ADMIN_TOKEN); drain and undrain need it",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("status", help="show nodes, load, state, races")
     drain_cmd = sub.add_parser("drain", help="drain a node, wait for its races to end, report")
@@ -222,12 +237,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "status":
             return asyncio.run(status(args.redis, sys.stdout))
+        token = admin_token(args.admin_token, env)
         if args.command == "undrain":
-            return asyncio.run(undrain(args.redis, args.admin_token, args.node_id, out=sys.stdout))
+            return asyncio.run(undrain(args.redis, token, args.node_id, out=sys.stdout))
         return asyncio.run(
-            drain(args.redis, args.admin_token, args.node_id, exit_after=args.exit, timeout_s=args.timeout,
+            drain(args.redis, token, args.node_id, exit_after=args.exit, timeout_s=args.timeout,
                   out=sys.stdout)
         )  # fmt: skip
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
     except AdminError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ABORTED

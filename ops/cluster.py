@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import os
+import secrets
 import shlex
 import signal
 import socket
@@ -42,8 +44,7 @@ from arena.settings import SettingsError, env_int
 from ops.services import HOST, KafkaBroker, PostgresServer, RedisServer, ServiceError, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-DEV_ADMIN_TOKEN = "dev-admin-token"
-DEV_SECRET = "dev-secret-change-me-please"
+SECRET_NAMES = ("ARENA_TOKEN_SECRET", "ARENA_ADMIN_TOKEN")
 # The Arena processes besides the nodes: module name -> the setting that gives its HTTP port.
 SERVICES = {
     "matchmaker": "ARENA_MM_PORT",
@@ -66,6 +67,8 @@ PORT_OFFSETS = {
     "redis": 6,
     "postgres": 7,
     "kafka": 8,
+    "node-1-admin": 9,  # the nodes' admin listeners (/admin/*, /metrics)
+    "node-2-admin": 10,
 }
 # Stop stages, in order: nothing new is placed, no new tickets, no races, results persisted.
 STAGE_PLACERS = 0  # house bots, racing bots, matchmaker, tournament director
@@ -95,6 +98,24 @@ class ClusterSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ClusterSettings:
         return cls(port_base=env_int(env, "ARENA_CLUSTER_PORT_BASE", cls().port_base))
+
+
+def local_secrets(run_dir: Path, env: Mapping[str, str]) -> dict[str, str]:
+    """``ARENA_TOKEN_SECRET`` and ``ARENA_ADMIN_TOKEN`` for the cluster's processes: the
+    environment's where set, else random ones made by the first run and kept in
+    ``<run_dir>/secrets.json`` (mode 0600), so the next run still accepts the page's sessions.
+    Never the public development defaults, though the cluster runs with ``ARENA_ENV=development``."""
+    path = run_dir / "secrets.json"
+    try:
+        kept = json.loads(path.read_text())
+    except (OSError, ValueError):
+        kept = None
+    if not isinstance(kept, dict) or not all(isinstance(kept.get(n), str) and kept[n] for n in SECRET_NAMES):
+        kept = {name: secrets.token_urlsafe(32) for name in SECRET_NAMES}
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(kept, out)
+    return {name: env.get(name) or kept[name] for name in SECRET_NAMES}
 
 
 def fixed_ports(base: int) -> dict[str, int]:
@@ -212,6 +233,7 @@ class Cluster:
     house_per_queue: int = 4  # max_players - 1: with one person, a full race at once
     port_base: int = 0  # 0: free ports; else fixed ones from here (ClusterSettings.port_base)
     node_ports: list[int] = field(default_factory=lambda: [free_port(), free_port()])
+    node_admin_ports: list[int] = field(default_factory=lambda: [free_port(), free_port()])
     ports: dict[str, int] = field(
         default_factory=lambda: {
             name: free_port() for name in ("lobby", "matchmaker", "persistence", "tournaments")
@@ -223,11 +245,13 @@ class Cluster:
     processes: list[Supervised] = field(default_factory=list)
     redis_url: str = ""
     persist_group: str = "persistence"  # the outbox's consumer group persistence reads with
+    arena_secrets: dict[str, str] = field(default_factory=dict)  # SECRET_NAMES -> value (local_secrets)
 
     def __post_init__(self) -> None:
         if self.port_base:
             fixed = fixed_ports(self.port_base)
             self.node_ports = [fixed["node-1"], fixed["node-2"]]
+            self.node_admin_ports = [fixed["node-1-admin"], fixed["node-2-admin"]]
             self.ports = {name: fixed[name] for name in self.ports}
             self.service_ports = {name: fixed[name] for name in self.service_ports}
 
@@ -241,6 +265,7 @@ class Cluster:
                     "base, or leave it unset for free ports."
                 )
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.arena_secrets = local_secrets(self.run_dir, os.environ)
         redis_server = RedisServer(
             port=self.service_ports["redis"], data_dir=self.run_dir / "redis", appendonly=True
         ).start()
@@ -273,8 +298,13 @@ class Cluster:
         """Two nodes, a matchmaker, the lobby, persistence, and bots (in start order)."""
         py = sys.executable
         procs = []
-        for i, port in enumerate(self.node_ports, start=1):
-            node_env = env | {"ARENA_NODE_ID": f"node-{i}", "ARENA_NODE_PORT": str(port)}
+        listeners = zip(self.node_ports, self.node_admin_ports, strict=True)  # players', admin
+        for i, (port, admin_port) in enumerate(listeners, start=1):
+            node_env = env | {
+                "ARENA_NODE_ID": f"node-{i}",
+                "ARENA_NODE_PORT": str(port),
+                "ARENA_NODE_ADMIN_PORT": str(admin_port),
+            }
             argv, log_path = [py, "-m", "gameserver"], logs / f"node-{i}.log"
             procs.append(Supervised(f"node-{i}", argv, node_env, log_path, stage=STAGE_NODES))
         stages = {"lobby": STAGE_LOBBY, "persistence": STAGE_PERSISTENCE}
@@ -283,10 +313,11 @@ class Cluster:
             stage = stages.get(name, STAGE_PLACERS)
             procs.append(Supervised(name, [py, "-m", name], proc_env, logs / f"{name}.log", stage=stage))
         if self.bots:
-            nodes = [arg for port in self.node_ports for arg in ("--node", f"http://127.0.0.1:{port}")]
+            # Races are created on the nodes' admin listeners.
+            nodes = [arg for port in self.node_admin_ports for arg in ("--node", f"http://127.0.0.1:{port}")]
             bots_argv = [
                 py, "-m", "simulators", *nodes,  # a draining node's races go to the other one
-                "--admin-token", DEV_ADMIN_TOKEN, "--bots", str(self.bots), "--timeout", "180",
+                "--bots", str(self.bots), "--timeout", "180",  # the admin token: ARENA_ADMIN_TOKEN
             ]  # fmt: skip
             procs.append(Supervised("bots", bots_argv, env, logs / "bots.log"))
         if self.house_per_queue:
@@ -299,23 +330,26 @@ class Cluster:
 
     def _arena_env(self, redis_url: str, dsn: str, bootstrap: str) -> dict[str, str]:
         return dict(os.environ) | {
+            # Development, explicitly: the processes refuse to start in production (the default)
+            # without strong secrets. The cluster's own secrets are strong anyway (local_secrets).
+            "ARENA_ENV": "development",
             "ARENA_REDIS_URL": redis_url,
             "ARENA_POSTGRES_DSN": dsn,
             "ARENA_KAFKA_BOOTSTRAP": bootstrap,
-            "ARENA_ADMIN_TOKEN": os.environ.get("ARENA_ADMIN_TOKEN", DEV_ADMIN_TOKEN),
+            **self.arena_secrets,
             # Every local client is 127.0.0.1 (the page, bots, house bots): a per-IP limit would
             # only make them share one budget. The per-player limit stays.
             "ARENA_LOBBY_RATE_PER_IP": os.environ.get("ARENA_LOBBY_RATE_PER_IP", "0"),
-            "ARENA_TOKEN_SECRET": os.environ.get("ARENA_TOKEN_SECRET", DEV_SECRET),
             "PYTHONUNBUFFERED": "1",
             **{name: os.environ.get(name, grace) for name, grace in LOCAL_GRACES.items()},
         }
 
     def admin_command(self, redis_url: str) -> str:
-        """``ops.admin status`` as a shell command that works pasted anywhere (no venv needed)."""
+        """``ops.admin status`` as a shell command that works pasted anywhere (no venv needed); with
+        the admin token, so ``status`` can become ``drain node-1``."""
         env = {
             "ARENA_REDIS_URL": redis_url,
-            "ARENA_ADMIN_TOKEN": os.environ.get("ARENA_ADMIN_TOKEN", DEV_ADMIN_TOKEN),
+            "ARENA_ADMIN_TOKEN": self.arena_secrets["ARENA_ADMIN_TOKEN"],
             "PYTHONPATH": str(ROOT),  # this checkout's code, whatever the shell's directory
         }
         assigns = " ".join(f"{name}={shlex.quote(value)}" for name, value in env.items())
@@ -324,8 +358,8 @@ class Cluster:
     def _print_banner(self, redis_url: str, dsn: str, bootstrap: str, logs: Path) -> None:
         ports = "" if self.port_base else FREE_PORTS_HINT
         nodes = "\n".join(
-            f"  node-{i}      ws://127.0.0.1:{port}/ws  (metrics http://127.0.0.1:{port}/metrics)"
-            for i, port in enumerate(self.node_ports, start=1)
+            f"  node-{i}      ws://127.0.0.1:{port}/ws  (admin and metrics http://127.0.0.1:{admin}/metrics)"
+            for i, (port, admin) in enumerate(zip(self.node_ports, self.node_admin_ports, strict=True), 1)
         )
         print(
             "\nTypogram Arena is running (Ctrl-C stops everything, in order, in a few seconds)\n"

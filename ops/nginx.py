@@ -68,6 +68,12 @@ server {{
         proxy_buffering off;
     }}
 
+    # The lobby's Prometheus metrics are for the internal scraper, not the public host.
+    location = /metrics {{
+        default_type application/json;
+        return 404 '{{"error":"not_found","reason":"no such endpoint"}}';
+    }}
+
     location / {{
         proxy_pass http://{lobby};
         proxy_http_version 1.1;

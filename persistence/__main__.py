@@ -14,8 +14,8 @@ import uvloop
 from aiohttp import web
 
 from arena.logs import configure_logging
-from arena.settings import environ
 from arena.signals import force_exit
+from arena.startup import load_settings
 from persistence.app import build_app
 from persistence.settings import PersistenceSettings
 
@@ -41,7 +41,7 @@ async def serve(settings: PersistenceSettings) -> None:
 
 
 def main() -> None:
-    settings = PersistenceSettings.from_env(environ())
+    settings = load_settings(PersistenceSettings.from_env)
     configure_logging(settings.log)
     uvloop.run(serve(settings))
 

@@ -1,7 +1,10 @@
 """``python -m simulators`` / ``arena-bots``: race simulated players against a local node.
 
-    python -m simulators --node http://127.0.0.1:8100 [--node http://127.0.0.1:8101] \\
+    python -m simulators --node http://127.0.0.1:9100 [--node http://127.0.0.1:9101] \\
         --admin-token TOKEN --bots 10 --race-type quick --seed 1 --timeout 120 [--json]
+
+``--node`` is a node's admin listener (``ARENA_NODE_ADMIN_HOST``/``PORT``: by default the node's
+port + 1000), where races are created; the race's answer gives the players' WebSocket URL.
 
 A node that refuses races for now (draining, 5xx, down) is asked again with a growing delay
 (the next ``--node`` first) until ``--timeout``: the process keeps running meanwhile.
@@ -41,7 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--node",
         required=True,
         action="append",
-        help="node HTTP URL, loopback only (http://127.0.0.1:8100); repeat for more nodes",
+        help="a node's admin listener URL, loopback only (http://127.0.0.1:9100 for a node on :8100); "
+        "repeat for more nodes",
     )
     parser.add_argument(
         "--admin-token",

@@ -1,4 +1,5 @@
-"""Creating races through a node's admin endpoint (``POST /admin/races``)."""
+"""Creating races through a node's admin endpoint (``POST /admin/races``), on the node's admin
+listener (``ARENA_NODE_ADMIN_HOST``/``PORT``; the players' listener answers 404 there)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ class CreatedRace:
 
 async def create_race(
     session: aiohttp.ClientSession,
-    node_http_url: str,
+    node_admin_url: str,
     admin_token: str,
     names: list[str],
     *,
@@ -65,7 +66,7 @@ async def create_race(
     passage_id: str | None = None,
 ) -> CreatedRace:
     """Create a race with one reserved seat per name; returns each seat's tokens."""
-    base = require_loopback(node_http_url).rstrip("/")
+    base = require_loopback(node_admin_url).rstrip("/")
     body: dict[str, Any] = {"race_type": race_type, "players": [{"name": n} for n in names]}
     if custom_text is not None:
         body["custom_text"] = custom_text

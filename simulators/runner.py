@@ -103,7 +103,7 @@ class RunSummary:
 
 
 async def run_bots(
-    node_http_url: str | Sequence[str],
+    node_admin_url: str | Sequence[str],
     admin_token: str,
     n_bots: int,
     race_type: str,
@@ -119,13 +119,14 @@ async def run_bots(
     backoff: BackoffSettings = PLACEMENT_BACKOFF,
 ) -> RunSummary:
     """Create ceil(n_bots / seats_per_race) races, each group's bots racing as soon as its race
-    exists, and summarise. ``node_http_url`` may name several nodes: a refusal moves on to the
-    next. Refusals for now are retried (``backoff``) until ``timeout_s``.
+    exists, and summarise. ``node_admin_url`` (a node's admin listener, ``ARENA_NODE_ADMIN_*``)
+    may name several nodes: a refusal moves on to the next. Refusals for now are retried
+    (``backoff``) until ``timeout_s``.
 
     Raises ``NotLoopbackError`` for a non-loopback URL and ``AdminError`` when a node refuses
     a race for good (4xx).
     """
-    nodes = [node_http_url] if isinstance(node_http_url, str) else list(node_http_url)
+    nodes = [node_admin_url] if isinstance(node_admin_url, str) else list(node_admin_url)
     if not nodes:
         raise ValueError("need at least one node")
     for url in nodes:

@@ -4,6 +4,7 @@ Each server starts the first time a test asks for it and stops at the end of
 the session; tests that never ask start nothing.
 """
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -19,10 +20,14 @@ from arena.ids import NodeId
 from arena.results import MatchRecord
 from arena.settings import RedisSettings, SecretSettings
 from gameserver.app import NODE_KEY, build_app
+from gameserver.listener import NodeSite
 from gameserver.node import Node
 from gameserver.settings import LimitSettings, NodeSettings, RaceSettings
 from ops.services import KafkaBroker, PostgresServer, RedisServer, free_port
 
+# The processes tests start (python -m gameserver, lobby, ...) inherit this: their short test
+# secrets are development secrets. Tests of production mode set ARENA_ENV=production themselves.
+os.environ["ARENA_ENV"] = "development"
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
@@ -67,7 +72,13 @@ class RunningNode:
 
     @property
     def http_url(self) -> str:
+        """The players' listener (/ws, /healthz, /readyz)."""
         return f"http://127.0.0.1:{self.settings.port}"
+
+    @property
+    def admin_url(self) -> str:
+        """The admin listener (/admin/*, /metrics, /healthz, /readyz): the port it bound."""
+        return self.node.settings.admin_url
 
     @property
     def ws_url(self) -> str:
@@ -81,7 +92,7 @@ class RunningNode:
         body = {"race_type": "quick", "players": [{"name": n} for n in names], **extra}
         async with aiohttp.ClientSession() as http:
             resp = await http.post(
-                f"{self.http_url}/admin/races", json=body, headers={"Authorization": f"Bearer {ADMIN}"}
+                f"{self.admin_url}/admin/races", json=body, headers={"Authorization": f"Bearer {ADMIN}"}
             )
             data: dict[str, Any] = await resp.json()
             assert resp.status == 201, data
@@ -106,6 +117,7 @@ async def node_factory(redis_url: str) -> AsyncIterator[NodeFactory]:
         settings = NodeSettings(
             node_id=NodeId(node_id),
             port=port,
+            admin_port=0,  # any free port: RunningNode.admin_url
             region=region,
             capacity=capacity,
             redis=RedisSettings(url=redis_url),
@@ -115,7 +127,7 @@ async def node_factory(redis_url: str) -> AsyncIterator[NodeFactory]:
         )
         runner = web.AppRunner(build_app(settings), handle_signals=False)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await NodeSite(runner, "127.0.0.1", port).start()
         runners.append(runner)
         return RunningNode(settings, runner)
 

@@ -16,8 +16,8 @@ from arena.logs import configure_logging
 from arena.placement import node_placer
 from arena.promhttp import metrics_response
 from arena.redisutil import connect
-from arena.settings import environ
 from arena.signals import until_signal
+from arena.startup import load_settings
 from tournaments.director import Director
 from tournaments.metrics import DirectorMetrics
 from tournaments.settings import DirectorSettings
@@ -82,7 +82,7 @@ async def serve(settings: DirectorSettings) -> None:
 
 
 def main() -> None:
-    settings = DirectorSettings.from_env(environ())
+    settings = load_settings(DirectorSettings.from_env)
     configure_logging(settings.log)
     uvloop.run(serve(settings))
 

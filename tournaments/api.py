@@ -33,6 +33,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from redis.exceptions import RedisError
 
 from arena import keys
+from arena.bearer import CHALLENGE, BearerError, bearer_token
 from arena.clock import now_ms
 from arena.codec import load_json
 from arena.ids import RaceId
@@ -172,16 +173,17 @@ def _api(request: web.Request) -> TournamentApi:
 
 def _player(request: web.Request, *, required: bool = True) -> PlayerToken | None:
     header = request.headers.get("Authorization")
-    challenge = {"WWW-Authenticate": 'Bearer realm="arena"'}
+    challenge = {"WWW-Authenticate": CHALLENGE}
     if header is None:
         if required:
             raise ApiError(401, "unauthorized", "Authorization: Bearer <token> is required", challenge)
         return None
-    scheme, _, token = header.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "bad_token", "Authorization must be 'Bearer <token>'", challenge)
     try:
-        return _api(request).signer.verify_player(token.strip())
+        token = bearer_token(header)  # exactly 'Bearer <token>' (arena.bearer)
+    except BearerError as exc:
+        raise ApiError(401, "bad_token", str(exc), challenge) from None
+    try:
+        return _api(request).signer.verify_player(token)
     except TokenError as exc:
         if exc.expired:
             raise ApiError(401, "token_expired", "the token expired; get a new one", challenge) from None

@@ -86,7 +86,7 @@ class DirectorSettings:
             intake_block_ms=env_int(env, p + "INTAKE_BLOCK_MS", d.intake_block_ms),
             retain_s=env_int(env, p + "RETAIN_S", d.retain_s),
             redis=RedisSettings.from_env(env),
-            secrets=SecretSettings.from_env(env),
+            secrets=SecretSettings.from_env(env, token_secret=False),  # places heats: admin token only
             log=LogSettings.from_env(env),
             race=RaceSettings.from_env(env),
         )
@@ -131,5 +131,5 @@ class ApiSettings:
             live_queue=env_int(env, p + "LIVE_QUEUE", d.live_queue),
             live_max_sockets=env_int(env, p + "LIVE_MAX_SOCKETS", d.live_max_sockets),
             redis=RedisSettings.from_env(env),
-            secrets=SecretSettings.from_env(env),
+            secrets=SecretSettings.from_env(env, admin_token=False),  # reads player tokens only
         )

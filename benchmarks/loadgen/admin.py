@@ -1,4 +1,4 @@
-"""Races with reserved seats, made through a node's admin endpoint (set-up only, not the hot path)."""
+"""Races with reserved seats, made on a node's admin listener (set-up only, not the hot path)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ __all__ = ["AdminClient"]
 
 
 class AdminClient:
-    def __init__(self, http_url: str, admin_token: str, *, race_type: str = "marathon") -> None:
-        self.http_url = http_url.rstrip("/")
+    def __init__(self, admin_url: str, admin_token: str, *, race_type: str = "marathon") -> None:
+        self.admin_url = admin_url.rstrip("/")
         self.race_type = race_type
         self._headers = {"Authorization": f"Bearer {admin_token}"}
         self._http: aiohttp.ClientSession | None = None
@@ -30,7 +30,7 @@ class AdminClient:
     async def create_race(self, names: list[str]) -> RaceSeats:
         assert self._http is not None, "use AdminClient as an async context manager"
         body = {"race_type": self.race_type, "players": [{"name": n} for n in names]}
-        async with self._http.post(f"{self.http_url}/admin/races", json=body) as resp:
+        async with self._http.post(f"{self.admin_url}/admin/races", json=body) as resp:
             data: dict[str, Any] = await resp.json()
             if resp.status != 201:
                 raise RuntimeError(f"creating a race failed: HTTP {resp.status} {data}")
@@ -39,5 +39,5 @@ class AdminClient:
 
     async def get_text(self, path: str) -> str:
         assert self._http is not None
-        async with self._http.get(f"{self.http_url}{path}") as resp:
+        async with self._http.get(f"{self.admin_url}{path}") as resp:
             return await resp.text()

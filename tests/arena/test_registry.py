@@ -15,6 +15,7 @@ def info(node_id: str, region: str = "eu", beat: int | None = None, state: str =
         node_id=node_id,
         url=f"ws://127.0.0.1/{node_id}",
         http_url="http://127.0.0.1:1",
+        admin_url="http://127.0.0.1:2",
         region=region,
         capacity=100,
         players=10,
@@ -56,3 +57,14 @@ async def test_remove(redis: aioredis.Redis) -> None:
     await registry.heartbeat(info("a"))
     await registry.remove("a")
     assert await registry.get("a") is None and await registry.live_nodes() == []
+
+
+async def test_the_admin_url_is_published_and_old_entries_fall_back(redis: aioredis.Redis) -> None:
+    registry = NodeRegistry(redis, stale_after_ms=3000)
+    await registry.heartbeat(info("a"))
+    got = await registry.get("a")
+    assert got is not None and got.admin_url == "http://127.0.0.1:2"
+    # A node from before the admin listener has no admin_url: its /admin/* was on http_url.
+    await redis.hdel(keys.node_info("a"), "admin_url")
+    old = await registry.get("a")
+    assert old is not None and old.admin_url == old.http_url == "http://127.0.0.1:1"

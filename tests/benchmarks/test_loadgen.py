@@ -123,7 +123,7 @@ async def test_players_race_on_a_real_node(node_factory: NodeFactory) -> None:
     """10 players in 2 races: join, type, answer pings, and measure latency with no errors."""
     node = await node_factory()
     swarm = Swarm("127.0.0.1", node.settings.port, seed=1)
-    async with AdminClient(node.http_url, ADMIN, race_type="quick") as admin:
+    async with AdminClient(node.admin_url, ADMIN, race_type="quick") as admin:
 
         async def make_race(index: int) -> Any:
             return await admin.create_race([f"lg{index}-{j}" for j in range(5)])
@@ -156,7 +156,7 @@ async def test_players_race_on_a_real_node(node_factory: NodeFactory) -> None:
 async def frames_per_input(node: Any, *, follow_cadence: bool) -> float:
     """Progress frames received per input sent, 2 races of 5 on a real node for 2 s."""
     swarm = Swarm("127.0.0.1", node.settings.port, seed=2, follow_cadence=follow_cadence, clock_error_ms=5)
-    async with AdminClient(node.http_url, ADMIN, race_type="quick") as admin:
+    async with AdminClient(node.admin_url, ADMIN, race_type="quick") as admin:
 
         async def make_race(index: int) -> Any:
             return await admin.create_race([f"c{follow_cadence:d}{index}-{j}" for j in range(5)])

@@ -213,6 +213,7 @@ async def cluster(
     settings = NodeSettings(
         node_id=NodeId("node-e2e"),
         port=port,
+        admin_port=0,  # any free port: the registry carries it to the matchmaker and lobby
         region="local",
         capacity=100,
         heartbeat_s=0.2,

@@ -196,7 +196,7 @@ async def test_spectate_live_race(cluster: RunningLobby, browser: Any, redis_url
         await client.aclose()
     async with aiohttp.ClientSession() as http:
         resp = await http.post(
-            f"{node.http_url}/admin/races",
+            f"{node.admin_url}/admin/races",
             json={"race_type": "quick", "players": [{"name": "bot"}]},
             headers={"Authorization": "Bearer test-admin-token"},
         )

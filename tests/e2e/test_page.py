@@ -223,7 +223,7 @@ async def test_refusal_banners_and_accounts(cluster: RunningLobby, browser: Any)
     # Drain the only node: the host's start is refused, and the banner says why.
     (node,) = await NodeRegistry(cluster.lobby.redis).live_nodes()
     async with aiohttp.ClientSession() as http:
-        resp = await http.post(f"{node.http_url}/admin/drain", headers={"Authorization": f"Bearer {ADMIN}"})
+        resp = await http.post(f"{node.admin_url}/admin/drain", headers={"Authorization": f"Bearer {ADMIN}"})
         assert resp.status == 202, await resp.text()
     text = await asyncio.to_thread(start_on_drained_node, browser)
     assert "draining" in text, text
@@ -330,7 +330,7 @@ async def test_live_races_show_progress_and_wpm(cluster: RunningLobby, browser: 
     auth = {"Authorization": f"Bearer {ADMIN}"}
     async with aiohttp.ClientSession() as http:
         body = {"race_type": "quick", "players": [{"name": ODD_NAME}, {"name": "amy"}]}
-        resp = await http.post(f"{node.http_url}/admin/races", json=body, headers=auth)
+        resp = await http.post(f"{node.admin_url}/admin/races", json=body, headers=auth)
         race = await resp.json()
         assert resp.status == 201, race
         race_id = race["race_id"]

@@ -9,11 +9,11 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from arena import keys
-from arena.protocol import Hello, Join, Joined, Results, Start, Welcome
+from arena.protocol import Results, Start
 from arena.registry import NodeRegistry
 from gameserver.drain import until_exit
 from tests.conftest import ADMIN, NodeFactory, RunningNode, read_outbox, with_race
-from tests.gameserver.wsclient import RawClient
+from tests.gameserver.test_node_lifecycle import seated
 
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 # Races short enough for tests: a quick race lasts 2 s; a seat nobody takes is given up after 1.5 s.
@@ -21,18 +21,9 @@ SHORT = with_race(quick_limit_s=2.0, countdown_s=0.5, wait_timeout_s=1.5)
 LONG = with_race(quick_limit_s=60.0, countdown_s=0.5)
 
 
-async def seated(node: RunningNode, seat: dict[str, str]) -> RawClient:
-    client = await RawClient.connect(node.ws_url)
-    await client.send(Hello(token=seat["player_token"]))
-    await client.recv_until(Welcome)
-    await client.send(Join(ticket=seat["ticket"]))
-    await client.recv_until(Joined)
-    return client
-
-
 async def admin(http: aiohttp.ClientSession, node: RunningNode, path: str, **kw: Any) -> tuple[int, Any]:
     method = "GET" if path == "/admin/status" else "POST"
-    async with http.request(method, f"{node.http_url}{path}", headers=AUTH, **kw) as resp:
+    async with http.request(method, f"{node.admin_url}{path}", headers=AUTH, **kw) as resp:
         return resp.status, await resp.json()
 
 
@@ -94,7 +85,7 @@ async def test_undrain_returns_the_node_to_service(node_factory: NodeFactory, re
         assert (await http.get(f"{node.http_url}/readyz")).status == 200
         assert (await admin(http, node, "/admin/races", json={"players": [{"name": "x"}]}))[0] == 201
         assert (await admin(http, node, "/admin/undrain"))[0] == 200  # not draining: nothing to undo
-        metrics = await (await http.get(f"{node.http_url}/metrics")).text()
+        metrics = await (await http.get(f"{node.admin_url}/metrics")).text()
     assert "arena_gameserver_draining 0.0" in metrics
     await redis.aclose()
 
@@ -105,7 +96,7 @@ async def test_undrain_of_an_exiting_node_is_refused(node: RunningNode) -> None:
             status, body = await admin(http, node, "/admin/drain", data=data)
             assert (status, body["error"]) == (400, code), data
         assert not node.node.draining  # a bad request changes nothing
-        async with http.post(f"{node.http_url}/admin/undrain") as resp:
+        async with http.post(f"{node.admin_url}/admin/undrain") as resp:
             assert resp.status == 401
         status, body = await admin(http, node, "/admin/drain", json={"exit": True})
         assert status == 202 and body["exiting"] is True

@@ -58,15 +58,15 @@ async def test_drain_refuses_new_races_and_reports_drained(node_factory: NodeFac
     race = await node.create_race(["ada"], race_type="custom", custom_text=TEXT)
     client = await seated(node, race["seats"][0])
     async with aiohttp.ClientSession(headers=AUTH) as http:
-        resp = await http.post(f"{node.http_url}/admin/drain")
+        resp = await http.post(f"{node.admin_url}/admin/drain")
         assert resp.status == 202 and (await resp.json())["state"] == "draining"
-        resp = await http.post(f"{node.http_url}/admin/races", json={"players": [{"name": "late"}]})
+        resp = await http.post(f"{node.admin_url}/admin/races", json={"players": [{"name": "late"}]})
         assert resp.status == 503 and (await resp.json())["error"] == "draining"
         assert (await http.get(f"{node.http_url}/readyz")).status == 503
         await client.recv_until(Start, timeout=5)
         await client.send(Leave())
         for _ in range(50):
-            status = await (await http.get(f"{node.http_url}/admin/status")).json()
+            status = await (await http.get(f"{node.admin_url}/admin/status")).json()
             if status["state"] == "drained":
                 break
             await asyncio.sleep(0.1)
@@ -76,7 +76,7 @@ async def test_drain_refuses_new_races_and_reports_drained(node_factory: NodeFac
 
 async def test_admin_endpoints_need_the_token_and_valid_bodies(node: RunningNode) -> None:
     async with aiohttp.ClientSession() as http:
-        resp = await http.post(f"{node.http_url}/admin/drain")
+        resp = await http.post(f"{node.admin_url}/admin/drain")
         assert resp.status == 401 and (await resp.json())["error"] == "unauthorized"
         bad_bodies = [
             ("not json", "bad_json"),
@@ -88,7 +88,7 @@ async def test_admin_endpoints_need_the_token_and_valid_bodies(node: RunningNode
         ]
         for body, code in bad_bodies:
             kwargs = {"data": body} if isinstance(body, str) else {"json": body}
-            resp = await http.post(f"{node.http_url}/admin/races", headers=AUTH, **kwargs)  # type: ignore[arg-type]
+            resp = await http.post(f"{node.admin_url}/admin/races", headers=AUTH, **kwargs)  # type: ignore[arg-type]
             assert resp.status == 400 and (await resp.json())["error"] == code, (body, code)
 
 
@@ -96,7 +96,7 @@ async def test_metrics_and_health(node: RunningNode) -> None:
     async with aiohttp.ClientSession() as http:
         assert (await http.get(f"{node.http_url}/healthz")).status == 200
         assert (await (await http.get(f"{node.http_url}/readyz")).json())["ready"] is True
-        text = await (await http.get(f"{node.http_url}/metrics")).text()
+        text = await (await http.get(f"{node.admin_url}/metrics")).text()
     for name in (
         "arena_gameserver_connections",
         "arena_gameserver_races",

@@ -32,15 +32,21 @@ TEXT = "Storm clouds gathered over the harbour while the fishing boats hurried h
 class NodeProcess:
     proc: subprocess.Popen[bytes]
     port: int
+    admin_port: int
 
     @property
     def http_url(self) -> str:
+        """The players' listener (/ws, /healthz, /readyz)."""
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
 
     async def create_race(self, names: list[str], race_type: str = "custom") -> dict[str, object]:
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN}"}) as http:
             body = {"race_type": race_type, "custom_text": TEXT, "players": [{"name": n} for n in names]}
-            resp = await http.post(f"{self.http_url}/admin/races", json=body)
+            resp = await http.post(f"{self.admin_url}/admin/races", json=body)
             assert resp.status == 201
             return await resp.json()  # type: ignore[no-any-return]
 
@@ -57,11 +63,12 @@ async def start_process(redis_url: str) -> AsyncIterator[ProcessStarter]:
     procs: list[subprocess.Popen[bytes]] = []
 
     async def start(node_id: str = "proc-a", grace_s: float = 30.0, **env_extra: str) -> NodeProcess:
-        port = free_port()
+        port, admin_port = free_port(), free_port()
         env = dict(os.environ) | {
             "ARENA_REDIS_URL": redis_url,
             "ARENA_NODE_ID": node_id,
             "ARENA_NODE_PORT": str(port),
+            "ARENA_NODE_ADMIN_PORT": str(admin_port),
             "ARENA_ADMIN_TOKEN": ADMIN,
             "ARENA_TOKEN_SECRET": "process-test-secret-0123",
             "ARENA_NODE_SHUTDOWN_GRACE_S": str(grace_s),
@@ -71,7 +78,7 @@ async def start_process(redis_url: str) -> AsyncIterator[ProcessStarter]:
         }
         proc = subprocess.Popen([sys.executable, "-m", "gameserver"], env=env)
         procs.append(proc)
-        node = NodeProcess(proc, port)
+        node = NodeProcess(proc, port, admin_port)
         async with aiohttp.ClientSession() as http:
             for _ in range(100):
                 try:
@@ -111,7 +118,7 @@ async def test_sigterm_lets_running_races_finish(start_process: ProcessStarter, 
     node.proc.send_signal(signal.SIGTERM)
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN}"}) as http:
         await asyncio.sleep(0.3)
-        resp = await http.post(f"{node.http_url}/admin/races", json={"players": [{"name": "late"}]})
+        resp = await http.post(f"{node.admin_url}/admin/races", json={"players": [{"name": "late"}]})
         assert resp.status == 503  # draining: no new race
     done = await reports
     assert all(r.finished and r.results is not None and r.results.state == "finished" for r in done), [
@@ -191,6 +198,6 @@ async def test_drain_exit_outlasts_the_signal_grace_and_exits_after_the_races(
 async def test_admin_drain_with_exit(start_process: ProcessStarter) -> None:
     node = await start_process()
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN}"}) as http:
-        resp = await http.post(f"{node.http_url}/admin/drain", json={"exit": True})
+        resp = await http.post(f"{node.admin_url}/admin/drain", json={"exit": True})
         assert resp.status == 202
     assert await node.exit_code(10) == 0

@@ -128,7 +128,8 @@ def test_finish_time_is_judged_by_the_server() -> None:
     """A client claiming an early finish time gets at most the allowed hold before arrival."""
     race = started_race(2)
     racer = race.racers[PlayerId("p1")]
-    racer.observe_rtt(100)
+    racer.round_trips.expect(5_000)
+    assert racer.round_trips.answer(5_000, 5_100)  # a 100 ms round trip of the server's own ping
     times = list(range(100, 100 + 200 * len(TEXT), 200))
     arrival = race.start_at + 20_000  # type: ignore[operator]
     race.apply_input(racer, 1, TEXT, times, arrival)

@@ -24,6 +24,7 @@ from arena.protocol import CloseCode, Error, Hello, Input, Join, RaceState, Race
 from arena.settings import RedisSettings, SecretSettings
 from gameserver.app import NODE_KEY, build_app
 from gameserver.drain import SHUTDOWN_REASON
+from gameserver.listener import NodeSite
 from gameserver.node import Node, SeatRequest
 from gameserver.settings import NodeSettings
 from ops.services import RedisServer, free_port
@@ -46,6 +47,7 @@ async def start_node(redis_url: str) -> AsyncIterator[Started]:
         settings = NodeSettings(
             node_id=NodeId("node-stop"),
             port=free_port(),
+            admin_port=0,  # any free port
             redis=RedisSettings(url=redis_url, max_connections=max_connections),
             secrets=SecretSettings(token_secret=b"test-secret-0123456789", admin_token=ADMIN),
             race=RACING,
@@ -54,7 +56,7 @@ async def start_node(redis_url: str) -> AsyncIterator[Started]:
         )
         runner = web.AppRunner(build_app(settings), handle_signals=False)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", settings.port).start()
+        await NodeSite(runner, "127.0.0.1", settings.port).start()
         runners.append(runner)
         return runner, runner.app[NODE_KEY]
 
@@ -213,11 +215,12 @@ async def test_results_it_cannot_write_are_named_and_fail_the_node(
 async def test_a_node_process_that_cannot_write_its_results_exits_1_naming_them(tmp_path: Path) -> None:
     """SIGTERM with Redis gone: the grace, the write phase, then exit 1 with the races' ids."""
     with RedisServer() as redis_server:
-        port = free_port()
+        port, admin_port = free_port(), free_port()
         env = dict(os.environ) | {
             "ARENA_REDIS_URL": redis_server.url,
             "ARENA_NODE_ID": "proc-unwritten",
             "ARENA_NODE_PORT": str(port),
+            "ARENA_NODE_ADMIN_PORT": str(admin_port),
             "ARENA_ADMIN_TOKEN": ADMIN,
             "ARENA_TOKEN_SECRET": "process-test-secret-0123",
             "ARENA_NODE_SHUTDOWN_GRACE_S": "0.5",
@@ -238,7 +241,7 @@ async def test_a_node_process_that_cannot_write_its_results_exits_1_naming_them(
                     await asyncio.sleep(0.1)
                 for name in ("ada", "bob", "cy"):
                     body = {"race_type": "quick", "players": [{"name": name}]}
-                    async with http.post(f"http://127.0.0.1:{port}/admin/races", json=body) as resp:
+                    async with http.post(f"http://127.0.0.1:{admin_port}/admin/races", json=body) as resp:
                         assert resp.status == 201
                         race_ids.append((await resp.json())["race_id"])
             redis_server.stop()

@@ -113,9 +113,20 @@ def test_deleting_correct_char_counts_correction() -> None:
     assert s.position == 3
     assert s.corrections == 1
     assert s.backspaces == 1
-    assert s.correct_keystrokes == 4  # b typed twice
-    assert s.typed_chars == 4
+    assert s.correct_keystrokes == 3  # b typed again after its deletion is not a new correct key
+    assert s.retyped == 1
+    assert s.typed_chars == 3
     assert score(s, 500).accuracy == 100.0
+
+
+def test_deleting_and_retyping_correct_text_earns_nothing() -> None:
+    """The inflated-accuracy cheat: pad a race with delete-and-retype cycles of correct text."""
+    padded = TypingState("abcdef")
+    padded.apply("abx" + B + "c" + (B + "c") * 40 + "def", even_times(3 + 2 + 80 + 3))
+    assert padded.finished and padded.retyped == 40
+    assert (padded.correct_keystrokes, padded.incorrect_keystrokes, padded.typed_chars) == (6, 1, 7)
+    assert score(padded, 1000).accuracy == 85.71  # 6 / (6 + 1), not (6 + 40) / (6 + 40 + 1)
+    assert score(padded, 1000).raw_wpm == wpm(7, 1000)  # the retyped keys do not count as typing
 
 
 def test_backspace_on_empty_buffer_is_counted_noop() -> None:
@@ -307,3 +318,26 @@ def test_invalid_inputs() -> None:
         ScoringLimits(max_error_run=-1)
     with pytest.raises(ValueError, match="same length"):
         TypingState("abc").apply("ab", [1])
+
+
+def test_correct_keystrokes_are_the_furthest_position_ever_reached() -> None:
+    """Against a slow reference over random typing with errors, corrections and batch splits."""
+    rng = random.Random(11)
+    text = "abcabd"
+    for _ in range(300):
+        keys = "".join(rng.choice("abcd" + B + B) for _ in range(rng.randrange(1, 40)))
+        state = TypingState(text, ScoringLimits(max_error_run=3))
+        cut = rng.randrange(len(keys) + 1)
+        state.apply(keys[:cut], list(range(cut)))
+        state.apply(keys[cut:], list(range(cut, len(keys))))
+        pos = err = furthest = 0
+        for key in keys[: len(state.log_keys())]:
+            if key == B:
+                err, pos = (err - 1, pos) if err else (0, max(0, pos - 1))
+            elif not err and key == text[pos]:
+                pos += 1
+                furthest = max(furthest, pos)
+            else:
+                err = min(3, err + 1)
+        assert state.correct_keystrokes == furthest, keys
+        assert state.position == pos

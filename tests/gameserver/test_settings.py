@@ -2,7 +2,7 @@
 
 import pytest
 
-from gameserver.settings import NodeSettings, RaceSettings
+from gameserver.settings import LimitSettings, NodeSettings, RaceSettings
 
 
 def test_the_input_cadence_is_read_and_bounded() -> None:
@@ -15,11 +15,13 @@ def test_the_input_cadence_is_read_and_bounded() -> None:
 
 
 def test_the_results_write_phase_batches_and_redis_pool_are_read_and_bounded() -> None:
-    d = NodeSettings.from_env({})
+    dev = {"ARENA_ENV": "development"}  # development secrets are fine here
+    d = NodeSettings.from_env(dev)
     assert (d.results_write_s, d.redis.max_connections, d.redis.pool_timeout_s) == (10.0, 100, 5.0)
     assert (d.outbox.batch_max, d.outbox.batch_bytes, d.outbox.retry_cap_s) == (100, 4 << 20, 2.0)
     s = NodeSettings.from_env(
-        {
+        dev
+        | {
             "ARENA_NODE_RESULTS_WRITE_S": "3",
             "ARENA_REDIS_MAX_CONNECTIONS": "8",
             "ARENA_REDIS_POOL_TIMEOUT_S": "1.5",
@@ -43,4 +45,17 @@ def test_the_results_write_phase_batches_and_redis_pool_are_read_and_bounded() -
         ("ARENA_OUTBOX_RETRY_CAP_S", "31"),
     ):
         with pytest.raises(ValueError, match=name):
-            NodeSettings.from_env({name: bad})
+            NodeSettings.from_env(dev | {name: bad})
+
+
+def test_the_request_deadlines_are_read_and_bounded() -> None:
+    limits = LimitSettings.from_env({})
+    assert (limits.request_head_timeout_s, limits.request_body_timeout_s) == (20.0, 10.0)
+    limits = LimitSettings.from_env(
+        {"ARENA_REQUEST_HEAD_TIMEOUT_S": "5", "ARENA_REQUEST_BODY_TIMEOUT_S": "2.5"}
+    )
+    assert (limits.request_head_timeout_s, limits.request_body_timeout_s) == (5.0, 2.5)
+    for name in ("ARENA_REQUEST_HEAD_TIMEOUT_S", "ARENA_REQUEST_BODY_TIMEOUT_S"):
+        for bad in ("0", "-1", "301"):
+            with pytest.raises(ValueError, match=name):
+                LimitSettings.from_env({name: bad})

@@ -165,6 +165,7 @@ class FakeNode:
             node_id=self.node_id,
             url=f"ws://127.0.0.1:9/{self.node_id}",
             http_url="http://127.0.0.1:9",  # nothing listens: only for liveness tests
+            admin_url="http://127.0.0.1:9",
             region=self.region,
             capacity=100,
             players=0,

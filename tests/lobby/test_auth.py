@@ -72,8 +72,18 @@ async def test_tokens_refused(api: Api) -> None:
         assert reply.headers["WWW-Authenticate"].startswith("Bearer")
     missing = await api.call("POST", "/v1/tickets", body=body)
     assert missing.status == 401 and missing.body["error"] == "unauthorized"
-    basic = await api.call("POST", "/v1/tickets", body=body, headers={"Authorization": f"Basic {good}"})
-    assert basic.status == 401 and basic.body["error"] == "bad_token"
+    # Only exactly 'Bearer <token>' (any case of the scheme) is read; a good token sent any
+    # other way is refused, never guessed at.
+    malformed = [
+        f"Basic {good}", good, f"Bearer  {good}", f"Bearer {good} x", f"Bearer: {good}", f"Bearer{good}",
+        f"Token {good}", "Bearer", f"Bearer {good},",
+    ]  # fmt: skip
+    for header in malformed:
+        reply = await api.call("POST", "/v1/tickets", body=body, headers={"Authorization": header})
+        assert reply.status == 401 and reply.body["error"] == "bad_token", (header, reply.body)
+        assert "Bearer <token>" in reply.body["reason"]
+    lower = await api.call("POST", "/v1/tickets", body=body, headers={"Authorization": f"bearer {good}"})
+    assert lower.status == 201, lower.body
 
 
 async def test_bad_bodies_are_json_400s(api: Api) -> None:

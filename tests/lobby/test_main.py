@@ -14,6 +14,18 @@ from ops.services import free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
+
+async def wait_ready(http: aiohttp.ClientSession, base: str) -> None:
+    """Poll the lobby's /readyz for up to 5 s."""
+    for _ in range(100):
+        try:
+            async with http.get(f"{base}/readyz") as resp:
+                if resp.status == 200:
+                    return
+        except aiohttp.ClientConnectionError:
+            pass
+        await asyncio.sleep(0.05)
+
 async def test_process_serves_and_stops_on_sigterm(redis_url: str, tmp_path: Path) -> None:
     port = free_port()
     env = os.environ | {
@@ -27,14 +39,7 @@ async def test_process_serves_and_stops_on_sigterm(redis_url: str, tmp_path: Pat
         )
     try:
         async with aiohttp.ClientSession() as http:
-            for _ in range(100):
-                try:
-                    async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.05)
+            await wait_ready(http, f"http://127.0.0.1:{port}")
             async with http.post(f"http://127.0.0.1:{port}/v1/guests", json={"name": "ada"}) as resp:
                 assert resp.status == 201
         proc.send_signal(signal.SIGTERM)
@@ -63,14 +68,7 @@ async def test_shutdown_grace_cuts_long_polls_in_flight(redis_url: str, tmp_path
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as http:
-            for _ in range(100):
-                try:
-                    async with http.get(f"{base}/readyz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.05)
+            await wait_ready(http, base)
             async with http.post(f"{base}/v1/guests", json={"name": "ada"}) as resp:
                 auth = {"Authorization": f"Bearer {(await resp.json())['token']}"}
             ticket = {"race_type": "quick", "region": "local"}

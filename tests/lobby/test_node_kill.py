@@ -26,6 +26,7 @@ async def node_process(redis_url: str, tmp_path: Path) -> AsyncIterator[asyncio.
         "ARENA_NODE_ID": "killme",
         "ARENA_NODE_HOST": "127.0.0.1",
         "ARENA_NODE_PORT": str(free_port()),
+        "ARENA_NODE_ADMIN_PORT": "0",  # any free port: the registry carries it
         "ARENA_NODE_HEARTBEAT_S": "0.2",
         "ARENA_REDIS_URL": redis_url,
         "ARENA_TOKEN_SECRET": SECRET.decode(),

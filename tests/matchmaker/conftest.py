@@ -70,8 +70,8 @@ class RegionNode:
         return self.runner.app[NODE_KEY]
 
     @property
-    def http_url(self) -> str:
-        return self.settings.http_url
+    def admin_url(self) -> str:
+        return self.node.settings.admin_url
 
 
 NodeStarter = Callable[..., Awaitable[RegionNode]]
@@ -86,6 +86,7 @@ async def start_node(redis_url: str) -> AsyncIterator[NodeStarter]:
         settings = NodeSettings(
             node_id=NodeId(node_id),
             port=port,
+            admin_port=0,  # any free port: the registry carries it
             region=region,
             capacity=capacity,
             heartbeat_s=0.2,

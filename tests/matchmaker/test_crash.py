@@ -36,9 +36,8 @@ async def hanging_node(redis: aioredis.Redis) -> AsyncIterator[NodeInfo]:
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    info = NodeInfo(
-        "eu-hang", "ws://127.0.0.1:1/ws", f"http://127.0.0.1:{port}", "eu", 1000, 0, 0, "ready", 0
-    )
+    url = f"http://127.0.0.1:{port}"
+    info = NodeInfo("eu-hang", "ws://127.0.0.1:1/ws", url, url, "eu", 1000, 0, 0, "ready", 0)
     registry = NodeRegistry(redis)
 
     async def heartbeat() -> None:

@@ -55,6 +55,7 @@ async def test_skips_draining_and_dead_nodes(
             "eu-dead",
             "ws://127.0.0.1:1/ws",
             f"http://127.0.0.1:{dead_port}",
+            f"http://127.0.0.1:{dead_port}",  # admin
             "eu",
             10_000,
             0,

@@ -136,7 +136,7 @@ async def test_undrain_of_an_exiting_node_is_an_error(
 ) -> None:
     node = await node_factory("node-a")
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN}"}) as http:
-        resp = await http.post(f"{node.http_url}/admin/drain", json={"exit": True})
+        resp = await http.post(f"{node.admin_url}/admin/drain", json={"exit": True})
         assert resp.status == 202
     with pytest.raises(AdminError, match="node is exiting .* cannot return to service"):
         await undrain(redis_url, ADMIN, "node-a", out=io.StringIO())

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from arena.backoff import Backoff, BackoffSettings
-from arena.settings import SettingsError
-from ops.cluster import PORT_OFFSETS, ClusterSettings, Supervised, fixed_ports, taken_ports
+from arena.settings import SecretSettings, SettingsError
+from ops.cluster import PORT_OFFSETS, ClusterSettings, Supervised, fixed_ports, local_secrets, taken_ports
 
 STOPPED_EVENTS = {  # each process's last word when it stops cleanly
     "house.log": "house_bots_stopped",
@@ -214,3 +214,16 @@ def test_cluster_settings() -> None:
     for bad in ("80", "65530", "x"):
         with pytest.raises(SettingsError):
             ClusterSettings.from_env({"ARENA_CLUSTER_PORT_BASE": bad})
+
+
+def test_local_secrets_are_random_strong_kept_private_and_reused(tmp_path: Path) -> None:
+    made = local_secrets(tmp_path, {})
+    assert set(made) == {"ARENA_TOKEN_SECRET", "ARENA_ADMIN_TOKEN"}
+    assert made["ARENA_TOKEN_SECRET"] != made["ARENA_ADMIN_TOKEN"]
+    SecretSettings.from_env({"ARENA_ENV": "production", **made})  # good enough for production too
+    assert (tmp_path / "secrets.json").stat().st_mode & 0o777 == 0o600
+    assert local_secrets(tmp_path, {}) == made  # the next run: the page's sessions still hold
+    assert local_secrets(tmp_path, {"ARENA_ADMIN_TOKEN": "mine"})["ARENA_ADMIN_TOKEN"] == "mine"
+    (tmp_path / "secrets.json").write_text("{not json")
+    again = local_secrets(tmp_path, {})
+    assert again != made and len(again["ARENA_TOKEN_SECRET"]) >= 32

@@ -65,6 +65,7 @@ async def test_each_process_is_alive_and_ready_and_unready_without_redis(
         PORT_SETTINGS[module]: str(port),
         "ARENA_ADMIN_TOKEN": ADMIN,
         "ARENA_TOKEN_SECRET": "health-test-secret-0123456789",
+        "ARENA_NODE_ADMIN_PORT": "0",  # the node's admin listener: any free port
         "ARENA_LOBBY_SCRYPT_N": "256",
         "ARENA_LOG_LEVEL": "warning",
     }

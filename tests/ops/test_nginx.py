@@ -54,6 +54,8 @@ async def test_one_public_host_reaches_every_node(node_factory: NodeFactory, tmp
         welcome = await client.recv_until(Welcome)
         assert isinstance(welcome, Welcome) and welcome.node_id == "node-b"
         await client.close()
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{listen}/metrics") as resp:
+            assert resp.status == 404 and (await resp.json())["error"] == "not_found"  # not public
     finally:
         proc.terminate()
         proc.wait(10)

@@ -19,10 +19,7 @@ SHORT_TEXT = "Quick brown foxes jump over lazy dogs, then nap in the sun."
 @dataclass
 class SimNode:
     settings: NodeSettings
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.port}"
+    admin_url: str  # the admin listener, where races are created (the simulators' --node)
 
     @property
     def ws_url(self) -> str:
@@ -31,7 +28,7 @@ class SimNode:
     async def create_race(self, names: list[str], text: str = SHORT_TEXT) -> CreatedRace:
         async with aiohttp.ClientSession() as http:
             return await create_race(
-                http, self.http_url, ADMIN_TOKEN, names, race_type="custom", custom_text=text
+                http, self.admin_url, ADMIN_TOKEN, names, race_type="custom", custom_text=text
             )
 
 
@@ -42,7 +39,7 @@ NodeStarter = Callable[..., Awaitable[SimNode]]
 def start_node(node_factory: NodeFactory) -> NodeStarter:
     async def start(node_id: str = "sim-a", race: RaceSettings = SIM_RACE) -> SimNode:
         running = await node_factory(node_id=node_id, race=race)
-        return SimNode(running.settings)
+        return SimNode(running.settings, running.admin_url)
 
     return start
 

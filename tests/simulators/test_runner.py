@@ -25,7 +25,7 @@ PROFILE = TypingProfile(wpm=60.0, error_rate=0.01, jitter_cv=0.4, notice_delay_c
 
 async def test_run_bots_races_everyone_and_summarises(sim_node: SimNode) -> None:
     summary = await run_bots(
-        sim_node.http_url,
+        sim_node.admin_url,
         ADMIN_TOKEN,
         3,
         "custom",
@@ -55,7 +55,7 @@ async def test_the_command_line_runs_a_race(
 ) -> None:
     monkeypatch.setattr(cli, "configure_logging", lambda settings: None)  # keep the test session's logging
     argv = [
-        "--node", sim_node.http_url, "--admin-token", ADMIN_TOKEN, "--bots", "2",
+        "--node", sim_node.admin_url, "--admin-token", ADMIN_TOKEN, "--bots", "2",
         "--race-type", "custom", "--custom-text", SHORT_TEXT, "--seed", "1", "--timeout", "20",
         "--mean-wpm", "150", "--sd-wpm", "5", "--json", "--format", "json",
     ]  # fmt: skip
@@ -172,7 +172,7 @@ TINY_TEXT = "Foxes nap in the sun."  # a race of about two seconds at 150 wpm
 async def test_a_draining_node_is_asked_again_with_growing_delays_until_it_takes_races(
     sim_node: SimNode,
 ) -> None:
-    async with RefusingNode(refusals=4, upstream=sim_node.http_url) as front:
+    async with RefusingNode(refusals=4, upstream=sim_node.admin_url) as front:
         summary = await run_bots(
             front.http_url, ADMIN_TOKEN, 2, "custom", random.Random(3), 20,
             custom_text=TINY_TEXT, mean_wpm=150, sd_wpm=5, backoff=FAST_BACKOFF,
@@ -191,7 +191,7 @@ async def test_a_draining_node_is_asked_again_with_growing_delays_until_it_takes
 async def test_races_go_to_another_node_while_one_drains(sim_node: SimNode) -> None:
     async with RefusingNode(refusals=10**6) as draining:
         summary = await run_bots(
-            [draining.http_url, sim_node.http_url], ADMIN_TOKEN, 4, "custom", random.Random(4), 20,
+            [draining.http_url, sim_node.admin_url], ADMIN_TOKEN, 4, "custom", random.Random(4), 20,
             seats_per_race=2, custom_text=TINY_TEXT, mean_wpm=150, sd_wpm=5, backoff=FAST_BACKOFF,
         )  # fmt: skip
     assert summary.ok, summary.failures
@@ -218,5 +218,5 @@ async def test_a_node_that_never_takes_races_fails_the_run_at_the_deadline_not_b
 
 async def test_a_refusal_that_cannot_pass_ends_the_run_at_once(sim_node: SimNode) -> None:
     with pytest.raises(AdminError) as exc:
-        await run_bots(sim_node.http_url, "wrong-token", 1, "quick", random.Random(1), 10)
+        await run_bots(sim_node.admin_url, "wrong-token", 1, "quick", random.Random(1), 10)
     assert exc.value.status == 401 and not exc.value.retryable

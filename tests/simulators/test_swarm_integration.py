@@ -55,6 +55,7 @@ async def cluster(redis_url: str) -> AsyncIterator[str]:
     node_settings = NodeSettings(
         node_id=NodeId("swarm-node"),
         port=free_port(),
+        admin_port=0,  # any free port: the registry carries it to the matchmaker
         region="local",
         capacity=1000,
         heartbeat_s=0.2,

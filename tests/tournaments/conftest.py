@@ -230,6 +230,7 @@ async def start_node_process(
         "ARENA_REDIS_URL": redis_url,
         "ARENA_NODE_ID": node_id,
         "ARENA_NODE_PORT": str(port),
+        "ARENA_NODE_ADMIN_PORT": "0",  # any free port: the registry carries it to the director
         "ARENA_NODE_CAPACITY": str(capacity),
         "ARENA_NODE_HEARTBEAT_S": "0.5",
         "ARENA_ADMIN_TOKEN": ADMIN,

@@ -36,6 +36,13 @@ async def test_create_validates_the_spec(client: Client) -> None:
     assert (unauth.status, unauth.body["error"]) == (401, "unauthorized")
     forged = await client.call("POST", "/v1/tournaments", token="v1.bad.token", body=base)
     assert (forged.status, forged.body["error"]) == (401, "bad_token")
+    for header in (token, f"Basic {token}", f"Bearer  {token}", f"Bearer {token} x", f"Bearer\t{token}"):
+        async with client.http.post(
+            client.base + "/v1/tournaments", json=base, headers={"Authorization": header}
+        ) as resp:
+            refused = await resp.json()
+            assert (resp.status, refused["error"]) == (401, "bad_token"), (header, refused)
+            assert "Bearer <token>" in refused["reason"]
 
 
 async def test_registration_errors_and_capacity(client: Client) -> None:

@@ -1,0 +1,112 @@
+"""A node's memory upkeep: a full garbage collection on a schedule, and the counts to watch it by.
+
+Why a schedule. ``gameserver.__main__`` freezes the start-up heap (``gc.freeze``) and sets the
+collector's thresholds to (50,000, 20, 100), so pauses stay rare. The cost: the oldest
+generation is collected only after 100 collections of the middle one, each after 20 of the
+youngest, each after 50,000 net allocations: 100 million allocations, in practice never. Every
+object that is still alive at two young collections (every socket and race that lives through a
+race of a minute or more) ends up in the oldest generation, so a reference cycle among such
+objects was never freed: issue 21 measured 2.4 MB a minute per node, kept after the load ended
+(docs/PERFORMANCE.md, "Memory over time").
+
+Two defences. Nothing the node keeps per socket or per race forms a reference cycle any more
+(``Connection.release``, ``session._settle``; tests/gameserver/test_memory.py counts them), so
+refcounting frees them the moment they go. And a full collection every
+``ARENA_NODE_GC_FULL_S`` (5 minutes by default) bounds whatever cycle still forms; what it frees
+is counted (``arena_gameserver_gc_unreachable_objects_total``) and its pause is in
+``arena_gameserver_gc_pause_seconds{generation="2"}``. Frozen objects are not walked: a full
+collection costs about 1 ms per 10,000 objects created since start-up.
+
+The counts: ``arena_gameserver_node_items{structure}`` (rooms, sockets, ...: every heartbeat,
+cheap) and, when ``ARENA_NODE_HEAP_STATS_S`` is set, ``arena_gameserver_python_objects{type}``
+(one walk of the collector's objects per sample).
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Iterable, Mapping
+
+import structlog
+
+from gameserver.metrics import NodeMetrics
+from gameserver.settings import MemorySettings
+
+__all__ = ["WATCHED_TYPES", "MemoryKeeper", "count_objects"]
+
+log = structlog.get_logger(__name__)
+
+# Type (module.qualname) -> label of arena_gameserver_python_objects: per-socket and per-race
+# objects, and the kinds a reference cycle leaves behind (frames and tracebacks of a kept error).
+WATCHED_TYPES: Mapping[str, str] = {
+    "gameserver.connection.Connection": "connection",
+    "gameserver.session.SocketSession": "socket_session",
+    "gameserver.room.RaceRoom": "race_room",
+    "gameserver.race.Race": "race",
+    "gameserver.race.Racer": "racer",
+    "_asyncio.Task": "task",
+    "_asyncio.Future": "future",
+    "uvloop.loop.TCPTransport": "transport",
+    "aiohttp.web_request.Request": "http_request",
+    "aiohttp.web_ws.WebSocketResponse": "ws_response",
+    "builtins.frame": "frame",
+    "builtins.traceback": "traceback",
+    "builtins.dict": "dict",
+}
+ALL = "all"
+
+
+def count_objects(objects: Iterable[object], watched: Mapping[str, str] = WATCHED_TYPES) -> dict[str, int]:
+    """Objects of each watched type (by label) and of every type (``all``), in one pass."""
+    counts = dict.fromkeys(watched.values(), 0)
+    labels: dict[type, str | None] = {}
+    total = 0
+    for obj in objects:
+        total += 1
+        kind = type(obj)
+        label = labels.get(kind, "")
+        if label == "":
+            label = labels[kind] = watched.get(f"{kind.__module__}.{kind.__qualname__}")
+        if label is not None:
+            counts[label] += 1
+    counts[ALL] = total
+    return counts
+
+
+class MemoryKeeper:
+    """Runs from the node's heartbeat: publishes the structure sizes, collects when due, and
+    counts the heap when asked to. ``now`` is a monotonic clock in seconds."""
+
+    def __init__(self, settings: MemorySettings, metrics: NodeMetrics, now: float) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.collections = 0
+        self._next_full = now + settings.gc_full_s if settings.gc_full_s else None
+        self._next_stats = now if settings.heap_stats_s else None
+
+    def step(self, now: float, structures: Mapping[str, int]) -> None:
+        for name, size in structures.items():
+            self.metrics.node_items.labels(name).set(size)
+        if self._next_full is not None and now >= self._next_full:
+            self._next_full = now + self.settings.gc_full_s
+            self.collect()
+        if self._next_stats is not None and now >= self._next_stats:
+            self._next_stats = now + self.settings.heap_stats_s
+            self.sample()
+
+    def collect(self) -> int:
+        """One full collection; returns how many unreachable objects it found."""
+        started = time.perf_counter()
+        unreachable = gc.collect()
+        self.collections += 1
+        self.metrics.gc_unreachable.inc(unreachable)
+        pause_ms = round((time.perf_counter() - started) * 1e3, 1)
+        log.debug("gc_full_collection", unreachable=unreachable, pause_ms=pause_ms)
+        return unreachable
+
+    def sample(self) -> dict[str, int]:
+        counts = count_objects(gc.get_objects())
+        for label, n in counts.items():
+            self.metrics.python_objects.labels(label).set(n)
+        return counts

@@ -1,0 +1,132 @@
+"""The soak benchmark's pure parts: the fit, the verdicts, the bounded sampler, the metrics parser
+(the run itself is a script, not a test)."""
+
+import asyncio
+import time
+
+import pytest
+
+from benchmarks.soak import (
+    BACK_PCT,
+    FLAT_PCT,
+    SoakSettings,
+    Window,
+    judge,
+    parse_args,
+    parse_metrics,
+    sample_loop,
+    slope_per_minute,
+    soak_scenario,
+)
+from simulators.swarm.scenario import parse_scenario
+from tests.simulators.test_swarm import MINIMAL
+
+
+def test_slope_is_a_least_squares_line_per_minute() -> None:
+    assert slope_per_minute([(0.0, 10.0), (60.0, 12.0), (120.0, 14.0)]) == pytest.approx(2.0)
+    noisy = [(t * 30.0, 50.0 + 0.5 * t / 2 + (0.3 if t % 2 else -0.3)) for t in range(40)]
+    assert slope_per_minute(noisy) == pytest.approx(0.5, abs=0.05)
+    assert slope_per_minute([(t * 30.0, 60.0) for t in range(10)]) == 0.0
+    assert slope_per_minute([(0.0, 1.0), (60.0, 2.0)]) is None  # too few points to say
+    assert slope_per_minute([(5.0, 1.0), (5.0, 2.0), (5.0, 3.0)]) is None  # no time passed
+
+
+def test_the_window_is_the_last_two_thirds_of_the_arrivals() -> None:
+    window = Window.last_two_thirds(60.0, 1860.0)
+    assert (window.start, window.end, window.minutes) == (660.0, 1860.0, 20.0)
+
+
+def _series(idle: float, growth_per_min: float, after: float) -> list[tuple[float, str, float]]:
+    """60 s idle, 30 min of load, 2 min after; a sample every 30 s."""
+    out = [(t, "idle", idle) for t in (0.0, 30.0)]
+    out += [(60.0 + t, "load", idle + 2.0 + growth_per_min * t / 60.0) for t in range(0, 1801, 30)]
+    out += [(1900.0 + t, "after", after) for t in (0.0, 30.0, 60.0)]
+    return out
+
+
+def test_a_flat_process_passes_and_a_growing_one_fails() -> None:
+    window = Window.last_two_thirds(60.0, 1860.0)
+    flat = judge("node-1", _series(55.0, 0.01, 57.0), window)
+    assert flat.flat is True
+    assert flat.idle_mb == 55.0 and flat.after_mb == 57.0
+    assert flat.slope_mb_per_min == pytest.approx(0.01)
+    assert flat.back_pct == pytest.approx(100 * 2 / 55)
+    # The issue's node: 2.4 MB a minute, kept after the load.
+    leaking = judge("node-1", _series(54.0, 2.4, 78.6), window)
+    assert leaking.flat is False
+    assert leaking.change_pct is not None and leaking.change_pct > FLAT_PCT
+    assert leaking.back_pct is not None and leaking.back_pct > BACK_PCT
+    # Flat under load but never giving back what it took: not flat either.
+    kept = judge("node-1", _series(50.0, 0.0, 50.0 * (1 + 1.5 * BACK_PCT / 100)), window)
+    assert kept.change_pct == pytest.approx(0.0) and kept.flat is False
+    # Data stores are shown, never judged.
+    assert judge("redis", _series(12.0, 2.4, 40.0), window, judged=False).flat is None
+
+
+async def test_the_sampler_is_bounded_in_time_and_count_and_stops_when_asked() -> None:
+    stop = asyncio.Event()
+    calls: list[float] = []
+
+    async def take() -> None:
+        calls.append(time.monotonic())
+
+    started = time.monotonic()
+    n = await sample_loop(take, 0.02, started + 0.2, stop)
+    assert n == len(calls) and 5 <= n <= 11  # ceil(0.2 / 0.02) + 1 at most
+    assert time.monotonic() - started < 1.0
+    # Never ahead of the schedule (a late sample is followed by a sooner one, not by a drift).
+    assert all(t - started >= i * 0.02 - 0.005 for i, t in enumerate(calls))
+
+    calls.clear()
+    asyncio.get_running_loop().call_later(0.1, stop.set)  # the run ends while the sampler waits
+    started = time.monotonic()
+    assert await sample_loop(take, 5.0, started + 60.0, stop) == 1  # no 5 s wait once stopped
+    assert time.monotonic() - started < 1.0
+
+    fake_now = [100.0]
+
+    async def take_without_time_passing() -> None:
+        calls.append(fake_now[0])
+
+    stop.clear()
+    calls.clear()
+    # A clock that never moves: the count alone bounds the loop (ceil(10 / 5) + 1).
+    assert await sample_loop(take_without_time_passing, 5.0, 110.0, stop, clock=lambda: fake_now[0]) == 3
+
+
+def test_metrics_are_parsed_into_series_counts_and_labelled_values() -> None:
+    text = "\n".join(
+        [
+            "# HELP arena_gameserver_node_items Entries",
+            "# TYPE arena_gameserver_node_items gauge",
+            'arena_gameserver_node_items{structure="rooms"} 12.0',
+            'arena_gameserver_node_items{structure="sockets"} 40.0',
+            'arena_gameserver_python_objects{type="all"} 9830.0',
+            'arena_gameserver_races{state="running"} 3.0',
+            "arena_gameserver_connections 40.0",
+            "",
+        ]
+    )
+    series, families = parse_metrics(text, ("arena_gameserver_node_items", "arena_gameserver_python_objects"))
+    assert series == 5
+    assert families == {
+        "arena_gameserver_node_items": {"rooms": 12.0, "sockets": 40.0},
+        "arena_gameserver_python_objects": {"all": 9830.0},
+    }
+
+
+def test_the_scenario_is_stretched_to_the_soak() -> None:
+    base = parse_scenario(MINIMAL)
+    scenario = soak_scenario(base, SoakSettings(minutes=8, rate=10.0, workers=2))
+    assert scenario.players == 4800 and scenario.arrival_rate == 10.0
+    assert scenario.duration_s == 480.0 and scenario.workers == 2
+    assert scenario.race_mix == base.race_mix and scenario.typing == base.typing
+
+
+def test_settings_are_checked() -> None:
+    _, settings = parse_args(["--minutes", "8", "--sample-s", "15"])
+    assert settings.minutes == 8.0 and settings.sample_s == 15.0 and settings.heap_stats
+    assert parse_args(["--no-heap-stats"])[1].heap_stats is False
+    for bad in (["--minutes", "0"], ["--rate", "500"], ["--sample-s", "1"], ["--env", "PATH=/tmp"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
