@@ -60,13 +60,24 @@ class MatchRecord:
     version: int = RECORD_VERSION
 
     def to_bytes(self) -> bytes:
-        return msgpack.packb(dataclasses.asdict(self), use_bin_type=True)  # type: ignore[no-any-return]
+        """The same bytes as packing ``dataclasses.asdict(self)``, without its deep copy of every
+        keystroke list (≈ 1.8 ms a race of 5 with 40 keys each: most of a stopping node's CPU
+        for its results). Field order is the declaration order either way."""
+        data = {name: getattr(self, name) for name in _MATCH_FIELDS}
+        data["participants"] = [
+            {name: getattr(p, name) for name in _PARTICIPANT_FIELDS} for p in self.participants
+        ]
+        return msgpack.packb(data, use_bin_type=True)  # type: ignore[no-any-return]
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> MatchRecord:
         data: dict[str, Any] = msgpack.unpackb(raw, raw=False)
         participants = [ParticipantRecord(**p) for p in data.pop("participants")]
         return cls(participants=participants, **data)
+
+
+_MATCH_FIELDS = tuple(f.name for f in dataclasses.fields(MatchRecord))
+_PARTICIPANT_FIELDS = tuple(f.name for f in dataclasses.fields(ParticipantRecord))
 
 
 # ---- a tournament's final result (kind "tournament_final") ---------------------------

@@ -67,10 +67,28 @@ def environ() -> Mapping[str, str]:
 @dataclass(frozen=True, slots=True)
 class RedisSettings:
     url: str = "redis://127.0.0.1:6379/0"  # ARENA_REDIS_URL
+    # ARENA_REDIS_MAX_CONNECTIONS: the process's Redis connections at most (1 to 10,000). A
+    # command that finds them all busy waits for one (``pool_timeout_s``) instead of failing,
+    # so a burst of work queues on the pool rather than opening a connection per task.
+    max_connections: int = 100  # redis-py's own cap, but a full pool makes a command wait, not fail
+    # ARENA_REDIS_POOL_TIMEOUT_S: how long a command waits for a free connection before it fails
+    # with a ConnectionError, which callers treat like Redis being unreachable (0.1 to 60).
+    pool_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_connections <= 10_000:
+            raise SettingsError("ARENA_REDIS_MAX_CONNECTIONS must be between 1 and 10000")
+        if not 0.1 <= self.pool_timeout_s <= 60:
+            raise SettingsError("ARENA_REDIS_POOL_TIMEOUT_S must be between 0.1 and 60")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RedisSettings:
-        return cls(url=env_str(env, "ARENA_REDIS_URL", cls().url))
+        d = cls()
+        return cls(
+            url=env_str(env, "ARENA_REDIS_URL", d.url),
+            max_connections=env_int(env, "ARENA_REDIS_MAX_CONNECTIONS", d.max_connections),
+            pool_timeout_s=env_float(env, "ARENA_REDIS_POOL_TIMEOUT_S", d.pool_timeout_s),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,12 @@ window measures:
 - node CPU % (user/system, /proc/PID/stat), node RSS, the node's own tick time (/metrics);
 - the generator's CPU, its core's busy %, and its event-loop lag.
 
+Then the node is stopped with its players still racing and connected (SIGTERM, a 1 s grace:
+every race is aborted and its result goes to the outbox), and the step reports the stop:
+races the node held, results written (entries added to the outbox stream, counted in Redis)
+and how fast, players told their results, and the time from SIGTERM to the process's exit.
+A result missing from the outbox, or a node that has to be killed, fails the step.
+
 A step is "held" when p99 <= 100 ms, nothing errs, nothing is lost, and the generator is not
 saturated (its CPU <= 85 %, loop-lag p99 <= 20 ms, and it sent >= 97 % of the inputs due).
 A saturated generator makes the step "invalid": no figure, not a node failure.
@@ -60,6 +66,7 @@ import uvloop
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from arena.keys import OUTBOX_STREAM  # noqa: E402
 from benchmarks.loadgen import AdminClient, RaceSeats, Swarm, WindowStats, percentile  # noqa: E402
 from gameserver.settings import RaceSettings  # noqa: E402
 from ops.services import RedisServer, free_port  # noqa: E402
@@ -246,6 +253,26 @@ class StepResult:
     node_core_busy_pct: float = math.nan
     warnings: list[str] = field(default_factory=list)  # e.g. other processes on our cores
     profile: str | None = None
+    stop: StopResult | None = None  # what the stop (SIGTERM) did to the races the node held
+
+
+@dataclass
+class StopResult:
+    """The node's stop, seen from outside: its outbox stream and its process."""
+
+    races_held: int = 0  # races with no result yet when the SIGTERM left (/admin/status)
+    written: int = 0  # entries the outbox stream gained from the SIGTERM on
+    write_s: float = math.nan  # from the poll before the first new entry to the one after the last
+    players_told: int = 0  # "results" messages the players received during the stop
+    exit_s: float = math.nan  # SIGTERM to the process's exit (as seen by polling, 20 ms)
+    exit_code: int | None = None  # None: SIGKILLed after NODE_STOP_TIMEOUT_S
+    node_per_s: float = math.nan  # the node's own figure (its results_written_at_stop line)
+    node_abort_s: float = math.nan  # the node's time to abort its races before the write
+    profile: str | None = None  # py-spy of the stop (--profile-stop)
+
+    @property
+    def per_s(self) -> float:
+        return self.written / self.write_s if self.write_s > 0 else math.nan
 
 
 def bench_node_env(
@@ -449,7 +476,7 @@ async def run_step(
 
             m0 = parse_metrics(await admin.get_text("/metrics"))
             m0_at = time.monotonic()
-            if args.profile_dir is not None and players >= args.profile_from:
+            if args.profile_dir is not None and players >= args.profile_from and not args.profile_stop:
                 profiler, result.profile = start_profiler(node.pid, args, players)
             marks: dict[str, Any] = {}
 
@@ -493,18 +520,90 @@ async def run_step(
     finally:
         if profiler is not None:
             await _finish_profiler(profiler)
+        if node.alive and result.connected:
+            try:
+                result.stop = await measure_stop(node, redis_server, swarm, args, players)
+            except Exception as exc:  # a stop we could not watch is still a result
+                result.reasons.append(f"stop not measured: {type(exc).__name__}: {exc}")
         swarm.close_all()
         await asyncio.sleep(0.2)
         node.stop()
         gc.unfreeze()  # this step's players (cycles: protocol <-> transport) may go now
         gc.collect()
         _flush_redis(redis_server)
+    if result.stop is not None:
+        stop = result.stop
+        if stop.written < stop.races_held:
+            result.reasons.append(
+                f"{stop.races_held - stop.written} of {stop.races_held} results not written at stop"
+            )
+        if stop.exit_code is None:
+            result.reasons.append(f"node SIGKILLed: not exited {NODE_STOP_TIMEOUT_S:.0f}s after SIGTERM")
     early = list(result.reasons)
     judge(result)
     result.reasons = early + [r for r in result.reasons if r not in early]
     if early and result.status == "held":
         result.status = "failed"
     return result
+
+
+async def measure_stop(
+    node: NodeProcess, redis_server: RedisServer, swarm: Swarm, args: argparse.Namespace, players: int
+) -> StopResult:
+    """SIGTERM the node with its players connected; watch the outbox stream until it exits.
+    ``--profile-stop`` (with ``--profile-dir``): py-spy the node from the SIGTERM on."""
+    out = StopResult()
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with (
+        aiohttp.ClientSession(headers=headers, timeout=timeout) as http,
+        http.get(f"{node.admin_url}/admin/status") as resp,
+    ):
+        out.races_held = int((await resp.json())["races"])
+    told0 = swarm.race_events.get("results", 0)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        before = seen = int(client.xlen(OUTBOX_STREAM))
+        proc = node.proc
+        assert proc is not None
+        if args.profile_stop and args.profile_dir is not None:
+            _, out.profile = start_profiler(
+                node.pid, args, players, what="-stop", duration_s=NODE_STOP_TIMEOUT_S
+            )
+            await asyncio.sleep(0.5)  # py-spy attaches
+        signalled = polled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        first: float | None = None
+        last: float | None = None
+        while proc.poll() is None and time.monotonic() - signalled < NODE_STOP_TIMEOUT_S:
+            await asyncio.sleep(0.02)  # the players keep answering while we wait
+            now, n = time.monotonic(), int(client.xlen(OUTBOX_STREAM))
+            if n > seen:
+                first = polled if first is None else first
+                last, seen = now, n
+            polled = now
+        if proc.poll() is not None:
+            out.exit_s, out.exit_code = time.monotonic() - signalled, proc.returncode
+        out.written = int(client.xlen(OUTBOX_STREAM)) - before
+        if first is not None and last is not None:
+            out.write_s = last - first
+    finally:
+        client.close()
+    out.players_told = swarm.race_events.get("results", 0) - told0
+    out.node_per_s, out.node_abort_s = _node_stop_figures(node.log_path)
+    return out
+
+
+def _node_stop_figures(log_path: Path) -> tuple[float, float]:
+    """The node's own results/s and abort time at stop (its ``results_written_at_stop`` line)."""
+    rate = abort_s = math.nan
+    with contextlib.suppress(OSError):
+        for line in log_path.read_text(errors="replace").splitlines():
+            if '"results_written_at_stop"' in line:
+                with contextlib.suppress(ValueError, TypeError, KeyError):
+                    event = json.loads(line)
+                    rate, abort_s = float(event["per_s"]), float(event["abort_s"])
+    return rate, abort_s
 
 
 def apply_window(result: StepResult, stats: WindowStats, players: int) -> None:
@@ -605,7 +704,9 @@ def _flush_redis(server: RedisServer) -> None:
 # ---- profiling -------------------------------------------------------------------------
 
 
-def start_profiler(pid: int, args: argparse.Namespace, players: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_profiler(
+    pid: int, args: argparse.Namespace, players: int, *, what: str = "", duration_s: float | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     """py-spy over the window, collapsed stacks (speedscope and flamegraph tools read them).
 
     py-spy pauses the node for each sample (about 1 % at 100 Hz): --nonblocking would not, but
@@ -613,10 +714,11 @@ def start_profiler(pid: int, args: argparse.Namespace, players: int) -> tuple[su
     generator's core, so a profiled step's figures are pessimistic: profile in a separate run.
     """
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    out = Path(args.profile_dir) / f"node-{players}.txt"
+    out = Path(args.profile_dir) / f"node-{players}{what}.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
+    seconds = str(int(duration_s or args.duration))
     argv = [
-        py_spy, "record", "--pid", str(pid), "--duration", str(int(args.duration)), "--rate", "100",
+        py_spy, "record", "--pid", str(pid), "--duration", seconds, "--rate", "100",
         "--format", "raw", "--output", str(out),
     ]  # fmt: skip
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -722,7 +824,32 @@ def format_redis(r: StepResult) -> str:
     )
 
 
+def format_stop(r: StepResult) -> str:
+    """What the stop did: results written (from the outbox stream), how fast, and the exit."""
+    s = r.stop
+    if s is None:
+        return "        stop: not measured"
+    code = "SIGKILLed" if s.exit_code is None else f"exit {s.exit_code}"
+    return (
+        f"        stop: results written {s.written:,} of {s.races_held:,} races held "
+        f"({s.per_s:,.0f}/s over {s.write_s:.2f} s; node: {s.node_per_s:,.0f}/s after {s.node_abort_s:.2f} s "
+        "aborting), "
+        f"players told {s.players_told:,}, SIGTERM to exit {s.exit_s:.2f} s ({code})"
+    )
+
+
 def verdict(results: list[StepResult]) -> str:
+    stops = [
+        f"{r.stop.written} of {r.stop.races_held} at {r.players} players "
+        f"({r.stop.per_s:,.0f}/s, SIGTERM to exit {r.stop.exit_s:.1f} s)"
+        for r in results
+        if r.stop is not None
+    ]
+    stop_line = f"\nresults written at stop: {'; '.join(stops)}" if stops else ""
+    return _capacity_verdict(results) + stop_line
+
+
+def _capacity_verdict(results: list[StepResult]) -> str:
     held = [r for r in results if r.status == "held"]
     if not held:
         first = results[0] if results else None
@@ -793,6 +920,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--keep-going", action="store_true", help="run every step even after a failure")
     ap.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON")
     ap.add_argument("--profile-dir", default=None, help="py-spy the node during each window into this dir")
+    ap.add_argument(
+        "--profile-stop", action="store_true", help="py-spy the node's stop instead of the window"
+    )
     ap.add_argument("--profile-from", type=int, default=0, help="profile only steps with this many players+")
     ap.add_argument("--retries", type=int, default=2, help="reruns of a failed step disturbed by others")
     ap.add_argument("--quiet-wait", type=float, default=120.0, help="seconds to wait for idle cores")
@@ -882,12 +1012,15 @@ async def run_all(args: argparse.Namespace) -> list[StepResult]:
                         print(format_row(result), flush=True)
                         print(format_flushes(result), flush=True)
                         print(format_redis(result), flush=True)
+                        print(format_stop(result), flush=True)
                         if result.status == "held" or not result.warnings or attempt == args.retries:
                             break
                         print(f"{players}: disturbed by other processes, trying again", flush=True)
                     results.append(result)
                     if result.profile:
                         print(summarise_profile(result.profile), flush=True)
+                    if result.stop is not None and result.stop.profile:
+                        print(summarise_profile(result.stop.profile), flush=True)
                     if result.status != "held" and not args.keep_going:
                         break
         except TimeoutError:

@@ -2,9 +2,11 @@
 
 SIGTERM or SIGINT drains: the node takes no new races and waits for its races to end, up to
 ``ARENA_NODE_SHUTDOWN_GRACE_S``; races still running then are aborted (their players get
-aborted results, the partial results go to the outbox, the drain report counts them) and the
-node exits. A node loop that dies does the same, and the process then exits with 1. A second
-signal skips the wait. ``POST /admin/drain {"exit": true}`` drains and
+aborted results, the partial results go to the outbox, the drain report counts them), the node
+writes the results it still owes, for at most ``ARENA_NODE_RESULTS_WRITE_S``, and exits. A node
+loop that dies does the same, and the process then exits with 1; so does a stop that could not
+write every result (the races are named in ``results_unwritten_at_stop``). A second signal
+skips the wait for the races, not the write. ``POST /admin/drain {"exit": true}`` drains and
 exits once every race has ended on its own, however long that takes (a signal during that
 wait bounds it by the grace from then). See ``gameserver.drain``.
 """
@@ -55,7 +57,9 @@ async def serve(settings: NodeSettings) -> None:
     failed.add_done_callback(lambda _: signals.set())
     await until_exit(node, signals, settings.shutdown_grace_s)
     failed.cancel()
-    await runner.cleanup()  # aborts what still runs (results to the outbox), writes the drain report
+    # Aborts what still runs, writes the results owed (ARENA_NODE_RESULTS_WRITE_S at most),
+    # closes the sockets, stops the tasks, writes the drain report.
+    await runner.cleanup()
     if node.failure is not None:
         log.error("gameserver_failed", node_id=settings.node_id, failure=node.failure)
         raise SystemExit(1)

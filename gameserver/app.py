@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
-import redis.asyncio as aioredis
 from aiohttp import web
 
+from arena.redisutil import connect
 from arena.tokens import TokenSigner
 from gameserver.admin import NODE_KEY, AdminListener, healthz, readyz
 from gameserver.listener import GATE_KEY, ConnectionGate, handler_args
@@ -51,7 +51,7 @@ def _node_context(settings: NodeSettings, corpus: Corpus | None) -> Any:
     async def context(app: web.Application) -> AsyncIterator[None]:
         admin = app[ADMIN_KEY]
         port = admin.bind()  # a taken port fails before anything starts
-        redis = aioredis.Redis.from_url(settings.redis.url)
+        redis = connect(settings.redis)
         try:
             # Port 0 (any free one): the node, so the registry, must carry the one bound.
             bound = replace(settings, admin_port=port) if settings.admin_port == 0 else settings

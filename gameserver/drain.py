@@ -92,7 +92,9 @@ async def until_exit(node: Node, signals: asyncio.Event, grace_s: float) -> bool
     Waits for an admin drain with exit (``node.exit_requested``) or a signal (``signals``, set
     by ``__main__``). After an admin exit it waits for the races with no deadline of its own.
     From a signal on (the first, or one during that wait) it drains at most ``grace_s``; a
-    further signal stops the wait at once. What still runs then is aborted by the shutdown.
+    further signal stops the wait at once. What still runs then is aborted by the shutdown,
+    which then has ``ARENA_NODE_RESULTS_WRITE_S`` to write the results (``Node.shutdown``): a
+    stop takes at most the grace plus that plus a few seconds for the sockets and tasks.
     """
     waits: list[asyncio.Future[Any]] = []
 
@@ -114,7 +116,13 @@ async def until_exit(node: Node, signals: asyncio.Event, grace_s: float) -> bool
         again = watch(signals.wait())
         await node.drain(exit_after=True)
         node_id = node.settings.node_id
-        log.info("shutdown_grace_started", node_id=node_id, races=node.live_races(), grace_s=grace_s)
+        log.info(
+            "shutdown_grace_started",
+            node_id=node_id,
+            races=node.live_races(),
+            grace_s=grace_s,
+            results_write_s=node.settings.results_write_s,  # reserved after the grace (Node.shutdown)
+        )
         await asyncio.wait([drained, again], timeout=grace_s, return_when=asyncio.FIRST_COMPLETED)
         if drained.done():
             return True

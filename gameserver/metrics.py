@@ -13,6 +13,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from arena.outbox import OutboxMetrics
 from arena.protocol import MsgType
 
 _PREFIX = "arena_gameserver"
@@ -95,6 +96,8 @@ class NodeMetrics:
         self.outbox_appends = Counter(
             f"{_PREFIX}_outbox_appends_total", "Matches appended to the outbox stream", registry=r
         )
+        # The results batcher: batch sizes, retries, backlog (arena.outbox.OutboxBatcher).
+        self.outbox = OutboxMetrics.create(r, _PREFIX)
         self.faults = Counter(
             f"{_PREFIX}_faults_total",
             "Failures contained to one race or socket (tick, flush, finalize, message); each is logged",

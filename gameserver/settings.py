@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from arena.ids import NodeId
+from arena.outbox import OutboxSettings
 from arena.settings import (
     LogSettings,
     RedisSettings,
@@ -201,11 +202,20 @@ class NodeSettings:
     # report). An admin drain, even with exit, has no such bound: races end on their own time.
     # No race is ever aborted if this is at least ``race.longest_race_s`` (1225 s with the default
     # race settings, custom races of 2000 characters being the longest). Kubernetes: set
-    # terminationGracePeriodSeconds to at least this + 20 (results of aborted races are written
-    # within 10 s, the node's tasks stop within 5 s), or the kubelet's SIGKILL loses races.
+    # terminationGracePeriodSeconds to at least this + ARENA_NODE_RESULTS_WRITE_S + 15 (the
+    # sockets close and the node's tasks stop within about 10 s after the write phase), or the
+    # kubelet's SIGKILL loses the results still in memory.
     # The default (30 s) is for development.
     shutdown_grace_s: float = 30.0
+    # ARENA_NODE_RESULTS_WRITE_S: once the grace is over (or the node stops for any reason), the
+    # time it reserves for writing the results still owed (aborted races and any just ended) to
+    # the outbox, in batches (``outbox``), before it closes its sockets (0.5 to 300 s). Results
+    # still unwritten then are logged by race id (``results_unwritten_at_stop``, one line) and
+    # the process exits 1. Measured on a shared 2-core machine: 1,000–2,000 results a second,
+    # 2,000 races in 1–2.5 s (docs/PERFORMANCE.md), so 10 s is several times what a full node needs.
+    results_write_s: float = 10.0
     redis: RedisSettings = field(default_factory=RedisSettings)
+    outbox: OutboxSettings = field(default_factory=OutboxSettings)  # ARENA_OUTBOX_*: results in batches
     secrets: SecretSettings = field(default_factory=SecretSettings)
     log: LogSettings = field(default_factory=LogSettings)
     race: RaceSettings = field(default_factory=RaceSettings)
@@ -239,6 +249,8 @@ class NodeSettings:
             )
         if self.admin_listen_port == self.port != 0:
             raise SettingsError("ARENA_NODE_ADMIN_PORT must differ from ARENA_NODE_PORT (players' listener)")
+        if not 0.5 <= self.results_write_s <= 300:
+            raise SettingsError("ARENA_NODE_RESULTS_WRITE_S must be between 0.5 and 300")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> NodeSettings:
@@ -256,7 +268,9 @@ class NodeSettings:
             heartbeat_s=env_float(env, "ARENA_NODE_HEARTBEAT_S", d.heartbeat_s),
             capacity=env_int(env, "ARENA_NODE_CAPACITY", d.capacity),
             shutdown_grace_s=env_float(env, "ARENA_NODE_SHUTDOWN_GRACE_S", d.shutdown_grace_s),
+            results_write_s=env_float(env, "ARENA_NODE_RESULTS_WRITE_S", d.results_write_s),
             redis=RedisSettings.from_env(env),
+            outbox=OutboxSettings.from_env(env),
             secrets=SecretSettings.from_env(env),
             log=LogSettings.from_env(env),
             race=RaceSettings.from_env(env),

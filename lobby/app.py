@@ -18,7 +18,6 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -27,6 +26,7 @@ from arena.events import ChannelEvents
 from arena.placement import NodePlacer
 from arena.promhttp import metrics_response
 from arena.rating import RatingStore
+from arena.redisutil import connect
 from arena.registry import NodeRegistry
 from arena.tickets import TicketStore
 from arena.tokens import TokenSigner
@@ -78,7 +78,7 @@ async def _lobby_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS_KEY]
     metrics = app[METRICS_KEY]
     async with AsyncExitStack() as stack:
-        redis = aioredis.Redis.from_url(settings.redis.url)
+        redis = connect(settings.redis)
         stack.push_async_callback(redis.aclose)
         ticket_store = TicketStore(redis)
         stack.push_async_callback(_bounded, "tickets", ticket_store.aclose)

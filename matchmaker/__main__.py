@@ -7,7 +7,6 @@ matchmaker, then the small HTTP app (``/healthz``, ``/readyz``, ``/metrics``). S
 from __future__ import annotations
 
 import aiohttp
-import redis.asyncio as aioredis
 import structlog
 import uvloop
 from aiohttp import web
@@ -15,6 +14,7 @@ from aiohttp import web
 from arena.logs import configure_logging
 from arena.placement import node_placer
 from arena.promhttp import metrics_response
+from arena.redisutil import connect
 from arena.signals import until_signal
 from arena.startup import load_settings
 from arena.tickets import TicketStore
@@ -55,7 +55,7 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 async def serve(settings: MatchmakerSettings) -> None:
-    redis = aioredis.Redis.from_url(settings.redis.url)
+    redis = connect(settings.redis)
     tickets = TicketStore(redis)
     metrics = MatchmakerMetrics()
     # Enough connections for every batch in flight; requests past it wait for a free one.

@@ -17,6 +17,7 @@ import structlog
 from aiohttp import web
 
 from arena.promhttp import metrics_response
+from arena.redisutil import connect
 from persistence.consumer import Health, OutboxConsumer, ReadSide
 from persistence.deadletters import DeadLetters
 from persistence.errors import describe
@@ -54,7 +55,7 @@ class PersistenceService:
         s = self.settings
         # No socket timeout (it costs a timer per reply on the hot path): the consumers bound
         # each Redis step with one deadline instead (ARENA_PERSIST_STEP_TIMEOUT_S).
-        self.redis = aioredis.Redis.from_url(s.redis.url, socket_connect_timeout=CONNECT_TIMEOUT_S)
+        self.redis = connect(s.redis, socket_connect_timeout=CONNECT_TIMEOUT_S)
         # min_size=0: connections are opened on demand, so a PostgreSQL outage does not stop start-up.
         self.pool = await asyncpg.create_pool(
             s.postgres.dsn,

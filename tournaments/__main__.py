@@ -8,7 +8,6 @@ two or more for fail-over: one leads, the others wait for its lease.
 from __future__ import annotations
 
 import aiohttp
-import redis.asyncio as aioredis
 import structlog
 import uvloop
 from aiohttp import web
@@ -16,6 +15,7 @@ from aiohttp import web
 from arena.logs import configure_logging
 from arena.placement import node_placer
 from arena.promhttp import metrics_response
+from arena.redisutil import connect
 from arena.signals import until_signal
 from arena.startup import load_settings
 from tournaments.director import Director
@@ -61,7 +61,7 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 async def serve(settings: DirectorSettings) -> None:
-    redis = aioredis.Redis.from_url(settings.redis.url)
+    redis = connect(settings.redis)
     http = aiohttp.ClientSession()
     metrics = DirectorMetrics()
     placer = node_placer(redis, http, settings, metrics.placement_failures)

@@ -37,7 +37,7 @@ from arena.bearer import CHALLENGE, BearerError, bearer_token
 from arena.clock import now_ms
 from arena.codec import load_json
 from arena.ids import RaceId
-from arena.redisutil import as_text
+from arena.redisutil import as_text, connect
 from arena.tokens import PlayerToken, TokenError, TokenSigner
 from gameserver.passages import PassageError, validate_custom_text
 from tournaments.bracket import Advancement, BracketRules
@@ -104,7 +104,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
 
 async def _context(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS_KEY]
-    redis = aioredis.Redis.from_url(settings.redis.url)
+    redis = connect(settings.redis)
     metrics = LiveMetrics()
     hub = LiveHub(
         redis,

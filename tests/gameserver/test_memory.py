@@ -65,7 +65,7 @@ async def test_races_and_sockets_that_come_and_go_are_freed_without_the_cyclic_c
                 await ws.receive(timeout=5)
             async with http.ws_connect(running.ws_url):
                 pass
-        await _until(lambda: not node.rooms and not node.sockets and not node.tasks_alive()[3:], 10.0)
+        await _until(lambda: not node.rooms and not node.sockets and not node.results_writer.backlog, 10.0)
         await asyncio.sleep(0.3)  # the handlers return and aiohttp finishes their responses
         after = count_objects(gc.get_objects())
         assert {k: after[k] for k in PER_SOCKET} == dict.fromkeys(PER_SOCKET, 0), (before, after)
@@ -74,7 +74,7 @@ async def test_races_and_sockets_that_come_and_go_are_freed_without_the_cyclic_c
         assert node.structure_sizes() == {
             "rooms": 0,
             "sockets": 0,
-            "finalizers": 0,
+            "results_backlog": 0,
             "batcher": 0,
             "remote_watched": 0,
             "relay_watched_races": 0,

@@ -28,7 +28,8 @@ async def test_stop_leaves_no_task_and_unregisters(node: RunningNode, redis_url:
     registry = NodeRegistry(redis)
     assert [n.node_id for n in await registry.live_nodes()] == ["node-a"]
     inner = node.node
-    assert len(inner.tasks_alive()) == 3  # ticker, flusher and heartbeat
+    alive = sorted(t.get_name() for t in inner.tasks_alive())
+    assert alive == ["node-flusher", "node-heartbeat", "node-results", "node-ticker"]
     await node.runner.cleanup()
     assert inner.tasks_alive() == []
     assert await registry.live_nodes() == []

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gameserver.settings import LimitSettings, RaceSettings
+from gameserver.settings import LimitSettings, NodeSettings, RaceSettings
 
 
 def test_the_input_cadence_is_read_and_bounded() -> None:
@@ -12,6 +12,40 @@ def test_the_input_cadence_is_read_and_bounded() -> None:
     for bad in ("-1", "2001"):
         with pytest.raises(ValueError, match="ARENA_RACE_INPUT_CADENCE_MS"):
             RaceSettings.from_env({"ARENA_RACE_INPUT_CADENCE_MS": bad})
+
+
+def test_the_results_write_phase_batches_and_redis_pool_are_read_and_bounded() -> None:
+    dev = {"ARENA_ENV": "development"}  # development secrets are fine here
+    d = NodeSettings.from_env(dev)
+    assert (d.results_write_s, d.redis.max_connections, d.redis.pool_timeout_s) == (10.0, 100, 5.0)
+    assert (d.outbox.batch_max, d.outbox.batch_bytes, d.outbox.retry_cap_s) == (100, 4 << 20, 2.0)
+    s = NodeSettings.from_env(
+        dev
+        | {
+            "ARENA_NODE_RESULTS_WRITE_S": "3",
+            "ARENA_REDIS_MAX_CONNECTIONS": "8",
+            "ARENA_REDIS_POOL_TIMEOUT_S": "1.5",
+            "ARENA_OUTBOX_BATCH_MAX": "250",
+            "ARENA_OUTBOX_BATCH_BYTES": "1048576",
+            "ARENA_OUTBOX_RETRY_CAP_S": "0.5",
+        }
+    )
+    assert (s.results_write_s, s.redis.max_connections, s.redis.pool_timeout_s) == (3.0, 8, 1.5)
+    assert (s.outbox.batch_max, s.outbox.batch_bytes, s.outbox.retry_cap_s) == (250, 1 << 20, 0.5)
+    for name, bad in (
+        ("ARENA_NODE_RESULTS_WRITE_S", "0"),
+        ("ARENA_NODE_RESULTS_WRITE_S", "301"),
+        ("ARENA_REDIS_MAX_CONNECTIONS", "0"),
+        ("ARENA_REDIS_MAX_CONNECTIONS", "10001"),
+        ("ARENA_REDIS_POOL_TIMEOUT_S", "0"),
+        ("ARENA_OUTBOX_BATCH_MAX", "0"),
+        ("ARENA_OUTBOX_BATCH_MAX", "1001"),
+        ("ARENA_OUTBOX_BATCH_BYTES", "1024"),
+        ("ARENA_OUTBOX_RETRY_CAP_S", "0.01"),
+        ("ARENA_OUTBOX_RETRY_CAP_S", "31"),
+    ):
+        with pytest.raises(ValueError, match=name):
+            NodeSettings.from_env(dev | {name: bad})
 
 
 def test_the_request_deadlines_are_read_and_bounded() -> None:
