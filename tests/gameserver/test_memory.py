@@ -68,9 +68,10 @@ async def test_races_and_sockets_that_come_and_go_are_freed_without_the_cyclic_c
         await _until(lambda: not node.rooms and not node.sockets and not node.results_writer.backlog, 10.0)
         await asyncio.sleep(0.3)  # the handlers return and aiohttp finishes their responses
         after = count_objects(gc.get_objects())
-        assert {k: after[k] for k in PER_SOCKET} == dict.fromkeys(PER_SOCKET, 0), (before, after)
-        assert after["race"] == after["race_room"] == after["racer"] == 0, after
-        assert after["traceback"] == 0, after  # no kept error holds frames (and what they hold)
+        # Counted as what this test added: nodes of earlier tests stay reachable through aiohttp's
+        # bounded middleware cache (keyed by app; one app per process outside tests).
+        added = {k: after[k] - before[k] for k in (*PER_SOCKET, "race", "race_room", "racer", "traceback")}
+        assert added == dict.fromkeys(added, 0), (before, after)  # no kept error holds frames either
         assert node.structure_sizes() == {
             "rooms": 0,
             "sockets": 0,
@@ -118,7 +119,8 @@ def test_heap_counts_when_asked_and_no_collection_when_off() -> None:
     keeper.step(0.0, {})
     total = _value(metrics, "arena_gameserver_python_objects", {"type": ALL})
     assert total is not None and total > 100
-    assert _value(metrics, "arena_gameserver_python_objects", {"type": "race"}) == 0.0
+    races = count_objects(gc.get_objects())["race"]  # earlier tests' nodes may still hold some
+    assert _value(metrics, "arena_gameserver_python_objects", {"type": "race"}) == float(races)
     keeper.step(10_000.0, {})
     assert keeper.collections == 0
 
