@@ -183,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         report: Report = uvloop.run(run_swarm(scenario, settings))
         postgres = next(s for s in cluster.services if isinstance(s, PostgresServer))
-        finished_races = _finished_races(out)
-        stored = _wait_persisted(postgres.dsn, finished_races, args.persist_wait)
+        finished = finished_races(out)
+        stored = wait_persisted(postgres.dsn, finished, args.persist_wait)
     except KeyboardInterrupt:
         print("\ninterrupted: stopping everything", file=sys.stderr)
         return 130
@@ -192,22 +192,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
-        cluster.stop()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        for name in ("redis", "postgres", "kafka"):
-            shutil.rmtree(run_dir / name, ignore_errors=True)
+        stop_cluster(cluster, run_dir)
     print()
     print(render_text(report))
     print()
     print(format_comparison(report))
-    print(f"\nraces in PostgreSQL: {stored} of {len(finished_races)} finished races")
+    print(f"\nraces in PostgreSQL: {stored} of {len(finished)} finished races")
     print(f"report: {out}/report.json, report.png, report.txt; cluster logs: {run_dir}/logs/")
     print(f"wall time: {time.monotonic() - started:.0f}s")
     return 1 if report.verdict.saturated or report.players["finished"] == 0 else 0
 
 
-def _finished_races(out: Path) -> set[str]:
+def stop_cluster(cluster: Cluster, run_dir: Path) -> None:
+    """Stop the benchmark's cluster and drop its services' data; the logs stay for reading."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+    cluster.stop()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for name in ("redis", "postgres", "kafka"):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+
+
+def finished_races(out: Path) -> set[str]:
     races: set[str] = set()
     for path in out.glob("result-*.json"):
         for record in json.loads(path.read_text())["records"]:
@@ -216,7 +221,7 @@ def _finished_races(out: Path) -> set[str]:
     return races
 
 
-def _wait_persisted(dsn: str, race_ids: set[str], timeout_s: float) -> int:
+def wait_persisted(dsn: str, race_ids: set[str], timeout_s: float) -> int:
     deadline = time.monotonic() + timeout_s
     stored = 0
     while True:

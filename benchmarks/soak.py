@@ -37,7 +37,6 @@ import asyncio
 import json
 import math
 import os
-import shutil
 import signal
 import statistics
 import sys
@@ -58,10 +57,11 @@ from arena.settings import LogSettings  # noqa: E402
 from benchmarks.end_to_end import (  # noqa: E402
     CLUSTER_ENV,
     READY_TIMEOUT_S,
-    _finished_races,
     _interrupt,
-    _wait_persisted,
+    finished_races,
+    stop_cluster,
     wait_nodes,
+    wait_persisted,
 )
 from ops.cluster import Cluster, wait_healthy  # noqa: E402
 from ops.services import PostgresServer, RedisServer, ServiceError  # noqa: E402
@@ -512,8 +512,8 @@ def main(argv: list[str] | None = None) -> int:
         report, timeline = uvloop.run(soak(sampler, scenario, swarm, settings))
         exited = sorted(sampler.exited | {p.name for p in cluster.processes if p.exited()})
         postgres = next(s for s in cluster.services if isinstance(s, PostgresServer))
-        finished_races = _finished_races(out / "swarm")
-        stored = _wait_persisted(postgres.dsn, finished_races, 15.0)
+        finished = finished_races(out / "swarm")
+        stored = wait_persisted(postgres.dsn, finished, 15.0)
     except KeyboardInterrupt:
         print("\ninterrupted: stopping everything", file=sys.stderr)
         return 130
@@ -521,11 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
-        cluster.stop()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        for name in SERVICES:
-            shutil.rmtree(run_dir / name, ignore_errors=True)
+        stop_cluster(cluster, run_dir)
     window = Window.last_two_thirds(timeline.arrivals_from, timeline.arrivals_until)
     rows = verdicts(sampler.samples, list(pids), window)
     render_png(sampler.samples, rows, timeline, window, out / "soak.png")
@@ -548,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     print(render_nodes(sampler.samples, timeline, window))
     if exited:
         print(f"!! exited during the run: {', '.join(exited)}")
-    print(f"\nraces in PostgreSQL: {stored} of {len(finished_races)} finished races")
+    print(f"\nraces in PostgreSQL: {stored} of {len(finished)} finished races")
     print(f"report: {out}/soak.json, soak.png, swarm/report.txt; cluster logs: {run_dir}/logs/")
     print(f"wall time: {time.monotonic() - started:.0f}s")
     flat = all(v.flat for v in rows if v.judged)
