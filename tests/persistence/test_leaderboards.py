@@ -19,7 +19,7 @@ from persistence.leaderboards import (
     unscore,
 )
 from persistence.settings import ReadSideSettings
-from persistence.times import to_ms
+from persistence.times import to_datetime, to_ms
 
 SETTINGS = ReadSideSettings()
 NOW = to_ms(datetime.now(UTC))
@@ -78,7 +78,7 @@ async def test_updates_keep_the_best_and_are_idempotent(redis_url: str) -> None:
         later = dataclasses.replace(race, match_id="r2", participants=[slow])
         await writer.apply([dataclasses.replace(race, participants=[fast])])
         await writer.apply([later, later])  # worse, and twice: nothing changes
-        today = datetime.now(UTC).date()
+        today = to_datetime(NOW).date()  # the race's day, even if the test runs across midnight
         key = board_key("quick", Timeframe.DAILY, today)
         best = await redis.zscore(key, "ada")
         assert best is not None and unscore(best) == (120.0, 97.0)
