@@ -8,6 +8,10 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
+# checkov (static security check of the Kubernetes manifests) lives in a venv of its own: its pins
+# (packaging 23, boto3, ...) would otherwise hold back the project's.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_LOCK := requirements/checkov-lock.txt
 PG_BIN := /usr/lib/postgresql/15/bin
 # Root needs no sudo (CI runs as root); anyone else gets it for apt-get only.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -20,7 +24,7 @@ LOCK_TARGET := --python-version 3.11 --python-platform x86_64-unknown-linux-gnu
 
 .PHONY: setup system-packages lock-check lock test lint run clean distclean
 
-setup: system-packages lock-check $(STAMP) node_modules/.package-lock.json
+setup: system-packages lock-check $(STAMP) $(CHECKOV_VENV)/.installed node_modules/.package-lock.json
 
 # Set-up installs only from the lock; a lock older than setup.cfg's ranges stops it here, loudly.
 lock-check:
@@ -32,10 +36,13 @@ lock: | $(VENV)/bin/python
 	@[ -x $(VENV)/bin/uv ] || $(VENV)/bin/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
 	$(VENV)/bin/uv pip compile setup.cfg requirements/tools.in --extra dev --generate-hashes \
 		$(LOCK_TARGET) $(if $(UPGRADE),--upgrade,) --custom-compile-command 'make lock' --quiet -o $(LOCK)
+	$(VENV)/bin/uv pip compile requirements/checkov.in --generate-hashes \
+		$(LOCK_TARGET) $(if $(UPGRADE),--upgrade,) --custom-compile-command 'make lock' --quiet -o $(CHECKOV_LOCK)
 	$(PYTHON) ops/lockfile.py stamp
 
 # Debian packages: Python 3.11 with venv, the real Redis and PostgreSQL used by tests and `make run`,
-# nginx (config check), Chromium and its driver (browser tests), Node's npm (page libraries).
+# nginx (config check), Chromium and its driver (browser tests), Node's npm (page libraries),
+# wrk (the lobby's load generator in benchmarks/lobby_throughput.py).
 # apt-get update only when something is missing, so a ready machine stays offline.
 # policy-rc.d keeps the packages' system services (postgres, redis, nginx on :80) from starting:
 # the project starts its own servers on free loopback ports.
@@ -46,6 +53,7 @@ system-packages:
 	[ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
 	[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || missing="$$missing chromium chromium-driver"; \
 	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	command -v $(PYTHON) >/dev/null || missing="$$missing python3.11"; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3.11-venv"; \
 	if [ -n "$$missing" ]; then \
@@ -72,6 +80,12 @@ $(STAMP): $(LOCK) $(PROJECT_FILES) | $(VENV)/bin/python
 	$(VENV)/bin/python -m pip check
 	touch $@
 
+$(CHECKOV_VENV)/.installed: $(CHECKOV_LOCK)
+	[ -x $(CHECKOV_VENV)/bin/python ] || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --require-hashes --no-deps -r $(CHECKOV_LOCK)
+	$(CHECKOV_VENV)/bin/python -m pip check
+	touch $@
+
 # The browser client's libraries (the msgpack codec), from the npm registry, at set-up only.
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -92,4 +106,4 @@ clean:
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(CHECKOV_VENV)

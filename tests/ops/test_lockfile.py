@@ -79,3 +79,16 @@ def test_comments_and_spacing_do_not_make_it_stale(tmp_path: Path) -> None:
     shutil.copy(lockfile.SETUP_CFG, setup_cfg)
     tools_in.write_text("# a comment\n\n" + lockfile.TOOLS_IN.read_text().replace("\n", "  \n"))
     assert lockfile.inputs_digest(setup_cfg, tools_in) == lockfile.inputs_digest()
+
+
+CHECKOV_IN = lockfile.ROOT / "requirements" / "checkov.in"
+CHECKOV_LOCK = lockfile.ROOT / "requirements" / "checkov-lock.txt"
+
+
+def test_the_checkov_lock_pins_what_checkov_in_asks_for_with_hashes() -> None:
+    wanted = {canonicalize_name(n): v for n, v in PIN.findall(CHECKOV_IN.read_text())}
+    pins = _pins(CHECKOV_LOCK)
+    assert wanted and all(pins.get(name) == version for name, version in wanted.items())
+    for block in re.split(r"\n(?=[A-Za-z0-9])", CHECKOV_LOCK.read_text()):
+        if PIN.match(block):
+            assert "--hash=sha256:" in block, block.splitlines()[0]
