@@ -176,6 +176,7 @@ def test_every_container_has_probes_resources_and_a_locked_down_security_context
             assert {"cpu", "memory"} <= c["resources"]["requests"].keys(), where
             assert {"cpu", "memory"} <= c["resources"]["limits"].keys(), where
             assert c["image"].startswith("registry.example.com/typogram-arena:"), where
+            assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"], where  # read-only root
         for c in containers(obj):  # init containers run to completion: no probes
             where = f"{obj['metadata']['name']}/{c['name']}"
             assert c["readinessProbe"]["httpGet"]["path"] == "/readyz", where
@@ -192,6 +193,8 @@ def test_the_nodes_drain_before_stopping_within_their_grace(rendered: list[Obj])
     assert env["ARENA_NODE_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     command = " ".join(node["lifecycle"]["preStop"]["exec"]["command"])
     assert "arena-admin drain" in command and "$ARENA_NODE_ID" in command
+    # The drain command's own deadline ends inside the grace (else the kubelet kills the node).
+    drain_timeout = float(command.rsplit("--timeout", 1)[1].strip(' "'))
     # The settings the node reads from this environment, as it would read them.
     values = {name: e["value"] for name, e in env.items() if "value" in e}
     settings = NodeSettings(
@@ -204,6 +207,7 @@ def test_the_nodes_drain_before_stopping_within_their_grace(rendered: list[Obj])
     # ARCHITECTURE "Drain": grace + the write phase + ~15 s for sockets and tasks.
     assert grace >= settings.shutdown_grace_s + settings.results_write_s + 15
     assert grace >= race.marathon_limit_s
+    assert race.longest_race_s <= drain_timeout < grace
     pdb = one(rendered, "PodDisruptionBudget", "gameserver")
     assert pdb["spec"]["selector"] == sts["spec"]["selector"] and pdb["spec"]["maxUnavailable"] == 1
 
