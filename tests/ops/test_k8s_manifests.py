@@ -6,7 +6,9 @@ the nodes' drain and grace, a Service and an Ingress path per node, the monitori
 
 from __future__ import annotations
 
+import configparser
 import copy
+import importlib.util
 import json
 import subprocess
 from pathlib import Path
@@ -277,3 +279,38 @@ def test_the_loader_refuses_what_it_does_not_implement() -> None:
         apply_op({"a": {}}, {"op": "remove", "path": "/a"})
     with pytest.raises(AssertionError):
         apply_op({"a": {}}, {"op": "replace", "path": "/a/missing", "value": 1})
+
+
+def test_every_command_is_a_console_script_or_a_module_of_the_image(rendered: list[Obj]) -> None:
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    entries = cfg["options.entry_points"]["console_scripts"].split("\n")
+    scripts = {line.split("=")[0].strip() for line in entries if line.strip()}
+    for obj in rendered:
+        for c in containers(obj, init=True):
+            command = c["command"]
+            if command[:2] == ["python", "-m"]:
+                assert importlib.util.find_spec(command[2]) is not None, command
+            else:
+                assert command[0] in scripts, command
+        for c in containers(obj):
+            hook = c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+            if hook:
+                assert hook[-1].split()[1] in scripts, hook  # "exec arena-admin ..."
+
+
+def test_the_dockerfile_builds_from_the_lock_and_runs_unprivileged() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert "pip install --require-hashes --no-deps -r /tmp/lock.txt" in text
+    assert "pip install --no-deps --no-build-isolation ." in text
+    froms = [i for i, line in enumerate(lines) if line.startswith("FROM ")]
+    assert len(froms) >= 2 and lines[froms[-1]].endswith("AS runtime")
+    final = lines[froms[-1] :]
+    assert not any("apt-get" in line or "build-essential" in line for line in final)
+    [user] = [line for line in final if line.startswith("USER ")]
+    uid = user.split()[1].split(":")[0]
+    assert uid.isdigit() and int(uid) >= 10000  # numeric: runAsNonRoot can verify it
+    assert "ARG PYTHON_IMAGE=python:3.11-slim" in text
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    assert "*" in ignore and "!requirements/lock.txt" in ignore  # nothing goes in unless named
