@@ -3,14 +3,15 @@ partitions and a topic-level min.insync.replicas, a second run leaves them, a re
 the cluster cannot hold is reported, not raised. Settings are checked without a broker."""
 
 import io
+import time
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from arena.settings import SettingsError
-from ops.services import KafkaBroker
-from ops.topics import EXIT_FAILED, TopicSettings, ensure_topics, run
+from ops.services import KafkaBroker, free_port
+from ops.topics import EXIT_FAILED, TopicSettings, ensure_topics, main, run
 from persistence.settings import KafkaSettings
 
 TOPIC_CONFIG_SOURCE = 1  # DescribeConfigs: the value was set on the topic itself (not a default)
@@ -88,8 +89,14 @@ def test_settings_from_env_and_ranges() -> None:
 
 
 def test_main_exits_2_on_bad_settings() -> None:
-    from ops.topics import main
-
     with pytest.raises(SystemExit) as exc:
         main([], env={"ARENA_KAFKA_PARTITIONS": "-1"})
     assert exc.value.code == 2
+
+
+async def test_unreachable_broker_is_exit_1_within_the_deadline() -> None:
+    kafka = KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}")  # nothing listens there
+    s = TopicSettings(kafka=kafka, admin_timeout_s=3.0)
+    started = time.monotonic()
+    assert await run(s, create=True, out=io.StringIO()) == EXIT_FAILED
+    assert time.monotonic() - started < 15  # bounded by the deadline, generous on a shared machine
