@@ -16,13 +16,16 @@ Printed per model:
 - ``tau@N``: Kendall's tau between ratings and true current speed over every player who has
   raced, after N rated races in all (several N);
 - ``pred``: before each race of the second half, Kendall's tau between the predicted order
-  (by rating) and the finishing order, averaged over races;
+  (by rating) and the finishing order, averaged over races (pairing puts close players
+  together, so this is near 0 for every model: the matchmaker does its job);
+- ``pred rnd``: the same for 4 players drawn at random from those who raced (every 5th race
+  of the second half; raced, not rated): how well ratings order players in general;
 - ``place``: median (and p80) rated races a newcomer (joined after 40% of the run) needs
   before its rating percentile is within 10 points of its true percentile for three races in
   a row (``never`` counts those that had not);
 - ``us/race``: CPU microseconds of the rating update per rated race (the update alone).
 
-    .venv/bin/python benchmarks/ratings.py                         # 10,000 players, ~2 minutes
+    .venv/bin/python benchmarks/ratings.py               # 10,000 players, 40,000 races a model: ~3 min
     .venv/bin/python benchmarks/ratings.py --players 2000 --races 20000   # smoke run, seconds
     .venv/bin/python benchmarks/ratings.py --models glicko2,plackett_luce
 
@@ -143,6 +146,15 @@ MODELS: dict[str, Callable[[], Model]] = {
     "thurstone_mosteller_part": lambda: OpenSkill("thurstone_mosteller_part", ThurstoneMostellerPart),
     "bradley_terry_full": lambda: OpenSkill("bradley_terry_full", BradleyTerryFull),
     "bradley_terry_part": lambda: OpenSkill("bradley_terry_part", BradleyTerryPart),
+    # openskill's default beta (sigma / 2) assumes noisy games; a race's speed is steadier than
+    # that (about a quarter of the population's spread), so the same models with beta halved:
+    "plackett_luce_beta/2": lambda: OpenSkill("plackett_luce_beta/2", lambda: PlackettLuce(beta=25 / 12)),
+    "thurstone_mosteller_full_beta/2": lambda: OpenSkill(
+        "thurstone_mosteller_full_beta/2", lambda: ThurstoneMostellerFull(beta=25 / 12)
+    ),
+    "bradley_terry_full_beta/2": lambda: OpenSkill(
+        "bradley_terry_full_beta/2", lambda: BradleyTerryFull(beta=25 / 12)
+    ),
 }
 
 
@@ -189,6 +201,7 @@ class Result:
     name: str
     taus: dict[int, float] = field(default_factory=dict)
     pred: list[float] = field(default_factory=list)
+    pred_random: list[float] = field(default_factory=list)
     placed_after: list[int] = field(default_factory=list)
     never_placed: int = 0
     rate_s: float = 0.0
@@ -209,6 +222,7 @@ def simulate(model: Model, args: argparse.Namespace, deadline: float) -> Result:
     placed: set[str] = set()
     newcomers: set[str] = set()
     day_factor: dict[str, float] = {}
+    raced_list: list[Player] = []  # everyone who has raced, in order of first race
     rnd = 0
     while result.rated < args.races and time.monotonic() < deadline:
         if rnd % args.rounds_per_day == 0:
@@ -251,11 +265,15 @@ def simulate(model: Model, args: argparse.Namespace, deadline: float) -> Result:
                 predicted = [model.mm_rating(pid) for pid in finishers]
                 actual = [-float(place[pid]) for pid in finishers]
                 result.pred.append(kendall_tau(predicted, actual))
+            if second_half and result.rated % 5 == 0:
+                result.pred_random.append(_predict_random_race(model, raced_list, day_factor, rng))
             t0 = time.perf_counter()
             model.rate(ranking)
             result.rate_s += time.perf_counter() - t0
             result.rated += 1
             for p in entrants:
+                if p.races == 0:
+                    raced_list.append(p)
                 p.races += 1
             if result.rated in checkpoints:
                 raced = [p for p in players if p.races > 0]
@@ -272,6 +290,16 @@ def simulate(model: Model, args: argparse.Namespace, deadline: float) -> Result:
     for p in players:  # the next model starts from the same population
         p.races = 0
     return result
+
+
+def _predict_random_race(
+    model: Model, raced: Sequence[Player], day_factor: dict[str, float], rng: random.Random
+) -> float:
+    """Kendall's tau of the predicted against the run order of 4 players drawn at random (not
+    paired by rating, so the order is not a coin toss), raced but not rated."""
+    entrants = rng.sample(raced, 4)
+    speeds = [p.true_wpm() * day_factor[p.pid] * rng.gauss(1.0, 0.06) for p in entrants]
+    return kendall_tau([model.mm_rating(p.pid) for p in entrants], speeds)
 
 
 def _track_newcomers(
@@ -306,7 +334,8 @@ def report(results: Sequence[Result]) -> None:
     if not results:
         return
     checkpoints = sorted(results[0].taus)
-    head = ["model", *(f"tau@{n}" for n in checkpoints), "pred", "place p50/p80", "never", "us/race"]
+    taus = (f"tau@{n}" for n in checkpoints)
+    head = ["model", *taus, "pred", "pred rnd", "place p50/p80", "never", "us/race"]
     print(" | ".join(head))
     print(" | ".join("---" for _ in head))
     for r in results:
@@ -317,6 +346,7 @@ def report(results: Sequence[Result]) -> None:
             r.name,
             *(f"{r.taus[n]:.3f}" if n in r.taus else "-" for n in checkpoints),
             f"{statistics.mean(r.pred):.3f}" if r.pred else "-",
+            f"{statistics.mean(r.pred_random):.3f}" if r.pred_random else "-",
             f"{p50}/{p80}",
             str(r.never_placed),
             f"{1e6 * r.rate_s / max(1, r.rated):.0f}",
@@ -330,11 +360,11 @@ def report(results: Sequence[Result]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--players", type=int, default=10_000)
-    ap.add_argument("--races", type=int, default=60_000, help="rated races per model")
+    ap.add_argument("--races", type=int, default=40_000, help="rated races per model")
     ap.add_argument("--rounds-per-day", type=int, default=20, help="rounds between day-to-day redraws")
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)}")
     ap.add_argument("--seed", type=int, default=18)
-    ap.add_argument("--max-seconds", type=float, default=240.0, help="stop the whole run after this")
+    ap.add_argument("--max-seconds", type=float, default=300.0, help="stop the whole run after this")
     args = ap.parse_args()
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     unknown = [n for n in names if n not in MODELS]
