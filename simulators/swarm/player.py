@@ -96,6 +96,7 @@ class PlayerRecord:
     finished: bool = False
     wpm: float | None = None
     inputs_sent: int = 0
+    seeded: bool = False  # its rating was seeded into Redis before it queued (the report's spread)
     errors: list[str] = field(default_factory=list)  # kinds, e.g. "lobby_429_rate_limited"
 
     @property
@@ -335,6 +336,7 @@ async def _seed_with_retries(
             await asyncio.sleep(delay)
         else:
             backoff.reset()
+            record.seeded = True
             return
 
 

@@ -52,6 +52,9 @@ class Report:
     series: Series
     machine: MachineStats | None = None  # None when not sampled (unit tests)
     time_to_match_by_type_s: dict[str, Percentiles] | None = None  # per race type
+    # Matchmaking quality: max - min of the seeded ratings inside each race with two or more
+    # seeded bots of this run (house bots and unseeded bots are not counted); None: no such race.
+    rating_spread_in_race: Percentiles | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,7 +129,17 @@ def build_report(
             )
             for race_type in sorted({r["race_type"] for r in records})
         },
+        rating_spread_in_race=_rating_spread(records),
     )
+
+
+def _rating_spread(records: list[dict[str, Any]]) -> Percentiles | None:
+    by_race: dict[str, list[float]] = {}
+    for r in records:
+        if r["race_id"] and r.get("seeded"):  # no "seeded": not seeded
+            by_race.setdefault(r["race_id"], []).append(r["rating"])
+    spreads = [max(ratings) - min(ratings) for ratings in by_race.values() if len(ratings) >= 2]
+    return percentiles(spreads) if spreads else None
 
 
 def _int_keys(counts: dict[str, int]) -> dict[int, int]:
@@ -196,6 +209,12 @@ def render_text(report: Report) -> str:
             f"  {race_type:<15} {_ptile(p, 's')}"
             for race_type, p in (report.time_to_match_by_type_s or {}).items()
             if len(report.time_to_match_by_type_s or {}) > 1
+        ),
+        "rating spread     "
+        + (
+            _ptile(report.rating_spread_in_race, "points") + "  (max - min per race, seeded bots of this run)"
+            if report.rating_spread_in_race is not None
+            else "- (no race had two seeded bots: run with --redis-url)"
         ),
         f"join latency      {_ptile(report.join_latency_ms, 'ms')}",
         f"input->broadcast  {_ptile(report.input_to_broadcast_ms, 'ms')}  (as room-mates see it)",

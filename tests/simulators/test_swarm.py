@@ -239,6 +239,24 @@ def _results(lag_ms: float) -> list[dict[str, Any]]:
     ]
 
 
+def test_report_gives_the_rating_spread_inside_races_of_seeded_bots() -> None:
+    results = _results(lag_ms=3.0)
+    assert build_report(parse_scenario(MINIMAL), results, [], seconds=8).rating_spread_in_race is None
+    results[0]["records"] = [
+        _record(10, 0, "r1", rating=1400.0, seeded=True),
+        _record(11, 0, "r1", rating=1550.0, seeded=True),
+        _record(12, 0, "r1", rating=2500.0, seeded=False),  # unseeded: it queued at the default
+        _record(13, 0, "r2", rating=1600.0, seeded=True),
+        _record(14, 0, "r2", rating=1610.0, seeded=True),
+        _record(15, 0, "r3", rating=1000.0, seeded=True),  # alone among this run's bots: no spread
+    ]
+    report = build_report(parse_scenario(MINIMAL), results, [], seconds=8)
+    spread = report.rating_spread_in_race
+    assert spread is not None and spread.count == 2
+    assert (spread.p50, spread.max) == (80.0, 150.0)  # spreads 150 and 10
+    assert "rating spread     p50" in render_text(report) and "n=2" in render_text(report)
+
+
 def test_report_merges_workers_and_writes_json_png_and_text(tmp_path: Path) -> None:
     scenario = parse_scenario(MINIMAL)
     report = build_report(scenario, _results(lag_ms=3.0), [], seconds=8)

@@ -193,3 +193,4 @@ async def test_a_worker_whose_redis_is_down_during_rating_seeding_counts_errors_
         assert record.errors == []
     assert all(r.finished and r.wpm for r in result.records), [(r.index, r.errors) for r in result.records]
     assert ratings == [None, None, b"1502.0", b"1503.0"]
+    assert [r.seeded for r in result.records] == [False, False, True, True]
