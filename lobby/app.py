@@ -69,7 +69,7 @@ def build_app(settings: LobbySettings, metrics: LobbyMetrics | None = None) -> w
     private_races.add_routes(router)
     presence.add_routes(router)
     history.add_routes(router)
-    replay.add_routes(router)
+    replay.setup(app, app[METRICS_KEY].registry)
     static.setup(app)
     nodes.add_routes(router)
     return app

@@ -16,6 +16,7 @@ import pytest
 
 from arena.results import MatchRecord
 from gameserver.passages import Corpus
+from lobby.replay import Encoded, ReplayCache
 from lobby.replay_text import BACKSPACE_KEY, ReplayKey, text_at
 from ops.services import free_port
 from persistence import synthetic
@@ -98,7 +99,11 @@ async def test_replay_is_cacheable_and_compressed(lobby: RunningLobby, pool: asy
     first = await get(lobby, path)
     etag = first.headers["ETag"]
     assert etag.startswith('W/"') and first.headers["Cache-Control"] == "public, max-age=86400, immutable"
-    assert first.headers["Content-Encoding"] in {"gzip", "deflate"}  # aiohttp's client asks
+    assert first.headers["Content-Encoding"] == "gzip"  # aiohttp's client asks for it
+    plain = await get(lobby, path, **{"Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in plain.headers and (await plain.json())["format"] == 1
+    refused = await get(lobby, path, **{"Accept-Encoding": "gzip;q=0, identity"})
+    assert "Content-Encoding" not in refused.headers
     again = await get(lobby, path, **{"If-None-Match": etag})
     assert (again.status, await again.read(), again.headers["ETag"]) == (304, b"", etag)
     strong = await get(lobby, path, **{"If-None-Match": etag.removeprefix("W/")})
@@ -149,3 +154,29 @@ async def test_postgres_down_is_a_503(lobby_factory: LobbyFactory) -> None:
     )
     resp = await get(down, "/v1/races/rabc/replay")
     assert (resp.status, (await resp.json())["error"]) == (503, "history_unavailable")
+
+
+async def test_a_served_replay_is_kept_in_the_lobby(lobby: RunningLobby, pool: asyncpg.Pool) -> None:
+    race = a_race()
+    await PostgresStore(pool).write([race])
+    path = f"/v1/races/{race.match_id}/replay"
+    first = await (await get(lobby, path)).read()
+    await pool.execute("DELETE FROM race_participants WHERE race_id = $1", race.match_id)
+    await pool.execute("DELETE FROM races WHERE race_id = $1", race.match_id)
+    second = await get(lobby, path)
+    assert (second.status, await second.read()) == (200, first)  # from the cache, not PostgreSQL
+    metrics = await (await get(lobby, "/metrics")).text()
+    assert 'arena_lobby_replay_cache_lookups_total{result="hit"} 1.0' in metrics
+    assert 'arena_lobby_replay_cache_lookups_total{result="miss"} 1.0' in metrics
+
+
+def test_replay_cache_keeps_the_latest_within_its_bytes() -> None:
+    a, b, c = (Encoded("e", body, b"") for body in (b"1234", b"5678", b"90ab"))
+    cache = ReplayCache(max_bytes=10)
+    cache.put("a", a)
+    cache.put("b", b)
+    assert cache.get("a") == a  # now the most recent
+    cache.put("c", c)  # 12 bytes: the least recently used (b) goes
+    assert (cache.get("b"), cache.get("a"), cache.get("c")) == (None, a, c)
+    cache.put("big", Encoded("e", b"x" * 6, b"y" * 5))  # larger than the whole cache: not kept
+    assert cache.get("big") is None and cache.get("a") is not None
