@@ -141,6 +141,26 @@ async def test_replay_viewer(
     assert 0 < held == later, seen
 
 
+def open_link(driver: Any, url: str, race_id: str) -> dict[str, str]:
+    """/?replay=ID opens the viewer straight away; an unknown id says so in the banner."""
+    driver.get(f"{url}/?replay={race_id}")
+    pages.wait_for(driver, "#screen-replay")
+    seen = {"title": pages.text(driver, "#replay-title"), "time": pages.text(driver, "#replay-time")}
+    driver.get(f"{url}/?replay=rnope")
+    seen["banner"] = pages.banner(driver, "no finished race")
+    return seen
+
+
+async def test_a_replay_link(
+    replay_lobby: RunningLobby, browser: Any, stores: tuple[asyncpg.Pool, aioredis.Redis]
+) -> None:
+    race = a_race("pada")
+    await persist(*stores, [race])
+    seen = await asyncio.to_thread(open_link, browser, replay_lobby.url, race.match_id)
+    assert seen["title"] == "Replay: quick race", seen
+    assert seen["time"] == "0:00.0 / 0:02.4", seen
+
+
 async def test_the_pages_text_at_is_the_python_one(replay_lobby: RunningLobby, browser: Any) -> None:
     rng = random.Random(16)
     cases = []
