@@ -737,10 +737,126 @@ async function loadRecent() {
   try {
     const data = await api("GET", `/v1/players/${encodeURIComponent(app.session.player_id)}/races?limit=5`);
     $("recent-title").hidden = !data.races.length;
-    $("recent").innerHTML = data.races.map((race) =>
-      `<li>${esc(race.race_type || "race")}: ${race.wpm != null ? `${Number(race.wpm).toFixed(1)} WPM` : ""}${race.place ? `, place ${race.place}` : ""}</li>`).join("");
+    $("recent").innerHTML = data.races.map((race) => {
+      const what = `${esc(race.race_type || "race")}: ${race.wpm != null ? `${Number(race.wpm).toFixed(1)} WPM` : ""}${race.place ? `, place ${race.place}` : ""}`;
+      return `<li class="recent-row"><span>${what}</span> <button type="button" class="link" data-replay="${esc(race.race_id)}" aria-label="${esc(`Replay ${race.race_type || "race"} race`)}">Replay</button></li>`;
+    }).join("");
   } catch { /* history is optional on this page */ }
 }
+$("recent").addEventListener("click", (ev) => {
+  const id = ev.target.closest("button[data-replay]")?.dataset.replay;
+  if (id) openReplay(id);
+});
+
+// ---------------------------------------------------------------- replays
+
+// A stored race played back (GET /v1/races/{id}/replay): every racer's text as it was typed,
+// wrong characters included until they were deleted. replayTextAt mirrors lobby/replay_text.py
+// (text_at), which is the tested reference: keep the two in step.
+const BACKSPACE_KEY = "Backspace";
+const MAX_ERROR_RUN = 32; // the server's ScoringLimits.max_error_run
+const replay = { data: null, t: 0, playing: false, speed: 1, frame: 0, last: 0 };
+
+function replayTextAt(keys, t, passage) {
+  let applied = 0;
+  while (applied < keys.length && keys[applied].t_ms <= t) applied++;
+  const buffer = [];
+  let correct = 0;
+  for (let i = 0; i < applied; i++) {
+    const key = keys[i].key;
+    if (key === BACKSPACE_KEY) {
+      if (buffer.length) { buffer.pop(); correct = Math.min(correct, buffer.length); }
+    } else if (passage == null) {
+      buffer.push(key);
+    } else if (buffer.length === correct && correct < passage.length && key === passage[correct]) {
+      buffer.push(key);
+      correct++;
+    } else if (buffer.length - correct < MAX_ERROR_RUN) {
+      buffer.push(key);
+    } // else: past the server's cap, a wrong key never reached the buffer
+  }
+  const text = buffer.join("");
+  if (passage == null) return { text, correct: null, applied, finished: false };
+  return { text, correct, applied, finished: passage.length > 0 && correct === passage.length && buffer.length === correct };
+}
+
+async function openReplay(raceId) {
+  replayPause();
+  let data;
+  try { data = await api("GET", `/v1/races/${encodeURIComponent(raceId)}/replay`); } catch (err) { apiFailed(err); return; }
+  replay.data = data;
+  replay.t = 0;
+  $("replay-title").textContent = `Replay: ${data.race_type} race`;
+  const when = data.started_at ? new Date(data.started_at).toLocaleString() : "";
+  setText("replay-meta", `${data.players.length} racer${data.players.length === 1 ? "" : "s"}${when ? ` · ${when}` : ""}${data.passage.text == null ? " · custom text" : ""}`);
+  $("replay-seek").max = String(data.duration_ms);
+  $("replay-racers").innerHTML = data.players.map((p, i) => {
+    const result = p.flagged ? "flagged" : `${p.place ? `#${Number(p.place)} · ` : ""}${Number(p.wpm).toFixed(1)} WPM · ${Number(p.accuracy).toFixed(1)}%`;
+    return `<li class="replay-racer" data-i="${i}"><div class="replay-head"><span class="name">${esc(p.name)}</span>` +
+      `<span class="replay-result">${esc(result)}</span><span class="wpm replay-wpm"></span></div>` +
+      `<p class="passage replay-text" aria-label="${esc(`${p.name}'s text`)}"><span class="ok"></span><span class="bad"></span><span class="caret"></span><span class="rest"></span></p></li>`;
+  }).join("");
+  show("replay");
+  renderReplay();
+  $("replay-title").focus();
+}
+
+function replayClock(ms) {
+  const s = Math.max(0, ms) / 1000;
+  return `${Math.floor(s / 60)}:${(s % 60).toFixed(1).padStart(4, "0")}`;
+}
+
+function renderReplay() {
+  const d = replay.data;
+  if (!d) return;
+  const passage = d.passage.text;
+  d.players.forEach((p, i) => {
+    const li = $("replay-racers").children[i];
+    const now = replayTextAt(p.keys, replay.t, passage);
+    const [ok, bad, , rest] = li.querySelector(".replay-text").children;
+    const good = now.correct == null ? now.text : now.text.slice(0, now.correct);
+    const wrong = now.correct == null ? "" : now.text.slice(now.correct);
+    if (ok.textContent !== good) ok.textContent = good;
+    if (bad.textContent !== wrong) bad.textContent = wrong;
+    const after = passage == null ? "" : passage.slice(Math.min(passage.length, now.text.length));
+    if (rest.textContent !== after) rest.textContent = after;
+    const chars = now.correct ?? now.text.length;
+    const wpm = replay.t > 0 ? Math.round((chars / 5) / (replay.t / 60000)) : 0;
+    li.querySelector(".replay-wpm").textContent = now.finished ? "done" : `${wpm} wpm`;
+    li.classList.toggle("finished", now.finished);
+  });
+  $("replay-seek").value = String(Math.round(replay.t));
+  setText("replay-time", `${replayClock(replay.t)} / ${replayClock(d.duration_ms)}`);
+}
+
+function replayStep(now) {
+  if (!replay.playing) return;
+  replay.t = Math.min(replay.data.duration_ms, replay.t + (now - replay.last) * replay.speed);
+  replay.last = now;
+  renderReplay();
+  if (replay.t >= replay.data.duration_ms) { replayPause(); return; }
+  replay.frame = requestAnimationFrame(replayStep);
+}
+
+function replayPlay() {
+  if (!replay.data) return;
+  if (replay.t >= replay.data.duration_ms) replay.t = 0; // at the end: play from the start
+  replay.playing = true;
+  replay.last = performance.now();
+  $("replay-play").textContent = "Pause";
+  replay.frame = requestAnimationFrame(replayStep);
+}
+
+function replayPause() {
+  replay.playing = false;
+  cancelAnimationFrame(replay.frame);
+  $("replay-play").textContent = "Play";
+}
+
+$("replay-play").addEventListener("click", () => (replay.playing ? replayPause() : replayPlay()));
+$("replay-speed").addEventListener("change", () => { replay.speed = Number($("replay-speed").value) || 1; });
+$("replay-seek").addEventListener("input", () => { replay.t = Number($("replay-seek").value) || 0; renderReplay(); });
+$("replay-back").addEventListener("click", () => { replayPause(); replay.data = null; leaveRace(null); });
 
 async function watch(raceId, url, returnTo = "home", label = null) {
   if (!raceId || !url) { banner("Give a race id and a node URL to watch."); return; }
@@ -1058,6 +1174,8 @@ window.__arena = {
   silence() { const r = app.race; if (!r?.ws) return false; r.ws.onmessage = null; r.lastHeard = 0; return true; },
   reconnects() { return app.race?.reconnects ?? 0; },
   resumedFrom() { return app.race?.resumedFrom ?? null; }, // the server's view in the last re-join
+  replayTextAt, // the page's copy of lobby/replay_text.py's text_at, checked against it
+  replayAt() { return replay.t; },
 };
 
 function sleep(ms) { return new Promise((resolve) => setTimeout(resolve, ms)); }
@@ -1079,6 +1197,7 @@ async function main() {
   const q = new URLSearchParams(location.search);
   if (q.get("watch") && q.get("node")) watch(q.get("watch"), q.get("node"));
   else if (q.get("tournament")) openTournament(q.get("tournament"));
+  else if (q.get("replay")) openReplay(q.get("replay"));
   else $(app.session ? "race-type" : "name").focus();
 }
 main();
