@@ -187,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma list of {', '.join(SCENARIOS)}")
     ap.add_argument("--server-core", type=int, default=0, help="core of Redis and both servers")
     ap.add_argument("--wrk-core", type=int, default=1, help="core of wrk")
-    ap.add_argument("--profile", type=Path, help="py-spy flame graph of the lobby in one extra heartbeat run")
+    ap.add_argument(
+        "--profile", type=Path, help="py-spy profile in an extra heartbeat run (.txt: raw stacks)"
+    )
     ap.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)  # internal: run the bare server
     args = ap.parse_args(argv)
     if args.bare_server:
@@ -267,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
                 pinned(
                     wrk_core,
                     [str(spy), "record", "-p", str(lobby.pid), "-o", str(args.profile), "-r", "250",
-                     "-d", f"{args.seconds:g}", "--nonblocking"],
+                     "-d", f"{args.seconds:g}", "--nonblocking",
+                     "-f", "raw" if args.profile.suffix == ".txt" else "flamegraph"],
                 ),
             )  # fmt: skip
             time.sleep(0.5)
