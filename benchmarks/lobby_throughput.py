@@ -32,7 +32,7 @@ import tempfile
 import time
 import urllib.request
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from arena.ids import new_player_id
@@ -119,6 +119,7 @@ class Run:
     p99_ms: float
     non_2xx: int
     errors: int
+    cpu_us: float = float("nan")  # the server's CPU per request: steadier than req/s on a busy machine
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -141,6 +142,12 @@ def parse_wrk(out: str) -> Run:
         non_2xx=int(non.group(1)) if non else 0,
         errors=sum(int(g) for g in errs.groups()) if errs else 0,
     )
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_wrk(
@@ -173,7 +180,10 @@ def run_wrk(
 def fmt(run: Run) -> str:
     bad = f"  non-2xx {run.non_2xx}" if run.non_2xx else ""
     bad += f"  socket errors {run.errors}" if run.errors else ""
-    return f"{run.rps:9,.0f} req/s  p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms{bad}"
+    return (
+        f"{run.rps:9,.0f} req/s  p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms"
+        f"  cpu {run.cpu_us:5.0f} us/req{bad}"
+    )
 
 
 # ---- main -----------------------------------------------------------------------------
@@ -250,19 +260,31 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.seconds:g} s per run",
             flush=True,
         )
+
+        def measured(pid: int, base: str, scenario: str, c: int) -> Run:
+            before = cpu_s(pid)
+            run = run_wrk(base, scenario, c, args.seconds, wrk_core, tokens)
+            used = cpu_s(pid) - before
+            return replace(run, cpu_us=used * 1e6 / max(1.0, run.rps * args.seconds))
+
         for c in counts:
             for scenario in scenarios:
                 base_l, base_b = f"http://127.0.0.1:{lobby_port}", f"http://127.0.0.1:{bare_port}"
                 # bare, lobby, bare: the bare figure is the mean of the two around the lobby's run
-                b1 = run_wrk(base_b, scenario, c, args.seconds, wrk_core, tokens)
-                lob = run_wrk(base_l, scenario, c, args.seconds, wrk_core, tokens)
-                b2 = run_wrk(base_b, scenario, c, args.seconds, wrk_core, tokens)
+                b1 = measured(bare.pid, base_b, scenario, c)
+                lob = measured(lobby.pid, base_l, scenario, c)
+                b2 = measured(bare.pid, base_b, scenario, c)
                 bare_rps = (b1.rps + b2.rps) / 2
                 conns = min(c, 32) if scenario == "tickets" else c
                 print(f"{scenario:<11} c={conns:<4} lobby {fmt(lob)}", flush=True)
                 print(f"{'':<11} {'':<6} bare  {fmt(b1)}", flush=True)
                 print(f"{'':<11} {'':<6} bare  {fmt(b2)}", flush=True)
-                print(f"{'':<11} {'':<6} lobby / bare = {lob.rps / bare_rps:.0%}", flush=True)
+                bare_cpu = (b1.cpu_us + b2.cpu_us) / 2
+                print(
+                    f"{'':<11} {'':<6} lobby / bare = {lob.rps / bare_rps:.0%} of req/s, "
+                    f"{bare_cpu / lob.cpu_us:.0%} by CPU per request",
+                    flush=True,
+                )
         if args.profile is not None:
             spy = Path(sys.executable).with_name("py-spy")
             record = subprocess.Popen(

@@ -169,8 +169,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = exc.status
         raise
     finally:
-        metrics.requests.labels(route, request.method, str(status)).inc()
-        metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
+        metrics.answered(route, request.method, status, time.perf_counter() - started)
 
 
 async def _healthz(request: web.Request) -> web.Response:

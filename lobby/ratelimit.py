@@ -67,8 +67,10 @@ class RateLimiter:
         self.window_s = window_s
         self.sync_s = sync_s
         self._clock = clock
-        # Batched counting: per Redis key, the total Redis gave at the last sync and the hits
-        # counted here since. Keys of past windows are dropped at each sync.
+        # Batched counting: per Redis key of the current window, the total Redis gave at the last
+        # sync and the hits counted here since. A new window starts both afresh: the hits of a
+        # window that is over no longer limit anyone.
+        self._window = 0
         self._known: dict[str, int] = {}
         self._pending: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
@@ -91,6 +93,8 @@ class RateLimiter:
             return Verdict(True)
         now = self._clock()
         window = int(now // self.window_s)
+        if window != self._window:
+            self._window, self._known, self._pending = window, {}, {}
         refused: str | None = None
         for scope, subject, limit in limits:
             key = keys.rate_limit(scope, subject, window)
@@ -140,11 +144,9 @@ class RateLimiter:
 
     async def sync(self) -> int:
         """Add this lobby's hits to Redis and read back the totals; returns the keys written."""
-        window = int(self._clock() // self.window_s)
-        pending, self._pending = self._pending, {}
-        # Past windows: nothing more to learn; their Redis keys expire on their own.
-        self._known = {k: v for k, v in self._known.items() if _window_of(k) >= window}
-        live = [(k, n) for k, n in pending.items() if _window_of(k) >= window]
+        window, known = self._window, self._known
+        live = list(self._pending.items())
+        self._pending = {}
         if not live:
             return 0
         try:
@@ -154,11 +156,12 @@ class RateLimiter:
                     pipe.expire(key, self.window_s + 1)
                 results = await pipe.execute()
         except BaseException:
-            for key, hits in live:  # counted next time, under the hits since
-                self._pending[key] = self._pending.get(key, 0) + hits
+            if window == self._window:  # counted next time, under the hits since
+                for key, hits in live:
+                    self._pending[key] = self._pending.get(key, 0) + hits
             raise
         for i, (key, _) in enumerate(live):
-            self._known[key] = int(results[2 * i])
+            known[key] = int(results[2 * i])  # a window that ended meanwhile: a dict nobody reads
         return len(live)
 
     async def count(self, limits: Sequence[tuple[str, str, int]]) -> Verdict:
@@ -194,11 +197,6 @@ class RateLimiter:
             headers={"Retry-After": str(verdict.retry_after_s)},
             extra={"scope": scope, "retry_after_s": verdict.retry_after_s},
         )
-
-
-def _window_of(key: str) -> int:
-    """The window number a rate-limit key ends with (``keys.rate_limit``)."""
-    return int(key.rsplit(":", 1)[1])
 
 
 def client_ip(request: web.Request, trusted_header: str) -> str:
