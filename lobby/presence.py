@@ -67,6 +67,8 @@ class PresenceBatcher:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._online: tuple[float, dict[str, int]] = (-float("inf"), {})
+        # Read at each scrape rather than set at each beat (a beat is on the hot path).
+        metrics.presence_buffered.set_function(lambda: len(self._buffer))
 
     def beat(self, player_id: str, region: str) -> bool:
         """Record a heartbeat; False if it was dropped because the buffer is full."""
@@ -75,7 +77,6 @@ class PresenceBatcher:
             return False
         self._buffer[player_id] = _Beat(region, now_ms())
         self._metrics.presence_heartbeats.inc()
-        self._metrics.presence_buffered.set(len(self._buffer))
         return True
 
     # ---- lifecycle ---------------------------------------------------------------
@@ -120,7 +121,6 @@ class PresenceBatcher:
     async def flush(self) -> int:
         """Write the buffered beats in one round trip; returns how many players were written."""
         batch, self._buffer = self._buffer, {}
-        self._metrics.presence_buffered.set(0)
         if not batch:
             return 0
         by_region: dict[str, dict[str, int]] = {}
@@ -151,7 +151,6 @@ class PresenceBatcher:
         for player_id, beat in batch.items():
             if player_id not in self._buffer and len(self._buffer) < self.max_buffer:
                 self._buffer[player_id] = beat
-        self._metrics.presence_buffered.set(len(self._buffer))
 
     async def online(self) -> dict[str, int]:
         """Players seen within the TTL, per region (stale members trimmed as a side effect)."""
