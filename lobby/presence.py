@@ -134,8 +134,11 @@ class PresenceBatcher:
                     pipe.zadd(key, members)
                     pipe.zremrangebyscore(key, "-inf", f"({cutoff}")
                     pipe.expire(key, self.ttl_s * 2)  # a region nobody visits any more goes away
+                # The value formatted, not json.dumps'd: the same JSON at a tenth of the CPU (this
+                # loop is most of a flush: py-spy, issue 19).
+                regions = {region: json.dumps(region) for region in by_region}
                 for player_id, beat in batch.items():
-                    value = json.dumps({"region": beat.region, "seen_at": beat.at})
+                    value = f'{{"region": {regions[beat.region]}, "seen_at": {beat.at}}}'
                     pipe.set(keys.user_presence(player_id), value, ex=self.ttl_s)
                 await pipe.execute()
         except Exception:
