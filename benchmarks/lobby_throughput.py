@@ -15,7 +15,7 @@ connection). Prints requests/s, p50, p99, non-2xx answers and lobby/bare per sce
     .venv/bin/python benchmarks/lobby_throughput.py --seconds 15 --connections 32,128
     .venv/bin/python benchmarks/lobby_throughput.py --scenarios heartbeat --profile /tmp/lobby.svg
 
-``--profile`` records the lobby with py-spy during one extra heartbeat run (not measured).
+``--profile`` records the lobby with py-spy during one extra run of the first scenario (not measured).
 Bounded: each wrk run lasts ``--seconds``; everything started is stopped on exit. 127.0.0.1 only.
 """
 
@@ -120,6 +120,7 @@ class Run:
     non_2xx: int
     errors: int
     cpu_us: float = float("nan")  # the server's CPU per request: steadier than req/s on a busy machine
+    redis_us: float = float("nan")  # Redis's CPU per request (the lobby's runs only)
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -182,7 +183,9 @@ def fmt(run: Run) -> str:
     bad += f"  socket errors {run.errors}" if run.errors else ""
     return (
         f"{run.rps:9,.0f} req/s  p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms"
-        f"  cpu {run.cpu_us:5.0f} us/req{bad}"
+        f"  cpu {run.cpu_us:5.0f} us/req"
+        + (f" + redis {run.redis_us:4.0f} us/req" if run.redis_us == run.redis_us else "")  # not NaN
+        + bad
     )
 
 
@@ -198,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--server-core", type=int, default=0, help="core of Redis and both servers")
     ap.add_argument("--wrk-core", type=int, default=1, help="core of wrk")
     ap.add_argument(
-        "--profile", type=Path, help="py-spy profile in an extra heartbeat run (.txt: raw stacks)"
+        "--profile", type=Path, help="py-spy profile in an extra run of the first scenario (.txt: raw stacks)"
     )
     ap.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)  # internal: run the bare server
     args = ap.parse_args(argv)
@@ -261,18 +264,22 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
-        def measured(pid: int, base: str, scenario: str, c: int) -> Run:
-            before = cpu_s(pid)
+        def measured(pid: int, base: str, scenario: str, c: int, with_redis: bool = False) -> Run:
+            redis_pid = redis.pid if with_redis else None
+            before, redis_before = cpu_s(pid), cpu_s(redis_pid) if redis_pid else 0.0
             run = run_wrk(base, scenario, c, args.seconds, wrk_core, tokens)
-            used = cpu_s(pid) - before
-            return replace(run, cpu_us=used * 1e6 / max(1.0, run.rps * args.seconds))
+            requests = max(1.0, run.rps * args.seconds)
+            run = replace(run, cpu_us=(cpu_s(pid) - before) * 1e6 / requests)
+            if redis_pid:
+                run = replace(run, redis_us=(cpu_s(redis_pid) - redis_before) * 1e6 / requests)
+            return run
 
         for c in counts:
             for scenario in scenarios:
                 base_l, base_b = f"http://127.0.0.1:{lobby_port}", f"http://127.0.0.1:{bare_port}"
                 # bare, lobby, bare: the bare figure is the mean of the two around the lobby's run
                 b1 = measured(bare.pid, base_b, scenario, c)
-                lob = measured(lobby.pid, base_l, scenario, c)
+                lob = measured(lobby.pid, base_l, scenario, c, with_redis=True)
                 b2 = measured(bare.pid, base_b, scenario, c)
                 bare_rps = (b1.rps + b2.rps) / 2
                 conns = min(c, 32) if scenario == "tickets" else c
@@ -296,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                 ),
             )  # fmt: skip
             time.sleep(0.5)
-            run_wrk(f"http://127.0.0.1:{lobby_port}", "heartbeat", counts[0], args.seconds, wrk_core, tokens)
+            run_wrk(f"http://127.0.0.1:{lobby_port}", scenarios[0], counts[0], args.seconds, wrk_core, tokens)
             record.wait(timeout=args.seconds + 30)
             print(f"profile: {args.profile}")
         if lobby.poll() is not None:
