@@ -37,6 +37,7 @@ from arena import keys
 from lobby.auth import current_player
 from lobby.context import lobby_of
 from lobby.errors import json_error
+from lobby.redisbatch import Command, run_batch
 
 log = structlog.get_logger(__name__)
 
@@ -149,12 +150,11 @@ class RateLimiter:
         self._pending = {}
         if not live:
             return 0
+        commands: list[Command] = []
+        for key, hits in live:
+            commands += [("INCRBY", key, hits), ("EXPIRE", key, self.window_s + 1)]
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key, hits in live:
-                    pipe.incrby(key, hits)
-                    pipe.expire(key, self.window_s + 1)
-                results = await pipe.execute()
+            results = await run_batch(self._redis, commands)
         except BaseException:
             if window == self._window:  # counted next time, under the hits since
                 for key, hits in live:

@@ -1,6 +1,7 @@
 """Rate limits per IP and per player: 429 JSON with Retry-After; windows roll over."""
 
 import asyncio
+import socket
 import time
 
 import pytest
@@ -8,7 +9,6 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from lobby.ratelimit import RateLimiter
-from ops.services import free_port
 from tests.lobby.conftest import LobbyFactory
 
 
@@ -127,7 +127,10 @@ async def test_batched_counting_exact_on_one_lobby(redis: aioredis.Redis) -> Non
 
 
 async def test_batched_sync_failure_keeps_the_hits(redis: aioredis.Redis) -> None:
-    broken = aioredis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2)
+    # A port bound here but not listening: connecting is refused, and nobody else can take it.
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    broken = aioredis.Redis(host="127.0.0.1", port=closed.getsockname()[1], socket_connect_timeout=0.2)
     limiter = RateLimiter(broken, per_player=2, per_ip=0, window_s=60, sync_s=0.1)
     for _ in range(2):
         assert (await limiter.check("1.1.1.1", "p1")).allowed
@@ -135,3 +138,4 @@ async def test_batched_sync_failure_keeps_the_hits(redis: aioredis.Redis) -> Non
         await limiter.sync()
     assert not (await limiter.check("1.1.1.1", "p1")).allowed  # the hits stayed counted here
     await broken.aclose()
+    closed.close()
