@@ -1,8 +1,9 @@
 """Wiring of the lobby: parts created in dependency order, torn down in reverse.
 
 Redis -> ticket store -> node registry view -> HTTP client -> pub/sub notices -> presence
-batcher (started last, stopped first: its final flush still has Redis). The parts that hold
-nothing to close (accounts, limiter, ratings, placer, private races) are built on these.
+batcher -> rate limiter's sync (started last, stopped first: their final writes still have
+Redis). The parts that hold nothing to close (accounts, ratings, placer, private races) are
+built on these.
 
 Middlewares, outermost first: metrics (sees every final status), JSON errors, auth (reads
 the bearer token), rate limits (counts against the IP, and the player when known).
@@ -104,18 +105,22 @@ async def _lobby_context(app: web.Application) -> AsyncIterator[None]:
         )
         await batcher.start()
         stack.push_async_callback(_bounded, "presence", batcher.stop)
+        limiter = RateLimiter(
+            redis,
+            per_player=settings.rate_per_player,
+            per_ip=settings.rate_per_ip,
+            window_s=settings.rate_window_s,
+            sync_s=settings.rate_sync_ms / 1000,
+        )
+        await limiter.start()
+        stack.push_async_callback(_bounded, "ratelimit", limiter.stop)
         app[LOBBY_KEY] = Lobby(
             settings=settings,
             metrics=metrics,
             signer=TokenSigner(settings.secrets.token_secret),
             redis=redis,
             accounts=AccountStore(redis, scrypt_n=settings.scrypt_n),
-            limiter=RateLimiter(
-                redis,
-                per_player=settings.rate_per_player,
-                per_ip=settings.rate_per_ip,
-                window_s=settings.rate_window_s,
-            ),
+            limiter=limiter,
             tickets=ticket_store,
             ratings=RatingStore(redis),
             nodes=node_watch,
@@ -165,8 +170,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = exc.status
         raise
     finally:
-        metrics.requests.labels(route, request.method, str(status)).inc()
-        metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
+        metrics.answered(route, request.method, status, time.perf_counter() - started)
 
 
 async def _healthz(request: web.Request) -> web.Response:

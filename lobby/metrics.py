@@ -18,6 +18,9 @@ class LobbyMetrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
+        # labels() takes a lock and builds a key each call: the children every request uses are
+        # kept here (bounded like the labels: route templates x methods x statuses).
+        self._answered: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         r = self.registry
         self.requests = Counter(
             f"{_PREFIX}_requests_total",
@@ -75,3 +78,12 @@ class LobbyMetrics:
         self.presence_players_flushed = Counter(
             f"{_PREFIX}_presence_players_flushed_total", "Player presences written to Redis", registry=r
         )
+
+    def answered(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered request and its duration."""
+        children = self._answered.get((route, method, status))
+        if children is None:
+            children = (self.requests.labels(route, method, str(status)), self.request_seconds.labels(route))
+            self._answered[(route, method, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)

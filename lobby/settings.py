@@ -32,6 +32,10 @@ class LobbySettings:
     rate_per_player: int = 100
     rate_per_ip: int = 1000  # ARENA_LOBBY_RATE_PER_IP: requests per window per client IP; 0 = off
     rate_window_s: int = 60  # ARENA_LOBBY_RATE_WINDOW_S: the fixed window the limits count in
+    # ARENA_LOBBY_RATE_SYNC_MS: requests are counted in memory and added to the shared Redis counters
+    # this often (lobby/ratelimit.py: several lobbies may let a subject exceed its limit by what it
+    # sends them within one period); 0 = one Redis round trip per request.
+    rate_sync_ms: int = 100
     login_attempts: int = 10  # ARENA_LOBBY_LOGIN_ATTEMPTS: log-ins per name per window (guessing); 0 = off
     # ARENA_LOBBY_TRUSTED_PROXY_HEADER: e.g. "X-Forwarded-For"; read the client IP from it (its last
     # entry, the one our own proxy appended). Empty = off: the socket's peer address is used.
@@ -71,6 +75,8 @@ class LobbySettings:
             raise SettingsError("ARENA_LOBBY_TOKEN_TTL_S must be at least 60")
         if min(self.rate_per_player, self.rate_per_ip, self.login_attempts) < 0 or self.rate_window_s < 1:
             raise SettingsError("rate limits must be >= 0 and ARENA_LOBBY_RATE_WINDOW_S >= 1")
+        if not 0 <= self.rate_sync_ms <= 10_000:
+            raise SettingsError("ARENA_LOBBY_RATE_SYNC_MS must be between 0 and 10000")
         if not 0 <= self.long_poll_max_s <= 120:
             raise SettingsError("ARENA_LOBBY_LONG_POLL_MAX_S must be between 0 and 120")
         if self.shutdown_grace_s < 0:
@@ -100,6 +106,7 @@ class LobbySettings:
             rate_per_player=env_int(env, "ARENA_LOBBY_RATE_PER_PLAYER", d.rate_per_player),
             rate_per_ip=env_int(env, "ARENA_LOBBY_RATE_PER_IP", d.rate_per_ip),
             rate_window_s=env_int(env, "ARENA_LOBBY_RATE_WINDOW_S", d.rate_window_s),
+            rate_sync_ms=env_int(env, "ARENA_LOBBY_RATE_SYNC_MS", d.rate_sync_ms),
             login_attempts=env_int(env, "ARENA_LOBBY_LOGIN_ATTEMPTS", d.login_attempts),
             trusted_proxy_header=env_str(env, "ARENA_LOBBY_TRUSTED_PROXY_HEADER", d.trusted_proxy_header),
             long_poll_max_s=env_float(env, "ARENA_LOBBY_LONG_POLL_MAX_S", d.long_poll_max_s),

@@ -92,3 +92,12 @@ async def test_buffer_is_bounded_and_stop_flushes(redis: aioredis.Redis) -> None
     await batcher.stop()  # long before the 30 s flush: stop writes what is buffered
     assert await redis.exists(keys.user_presence("a"), keys.user_presence("b")) == 2
     assert await redis.exists(keys.user_presence("c")) == 0
+
+
+async def test_buffered_gauge_reads_the_buffer(redis: aioredis.Redis) -> None:
+    metrics = LobbyMetrics()
+    batcher = PresenceBatcher(redis, metrics, regions=("local",), ttl_s=300, flush_s=60, max_buffer=10)
+    assert batcher.beat("a", "local") and batcher.beat("b", "local") and batcher.beat("a", "local")
+    assert metrics.registry.get_sample_value("arena_lobby_presence_buffered") == 2
+    assert await batcher.flush() == 2
+    assert metrics.registry.get_sample_value("arena_lobby_presence_buffered") == 0

@@ -1,6 +1,12 @@
 """Rate limits per IP and per player: 429 JSON with Retry-After; windows roll over."""
 
+import asyncio
+import socket
+import time
+
+import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from lobby.ratelimit import RateLimiter
 from tests.lobby.conftest import LobbyFactory
@@ -75,3 +81,61 @@ async def test_login_attempts_per_name(lobby_factory: LobbyFactory) -> None:
     reply = await api.call("POST", "/v1/sessions", body={"name": "ALAN", "password": "turing-1912"})
     assert reply.status == 429 and reply.body["scope"] == "login" and "Retry-After" in reply.headers
     (await api.call("POST", "/v1/sessions", body={"name": "ada", "password": "turing-1912"})).ok()
+
+
+async def test_batched_counting_limits_at_once_and_shares_totals(redis: aioredis.Redis) -> None:
+    """Counted in memory, refused without waiting for a sync; a sync writes the hits to Redis,
+    and the totals another lobby wrote there count here after the next sync."""
+    now = [2_000_000.0]
+    here = RateLimiter(redis, per_player=5, per_ip=0, window_s=60, clock=lambda: now[0], sync_s=0.1)
+    there = RateLimiter(redis, per_player=5, per_ip=0, window_s=60, clock=lambda: now[0], sync_s=0.1)
+    for _ in range(3):
+        assert (await here.check("1.1.1.1", "p1")).allowed
+    key = f"ratelimit:player:p1:{int(now[0] // 60)}"
+    assert await redis.get(key) is None  # nothing written before a sync
+    assert await here.sync() == 1
+    assert int(await redis.get(key)) == 3
+    assert 60 <= await redis.ttl(key) <= 61
+    for _ in range(2):
+        assert (await there.check("1.1.1.1", "p1")).allowed
+    await there.sync()  # Redis: 5
+    assert (await here.check("1.1.1.1", "p1")).allowed  # here knows 3 + 1: allowed, 6 in all
+    await here.sync()
+    refused = await here.check("1.1.1.1", "p1")  # here now knows Redis' 6
+    assert not refused.allowed and refused.scope == "player" and refused.retry_after_s >= 1
+    assert (await here.check("1.1.1.1", "p2")).allowed  # another player is not affected
+    now[0] += 60  # a new window: the last one's counts limit nobody any more
+    assert (await here.check("1.1.1.1", "p1")).allowed
+    assert await here.sync() == 1 and int(await redis.get(f"ratelimit:player:p1:{int(now[0] // 60)}")) == 1
+
+
+async def test_batched_counting_exact_on_one_lobby(redis: aioredis.Redis) -> None:
+    limiter = RateLimiter(redis, per_player=0, per_ip=4, window_s=60, sync_s=0.05)
+    await limiter.start()
+    try:
+        verdicts = [(await limiter.check("9.9.9.9", None)).allowed for _ in range(6)]
+        assert verdicts == [True] * 4 + [False] * 2
+        for _ in range(100):  # the sync task writes them within a few periods
+            raw = await redis.get(f"ratelimit:ip:9.9.9.9:{int(time.time() // 60)}")
+            if raw is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert raw is not None and int(raw) == 6
+    finally:
+        await limiter.stop()
+    assert not limiter.running
+
+
+async def test_batched_sync_failure_keeps_the_hits(redis: aioredis.Redis) -> None:
+    # A port bound here but not listening: connecting is refused, and nobody else can take it.
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    broken = aioredis.Redis(host="127.0.0.1", port=closed.getsockname()[1], socket_connect_timeout=0.2)
+    limiter = RateLimiter(broken, per_player=2, per_ip=0, window_s=60, sync_s=0.1)
+    for _ in range(2):
+        assert (await limiter.check("1.1.1.1", "p1")).allowed
+    with pytest.raises(RedisError):
+        await limiter.sync()
+    assert not (await limiter.check("1.1.1.1", "p1")).allowed  # the hits stayed counted here
+    await broken.aclose()
+    closed.close()

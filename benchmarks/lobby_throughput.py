@@ -1,0 +1,317 @@
+"""The lobby against a bare aiohttp handler, in one sitting, driven by ``wrk`` (issue 19).
+
+Starts its own redis-server, a real lobby (``python -m lobby``) and a bare aiohttp + uvloop
+server whose one handler reads and parses the same JSON body and answers a small JSON object;
+both servers and Redis pinned to ``--server-core``, ``wrk`` to ``--wrk-core`` (``taskset``).
+Every request carries the token of one of ``--players`` players, minted with the project's own
+signer and rotated by ``benchmarks/lobby_throughput.lua``; the per-player rate limit stays on
+(100 a minute), the per-IP limit is off (every request comes from 127.0.0.1).
+
+Scenarios (``--scenarios``): ``heartbeat`` (POST /v1/presence), ``leaderboard`` (GET the quick
+daily top 10), ``tickets`` (per connection: create, poll, cancel a ticket; one wrk thread per
+connection). Prints requests/s, p50, p99, non-2xx answers and lobby/bare per scenario.
+
+    .venv/bin/python benchmarks/lobby_throughput.py                 # 5 s per run, 32 connections
+    .venv/bin/python benchmarks/lobby_throughput.py --seconds 15 --connections 32,128
+    .venv/bin/python benchmarks/lobby_throughput.py --scenarios heartbeat --profile /tmp/lobby.svg
+
+``--profile`` records the lobby with py-spy during one extra run of the first scenario (not measured).
+Bounded: each wrk run lasts ``--seconds``; everything started is stopped on exit. 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from arena.ids import new_player_id
+from arena.tokens import TokenSigner
+from ops.services import RedisServer, free_port
+
+HERE = Path(__file__).resolve().parent
+LUA = HERE / "lobby_throughput.lua"
+SECRET = "bench-secret-0123456789-0123456789"
+SCENARIOS = ("heartbeat", "leaderboard", "tickets")
+START_TIMEOUT_S = 30.0
+
+
+# ---- the bare server ---------------------------------------------------------------
+
+
+def bare_server(port: int) -> None:
+    """aiohttp + uvloop, one handler: parse the JSON body if any, answer a small JSON object."""
+    import uvloop
+    from aiohttp import web
+
+    async def handler(request: web.Request) -> web.Response:
+        raw = await request.read()
+        data = json.loads(raw) if raw else {}
+        if not isinstance(data, dict):
+            return web.json_response({"error": "bad_body"}, status=400)
+        status = 201 if request.method == "POST" and request.path == "/v1/tickets" else 200
+        return web.json_response({"accepted": True, "ticket_id": "bare"}, status=status)
+
+    app = web.Application(client_max_size=16 * 1024)
+    app.router.add_route("*", "/{tail:.*}", handler)
+    uvloop.install()
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, backlog=4096)
+
+
+# ---- processes ------------------------------------------------------------------------
+
+
+def pinned(core: int | None, argv: list[str]) -> list[str]:
+    if core is None or shutil.which("taskset") is None:
+        return argv
+    return ["taskset", "-c", str(core), *argv]
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{url}: the server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status < 500:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url}: not ready after {START_TIMEOUT_S} s")
+
+
+def spawn(stack: ExitStack, argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    out = stack.enter_context(log.open("wb"))
+    proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def stop() -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    stack.callback(stop)
+    return proc
+
+
+# ---- wrk ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    errors: int
+    cpu_us: float = float("nan")  # the server's CPU per request: steadier than req/s on a busy machine
+    redis_us: float = float("nan")  # Redis's CPU per request (the lobby's runs only)
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
+
+
+def parse_wrk(out: str) -> Run:
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    pct = dict(re.findall(r"^\s+(50|99)(?:\.000)?%\s+(\S+)", out, re.M))
+    non = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return Run(
+        rps=rps,
+        p50_ms=_ms(pct.get("50", "")),
+        p99_ms=_ms(pct.get("99", "")),
+        non_2xx=int(non.group(1)) if non else 0,
+        errors=sum(int(g) for g in errs.groups()) if errs else 0,
+    )
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(
+    base: str, scenario: str, connections: int, seconds: float, core: int | None, tokens: Path
+) -> Run:
+    threads = min(connections, 32) if scenario == "tickets" else 2
+    connections = threads if scenario == "tickets" else connections
+    argv = pinned(
+        core,
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds:g}s",
+            "--timeout",
+            "5s",
+            "--latency",
+            "-s",
+            str(LUA),
+            base,
+        ],
+    )
+    env = {**os.environ, "LOBBY_MODE": scenario, "LOBBY_TOKENS": str(tokens)}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 30, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"wrk failed: {done.stderr.strip()}")
+    return parse_wrk(done.stdout)
+
+
+def fmt(run: Run) -> str:
+    bad = f"  non-2xx {run.non_2xx}" if run.non_2xx else ""
+    bad += f"  socket errors {run.errors}" if run.errors else ""
+    return (
+        f"{run.rps:9,.0f} req/s  p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms"
+        f"  cpu {run.cpu_us:5.0f} us/req"
+        + (f" + redis {run.redis_us:4.0f} us/req" if run.redis_us == run.redis_us else "")  # not NaN
+        + bad
+    )
+
+
+# ---- main -----------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=5.0, help="length of one wrk run (default 5)")
+    ap.add_argument("--connections", default="32", help="comma list of connection counts (default 32)")
+    ap.add_argument("--players", type=int, default=10_000, help="distinct player tokens (default 10,000)")
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma list of {', '.join(SCENARIOS)}")
+    ap.add_argument("--server-core", type=int, default=0, help="core of Redis and both servers")
+    ap.add_argument("--wrk-core", type=int, default=1, help="core of wrk")
+    ap.add_argument(
+        "--profile", type=Path, help="py-spy profile in an extra run of the first scenario (.txt: raw stacks)"
+    )
+    ap.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)  # internal: run the bare server
+    args = ap.parse_args(argv)
+    if args.bare_server:
+        bare_server(args.bare_server)
+        return 0
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk not found: apt-get install wrk")
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    if unknown := set(scenarios) - set(SCENARIOS):
+        raise SystemExit(f"unknown scenarios: {sorted(unknown)}")
+    counts = [int(c) for c in args.connections.split(",")]
+    cores = os.cpu_count() or 1
+    server_core = args.server_core if args.server_core < cores else None
+    wrk_core = args.wrk_core if args.wrk_core < cores and args.wrk_core != args.server_core else None
+
+    with ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lobby-bench-")))
+        signer = TokenSigner(SECRET.encode())
+        tokens = work / "tokens.txt"
+        tokens.write_text(
+            "\n".join(
+                signer.sign_player(new_player_id(), f"bench{i}", ttl_s=3600, guest=True)
+                for i in range(args.players)
+            )
+            + "\n"
+        )
+        redis = stack.enter_context(RedisServer())
+        if server_core is not None and redis.pid is not None:
+            subprocess.run(
+                ["taskset", "-pc", str(server_core), str(redis.pid)], capture_output=True, check=False
+            )
+        lobby_port, bare_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]),
+            "ARENA_ENV": "development",
+            "ARENA_TOKEN_SECRET": SECRET,
+            "ARENA_REDIS_URL": redis.url,
+            "ARENA_LOBBY_HOST": "127.0.0.1",
+            "ARENA_LOBBY_PORT": str(lobby_port),
+            "ARENA_LOBBY_RATE_PER_IP": "0",  # one client IP here; the per-player limit stays on
+            "ARENA_LOG_LEVEL": "warning",
+            "ARENA_POSTGRES_DSN": "postgresql://127.0.0.1:9/none",  # no history route is measured
+        }
+        lobby = spawn(stack, pinned(server_core, [sys.executable, "-m", "lobby"]), env, work / "lobby.log")
+        bare = spawn(
+            stack,
+            pinned(
+                server_core, [sys.executable, str(Path(__file__).resolve()), "--bare-server", str(bare_port)]
+            ),
+            env,
+            work / "bare.log",
+        )
+        wait_http(f"http://127.0.0.1:{lobby_port}/readyz", lobby)
+        wait_http(f"http://127.0.0.1:{bare_port}/", bare)
+        print(
+            f"lobby and Redis on core {server_core}, wrk on core {wrk_core}; {args.players:,} players; "
+            f"{args.seconds:g} s per run",
+            flush=True,
+        )
+
+        def measured(pid: int, base: str, scenario: str, c: int, with_redis: bool = False) -> Run:
+            redis_pid = redis.pid if with_redis else None
+            before, redis_before = cpu_s(pid), cpu_s(redis_pid) if redis_pid else 0.0
+            run = run_wrk(base, scenario, c, args.seconds, wrk_core, tokens)
+            requests = max(1.0, run.rps * args.seconds)
+            run = replace(run, cpu_us=(cpu_s(pid) - before) * 1e6 / requests)
+            if redis_pid:
+                run = replace(run, redis_us=(cpu_s(redis_pid) - redis_before) * 1e6 / requests)
+            return run
+
+        for c in counts:
+            for scenario in scenarios:
+                base_l, base_b = f"http://127.0.0.1:{lobby_port}", f"http://127.0.0.1:{bare_port}"
+                # bare, lobby, bare: the bare figure is the mean of the two around the lobby's run
+                b1 = measured(bare.pid, base_b, scenario, c)
+                lob = measured(lobby.pid, base_l, scenario, c, with_redis=True)
+                b2 = measured(bare.pid, base_b, scenario, c)
+                bare_rps = (b1.rps + b2.rps) / 2
+                conns = min(c, 32) if scenario == "tickets" else c
+                print(f"{scenario:<11} c={conns:<4} lobby {fmt(lob)}", flush=True)
+                print(f"{'':<11} {'':<6} bare  {fmt(b1)}", flush=True)
+                print(f"{'':<11} {'':<6} bare  {fmt(b2)}", flush=True)
+                bare_cpu = (b1.cpu_us + b2.cpu_us) / 2
+                print(
+                    f"{'':<11} {'':<6} lobby / bare = {lob.rps / bare_rps:.0%} of req/s, "
+                    f"{bare_cpu / lob.cpu_us:.0%} by CPU per request",
+                    flush=True,
+                )
+        if args.profile is not None:
+            spy = Path(sys.executable).with_name("py-spy")
+            record = subprocess.Popen(
+                pinned(
+                    wrk_core,
+                    [str(spy), "record", "-p", str(lobby.pid), "-o", str(args.profile), "-r", "250",
+                     "-d", f"{args.seconds:g}", "--nonblocking",
+                     "-f", "raw" if args.profile.suffix == ".txt" else "flamegraph"],
+                ),
+            )  # fmt: skip
+            time.sleep(0.5)
+            run_wrk(f"http://127.0.0.1:{lobby_port}", scenarios[0], counts[0], args.seconds, wrk_core, tokens)
+            record.wait(timeout=args.seconds + 30)
+            print(f"profile: {args.profile}")
+        if lobby.poll() is not None:
+            tail = (work / "lobby.log").read_text()[-2000:]
+            print(f"the lobby exited with {lobby.returncode}; its log:\n{tail}")
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Many small Redis writes in a few round trips, at a third of a redis-py pipeline's CPU.
+
+The presence flush and the rate-limit sync write one to two commands per player every flush:
+a few thousand a second, none of whose replies needs more than its raw value. A redis-py
+pipeline spent ~30 µs of the lobby's CPU per ``SET`` (command objects, per-command encoding,
+response callbacks) against ~11 µs here: the commands are packed by hiredis (``redis[hiredis]``
+is a dependency already) and written on one connection of the client's own pool, and the raw
+replies are read back in order (measured on the project's machine, issue 19).
+
+A failure midway leaves replies unread on the connection, so it is disconnected (the pool
+reconnects it on its next use) before the error goes up; a reply that is a Redis error is
+raised as ``redis.exceptions.ResponseError`` the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import hiredis
+import redis.asyncio as aioredis
+
+Command = tuple[str | bytes | int | float, ...]
+
+
+CHUNK = 256  # commands per write: ~3 ms of CPU, then the loop serves requests before the next
+
+
+async def run_batch(redis: aioredis.Redis, commands: Sequence[Command], chunk: int = CHUNK) -> list[Any]:
+    """Send ``commands`` on one connection, ``chunk`` at a time, and return their raw replies, in
+    order. Between chunks the event loop runs: a flush of 5,000 commands in one go held the
+    loop ~55 ms, which every request waiting behind it paid in latency."""
+    if not commands:
+        return []
+    pool = redis.connection_pool
+    conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # untyped in redis-py
+    replies: list[Any] = []
+    try:
+        for first in range(0, len(commands), chunk):
+            part = commands[first : first + chunk]
+            # hiredis' stub types the argument as a 1-tuple; pack_command takes any number of parts.
+            payload = b"".join(hiredis.pack_command(c) for c in part)  # type: ignore[arg-type]
+            await conn.send_packed_command(payload, check_health=False)
+            replies += [await conn.read_response(disable_decoding=True) for _ in part]
+            if first + chunk < len(commands):
+                await asyncio.sleep(0)
+        return replies
+    except BaseException:
+        await conn.disconnect()  # replies may be left unread: never hand this connection out as is
+        raise
+    finally:
+        await pool.release(conn)
