@@ -18,8 +18,6 @@ import structlog
 from arena.logs import configure_logging
 from arena.settings import LogSettings, SettingsError, environ
 
-log = structlog.get_logger(__name__)
-
 EXIT_BAD_SETTINGS = 2
 T = TypeVar("T")
 
@@ -36,5 +34,6 @@ def load_settings(read: Callable[[Mapping[str, str]], T], env: Mapping[str, str]
         except SettingsError:  # the log settings themselves are bad: the readable default
             log_settings = LogSettings()
         configure_logging(log_settings)
-        log.error("settings_invalid", error=str(exc))
+        # A fresh logger: a module-level one caches its first configuration (and its stderr).
+        structlog.get_logger(__name__).error("settings_invalid", error=str(exc))
         raise SystemExit(EXIT_BAD_SETTINGS) from None
