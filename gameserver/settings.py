@@ -13,6 +13,7 @@ from arena.settings import (
     RedisSettings,
     SecretSettings,
     SettingsError,
+    env_bool,
     env_float,
     env_int,
     env_optional_int,
@@ -43,6 +44,10 @@ class RaceSettings:
     # spectators read them. 0: off (the mirror changes on state and roster changes only).
     # Cost at 1 s: ≈ 0.5 % of a node's core and 200 Redis commands/s per 1,000 typing players.
     live_mirror_ms: int = 1000
+    # ARENA_RACE_CHECKPOINT: the owner keeps each race's checkpoint in Redis (its definition and
+    # every acknowledged input, appended in the tick's existing round trip; gameserver/checkpoint.py)
+    # and finalises the checkpointed races of dead nodes of its region (gameserver/reaper.py).
+    checkpoint: bool = True
     quick_limit_s: float = 120.0  # ARENA_RACE_QUICK_LIMIT_S: time limit of a quick race
     standard_limit_s: float = 300.0  # ARENA_RACE_STANDARD_LIMIT_S
     marathon_limit_s: float = 900.0  # ARENA_RACE_MARATHON_LIMIT_S
@@ -83,6 +88,7 @@ class RaceSettings:
             progress_window_ms=env_int(env, "ARENA_RACE_PROGRESS_WINDOW_MS", d.progress_window_ms),
             input_cadence_ms=env_int(env, "ARENA_RACE_INPUT_CADENCE_MS", d.input_cadence_ms),
             live_mirror_ms=env_int(env, "ARENA_RACE_LIVE_MIRROR_MS", d.live_mirror_ms),
+            checkpoint=env_bool(env, "ARENA_RACE_CHECKPOINT", d.checkpoint),
             quick_limit_s=env_float(env, "ARENA_RACE_QUICK_LIMIT_S", d.quick_limit_s),
             standard_limit_s=env_float(env, "ARENA_RACE_STANDARD_LIMIT_S", d.standard_limit_s),
             marathon_limit_s=env_float(env, "ARENA_RACE_MARATHON_LIMIT_S", d.marathon_limit_s),
