@@ -188,6 +188,8 @@ def _replay(race: Race, entry: list[Any]) -> int:
     elif tag == "l":
         _, player_id, at = entry
         race.leave(race.racers[PlayerId(player_id)], int(at))
+    elif tag == "d":  # a definition written again (a retried append that had gone through)
+        return 0
     else:
         raise CheckpointError(f"unknown entry {tag!r}")
     return int(at)
