@@ -301,6 +301,7 @@ class Node:
             why = f"{len(race_ids)} race results not written to the outbox at stop"
             self.failure = f"{self.failure}; {why}" if self.failure else why
         await self._write_drain_report()
+        await self._drop_checkpoints()
         await self._unregister()
         self.log.info("node_stopped")
 
@@ -385,6 +386,21 @@ class Node:
     def remove_socket(self, conn: Connection) -> None:
         self.sockets.discard(conn)
         self.metrics.connections.set(len(self.sockets))
+
+    async def _drop_checkpoints(self) -> None:
+        """Checkpoints of races whose result is written but whose tick did not come round again:
+        deleted now, else the reapers would find them (and only clean them up) once we are gone."""
+        ckpt = Checkpoints()
+        ckpt.done = [r for r in self.rooms.values() if r.checkpointed and r.finalized]
+        if not ckpt:
+            return
+        try:
+            async with asyncio.timeout(STOP_REDIS_S), self.redis.pipeline(transaction=False) as pipe:
+                ckpt.write(pipe, self.settings.node_id, self.settings.region)
+                await pipe.execute()
+            ckpt.written()
+        except Exception as exc:  # the reapers clean them up (already written: nothing is doubled)
+            self.log.warning("checkpoints_left_at_stop", races=len(ckpt.done), error=repr(exc))
 
     async def _unregister(self) -> None:
         try:

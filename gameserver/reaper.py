@@ -130,5 +130,7 @@ class Reaper:
             pipe.srem(keys.node_checkpoints(node_id), race_id)
             await pipe.execute()
         self.metrics.races_reaped.labels(outcome).inc()
-        self.log.warning("race_reaped", race_id=race_id, dead_node=node_id, outcome=outcome, players=players)
+        # A result the owner had written is only a clean-up; anything else is a race cut short.
+        say = self.log.info if outcome == "already_written" else self.log.warning
+        say("race_reaped", race_id=race_id, dead_node=node_id, outcome=outcome, players=players)
         return 1

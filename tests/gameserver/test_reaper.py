@@ -130,3 +130,22 @@ async def test_a_killed_nodes_race_is_written_aborted_by_a_live_node(
         reports.cancel()
         await asyncio.gather(reports, return_exceptions=True)
         await redis.aclose()
+
+
+async def test_a_stopped_node_leaves_no_checkpoint(node: RunningNode, redis_url: str) -> None:
+    inner = node.node
+    race, _ = inner.create_race(RaceType.CUSTOM, [SeatRequest(PlayerId("p1"), "ada")], custom_text=TEXT)
+    race.join(PlayerId("p1"), "ada", now_ms())
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+
+        async def written() -> bool:
+            return bool(await redis.llen(keys.race_checkpoint(race.id)) == 3)  # definition, join, countdown
+
+        await wait_for(written, "the checkpoint", 5)
+        await node.runner.cleanup()  # aborts the race, writes its result, stops
+        assert [(r.match_id, r.state) for r in await read_outbox(redis_url)] == [(race.id, "aborted")]
+        left = await redis.exists(keys.race_checkpoint(race.id), keys.node_checkpoints("node-a"))
+        assert left == 0
+    finally:
+        await redis.aclose()
