@@ -62,7 +62,9 @@ class Checkpoints:
     since the last tick, appended in the tick's round trip, and the checkpoints of races whose
     result is in the outbox, deleted in it (after any append of theirs: ticks are sequential)."""
 
-    def __init__(self) -> None:
+    def __init__(self, now: int = 0, every_ms: int = 0) -> None:
+        self.now = now
+        self.every_ms = every_ms  # a race's appends at most this often (ARENA_RACE_CHECKPOINT_MS)
         self.appends: list[tuple[RaceRoom, int]] = []  # room, journal entries taken
         self.done: list[RaceRoom] = []
 
@@ -73,7 +75,7 @@ class Checkpoints:
         journal = room.race.journal
         if room.finalized:
             self.done.append(room)
-        elif journal or room.checkpoint_def is not None:
+        elif room.checkpoint_def is not None or (journal and self.now - room.checkpoint_at >= self.every_ms):
             self.appends.append((room, len(journal or ())))
 
     def write(self, pipe: aioredis.client.Pipeline, node_id: str, region: str) -> None:
@@ -100,6 +102,7 @@ class Checkpoints:
         total = 0
         for room, n in self.appends:
             room.checkpoint_def = None
+            room.checkpoint_at = self.now
             if room.race.journal:
                 del room.race.journal[:n]  # inputs journalled meanwhile stay for the next tick
             total += n
@@ -598,7 +601,7 @@ class Node:
         seated = 0
         mirrors: list[RaceRoom] = []
         live: list[RaceRoom] = []  # running races whose racers' figures go to the mirror
-        ckpt = Checkpoints()
+        ckpt = Checkpoints(now, self.settings.race.checkpoint_ms)
         for race_id, room in list(self.rooms.items()):
             try:
                 keep = self._tick_room(room, now, ping_phase, mirrors, live)

@@ -153,7 +153,7 @@ class Race:
         self._places_cache: dict[PlayerId, int] | None = None
         # What a checkpoint needs to replay the race (gameserver/checkpoint.py), oldest first:
         # ("j", player, name, at), ("c", at, start_at, ends_at), ("i", player, seq, at, keys, times, rtt_ms),
-        # ("l", player, at). None: not journalled (no checkpoints). The node takes it every tick.
+        # ("l", player, at). None: not journalled (no checkpoints). The node's ticks take it.
         self.journal: list[tuple[object, ...]] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------

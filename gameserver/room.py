@@ -45,6 +45,7 @@ class RaceRoom:
         # and whether the checkpoint is still the node's to delete once the result is written.
         self.checkpoint_def: str | None = None
         self.checkpointed = False
+        self.checkpoint_at = 0  # the last append of its journal (ms): the next is due checkpoint_ms later
 
     def attach(self, player_id: PlayerId, conn: Connection) -> Connection | None:
         """Bind a player's socket; returns the socket it replaced, if any."""

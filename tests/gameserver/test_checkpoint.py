@@ -15,8 +15,11 @@ from gameserver.checkpoint import (
     rebuild,
 )
 from gameserver.fairplay import FairPlayLimits
+from gameserver.metrics import NodeMetrics
+from gameserver.node import Checkpoints
 from gameserver.passages import Passage, PassageKind
 from gameserver.race import HeatTag, Race
+from gameserver.room import RaceRoom
 from gameserver.scoring import ScoringLimits
 from gameserver.settings import RaceSettings
 
@@ -168,3 +171,30 @@ def test_an_entry_that_does_not_replay_is_refused() -> None:
     raw = checkpoint_of(race) + [b'["i","nobody",1,1,"a",[1],null]', b'["z"]']
     with pytest.raises(CheckpointError, match="entry 1"):
         rebuild(raw, SETTINGS, ScoringLimits(), FairPlayLimits())
+
+
+def test_a_race_is_appended_at_most_once_per_interval_and_deleted_once_written() -> None:
+    race = journalled_race(2)
+    room = RaceRoom(race, NodeMetrics())
+    room.checkpoint_def, room.checkpointed = "definition", True
+
+    def collect(now: int) -> Checkpoints:
+        ckpt = Checkpoints(now, 1000)
+        ckpt.collect(room)
+        return ckpt
+
+    first = collect(T0)  # the definition goes with the first tick, news or not
+    assert [n for _, n in first.appends] == [0] and first.written() == 0
+    race.join(PlayerId("p1"), "ada", T0 + 10)
+    assert not collect(T0 + 999)  # news, but within the interval
+    race.join(PlayerId("p2"), "bob", T0 + 20)  # the race fills: the countdown journals too
+    due = collect(T0 + 1000)
+    assert [n for _, n in due.appends] == [3]
+    race.journal.append(("l", "p1", T0 + 1001))  # type: ignore[union-attr]  # journalled meanwhile
+    assert due.written() == 3 and race.journal == [("l", "p1", T0 + 1001)]
+    assert not collect(T0 + 1500)
+    room.finalized = True
+    done = collect(T0 + 1600)
+    assert done.done == [room] and not done.appends
+    done.written()
+    assert not room.checkpointed and race.journal is None
