@@ -96,6 +96,12 @@ def encode_entry(entry: tuple[object, ...]) -> str:
     return _encode(entry)
 
 
+def encode_entries(entries: Sequence[tuple[object, ...]]) -> str:
+    """Several journal entries as one list item (one JSON array of entries): one encoder call
+    and one command argument per append, whatever it carries (≈ half the cost of one each)."""
+    return _encode(entries)
+
+
 def ttl_s(race: Race) -> int:
     """The checkpoint's TTL, set at its first write: the race's longest life plus a margin."""
     s = race.settings
@@ -157,11 +163,13 @@ def rebuild(
     last = d.created_at
     for n, item in enumerate(raw[1:], start=1):
         try:
-            last = max(last, _replay(race, json.loads(item)))
+            parsed = json.loads(item)
+            for entry in parsed if parsed and isinstance(parsed[0], list) else [parsed]:
+                last = max(last, _replay(race, entry))
         except CheckpointError:
             raise
         except Exception as exc:  # a foreign or truncated entry: the whole checkpoint is suspect
-            raise CheckpointError(f"entry {n} does not replay: {exc!r}") from None
+            raise CheckpointError(f"item {n} does not replay: {exc!r}") from None
     for racer in race.racers.values():
         race.disconnect(racer, last)
     race.outgoing.clear()

@@ -31,7 +31,7 @@ from arena.results import MatchRecord
 from arena.tasks import stop_tasks
 from arena.tokens import TokenSigner
 from gameserver.batcher import ProgressBatcher
-from gameserver.checkpoint import definition_of, encode_definition, encode_entry
+from gameserver.checkpoint import definition_of, encode_definition, encode_entries
 from gameserver.checkpoint import ttl_s as checkpoint_ttl_s
 from gameserver.connection import Connection
 from gameserver.drain import FAULT_REASON, SHUTDOWN_REASON, DrainReport, latest_end, outcome_of
@@ -82,7 +82,7 @@ class Checkpoints:
         new = False
         for room, n in self.appends:
             race = room.race
-            items = [encode_entry(e) for e in (race.journal or [])[:n]]
+            items = [encode_entries((race.journal or [])[:n])] if n else []
             key = keys.race_checkpoint(race.id)
             if room.checkpoint_def is not None:
                 new = True
