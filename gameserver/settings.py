@@ -50,8 +50,9 @@ class RaceSettings:
     checkpoint: bool = True
     # ARENA_RACE_CHECKPOINT_MS: a race's new journal entries are appended at most this often (and
     # only when it has some), so a checkpoint is at most this + one tick behind what the race applied.
-    # Each append is one command in the tick's round trip: ≈ 36 µs of the node's CPU, whatever it
-    # carries, so fewer appends cost less (docs/PERFORMANCE.md). 100 to 10000.
+    # Each append is one command in the tick's round trip: ≈ 42 µs of the node's CPU for a race of 5
+    # typing for 1 s, most of it per command, so fewer appends cost less (docs/PERFORMANCE.md).
+    # 100 to 10000.
     checkpoint_ms: int = 1000
     quick_limit_s: float = 120.0  # ARENA_RACE_QUICK_LIMIT_S: time limit of a quick race
     standard_limit_s: float = 300.0  # ARENA_RACE_STANDARD_LIMIT_S
