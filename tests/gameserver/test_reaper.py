@@ -8,6 +8,7 @@
 
 import asyncio
 import json
+import random
 import signal
 from collections.abc import Awaitable, Callable
 
@@ -15,12 +16,12 @@ import redis.asyncio as aioredis
 
 from arena import keys
 from arena.clock import now_ms
-from arena.ids import PlayerId, RaceId
+from arena.ids import NodeId, PlayerId, RaceId
 from arena.protocol import RaceState, RaceType
 from gameserver.checkpoint import rebuild
 from gameserver.node import SeatRequest
-from tests.conftest import RunningNode, read_outbox
-from tests.gameserver.test_checkpoint import scoring_state
+from tests.conftest import NodeFactory, RunningNode, read_outbox
+from tests.gameserver.test_checkpoint import T0, checkpoint_of, journalled_race, scoring_state, type_some
 from tests.gameserver.test_process import ProcessStarter, bots_for, run_bots, start_process  # noqa: F401
 
 TEXT = "Storm clouds gathered over the harbour while the fishing boats hurried home."
@@ -154,5 +155,54 @@ async def test_a_stopped_node_leaves_no_checkpoint(node: RunningNode, redis_url:
         assert [(r.match_id, r.state) for r in await read_outbox(redis_url)] == [(race.id, "aborted")]
         left = await redis.exists(keys.race_checkpoint(race.id), keys.node_checkpoints("node-a"))
         assert left == 0
+    finally:
+        await redis.aclose()
+
+
+async def test_two_live_nodes_finalise_a_dead_nodes_races_once(
+    node_factory: NodeFactory, redis_url: str
+) -> None:
+    """A ghost's checkpoints, one readable and one not: the live nodes' reapers race for them;
+    the readable race is written once, the unreadable one is only cleaned up."""
+    race = journalled_race(2)
+    race.node_id = NodeId("ghost")
+    race.join(PlayerId("p1"), "ada", T0)
+    race.join(PlayerId("p2"), "bob", T0 + 5)
+    race.advance(race.start_at or 0)
+    type_some(race, "p1", 12, random.Random(2))
+    good, bad = race.id, RaceId("rbroken000000000")
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.rpush(keys.race_checkpoint(good), *checkpoint_of(race))
+            pipe.rpush(keys.race_checkpoint(bad), b"not a definition")
+            pipe.hset(keys.race_state(bad), "state", "running")
+            pipe.sadd(keys.node_checkpoints("ghost"), good, bad)
+            pipe.hset(keys.CHECKPOINT_NODES, "ghost", "local")
+            await pipe.execute()
+        nodes = [await node_factory("node-a"), await node_factory("node-b")]
+
+        async def done() -> bool:
+            return not await redis.exists(keys.node_checkpoints("ghost"))
+
+        await wait_for(done, "the ghost's races to be finalised", 10)
+        records = await read_outbox(redis_url)
+        assert [(r.match_id, r.state, r.reason, r.node_id) for r in records] == [
+            (good, "aborted", "node lost", "ghost")
+        ]
+        assert records[0].participants[0].correct_chars == 12
+        left = (keys.race_checkpoint(good), keys.race_checkpoint(bad), keys.race_state(bad))
+        assert await redis.exists(*left) == 0
+        counts: dict[str, float] = {}
+        for n in nodes:
+            for sample in n.node.metrics.races_reaped.collect()[0].samples:
+                if sample.name.endswith("_total"):
+                    counts[sample.labels["outcome"]] = counts.get(sample.labels["outcome"], 0) + sample.value
+        assert counts == {"aborted": 1, "unreadable": 1}
+
+        async def forgotten() -> bool:  # a dead node with nothing left is dropped from the index
+            return not await redis.hexists(keys.CHECKPOINT_NODES, "ghost")
+
+        await wait_for(forgotten, "the ghost to be forgotten", 5)
     finally:
         await redis.aclose()
