@@ -6,6 +6,8 @@ writer (``arena.outbox.OutboxBatcher``): one task that appends their records to 
 batches and only then rates them and tells the players their results. The flusher sends each
 race's progress frame once its batching window has passed (``batcher``) and publishes frames
 of remotely watched races. The heartbeat keeps the registry entry and the sockets alive.
+With checkpoints on (``ARENA_RACE_CHECKPOINT``), the tick also appends each race's journal to its
+checkpoint, and a fifth task, the reaper (``gameserver/reaper.py``), finalises dead nodes' races.
 """
 
 from __future__ import annotations
@@ -58,9 +60,10 @@ WATCH_CHECK_MS = 1000  # how often the owner asks whether other nodes watch its 
 
 
 class Checkpoints:
-    """One tick's checkpoint work (``gameserver/checkpoint.py``): what the node's races journalled
-    since the last tick, appended in the tick's round trip, and the checkpoints of races whose
-    result is in the outbox, deleted in it (after any append of theirs: ticks are sequential)."""
+    """One tick's checkpoint work (``gameserver/checkpoint.py``): what the races due for an append
+    journalled since their last one, appended in the tick's round trip, and the checkpoints of
+    races whose result is in the outbox, deleted in it (after any append of theirs: ticks are
+    sequential)."""
 
     def __init__(self, now: int = 0, every_ms: int = 0) -> None:
         self.now = now
