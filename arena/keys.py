@@ -46,6 +46,27 @@ def race_state(race_id: RaceId) -> str:
     return f"race:{{{race_id}}}:state"
 
 
+def race_checkpoint(race_id: RaceId) -> str:
+    """List: a race's checkpoint (``gameserver/checkpoint.py``): its definition first, then every
+    journal entry (joins, countdown, acknowledged inputs) in order, appended by the owner node."""
+    return f"race:{{{race_id}}}:checkpoint"
+
+
+def race_claim(race_id: RaceId) -> str:
+    """Short lease (SET NX): which live node finalises a dead node's race (exactly one)."""
+    return f"race:{{{race_id}}}:claim"
+
+
+def node_checkpoints(node_id: str) -> str:
+    """Set of the race ids a node holds checkpoints of (what a reaper finalises if it dies)."""
+    return f"node:{node_id}:checkpoints"
+
+
+# Hash node id -> region of every node that may hold checkpoints: reapers look for dead ones here
+# (the registry forgets a dead node's entry, and its region with it).
+CHECKPOINT_NODES = "checkpoints:nodes"
+
+
 def race_updates(race_id: RaceId) -> str:
     """Pub/sub channel carrying a race's progress frames to other nodes."""
     return f"race:{{{race_id}}}:updates"

@@ -124,6 +124,24 @@ class NodeMetrics:
             "(ARENA_NODE_GC_FULL_S): a steady rise means something forms cycles per race or socket",
             registry=r,
         )
+        self.checkpoint_entries = Counter(
+            f"{_PREFIX}_checkpoint_entries_total",
+            "Race journal entries (joins, countdowns, inputs, leaves) appended to race checkpoints",
+            registry=r,
+        )
+        self.checkpoint_write_failures = Counter(
+            f"{_PREFIX}_checkpoint_write_failures_total",
+            "Ticks whose checkpoint appends failed (retried at the next tick)",
+            registry=r,
+        )
+        self.races_reaped = Counter(
+            f"{_PREFIX}_races_reaped_total",
+            "Races of dead nodes finalised from their checkpoints, by outcome "
+            "(aborted: partial results to the outbox; already_written: the owner had written them; "
+            "unreadable: the checkpoint could not be replayed, only cleaned up)",
+            ["outcome"],
+            registry=r,
+        )
         self.draining = Gauge(
             f"{_PREFIX}_draining", "1 while the node is draining (takes no new races), else 0", registry=r
         )

@@ -6,6 +6,8 @@ writer (``arena.outbox.OutboxBatcher``): one task that appends their records to 
 batches and only then rates them and tells the players their results. The flusher sends each
 race's progress frame once its batching window has passed (``batcher``) and publishes frames
 of remotely watched races. The heartbeat keeps the registry entry and the sockets alive.
+With checkpoints on (``ARENA_RACE_CHECKPOINT``), the tick also appends each race's journal to its
+checkpoint, and a fifth task, the reaper (``gameserver/reaper.py``), finalises dead nodes' races.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from arena.results import MatchRecord
 from arena.tasks import stop_tasks
 from arena.tokens import TokenSigner
 from gameserver.batcher import ProgressBatcher
+from gameserver.checkpoint import definition_of, encode_definition, encode_entries
+from gameserver.checkpoint import ttl_s as checkpoint_ttl_s
 from gameserver.connection import Connection
 from gameserver.drain import FAULT_REASON, SHUTDOWN_REASON, DrainReport, latest_end, outcome_of
 from gameserver.memory import MemoryKeeper
@@ -38,6 +42,7 @@ from gameserver.metrics import FlushReason, NodeMetrics
 from gameserver.mirror import live_write_due, mirror_fields, mirror_ttl_s, roster_json
 from gameserver.passages import Corpus, Passage, custom_passage
 from gameserver.race import HeatTag, Race
+from gameserver.reaper import Reaper
 from gameserver.relay import SpectatorRelay
 from gameserver.room import RaceRoom
 from gameserver.settings import NodeSettings
@@ -52,6 +57,62 @@ STOP_REDIS_S = 2.0  # the drain report and the registry removal at stop each wai
 # held the loop for 6 s while the results writer waited.
 ABORT_CHUNK = 100
 WATCH_CHECK_MS = 1000  # how often the owner asks whether other nodes watch its races
+
+
+class Checkpoints:
+    """One tick's checkpoint work (``gameserver/checkpoint.py``): what the races due for an append
+    journalled since their last one, appended in the tick's round trip, and the checkpoints of
+    races whose result is in the outbox, deleted in it (after any append of theirs: ticks are
+    sequential)."""
+
+    def __init__(self, now: int = 0, every_ms: int = 0) -> None:
+        self.now = now
+        self.every_ms = every_ms  # a race's appends at most this often (ARENA_RACE_CHECKPOINT_MS)
+        self.appends: list[tuple[RaceRoom, int]] = []  # room, journal entries taken
+        self.done: list[RaceRoom] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.appends or self.done)
+
+    def collect(self, room: RaceRoom) -> None:
+        journal = room.race.journal
+        if room.finalized:
+            self.done.append(room)
+        elif room.checkpoint_def is not None or (journal and self.now - room.checkpoint_at >= self.every_ms):
+            self.appends.append((room, len(journal or ())))
+
+    def write(self, pipe: aioredis.client.Pipeline, node_id: str, region: str) -> None:
+        new = False
+        for room, n in self.appends:
+            race = room.race
+            items = [encode_entries((race.journal or [])[:n])] if n else []
+            key = keys.race_checkpoint(race.id)
+            if room.checkpoint_def is not None:
+                new = True
+                pipe.rpush(key, room.checkpoint_def, *items)
+                pipe.expire(key, checkpoint_ttl_s(race))
+                pipe.sadd(keys.node_checkpoints(node_id), race.id)
+            else:
+                pipe.rpush(key, *items)
+        if new:  # reapers find this node's races by it once it is dead
+            pipe.hset(keys.CHECKPOINT_NODES, node_id, region)
+        if self.done:
+            pipe.delete(*(keys.race_checkpoint(r.race.id) for r in self.done))
+            pipe.srem(keys.node_checkpoints(node_id), *(r.race.id for r in self.done))
+
+    def written(self) -> int:
+        """The appends went through: drop what they carried from the journals; returns how many."""
+        total = 0
+        for room, n in self.appends:
+            room.checkpoint_def = None
+            room.checkpoint_at = self.now
+            if room.race.journal:
+                del room.race.journal[:n]  # inputs journalled meanwhile stay for the next tick
+            total += n
+        for room in self.done:
+            room.checkpointed = False
+            room.race.journal = None
+        return total
 
 
 class NodeDraining(Exception):
@@ -130,17 +191,29 @@ class Node:
         self._last_watch_check_ms = 0
         self.relay = SpectatorRelay(redis, settings.node_id)
         self.memory = MemoryKeeper(settings.memory, metrics, time.monotonic())
+        # Finalises dead nodes' checkpointed races (gameserver/reaper.py); with checkpoints only.
+        self.reaper = (
+            Reaper(redis, self.registry, self.outbox, settings, metrics, self.log)
+            if settings.race.checkpoint
+            else None
+        )
 
     # ---- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.reaper is not None:  # what this node id left behind (a crash, then a restart)
+            try:
+                await self.reaper.reap_node(self.settings.node_id)
+            except Exception as exc:  # Redis hiccup: another node reaps them if this one dies
+                self.log.warning("reap_failed", error=repr(exc))
         await self.registry.heartbeat(self.info())
         await self.relay.start()
         self._ticker = asyncio.create_task(self._tick_loop(), name="node-ticker")
         self._flusher = asyncio.create_task(self._flush_loop(), name="node-flusher")
         self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="node-heartbeat")
         writer = self.results_writer.start()
-        for task in (self._ticker, self._flusher, self._heartbeat, writer, *self.relay.tasks):
+        reaper = [self.reaper.start()] if self.reaper is not None else []
+        for task in (self._ticker, self._flusher, self._heartbeat, writer, *reaper, *self.relay.tasks):
             task.add_done_callback(self._loop_ended)
         self.log.info("node_started", url=self.settings.ws_url)
 
@@ -224,6 +297,8 @@ class Node:
         (``failure``: the process exits 1) and are logged by race id, in one line."""
         await stop_tasks((self._ticker, self._flusher, self._heartbeat), self._stopping)
         self._ticker = self._flusher = self._heartbeat = None
+        if self.reaper is not None:
+            await self.reaper.stop()
         await self.relay.stop()
         unwritten = await self.results_writer.stop()
         if unwritten:
@@ -232,6 +307,7 @@ class Node:
             why = f"{len(race_ids)} race results not written to the outbox at stop"
             self.failure = f"{self.failure}; {why}" if self.failure else why
         await self._write_drain_report()
+        await self._drop_checkpoints()
         await self._unregister()
         self.log.info("node_stopped")
 
@@ -239,13 +315,16 @@ class Node:
     def loops_alive(self) -> bool:
         """The ticker, the flusher, the heartbeat, the results writer and the relay's loops all
         run (``/readyz``)."""
-        loops = (self._ticker, self._flusher, self._heartbeat, self.results_writer.task)
+        loops = (self._ticker, self._flusher, self._heartbeat, self.results_writer.task, *self._reaper_task())
         return all(t is not None and not t.done() for t in loops) and self.relay.tasks_alive()
 
     def tasks_alive(self) -> list[asyncio.Task[None]]:
         """Background tasks still running (empty after ``stop``)."""
-        tasks = (self._ticker, self._flusher, self._heartbeat, self.results_writer.task)
+        tasks = (self._ticker, self._flusher, self._heartbeat, self.results_writer.task, *self._reaper_task())
         return [t for t in tasks if t is not None and not t.done()]
+
+    def _reaper_task(self) -> list[asyncio.Task[None] | None]:
+        return [self.reaper.task] if self.reaper is not None else []
 
     def info(self) -> NodeInfo:
         s = self.settings
@@ -313,6 +392,21 @@ class Node:
     def remove_socket(self, conn: Connection) -> None:
         self.sockets.discard(conn)
         self.metrics.connections.set(len(self.sockets))
+
+    async def _drop_checkpoints(self) -> None:
+        """Checkpoints of races whose result is written but whose tick did not come round again:
+        deleted now, else the reapers would find them (and only clean them up) once we are gone."""
+        ckpt = Checkpoints()
+        ckpt.done = [r for r in self.rooms.values() if r.checkpointed and r.finalized]
+        if not ckpt:
+            return
+        try:
+            async with asyncio.timeout(STOP_REDIS_S), self.redis.pipeline(transaction=False) as pipe:
+                ckpt.write(pipe, self.settings.node_id, self.settings.region)
+                await pipe.execute()
+            ckpt.written()
+        except Exception as exc:  # the reapers clean them up (already written: nothing is doubled)
+            self.log.warning("checkpoints_left_at_stop", races=len(ckpt.done), error=repr(exc))
 
     async def _unregister(self) -> None:
         try:
@@ -441,6 +535,10 @@ class Node:
         )
         self.rooms[race_id] = room = RaceRoom(race, self.metrics)
         room.ping_phase = self._rng.randrange(self._ping_every)
+        if s.race.checkpoint:  # written with the next tick's round trip, with what it journals
+            race.journal = []
+            room.checkpoint_def = encode_definition(definition_of(race, s.region))
+            room.checkpointed = True
         ttl = int(s.race.wait_timeout_s + 600)
         seats = [
             Seat(
@@ -506,12 +604,15 @@ class Node:
         seated = 0
         mirrors: list[RaceRoom] = []
         live: list[RaceRoom] = []  # running races whose racers' figures go to the mirror
+        ckpt = Checkpoints(now, self.settings.race.checkpoint_ms)
         for race_id, room in list(self.rooms.items()):
             try:
                 keep = self._tick_room(room, now, ping_phase, mirrors, live)
             except Exception:  # this race's fault: it is aborted, every other race goes on
                 self._race_faulted(room, "tick")
                 keep = True
+            if room.checkpointed:
+                ckpt.collect(room)
             if not keep:
                 del self.rooms[race_id]
                 continue
@@ -519,7 +620,7 @@ class Node:
             counts[race.state] += 1
             if not race.ended:
                 seated += len(race.racers)
-        await self._sync_redis(now, mirrors, live)
+        await self._sync_redis(now, mirrors, live, ckpt)
         for state, n in counts.items():
             self.metrics.races.labels(state.value).set(n)
         self.metrics.publish()
@@ -591,11 +692,15 @@ class Node:
         for conn in room.sockets():
             conn.close(CloseCode.INTERNAL_ERROR, FAULT_REASON)
 
-    async def _sync_redis(self, now: int, mirrors: list[RaceRoom], live: list[RaceRoom]) -> None:
+    async def _sync_redis(
+        self, now: int, mirrors: list[RaceRoom], live: list[RaceRoom], ckpt: Checkpoints | None = None
+    ) -> None:
         """One pipelined round trip per tick: race mirrors (whole, or the racers' live figures),
-        live index, who is watched."""
+        live index, who is watched, and the races' checkpoints (appends, and deletes of those
+        whose result is written)."""
         check_watched = now - self._last_watch_check_ms >= WATCH_CHECK_MS
-        if not (mirrors or live or check_watched):
+        ckpt = ckpt or Checkpoints()
+        if not (mirrors or live or check_watched or ckpt):
             return
         # Ended races too: their results still go to spectators elsewhere.
         rooms = list(self.rooms.values()) if check_watched else []
@@ -615,14 +720,18 @@ class Node:
                 # Live figures: the roster field alone (its TTL covers the race, mirror_ttl_s).
                 for room in live:
                     pipe.hset(keys.race_state(room.race.id), "roster", roster_json(room.race, now))
-                if check_watched:
+                ckpt.write(pipe, self.settings.node_id, self.settings.region)
+                if check_watched:  # last: its answer is the last reply (watched.answer)
                     watched.ask(pipe, race_ids, now)
                 replies = await pipe.execute()
         except Exception as exc:  # Redis hiccup: mirrors catch up at the next change
             for room in live:  # and live figures at the next due tick
                 room.race.unmirrored_progress = True
+            if ckpt:  # the journals keep their entries: the next tick appends them
+                self.metrics.checkpoint_write_failures.inc()
             self.log.warning("redis_sync_failed", error=str(exc))
             return
+        self.metrics.checkpoint_entries.inc(ckpt.written())
         if check_watched:
             self._last_watch_check_ms = now
             for room, is_watched in zip(rooms, watched.answer(replies, race_ids, now), strict=True):

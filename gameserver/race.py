@@ -151,6 +151,10 @@ class Race:
         # Someone's position moved since the mirror last got the roster (gameserver/mirror.py).
         self.unmirrored_progress = False
         self._places_cache: dict[PlayerId, int] | None = None
+        # What a checkpoint needs to replay the race (gameserver/checkpoint.py), oldest first:
+        # ("j", player, name, at), ("c", at, start_at, ends_at), ("i", player, seq, at, keys, times, rtt_ms),
+        # ("l", player, at). None: not journalled (no checkpoints). The node's ticks take it.
+        self.journal: list[tuple[object, ...]] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------
 
@@ -184,7 +188,7 @@ class Race:
             if not self.racers:
                 self.abort(now, "nobody joined")
                 return
-            self._begin_countdown(now)
+            self.begin_countdown(now)
         if self.state is RaceState.COUNTDOWN and self.start_at is not None and now >= self.start_at:
             self._begin_running()
         if self.state is RaceState.RUNNING:
@@ -193,10 +197,14 @@ class Race:
             elif self._everyone_done():
                 self._end(now, "")
 
-    def _begin_countdown(self, now: int) -> None:
+    def begin_countdown(self, now: int, start_at: int | None = None, ends_at: int | None = None) -> None:
+        """Start the countdown now (the race filled, or the wait ran out); a replay passes the
+        instants the owner had set, whatever this node's settings say."""
         self.transition(RaceState.COUNTDOWN)
-        self.start_at = now + int(self.settings.countdown_s * 1000)
-        self.ends_at = self.start_at + self.time_limit_ms()
+        self.start_at = now + int(self.settings.countdown_s * 1000) if start_at is None else start_at
+        self.ends_at = self.start_at + self.time_limit_ms() if ends_at is None else ends_at
+        if self.journal is not None:
+            self.journal.append(("c", now, self.start_at, self.ends_at))
         self.outgoing.append(Countdown(start_at=self.start_at, server_time=now))
 
     def _begin_running(self) -> None:
@@ -257,9 +265,11 @@ class Race:
             round_trips=RoundTrips(self.settings.round_trips),
         )
         self.racers[player_id] = racer
+        if self.journal is not None:
+            self.journal.append(("j", player_id, name, now))
         self._roster_changed(now)
         if len(self.racers) >= min(len(self.seats), self.settings.max_players):
-            self._begin_countdown(now)
+            self.begin_countdown(now)
         return racer, False
 
     def disconnect(self, racer: Racer, now: int) -> None:
@@ -275,6 +285,8 @@ class Race:
         racer.connected = False
         racer.disconnected_at = racer.disconnected_at or now
         if not racer.done:
+            if self.journal is not None:
+                self.journal.append(("l", racer.id, now))
             self._settle_dnf(racer)
         self._roster_changed(now)
         self.advance(now)
@@ -306,6 +318,8 @@ class Race:
         if racer.done:
             return InputOutcome.DUPLICATE
         assert self.start_at is not None
+        if self.journal is not None:  # the round trip too: a finish is judged with it
+            self.journal.append(("i", racer.id, seq, now, keys, times, racer.rtt_ms))
         server_elapsed = now - self.start_at
         problem = check_batch(times, racer.typing.last_time_ms, server_elapsed, self.fairplay)
         if problem is not None:

@@ -41,6 +41,11 @@ class RaceRoom:
         # A ping waiting to ride on the race's next progress frame: one write carries both.
         # Sent alone at this instant if no frame came by then (nobody typing).
         self.ping_due_at: int | None = None
+        # Checkpointed (gameserver/checkpoint.py): the definition still to write (first tick),
+        # and whether the checkpoint is still the node's to delete once the result is written.
+        self.checkpoint_def: str | None = None
+        self.checkpointed = False
+        self.checkpoint_at = 0  # the last append of its journal (ms): the next is due checkpoint_ms later
 
     def attach(self, player_id: PlayerId, conn: Connection) -> Connection | None:
         """Bind a player's socket; returns the socket it replaced, if any."""

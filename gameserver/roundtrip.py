@@ -49,6 +49,12 @@ class RoundTrips:
         self._samples.append(now - echo)
         return True
 
+    def restore(self, estimate_ms: float | None) -> None:
+        """A race rebuilt from its checkpoint: the estimate its owner judged with, as the only sample."""
+        self._samples.clear()
+        if estimate_ms is not None:
+            self._samples.append(int(estimate_ms))
+
     @property
     def estimate_ms(self) -> float | None:
         """The round trip latency compensation uses: the fastest recent answer, capped."""

@@ -13,6 +13,7 @@ from arena.settings import (
     RedisSettings,
     SecretSettings,
     SettingsError,
+    env_bool,
     env_float,
     env_int,
     env_optional_int,
@@ -43,6 +44,16 @@ class RaceSettings:
     # spectators read them. 0: off (the mirror changes on state and roster changes only).
     # Cost at 1 s: ≈ 0.5 % of a node's core and 200 Redis commands/s per 1,000 typing players.
     live_mirror_ms: int = 1000
+    # ARENA_RACE_CHECKPOINT: the owner keeps each race's checkpoint in Redis (its definition and
+    # every acknowledged input, appended in the tick's existing round trip; gameserver/checkpoint.py)
+    # and finalises the checkpointed races of dead nodes of its region (gameserver/reaper.py).
+    checkpoint: bool = True
+    # ARENA_RACE_CHECKPOINT_MS: a race's new journal entries are appended at most this often (and
+    # only when it has some), so a checkpoint is at most this + one tick behind what the race applied.
+    # Each append is one command in the tick's round trip: ≈ 42 µs of the node's CPU for a race of 5
+    # typing for 1 s, most of it per command, so fewer appends cost less (docs/PERFORMANCE.md).
+    # 100 to 10000.
+    checkpoint_ms: int = 1000
     quick_limit_s: float = 120.0  # ARENA_RACE_QUICK_LIMIT_S: time limit of a quick race
     standard_limit_s: float = 300.0  # ARENA_RACE_STANDARD_LIMIT_S
     marathon_limit_s: float = 900.0  # ARENA_RACE_MARATHON_LIMIT_S
@@ -68,6 +79,8 @@ class RaceSettings:
     def __post_init__(self) -> None:
         if not 0 <= self.input_cadence_ms <= 2000:
             raise ValueError("ARENA_RACE_INPUT_CADENCE_MS must be between 0 (no hint) and 2000")
+        if not 100 <= self.checkpoint_ms <= 10_000:
+            raise ValueError("ARENA_RACE_CHECKPOINT_MS must be between 100 and 10000")
         if self.live_mirror_ms != 0 and not 200 <= self.live_mirror_ms <= 60_000:
             raise ValueError("ARENA_RACE_LIVE_MIRROR_MS must be 0 (off) or between 200 and 60000")
 
@@ -83,6 +96,8 @@ class RaceSettings:
             progress_window_ms=env_int(env, "ARENA_RACE_PROGRESS_WINDOW_MS", d.progress_window_ms),
             input_cadence_ms=env_int(env, "ARENA_RACE_INPUT_CADENCE_MS", d.input_cadence_ms),
             live_mirror_ms=env_int(env, "ARENA_RACE_LIVE_MIRROR_MS", d.live_mirror_ms),
+            checkpoint=env_bool(env, "ARENA_RACE_CHECKPOINT", d.checkpoint),
+            checkpoint_ms=env_int(env, "ARENA_RACE_CHECKPOINT_MS", d.checkpoint_ms),
             quick_limit_s=env_float(env, "ARENA_RACE_QUICK_LIMIT_S", d.quick_limit_s),
             standard_limit_s=env_float(env, "ARENA_RACE_STANDARD_LIMIT_S", d.standard_limit_s),
             marathon_limit_s=env_float(env, "ARENA_RACE_MARATHON_LIMIT_S", d.marathon_limit_s),

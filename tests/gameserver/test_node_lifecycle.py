@@ -29,7 +29,7 @@ async def test_stop_leaves_no_task_and_unregisters(node: RunningNode, redis_url:
     assert [n.node_id for n in await registry.live_nodes()] == ["node-a"]
     inner = node.node
     alive = sorted(t.get_name() for t in inner.tasks_alive())
-    assert alive == ["node-flusher", "node-heartbeat", "node-results", "node-ticker"]
+    assert alive == ["node-flusher", "node-heartbeat", "node-reaper", "node-results", "node-ticker"]
     await node.runner.cleanup()
     assert inner.tasks_alive() == []
     assert await registry.live_nodes() == []

@@ -1,0 +1,136 @@
+"""Never silent: the races of a dead node are finalised from their checkpoints (issue 15, item 3).
+
+Every node with checkpoints on (``ARENA_RACE_CHECKPOINT``) runs a reaper. Once a heartbeat
+interval it reads ``checkpoints:nodes`` (node id -> region of every node that wrote a
+checkpoint) and, for each node the registry no longer lists as alive (no heartbeat for three
+intervals) in its own region (or in a region with no live node at all), finalises each race
+listed in ``node:{id}:checkpoints``:
+
+1. claim it: ``SET race:{id}:claim <me> NX EX`` — exactly one live node does the rest;
+2. rebuild it from its checkpoint (``checkpoint.rebuild``: its journal replayed through ``Race``);
+3. end it as aborted (``node lost``: its racers' partial results, DNF) unless its journal had
+   already ended it, and append the record to the outbox (idempotent per race: a result the
+   dead owner had written stays the only one);
+4. delete its checkpoint and its stale ``race:{id}:state`` mirror, drop it from the live races
+   index and from the dead node's list.
+
+A checkpoint that cannot be replayed is logged (``checkpoint_unreadable``), counted and cleaned
+up. A node also reaps what its own id left behind at start (a restart after a crash: it holds
+no race yet). Adoption (moving the race to a live node instead of aborting it) is the next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+import structlog
+
+from arena import keys
+from arena.clock import now_ms
+from arena.ids import RaceId
+from arena.outbox import OutboxWriter
+from arena.redisutil import as_text, text_map
+from arena.registry import NodeRegistry
+from arena.tasks import stop_tasks
+from gameserver.checkpoint import CheckpointError, rebuild
+from gameserver.metrics import NodeMetrics
+from gameserver.settings import NodeSettings
+
+NODE_LOST_REASON = "node lost"
+# A claim outlives one finalisation by far; if the claimer dies mid-way another node retries after it.
+CLAIM_TTL_S = 60
+
+
+class Reaper:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        registry: NodeRegistry,
+        outbox: OutboxWriter,
+        settings: NodeSettings,
+        metrics: NodeMetrics,
+        logger: structlog.stdlib.BoundLogger,
+    ) -> None:
+        self.redis = redis
+        self.registry = registry
+        self.outbox = outbox
+        self.settings = settings
+        self.metrics = metrics
+        self.log = logger
+        self.task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+
+    def start(self) -> asyncio.Task[None]:
+        self.task = asyncio.create_task(self._run(), name="node-reaper")
+        return self.task
+
+    async def stop(self) -> None:
+        await stop_tasks((self.task,), self._stopping)
+        self.task = None
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            await asyncio.sleep(self.settings.heartbeat_s)
+            try:
+                await self.reap_once()
+            except Exception as exc:  # Redis hiccup: the next round retries (claims expire)
+                self.log.warning("reap_failed", error=repr(exc))
+
+    async def reap_once(self) -> int:
+        """Finalise the races of every dead node this node should look after; returns how many."""
+        me = self.settings.node_id
+        nodes = text_map(await self.redis.hgetall(keys.CHECKPOINT_NODES))
+        if not any(n != me for n in nodes):
+            return 0
+        live = await self.registry.live_nodes()
+        alive = {n.node_id for n in live}
+        regions = {n.region for n in live}
+        reaped = 0
+        for node_id, region in nodes.items():
+            if node_id in alive or node_id == me:
+                continue
+            if region == self.settings.region or region not in regions:
+                reaped += await self.reap_node(node_id)
+        return reaped
+
+    async def reap_node(self, node_id: str) -> int:
+        """Finalise every checkpointed race of ``node_id`` (dead, or this node before its start)."""
+        race_ids = await self.redis.smembers(keys.node_checkpoints(node_id))
+        if not race_ids:
+            # Forgotten; a node back with this id lists itself again with its next race.
+            await self.redis.hdel(keys.CHECKPOINT_NODES, node_id)
+            return 0
+        reaped = 0
+        for raw_id in race_ids:
+            reaped += await self._finalise(node_id, RaceId(as_text(raw_id)))
+        return reaped
+
+    async def _finalise(self, node_id: str, race_id: RaceId) -> int:
+        me = self.settings.node_id
+        claimed = await self.redis.set(keys.race_claim(race_id), me, nx=True, ex=CLAIM_TTL_S)
+        if not claimed:  # another node has it
+            return 0
+        raw = await self.redis.lrange(keys.race_checkpoint(race_id), 0, -1)
+        s = self.settings
+        players = 0
+        try:
+            race = rebuild(raw, s.race, s.scoring, s.fairplay)
+        except CheckpointError as exc:
+            outcome = "unreadable"
+            self.log.error("checkpoint_unreadable", race_id=race_id, dead_node=node_id, error=str(exc))
+        else:
+            race.abort(now_ms(), NODE_LOST_REASON)  # nothing if its journal had ended it
+            players = len(race.racers)
+            appended = await self.outbox.append(race.match_record())
+            outcome = race.state.value if appended else "already_written"
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(keys.race_checkpoint(race_id), keys.race_state(race_id))
+            pipe.zrem(keys.LIVE_RACES, race_id)
+            pipe.srem(keys.node_checkpoints(node_id), race_id)
+            await pipe.execute()
+        self.metrics.races_reaped.labels(outcome).inc()
+        # A result the owner had written is only a clean-up; anything else is a race cut short.
+        say = self.log.info if outcome == "already_written" else self.log.warning
+        say("race_reaped", race_id=race_id, dead_node=node_id, outcome=outcome, players=players)
+        return 1

@@ -1,0 +1,205 @@
+"""A race rebuilt from its checkpoint scores what the original scored (pure: no I/O)."""
+
+import random
+
+import pytest
+
+from arena.ids import NodeId, PlayerId, RaceId
+from arena.protocol import PlayerStatus, RaceState, RaceType
+from gameserver.checkpoint import (
+    CheckpointError,
+    decode_definition,
+    definition_of,
+    encode_definition,
+    encode_entries,
+    encode_entry,
+    rebuild,
+)
+from gameserver.fairplay import FairPlayLimits
+from gameserver.metrics import NodeMetrics
+from gameserver.node import Checkpoints
+from gameserver.passages import Passage, PassageKind
+from gameserver.race import HeatTag, Race
+from gameserver.room import RaceRoom
+from gameserver.scoring import ScoringLimits
+from gameserver.settings import RaceSettings
+
+TEXT = "the quick brown fox jumps over the lazy dog and runs far away"
+T0 = 1_000_000
+SETTINGS = RaceSettings(countdown_s=3, wait_timeout_s=10, grace_s=15, quick_limit_s=60)
+
+
+def journalled_race(seats: int, heat: HeatTag | None = None) -> Race:
+    race = Race(
+        race_id=RaceId("r1"),
+        node_id=NodeId("n1"),
+        race_type=RaceType.QUICK,
+        passage=Passage(id="t1", kind=PassageKind.QUICK, text=TEXT, source="test"),
+        seats={PlayerId(f"p{i}") for i in range(1, seats + 1)},
+        now=T0,
+        settings=SETTINGS,
+        scoring=ScoringLimits(),
+        fairplay=FairPlayLimits(),
+        heat=heat,
+        input_offset_ms=70,
+    )
+    race.journal = []
+    return race
+
+
+def checkpoint_of(race: Race) -> list[bytes]:
+    """As Redis returns it: the definition, then the journal in appends of up to 3 entries (and
+    single entries: the rebuild reads both), as bytes."""
+    assert race.journal is not None
+    items = [encode_definition(definition_of(race, "eu"))]
+    for i in range(0, len(race.journal), 4):
+        items.append(encode_entries(race.journal[i : i + 3]))
+        items.extend(encode_entry(e) for e in race.journal[i + 3 : i + 4])
+    return [i.encode() for i in items]
+
+
+def type_some(race: Race, pid: str, upto: int, rng: random.Random, errors: bool = False) -> None:
+    """Send the passage up to ``upto`` characters in batches of a few keys (with typos if asked)."""
+    racer = race.racers[PlayerId(pid)]
+    assert race.start_at is not None
+    t = racer.typing.last_time_ms if racer.typing.last_time_ms > 0 else 0
+    pos = racer.typing.position
+    while pos < upto:
+        n = min(rng.randint(1, 6), upto - pos)
+        keys, times = "", []
+        for ch in TEXT[pos : pos + n]:
+            if errors and rng.random() < 0.1:
+                t += rng.randint(60, 200)
+                keys += "#\b"
+                times += [t, t + 50]
+                t += 50
+            t += rng.randint(60, 200)
+            keys += ch
+            times.append(t)
+        race.apply_input(racer, racer.seq + 1, keys, times, race.start_at + t + rng.randint(5, 80))
+        pos = racer.typing.position
+
+
+def scoring_state(race: Race) -> dict[str, object]:
+    return {
+        "state": race.state,
+        "start_at": race.start_at,
+        "ends_at": race.ends_at,
+        "racers": {
+            pid: (
+                r.name,
+                r.joined_at,
+                r.seq,
+                r.status,
+                r.typing.position,
+                r.typing.error_run,
+                r.typing.log_keys(),
+                r.typing.log_times(),
+                r.finish_elapsed_ms,
+                r.finished_at,
+                sorted(r.flags),
+                r.score,
+            )
+            for pid, r in race.racers.items()
+        },
+        "results": race.result_rows(),
+    }
+
+
+def test_a_rebuilt_race_scores_what_the_original_scored() -> None:
+    rng = random.Random(15)
+    race = journalled_race(4, heat=HeatTag("t9", 2, 3))
+    for i in range(1, 5):
+        race.join(PlayerId(f"p{i}"), f"player{i}", T0 + 100 * i)
+    assert race.state is RaceState.COUNTDOWN
+    race.advance(race.start_at or 0)
+    race.racers[PlayerId("p1")].round_trips.expect(T0)
+    race.racers[PlayerId("p1")].round_trips.answer(T0, T0 + 180)  # a finish judged with 90 ms off
+    type_some(race, "p1", len(TEXT), rng)  # finishes
+    type_some(race, "p2", len(TEXT), rng, errors=True)  # finishes, with corrections
+    type_some(race, "p3", 30, rng)  # mid-passage
+    type_some(race, "p4", 10, rng)
+    race.leave(race.racers[PlayerId("p4")], (race.start_at or 0) + 20_000)  # gave up: DNF
+    p3 = race.racers[PlayerId("p3")]
+    race.apply_input(p3, p3.seq, "x", [p3.typing.last_time_ms + 10], (race.start_at or 0) + 21_000)  # resent
+    assert race.racers[PlayerId("p1")].status is PlayerStatus.FINISHED
+    assert race.racers[PlayerId("p1")].rtt_ms == 180.0
+
+    rebuilt = rebuild(checkpoint_of(race), SETTINGS, ScoringLimits(), FairPlayLimits())
+
+    assert scoring_state(rebuilt) == scoring_state(race)
+    assert rebuilt.heat == HeatTag("t9", 2, 3) and rebuilt.input_offset_ms == 70
+    assert not any(r.connected for r in rebuilt.racers.values())  # their sockets died with the node
+    assert rebuilt.outgoing == []
+    # Both abort alike: the partial results a reaper writes are the owner's.
+    now = (race.start_at or 0) + 30_000
+    race.abort(now, "node lost")
+    rebuilt.abort(now, "node lost")
+    assert rebuilt.match_record() == race.match_record()
+
+
+def test_the_owners_instants_survive_other_settings() -> None:
+    """A race started by its wait timeout, rebuilt where countdowns are longer: same instants."""
+    race = journalled_race(3)
+    race.join(PlayerId("p1"), "ada", T0)
+    race.advance(T0 + 10_000)  # the wait ran out with one of three seats taken
+    assert race.state is RaceState.COUNTDOWN
+    race.advance(race.start_at or 0)
+    type_some(race, "p1", 12, random.Random(1))
+    other = RaceSettings(countdown_s=9, wait_timeout_s=30, quick_limit_s=60)
+    rebuilt = rebuild(checkpoint_of(race), other, ScoringLimits(), FairPlayLimits())
+    assert scoring_state(rebuilt) == scoring_state(race)
+
+
+def test_the_definition_round_trips() -> None:
+    race = journalled_race(2, heat=HeatTag("t1", 1, 1))
+    d = definition_of(race, "eu")
+    assert decode_definition(encode_definition(d)) == d
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [],
+        [b"not json"],
+        [b'["d",99]'],
+        [b'["i","p1",1,1,"a",[1],null]'],  # no definition first
+    ],
+)
+def test_an_unreadable_checkpoint_is_refused(raw: list[bytes]) -> None:
+    with pytest.raises(CheckpointError):
+        rebuild(raw, SETTINGS, ScoringLimits(), FairPlayLimits())
+
+
+def test_an_entry_that_does_not_replay_is_refused() -> None:
+    race = journalled_race(2)
+    raw = checkpoint_of(race) + [b'["i","nobody",1,1,"a",[1],null]', b'["z"]']
+    with pytest.raises(CheckpointError, match="item 1"):
+        rebuild(raw, SETTINGS, ScoringLimits(), FairPlayLimits())
+
+
+def test_a_race_is_appended_at_most_once_per_interval_and_deleted_once_written() -> None:
+    race = journalled_race(2)
+    room = RaceRoom(race, NodeMetrics())
+    room.checkpoint_def, room.checkpointed = "definition", True
+
+    def collect(now: int) -> Checkpoints:
+        ckpt = Checkpoints(now, 1000)
+        ckpt.collect(room)
+        return ckpt
+
+    first = collect(T0)  # the definition goes with the first tick, news or not
+    assert [n for _, n in first.appends] == [0] and first.written() == 0
+    race.join(PlayerId("p1"), "ada", T0 + 10)
+    assert not collect(T0 + 999)  # news, but within the interval
+    race.join(PlayerId("p2"), "bob", T0 + 20)  # the race fills: the countdown journals too
+    due = collect(T0 + 1000)
+    assert [n for _, n in due.appends] == [3]
+    race.journal.append(("l", "p1", T0 + 1001))  # type: ignore[union-attr]  # journalled meanwhile
+    assert due.written() == 3 and race.journal == [("l", "p1", T0 + 1001)]
+    assert not collect(T0 + 1500)
+    room.finalized = True
+    done = collect(T0 + 1600)
+    assert done.done == [room] and not done.appends
+    done.written()
+    assert not room.checkpointed and race.journal is None
