@@ -6,7 +6,7 @@ offset, heat), written with the race's first tick, then the race's journal (``Ra
 every join, the countdown with its instants, every input the race applied (player, seq, the
 server's arrival instant, keys, key times, the round trip it judged with) and every leave, in
 the order the race saw them. The owner appends what a race journalled, at most once every
-``ARENA_RACE_CHECKPOINT_MS`` (1 s) per race and only when it has news, in the tick's existing
+``ARENA_RACE_CHECKPOINT_MS`` (2 s) per race and only when it has news, in the tick's existing
 pipelined round trip, so a checkpoint is at most that plus one tick (``ARENA_RACE_TICK_HZ``:
 100 ms) behind what the race applied. A race's list holds what the race already keeps in memory (its
 racers' keystroke logs), so it is bounded by the passage and the input limits; it is deleted

@@ -63,7 +63,7 @@ def test_the_request_deadlines_are_read_and_bounded() -> None:
 
 def test_checkpoints_are_on_by_default_and_their_interval_is_bounded() -> None:
     d = RaceSettings.from_env({})
-    assert (d.checkpoint, d.checkpoint_ms) == (True, 1000)
+    assert (d.checkpoint, d.checkpoint_ms) == (True, 2000)
     s = RaceSettings.from_env({"ARENA_RACE_CHECKPOINT": "0", "ARENA_RACE_CHECKPOINT_MS": "250"})
     assert (s.checkpoint, s.checkpoint_ms) == (False, 250)
     for bad in ("99", "10001"):
