@@ -40,6 +40,8 @@ class Flag(StrEnum):
     ROBOTIC = "robotic"
     BAD_TIMING = "bad_timing"
     PASTE = "paste"
+    HELD_BACK = "held_back"  # keys claimed long before their batch arrived (gameserver.arrivals)
+    ARRIVED_TOO_FAST = "arrived_too_fast"  # text reached the server faster than anyone types
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +64,27 @@ class FairPlayLimits:
     # Key times may exceed the server's elapsed race time by at most this
     # (clock sync error and network delay), else the key is "from the future".
     future_tolerance_ms: int = 1500
+    # ARENA_FAIRPLAY_ARRIVAL_TOLERANCE_MS: a key may claim to be at most (the send interval +
+    # the measured round trip + this) older than its batch's arrival (gameserver.arrivals):
+    # event-loop stalls and network jitter of honest clients.
+    arrival_tolerance_ms: int = 1000
+    # The longest a typing client may wait between inputs (docs/PROTOCOL.md: 100-500 ms, or
+    # the input cadence if longer).
+    max_send_interval_ms: int = 500
+    # ARENA_FAIRPLAY_HELD_BACK_BATCHES: batches with held-back keys that raise ``held_back``.
+    held_back_batches: int = 2
+    # (window ms, WPM ceiling) on the server's arrival clock: correct characters that arrived
+    # inside any such window.  Above the claimed-time burst limit, since batching and network
+    # jitter bunch honest arrivals (a 500 ms send interval puts 2.5 s of typing into 2 s).
+    arrival_windows: tuple[tuple[int, float], ...] = ((2000, 600.0), (10_000, 400.0))
 
     def __post_init__(self) -> None:
+        if not 0 <= self.arrival_tolerance_ms <= 10_000:
+            raise ValueError("ARENA_FAIRPLAY_ARRIVAL_TOLERANCE_MS must be between 0 and 10000")
+        if self.held_back_batches < 1:
+            raise ValueError("ARENA_FAIRPLAY_HELD_BACK_BATCHES must be >= 1")
+        if any(span <= 0 or wpm <= 0 for span, wpm in self.arrival_windows):
+            raise ValueError("arrival windows need a positive span and WPM")
         if self.burst_window_ms <= 0:
             raise ValueError("burst_window_ms must be > 0")
         if self.paste_run < 2:

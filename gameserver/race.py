@@ -25,7 +25,8 @@ from arena.protocol import (
     Start,
 )
 from arena.results import MatchRecord, ParticipantRecord
-from gameserver.fairplay import FairPlayLimits, Flag, assess, check_batch
+from gameserver.arrivals import ArrivalLog
+from gameserver.fairplay import DEFAULT_FAIRPLAY_LIMITS, FairPlayLimits, Flag, assess, check_batch
 from gameserver.passages import Passage
 from gameserver.roundtrip import RoundTrips
 from gameserver.scoring import Score, ScoringLimits, TypingState, score
@@ -84,6 +85,8 @@ class Racer:
     flags: set[Flag] = field(default_factory=set)
     score: Score | None = None
     round_trips: RoundTrips = field(default_factory=RoundTrips)  # from the server's own pings only
+    # When its batches arrived, against what they claim (gameserver.arrivals).
+    arrivals: ArrivalLog = field(default_factory=lambda: ArrivalLog(DEFAULT_FAIRPLAY_LIMITS))
 
     @property
     def rtt_ms(self) -> float | None:
@@ -239,6 +242,9 @@ class Race:
             racer.connected = True
             racer.disconnected_at = None
             self._absent.discard(player_id)
+            if self.start_at is not None and now > self.start_at:
+                # What the client resends now is late by the outage, not held back.
+                racer.arrivals.resumed(now - self.start_at, racer.typing.correct_keystrokes)
             self._roster_changed(now)
             return racer, True
         if self.ended:
@@ -255,6 +261,7 @@ class Race:
             typing=TypingState(self.passage.text, self.scoring),
             joined_at=now,
             round_trips=RoundTrips(self.settings.round_trips),
+            arrivals=ArrivalLog(self.fairplay),
         )
         self.racers[player_id] = racer
         self._roster_changed(now)
@@ -312,6 +319,9 @@ class Race:
             racer.flags.add(problem)
         before = racer.typing.position
         racer.typing.apply(keys, times)
+        s = self.settings
+        window = racer.arrivals.window_ms(s.input_cadence_ms, racer.rtt_ms, s.round_trips.max_ms)
+        racer.arrivals.record(times, server_elapsed, window, racer.typing.correct_keystrokes)
         if racer.typing.position != before or racer.typing.finished:
             self.dirty = True
             self.unmirrored_progress = True  # one store per input: nothing measurable
@@ -348,6 +358,7 @@ class Race:
         self._places_cache = None
         racer.score = score(racer.typing, elapsed)
         racer.flags |= assess(racer.typing, racer.score, self.fairplay)
+        racer.flags |= racer.arrivals.flags()
         place: int | None = None
         if not racer.flags:
             self._valid_finishers += 1
@@ -369,6 +380,7 @@ class Race:
         self._places_cache = None
         racer.score = score(racer.typing, max(racer.typing.last_time_ms, 0))
         racer.flags |= assess(racer.typing, racer.score, self.fairplay)
+        racer.flags |= racer.arrivals.flags()
         self.dirty = True
         self._other_change = True
 

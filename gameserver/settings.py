@@ -276,7 +276,13 @@ class NodeSettings:
             race=RaceSettings.from_env(env),
             limits=LimitSettings.from_env(env),
             fairplay=FairPlayLimits(
-                max_wpm=env_float(env, "ARENA_FAIRPLAY_MAX_WPM", FairPlayLimits().max_wpm)
+                max_wpm=env_float(env, "ARENA_FAIRPLAY_MAX_WPM", FairPlayLimits().max_wpm),
+                arrival_tolerance_ms=env_int(
+                    env, "ARENA_FAIRPLAY_ARRIVAL_TOLERANCE_MS", FairPlayLimits().arrival_tolerance_ms
+                ),
+                held_back_batches=env_int(
+                    env, "ARENA_FAIRPLAY_HELD_BACK_BATCHES", FairPlayLimits().held_back_batches
+                ),
             ),
             memory=MemorySettings.from_env(env),
         )
