@@ -336,17 +336,22 @@ class Race:
     def _judged_finish_ms(self, racer: Racer, now: int) -> int:
         """Server-authoritative finish time, compensated by the player's latency.
 
-        The key's client offset is trusted only inside [arrival - max hold, arrival], where
-        arrival is the server's receive time less half the round trip: a client can neither
-        hold keys back to look faster nor claim a key it had not yet sent.
+        The key's client offset is trusted only inside [arrival - hold, arrival], where arrival
+        is the server's receive time less half the measured round trip, and hold is what an
+        honest client needs: its send interval (it may wait that long to send the finishing key)
+        plus half the round trip (its clock lags the server's by that much), at most
+        ``max_finish_hold_ms``. So the judged finish is never earlier than the receive time less
+        the round trip less the send interval, and a client can neither hold keys back to look
+        faster nor claim a key it had not yet sent.
         """
         assert self.start_at is not None
-        one_way = (racer.rtt_ms or 0.0) / 2
-        arrival = now - self.start_at - int(one_way)
+        one_way = int((racer.rtt_ms or 0.0) / 2)
+        arrival = now - self.start_at - one_way
         claimed = racer.typing.finish_time_ms
         if claimed is None:
             return max(arrival, 1)
-        lower = arrival - self.settings.max_finish_hold_ms
+        send_ms = max(self.settings.input_cadence_ms, self.fairplay.max_send_interval_ms)
+        lower = arrival - min(self.settings.max_finish_hold_ms, send_ms + one_way)
         return max(1, min(max(claimed, lower), arrival))
 
     def _settle_finish(self, racer: Racer, now: int) -> None:

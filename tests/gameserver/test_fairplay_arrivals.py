@@ -167,6 +167,8 @@ def test_a_race_flags_held_back_keys_and_bounds_the_judged_finish() -> None:
     # The judged finish is never earlier than the arrival less the bounded compensation.
     assert racer.finish_elapsed_ms is not None
     assert racer.finish_elapsed_ms >= arrival - race.settings.max_finish_hold_ms
+    # No round trip measured here: the hold is the 500 ms send interval alone.
+    assert racer.finish_elapsed_ms == arrival - 500
     assert race.result_rows()[0].place is None
 
 
