@@ -8,6 +8,10 @@ Two rules judge the claimed times against the server's own clock:
   documented tolerance). A batch holding such keys is evidence; ``held_back_batches`` of them
   raise ``held_back``. One stalled delivery can happen to anyone, and the judged finish is
   bounded anyway (``gameserver.race``), so one batch alone is not enough.
+* **shifted**: a client that sends on time but claims every key earlier than it typed it stays
+  inside that window when the shift is under the tolerance.  An honest batch's last key is never
+  older at arrival than one send interval and one round trip; when that is exceeded in most
+  batches (at least ``shift_min_batches``), the times are shifted: ``held_back`` too.
 * **arrived too fast**: correct characters that *arrived* within each sliding window of the
   server's clock, as WPM. Pasted text that claims human times still arrives all at once.
 
@@ -65,8 +69,10 @@ class ArrivalLog:
     __slots__ = (
         "_exempt_until",
         "_windows",
+        "batches",
         "held_back_batches",
         "held_back_keys",
+        "late_batches",
         "limits",
         "worst_hold_ms",
     )
@@ -75,6 +81,8 @@ class ArrivalLog:
         self.limits = limits
         self._windows = tuple(_Window(span, wpm) for span, wpm in limits.arrival_windows)
         self._exempt_until = -1
+        self.batches = 0  # judged batches
+        self.late_batches = 0  # whose last key was older than send interval + round trip at arrival
         self.held_back_batches = 0
         self.held_back_keys = 0
         self.worst_hold_ms = 0  # the most a key was claimed before its batch's window opened
@@ -103,6 +111,9 @@ class ArrivalLog:
                 window.restart(cumulative)
             return
         if times:
+            self.batches += 1
+            if arrival_ms - times[-1] > window_ms - self.limits.arrival_tolerance_ms:
+                self.late_batches += 1
             opens = arrival_ms - window_ms
             early = bisect_left(times, opens)  # keys claimed before the window opened
             if early:
@@ -119,6 +130,8 @@ class ArrivalLog:
     def flags(self) -> set[Flag]:
         flags: set[Flag] = set()
         if self.held_back_batches >= self.limits.held_back_batches:
+            flags.add(Flag.HELD_BACK)
+        if self.batches >= self.limits.shift_min_batches and 2 * self.late_batches > self.batches:
             flags.add(Flag.HELD_BACK)
         if any(w.peak_wpm > w.limit_wpm for w in self._windows):
             flags.add(Flag.ARRIVED_TOO_FAST)

@@ -76,6 +76,9 @@ class FairPlayLimits:
     max_send_interval_ms: int = 500
     # ARENA_FAIRPLAY_HELD_BACK_BATCHES: batches with held-back keys that raise ``held_back``.
     held_back_batches: int = 2
+    # Most batches' last key older than (send interval + round trip) at arrival, over at least
+    # this many batches: every key claimed earlier than it was typed (gameserver.arrivals).
+    shift_min_batches: int = 10
     # (window ms, WPM ceiling) on the server's arrival clock: correct characters that arrived
     # inside any such window.  Above the claimed-time burst limit, since batching and network
     # jitter bunch honest arrivals (a 500 ms send interval puts 2.5 s of typing into 2 s).

@@ -185,3 +185,17 @@ def test_a_race_keeps_an_honest_typist_clean() -> None:
     assert racer.typing.finished
     assert racer.flags == set()
     assert race.result_rows()[0].place == 1
+
+
+def test_times_shifted_earlier_in_most_batches_are_held_back() -> None:
+    rng = random.Random(6)
+    times = typed_times(rng, 300, 100)
+    honest = send_every(times, 500, 100)
+    # Sent on time, every key claimed 800 ms earlier: inside the window, but never the
+    # freshness an honest batch has.
+    shifted = [([max(0, t - 800) for t in keys], at) for keys, at in honest]
+    log = replay(shifted)
+    assert log.held_back_batches == 0
+    assert log.late_batches > log.batches // 2
+    assert Flag.HELD_BACK in log.flags()
+    assert replay(honest).late_batches == 0
