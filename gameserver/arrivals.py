@@ -124,7 +124,7 @@ class ArrivalLog:
             window.add(arrival_ms, cumulative)
 
     def peak_wpm(self) -> float:
-        """The highest arrival WPM relative to its window's limit (for reports)."""
+        """The highest WPM that arrived within any window (for reports)."""
         return max((w.peak_wpm for w in self._windows), default=0.0)
 
     def flags(self) -> set[Flag]:
