@@ -1,7 +1,8 @@
 """Anti-cheat checks on keystroke timing.  A flagged result is kept but
 marked invalid.
 
-Pure logic: no I/O, no asyncio, no imports from other project modules.  The
+Pure logic: no I/O, no asyncio, no imports from other project modules but
+``gameserver.rhythm`` (the windowed rhythm rules, equally pure).  The
 player state and score are taken through small Protocols (satisfied by
 ``gameserver.scoring.TypingState`` and ``Score``) so this module does not
 depend on scoring's import path.
@@ -14,9 +15,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
+
+from gameserver.rhythm import RhythmLimits, judge
 
 __all__ = [
     "DEFAULT_FAIRPLAY_LIMITS",
@@ -40,6 +43,8 @@ class Flag(StrEnum):
     ROBOTIC = "robotic"
     BAD_TIMING = "bad_timing"
     PASTE = "paste"
+    HELD_BACK = "held_back"  # keys claimed long before their batch arrived (gameserver.arrivals)
+    ARRIVED_TOO_FAST = "arrived_too_fast"  # text reached the server faster than anyone types
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +67,32 @@ class FairPlayLimits:
     # Key times may exceed the server's elapsed race time by at most this
     # (clock sync error and network delay), else the key is "from the future".
     future_tolerance_ms: int = 1500
+    # ARENA_FAIRPLAY_ARRIVAL_TOLERANCE_MS: a key may claim to be at most (the send interval +
+    # the measured round trip + this) older than its batch's arrival (gameserver.arrivals):
+    # event-loop stalls and network jitter of honest clients.
+    arrival_tolerance_ms: int = 1000
+    # The longest a typing client may wait between inputs (docs/PROTOCOL.md: 100-500 ms, or
+    # the input cadence if longer).
+    max_send_interval_ms: int = 500
+    # ARENA_FAIRPLAY_HELD_BACK_BATCHES: batches with held-back keys that raise ``held_back``.
+    held_back_batches: int = 2
+    # Most batches' last key older than (send interval + round trip) at arrival, over at least
+    # this many batches: every key claimed earlier than it was typed (gameserver.arrivals).
+    shift_min_batches: int = 10
+    # (window ms, WPM ceiling) on the server's arrival clock: correct characters that arrived
+    # inside any such window.  Above the claimed-time burst limit, since batching and network
+    # jitter bunch honest arrivals (a 500 ms send interval puts 2.5 s of typing into 2 s).
+    arrival_windows: tuple[tuple[int, float], ...] = ((2000, 600.0), (5000, 420.0), (10_000, 360.0))
+    # Windowed keystroke-dynamics rules (gameserver.rhythm): spread, shape, periodicity, digraphs.
+    rhythm: RhythmLimits = field(default_factory=RhythmLimits)
 
     def __post_init__(self) -> None:
+        if not 0 <= self.arrival_tolerance_ms <= 10_000:
+            raise ValueError("ARENA_FAIRPLAY_ARRIVAL_TOLERANCE_MS must be between 0 and 10000")
+        if self.held_back_batches < 1:
+            raise ValueError("ARENA_FAIRPLAY_HELD_BACK_BATCHES must be >= 1")
+        if any(span <= 0 or wpm <= 0 for span, wpm in self.arrival_windows):
+            raise ValueError("arrival windows need a positive span and WPM")
         if self.burst_window_ms <= 0:
             raise ValueError("burst_window_ms must be > 0")
         if self.paste_run < 2:
@@ -77,6 +106,8 @@ DEFAULT_FAIRPLAY_LIMITS = FairPlayLimits()
 
 class KeystrokeRecord(Protocol):
     """What :func:`assess` reads from a player's state (``TypingState``)."""
+
+    def log_keys(self) -> str: ...
 
     def log_times(self) -> list[int]: ...
 
@@ -188,7 +219,8 @@ def assess(
     ``min_chars_for_wpm`` correct chars), or the best ``burst_window_ms`` of
     correct keystrokes above ``max_burst_wpm``.  ROBOTIC: at least
     ``min_keys_for_rhythm`` inter-key intervals with a coefficient of
-    variation below ``min_interval_cv``.  PASTE: ``paste_run`` consecutive
+    variation below ``min_interval_cv``, or a rhythm that fails a windowed rule of
+    :mod:`gameserver.rhythm`.  PASTE: ``paste_run`` consecutive
     keys each at most ``paste_interval_ms`` apart.
     """
     flags: set[Flag] = set()
@@ -202,6 +234,8 @@ def assess(
         cv = interval_cv(times)
         if cv is not None and cv < limits.min_interval_cv:
             flags.add(Flag.ROBOTIC)
+    if Flag.ROBOTIC not in flags and judge(state.log_keys(), times, limits.rhythm):
+        flags.add(Flag.ROBOTIC)
     if longest_fast_run(times, limits.paste_interval_ms) >= limits.paste_run:
         flags.add(Flag.PASTE)
     return frozenset(flags)

@@ -878,6 +878,21 @@ class Node:
         for p in record.participants:
             for flag in p.flags:
                 self.metrics.flags.labels(flag).inc()
+            racer = race.racers.get(PlayerId(p.player_id))
+            if p.flags and racer is not None:  # the server's evidence, for whoever reviews it
+                seen = racer.arrivals
+                self.log.info(
+                    "result_flagged",
+                    race_id=race.id,
+                    player_id=p.player_id,
+                    flags=p.flags,
+                    wpm=p.wpm,
+                    batches=seen.batches,
+                    held_back_batches=seen.held_back_batches,
+                    late_batches=seen.late_batches,
+                    worst_hold_ms=seen.worst_hold_ms,
+                    peak_arrival_wpm=round(seen.peak_wpm(), 1),
+                )
         room.broadcast(room.results())
         room.finalized = True
         if self.drain_report is not None:

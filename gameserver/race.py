@@ -25,7 +25,8 @@ from arena.protocol import (
     Start,
 )
 from arena.results import MatchRecord, ParticipantRecord
-from gameserver.fairplay import FairPlayLimits, Flag, assess, check_batch
+from gameserver.arrivals import ArrivalLog
+from gameserver.fairplay import DEFAULT_FAIRPLAY_LIMITS, FairPlayLimits, Flag, assess, check_batch
 from gameserver.passages import Passage
 from gameserver.roundtrip import RoundTrips
 from gameserver.scoring import Score, ScoringLimits, TypingState, score
@@ -84,6 +85,8 @@ class Racer:
     flags: set[Flag] = field(default_factory=set)
     score: Score | None = None
     round_trips: RoundTrips = field(default_factory=RoundTrips)  # from the server's own pings only
+    # When its batches arrived, against what they claim (gameserver.arrivals).
+    arrivals: ArrivalLog = field(default_factory=lambda: ArrivalLog(DEFAULT_FAIRPLAY_LIMITS))
 
     @property
     def rtt_ms(self) -> float | None:
@@ -247,6 +250,9 @@ class Race:
             racer.connected = True
             racer.disconnected_at = None
             self._absent.discard(player_id)
+            if self.start_at is not None and now > self.start_at:
+                # What the client resends now is late by the outage, not held back.
+                racer.arrivals.resumed(now - self.start_at, racer.typing.correct_keystrokes)
             self._roster_changed(now)
             return racer, True
         if self.ended:
@@ -263,6 +269,7 @@ class Race:
             typing=TypingState(self.passage.text, self.scoring),
             joined_at=now,
             round_trips=RoundTrips(self.settings.round_trips),
+            arrivals=ArrivalLog(self.fairplay),
         )
         self.racers[player_id] = racer
         if self.journal is not None:
@@ -326,6 +333,9 @@ class Race:
             racer.flags.add(problem)
         before = racer.typing.position
         racer.typing.apply(keys, times)
+        s = self.settings
+        window = racer.arrivals.window_ms(s.input_cadence_ms, racer.rtt_ms, s.round_trips.max_ms)
+        racer.arrivals.record(times, server_elapsed, window, racer.typing.correct_keystrokes)
         if racer.typing.position != before or racer.typing.finished:
             self.dirty = True
             self.unmirrored_progress = True  # one store per input: nothing measurable
@@ -340,17 +350,22 @@ class Race:
     def _judged_finish_ms(self, racer: Racer, now: int) -> int:
         """Server-authoritative finish time, compensated by the player's latency.
 
-        The key's client offset is trusted only inside [arrival - max hold, arrival], where
-        arrival is the server's receive time less half the round trip: a client can neither
-        hold keys back to look faster nor claim a key it had not yet sent.
+        The key's client offset is trusted only inside [arrival - hold, arrival], where arrival
+        is the server's receive time less half the measured round trip, and hold is what an
+        honest client needs: its send interval (it may wait that long to send the finishing key)
+        plus half the round trip (its clock lags the server's by that much), at most
+        ``max_finish_hold_ms``. So the judged finish is never earlier than the receive time less
+        the round trip less the send interval, and a client can neither hold keys back to look
+        faster nor claim a key it had not yet sent.
         """
         assert self.start_at is not None
-        one_way = (racer.rtt_ms or 0.0) / 2
-        arrival = now - self.start_at - int(one_way)
+        one_way = int((racer.rtt_ms or 0.0) / 2)
+        arrival = now - self.start_at - one_way
         claimed = racer.typing.finish_time_ms
         if claimed is None:
             return max(arrival, 1)
-        lower = arrival - self.settings.max_finish_hold_ms
+        send_ms = max(self.settings.input_cadence_ms, self.fairplay.max_send_interval_ms)
+        lower = arrival - min(self.settings.max_finish_hold_ms, send_ms + one_way)
         return max(1, min(max(claimed, lower), arrival))
 
     def _settle_finish(self, racer: Racer, now: int) -> None:
@@ -362,6 +377,7 @@ class Race:
         self._places_cache = None
         racer.score = score(racer.typing, elapsed)
         racer.flags |= assess(racer.typing, racer.score, self.fairplay)
+        racer.flags |= racer.arrivals.flags()
         place: int | None = None
         if not racer.flags:
             self._valid_finishers += 1
@@ -383,6 +399,7 @@ class Race:
         self._places_cache = None
         racer.score = score(racer.typing, max(racer.typing.last_time_ms, 0))
         racer.flags |= assess(racer.typing, racer.score, self.fairplay)
+        racer.flags |= racer.arrivals.flags()
         self.dirty = True
         self._other_change = True
 

@@ -61,7 +61,9 @@ class RaceSettings:
     custom_min_chars: int = 20  # ARENA_RACE_CUSTOM_MIN_CHARS: custom text bounds
     custom_max_chars: int = 2000  # ARENA_RACE_CUSTOM_MAX_CHARS
     custom_limit_s_per_char: float = 0.6  # time limit of a custom race per character (100 cpm floor)
-    max_finish_hold_ms: int = 1000  # a finish may claim to be at most this much before it arrived
+    # A finish may claim to be at most (the send interval + half the round trip), and never more
+    # than this, before it arrived (gameserver.race.Race._judged_finish_ms).
+    max_finish_hold_ms: int = 1000
     ping_interval_s: float = 3.0  # ARENA_RACE_PING_INTERVAL_S: server pings to measure latency
     # ARENA_RACE_MAX_RTT_MS: the largest round trip latency compensation believes, so at most half
     # of it comes off a judged finish; round trips are measured from the server's own pings only.
@@ -292,7 +294,13 @@ class NodeSettings:
             race=RaceSettings.from_env(env),
             limits=LimitSettings.from_env(env),
             fairplay=FairPlayLimits(
-                max_wpm=env_float(env, "ARENA_FAIRPLAY_MAX_WPM", FairPlayLimits().max_wpm)
+                max_wpm=env_float(env, "ARENA_FAIRPLAY_MAX_WPM", FairPlayLimits().max_wpm),
+                arrival_tolerance_ms=env_int(
+                    env, "ARENA_FAIRPLAY_ARRIVAL_TOLERANCE_MS", FairPlayLimits().arrival_tolerance_ms
+                ),
+                held_back_batches=env_int(
+                    env, "ARENA_FAIRPLAY_HELD_BACK_BATCHES", FairPlayLimits().held_back_batches
+                ),
             ),
             memory=MemorySettings.from_env(env),
         )

@@ -15,7 +15,14 @@ from enum import Enum
 
 from arena.protocol import BACKSPACE
 
-__all__ = ["QWERTY_NEIGHBOURS", "TypingProfile", "draw_profile", "neighbour_key", "plan_keystrokes"]
+__all__ = [
+    "QWERTY_NEIGHBOURS",
+    "TypingProfile",
+    "digraph_factor",
+    "draw_profile",
+    "neighbour_key",
+    "plan_keystrokes",
+]
 
 # wpm = chars * 12000 / ms: a "word" is 5 chars.
 MS_PER_WORD_MINUTE = 12_000
@@ -58,6 +65,11 @@ class TypingProfile:
     jitter_cv: float  # coefficient of variation of inter-key intervals (humans ~0.3-0.6)
     notice_delay_chars: int  # characters typed after a typo before noticing it (0-3)
     pause_chance: float  # chance per word of a thinking pause of 300-1200 ms
+    # Each letter pair has its own speed on a given person's keyboard and hands ("th" is a fast
+    # roll, "qz" a slow reach): log-normal factors with this sigma, fixed per ``keyboard``.
+    # The server's rhythm check (gameserver.rhythm) expects this structure from people.
+    digraph_sd: float = 0.3
+    keyboard: int = 0
 
     def __post_init__(self) -> None:
         if not self.wpm > 0:
@@ -70,6 +82,8 @@ class TypingProfile:
             raise ValueError("notice_delay_chars must be in [0, 3]")
         if not 0.0 <= self.pause_chance <= 1.0:
             raise ValueError("pause_chance must be in [0, 1]")
+        if not 0.0 <= self.digraph_sd <= 1.0:
+            raise ValueError("digraph_sd must be in [0, 1]")
 
 
 def draw_profile(rng: random.Random, *, mean_wpm: float = 60.0, sd_wpm: float = 22.0) -> TypingProfile:
@@ -85,7 +99,21 @@ def draw_profile(rng: random.Random, *, mean_wpm: float = 60.0, sd_wpm: float = 
         jitter_cv=round(rng.uniform(0.3, 0.55), 3),
         notice_delay_chars=rng.choices((0, 1, 2, 3), weights=(3, 4, 2, 1))[0],
         pause_chance=round(rng.uniform(0.02, 0.08), 3),
+        digraph_sd=round(rng.uniform(0.2, 0.4), 3),
+        keyboard=rng.randrange(1 << 30),
     )
+
+
+def digraph_factor(profile: TypingProfile, prev: str, char: str, cache: dict[str, float]) -> float:
+    """The typist's own speed factor for typing ``char`` after ``prev`` (mean about 1)."""
+    pair = prev + char
+    factor = cache.get(pair)
+    if factor is None:
+        # Its own generator per pair: the plan's random stream is the same with or without it.
+        z = random.Random(f"{profile.keyboard}:{pair.lower()}").gauss(0.0, 1.0)
+        sd = profile.digraph_sd
+        factor = cache[pair] = math.exp(sd * z - sd * sd / 2)
+    return factor
 
 
 def neighbour_key(char: str, rng: random.Random) -> str | None:
@@ -141,11 +169,14 @@ def _strokes(passage: str, profile: TypingProfile, rng: random.Random) -> list[_
     nominal = MS_PER_WORD_MINUTE / profile.wpm
     sigma = math.sqrt(math.log(1.0 + profile.jitter_cv**2))
     strokes: list[_Stroke] = []
+    pairs: dict[str, float] = {}
 
     def char_weight(index: int) -> float:
         # Log-normal with mean 1: a right-skewed interval, like real keystroke gaps.
         weight = rng.lognormvariate(-(sigma**2) / 2, sigma)
         prev = passage[index - 1] if index > 0 else ""
+        if profile.digraph_sd:
+            weight *= digraph_factor(profile, prev, passage[index], pairs)
         if prev == " ":
             weight *= 1.25  # a new word
         elif prev in _PUNCTUATION:

@@ -53,6 +53,8 @@ const FLAG_TEXT = {
   robotic: "key timing too regular",
   paste: "pasted text",
   bad_timing: "key times out of order",
+  held_back: "keys arrived long after the times they claim",
+  arrived_too_fast: "text arrived faster than anyone types",
 };
 
 const app = {

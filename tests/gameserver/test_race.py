@@ -133,8 +133,9 @@ def test_finish_time_is_judged_by_the_server() -> None:
     times = list(range(100, 100 + 200 * len(TEXT), 200))
     arrival = race.start_at + 20_000  # type: ignore[operator]
     race.apply_input(racer, 1, TEXT, times, arrival)
-    # claimed last key ~3.7 s, arrived at 20 s less 50 ms one-way: held back, clamped to arrival - 1 s
-    assert racer.finish_elapsed_ms == 20_000 - 50 - 1000
+    # claimed last key ~3.7 s, arrived at 20 s less 50 ms one-way: held back, clamped to the
+    # arrival less the send interval (500 ms) and the one-way delay (50 ms)
+    assert racer.finish_elapsed_ms == 20_000 - 50 - (500 + 50)
 
 
 def test_time_limit_makes_the_rest_dnf() -> None:

@@ -69,3 +69,16 @@ def test_checkpoints_are_on_by_default_and_their_interval_is_bounded() -> None:
     for bad in ("99", "10001"):
         with pytest.raises(ValueError):
             RaceSettings.from_env({"ARENA_RACE_CHECKPOINT_MS": bad})
+
+
+def test_the_fair_play_arrival_settings_are_read_and_bounded() -> None:
+    base = {"ARENA_ENV": "development"}
+    default = NodeSettings.from_env(base).fairplay
+    assert (default.arrival_tolerance_ms, default.held_back_batches) == (1000, 2)
+    env = base | {"ARENA_FAIRPLAY_ARRIVAL_TOLERANCE_MS": "600", "ARENA_FAIRPLAY_HELD_BACK_BATCHES": "3"}
+    read = NodeSettings.from_env(env).fairplay
+    assert (read.arrival_tolerance_ms, read.held_back_batches) == (600, 3)
+    bad_values = (("ARENA_FAIRPLAY_ARRIVAL_TOLERANCE_MS", "-1"), ("ARENA_FAIRPLAY_HELD_BACK_BATCHES", "0"))
+    for name, bad in bad_values:
+        with pytest.raises(ValueError, match=name):
+            NodeSettings.from_env(base | {name: bad})

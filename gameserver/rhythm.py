@@ -1,0 +1,173 @@
+"""Is this rhythm a person's?  Keystroke-dynamics statistics over sliding windows (docs/FAIRPLAY.md).
+
+One whole-race figure (the coefficient of variation) is easy to pass: add ±20 % jitter, two long
+pauses, or alternate between two intervals.  People differ from such scripts in ways that are
+well established in keystroke dynamics, and each is checked per window of ``window`` intervals
+so a pause or a human-looking stretch elsewhere cannot hide a machine-regular one:
+
+* **spread** — the robust standard deviation of log intervals (the log-normal fit's sigma, from
+  the interquartile range).  People type with sigma around 0.3-0.6; a jittered metronome lower.
+* **shape** — human inter-key intervals are right-skewed (quick rolls, the odd slow reach);
+  symmetric jitter (uniform, Gaussian, two alternating values) is not.
+* **periodicity** — the autocorrelation of intervals at lags 1-4: alternating or repeating
+  patterns correlate near ±1, people's intervals weakly.
+* **digraph consistency** — a person types the same letter pair at a steady speed that differs
+  between pairs ("th" fast, "qz" slow), so letter pairs explain much of the variance (one-way
+  ANOVA F of log intervals by digraph well above 1).  Jitter drawn independently of the text,
+  or a human timing recorded on another text and replayed, has F near 1.
+
+A passage shorter than one window is judged as one window once it has ``min_intervals``; the
+skewness rule needs ``skew_min_intervals`` (a sample of a dozen says too little about shape),
+and the digraph rule ``digraph_min_intervals`` of repeated letter pairs.
+
+Pure logic, no project imports; O(n) once per result, never per key.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from operator import mul, sub
+
+__all__ = ["DEFAULT_RHYTHM_LIMITS", "Rhythm", "RhythmLimits", "judge", "rhythm"]
+
+_BACKSPACE = "\b"
+
+
+@dataclass(frozen=True, slots=True)
+class RhythmLimits:
+    window: int = 32  # intervals per window
+    min_intervals: int = 12  # fewer than this (pauses left out): nothing is judged
+    pause_ms: int = 1500  # longer intervals are pauses: left out of every statistic
+    min_log_sd: float = 0.2  # a window's robust SD of log intervals below this is machine-regular
+    min_skew: float = 0.3  # a window's skewness below this is (near) symmetric jitter
+    skew_min_intervals: int = 80  # the shape rule needs this many intervals (three windows)
+    max_autocorr: float = 0.7  # a window's largest |autocorrelation| at lags 1-4 above this (humans < 0.6)
+    # A rule counts when more than this share of windows fail it: one odd stretch is not a robot.
+    failing_share: float = 0.5
+    min_digraph_f: float = 1.5  # letter pairs explain too little of the rhythm below this
+    digraph_min_repeats: int = 2  # a letter pair counts once typed this many times
+    # Intervals of repeated letter pairs the rule needs (about a 1,000-character passage): with
+    # fewer, chance alone spreads F too widely to tell a person from jitter.
+    digraph_min_intervals: int = 400
+
+    def __post_init__(self) -> None:
+        if self.window < 8 or not 4 <= self.min_intervals <= self.window:
+            raise ValueError("rhythm: window >= 8 and 4 <= min_intervals <= window")
+        if not 0.0 < self.failing_share <= 1.0:
+            raise ValueError("rhythm: failing_share in (0, 1]")
+
+
+DEFAULT_RHYTHM_LIMITS = RhythmLimits()
+
+
+@dataclass(frozen=True, slots=True)
+class Rhythm:
+    """The statistics of one keystroke log, and which rules it failed (empty = human)."""
+
+    windows: int
+    log_sd: float  # median over windows
+    skew: float | None  # median over windows; None with fewer than ``skew_min_intervals``
+    autocorr: float  # median over windows of the largest |r_k|, k = 1..4
+    digraph_f: float | None  # None with too few repeated letter pairs
+    failed: tuple[str, ...]
+
+
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    n = len(values)
+    mid = n // 2
+    return values[mid] if n % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def _window_stats(gaps: Sequence[int]) -> tuple[float, float, float]:
+    """(robust SD of log gaps, skewness of gaps, largest |autocorrelation| at lags 1-4)."""
+    n = len(gaps)
+    ordered = sorted(gaps)
+    # The interquartile range of log gaps over 1.349 (a normal's IQR in SDs): the log-normal
+    # fit's sigma, which a pause or two inside the window cannot inflate.
+    log_sd = math.log(ordered[(3 * n) // 4] / ordered[n // 4]) / 1.349
+    mean = sum(gaps) / n
+    dev = [g - mean for g in gaps]
+    sq = list(map(mul, dev, dev))  # map/mul: the sums run in C, this is the costly part
+    m2 = sum(sq) / n
+    if m2 <= 0:
+        return log_sd, 0.0, 1.0  # every gap the same: as regular as it gets
+    skew = sum(map(mul, sq, dev)) / n / m2**1.5
+    denom = m2 * n
+    auto = max(abs(sum(map(mul, dev, dev[k:]))) for k in range(1, 5)) / denom
+    return log_sd, skew, auto
+
+
+def _digraph_f(keys: str, times: Sequence[int], limits: RhythmLimits) -> float | None:
+    """One-way ANOVA F of log intervals grouped by the letter pair that ends at each key."""
+    groups: dict[str, list[int]] = {}
+    pause = limits.pause_ms
+    for a, b, gap in zip(keys, keys[1:], map(sub, times[1:], times), strict=False):
+        if 0 < gap <= pause and a != _BACKSPACE and b != _BACKSPACE:
+            group = groups.get(a + b)
+            if group is None:
+                groups[a + b] = [gap]
+            else:
+                group.append(gap)
+    kept = [list(map(math.log, g)) for g in groups.values() if len(g) >= limits.digraph_min_repeats]
+    k = len(kept)
+    n = sum(len(g) for g in kept)
+    if n < limits.digraph_min_intervals or k < 2:
+        return None
+    grand = sum(sum(g) for g in kept) / n
+    between = within = 0.0
+    for g in kept:
+        m = sum(g) / len(g)
+        between += len(g) * (m - grand) ** 2
+        within += sum((x - m) ** 2 for x in g)
+    if within <= 0:
+        return math.inf if between > 0 else 0.0
+    return (between / (k - 1)) / (within / (n - k))
+
+
+def rhythm(keys: str, times: Sequence[int], limits: RhythmLimits = DEFAULT_RHYTHM_LIMITS) -> Rhythm | None:
+    """The statistics of a keystroke log (keys aligned with times); None if too short to judge."""
+    gaps = [b - a for a, b in pairwise(times)]
+    # Zero gaps (two keys in one millisecond) count as 1 ms: log needs > 0, and they are fast.
+    kept = [max(1, g) for g in gaps if g <= limits.pause_ms]
+    n = len(kept)
+    if n < limits.min_intervals:
+        return None
+    w = limits.window
+    if n < w:
+        chunks = [kept]
+    else:
+        chunks = [kept[i : i + w] for i in range(0, n - w + 1, w)]
+        if n % w:
+            chunks.append(kept[-w:])  # the tail, overlapping the last full window
+    stats = [_window_stats(c) for c in chunks]
+    full = n >= limits.skew_min_intervals
+    share = limits.failing_share
+    failed: list[str] = []
+    if sum(s[0] < limits.min_log_sd for s in stats) > share * len(stats):
+        failed.append("spread")
+    if full and sum(s[1] < limits.min_skew for s in stats) > share * len(stats):
+        failed.append("shape")
+    if sum(s[2] > limits.max_autocorr for s in stats) > share * len(stats):
+        failed.append("periodic")
+    # A text shorter than the digraph rule's minimum cannot reach it: skip the grouping.
+    digraph_f = _digraph_f(keys, times, limits) if len(keys) > limits.digraph_min_intervals else None
+    if digraph_f is not None and digraph_f < limits.min_digraph_f:
+        failed.append("digraphs")
+    return Rhythm(
+        windows=len(stats),
+        log_sd=_median([s[0] for s in stats]),
+        skew=_median([s[1] for s in stats]) if full else None,
+        autocorr=_median([s[2] for s in stats]),
+        digraph_f=digraph_f,
+        failed=tuple(failed),
+    )
+
+
+def judge(keys: str, times: Sequence[int], limits: RhythmLimits = DEFAULT_RHYTHM_LIMITS) -> bool:
+    """True if the rhythm fails any rule (machine-made)."""
+    found = rhythm(keys, times, limits)
+    return found is not None and bool(found.failed)
