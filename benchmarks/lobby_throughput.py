@@ -192,6 +192,34 @@ def fmt(run: Run) -> str:
 # ---- main -----------------------------------------------------------------------------
 
 
+def sync_micro(rounds: int = 30, subjects: int = 2000) -> None:
+    """The lobby's CPU per subject of one rate-limit sync (``RateLimiter.sync``), against a
+    redis-server of its own: the part of a heartbeat that the wrk runs cannot isolate."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from lobby.ratelimit import RateLimiter
+
+    async def measure(url: str) -> float:
+        client = aioredis.Redis.from_url(url, socket_timeout=5)
+        limiter = RateLimiter(client, per_player=10**9, per_ip=0, window_s=60, sync_s=0.1)
+        spent = 0.0
+        for _ in range(rounds):
+            for i in range(subjects):
+                limiter.count_local([("player", f"p{i}", 10**9)])
+            started = time.process_time()
+            await limiter.sync()
+            spent += time.process_time() - started
+        await client.aclose()
+        return spent / rounds / subjects
+
+    with RedisServer() as redis:
+        per_subject = asyncio.run(measure(redis.url))
+    us = per_subject * 1e6
+    print(f"rate-limit sync: {us:.2f} us of lobby CPU per subject ({rounds} syncs of {subjects:,})")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=5.0, help="length of one wrk run (default 5)")
@@ -203,10 +231,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--profile", type=Path, help="py-spy profile in an extra run of the first scenario (.txt: raw stacks)"
     )
+    ap.add_argument("--sync-micro", action="store_true", help="only time one rate-limit sync per subject")
     ap.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)  # internal: run the bare server
     args = ap.parse_args(argv)
     if args.bare_server:
         bare_server(args.bare_server)
+        return 0
+    if args.sync_micro:
+        sync_micro()
         return 0
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install wrk")

@@ -30,7 +30,7 @@ from arena.rating import RatingStore
 from arena.redisutil import connect
 from arena.registry import NodeRegistry
 from arena.tickets import TicketStore
-from arena.tokens import TokenSigner
+from arena.tokens import PlayerTokenCache, TokenSigner
 from lobby import auth, history, nodes, presence, private_races, replay, static, tickets
 from lobby.auth import AccountStore, auth_middleware
 from lobby.context import LOBBY_KEY, Lobby
@@ -114,10 +114,14 @@ async def _lobby_context(app: web.Application) -> AsyncIterator[None]:
         )
         await limiter.start()
         stack.push_async_callback(_bounded, "ratelimit", limiter.stop)
+        signer = TokenSigner(settings.secrets.token_secret)
+        player_tokens = PlayerTokenCache(signer, max_size=settings.token_cache)
+        metrics.watch_token_cache(player_tokens.stats)
         app[LOBBY_KEY] = Lobby(
             settings=settings,
             metrics=metrics,
-            signer=TokenSigner(settings.secrets.token_secret),
+            signer=signer,
+            player_tokens=player_tokens,
             redis=redis,
             accounts=AccountStore(redis, scrypt_n=settings.scrypt_n),
             limiter=limiter,

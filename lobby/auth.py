@@ -167,7 +167,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     header = request.headers.get("Authorization")
     if header is not None:
         try:
-            request[PLAYER_KEY] = lobby_of(request).signer.verify_player(bearer_token(header))
+            request[PLAYER_KEY] = lobby_of(request).player_tokens.verify_player(bearer_token(header))
         except BearerError as exc:  # not exactly 'Bearer <token>' (arena.bearer)
             request[AUTH_ERROR_KEY] = TokenError(str(exc))
         except TokenError as exc:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # the handler modules import this one: only types here, no cy
     from arena.placement import NodePlacer
     from arena.rating import RatingStore
     from arena.tickets import TicketStore
-    from arena.tokens import TokenSigner
+    from arena.tokens import PlayerTokenCache, TokenSigner
     from lobby.auth import AccountStore
     from lobby.metrics import LobbyMetrics
     from lobby.nodes import NodeWatch
@@ -29,6 +29,7 @@ class Lobby:
     settings: LobbySettings
     metrics: LobbyMetrics
     signer: TokenSigner
+    player_tokens: PlayerTokenCache  # verify_player through a cache of verified tokens
     redis: aioredis.Redis
     accounts: AccountStore
     limiter: RateLimiter

@@ -6,9 +6,12 @@ limit scopes. Never a player, ticket, race id or invite code.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 _PREFIX = "arena_lobby"
 
@@ -21,7 +24,9 @@ class LobbyMetrics:
         # labels() takes a lock and builds a key each call: the children every request uses are
         # kept here (bounded like the labels: route templates x methods x statuses).
         self._answered: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._token_cache_stats: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0)
         r = self.registry
+        r.register(_TokenCacheCollector(lambda: self._token_cache_stats()))
         self.requests = Counter(
             f"{_PREFIX}_requests_total",
             "HTTP requests answered, by route template, method and status",
@@ -87,3 +92,26 @@ class LobbyMetrics:
             self._answered[(route, method, status)] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def watch_token_cache(self, stats: Callable[[], tuple[int, int, int]]) -> None:
+        """Report the token cache's (hits, misses, entries), read at scrape time (no hot-path cost)."""
+        self._token_cache_stats = stats
+
+
+class _TokenCacheCollector(Collector):
+    def __init__(self, stats: Callable[[], tuple[int, int, int]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        hits, misses, entries = self._stats()
+        lookups = CounterMetricFamily(
+            f"{_PREFIX}_token_cache_lookups",
+            "Player token verifications, by result (hit: already verified; miss: HMAC checked)",
+            labels=["result"],
+        )
+        lookups.add_metric(["hit"], hits)
+        lookups.add_metric(["miss"], misses)
+        yield lookups
+        yield GaugeMetricFamily(
+            f"{_PREFIX}_token_cache_entries", "Verified player tokens cached", value=entries
+        )

@@ -12,8 +12,13 @@ lobby down with it.
 round trip per request was 46 % of a heartbeat's CPU (py-spy, docs/PERFORMANCE.md), so the
 request path counts in memory: a subject is refused when what Redis held at the last sync plus
 what this lobby counted since is over the limit. Every ``sync_s`` one pipelined round trip adds
-each subject's new hits to the same Redis counters (``INCRBY`` + ``EXPIRE``) and reads back the
-totals, which bring in other lobbies' hits. So one lobby alone limits exactly as before; with
+each subject's new hits to the same Redis counters (``INCRBY``) and reads back the totals, which
+bring in other lobbies' hits. Only a counter that sync created (its total is the hits just added)
+gets its ``EXPIRE``, in a second batch: the sync's commands were half ``EXPIRE`` commands that changed
+nothing (issue 19). Keys carry their window, so a counter lives on past its window only by the
+slack of that one ``EXPIRE``; one whose ``EXPIRE`` failed is retried at the next sync.
+
+So one lobby alone limits exactly as before; with
 several, a subject can get through up to what it sends to the other lobbies in one sync period
 beyond its limit, per window. ``sync_s`` 0 counts every request in Redis at once (the old way).
 Login attempts are always counted at once (``count``).
@@ -74,6 +79,7 @@ class RateLimiter:
         self._window = 0
         self._known: dict[str, int] = {}
         self._pending: dict[str, int] = {}
+        self._expire_due: list[str] = []  # created by a sync whose EXPIRE failed: retried next time
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
@@ -148,11 +154,11 @@ class RateLimiter:
         window, known = self._window, self._known
         live = list(self._pending.items())
         self._pending = {}
-        if not live:
+        if not live and not self._expire_due:
             return 0
-        commands: list[Command] = []
-        for key, hits in live:
-            commands += [("INCRBY", key, hits), ("EXPIRE", key, self.window_s + 1)]
+        ttl = self.window_s + 1
+        commands: list[Command] = [("INCRBY", key, hits) for key, hits in live]
+        commands += [("EXPIRE", key, ttl) for key in self._expire_due]
         try:
             results = await run_batch(self._redis, commands)
         except BaseException:
@@ -160,8 +166,18 @@ class RateLimiter:
                 for key, hits in live:
                     self._pending[key] = self._pending.get(key, 0) + hits
             raise
-        for i, (key, _) in enumerate(live):
-            known[key] = int(results[2 * i])  # a window that ended meanwhile: a dict nobody reads
+        self._expire_due = []
+        created: list[str] = []
+        for (key, hits), total in zip(live, results, strict=False):
+            known[key] = int(total)  # a window that ended meanwhile: a dict nobody reads
+            if int(total) == hits:  # this INCRBY created the counter: it has no lifetime yet
+                created.append(key)
+        if created:
+            try:
+                await run_batch(self._redis, [("EXPIRE", key, ttl) for key in created])
+            except BaseException:
+                self._expire_due = created
+                raise
         return len(live)
 
     async def count(self, limits: Sequence[tuple[str, str, int]]) -> Verdict:

@@ -28,6 +28,10 @@ class LobbySettings:
     host: str = "127.0.0.1"  # ARENA_LOBBY_HOST: listen address
     port: int = 8000  # ARENA_LOBBY_PORT
     token_ttl_s: int = 86400  # ARENA_LOBBY_TOKEN_TTL_S: lifetime of a player token (guest or named)
+    # ARENA_LOBBY_TOKEN_CACHE: verified player tokens kept (arena.tokens.PlayerTokenCache, ~0.5 KB
+    # each); a token seen again skips its HMAC. Hits need it to hold every player who calls this
+    # lobby within one heartbeat interval. 0 = off.
+    token_cache: int = 100_000
     # ARENA_LOBBY_RATE_PER_PLAYER: requests per window per player (the seeds: 100 a minute); 0 = off
     rate_per_player: int = 100
     rate_per_ip: int = 1000  # ARENA_LOBBY_RATE_PER_IP: requests per window per client IP; 0 = off
@@ -73,6 +77,8 @@ class LobbySettings:
             raise SettingsError("ARENA_LOBBY_REGIONS must name at least one region")
         if self.token_ttl_s < 60:
             raise SettingsError("ARENA_LOBBY_TOKEN_TTL_S must be at least 60")
+        if not 0 <= self.token_cache <= 10_000_000:
+            raise SettingsError("ARENA_LOBBY_TOKEN_CACHE must be between 0 and 10000000")
         if min(self.rate_per_player, self.rate_per_ip, self.login_attempts) < 0 or self.rate_window_s < 1:
             raise SettingsError("rate limits must be >= 0 and ARENA_LOBBY_RATE_WINDOW_S >= 1")
         if not 0 <= self.rate_sync_ms <= 10_000:
@@ -103,6 +109,7 @@ class LobbySettings:
             host=env_str(env, "ARENA_LOBBY_HOST", d.host),
             port=env_int(env, "ARENA_LOBBY_PORT", d.port),
             token_ttl_s=env_int(env, "ARENA_LOBBY_TOKEN_TTL_S", d.token_ttl_s),
+            token_cache=env_int(env, "ARENA_LOBBY_TOKEN_CACHE", d.token_cache),
             rate_per_player=env_int(env, "ARENA_LOBBY_RATE_PER_PLAYER", d.rate_per_player),
             rate_per_ip=env_int(env, "ARENA_LOBBY_RATE_PER_IP", d.rate_per_ip),
             rate_window_s=env_int(env, "ARENA_LOBBY_RATE_WINDOW_S", d.rate_window_s),

@@ -3,7 +3,7 @@
 import pytest
 
 from arena.ids import NodeId, PlayerId, RaceId
-from arena.tokens import TokenError, TokenSigner
+from arena.tokens import PlayerTokenCache, TokenError, TokenSigner
 
 SECRET = b"0123456789abcdef0123"
 
@@ -65,3 +65,60 @@ def test_kinds_are_not_interchangeable() -> None:
 def test_short_secret_is_refused() -> None:
     with pytest.raises(ValueError):
         TokenSigner(b"short")
+
+
+# ---- PlayerTokenCache ------------------------------------------------------------------
+
+
+def test_cache_returns_the_same_player_and_counts_hits() -> None:
+    signer = TokenSigner(SECRET, FakeClock(1000))
+    cache = PlayerTokenCache(signer, max_size=8)
+    token = signer.sign_player(PlayerId("p1"), "ada", ttl_s=60, guest=True)
+    first, second = cache.verify_player(token), cache.verify_player(token)
+    assert first == second == signer.verify_player(token)
+    assert cache.stats() == (1, 1, 1)
+
+
+def test_cached_token_still_expires_on_time() -> None:
+    clock = FakeClock(1000)
+    signer = TokenSigner(SECRET, clock)
+    cache = PlayerTokenCache(signer, max_size=8)
+    token = signer.sign_player(PlayerId("p1"), "ada", ttl_s=10, guest=True)
+    cache.verify_player(token)
+    clock.now = 1010  # the expiry second itself is still valid, as uncached
+    assert cache.verify_player(token).player_id == "p1"
+    clock.now = 1011
+    with pytest.raises(TokenError, match="expired") as info:
+        cache.verify_player(token)
+    assert info.value.expired
+    with pytest.raises(TokenError, match="expired"):  # and every time after
+        cache.verify_player(token)
+
+
+def test_bad_tokens_are_never_cached_and_a_changed_byte_is_checked() -> None:
+    signer = TokenSigner(SECRET, FakeClock(1000))
+    cache = PlayerTokenCache(signer, max_size=8)
+    good = signer.sign_player(PlayerId("p1"), "ada", ttl_s=60, guest=True)
+    cache.verify_player(good)
+    version, body, mac = good.split(".")
+    altered_mac = f"{version}.{body}.{'A' if mac[0] != 'A' else 'B'}{mac[1:]}"
+    join = signer.sign_join(PlayerId("p1"), "ada", RaceId("r1"), NodeId("n1"), ttl_s=60)
+    forged = TokenSigner(b"another-secret-of-16+", FakeClock(1000)).sign_player(
+        PlayerId("p1"), "ada", ttl_s=60, guest=True
+    )
+    for bad in (altered_mac, good + "A", join, forged, "garbage"):
+        for _ in range(2):  # a second try is not a hit either
+            with pytest.raises(TokenError):
+                cache.verify_player(bad)
+    assert cache.stats()[2] == 1  # only the good token is kept
+
+
+def test_cache_is_bounded_and_can_be_off() -> None:
+    signer = TokenSigner(SECRET, FakeClock(1000))
+    cache = PlayerTokenCache(signer, max_size=4)
+    tokens = [signer.sign_player(PlayerId(f"p{i}"), "ada", ttl_s=60, guest=True) for i in range(10)]
+    assert [cache.verify_player(token).player_id for token in tokens] == [f"p{i}" for i in range(10)]
+    assert cache.stats()[2] == 4
+    off = PlayerTokenCache(signer, max_size=0)
+    assert off.verify_player(tokens[0]).player_id == "p0"
+    assert off.stats() == (0, 0, 0)

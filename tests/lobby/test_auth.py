@@ -104,3 +104,16 @@ async def test_bad_bodies_are_json_400s(api: Api) -> None:
         reply = await api.call("POST", path, raw=raw)
         assert reply.status == 400, (path, raw, reply.body)
         assert reply.body["error"] == code and reply.body["reason"], (raw, reply.body)
+
+
+async def test_a_token_used_again_is_a_cache_hit_and_still_checked(api: Api) -> None:
+    """The second use of a token skips its HMAC (counted); an altered copy is still refused."""
+    token = (await api.guest())["token"]
+    for _ in range(3):
+        (await api.call("POST", "/v1/presence", token=token, body={"region": "local"})).ok(202)
+    tampered = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
+    reply = await api.call("POST", "/v1/presence", token=tampered, body={"region": "local"})
+    assert reply.status == 401 and reply.body["error"] == "bad_token", reply.body
+    text = (await api.call("GET", "/metrics")).body
+    assert 'arena_lobby_token_cache_lookups_total{result="hit"} 2.0' in text, text
+    assert "arena_lobby_token_cache_entries 1.0" in text

@@ -139,3 +139,24 @@ async def test_batched_sync_failure_keeps_the_hits(redis: aioredis.Redis) -> Non
     assert not (await limiter.check("1.1.1.1", "p1")).allowed  # the hits stayed counted here
     await broken.aclose()
     closed.close()
+
+
+async def test_batched_sync_expires_only_the_counters_it_creates(redis: aioredis.Redis) -> None:
+    """The sync that creates a counter gives it its lifetime; later syncs only add to it (one
+    command per subject); a counter lost from Redis (a restart) is created with a lifetime again."""
+    now = time.time()  # one window throughout, even across a minute boundary
+    limiter = RateLimiter(redis, per_player=100, per_ip=0, window_s=60, clock=lambda: now, sync_s=0.1)
+    assert (await limiter.check("1.1.1.1", "p1")).allowed
+    await limiter.sync()
+    key = f"ratelimit:player:p1:{int(now // 60)}"
+    first = await redis.pttl(key)
+    assert 60_000 <= first <= 61_000
+    await asyncio.sleep(0.3)
+    assert (await limiter.check("1.1.1.1", "p1")).allowed
+    await limiter.sync()
+    assert int(await redis.get(key)) == 2
+    assert await redis.pttl(key) <= first - 200  # not pushed back by a second EXPIRE
+    await redis.delete(key)
+    assert (await limiter.check("1.1.1.1", "p1")).allowed
+    await limiter.sync()
+    assert int(await redis.get(key)) == 1 and 60_000 <= await redis.pttl(key) <= 61_000

@@ -1,8 +1,11 @@
 """run_batch: many commands in one write, raw replies in order; a failed batch leaves the pool usable."""
 
+import time
+
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lobby.redisbatch import run_batch
 
@@ -29,3 +32,22 @@ async def test_an_error_reply_raises_and_the_pool_still_works(redis: aioredis.Re
 async def test_chunks_keep_the_order(redis: aioredis.Redis) -> None:
     replies = await run_batch(redis, [("INCRBY", "rb:c", 1) for _ in range(10)], chunk=3)
     assert replies == list(range(1, 11))
+
+
+
+async def test_a_silent_server_times_out_as_a_redis_error(redis: aioredis.Redis) -> None:
+    """One deadline per chunk (the client's socket_timeout): a server that does not answer gives
+    redis-py's TimeoutError, which the sync loops catch as a RedisError, not asyncio's."""
+    kwargs = redis.connection_pool.connection_kwargs
+    impatient = aioredis.Redis(host=kwargs["host"], port=kwargs["port"], socket_timeout=0.3)
+    try:
+        await impatient.ping()  # connected before the pause
+        await redis.execute_command("CLIENT", "PAUSE", 1500, "WRITE")  # writes wait 1.5 s
+        started = time.monotonic()
+        with pytest.raises(RedisTimeoutError):
+            await run_batch(impatient, [("SET", "paused", "v")] * 3)
+        assert time.monotonic() - started < 1.2
+    finally:
+        await redis.execute_command("CLIENT", "UNPAUSE")
+        await impatient.aclose()
+    assert await run_batch(redis, [("SET", "paused", "v")]) == [b"OK"]
