@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 
 from tests.e2e.conftest import shot
+from tests.e2e.pages import key_gap_s
 from tests.lobby.conftest import RunningLobby
 
 pytestmark = pytest.mark.timeout(90)
@@ -44,13 +45,13 @@ def race_in_browser(driver: Any, url: str) -> dict[str, Any]:
     WebDriverWait(driver, 15).until(lambda d: d.find_element(By.ID, "passage").text.strip())
     passage = driver.execute_script("return document.getElementById('passage-plain').textContent")
     shot(driver, "03-countdown")
-    # Wait for "Go!" (server clock), then type like a fast human: ~100-140 WPM, irregular gaps.
+    # Wait for "Go!" (server clock), then type like a fast human: ~100-140 WPM, log-normal gaps.
     WebDriverWait(driver, 15).until(lambda d: d.find_element(By.ID, "countdown").text.startswith("Go"))
     box = driver.find_element(By.ID, "typing")
     rng = random.Random(7)
     for i, ch in enumerate(passage):
         box.send_keys(ch)
-        time.sleep(rng.uniform(0.05, 0.13))
+        time.sleep(key_gap_s(rng))
         if i == len(passage) // 2:
             shot(driver, "04-typing")
     wait_for(driver, "#screen-results", timeout=20)
