@@ -70,7 +70,7 @@ def build_app(settings: LobbySettings, metrics: LobbyMetrics | None = None) -> w
     private_races.add_routes(router)
     presence.add_routes(router)
     history.add_routes(router)
-    replay.setup(app, app[METRICS_KEY].registry)
+    replay.setup(app, settings.replay_cache_bytes, app[METRICS_KEY].registry)
     static.setup(app)
     nodes.add_routes(router)
     return app

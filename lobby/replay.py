@@ -6,7 +6,7 @@ then null). Each racer's keystroke log is decoded to ``[{t_ms, key}]`` (``lobby.
 turns that into their text at any instant). A stored race never changes, so the answer is
 cacheable: a weak ETag (a digest of the body) and a long ``Cache-Control``; a request whose
 ``If-None-Match`` names it gets 304 without a body. For the same reason the lobby keeps the
-encoded replays it served last, as JSON and gzipped (``ReplayCache``, ``REPLAY_CACHE_BYTES``):
+encoded replays it served last, as JSON and gzipped (``ReplayCache``, ``ARENA_LOBBY_REPLAY_CACHE_BYTES``):
 a shared replay link then costs neither PostgreSQL nor encoding nor compression (a marathon's
 is ~15 ms and ~5 ms of CPU).
 """
@@ -292,7 +292,10 @@ def _quality(params: str) -> float:
     return 1.0
 
 
-def setup(app: web.Application, registry: CollectorRegistry | None = None) -> None:
-    """Mount the route, with the app's replay cache (its metrics in ``registry``)."""
-    app[REPLAY_CACHE_KEY] = ReplayCache(REPLAY_CACHE_BYTES, registry)
+def setup(
+    app: web.Application, cache_bytes: int = REPLAY_CACHE_BYTES, registry: CollectorRegistry | None = None
+) -> None:
+    """Mount the route, with the app's replay cache of ``cache_bytes`` (ARENA_LOBBY_REPLAY_CACHE_BYTES;
+    its metrics in ``registry``)."""
+    app[REPLAY_CACHE_KEY] = ReplayCache(cache_bytes, registry)
     app.router.add_get("/v1/races/{race_id}/replay", replay)

@@ -32,6 +32,9 @@ class LobbySettings:
     # each); a token seen again skips its HMAC. Hits need it to hold every player who calls this
     # lobby within one heartbeat interval. 0 = off.
     token_cache: int = 100_000
+    # ARENA_LOBBY_REPLAY_CACHE_BYTES: encoded replays kept per lobby (JSON and gzip, least recently
+    # used out first); a marathon of 5 is about 250 kB. 0 = off.
+    replay_cache_bytes: int = 32 * 1024 * 1024
     # ARENA_LOBBY_RATE_PER_PLAYER: requests per window per player (the seeds: 100 a minute); 0 = off
     rate_per_player: int = 100
     rate_per_ip: int = 1000  # ARENA_LOBBY_RATE_PER_IP: requests per window per client IP; 0 = off
@@ -79,6 +82,8 @@ class LobbySettings:
             raise SettingsError("ARENA_LOBBY_TOKEN_TTL_S must be at least 60")
         if not 0 <= self.token_cache <= 10_000_000:
             raise SettingsError("ARENA_LOBBY_TOKEN_CACHE must be between 0 and 10000000")
+        if not 0 <= self.replay_cache_bytes <= 16 * 1024**3:
+            raise SettingsError("ARENA_LOBBY_REPLAY_CACHE_BYTES must be between 0 and 17179869184")
         if min(self.rate_per_player, self.rate_per_ip, self.login_attempts) < 0 or self.rate_window_s < 1:
             raise SettingsError("rate limits must be >= 0 and ARENA_LOBBY_RATE_WINDOW_S >= 1")
         if not 0 <= self.rate_sync_ms <= 10_000:
@@ -110,6 +115,7 @@ class LobbySettings:
             port=env_int(env, "ARENA_LOBBY_PORT", d.port),
             token_ttl_s=env_int(env, "ARENA_LOBBY_TOKEN_TTL_S", d.token_ttl_s),
             token_cache=env_int(env, "ARENA_LOBBY_TOKEN_CACHE", d.token_cache),
+            replay_cache_bytes=env_int(env, "ARENA_LOBBY_REPLAY_CACHE_BYTES", d.replay_cache_bytes),
             rate_per_player=env_int(env, "ARENA_LOBBY_RATE_PER_PLAYER", d.rate_per_player),
             rate_per_ip=env_int(env, "ARENA_LOBBY_RATE_PER_IP", d.rate_per_ip),
             rate_window_s=env_int(env, "ARENA_LOBBY_RATE_WINDOW_S", d.rate_window_s),
