@@ -6,6 +6,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from gameserver.reaper import NODE_LOST_REASON
 from tests.conftest import NodeFactory
 from tests.tournaments.checks import check_bracket, heat_records, outbox
 from tests.tournaments.conftest import (
@@ -72,7 +73,10 @@ async def test_heat_on_a_killed_node_is_rerun(
     again = {p["player_id"] for h in lost for p in h["players"]}
     assert all(len(run.races) >= 2 for run in done if run.player_id in again)
     matches, _ = await outbox(redis)
-    assert not lost_races & {r.match_id for _, r in matches}  # the dead node never reported it
+    # the dead node never reported it; a live node's reaper wrote it once, as aborted (issue 15)
+    reaped = [r for _, r in matches if r.match_id in lost_races]
+    assert sorted(r.match_id for r in reaped) == sorted(lost_races)
+    assert all((r.state, r.reason) == ("aborted", NODE_LOST_REASON) for r in reaped)
     check_bracket(final, heat_records(matches, tid))
 
 
