@@ -5,7 +5,8 @@ Keys: ``leaderboard:{race_type}:daily:{YYYY-MM-DD}``, ``...:weekly:{YYYY-Www}`` 
 late or replayed result lands on the right board. Member: player id. Score: best WPM with
 accuracy as the tie break, packed into one number (``score``). Updates use ``ZADD GT``: a
 result only ever raises a score, so applying one twice, or out of order, changes nothing.
-Only valid finishes of ranked race types count.
+Only valid finishes of ranked race types count, and none held for review (``ARENA_REVIEW_WPM``,
+persistence/review.py): an operator's release offers a held result to its boards later.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ class Timeframe(StrEnum):
 def counts_for_ranking(p: ParticipantRecord) -> bool:
     """Only valid finishes are ranked (here, and in tournament standings)."""
     return p.valid and p.status == "finished"
+
+
+def ranked_at_ingestion(p: ParticipantRecord, settings: ReadSideSettings) -> bool:
+    """A valid finish below the review threshold; one at or above it is held (persistence/review.py)."""
+    return counts_for_ranking(p) and p.wpm < settings.review_wpm
 
 
 def score(wpm: float, accuracy: float) -> float:
@@ -98,7 +104,7 @@ def record_placements(record: MatchRecord, settings: ReadSideSettings) -> list[P
     return [
         Placement(key, p.player_id, p.name, score(p.wpm, p.accuracy), expiry)
         for p in record.participants
-        if counts_for_ranking(p)
+        if ranked_at_ingestion(p, settings)
         for key, expiry in boards
     ]
 
@@ -137,7 +143,7 @@ class LeaderboardWriter:
             if not boards:
                 continue
             for p in r.participants:
-                if counts_for_ranking(p):
+                if ranked_at_ingestion(p, self._settings):
                     value = score(p.wpm, p.accuracy)
                     names[p.player_id] = p.name
                     for key, at in boards:

@@ -117,6 +117,14 @@ class ReadSideSettings:
     weekly_keep_weeks: int = 5  # ARENA_LEADERBOARD_WEEKLY_KEEP_WEEKS: likewise for weekly boards
     # ARENA_LEADERBOARD_RACE_TYPES: comma-separated; custom texts are not comparable, so not ranked.
     race_types: tuple[str, ...] = ("quick", "standard", "marathon")
+    # ARENA_REVIEW_WPM: a valid finish at or above this many WPM is stored 'held' and kept off the
+    # leaderboards until an operator releases it (persistence/review.py; 100 to 1000). 200: no honest
+    # typist of the fair-play benchmark reaches it, and 180 WPM honest results are never held.
+    review_wpm: float = 200.0
+
+    def __post_init__(self) -> None:
+        if not 100 <= self.review_wpm <= 1000:
+            raise SettingsError("ARENA_REVIEW_WPM must be between 100 and 1000")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ReadSideSettings:
@@ -128,6 +136,7 @@ class ReadSideSettings:
             daily_keep_days=env_int(env, "ARENA_LEADERBOARD_DAILY_KEEP_DAYS", d.daily_keep_days),
             weekly_keep_weeks=env_int(env, "ARENA_LEADERBOARD_WEEKLY_KEEP_WEEKS", d.weekly_keep_weeks),
             race_types=tuple(t.strip() for t in raw_types.split(",") if t.strip()),
+            review_wpm=env_float(env, "ARENA_REVIEW_WPM", d.review_wpm),
         )
 
 

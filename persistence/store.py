@@ -30,6 +30,7 @@ from arena.results import MatchRecord, ParticipantRecord, TournamentFinalRecord
 from persistence import keylog
 from persistence.errors import Dependency, DependencyDown, describe, postgres_rejects_data
 from persistence.leaderboards import counts_for_ranking
+from persistence.review import review_state
 from persistence.times import opt_datetime, to_datetime
 
 log = structlog.get_logger(__name__)
@@ -147,26 +148,28 @@ STANDING_FIELDS = ("rank", "player_id", "name", "seed", "rating", "last_round", 
 PARTICIPANT_COLUMNS = (
     "race_id", "player_id", "created_at", "name", "place", "status", "valid", "flags", "wpm", "raw_wpm",
     "accuracy", "consistency", "correct_chars", "typed_chars", "errors", "elapsed_ms", "joined_at",
-    "finished_at", "keylog",
+    "finished_at", "keylog", "review_state",
 )  # fmt: skip
 
 ParticipantRow = tuple[
     str, str, datetime, str, int | None, str, bool, list[str], float, float, float, float,
-    int, int, int, int, datetime | None, datetime | None, bytes,
+    int, int, int, int, datetime | None, datetime | None, bytes, str,
 ]  # fmt: skip
 
 
-def participant_rows(record: MatchRecord) -> list[ParticipantRow]:
+def participant_rows(record: MatchRecord, review_wpm: float) -> list[ParticipantRow]:
     ended = to_datetime(record.ended_at)
-    return [participant_row(record.match_id, ended, p) for p in record.participants]
+    return [participant_row(record.match_id, ended, p, review_wpm) for p in record.participants]
 
 
-def participant_row(match_id: str, ended: datetime, p: ParticipantRecord) -> ParticipantRow:
+def participant_row(
+    match_id: str, ended: datetime, p: ParticipantRecord, review_wpm: float
+) -> ParticipantRow:
     return (
         match_id, p.player_id, ended, p.name, p.place, p.status, p.valid,
         p.flags, float(p.wpm), float(p.raw_wpm), float(p.accuracy), float(p.consistency), p.correct_chars,
         p.typed_chars, p.errors, p.elapsed_ms, opt_datetime(p.joined_at), opt_datetime(p.finished_at),
-        keylog.encode(p.keys, p.key_times),
+        keylog.encode(p.keys, p.key_times), review_state(p, review_wpm).value,
     )  # fmt: skip
 
 
@@ -178,8 +181,9 @@ class WriteResult:
 
 
 class PostgresStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, review_wpm: float = 200.0) -> None:
         self._pool = pool
+        self._review_wpm = review_wpm  # ReadSideSettings.review_wpm: at or above, a result is held
         self._months: set[date] = set()  # partitions known to exist
         self._months_lock = asyncio.Lock()  # workers of one process share this store
 
@@ -223,7 +227,7 @@ class PostgresStore:
         heats = [r for r in records if r.tournament_id is not None]
         # Built before the transaction: it is CPU work (the keystroke logs), and a record whose
         # values cannot be converted fails here, before anything is sent.
-        prepared = {r.match_id: participant_rows(r) for r in records}
+        prepared = {r.match_id: participant_rows(r, self._review_wpm) for r in records}
         async with self._pool.acquire() as conn:
             if heats:
                 await self._ensure_tournaments(conn, heats)

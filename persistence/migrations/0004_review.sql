@@ -1,0 +1,8 @@
+-- Held for review (docs/FAIRPLAY.md, "Held for review"): a valid finish at or above
+-- ARENA_REVIEW_WPM is stored 'held' and kept off the leaderboards until an operator releases
+-- ('released': ranked from then on) or rejects it ('rejected': never ranked). Existing rows are 'clear'.
+ALTER TABLE race_participants
+    ADD COLUMN review_state text NOT NULL DEFAULT 'clear'
+        CHECK (review_state IN ('clear', 'held', 'released', 'rejected'));
+-- The review queue is small; the operator's list reads it by end time.
+CREATE INDEX race_participants_held ON race_participants (created_at) WHERE review_state = 'held';
