@@ -50,6 +50,7 @@ from persistence.metrics import PersistenceMetrics
 from persistence.publisher import KafkaPublisher, PublishBatch
 from persistence.ratings import RatingCatchUp
 from persistence.recent import RecentCache
+from persistence.review import ReleasedResult, released_placements
 from persistence.settings import ConsumerSettings
 from persistence.store import PostgresStore
 
@@ -123,8 +124,13 @@ class ReadSide:
     ratings: RatingCatchUp
     redis: aioredis.Redis
 
-    async def apply(self, records: Sequence[MatchRecord]) -> int:
-        """Boards and recent results in one pipeline, then ratings a node missed (how many)."""
+    async def apply(self, records: Sequence[MatchRecord], released: Sequence[ReleasedResult] = ()) -> int:
+        """Boards and recent results in one pipeline, then ratings a node missed (how many).
+
+        ``released``: results an operator released from review, offered to their boards now.
+        """
+        if released:
+            await self.leaderboards.offer(released_placements(released, self.leaderboards.settings))
         if not records:
             return 0
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -362,7 +368,9 @@ class OutboxConsumer:
             # Races and heats only: a tournament's final result has no board, recent result or rating.
             records = [m.record for m in matches if isinstance(m.record, MatchRecord)]
             with self._metrics.stage_seconds.labels("readside").time():
-                rated = await self._retry(Dependency.REDIS, lambda: self._readside.apply(records))
+                rated = await self._retry(
+                    Dependency.REDIS, lambda: self._readside.apply(records, written.released)
+                )
             self._metrics.ratings_caught_up.inc(rated)
             publish = PublishBatch(self._publisher, matches)
             with self._metrics.stage_seconds.labels("kafka").time():

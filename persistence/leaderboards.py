@@ -113,6 +113,7 @@ class LeaderboardWriter:
     def __init__(self, redis: aioredis.Redis, settings: ReadSideSettings) -> None:
         self._redis = redis
         self._settings = settings
+        self.settings = settings
 
     async def apply(self, records: Sequence[MatchRecord]) -> None:
         """Offer every valid finish of these records to its boards."""

@@ -30,7 +30,7 @@ from arena.results import MatchRecord, ParticipantRecord, TournamentFinalRecord
 from persistence import keylog
 from persistence.errors import Dependency, DependencyDown, describe, postgres_rejects_data
 from persistence.leaderboards import counts_for_ranking
-from persistence.review import review_state
+from persistence.review import ReleasedResult, ReviewDecisionRecord, review_state
 from persistence.times import opt_datetime, to_datetime
 
 log = structlog.get_logger(__name__)
@@ -128,6 +128,30 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::int[], $
                      $8::text[])
 """
 
+# Review decisions (persistence/review.py): the decision row is the idempotency key; only a new
+# one moves its result out of 'held'. Released results are read back every time (a re-delivered
+# decision offers its result to the boards again: the offer is idempotent, a lost one is not).
+_INSERT_DECISIONS = """
+INSERT INTO review_decisions (race_id, player_id, decision, reason, decided_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
+ON CONFLICT (race_id, player_id) DO NOTHING
+RETURNING race_id, player_id, decision
+"""
+
+_APPLY_DECISIONS = """
+UPDATE race_participants AS p SET review_state = u.decision
+FROM unnest($1::text[], $2::text[], $3::text[]) AS u(race_id, player_id, decision)
+WHERE p.race_id = u.race_id AND p.player_id = u.player_id AND p.review_state = 'held'
+"""
+
+_RELEASED = """
+SELECT r.race_type, p.race_id, p.player_id, p.name, p.wpm, p.accuracy, p.created_at
+FROM unnest($1::text[], $2::text[]) AS u(race_id, player_id)
+JOIN race_participants p ON p.race_id = u.race_id AND p.player_id = u.player_id
+JOIN races r ON r.race_id = p.race_id
+WHERE p.review_state = 'released' AND p.valid AND p.status = 'finished'
+"""
+
 # Where each record field is stored (the tests check that none is forgotten).
 RACE_FIELDS = (
     "match_id", "kind", "race_type", "state", "reason", "node_id", "passage_id", "passage_chars",
@@ -178,6 +202,7 @@ class WriteResult:
     inserted: set[str] = field(default_factory=set)  # match ids this call stored (finals included)
     rejected: dict[str, str] = field(default_factory=dict)  # match id -> why PostgreSQL refused it
     participant_rows: int = 0
+    released: list[ReleasedResult] = field(default_factory=list)  # to offer to the boards
 
 
 class PostgresStore:
@@ -187,7 +212,9 @@ class PostgresStore:
         self._months: set[date] = set()  # partitions known to exist
         self._months_lock = asyncio.Lock()  # workers of one process share this store
 
-    async def write(self, records: Sequence[MatchRecord | TournamentFinalRecord]) -> WriteResult:
+    async def write(
+        self, records: Sequence[MatchRecord | TournamentFinalRecord | ReviewDecisionRecord]
+    ) -> WriteResult:
         """Store a batch; a record PostgreSQL refuses is isolated and reported, not raised.
 
         Raises ``DependencyDown`` when PostgreSQL cannot be reached (nothing is lost: the
@@ -209,6 +236,7 @@ class PostgresStore:
             result.inserted |= one.inserted
             result.rejected |= one.rejected
             result.participant_rows += one.participant_rows
+            result.released += one.released
         return result
 
     async def ensure_months(self, days: Sequence[date]) -> None:
@@ -220,9 +248,13 @@ class PostgresStore:
                 await conn.execute("SELECT ensure_results_partition($1)", month)
                 self._months.add(month)
 
-    async def _write(self, batch: Sequence[MatchRecord | TournamentFinalRecord]) -> WriteResult:
+    async def _write(
+        self, batch: Sequence[MatchRecord | TournamentFinalRecord | ReviewDecisionRecord]
+    ) -> WriteResult:
         records = [r for r in batch if isinstance(r, MatchRecord)]
         finals = [r for r in batch if isinstance(r, TournamentFinalRecord)]
+        decisions = [r for r in batch if isinstance(r, ReviewDecisionRecord)]
+        released: list[ReleasedResult] = []
         await self.ensure_months([to_datetime(r.ended_at).date() for r in records])
         heats = [r for r in records if r.tournament_id is not None]
         # Built before the transaction: it is CPU work (the keystroke logs), and a record whose
@@ -249,7 +281,35 @@ class PostgresStore:
                         await conn.execute(_UPSERT_STANDINGS, *_standing_columns(new_heats))
                 if finals:
                     inserted |= await self._write_finals(conn, finals)
-        return WriteResult(inserted=inserted, participant_rows=len(participants))
+                if decisions:
+                    new_decisions, released = await self._write_decisions(conn, decisions)
+                    inserted |= new_decisions
+        return WriteResult(inserted=inserted, participant_rows=len(participants), released=released)
+
+    async def _write_decisions(
+        self, conn: PoolConnectionProxy, decisions: Sequence[ReviewDecisionRecord]
+    ) -> tuple[set[str], list[ReleasedResult]]:
+        """Inside the batch's transaction: the decisions that were new, and every released result."""
+        rows = await conn.fetch(
+            _INSERT_DECISIONS,
+            [d.race_id for d in decisions],
+            [d.player_id for d in decisions],
+            [d.decision for d in decisions],
+            [d.reason for d in decisions],
+            [to_datetime(d.decided_at) for d in decisions],
+        )
+        if rows:
+            await conn.execute(
+                _APPLY_DECISIONS,
+                [r["race_id"] for r in rows],
+                [r["player_id"] for r in rows],
+                [r["decision"] for r in rows],
+            )
+        new = {(r["race_id"], r["player_id"]) for r in rows}
+        inserted = {d.match_id for d in decisions if (d.race_id, d.player_id) in new}
+        releases = [d for d in decisions if d.decision == "released"]
+        found = await conn.fetch(_RELEASED, [d.race_id for d in releases], [d.player_id for d in releases])
+        return inserted, [ReleasedResult(**dict(r)) for r in found]
 
     async def _write_finals(
         self, conn: PoolConnectionProxy, finals: Sequence[TournamentFinalRecord]

@@ -6,3 +6,16 @@ ALTER TABLE race_participants
         CHECK (review_state IN ('clear', 'held', 'released', 'rejected'));
 -- The review queue is small; the operator's list reads it by end time.
 CREATE INDEX race_participants_held ON race_participants (created_at) WHERE review_state = 'held';
+
+-- One operator decision per held result (outbox kind "review_decision", persistence/review.py).
+-- The primary key is the idempotency key: a decision is inserted ON CONFLICT DO NOTHING, and only
+-- a new one moves its result out of 'held'; a later, different decision changes nothing.
+CREATE TABLE review_decisions (
+    race_id    text NOT NULL,
+    player_id  text NOT NULL,
+    decision   text NOT NULL CHECK (decision IN ('released', 'rejected')),
+    reason     text NOT NULL,
+    decided_at timestamptz NOT NULL,
+    stored_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (race_id, player_id)
+);

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import io
 import random
 from datetime import UTC, datetime
 
+import msgpack
 import pytest
 import redis.asyncio as aioredis
 
-from arena.keys import leaderboard
+from arena.keys import OUTBOX_STREAM, leaderboard
 from arena.results import MatchRecord
 from arena.settings import SettingsError
+from ops.review import main as review_main
 from persistence import synthetic
+from persistence.entries import Entry, PoisonEntry, decode
 from persistence.leaderboards import record_placements
-from persistence.review import ReviewState, review_state
+from persistence.review import REVIEW_KIND, ReviewDecisionRecord, ReviewState, keystroke_stats, review_state
 from persistence.settings import ReadSideSettings
 from persistence.times import to_ms
 from tests.persistence.conftest import ServiceFactory
-from tests.persistence.helpers import Env, db_count, drained, push, wait_until
+from tests.persistence.helpers import Env, db_count, drained, kafka_messages, push, wait_until
 
 SETTINGS = ReadSideSettings()
 NOW = to_ms(datetime.now(UTC))
@@ -70,3 +75,100 @@ async def test_a_250_wpm_result_is_held_and_a_150_wpm_one_is_ranked(
     assert await db_count(env.dsn, held, "clear", "dee") == 1
     board = await redis.zrange(leaderboard("quick", "alltime", ""), 0, -1)
     assert board == [b"dee"]
+
+
+def test_keystroke_stats_summarise_the_intervals() -> None:
+    s = keystroke_stats("ab\bcd", [100, 200, 300, 400, 900])  # gaps 100, 100, 100, 500
+    assert (s.keys, s.backspaces, s.interval_mean_ms, s.interval_min_ms) == (5, 1, 200.0, 100)
+    assert s.interval_sd_ms == pytest.approx(173.2, abs=0.1)
+    assert s.interval_skew > 1  # one long pause: right-skewed, as people are
+    assert keystroke_stats("a", [50]).interval_sd_ms == 0.0
+
+
+def test_a_malformed_decision_is_poison() -> None:
+    good = ReviewDecisionRecord.of("r1", "ada", "released", "", NOW)
+    assert decode(
+        Entry("1-0", {b"id": good.match_id.encode(), b"kind": b"review_decision", b"data": good.to_bytes()})
+    )
+    bad = [
+        {**dataclasses.asdict(good), "decision": "maybe"},
+        {**dataclasses.asdict(good), "decision": "rejected", "reason": " "},
+        {**dataclasses.asdict(good), "match_id": "other"},
+        {**dataclasses.asdict(good), "decided_at": -1},
+        {**dataclasses.asdict(good), "extra": 1},
+    ]
+    for raw in bad:
+        fields = {
+            b"id": str(raw["match_id"]).encode(),
+            b"kind": b"review_decision",
+            b"data": msgpack.packb(raw),
+        }
+        with pytest.raises(PoisonEntry):
+            decode(Entry("1-0", fields))
+
+
+def review(env: Env, *argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = review_main(["--dsn", env.dsn, "--redis-url", env.redis_url, *argv], out=out)
+    return code, out.getvalue()
+
+
+async def test_release_and_reject_flow_to_postgres_kafka_and_the_boards(
+    env: Env, redis: aioredis.Redis, start_service: ServiceFactory
+) -> None:
+    race = race_at({"ada": 250.0, "ron": 260.0, "dee": 150.0})
+    rid = race.match_id
+    await start_service(env.settings())
+    await push(redis, [race])
+    await wait_until(lambda: drained(redis), 15, "the race acknowledged")
+    board = leaderboard("quick", "alltime", "")
+    assert await redis.zrange(board, 0, -1) == [b"dee"]
+
+    code, out = await asyncio.to_thread(review, env, "list")
+    assert code == 0 and out.startswith("2 held result(s)")
+    lines = out.splitlines()[2:]
+    assert sorted(line.split("\t")[1] for line in lines) == ["ada", "ron"]
+    assert all(line.split("\t")[8] == "40" for line in lines)  # key count from the keystroke log
+
+    assert (await asyncio.to_thread(review, env, "release", rid, "ada"))[0] == 0
+    assert (await asyncio.to_thread(review, env, "reject", rid, "ron", "--reason", "pasted"))[0] == 0
+    state = (
+        "SELECT count(*) FROM race_participants WHERE race_id = $1 AND player_id = $2 AND review_state = $3"
+    )
+
+    async def decided() -> bool:
+        released = await db_count(env.dsn, state, rid, "ada", "released")
+        rejected = await db_count(env.dsn, state, rid, "ron", "rejected")
+        return released == rejected == 1
+
+    await wait_until(decided, 15, "both decisions applied")
+    await wait_until(lambda: drained(redis), 15, "the decisions acknowledged")
+    assert set(await redis.zrange(board, 0, -1)) == {b"ada", b"dee"}
+    assert (await asyncio.to_thread(review, env, "list"))[1].startswith("0 held result(s)")
+
+    async def published() -> list[dict[str, object]]:
+        messages = await kafka_messages(env.bootstrap, env.race_topic, 1, timeout=3)
+        return [msgpack.unpackb(v) for _, h, v in messages if h.get("kind") == REVIEW_KIND.encode()]
+
+    decisions: list[dict[str, object]] = []
+    for _ in range(5):
+        decisions = await published()
+        if len(decisions) == 2:
+            break
+    assert {(d["player_id"], d["decision"]) for d in decisions} == {("ada", "released"), ("ron", "rejected")}
+
+    # Repeated and contrary decisions change nothing.
+    code, out = await asyncio.to_thread(review, env, "release", rid, "ada")
+    assert code == 0 and "already released" in out
+    assert (await asyncio.to_thread(review, env, "reject", rid, "ada", "--reason", "x"))[0] == 1
+    assert (await asyncio.to_thread(review, env, "release", rid, "ron"))[0] == 1
+    assert (await asyncio.to_thread(review, env, "release", rid, "dee"))[0] == 1  # never held
+    code, out = await asyncio.to_thread(review, env, "release", "no-such-race", "ada")
+    assert code == 1 and "no such result" in out
+    # A contrary decision that reaches the outbox anyway (past the command's check) is ignored.
+    late = ReviewDecisionRecord.of(rid, "ron", "released", "", NOW)
+    await redis.xadd(OUTBOX_STREAM, {"id": late.match_id, "kind": late.kind, "data": late.to_bytes()})
+    await wait_until(lambda: drained(redis), 15, "the late decision acknowledged")
+    assert await db_count(env.dsn, state, rid, "ron", "rejected") == 1
+    assert await db_count(env.dsn, "SELECT count(*) FROM review_decisions") == 2
+    assert set(await redis.zrange(board, 0, -1)) == {b"ada", b"dee"}
