@@ -362,6 +362,9 @@ class OutboxConsumer:
             self._metrics.matches_inserted.inc(len(written.inserted))
             self._metrics.matches_duplicate.inc(len(matches) - len(written.inserted) - len(written.rejected))
             self._metrics.participant_rows.inc(written.participant_rows)
+            self._metrics.results_held.inc(written.held)
+            for decision, n in written.decided.items():
+                self._metrics.review_decisions.labels(decision).inc(n)
             matches = batch.fail(written.rejected, "postgres", matches)
             if self.settings.delay_after_commit_s:
                 await asyncio.sleep(self.settings.delay_after_commit_s)

@@ -203,6 +203,8 @@ class WriteResult:
     rejected: dict[str, str] = field(default_factory=dict)  # match id -> why PostgreSQL refused it
     participant_rows: int = 0
     released: list[ReleasedResult] = field(default_factory=list)  # to offer to the boards
+    held: int = 0  # result rows this call stored 'held' for review
+    decided: dict[str, int] = field(default_factory=dict)  # new review decisions, by decision
 
 
 class PostgresStore:
@@ -237,6 +239,9 @@ class PostgresStore:
             result.rejected |= one.rejected
             result.participant_rows += one.participant_rows
             result.released += one.released
+            result.held += one.held
+            for decision, n in one.decided.items():
+                result.decided[decision] = result.decided.get(decision, 0) + n
         return result
 
     async def ensure_months(self, days: Sequence[date]) -> None:
@@ -255,6 +260,7 @@ class PostgresStore:
         finals = [r for r in batch if isinstance(r, TournamentFinalRecord)]
         decisions = [r for r in batch if isinstance(r, ReviewDecisionRecord)]
         released: list[ReleasedResult] = []
+        decided: dict[str, int] = {}
         await self.ensure_months([to_datetime(r.ended_at).date() for r in records])
         heats = [r for r in records if r.tournament_id is not None]
         # Built before the transaction: it is CPU work (the keystroke logs), and a record whose
@@ -284,7 +290,25 @@ class PostgresStore:
                 if decisions:
                     new_decisions, released = await self._write_decisions(conn, decisions)
                     inserted |= new_decisions
-        return WriteResult(inserted=inserted, participant_rows=len(participants), released=released)
+                    for d in decisions:
+                        if d.match_id in new_decisions:
+                            decided[d.decision] = decided.get(d.decision, 0) + 1
+                            log.info(
+                                "review_decision_stored",
+                                race_id=d.race_id,
+                                player_id=d.player_id,
+                                decision=d.decision,
+                            )
+        held = [row for row in participants if row[-1] == "held"]
+        for row in held:  # rare by design: one line each, for the operator's attention
+            log.info("result_held_for_review", race_id=row[0], player_id=row[1], wpm=row[8])
+        return WriteResult(
+            inserted=inserted,
+            participant_rows=len(participants),
+            released=released,
+            held=len(held),
+            decided=decided,
+        )
 
     async def _write_decisions(
         self, conn: PoolConnectionProxy, decisions: Sequence[ReviewDecisionRecord]

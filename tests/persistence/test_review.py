@@ -118,7 +118,8 @@ async def test_release_and_reject_flow_to_postgres_kafka_and_the_boards(
 ) -> None:
     race = race_at({"ada": 250.0, "ron": 260.0, "dee": 150.0})
     rid = race.match_id
-    await start_service(env.settings())
+    service = await start_service(env.settings())
+    registry = service.metrics.registry
     await push(redis, [race])
     await wait_until(lambda: drained(redis), 15, "the race acknowledged")
     board = leaderboard("quick", "alltime", "")
@@ -145,6 +146,11 @@ async def test_release_and_reject_flow_to_postgres_kafka_and_the_boards(
     await wait_until(lambda: drained(redis), 15, "the decisions acknowledged")
     assert set(await redis.zrange(board, 0, -1)) == {b"ada", b"dee"}
     assert (await asyncio.to_thread(review, env, "list"))[1].startswith("0 held result(s)")
+    assert registry.get_sample_value("arena_persistence_results_held_total") == 2
+    for decision in ("released", "rejected"):
+        assert (
+            registry.get_sample_value("arena_persistence_review_decisions_total", {"decision": decision}) == 1
+        )
 
     async def published() -> list[dict[str, object]]:
         messages = await kafka_messages(env.bootstrap, env.race_topic, 1, timeout=3)
