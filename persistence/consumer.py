@@ -124,17 +124,23 @@ class ReadSide:
     ratings: RatingCatchUp
     redis: aioredis.Redis
 
-    async def apply(self, records: Sequence[MatchRecord], released: Sequence[ReleasedResult] = ()) -> int:
+    async def apply(
+        self,
+        records: Sequence[MatchRecord],
+        released: Sequence[ReleasedResult] = (),
+        unranked: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
+    ) -> int:
         """Boards and recent results in one pipeline, then ratings a node missed (how many).
 
-        ``released``: results an operator released from review, offered to their boards now.
+        ``released``: results an operator released from review, offered to their boards now;
+        ``unranked``: (race, player) of results held or rejected, kept off the boards.
         """
         if released:
             await self.leaderboards.offer(released_placements(released, self.leaderboards.settings))
         if not records:
             return 0
         async with self.redis.pipeline(transaction=False) as pipe:
-            self.leaderboards.queue_records(pipe, records)
+            self.leaderboards.queue_records(pipe, records, unranked)
             self.recent.queue(pipe, records)
             await pipe.execute()
         return await self.ratings.apply(records)
@@ -372,7 +378,8 @@ class OutboxConsumer:
             records = [m.record for m in matches if isinstance(m.record, MatchRecord)]
             with self._metrics.stage_seconds.labels("readside").time():
                 rated = await self._retry(
-                    Dependency.REDIS, lambda: self._readside.apply(records, written.released)
+                    Dependency.REDIS,
+                    lambda: self._readside.apply(records, written.released, written.unranked),
                 )
             self._metrics.ratings_caught_up.inc(rated)
             publish = PublishBatch(self._publisher, matches)

@@ -134,8 +134,16 @@ class LeaderboardWriter:
             names[pl.player_id] = pl.name
         _queue(pipe, best, expiry, names)
 
-    def queue_records(self, pipe: Pipeline, records: Sequence[MatchRecord]) -> None:
-        """The consumer's hot path: the same as queuing ``record_placements``, without the objects."""
+    def queue_records(
+        self,
+        pipe: Pipeline,
+        records: Sequence[MatchRecord],
+        unranked: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
+    ) -> None:
+        """The consumer's hot path: the same as queuing ``record_placements``, without the objects.
+
+        ``unranked``: (race, player) the store held for review or saw rejected; left out.
+        """
         best: dict[str, dict[str, float]] = {}
         expiry: dict[str, int | None] = {}
         names: dict[str, str] = {}
@@ -144,7 +152,7 @@ class LeaderboardWriter:
             if not boards:
                 continue
             for p in r.participants:
-                if ranked_at_ingestion(p, self._settings):
+                if ranked_at_ingestion(p, self._settings) and (r.match_id, p.player_id) not in unranked:
                     value = score(p.wpm, p.accuracy)
                     names[p.player_id] = p.name
                     for key, at in boards:

@@ -1,9 +1,11 @@
 """Held for review: which stored results wait for an operator before they are ranked.
 
-A valid finish at or above ``ARENA_REVIEW_WPM`` (``ReadSideSettings.review_wpm``, 200 by default)
-is possible but rare: persistence stores it with ``review_state`` 'held' and leaves it off the
-leaderboards (docs/FAIRPLAY.md, "Held for review"). Decided here, at ingestion, so a node's hot
-path is untouched. Pure: no I/O.
+A valid finish at or above ``ARENA_REVIEW_WPM`` (``ReadSideSettings.review_wpm``, 200 by default),
+or more than ``ARENA_REVIEW_PB_RATIO`` (1.3) times the player's best stored ranked WPM once
+``ARENA_REVIEW_MIN_RACES`` (10) ranked finishes are stored, is possible but rare: persistence
+stores it with ``review_state`` 'held' and leaves it off the leaderboards (docs/FAIRPLAY.md,
+"Held for review"). Decided at ingestion (persistence/store.py, with the players' stored history),
+so a node's hot path is untouched. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -30,9 +32,27 @@ class ReviewState(StrEnum):
     REJECTED = "rejected"  # an operator refused it; never ranked
 
 
-def review_state(p: ParticipantRecord, review_wpm: float) -> ReviewState:
+@dataclass(frozen=True, slots=True)
+class History:
+    """What is stored of a player's ranked finishes (``players.best_wpm``, ``ranked_races``)."""
+
+    best_wpm: float = 0.0
+    races: int = 0
+
+    def plus(self, wpm: float) -> History:
+        return History(max(self.best_wpm, wpm), self.races + 1)
+
+
+def review_state(
+    p: ParticipantRecord, settings: ReadSideSettings, history: History | None = None
+) -> ReviewState:
     """Only a result that would be ranked can be held: an invalid or unfinished one is never ranked."""
-    if counts_for_ranking(p) and p.wpm >= review_wpm:
+    if not counts_for_ranking(p):
+        return ReviewState.CLEAR
+    if p.wpm >= settings.review_wpm:
+        return ReviewState.HELD
+    h = history or History()
+    if h.races >= settings.review_min_races and p.wpm > h.best_wpm * settings.review_pb_ratio:
         return ReviewState.HELD
     return ReviewState.CLEAR
 

@@ -121,10 +121,20 @@ class ReadSideSettings:
     # leaderboards until an operator releases it (persistence/review.py; 100 to 1000). 200: no honest
     # typist of the fair-play benchmark reaches it, and 180 WPM honest results are never held.
     review_wpm: float = 200.0
+    # ARENA_REVIEW_PB_RATIO: a valid finish more than this times the player's best stored ranked
+    # WPM is held too (1.05 to 10) ...
+    review_pb_ratio: float = 1.3
+    # ARENA_REVIEW_MIN_RACES: ... once the player has this many ranked finishes stored (1 to 10000):
+    # a newcomer's first races say little about what they can do.
+    review_min_races: int = 10
 
     def __post_init__(self) -> None:
         if not 100 <= self.review_wpm <= 1000:
             raise SettingsError("ARENA_REVIEW_WPM must be between 100 and 1000")
+        if not 1.05 <= self.review_pb_ratio <= 10:
+            raise SettingsError("ARENA_REVIEW_PB_RATIO must be between 1.05 and 10")
+        if not 1 <= self.review_min_races <= 10_000:
+            raise SettingsError("ARENA_REVIEW_MIN_RACES must be between 1 and 10000")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ReadSideSettings:
@@ -137,6 +147,8 @@ class ReadSideSettings:
             weekly_keep_weeks=env_int(env, "ARENA_LEADERBOARD_WEEKLY_KEEP_WEEKS", d.weekly_keep_weeks),
             race_types=tuple(t.strip() for t in raw_types.split(",") if t.strip()),
             review_wpm=env_float(env, "ARENA_REVIEW_WPM", d.review_wpm),
+            review_pb_ratio=env_float(env, "ARENA_REVIEW_PB_RATIO", d.review_pb_ratio),
+            review_min_races=env_int(env, "ARENA_REVIEW_MIN_RACES", d.review_min_races),
         )
 
 

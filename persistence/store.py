@@ -30,7 +30,8 @@ from arena.results import MatchRecord, ParticipantRecord, TournamentFinalRecord
 from persistence import keylog
 from persistence.errors import Dependency, DependencyDown, describe, postgres_rejects_data
 from persistence.leaderboards import counts_for_ranking
-from persistence.review import ReleasedResult, ReviewDecisionRecord, review_state
+from persistence.review import History, ReleasedResult, ReviewDecisionRecord, ReviewState, review_state
+from persistence.settings import ReadSideSettings
 from persistence.times import opt_datetime, to_datetime
 
 log = structlog.get_logger(__name__)
@@ -142,6 +143,22 @@ _APPLY_DECISIONS = """
 UPDATE race_participants AS p SET review_state = u.decision
 FROM unnest($1::text[], $2::text[], $3::text[]) AS u(race_id, player_id, decision)
 WHERE p.race_id = u.race_id AND p.player_id = u.player_id AND p.review_state = 'held'
+RETURNING p.player_id, p.wpm, p.review_state
+"""
+
+# The personal-best rule's history (players.best_wpm, ranked_races; migration 0004).
+_HISTORY = "SELECT player_id, best_wpm, ranked_races FROM players WHERE player_id = ANY($1::text[])"
+_ADD_HISTORY = """
+UPDATE players AS p SET best_wpm = greatest(p.best_wpm, u.best), ranked_races = p.ranked_races + u.n
+FROM unnest($1::text[], $2::float8[], $3::int[]) AS u(player_id, best, n)
+WHERE p.player_id = u.player_id
+"""
+# Results of this batch's races that must stay off the boards (held now, or by an earlier
+# delivery whose history this one cannot see again).
+_UNRANKED = """
+SELECT race_id, player_id FROM race_participants
+WHERE race_id = ANY($1::text[]) AND created_at = ANY($2::timestamptz[])
+  AND review_state IN ('held', 'rejected')
 """
 
 _RELEASED = """
@@ -181,19 +198,18 @@ ParticipantRow = tuple[
 ]  # fmt: skip
 
 
-def participant_rows(record: MatchRecord, review_wpm: float) -> list[ParticipantRow]:
+def participant_rows(record: MatchRecord) -> list[ParticipantRow]:
+    """Every row 'clear': the review state is decided in the transaction, with the players' history."""
     ended = to_datetime(record.ended_at)
-    return [participant_row(record.match_id, ended, p, review_wpm) for p in record.participants]
+    return [participant_row(record.match_id, ended, p) for p in record.participants]
 
 
-def participant_row(
-    match_id: str, ended: datetime, p: ParticipantRecord, review_wpm: float
-) -> ParticipantRow:
+def participant_row(match_id: str, ended: datetime, p: ParticipantRecord) -> ParticipantRow:
     return (
         match_id, p.player_id, ended, p.name, p.place, p.status, p.valid,
         p.flags, float(p.wpm), float(p.raw_wpm), float(p.accuracy), float(p.consistency), p.correct_chars,
         p.typed_chars, p.errors, p.elapsed_ms, opt_datetime(p.joined_at), opt_datetime(p.finished_at),
-        keylog.encode(p.keys, p.key_times), review_state(p, review_wpm).value,
+        keylog.encode(p.keys, p.key_times), ReviewState.CLEAR.value,
     )  # fmt: skip
 
 
@@ -204,13 +220,14 @@ class WriteResult:
     participant_rows: int = 0
     released: list[ReleasedResult] = field(default_factory=list)  # to offer to the boards
     held: int = 0  # result rows this call stored 'held' for review
+    unranked: set[tuple[str, str]] = field(default_factory=set)  # (race, player) held or rejected
     decided: dict[str, int] = field(default_factory=dict)  # new review decisions, by decision
 
 
 class PostgresStore:
-    def __init__(self, pool: asyncpg.Pool, *, review_wpm: float = 200.0) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, review: ReadSideSettings | None = None) -> None:
         self._pool = pool
-        self._review_wpm = review_wpm  # ReadSideSettings.review_wpm: at or above, a result is held
+        self._review = review or ReadSideSettings()  # the review_* rules: which results are held
         self._months: set[date] = set()  # partitions known to exist
         self._months_lock = asyncio.Lock()  # workers of one process share this store
 
@@ -240,6 +257,7 @@ class PostgresStore:
             result.participant_rows += one.participant_rows
             result.released += one.released
             result.held += one.held
+            result.unranked |= one.unranked
             for decision, n in one.decided.items():
                 result.decided[decision] = result.decided.get(decision, 0) + n
         return result
@@ -265,7 +283,7 @@ class PostgresStore:
         heats = [r for r in records if r.tournament_id is not None]
         # Built before the transaction: it is CPU work (the keystroke logs), and a record whose
         # values cannot be converted fails here, before anything is sent.
-        prepared = {r.match_id: participant_rows(r, self._review_wpm) for r in records}
+        prepared = {r.match_id: participant_rows(r) for r in records}
         async with self._pool.acquire() as conn:
             if heats:
                 await self._ensure_tournaments(conn, heats)
@@ -275,9 +293,12 @@ class PostgresStore:
                     rows = await conn.fetch(_INSERT_RACES, *_race_columns(records))
                     inserted = {row["race_id"] for row in rows}
                 new = [r for r in records if r.match_id in inserted]
+                if new:
+                    await self._decide_review(conn, new, prepared)
                 participants = [row for r in new for row in prepared[r.match_id]]
                 if new:
                     await conn.execute(_UPSERT_PLAYERS, *_player_columns(new))
+                    await self._add_history(conn, new, prepared)
                     await conn.copy_records_to_table(
                         "race_participants", records=participants, columns=PARTICIPANT_COLUMNS
                     )
@@ -299,6 +320,14 @@ class PostgresStore:
                                 player_id=d.player_id,
                                 decision=d.decision,
                             )
+                unranked: set[tuple[str, str]] = set()
+                if records:
+                    rows = await conn.fetch(
+                        _UNRANKED,
+                        [r.match_id for r in records],
+                        sorted({to_datetime(r.ended_at) for r in records}),
+                    )
+                    unranked = {(row["race_id"], row["player_id"]) for row in rows}
         held = [row for row in participants if row[-1] == "held"]
         for row in held:  # rare by design: one line each, for the operator's attention
             log.info("result_held_for_review", race_id=row[0], player_id=row[1], wpm=row[8])
@@ -308,7 +337,44 @@ class PostgresStore:
             released=released,
             held=len(held),
             decided=decided,
+            unranked=unranked,
         )
+
+    async def _decide_review(
+        self, conn: PoolConnectionProxy, new: Sequence[MatchRecord], prepared: dict[str, list[ParticipantRow]]
+    ) -> None:
+        """Set each new row's review state from the rules and the players' stored history.
+
+        In race-end order, so a player's earlier result in the same batch counts as history.
+        Two workers storing the same player's races at once may each miss the other's: the
+        history is a guide for the personal-best rule, not a ledger.
+        """
+        players = sorted({p.player_id for r in new for p in r.participants})
+        rows = await conn.fetch(_HISTORY, players)
+        history = {row["player_id"]: History(row["best_wpm"], row["ranked_races"]) for row in rows}
+        for r in sorted(new, key=lambda r: (r.ended_at, r.match_id)):
+            decided = []
+            for p, row in zip(r.participants, prepared[r.match_id], strict=True):
+                state = review_state(p, self._review, history.get(p.player_id))
+                if state is ReviewState.CLEAR and counts_for_ranking(p):
+                    history[p.player_id] = history.get(p.player_id, History()).plus(p.wpm)
+                decided.append((*row[:-1], state.value))
+            prepared[r.match_id] = decided
+
+    async def _add_history(
+        self, conn: PoolConnectionProxy, new: Sequence[MatchRecord], prepared: dict[str, list[ParticipantRow]]
+    ) -> None:
+        """After the players' upsert: their ranked finishes of this batch (clear ones) and best WPM."""
+        added: dict[str, History] = {}
+        for r in new:
+            for p, row in zip(r.participants, prepared[r.match_id], strict=True):
+                if row[-1] == ReviewState.CLEAR and counts_for_ranking(p):
+                    added[p.player_id] = added.get(p.player_id, History()).plus(p.wpm)
+        if added:
+            ids = sorted(added)
+            await conn.execute(
+                _ADD_HISTORY, ids, [added[i].best_wpm for i in ids], [added[i].races for i in ids]
+            )
 
     async def _write_decisions(
         self, conn: PoolConnectionProxy, decisions: Sequence[ReviewDecisionRecord]
@@ -323,12 +389,22 @@ class PostgresStore:
             [to_datetime(d.decided_at) for d in decisions],
         )
         if rows:
-            await conn.execute(
+            changed = await conn.fetch(
                 _APPLY_DECISIONS,
                 [r["race_id"] for r in rows],
                 [r["player_id"] for r in rows],
                 [r["decision"] for r in rows],
             )
+            # A released result is part of the player's history from now on.
+            added: dict[str, History] = {}
+            for c in changed:
+                if c["review_state"] == ReviewState.RELEASED:
+                    added[c["player_id"]] = added.get(c["player_id"], History()).plus(c["wpm"])
+            if added:
+                ids = sorted(added)
+                await conn.execute(
+                    _ADD_HISTORY, ids, [added[i].best_wpm for i in ids], [added[i].races for i in ids]
+                )
         new = {(r["race_id"], r["player_id"]) for r in rows}
         inserted = {d.match_id for d in decisions if (d.race_id, d.player_id) in new}
         releases = [d for d in decisions if d.decision == "released"]

@@ -19,3 +19,15 @@ CREATE TABLE review_decisions (
     stored_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (race_id, player_id)
 );
+
+-- The personal-best rule needs each player's best ranked WPM and how many ranked finishes are
+-- stored, at ingestion, without scanning their history: kept up to date by the batch's writer
+-- (clear results when stored, released ones when released). Backfilled from what is stored.
+ALTER TABLE players
+    ADD COLUMN best_wpm     double precision NOT NULL DEFAULT 0,
+    ADD COLUMN ranked_races integer NOT NULL DEFAULT 0;
+UPDATE players AS p SET best_wpm = s.best, ranked_races = s.n
+FROM (SELECT player_id, max(wpm) AS best, count(*) AS n
+      FROM race_participants WHERE valid AND status = 'finished' AND review_state IN ('clear', 'released')
+      GROUP BY player_id) AS s
+WHERE p.player_id = s.player_id;

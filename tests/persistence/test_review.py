@@ -8,6 +8,7 @@ import io
 import random
 from datetime import UTC, datetime
 
+import asyncpg
 import msgpack
 import pytest
 import redis.asyncio as aioredis
@@ -19,7 +20,14 @@ from ops.review import main as review_main
 from persistence import synthetic
 from persistence.entries import Entry, PoisonEntry, decode
 from persistence.leaderboards import record_placements
-from persistence.review import REVIEW_KIND, ReviewDecisionRecord, ReviewState, keystroke_stats, review_state
+from persistence.review import (
+    REVIEW_KIND,
+    History,
+    ReviewDecisionRecord,
+    ReviewState,
+    keystroke_stats,
+    review_state,
+)
 from persistence.settings import ReadSideSettings
 from persistence.times import to_ms
 from tests.persistence.conftest import ServiceFactory
@@ -38,7 +46,7 @@ def race_at(wpms: dict[str, float], seed: int = 1) -> MatchRecord:
 
 def test_only_a_ranked_result_at_or_above_the_threshold_is_held() -> None:
     race = race_at({"ada": 250.0, "bob": 199.99, "cy": 200.0, "dee": 150.0})
-    states = {p.player_id: review_state(p, 200.0) for p in race.participants}
+    states = {p.player_id: review_state(p, SETTINGS) for p in race.participants}
     assert states == {
         "ada": ReviewState.HELD,
         "bob": ReviewState.CLEAR,
@@ -46,7 +54,16 @@ def test_only_a_ranked_result_at_or_above_the_threshold_is_held() -> None:
         "dee": ReviewState.CLEAR,
     }
     flagged = dataclasses.replace(race.participants[0], valid=False)
-    assert review_state(flagged, 200.0) is ReviewState.CLEAR  # never ranked anyway: nothing to review
+    assert review_state(flagged, SETTINGS) is ReviewState.CLEAR  # never ranked anyway: nothing to review
+
+
+def test_a_personal_best_far_above_the_history_is_held_once_the_history_is_long_enough() -> None:
+    [p] = race_at({"ada": 131.0}).participants
+    assert review_state(p, SETTINGS, History(100.0, 10)) is ReviewState.HELD  # 1.31x the best
+    assert review_state(p, SETTINGS, History(101.0, 10)) is ReviewState.CLEAR  # 1.297x
+    assert review_state(p, SETTINGS, History(100.0, 9)) is ReviewState.CLEAR  # too few races to judge
+    assert review_state(p, SETTINGS, None) is ReviewState.CLEAR
+    assert History(100.0, 3).plus(90.0) == History(100.0, 4)
 
 
 def test_held_results_are_not_placed_on_boards() -> None:
@@ -58,9 +75,15 @@ def test_held_results_are_not_placed_on_boards() -> None:
 
 def test_the_threshold_is_range_checked() -> None:
     assert ReadSideSettings.from_env({"ARENA_REVIEW_WPM": "180"}).review_wpm == 180.0
-    for bad in ("99", "1001"):
-        with pytest.raises(SettingsError, match="ARENA_REVIEW_WPM"):
-            ReadSideSettings.from_env({"ARENA_REVIEW_WPM": bad})
+    for name, bad in [
+        ("ARENA_REVIEW_WPM", "99"),
+        ("ARENA_REVIEW_WPM", "1001"),
+        ("ARENA_REVIEW_PB_RATIO", "1.0"),
+        ("ARENA_REVIEW_PB_RATIO", "11"),
+        ("ARENA_REVIEW_MIN_RACES", "0"),
+    ]:
+        with pytest.raises(SettingsError, match=name):
+            ReadSideSettings.from_env({name: bad})
 
 
 async def test_a_250_wpm_result_is_held_and_a_150_wpm_one_is_ranked(
@@ -178,3 +201,43 @@ async def test_release_and_reject_flow_to_postgres_kafka_and_the_boards(
     assert await db_count(env.dsn, state, rid, "ron", "rejected") == 1
     assert await db_count(env.dsn, "SELECT count(*) FROM review_decisions") == 2
     assert set(await redis.zrange(board, 0, -1)) == {b"ada", b"dee"}
+
+
+async def test_a_personal_best_far_above_the_stored_history_is_held(
+    env: Env, redis: aioredis.Redis, start_service: ServiceFactory
+) -> None:
+    """Ten stored races at about 100 WPM, then 140 (held) and 125 (ranked) in one batch."""
+    history = [
+        dataclasses.replace(race_at({"ada": 95.0 + i}, seed=i), ended_at=NOW - 60_000 + i) for i in range(10)
+    ]
+    await start_service(env.settings())
+    await push(redis, history)
+    await wait_until(lambda: drained(redis), 15, "the history acknowledged")
+    board = leaderboard("quick", "alltime", "")
+    assert await redis.zscore(board, "ada") is not None
+    jump = race_at({"ada": 140.0}, seed=20)  # 1.35x the best of 104
+    steady = dataclasses.replace(race_at({"ada": 125.0}, seed=21), ended_at=NOW + 1)  # 1.2x
+    await push(redis, [jump, steady])
+    await wait_until(lambda: drained(redis), 15, "both acknowledged")
+    state = "SELECT review_state FROM race_participants WHERE race_id = $1"
+    assert await db_value(env.dsn, state, jump.match_id) == "held"
+    assert await db_value(env.dsn, state, steady.match_id) == "clear"
+    wpm = (await redis.zscore(board, "ada")) // 100_000 / 100
+    assert wpm == 125.0  # the held 140 is not on the board
+    best = "SELECT best_wpm FROM players WHERE player_id = 'ada'"
+    assert await db_value(env.dsn, best) == 125.0
+    assert (await asyncio.to_thread(review, env, "release", jump.match_id, "ada"))[0] == 0
+
+    async def on_board() -> bool:
+        return (await redis.zscore(board, "ada")) // 100_000 / 100 == 140.0
+
+    await wait_until(on_board, 15, "the released personal best on the board")
+    assert await db_value(env.dsn, best) == 140.0  # released: part of the history now
+
+
+async def db_value(dsn: str, sql: str, *args: object) -> object:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(sql, *args)
+    finally:
+        await conn.close()
