@@ -2,7 +2,8 @@
 
 A valid finish at or above ``ARENA_REVIEW_WPM`` (``ReadSideSettings.review_wpm``, 200 by default),
 or more than ``ARENA_REVIEW_PB_RATIO`` (1.3) times the player's best stored ranked WPM once
-``ARENA_REVIEW_MIN_RACES`` (10) ranked finishes are stored, is possible but rare: persistence
+``ARENA_REVIEW_MIN_RACES`` (10) ranked finishes are stored and it is at least
+``ARENA_REVIEW_PB_MIN_WPM`` (180), is possible but rare: persistence
 stores it with ``review_state`` 'held' and leaves it off the leaderboards (docs/FAIRPLAY.md,
 "Held for review"). Decided at ingestion (persistence/store.py, with the players' stored history),
 so a node's hot path is untouched. Pure: no I/O.
@@ -52,7 +53,11 @@ def review_state(
     if p.wpm >= settings.review_wpm:
         return ReviewState.HELD
     h = history or History()
-    if h.races >= settings.review_min_races and p.wpm > h.best_wpm * settings.review_pb_ratio:
+    if (
+        p.wpm >= settings.review_pb_min_wpm
+        and h.races >= settings.review_min_races
+        and p.wpm > h.best_wpm * settings.review_pb_ratio
+    ):
         return ReviewState.HELD
     return ReviewState.CLEAR
 

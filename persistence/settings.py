@@ -127,6 +127,9 @@ class ReadSideSettings:
     # ARENA_REVIEW_MIN_RACES: ... once the player has this many ranked finishes stored (1 to 10000):
     # a newcomer's first races say little about what they can do.
     review_min_races: int = 10
+    # ARENA_REVIEW_PB_MIN_WPM: ... and only at or above this WPM (0 to ARENA_REVIEW_WPM): the goal is
+    # that no honest typist below 180 WPM is ever held, and a jump below it is no threat to a board.
+    review_pb_min_wpm: float = 180.0
 
     def __post_init__(self) -> None:
         if not 100 <= self.review_wpm <= 1000:
@@ -135,6 +138,8 @@ class ReadSideSettings:
             raise SettingsError("ARENA_REVIEW_PB_RATIO must be between 1.05 and 10")
         if not 1 <= self.review_min_races <= 10_000:
             raise SettingsError("ARENA_REVIEW_MIN_RACES must be between 1 and 10000")
+        if not 0 <= self.review_pb_min_wpm <= self.review_wpm:
+            raise SettingsError("ARENA_REVIEW_PB_MIN_WPM must be between 0 and ARENA_REVIEW_WPM")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ReadSideSettings:
@@ -149,6 +154,7 @@ class ReadSideSettings:
             review_wpm=env_float(env, "ARENA_REVIEW_WPM", d.review_wpm),
             review_pb_ratio=env_float(env, "ARENA_REVIEW_PB_RATIO", d.review_pb_ratio),
             review_min_races=env_int(env, "ARENA_REVIEW_MIN_RACES", d.review_min_races),
+            review_pb_min_wpm=env_float(env, "ARENA_REVIEW_PB_MIN_WPM", d.review_pb_min_wpm),
         )
 
 

@@ -58,11 +58,13 @@ def test_only_a_ranked_result_at_or_above_the_threshold_is_held() -> None:
 
 
 def test_a_personal_best_far_above_the_history_is_held_once_the_history_is_long_enough() -> None:
-    [p] = race_at({"ada": 131.0}).participants
-    assert review_state(p, SETTINGS, History(100.0, 10)) is ReviewState.HELD  # 1.31x the best
-    assert review_state(p, SETTINGS, History(101.0, 10)) is ReviewState.CLEAR  # 1.297x
-    assert review_state(p, SETTINGS, History(100.0, 9)) is ReviewState.CLEAR  # too few races to judge
+    [p] = race_at({"ada": 196.5}).participants
+    assert review_state(p, SETTINGS, History(150.0, 10)) is ReviewState.HELD  # 1.31x the best
+    assert review_state(p, SETTINGS, History(152.0, 10)) is ReviewState.CLEAR  # 1.293x
+    assert review_state(p, SETTINGS, History(150.0, 9)) is ReviewState.CLEAR  # too few races to judge
     assert review_state(p, SETTINGS, None) is ReviewState.CLEAR
+    [slow] = race_at({"ada": 179.9}).participants
+    assert review_state(slow, SETTINGS, History(60.0, 100)) is ReviewState.CLEAR  # below 180: never held
     assert History(100.0, 3).plus(90.0) == History(100.0, 4)
 
 
@@ -81,6 +83,7 @@ def test_the_threshold_is_range_checked() -> None:
         ("ARENA_REVIEW_PB_RATIO", "1.0"),
         ("ARENA_REVIEW_PB_RATIO", "11"),
         ("ARENA_REVIEW_MIN_RACES", "0"),
+        ("ARENA_REVIEW_PB_MIN_WPM", "201"),
     ]:
         with pytest.raises(SettingsError, match=name):
             ReadSideSettings.from_env({name: bad})
@@ -206,33 +209,33 @@ async def test_release_and_reject_flow_to_postgres_kafka_and_the_boards(
 async def test_a_personal_best_far_above_the_stored_history_is_held(
     env: Env, redis: aioredis.Redis, start_service: ServiceFactory
 ) -> None:
-    """Ten stored races at about 100 WPM, then 140 (held) and 125 (ranked) in one batch."""
+    """Ten stored races at about 140 WPM, then 190 (held) and 185 (ranked: 1.29x) in one batch."""
     history = [
-        dataclasses.replace(race_at({"ada": 95.0 + i}, seed=i), ended_at=NOW - 60_000 + i) for i in range(10)
+        dataclasses.replace(race_at({"ada": 134.0 + i}, seed=i), ended_at=NOW - 60_000 + i) for i in range(10)
     ]
     await start_service(env.settings())
     await push(redis, history)
     await wait_until(lambda: drained(redis), 15, "the history acknowledged")
     board = leaderboard("quick", "alltime", "")
     assert await redis.zscore(board, "ada") is not None
-    jump = race_at({"ada": 140.0}, seed=20)  # 1.35x the best of 104
-    steady = dataclasses.replace(race_at({"ada": 125.0}, seed=21), ended_at=NOW + 1)  # 1.2x
+    jump = race_at({"ada": 190.0}, seed=20)  # 1.33x the best of 143
+    steady = dataclasses.replace(race_at({"ada": 185.0}, seed=21), ended_at=NOW + 1)  # 1.29x
     await push(redis, [jump, steady])
     await wait_until(lambda: drained(redis), 15, "both acknowledged")
     state = "SELECT review_state FROM race_participants WHERE race_id = $1"
     assert await db_value(env.dsn, state, jump.match_id) == "held"
     assert await db_value(env.dsn, state, steady.match_id) == "clear"
     wpm = (await redis.zscore(board, "ada")) // 100_000 / 100
-    assert wpm == 125.0  # the held 140 is not on the board
+    assert wpm == 185.0  # the held 190 is not on the board
     best = "SELECT best_wpm FROM players WHERE player_id = 'ada'"
-    assert await db_value(env.dsn, best) == 125.0
+    assert await db_value(env.dsn, best) == 185.0
     assert (await asyncio.to_thread(review, env, "release", jump.match_id, "ada"))[0] == 0
 
     async def on_board() -> bool:
-        return (await redis.zscore(board, "ada")) // 100_000 / 100 == 140.0
+        return (await redis.zscore(board, "ada")) // 100_000 / 100 == 190.0
 
     await wait_until(on_board, 15, "the released personal best on the board")
-    assert await db_value(env.dsn, best) == 140.0  # released: part of the history now
+    assert await db_value(env.dsn, best) == 190.0  # released: part of the history now
 
 
 async def db_value(dsn: str, sql: str, *args: object) -> object:
