@@ -320,14 +320,16 @@ class PostgresStore:
                                 player_id=d.player_id,
                                 decision=d.decision,
                             )
-                unranked: set[tuple[str, str]] = set()
-                if records:
+                # New races: their states are in hand. Re-delivered ones (rare): read back.
+                unranked = {(row[0], row[1]) for row in participants if row[-1] != ReviewState.CLEAR}
+                again = [r for r in records if r.match_id not in inserted]
+                if again:
                     rows = await conn.fetch(
                         _UNRANKED,
-                        [r.match_id for r in records],
-                        sorted({to_datetime(r.ended_at) for r in records}),
+                        [r.match_id for r in again],
+                        sorted({to_datetime(r.ended_at) for r in again}),
                     )
-                    unranked = {(row["race_id"], row["player_id"]) for row in rows}
+                    unranked |= {(row["race_id"], row["player_id"]) for row in rows}
         held = [row for row in participants if row[-1] == "held"]
         for row in held:  # rare by design: one line each, for the operator's attention
             log.info("result_held_for_review", race_id=row[0], player_id=row[1], wpm=row[8])
