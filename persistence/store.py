@@ -47,13 +47,16 @@ RETURNING race_id
 """
 
 _UPSERT_PLAYERS = """
-INSERT INTO players AS p (player_id, name, races, first_seen_at, last_seen_at)
-SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[])
+INSERT INTO players AS p (player_id, name, races, first_seen_at, last_seen_at, best_wpm, ranked_races)
+SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[], $6::float8[],
+                     $7::int[])
 ON CONFLICT (player_id) DO UPDATE SET
     name = CASE WHEN excluded.last_seen_at >= p.last_seen_at THEN excluded.name ELSE p.name END,
     races = p.races + excluded.races,
     first_seen_at = least(p.first_seen_at, excluded.first_seen_at),
-    last_seen_at = greatest(p.last_seen_at, excluded.last_seen_at)
+    last_seen_at = greatest(p.last_seen_at, excluded.last_seen_at),
+    best_wpm = greatest(p.best_wpm, excluded.best_wpm),
+    ranked_races = p.ranked_races + excluded.ranked_races
 """
 
 # Outside the batch transaction: a heat's race row references its tournament. Also inside it,
@@ -297,8 +300,7 @@ class PostgresStore:
                     await self._decide_review(conn, new, prepared)
                 participants = [row for r in new for row in prepared[r.match_id]]
                 if new:
-                    await conn.execute(_UPSERT_PLAYERS, *_player_columns(new))
-                    await self._add_history(conn, new, prepared)
+                    await conn.execute(_UPSERT_PLAYERS, *_player_columns(new, _added_history(new, prepared)))
                     await conn.copy_records_to_table(
                         "race_participants", records=participants, columns=PARTICIPANT_COLUMNS
                     )
@@ -362,21 +364,6 @@ class PostgresStore:
                     history[p.player_id] = history.get(p.player_id, History()).plus(p.wpm)
                 decided.append((*row[:-1], state.value))
             prepared[r.match_id] = decided
-
-    async def _add_history(
-        self, conn: PoolConnectionProxy, new: Sequence[MatchRecord], prepared: dict[str, list[ParticipantRow]]
-    ) -> None:
-        """After the players' upsert: their ranked finishes of this batch (clear ones) and best WPM."""
-        added: dict[str, History] = {}
-        for r in new:
-            for p, row in zip(r.participants, prepared[r.match_id], strict=True):
-                if row[-1] == ReviewState.CLEAR and counts_for_ranking(p):
-                    added[p.player_id] = added.get(p.player_id, History()).plus(p.wpm)
-        if added:
-            ids = sorted(added)
-            await conn.execute(
-                _ADD_HISTORY, ids, [added[i].best_wpm for i in ids], [added[i].races for i in ids]
-            )
 
     async def _write_decisions(
         self, conn: PoolConnectionProxy, decisions: Sequence[ReviewDecisionRecord]
@@ -467,8 +454,20 @@ def _race_columns(records: Sequence[MatchRecord]) -> list[Sequence[object]]:
     ]
 
 
-def _player_columns(records: Sequence[MatchRecord]) -> list[Sequence[object]]:
-    """One row per player (a statement may touch a row once), latest name wins."""
+def _added_history(
+    new: Sequence[MatchRecord], prepared: dict[str, list[ParticipantRow]]
+) -> dict[str, History]:
+    """Per player, the batch's ranked finishes stored clear: the personal-best rule's history."""
+    added: dict[str, History] = {}
+    for r in new:
+        for p, row in zip(r.participants, prepared[r.match_id], strict=True):
+            if row[-1] == ReviewState.CLEAR and counts_for_ranking(p):
+                added[p.player_id] = added.get(p.player_id, History()).plus(p.wpm)
+    return added
+
+
+def _player_columns(records: Sequence[MatchRecord], added: dict[str, History]) -> list[Sequence[object]]:
+    """One row per player (a statement may touch a row once), latest name wins; then the history."""
     seen: dict[str, tuple[str, int, datetime, datetime]] = {}
     for r in records:
         at = to_datetime(r.ended_at)
@@ -478,7 +477,13 @@ def _player_columns(records: Sequence[MatchRecord]) -> list[Sequence[object]]:
                 name = p.name
             seen[p.player_id] = (name, races + 1, min(first, at), max(last, at))
     ids = sorted(seen)
-    return [ids, *([seen[i][k] for i in ids] for k in range(4))]
+    none = History()
+    return [
+        ids,
+        *([seen[i][k] for i in ids] for k in range(4)),
+        [added.get(i, none).best_wpm for i in ids],
+        [added.get(i, none).races for i in ids],
+    ]
 
 
 def _tournament_columns(heats: Sequence[MatchRecord]) -> list[Sequence[object]]:
