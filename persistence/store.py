@@ -10,6 +10,10 @@ Tournaments' final results ride in the same transaction, the same way: the
 NOTHING RETURNING``, and only a new one finishes the ``tournaments`` row and writes the
 entrants' ``tournament_results``.
 
+Results held for review (persistence/review.py) are decided in the same transaction, from the
+review rules and the players' stored history (``players.best_wpm``, ``ranked_races``); an
+operator's review decision is stored there too, once per result.
+
 Monthly result partitions are created before the transaction, on first sight of a month
 (``ensure_results_partition``), because creating one locks the parent table.
 """
@@ -156,8 +160,8 @@ UPDATE players AS p SET best_wpm = greatest(p.best_wpm, u.best), ranked_races = 
 FROM unnest($1::text[], $2::float8[], $3::int[]) AS u(player_id, best, n)
 WHERE p.player_id = u.player_id
 """
-# Results of this batch's races that must stay off the boards (held now, or by an earlier
-# delivery whose history this one cannot see again).
+# Results of re-delivered races that must stay off the boards: held (or rejected since) by the
+# first delivery, whose history this one cannot see again.
 _UNRANKED = """
 SELECT race_id, player_id FROM race_participants
 WHERE race_id = ANY($1::text[]) AND created_at = ANY($2::timestamptz[])
