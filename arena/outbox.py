@@ -1,7 +1,9 @@
 """Appends finished matches to the durable outbox stream, exactly once per match.
 
 Nodes append races and heats (``MatchRecord``), the tournament director appends a tournament's
-final result (``TournamentFinalRecord``); the entry's ``kind`` tells a consumer which it is.
+final result (``TournamentFinalRecord``), ``python -m ops.review`` an operator's decision on a
+result held for review (kind ``review_decision``, ``persistence.review.ReviewDecisionRecord``);
+the entry's ``kind`` tells a consumer which it is.
 
 A Lua script sets a per-match marker and appends in one atomic step, so a retry after a
 lost reply (the append happened, the answer did not arrive) never writes the match twice.

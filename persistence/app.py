@@ -64,7 +64,7 @@ class PersistenceService:
             command_timeout=s.postgres.command_timeout_s,
         )
         self.publisher = KafkaPublisher(s.kafka)
-        store = PostgresStore(self.pool)
+        store = PostgresStore(self.pool, review=s.readside)
         readside = ReadSide(
             LeaderboardWriter(self.redis, s.readside),
             RecentCache(self.redis, s.readside),

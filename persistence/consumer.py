@@ -50,6 +50,7 @@ from persistence.metrics import PersistenceMetrics
 from persistence.publisher import KafkaPublisher, PublishBatch
 from persistence.ratings import RatingCatchUp
 from persistence.recent import RecentCache
+from persistence.review import ReleasedResult, released_placements
 from persistence.settings import ConsumerSettings
 from persistence.store import PostgresStore
 
@@ -123,12 +124,23 @@ class ReadSide:
     ratings: RatingCatchUp
     redis: aioredis.Redis
 
-    async def apply(self, records: Sequence[MatchRecord]) -> int:
-        """Boards and recent results in one pipeline, then ratings a node missed (how many)."""
+    async def apply(
+        self,
+        records: Sequence[MatchRecord],
+        released: Sequence[ReleasedResult] = (),
+        unranked: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
+    ) -> int:
+        """Boards and recent results in one pipeline, then ratings a node missed (how many).
+
+        ``released``: results an operator released from review, offered to their boards now;
+        ``unranked``: (race, player) of results held or rejected, kept off the boards.
+        """
+        if released:
+            await self.leaderboards.offer(released_placements(released, self.leaderboards.settings))
         if not records:
             return 0
         async with self.redis.pipeline(transaction=False) as pipe:
-            self.leaderboards.queue_records(pipe, records)
+            self.leaderboards.queue_records(pipe, records, unranked)
             self.recent.queue(pipe, records)
             await pipe.execute()
         return await self.ratings.apply(records)
@@ -356,13 +368,19 @@ class OutboxConsumer:
             self._metrics.matches_inserted.inc(len(written.inserted))
             self._metrics.matches_duplicate.inc(len(matches) - len(written.inserted) - len(written.rejected))
             self._metrics.participant_rows.inc(written.participant_rows)
+            self._metrics.results_held.inc(written.held)
+            for decision, n in written.decided.items():
+                self._metrics.review_decisions.labels(decision).inc(n)
             matches = batch.fail(written.rejected, "postgres", matches)
             if self.settings.delay_after_commit_s:
                 await asyncio.sleep(self.settings.delay_after_commit_s)
             # Races and heats only: a tournament's final result has no board, recent result or rating.
             records = [m.record for m in matches if isinstance(m.record, MatchRecord)]
             with self._metrics.stage_seconds.labels("readside").time():
-                rated = await self._retry(Dependency.REDIS, lambda: self._readside.apply(records))
+                rated = await self._retry(
+                    Dependency.REDIS,
+                    lambda: self._readside.apply(records, written.released, written.unranked),
+                )
             self._metrics.ratings_caught_up.inc(rated)
             publish = PublishBatch(self._publisher, matches)
             with self._metrics.stage_seconds.labels("kafka").time():

@@ -2,7 +2,9 @@
 
 A node appends ``id``, ``kind`` and ``data`` (the msgpack ``MatchRecord``, kinds ``race`` and
 ``heat``); the tournament director appends a tournament's final result the same way (kind
-``tournament_final``, a ``TournamentFinalRecord``). The kind decides how ``data`` is decoded.
+``tournament_final``, a ``TournamentFinalRecord``), and ``ops.review`` an operator's decision on a
+result held for review (kind ``review_decision``, a ``ReviewDecisionRecord``). The kind decides
+how ``data`` is decoded.
 Anything that cannot become a well-typed record is a poison entry: retrying will not help, so
 it counts as a failure of that entry alone and, after ``max_deliveries``, goes to the
 dead-letter stream.
@@ -28,6 +30,7 @@ from arena.results import (
     TournamentFinalRecord,
     final_match_id,
 )
+from persistence.review import REVIEW_KIND, REVIEW_RECORD_VERSION, ReviewDecisionRecord
 
 MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the last instant PostgreSQL and datetime share
 
@@ -77,9 +80,10 @@ _FINAL_ITEMS: dict[str, tuple[type, dict[str, tuple[type, ...]], dict[str, Any]]
 
 
 MATCH_KINDS = ("race", "heat")  # MatchRecords
-KINDS = (*MATCH_KINDS, FINAL_KIND)  # what this consumer stores; anything else is dead-lettered
+KINDS = (*MATCH_KINDS, FINAL_KIND, REVIEW_KIND)  # what this consumer stores; the rest is dead-lettered
+_REVIEW_FIELDS, _REVIEW_DEFAULTS = _spec(ReviewDecisionRecord)
 
-Record = MatchRecord | TournamentFinalRecord
+Record = MatchRecord | TournamentFinalRecord | ReviewDecisionRecord
 
 
 class PoisonEntry(ValueError):
@@ -120,9 +124,13 @@ class Match:
 
     @property
     def key(self) -> str:
-        """The Kafka key: the match id, or for a final result its tournament id."""
+        """The Kafka key: the match id; a final result's tournament id; a decision's race id."""
         r = self.record
-        return r.tournament_id if isinstance(r, TournamentFinalRecord) else r.match_id
+        if isinstance(r, TournamentFinalRecord):
+            return r.tournament_id
+        if isinstance(r, ReviewDecisionRecord):
+            return r.race_id
+        return r.match_id
 
 
 def decode(entry: Entry) -> Match:
@@ -135,7 +143,13 @@ def decode(entry: Entry) -> Match:
         raw: Any = msgpack.unpackb(data, raw=False)
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         raise PoisonEntry(f"undecodable msgpack: {exc}") from None
-    record = _final(raw) if entry.kind == FINAL_KIND else _record(raw)
+    record: Record
+    if entry.kind == FINAL_KIND:
+        record = _final(raw)
+    elif entry.kind == REVIEW_KIND:
+        record = _review(raw)
+    else:
+        record = _record(raw)
     if record.match_id != entry.match_id or record.kind != entry.kind:
         raise PoisonEntry(
             f"entry fields ({entry.match_id!r}, {entry.kind!r}) differ from the record's"
@@ -173,6 +187,23 @@ def _record(raw: Any) -> MatchRecord:
         # log's encoding, which the store reports as that record's rejection.
         participants.append(ParticipantRecord(**p))
     return MatchRecord(participants=participants, **raw)
+
+
+def _review(raw: Any) -> ReviewDecisionRecord:
+    if not isinstance(raw, dict):
+        raise PoisonEntry("record is not a map")
+    raw = _REVIEW_DEFAULTS | raw
+    if type(raw["version"]) is int and raw["version"] > REVIEW_RECORD_VERSION:
+        raise PoisonEntry(
+            f"record version {raw['version']} is newer than this consumer ({REVIEW_RECORD_VERSION})"
+        )
+    _check(raw, _REVIEW_FIELDS, "record")
+    if not 0 <= raw["decided_at"] <= MAX_MS:
+        raise PoisonEntry(f"record.decided_at out of range: {raw['decided_at']}")
+    try:
+        return ReviewDecisionRecord(**raw)  # checks the decision, ids and reason
+    except ValueError as exc:
+        raise PoisonEntry(f"review decision: {exc}") from None
 
 
 def _final(raw: Any) -> TournamentFinalRecord:

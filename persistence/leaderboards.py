@@ -5,7 +5,8 @@ Keys: ``leaderboard:{race_type}:daily:{YYYY-MM-DD}``, ``...:weekly:{YYYY-Www}`` 
 late or replayed result lands on the right board. Member: player id. Score: best WPM with
 accuracy as the tie break, packed into one number (``score``). Updates use ``ZADD GT``: a
 result only ever raises a score, so applying one twice, or out of order, changes nothing.
-Only valid finishes of ranked race types count.
+Only valid finishes of ranked race types count, and none held for review (``ARENA_REVIEW_WPM``,
+persistence/review.py): an operator's release offers a held result to its boards later.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ class Timeframe(StrEnum):
 def counts_for_ranking(p: ParticipantRecord) -> bool:
     """Only valid finishes are ranked (here, and in tournament standings)."""
     return p.valid and p.status == "finished"
+
+
+def ranked_at_ingestion(p: ParticipantRecord, settings: ReadSideSettings) -> bool:
+    """A valid finish below the review threshold; one at or above it is held (persistence/review.py)."""
+    return counts_for_ranking(p) and p.wpm < settings.review_wpm
 
 
 def score(wpm: float, accuracy: float) -> float:
@@ -98,7 +104,7 @@ def record_placements(record: MatchRecord, settings: ReadSideSettings) -> list[P
     return [
         Placement(key, p.player_id, p.name, score(p.wpm, p.accuracy), expiry)
         for p in record.participants
-        if counts_for_ranking(p)
+        if ranked_at_ingestion(p, settings)
         for key, expiry in boards
     ]
 
@@ -107,6 +113,7 @@ class LeaderboardWriter:
     def __init__(self, redis: aioredis.Redis, settings: ReadSideSettings) -> None:
         self._redis = redis
         self._settings = settings
+        self.settings = settings
 
     async def apply(self, records: Sequence[MatchRecord]) -> None:
         """Offer every valid finish of these records to its boards."""
@@ -127,8 +134,16 @@ class LeaderboardWriter:
             names[pl.player_id] = pl.name
         _queue(pipe, best, expiry, names)
 
-    def queue_records(self, pipe: Pipeline, records: Sequence[MatchRecord]) -> None:
-        """The consumer's hot path: the same as queuing ``record_placements``, without the objects."""
+    def queue_records(
+        self,
+        pipe: Pipeline,
+        records: Sequence[MatchRecord],
+        unranked: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
+    ) -> None:
+        """The consumer's hot path: the same as queuing ``record_placements``, without the objects.
+
+        ``unranked``: (race, player) the store held for review or saw rejected; left out.
+        """
         best: dict[str, dict[str, float]] = {}
         expiry: dict[str, int | None] = {}
         names: dict[str, str] = {}
@@ -137,7 +152,7 @@ class LeaderboardWriter:
             if not boards:
                 continue
             for p in r.participants:
-                if counts_for_ranking(p):
+                if ranked_at_ingestion(p, self._settings) and (r.match_id, p.player_id) not in unranked:
                     value = score(p.wpm, p.accuracy)
                     names[p.player_id] = p.name
                     for key, at in boards:

@@ -38,6 +38,17 @@ class PersistenceMetrics:
         self.participant_rows = Counter(
             f"{_PREFIX}_participant_rows_total", "Result rows written to PostgreSQL", registry=r
         )
+        self.results_held = Counter(
+            f"{_PREFIX}_results_held_total",
+            "Result rows stored held for review (ARENA_REVIEW_WPM)",
+            registry=r,
+        )
+        self.review_decisions = Counter(
+            f"{_PREFIX}_review_decisions_total",
+            "Operator review decisions stored, by decision (released, rejected)",
+            ["decision"],
+            registry=r,
+        )
         self.ratings_caught_up = Counter(
             f"{_PREFIX}_ratings_caught_up_total", "Finished matches no node had rated, rated here", registry=r
         )

@@ -4,7 +4,8 @@ The value is the outbox entry's ``data`` unchanged: the msgpack ``MatchRecord`` 
 the node wrote it (``arena/results.py``), with a ``kind`` and ``record_version`` header.
 Races go to the race topic, tournament heats to the heat topic. A tournament's final result
 (kind ``tournament_final``, a msgpack ``TournamentFinalRecord``) goes to the heat topic too,
-keyed by its tournament id.
+keyed by its tournament id. An operator's decision on a result held for review (kind
+``review_decision``, a msgpack ``ReviewDecisionRecord``) goes to the race topic, keyed by its race id.
 
 A batch is published by a ``PublishBatch``: every message is sent, then every ack awaited.
 A retry after a failure re-sends only what failed and keeps waiting for what is still in

@@ -42,7 +42,8 @@ _BEST_SQL = """
 SELECT DISTINCT ON (r.race_type, {period} p.player_id)
        r.race_type, p.player_id, p.name, p.wpm, p.accuracy, p.created_at
 FROM race_participants p JOIN races r ON r.race_id = p.race_id
-WHERE p.valid AND p.status = 'finished' AND r.race_type = ANY($1) AND p.created_at >= $2
+WHERE p.valid AND p.status = 'finished' AND p.review_state IN ('clear', 'released')
+  AND r.race_type = ANY($1) AND p.created_at >= $2
 ORDER BY r.race_type, {period} p.player_id, p.wpm DESC, p.accuracy DESC
 """
 _PERIODS = {
@@ -54,7 +55,8 @@ _PERIODS = {
 _STORED_SINCE_SQL = """
 SELECT r.race_type, p.player_id, p.name, p.wpm, p.accuracy, p.created_at
 FROM races r JOIN race_participants p ON p.race_id = r.race_id AND p.created_at = r.ended_at
-WHERE r.stored_at >= $1 AND p.valid AND p.status = 'finished' AND r.race_type = ANY($2)
+WHERE r.stored_at >= $1 AND p.valid AND p.status = 'finished' AND p.review_state IN ('clear', 'released')
+  AND r.race_type = ANY($2)
 """
 
 

@@ -117,6 +117,29 @@ class ReadSideSettings:
     weekly_keep_weeks: int = 5  # ARENA_LEADERBOARD_WEEKLY_KEEP_WEEKS: likewise for weekly boards
     # ARENA_LEADERBOARD_RACE_TYPES: comma-separated; custom texts are not comparable, so not ranked.
     race_types: tuple[str, ...] = ("quick", "standard", "marathon")
+    # ARENA_REVIEW_WPM: a valid finish at or above this many WPM is stored 'held' and kept off the
+    # leaderboards until an operator releases it (persistence/review.py; 100 to 1000). 200: no honest
+    # typist of the fair-play benchmark reaches it, and 180 WPM honest results are never held.
+    review_wpm: float = 200.0
+    # ARENA_REVIEW_PB_RATIO: a valid finish more than this times the player's best stored ranked
+    # WPM is held too (1.05 to 10) ...
+    review_pb_ratio: float = 1.3
+    # ARENA_REVIEW_MIN_RACES: ... once the player has this many ranked finishes stored (1 to 10000):
+    # a newcomer's first races say little about what they can do.
+    review_min_races: int = 10
+    # ARENA_REVIEW_PB_MIN_WPM: ... and only at or above this WPM (0 to ARENA_REVIEW_WPM): the goal is
+    # that no honest typist below 180 WPM is ever held, and a jump below it is no threat to a board.
+    review_pb_min_wpm: float = 180.0
+
+    def __post_init__(self) -> None:
+        if not 100 <= self.review_wpm <= 1000:
+            raise SettingsError("ARENA_REVIEW_WPM must be between 100 and 1000")
+        if not 1.05 <= self.review_pb_ratio <= 10:
+            raise SettingsError("ARENA_REVIEW_PB_RATIO must be between 1.05 and 10")
+        if not 1 <= self.review_min_races <= 10_000:
+            raise SettingsError("ARENA_REVIEW_MIN_RACES must be between 1 and 10000")
+        if not 0 <= self.review_pb_min_wpm <= self.review_wpm:
+            raise SettingsError("ARENA_REVIEW_PB_MIN_WPM must be between 0 and ARENA_REVIEW_WPM")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ReadSideSettings:
@@ -128,6 +151,10 @@ class ReadSideSettings:
             daily_keep_days=env_int(env, "ARENA_LEADERBOARD_DAILY_KEEP_DAYS", d.daily_keep_days),
             weekly_keep_weeks=env_int(env, "ARENA_LEADERBOARD_WEEKLY_KEEP_WEEKS", d.weekly_keep_weeks),
             race_types=tuple(t.strip() for t in raw_types.split(",") if t.strip()),
+            review_wpm=env_float(env, "ARENA_REVIEW_WPM", d.review_wpm),
+            review_pb_ratio=env_float(env, "ARENA_REVIEW_PB_RATIO", d.review_pb_ratio),
+            review_min_races=env_int(env, "ARENA_REVIEW_MIN_RACES", d.review_min_races),
+            review_pb_min_wpm=env_float(env, "ARENA_REVIEW_PB_MIN_WPM", d.review_pb_min_wpm),
         )
 
 

@@ -10,6 +10,10 @@ Tournaments' final results ride in the same transaction, the same way: the
 NOTHING RETURNING``, and only a new one finishes the ``tournaments`` row and writes the
 entrants' ``tournament_results``.
 
+Results held for review (persistence/review.py) are decided in the same transaction, from the
+review rules and the players' stored history (``players.best_wpm``, ``ranked_races``); an
+operator's review decision is stored there too, once per result.
+
 Monthly result partitions are created before the transaction, on first sight of a month
 (``ensure_results_partition``), because creating one locks the parent table.
 """
@@ -30,6 +34,8 @@ from arena.results import MatchRecord, ParticipantRecord, TournamentFinalRecord
 from persistence import keylog
 from persistence.errors import Dependency, DependencyDown, describe, postgres_rejects_data
 from persistence.leaderboards import counts_for_ranking
+from persistence.review import History, ReleasedResult, ReviewDecisionRecord, ReviewState, review_state
+from persistence.settings import ReadSideSettings
 from persistence.times import opt_datetime, to_datetime
 
 log = structlog.get_logger(__name__)
@@ -45,13 +51,16 @@ RETURNING race_id
 """
 
 _UPSERT_PLAYERS = """
-INSERT INTO players AS p (player_id, name, races, first_seen_at, last_seen_at)
-SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[])
+INSERT INTO players AS p (player_id, name, races, first_seen_at, last_seen_at, best_wpm, ranked_races)
+SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[], $6::float8[],
+                     $7::int[])
 ON CONFLICT (player_id) DO UPDATE SET
     name = CASE WHEN excluded.last_seen_at >= p.last_seen_at THEN excluded.name ELSE p.name END,
     races = p.races + excluded.races,
     first_seen_at = least(p.first_seen_at, excluded.first_seen_at),
-    last_seen_at = greatest(p.last_seen_at, excluded.last_seen_at)
+    last_seen_at = greatest(p.last_seen_at, excluded.last_seen_at),
+    best_wpm = greatest(p.best_wpm, excluded.best_wpm),
+    ranked_races = p.ranked_races + excluded.ranked_races
 """
 
 # Outside the batch transaction: a heat's race row references its tournament. Also inside it,
@@ -127,6 +136,46 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::int[], $
                      $8::text[])
 """
 
+# Review decisions (persistence/review.py): the decision row is the idempotency key; only a new
+# one moves its result out of 'held'. Released results are read back every time (a re-delivered
+# decision offers its result to the boards again: the offer is idempotent, a lost one is not).
+_INSERT_DECISIONS = """
+INSERT INTO review_decisions (race_id, player_id, decision, reason, decided_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
+ON CONFLICT (race_id, player_id) DO NOTHING
+RETURNING race_id, player_id, decision
+"""
+
+_APPLY_DECISIONS = """
+UPDATE race_participants AS p SET review_state = u.decision
+FROM unnest($1::text[], $2::text[], $3::text[]) AS u(race_id, player_id, decision)
+WHERE p.race_id = u.race_id AND p.player_id = u.player_id AND p.review_state = 'held'
+RETURNING p.player_id, p.wpm, p.review_state
+"""
+
+# The personal-best rule's history (players.best_wpm, ranked_races; migration 0004).
+_HISTORY = "SELECT player_id, best_wpm, ranked_races FROM players WHERE player_id = ANY($1::text[])"
+_ADD_HISTORY = """
+UPDATE players AS p SET best_wpm = greatest(p.best_wpm, u.best), ranked_races = p.ranked_races + u.n
+FROM unnest($1::text[], $2::float8[], $3::int[]) AS u(player_id, best, n)
+WHERE p.player_id = u.player_id
+"""
+# Results of re-delivered races that must stay off the boards: held (or rejected since) by the
+# first delivery, whose history this one cannot see again.
+_UNRANKED = """
+SELECT race_id, player_id FROM race_participants
+WHERE race_id = ANY($1::text[]) AND created_at = ANY($2::timestamptz[])
+  AND review_state IN ('held', 'rejected')
+"""
+
+_RELEASED = """
+SELECT r.race_type, p.race_id, p.player_id, p.name, p.wpm, p.accuracy, p.created_at
+FROM unnest($1::text[], $2::text[]) AS u(race_id, player_id)
+JOIN race_participants p ON p.race_id = u.race_id AND p.player_id = u.player_id
+JOIN races r ON r.race_id = p.race_id
+WHERE p.review_state = 'released' AND p.valid AND p.status = 'finished'
+"""
+
 # Where each record field is stored (the tests check that none is forgotten).
 RACE_FIELDS = (
     "match_id", "kind", "race_type", "state", "reason", "node_id", "passage_id", "passage_chars",
@@ -147,16 +196,17 @@ STANDING_FIELDS = ("rank", "player_id", "name", "seed", "rating", "last_round", 
 PARTICIPANT_COLUMNS = (
     "race_id", "player_id", "created_at", "name", "place", "status", "valid", "flags", "wpm", "raw_wpm",
     "accuracy", "consistency", "correct_chars", "typed_chars", "errors", "elapsed_ms", "joined_at",
-    "finished_at", "keylog",
+    "finished_at", "keylog", "review_state",
 )  # fmt: skip
 
 ParticipantRow = tuple[
     str, str, datetime, str, int | None, str, bool, list[str], float, float, float, float,
-    int, int, int, int, datetime | None, datetime | None, bytes,
+    int, int, int, int, datetime | None, datetime | None, bytes, str,
 ]  # fmt: skip
 
 
 def participant_rows(record: MatchRecord) -> list[ParticipantRow]:
+    """Every row 'clear': the review state is decided in the transaction, with the players' history."""
     ended = to_datetime(record.ended_at)
     return [participant_row(record.match_id, ended, p) for p in record.participants]
 
@@ -166,7 +216,7 @@ def participant_row(match_id: str, ended: datetime, p: ParticipantRecord) -> Par
         match_id, p.player_id, ended, p.name, p.place, p.status, p.valid,
         p.flags, float(p.wpm), float(p.raw_wpm), float(p.accuracy), float(p.consistency), p.correct_chars,
         p.typed_chars, p.errors, p.elapsed_ms, opt_datetime(p.joined_at), opt_datetime(p.finished_at),
-        keylog.encode(p.keys, p.key_times),
+        keylog.encode(p.keys, p.key_times), ReviewState.CLEAR.value,
     )  # fmt: skip
 
 
@@ -175,15 +225,22 @@ class WriteResult:
     inserted: set[str] = field(default_factory=set)  # match ids this call stored (finals included)
     rejected: dict[str, str] = field(default_factory=dict)  # match id -> why PostgreSQL refused it
     participant_rows: int = 0
+    released: list[ReleasedResult] = field(default_factory=list)  # to offer to the boards
+    held: int = 0  # result rows this call stored 'held' for review
+    unranked: set[tuple[str, str]] = field(default_factory=set)  # (race, player) held or rejected
+    decided: dict[str, int] = field(default_factory=dict)  # new review decisions, by decision
 
 
 class PostgresStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, review: ReadSideSettings | None = None) -> None:
         self._pool = pool
+        self._review = review or ReadSideSettings()  # the review_* rules: which results are held
         self._months: set[date] = set()  # partitions known to exist
         self._months_lock = asyncio.Lock()  # workers of one process share this store
 
-    async def write(self, records: Sequence[MatchRecord | TournamentFinalRecord]) -> WriteResult:
+    async def write(
+        self, records: Sequence[MatchRecord | TournamentFinalRecord | ReviewDecisionRecord]
+    ) -> WriteResult:
         """Store a batch; a record PostgreSQL refuses is isolated and reported, not raised.
 
         Raises ``DependencyDown`` when PostgreSQL cannot be reached (nothing is lost: the
@@ -205,6 +262,11 @@ class PostgresStore:
             result.inserted |= one.inserted
             result.rejected |= one.rejected
             result.participant_rows += one.participant_rows
+            result.released += one.released
+            result.held += one.held
+            result.unranked |= one.unranked
+            for decision, n in one.decided.items():
+                result.decided[decision] = result.decided.get(decision, 0) + n
         return result
 
     async def ensure_months(self, days: Sequence[date]) -> None:
@@ -216,9 +278,14 @@ class PostgresStore:
                 await conn.execute("SELECT ensure_results_partition($1)", month)
                 self._months.add(month)
 
-    async def _write(self, batch: Sequence[MatchRecord | TournamentFinalRecord]) -> WriteResult:
+    async def _write(
+        self, batch: Sequence[MatchRecord | TournamentFinalRecord | ReviewDecisionRecord]
+    ) -> WriteResult:
         records = [r for r in batch if isinstance(r, MatchRecord)]
         finals = [r for r in batch if isinstance(r, TournamentFinalRecord)]
+        decisions = [r for r in batch if isinstance(r, ReviewDecisionRecord)]
+        released: list[ReleasedResult] = []
+        decided: dict[str, int] = {}
         await self.ensure_months([to_datetime(r.ended_at).date() for r in records])
         heats = [r for r in records if r.tournament_id is not None]
         # Built before the transaction: it is CPU work (the keystroke logs), and a record whose
@@ -233,9 +300,11 @@ class PostgresStore:
                     rows = await conn.fetch(_INSERT_RACES, *_race_columns(records))
                     inserted = {row["race_id"] for row in rows}
                 new = [r for r in records if r.match_id in inserted]
+                if new:
+                    await self._decide_review(conn, new, prepared)
                 participants = [row for r in new for row in prepared[r.match_id]]
                 if new:
-                    await conn.execute(_UPSERT_PLAYERS, *_player_columns(new))
+                    await conn.execute(_UPSERT_PLAYERS, *_player_columns(new, _added_history(new, prepared)))
                     await conn.copy_records_to_table(
                         "race_participants", records=participants, columns=PARTICIPANT_COLUMNS
                     )
@@ -245,7 +314,95 @@ class PostgresStore:
                         await conn.execute(_UPSERT_STANDINGS, *_standing_columns(new_heats))
                 if finals:
                     inserted |= await self._write_finals(conn, finals)
-        return WriteResult(inserted=inserted, participant_rows=len(participants))
+                if decisions:
+                    new_decisions, released = await self._write_decisions(conn, decisions)
+                    inserted |= new_decisions
+                    for d in decisions:
+                        if d.match_id in new_decisions:
+                            decided[d.decision] = decided.get(d.decision, 0) + 1
+                            log.info(
+                                "review_decision_stored",
+                                race_id=d.race_id,
+                                player_id=d.player_id,
+                                decision=d.decision,
+                            )
+                # New races: their states are in hand. Re-delivered ones (rare): read back.
+                unranked = {(row[0], row[1]) for row in participants if row[-1] != ReviewState.CLEAR}
+                again = [r for r in records if r.match_id not in inserted]
+                if again:
+                    rows = await conn.fetch(
+                        _UNRANKED,
+                        [r.match_id for r in again],
+                        sorted({to_datetime(r.ended_at) for r in again}),
+                    )
+                    unranked |= {(row["race_id"], row["player_id"]) for row in rows}
+        held = [row for row in participants if row[-1] == "held"]
+        for row in held:  # rare by design: one line each, for the operator's attention
+            log.info("result_held_for_review", race_id=row[0], player_id=row[1], wpm=row[8])
+        return WriteResult(
+            inserted=inserted,
+            participant_rows=len(participants),
+            released=released,
+            held=len(held),
+            decided=decided,
+            unranked=unranked,
+        )
+
+    async def _decide_review(
+        self, conn: PoolConnectionProxy, new: Sequence[MatchRecord], prepared: dict[str, list[ParticipantRow]]
+    ) -> None:
+        """Set each new row's review state from the rules and the players' stored history.
+
+        In race-end order, so a player's earlier result in the same batch counts as history.
+        Two workers storing the same player's races at once may each miss the other's: the
+        history is a guide for the personal-best rule, not a ledger.
+        """
+        players = sorted({p.player_id for r in new for p in r.participants})
+        rows = await conn.fetch(_HISTORY, players)
+        history = {row["player_id"]: History(row["best_wpm"], row["ranked_races"]) for row in rows}
+        for r in sorted(new, key=lambda r: (r.ended_at, r.match_id)):
+            decided = []
+            for p, row in zip(r.participants, prepared[r.match_id], strict=True):
+                state = review_state(p, self._review, history.get(p.player_id))
+                if state is ReviewState.CLEAR and counts_for_ranking(p):
+                    history[p.player_id] = history.get(p.player_id, History()).plus(p.wpm)
+                decided.append((*row[:-1], state.value))
+            prepared[r.match_id] = decided
+
+    async def _write_decisions(
+        self, conn: PoolConnectionProxy, decisions: Sequence[ReviewDecisionRecord]
+    ) -> tuple[set[str], list[ReleasedResult]]:
+        """Inside the batch's transaction: the decisions that were new, and every released result."""
+        rows = await conn.fetch(
+            _INSERT_DECISIONS,
+            [d.race_id for d in decisions],
+            [d.player_id for d in decisions],
+            [d.decision for d in decisions],
+            [d.reason for d in decisions],
+            [to_datetime(d.decided_at) for d in decisions],
+        )
+        if rows:
+            changed = await conn.fetch(
+                _APPLY_DECISIONS,
+                [r["race_id"] for r in rows],
+                [r["player_id"] for r in rows],
+                [r["decision"] for r in rows],
+            )
+            # A released result is part of the player's history from now on.
+            added: dict[str, History] = {}
+            for c in changed:
+                if c["review_state"] == ReviewState.RELEASED:
+                    added[c["player_id"]] = added.get(c["player_id"], History()).plus(c["wpm"])
+            if added:
+                ids = sorted(added)
+                await conn.execute(
+                    _ADD_HISTORY, ids, [added[i].best_wpm for i in ids], [added[i].races for i in ids]
+                )
+        new = {(r["race_id"], r["player_id"]) for r in rows}
+        inserted = {d.match_id for d in decisions if (d.race_id, d.player_id) in new}
+        releases = [d for d in decisions if d.decision == "released"]
+        found = await conn.fetch(_RELEASED, [d.race_id for d in releases], [d.player_id for d in releases])
+        return inserted, [ReleasedResult(**dict(r)) for r in found]
 
     async def _write_finals(
         self, conn: PoolConnectionProxy, finals: Sequence[TournamentFinalRecord]
@@ -301,8 +458,20 @@ def _race_columns(records: Sequence[MatchRecord]) -> list[Sequence[object]]:
     ]
 
 
-def _player_columns(records: Sequence[MatchRecord]) -> list[Sequence[object]]:
-    """One row per player (a statement may touch a row once), latest name wins."""
+def _added_history(
+    new: Sequence[MatchRecord], prepared: dict[str, list[ParticipantRow]]
+) -> dict[str, History]:
+    """Per player, the batch's ranked finishes stored clear: the personal-best rule's history."""
+    added: dict[str, History] = {}
+    for r in new:
+        for p, row in zip(r.participants, prepared[r.match_id], strict=True):
+            if row[-1] == ReviewState.CLEAR and counts_for_ranking(p):
+                added[p.player_id] = added.get(p.player_id, History()).plus(p.wpm)
+    return added
+
+
+def _player_columns(records: Sequence[MatchRecord], added: dict[str, History]) -> list[Sequence[object]]:
+    """One row per player (a statement may touch a row once), latest name wins; then the history."""
     seen: dict[str, tuple[str, int, datetime, datetime]] = {}
     for r in records:
         at = to_datetime(r.ended_at)
@@ -312,7 +481,13 @@ def _player_columns(records: Sequence[MatchRecord]) -> list[Sequence[object]]:
                 name = p.name
             seen[p.player_id] = (name, races + 1, min(first, at), max(last, at))
     ids = sorted(seen)
-    return [ids, *([seen[i][k] for i in ids] for k in range(4))]
+    none = History()
+    return [
+        ids,
+        *([seen[i][k] for i in ids] for k in range(4)),
+        [added.get(i, none).best_wpm for i in ids],
+        [added.get(i, none).races for i in ids],
+    ]
 
 
 def _tournament_columns(heats: Sequence[MatchRecord]) -> list[Sequence[object]]:

@@ -1,0 +1,166 @@
+"""Held for review: which stored results wait for an operator before they are ranked.
+
+A valid finish at or above ``ARENA_REVIEW_WPM`` (``ReadSideSettings.review_wpm``, 200 by default),
+or more than ``ARENA_REVIEW_PB_RATIO`` (1.3) times the player's best stored ranked WPM once
+``ARENA_REVIEW_MIN_RACES`` (10) ranked finishes are stored and it is at least
+``ARENA_REVIEW_PB_MIN_WPM`` (180), is possible but rare: persistence
+stores it with ``review_state`` 'held' and leaves it off the leaderboards (docs/FAIRPLAY.md,
+"Held for review"). Decided at ingestion (persistence/store.py, with the players' stored history),
+so a node's hot path is untouched. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from itertools import pairwise
+
+import msgpack
+
+from arena.results import ParticipantRecord
+from persistence.leaderboards import Placement, boards_for, counts_for_ranking, score
+from persistence.settings import ReadSideSettings
+
+
+class ReviewState(StrEnum):
+    CLEAR = "clear"  # never needed a review
+    HELD = "held"  # waits for an operator; not ranked
+    RELEASED = "released"  # an operator accepted it; ranked
+    REJECTED = "rejected"  # an operator refused it; never ranked
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What is stored of a player's ranked finishes (``players.best_wpm``, ``ranked_races``)."""
+
+    best_wpm: float = 0.0
+    races: int = 0
+
+    def plus(self, wpm: float) -> History:
+        return History(max(self.best_wpm, wpm), self.races + 1)
+
+
+def review_state(
+    p: ParticipantRecord, settings: ReadSideSettings, history: History | None = None
+) -> ReviewState:
+    """Only a result that would be ranked can be held: an invalid or unfinished one is never ranked."""
+    if not counts_for_ranking(p):
+        return ReviewState.CLEAR
+    if p.wpm >= settings.review_wpm:
+        return ReviewState.HELD
+    h = history or History()
+    if (
+        p.wpm >= settings.review_pb_min_wpm
+        and h.races >= settings.review_min_races
+        and p.wpm > h.best_wpm * settings.review_pb_ratio
+    ):
+        return ReviewState.HELD
+    return ReviewState.CLEAR
+
+
+# ---- an operator's decision (outbox kind "review_decision") ----------------------------
+# Appended by ``python -m ops.review release|reject``; persistence stores it in
+# ``review_decisions``, moves the result out of 'held', offers a released one to its boards and
+# publishes the decision to the race topic (key: the race id).
+
+REVIEW_KIND = "review_decision"
+REVIEW_RECORD_VERSION = 1
+DECISIONS = (ReviewState.RELEASED.value, ReviewState.REJECTED.value)
+MAX_REASON = 500  # characters: a note for the next operator, not an essay
+
+
+def review_match_id(race_id: str, player_id: str) -> str:
+    """The outbox idempotency key: one decision per result, whichever it is."""
+    return f"{race_id}:{player_id}:review"
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewDecisionRecord:
+    match_id: str  # review_match_id(race_id, player_id)
+    race_id: str
+    player_id: str
+    decision: str  # released | rejected
+    reason: str  # required for a rejection; may be empty for a release
+    decided_at: int  # epoch ms
+    kind: str = REVIEW_KIND
+    version: int = REVIEW_RECORD_VERSION
+
+    def __post_init__(self) -> None:
+        if self.decision not in DECISIONS:
+            raise ValueError(f"decision must be one of {DECISIONS}, got {self.decision!r}")
+        if not self.race_id or not self.player_id:
+            raise ValueError("race and player ids must not be empty")
+        if self.match_id != review_match_id(self.race_id, self.player_id):
+            raise ValueError(
+                f"match id {self.match_id!r} is not {review_match_id(self.race_id, self.player_id)!r}"
+            )
+        if len(self.reason) > MAX_REASON:
+            raise ValueError(f"reason longer than {MAX_REASON} characters")
+        if self.decision == ReviewState.REJECTED and not self.reason.strip():
+            raise ValueError("a rejection needs a reason")
+        if self.kind != REVIEW_KIND:
+            raise ValueError(f"kind must be {REVIEW_KIND!r}")
+
+    @classmethod
+    def of(
+        cls, race_id: str, player_id: str, decision: str, reason: str, decided_at: int
+    ) -> ReviewDecisionRecord:
+        return cls(review_match_id(race_id, player_id), race_id, player_id, decision, reason, decided_at)
+
+    def to_bytes(self) -> bytes:
+        packed: bytes = msgpack.packb(dataclasses.asdict(self), use_bin_type=True)
+        return packed
+
+
+@dataclass(frozen=True, slots=True)
+class ReleasedResult:
+    """A released result as stored: what its boards need."""
+
+    race_type: str
+    race_id: str
+    player_id: str
+    name: str
+    wpm: float
+    accuracy: float
+    created_at: datetime  # the race's end: which daily and weekly boards
+
+
+def released_placements(results: Sequence[ReleasedResult], settings: ReadSideSettings) -> list[Placement]:
+    """Every board a released result belongs to (none for an unranked race type)."""
+    return [
+        Placement(key, r.player_id, r.name, score(r.wpm, r.accuracy), expiry)
+        for r in results
+        for key, expiry in boards_for(r.race_type, r.created_at.date(), settings)
+    ]
+
+
+# ---- what the operator sees ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KeystrokeStats:
+    keys: int
+    backspaces: int
+    interval_mean_ms: float
+    interval_sd_ms: float
+    interval_skew: float  # human typing is right-skewed (well above 0); a metronome is near 0
+    interval_min_ms: int
+
+
+def keystroke_stats(keys: str, times: list[int]) -> KeystrokeStats:
+    """Summary of the inter-key intervals the server stored (persistence/keylog.py)."""
+    gaps = [b - a for a, b in pairwise(times)]
+    if len(gaps) < 2:
+        return KeystrokeStats(
+            len(keys), keys.count("\b"), float(gaps[0]) if gaps else 0.0, 0.0, 0.0, min(gaps, default=0)
+        )
+    mean = statistics.fmean(gaps)
+    sd = statistics.pstdev(gaps, mean)
+    skew = sum((g - mean) ** 3 for g in gaps) / len(gaps) / sd**3 if sd > 0 else 0.0
+    return KeystrokeStats(
+        len(keys), keys.count("\b"), round(mean, 1), round(sd, 1), round(skew, 2), min(gaps)
+    )
