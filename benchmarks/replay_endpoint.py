@@ -17,17 +17,20 @@ import argparse
 import asyncio
 import gzip
 import random
-import re
 import shutil
 import sys
 import time
+from pathlib import Path
 
 import aiohttp
 import asyncpg
 from aiohttp import web
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks.* as in soak.py
+
 from arena.clock import now_ms
 from arena.settings import RedisSettings
+from benchmarks.lobby_throughput import parse_wrk
 from lobby.app import build_app
 from lobby.settings import LobbySettings
 from ops.services import PostgresServer, RedisServer, free_port
@@ -38,13 +41,8 @@ from persistence.store import PostgresStore
 
 
 def _wrk_figures(out: str) -> str:
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    lat = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", out)
-    p99 = re.search(r"99%\s+(\S+)", out)
-    return (
-        f"{float(rps.group(1)) if rps else 0:8.0f} req/s  latency avg {lat.group(1) if lat else '?'}"
-        f"  p99 {p99.group(1) if p99 else '?'}"
-    )
+    run = parse_wrk(out)
+    return f"{run.rps:8.0f} req/s  p50 {run.p50_ms:.2f} ms  p99 {run.p99_ms:.2f} ms"
 
 
 async def _wrk(url: str, seconds: int, connections: int, headers: list[str]) -> str:
