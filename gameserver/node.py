@@ -33,7 +33,7 @@ from arena.results import MatchRecord
 from arena.tasks import stop_tasks
 from arena.tokens import TokenSigner
 from gameserver.batcher import ProgressBatcher
-from gameserver.checkpoint import definition_of, encode_definition, encode_entries
+from gameserver.checkpoint import definition_of, encode_definition, encode_entries, encode_entries_json
 from gameserver.checkpoint import ttl_s as checkpoint_ttl_s
 from gameserver.connection import Connection
 from gameserver.drain import FAULT_REASON, SHUTDOWN_REASON, DrainReport, latest_end, outcome_of
@@ -56,20 +56,47 @@ STOP_REDIS_S = 2.0  # the drain report and the registry removal at stop each wai
 # racer's whole keystroke log (≈ 2 ms a race after minutes of typing), so 2,800 races in one go
 # held the loop for 6 s while the results writer waited.
 ABORT_CHUNK = 100
+CHECKPOINT_LAG_LOG_MS = 10_000  # "checkpoints_behind" at most this often
 WATCH_CHECK_MS = 1000  # how often the owner asks whether other nodes watch its races
+
+
+# A tick's checkpoint work is bounded, so a node that falls behind (a slow Redis, a saturated
+# loop) catches up over several ticks instead of sending everything in one ever larger round
+# trip: 10,000 players' races are due ≈ 100 a tick (each every ARENA_RACE_CHECKPOINT_MS), so
+# these bounds only bite when appends are late; what a tick leaves waits for the next.
+# Races appended per tick at most: the tick's pipeline stays under the 1,000 commands from which
+# redis-py 8 packs it in a worker thread (GIL contention in a CPU-bound node).
+CHECKPOINT_APPENDS_PER_TICK = 300
+CHECKPOINT_BYTES_PER_TICK = 1 << 20  # encoded bytes per tick: a race due beyond this waits a tick
+CHECKPOINT_ENTRIES_PER_APPEND = 1000  # journal entries one append carries at most (≈ 50 s of 5 typists)
+
+
+@dataclass(slots=True)
+class CheckpointAppend:
+    """One race's append in a tick: the journal entries it took (the race journals into a fresh
+    list meanwhile) and their encoding."""
+
+    room: RaceRoom
+    taken: list[tuple[object, ...]]
+    item: bytes | str | None  # None: only the definition
+    more: bool  # the journal held more than one append carries: due again at the next tick
 
 
 class Checkpoints:
     """One tick's checkpoint work (``gameserver/checkpoint.py``): what the races due for an append
     journalled since their last one, appended in the tick's round trip, and the checkpoints of
     races whose result is in the outbox, deleted in it (after any append of theirs: ticks are
-    sequential)."""
+    sequential). Bounded per tick (``CHECKPOINT_*``); races left over are ``deferred``."""
 
     def __init__(self, now: int = 0, every_ms: int = 0) -> None:
         self.now = now
         self.every_ms = every_ms  # a race's appends at most this often (ARENA_RACE_CHECKPOINT_MS)
-        self.appends: list[tuple[RaceRoom, int]] = []  # room, journal entries taken
+        self.appends: list[CheckpointAppend] = []
         self.done: list[RaceRoom] = []
+        self.bytes = 0  # encoded this tick
+        self.deferred = 0  # races due that wait for a later tick (the per-tick bounds)
+        self.split = 0  # races whose journal held more than one append carries
+        self.unwritten = 0  # journal entries of this node's races not in Redis (before this tick's appends)
 
     def __bool__(self) -> bool:
         return bool(self.appends or self.done)
@@ -78,21 +105,45 @@ class Checkpoints:
         journal = room.race.journal
         if room.finalized:
             self.done.append(room)
-        elif room.checkpoint_def is not None or (journal and self.now - room.checkpoint_at >= self.every_ms):
-            self.appends.append((room, len(journal or ())))
+            return
+        if journal:
+            self.unwritten += len(journal)
+        if room.checkpoint_def is None and not (journal and self.now - room.checkpoint_at >= self.every_ms):
+            return
+        if len(self.appends) >= CHECKPOINT_APPENDS_PER_TICK or self.bytes >= CHECKPOINT_BYTES_PER_TICK:
+            self.deferred += 1
+            return
+        race = room.race
+        taken = journal or []
+        more = len(taken) > CHECKPOINT_ENTRIES_PER_APPEND
+        if more:  # rare (appends were failing): the oldest part now, the rest next tick
+            taken, race.journal = taken[:CHECKPOINT_ENTRIES_PER_APPEND], taken[CHECKPOINT_ENTRIES_PER_APPEND:]
+            self.split += 1
+        elif journal is not None:
+            race.journal = []  # swapped, not sliced: what is journalled meanwhile goes in the new list
+        item = self._encode(taken) if taken else None
+        self.bytes += len(item or b"") + len(room.checkpoint_def or "")
+        self.appends.append(CheckpointAppend(room, taken, item, more))
+
+    @staticmethod
+    def _encode(entries: list[tuple[object, ...]]) -> bytes | str:
+        try:
+            return encode_entries(entries)
+        except (UnicodeEncodeError, TypeError, ValueError, OverflowError):  # msgpack refuses it: JSON can
+            return encode_entries_json(entries)
 
     def write(self, pipe: aioredis.client.Pipeline, node_id: str, region: str) -> None:
         new = False
-        for room, n in self.appends:
-            race = room.race
-            items = [encode_entries((race.journal or [])[:n])] if n else []
+        for a in self.appends:
+            race = a.room.race
+            items = [a.item] if a.item is not None else []
             key = keys.race_checkpoint(race.id)
-            if room.checkpoint_def is not None:
+            if a.room.checkpoint_def is not None:
                 new = True
-                pipe.rpush(key, room.checkpoint_def, *items)
+                pipe.rpush(key, a.room.checkpoint_def, *items)
                 pipe.expire(key, checkpoint_ttl_s(race))
                 pipe.sadd(keys.node_checkpoints(node_id), race.id)
-            else:
+            elif items:
                 pipe.rpush(key, *items)
         if new:  # reapers find this node's races by it once it is dead
             pipe.hset(keys.CHECKPOINT_NODES, node_id, region)
@@ -101,18 +152,27 @@ class Checkpoints:
             pipe.srem(keys.node_checkpoints(node_id), *(r.race.id for r in self.done))
 
     def written(self) -> int:
-        """The appends went through: drop what they carried from the journals; returns how many."""
+        """The appends went through: forget what they carried; returns how many entries."""
         total = 0
-        for room, n in self.appends:
-            room.checkpoint_def = None
-            room.checkpoint_at = self.now
-            if room.race.journal:
-                del room.race.journal[:n]  # inputs journalled meanwhile stay for the next tick
-            total += n
+        for a in self.appends:
+            a.room.checkpoint_def = None
+            if not a.more:
+                a.room.checkpoint_at = self.now
+            total += len(a.taken)
         for room in self.done:
             room.checkpointed = False
             room.race.journal = None
         return total
+
+    def failed(self) -> None:
+        """The round trip failed: the entries go back in front of what was journalled meanwhile,
+        and each race waits its interval before it tries again (a retry of every race in the
+        next tick is how a slow Redis turned into ever larger, ever later round trips)."""
+        for a in self.appends:
+            race = a.room.race
+            if a.taken and race.journal is not None:
+                race.journal = a.taken + race.journal
+            a.room.checkpoint_at = self.now
 
 
 class NodeDraining(Exception):
@@ -189,6 +249,7 @@ class Node:
         # How long a ping waits for a progress frame to ride on (same write) before going alone.
         self._ping_ride_ms = int(min(1000, settings.race.ping_interval_s * 500))
         self._last_watch_check_ms = 0
+        self._checkpoint_lag_logged_ms = 0
         self.relay = SpectatorRelay(redis, settings.node_id)
         self.memory = MemoryKeeper(settings.memory, metrics, time.monotonic())
         # Finalises dead nodes' checkpointed races (gameserver/reaper.py); with checkpoints only.
@@ -620,12 +681,32 @@ class Node:
             counts[race.state] += 1
             if not race.ended:
                 seated += len(race.racers)
+        if self.settings.race.checkpoint:
+            self._checkpoint_lag(ckpt, now)
         await self._sync_redis(now, mirrors, live, ckpt)
         for state, n in counts.items():
             self.metrics.races.labels(state.value).set(n)
         self.metrics.publish()
         self.metrics.players.set(seated)
 
+
+    def _checkpoint_lag(self, ckpt: Checkpoints, now: int) -> None:
+        """How far the checkpoints are behind: a gauge every tick; a warning at most every
+        ``CHECKPOINT_LAG_LOG_MS`` while the per-tick bounds hold races back."""
+        self.metrics.checkpoint_unwritten.set(ckpt.unwritten)
+        if not (ckpt.deferred or ckpt.split):
+            return
+        self.metrics.checkpoint_deferred.inc(ckpt.deferred + ckpt.split)
+        if now - self._checkpoint_lag_logged_ms >= CHECKPOINT_LAG_LOG_MS:
+            self._checkpoint_lag_logged_ms = now
+            self.log.warning(
+                "checkpoints_behind",
+                deferred=ckpt.deferred,  # races due that wait for a later tick
+                split=ckpt.split,  # races whose journal needs more than one append
+                unwritten_entries=ckpt.unwritten,
+                appends=len(ckpt.appends),
+                bytes=ckpt.bytes,
+            )
 
     def _tick_room(
         self, room: RaceRoom, now: int, ping_phase: int, mirrors: list[RaceRoom], live: list[RaceRoom]
@@ -727,7 +808,8 @@ class Node:
         except Exception as exc:  # Redis hiccup: mirrors catch up at the next change
             for room in live:  # and live figures at the next due tick
                 room.race.unmirrored_progress = True
-            if ckpt:  # the journals keep their entries: the next tick appends them
+            if ckpt:  # the journals keep their entries: appended a checkpoint interval later
+                ckpt.failed()
                 self.metrics.checkpoint_write_failures.inc()
             self.log.warning("redis_sync_failed", error=str(exc))
             return

@@ -6,12 +6,15 @@ import pytest
 
 from arena.ids import NodeId, PlayerId, RaceId
 from arena.protocol import PlayerStatus, RaceState, RaceType
+from gameserver import node as node_module
 from gameserver.checkpoint import (
     CheckpointError,
     decode_definition,
+    decode_item,
     definition_of,
     encode_definition,
     encode_entries,
+    encode_entries_json,
     encode_entry,
     rebuild,
 )
@@ -48,14 +51,17 @@ def journalled_race(seats: int, heat: HeatTag | None = None) -> Race:
 
 
 def checkpoint_of(race: Race) -> list[bytes]:
-    """As Redis returns it: the definition, then the journal in appends of up to 3 entries (and
-    single entries: the rebuild reads both), as bytes."""
+    """As Redis returns it: the definition, then the journal in appends of up to 3 entries
+    (msgpack), single entries and appends in JSON (as older checkpoints hold them): the rebuild
+    reads them all, as bytes."""
     assert race.journal is not None
-    items = [encode_definition(definition_of(race, "eu"))]
-    for i in range(0, len(race.journal), 4):
+    items: list[bytes] = [encode_definition(definition_of(race, "eu")).encode()]
+    for i in range(0, len(race.journal), 6):
         items.append(encode_entries(race.journal[i : i + 3]))
-        items.extend(encode_entry(e) for e in race.journal[i + 3 : i + 4])
-    return [i.encode() for i in items]
+        items.extend(encode_entry(e).encode() for e in race.journal[i + 3 : i + 4])
+        if i + 4 < len(race.journal):
+            items.append(encode_entries_json(race.journal[i + 4 : i + 6]).encode())
+    return items
 
 
 def type_some(race: Race, pid: str, upto: int, rng: random.Random, errors: bool = False) -> None:
@@ -189,12 +195,12 @@ def test_a_race_is_appended_at_most_once_per_interval_and_deleted_once_written()
         return ckpt
 
     first = collect(T0)  # the definition goes with the first tick, news or not
-    assert [n for _, n in first.appends] == [0] and first.written() == 0
+    assert [len(a.taken) for a in first.appends] == [0] and first.written() == 0
     race.join(PlayerId("p1"), "ada", T0 + 10)
     assert not collect(T0 + 999)  # news, but within the interval
     race.join(PlayerId("p2"), "bob", T0 + 20)  # the race fills: the countdown journals too
     due = collect(T0 + 1000)
-    assert [n for _, n in due.appends] == [3]
+    assert [len(a.taken) for a in due.appends] == [3]
     race.journal.append(("l", "p1", T0 + 1001))  # type: ignore[union-attr]  # journalled meanwhile
     assert due.written() == 3 and race.journal == [("l", "p1", T0 + 1001)]
     assert not collect(T0 + 1500)
@@ -203,3 +209,78 @@ def test_a_race_is_appended_at_most_once_per_interval_and_deleted_once_written()
     assert done.done == [room] and not done.appends
     done.written()
     assert not room.checkpointed and race.journal is None
+
+
+def _due_rooms(n: int, entries: int) -> list[RaceRoom]:
+    """``n`` checkpointed races, definitions written, each with ``entries`` journal entries."""
+    metrics = NodeMetrics()
+    rooms = []
+    for i in range(n):
+        race = journalled_race(2)
+        race.id = RaceId(f"r{i}")
+        race.journal = [("l", "p1", T0 + k) for k in range(entries)]
+        room = RaceRoom(race, metrics)
+        room.checkpointed = True
+        rooms.append(room)
+    return rooms
+
+
+def test_a_tick_appends_a_bounded_number_of_races_and_the_rest_next_tick() -> None:
+    rooms = _due_rooms(node_module.CHECKPOINT_APPENDS_PER_TICK + 7, 3)
+    first = Checkpoints(T0, 1000)
+    for room in rooms:
+        first.collect(room)
+    assert len(first.appends) == node_module.CHECKPOINT_APPENDS_PER_TICK and first.deferred == 7
+    assert first.unwritten == 3 * len(rooms)
+    assert first.written() == 3 * node_module.CHECKPOINT_APPENDS_PER_TICK
+    second = Checkpoints(T0 + 100, 1000)
+    for room in rooms:
+        second.collect(room)
+    assert [a.room for a in second.appends] == rooms[-7:] and second.deferred == 0
+
+
+def test_a_long_journal_goes_in_bounded_appends_oldest_first() -> None:
+    per_append = node_module.CHECKPOINT_ENTRIES_PER_APPEND
+    (room,) = _due_rooms(1, per_append + 5)
+    race = room.race
+    journal = list(race.journal or [])
+    first = Checkpoints(T0, 1000)
+    first.collect(room)
+    assert first.split == 1 and first.appends[0].taken == journal[:per_append]
+    assert first.written() == per_append
+    second = Checkpoints(T0 + 100, 1000)  # due again at once: it is behind
+    second.collect(room)
+    assert second.appends[0].taken == journal[per_append:] and second.written() == 5
+    race.journal.append(("l", "p2", T0 + 150))
+    caught_up = Checkpoints(T0 + 200, 1000)
+    caught_up.collect(room)
+    assert not caught_up  # caught up: the interval again
+    items = [second.appends[0].item, first.appends[0].item]
+    assert sum(len(decode_item(i)) for i in items if i is not None) == per_append + 5
+
+
+def test_a_failed_append_keeps_its_entries_in_order_and_waits_its_interval() -> None:
+    (room,) = _due_rooms(1, 4)
+    race = room.race
+    before = list(race.journal or [])
+    ckpt = Checkpoints(T0 + 5000, 1000)
+    ckpt.collect(room)
+    assert race.journal == []  # swapped: what comes meanwhile goes in a new list
+    race.journal.append(("l", "p2", T0 + 5001))
+    ckpt.failed()
+    assert race.journal == [*before, ("l", "p2", T0 + 5001)]
+    next_tick = Checkpoints(T0 + 5100, 1000)
+    next_tick.collect(room)
+    assert not next_tick  # not every race again at the next tick
+    retry = Checkpoints(T0 + 6000, 1000)
+    retry.collect(room)
+    assert [len(a.taken) for a in retry.appends] == [5]
+
+
+def test_an_append_msgpack_cannot_encode_goes_as_json() -> None:
+    (room,) = _due_rooms(1, 0)
+    room.race.journal = [("j", "p1", "bad \ud800 name", T0)]
+    ckpt = Checkpoints(T0, 1000)
+    ckpt.collect(room)
+    item = ckpt.appends[0].item
+    assert isinstance(item, str) and decode_item(item) == [["j", "p1", "bad \ud800 name", T0]]
