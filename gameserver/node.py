@@ -148,7 +148,9 @@ class Checkpoints:
         if new:  # reapers find this node's races by it once it is dead
             pipe.hset(keys.CHECKPOINT_NODES, node_id, region)
         if self.done:
-            pipe.delete(*(keys.race_checkpoint(r.race.id) for r in self.done))
+            # UNLINK: Redis frees the lists in the background; a DEL of thousands of them at a
+            # stop held Redis (and so the stop's last writes) up for seconds.
+            pipe.unlink(*(keys.race_checkpoint(r.race.id) for r in self.done))
             pipe.srem(keys.node_checkpoints(node_id), *(r.race.id for r in self.done))
 
     def written(self) -> int:
