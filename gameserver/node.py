@@ -64,10 +64,12 @@ WATCH_CHECK_MS = 1000  # how often the owner asks whether other nodes watch its 
 # loop) catches up over several ticks instead of sending everything in one ever larger round
 # trip: 10,000 players' races are due ≈ 100 a tick (each every ARENA_RACE_CHECKPOINT_MS), so
 # these bounds only bite when appends are late; what a tick leaves waits for the next.
-# Races appended per tick at most: the tick's pipeline stays under the 1,000 commands from which
-# redis-py 8 packs it in a worker thread (GIL contention in a CPU-bound node).
-CHECKPOINT_APPENDS_PER_TICK = 300
-CHECKPOINT_BYTES_PER_TICK = 1 << 20  # encoded bytes per tick: a race due beyond this waits a tick
+# Checkpoint commands per tick at most (an append is one RPUSH, a new race's first one three):
+# the tick's pipeline stays under the 1,000 commands from which redis-py 8 packs it in a worker
+# thread (GIL contention in a CPU-bound node). 6,000 appends/s at 10 Hz; 1,000/s are due at
+# 10,000 players, so a node whose ticks slow to 2 Hz still keeps up.
+CHECKPOINT_COMMANDS_PER_TICK = 600
+CHECKPOINT_BYTES_PER_TICK = 4 << 20  # encoded bytes per tick: a race due beyond this waits a tick
 CHECKPOINT_ENTRIES_PER_APPEND = 1000  # journal entries one append carries at most (≈ 50 s of 5 typists)
 
 
@@ -94,6 +96,7 @@ class Checkpoints:
         self.appends: list[CheckpointAppend] = []
         self.done: list[RaceRoom] = []
         self.bytes = 0  # encoded this tick
+        self.commands = 0  # queued this tick (appends; a new race's definition: RPUSH, EXPIRE, SADD)
         self.deferred = 0  # races due that wait for a later tick (the per-tick bounds)
         self.split = 0  # races whose journal held more than one append carries
         self.unwritten = 0  # journal entries of this node's races not in Redis (before this tick's appends)
@@ -110,7 +113,7 @@ class Checkpoints:
             self.unwritten += len(journal)
         if room.checkpoint_def is None and not (journal and self.now - room.checkpoint_at >= self.every_ms):
             return
-        if len(self.appends) >= CHECKPOINT_APPENDS_PER_TICK or self.bytes >= CHECKPOINT_BYTES_PER_TICK:
+        if self.commands >= CHECKPOINT_COMMANDS_PER_TICK or self.bytes >= CHECKPOINT_BYTES_PER_TICK:
             self.deferred += 1
             return
         race = room.race
@@ -123,6 +126,7 @@ class Checkpoints:
             race.journal = []  # swapped, not sliced: what is journalled meanwhile goes in the new list
         item = self._encode(taken) if taken else None
         self.bytes += len(item or b"") + len(room.checkpoint_def or "")
+        self.commands += 1 if room.checkpoint_def is None else 3
         self.appends.append(CheckpointAppend(room, taken, item, more))
 
     @staticmethod

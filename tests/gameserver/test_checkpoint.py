@@ -226,17 +226,19 @@ def _due_rooms(n: int, entries: int) -> list[RaceRoom]:
 
 
 def test_a_tick_appends_a_bounded_number_of_races_and_the_rest_next_tick() -> None:
-    rooms = _due_rooms(node_module.CHECKPOINT_APPENDS_PER_TICK + 7, 3)
+    per_tick = node_module.CHECKPOINT_COMMANDS_PER_TICK
+    rooms = _due_rooms(per_tick + 7, 3)
+    rooms[0].checkpoint_def = "definition"  # a new race: three commands
     first = Checkpoints(T0, 1000)
     for room in rooms:
         first.collect(room)
-    assert len(first.appends) == node_module.CHECKPOINT_APPENDS_PER_TICK and first.deferred == 7
+    assert len(first.appends) == per_tick - 2 and first.deferred == 9
     assert first.unwritten == 3 * len(rooms)
-    assert first.written() == 3 * node_module.CHECKPOINT_APPENDS_PER_TICK
+    assert first.written() == 3 * (per_tick - 2)
     second = Checkpoints(T0 + 100, 1000)
     for room in rooms:
         second.collect(room)
-    assert [a.room for a in second.appends] == rooms[-7:] and second.deferred == 0
+    assert [a.room for a in second.appends] == rooms[-9:] and second.deferred == 0
 
 
 def test_a_long_journal_goes_in_bounded_appends_oldest_first() -> None:
