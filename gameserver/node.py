@@ -70,25 +70,31 @@ WATCH_CHECK_MS = 1000  # how often the owner asks whether other nodes watch its 
 # 10,000 players, so a node whose ticks slow to 2 Hz still keeps up.
 CHECKPOINT_COMMANDS_PER_TICK = 600
 CHECKPOINT_BYTES_PER_TICK = 4 << 20  # encoded bytes per tick: a race due beyond this waits a tick
-CHECKPOINT_ENTRIES_PER_APPEND = 1000  # journal entries one append carries at most (≈ 50 s of 5 typists)
+CHECKPOINT_BYTES_PER_APPEND = 256 << 10  # one race's append at most (at least one item): the rest next tick
+# A race's journal is encoded into its backlog once it holds this many entries, due or not, so a
+# node whose appends lag keeps what is unwritten compact (≈ 50 s of 5 typists).
+CHECKPOINT_ENTRIES_PER_ITEM = 1000
 
 
 @dataclass(slots=True)
 class CheckpointAppend:
-    """One race's append in a tick: the journal entries it took (the race journals into a fresh
-    list meanwhile) and their encoding."""
+    """One race's append in a tick: the first ``len(items)`` items of its backlog."""
 
     room: RaceRoom
-    taken: list[tuple[object, ...]]
-    item: bytes | str | None  # None: only the definition
-    more: bool  # the journal held more than one append carries: due again at the next tick
+    items: list[bytes | str]
+    entries: int  # journal entries they carry
+    more: bool  # its backlog holds more than one append carries: due again at the next tick
 
 
 class Checkpoints:
     """One tick's checkpoint work (``gameserver/checkpoint.py``): what the races due for an append
     journalled since their last one, appended in the tick's round trip, and the checkpoints of
     races whose result is in the outbox, deleted in it (after any append of theirs: ticks are
-    sequential). Bounded per tick (``CHECKPOINT_*``); races left over are ``deferred``."""
+    sequential). Bounded per tick (``CHECKPOINT_*``); races left over are ``deferred``.
+
+    A due race's journal is encoded into its room's backlog (the race journals into a fresh
+    list) and the append takes the backlog's oldest items; only a written append removes them,
+    so a failed one leaves them for later, encoded once."""
 
     def __init__(self, now: int = 0, every_ms: int = 0) -> None:
         self.now = now
@@ -98,57 +104,77 @@ class Checkpoints:
         self.bytes = 0  # encoded this tick
         self.commands = 0  # queued this tick (appends; a new race's definition: RPUSH, EXPIRE, SADD)
         self.deferred = 0  # races due that wait for a later tick (the per-tick bounds)
-        self.split = 0  # races whose journal held more than one append carries
+        self.split = 0  # races whose backlog needs more than one append
+        self.compacted = 0  # long journals encoded before their race was due (appends lag)
         self.unwritten = 0  # journal entries of this node's races not in Redis (before this tick's appends)
 
     def __bool__(self) -> bool:
         return bool(self.appends or self.done)
 
     def collect(self, room: RaceRoom) -> None:
-        journal = room.race.journal
+        race = room.race
         if room.finalized:
             self.done.append(room)
             return
+        backlog = room.checkpoint_backlog
+        for _, n in backlog:
+            self.unwritten += n
+        journal = race.journal
         if journal:
             self.unwritten += len(journal)
-        if room.checkpoint_def is None and not (journal and self.now - room.checkpoint_at >= self.every_ms):
+            if len(journal) >= CHECKPOINT_ENTRIES_PER_ITEM:  # due or not, deferred or not
+                self._stash(room)
+                self.compacted += 1
+        if not self._due(room):
             return
         if self.commands >= CHECKPOINT_COMMANDS_PER_TICK or self.bytes >= CHECKPOINT_BYTES_PER_TICK:
             self.deferred += 1
             return
-        race = room.race
-        taken = journal or []
-        more = len(taken) > CHECKPOINT_ENTRIES_PER_APPEND
-        if more:  # rare (appends were failing): the oldest part now, the rest next tick
-            taken, race.journal = taken[:CHECKPOINT_ENTRIES_PER_APPEND], taken[CHECKPOINT_ENTRIES_PER_APPEND:]
-            self.split += 1
-        elif journal is not None:
-            race.journal = []  # swapped, not sliced: what is journalled meanwhile goes in the new list
-        item = self._encode(taken) if taken else None
-        self.bytes += len(item or b"") + len(room.checkpoint_def or "")
+        if race.journal:
+            self._stash(room)
+        items: list[bytes | str] = []
+        size = entries = 0
+        for item, n in backlog:
+            if items and size + len(item) > CHECKPOINT_BYTES_PER_APPEND:
+                break
+            items.append(item)
+            size += len(item)
+            entries += n
+        more = len(items) < len(backlog)
+        self.split += more
+        self.bytes += size + len(room.checkpoint_def or "")
         self.commands += 1 if room.checkpoint_def is None else 3
-        self.appends.append(CheckpointAppend(room, taken, item, more))
+        self.appends.append(CheckpointAppend(room, items, entries, more))
+
+    def _due(self, room: RaceRoom) -> bool:
+        if room.checkpoint_def is not None:
+            return True
+        news = room.race.journal or room.checkpoint_backlog
+        return bool(news) and self.now - room.checkpoint_at >= self.every_ms
 
     @staticmethod
-    def _encode(entries: list[tuple[object, ...]]) -> bytes | str:
+    def _stash(room: RaceRoom) -> None:
+        """The race's journal, encoded, at the end of its backlog; the race journals into a new list."""
+        entries = room.race.journal or []
+        room.race.journal = []
         try:
-            return encode_entries(entries)
+            item: bytes | str = encode_entries(entries)
         except (UnicodeEncodeError, TypeError, ValueError, OverflowError):  # msgpack refuses it: JSON can
-            return encode_entries_json(entries)
+            item = encode_entries_json(entries)
+        room.checkpoint_backlog.append((item, len(entries)))
 
     def write(self, pipe: aioredis.client.Pipeline, node_id: str, region: str) -> None:
         new = False
         for a in self.appends:
             race = a.room.race
-            items = [a.item] if a.item is not None else []
             key = keys.race_checkpoint(race.id)
             if a.room.checkpoint_def is not None:
                 new = True
-                pipe.rpush(key, a.room.checkpoint_def, *items)
+                pipe.rpush(key, a.room.checkpoint_def, *a.items)
                 pipe.expire(key, checkpoint_ttl_s(race))
                 pipe.sadd(keys.node_checkpoints(node_id), race.id)
-            elif items:
-                pipe.rpush(key, *items)
+            elif a.items:
+                pipe.rpush(key, *a.items)
         if new:  # reapers find this node's races by it once it is dead
             pipe.hset(keys.CHECKPOINT_NODES, node_id, region)
         if self.done:
@@ -158,26 +184,26 @@ class Checkpoints:
             pipe.srem(keys.node_checkpoints(node_id), *(r.race.id for r in self.done))
 
     def written(self) -> int:
-        """The appends went through: forget what they carried; returns how many entries."""
+        """The appends went through: their items leave the backlogs; returns how many entries."""
         total = 0
         for a in self.appends:
             a.room.checkpoint_def = None
+            del a.room.checkpoint_backlog[: len(a.items)]
             if not a.more:
                 a.room.checkpoint_at = self.now
-            total += len(a.taken)
+            total += a.entries
         for room in self.done:
             room.checkpointed = False
             room.race.journal = None
+            room.checkpoint_backlog = []
         return total
 
     def failed(self) -> None:
-        """The round trip failed: the entries go back in front of what was journalled meanwhile,
-        and each race waits its interval before it tries again (a retry of every race in the
-        next tick is how a slow Redis turned into ever larger, ever later round trips)."""
+        """The round trip failed: the items stay in the backlogs (any of them may have gone
+        through: an entry written twice replays the same), and each race waits its interval
+        before it tries again (a retry of every race in the next tick is how a slow Redis
+        turned into ever larger, ever later round trips)."""
         for a in self.appends:
-            race = a.room.race
-            if a.taken and race.journal is not None:
-                race.journal = a.taken + race.journal
             a.room.checkpoint_at = self.now
 
 
@@ -701,7 +727,7 @@ class Node:
         """How far the checkpoints are behind: a gauge every tick; a warning at most every
         ``CHECKPOINT_LAG_LOG_MS`` while the per-tick bounds hold races back."""
         self.metrics.checkpoint_unwritten.set(ckpt.unwritten)
-        if not (ckpt.deferred or ckpt.split):
+        if not (ckpt.deferred or ckpt.split or ckpt.compacted):
             return
         self.metrics.checkpoint_deferred.inc(ckpt.deferred + ckpt.split)
         if now - self._checkpoint_lag_logged_ms >= CHECKPOINT_LAG_LOG_MS:
@@ -709,7 +735,8 @@ class Node:
             self.log.warning(
                 "checkpoints_behind",
                 deferred=ckpt.deferred,  # races due that wait for a later tick
-                split=ckpt.split,  # races whose journal needs more than one append
+                split=ckpt.split,  # races whose backlog needs more than one append
+                compacted=ckpt.compacted,  # long journals encoded before their race was due
                 unwritten_entries=ckpt.unwritten,
                 appends=len(ckpt.appends),
                 bytes=ckpt.bytes,

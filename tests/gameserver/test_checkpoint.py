@@ -195,12 +195,12 @@ def test_a_race_is_appended_at_most_once_per_interval_and_deleted_once_written()
         return ckpt
 
     first = collect(T0)  # the definition goes with the first tick, news or not
-    assert [len(a.taken) for a in first.appends] == [0] and first.written() == 0
+    assert [a.entries for a in first.appends] == [0] and first.written() == 0
     race.join(PlayerId("p1"), "ada", T0 + 10)
     assert not collect(T0 + 999)  # news, but within the interval
     race.join(PlayerId("p2"), "bob", T0 + 20)  # the race fills: the countdown journals too
     due = collect(T0 + 1000)
-    assert [len(a.taken) for a in due.appends] == [3]
+    assert [a.entries for a in due.appends] == [3]
     race.journal.append(("l", "p1", T0 + 1001))  # type: ignore[union-attr]  # journalled meanwhile
     assert due.written() == 3 and race.journal == [("l", "p1", T0 + 1001)]
     assert not collect(T0 + 1500)
@@ -241,27 +241,37 @@ def test_a_tick_appends_a_bounded_number_of_races_and_the_rest_next_tick() -> No
     assert [a.room for a in second.appends] == rooms[-9:] and second.deferred == 0
 
 
-def test_a_long_journal_goes_in_bounded_appends_oldest_first() -> None:
-    per_append = node_module.CHECKPOINT_ENTRIES_PER_APPEND
-    (room,) = _due_rooms(1, per_append + 5)
+def test_a_long_journal_is_kept_encoded_and_goes_in_bounded_appends_oldest_first() -> None:
+    per_item = node_module.CHECKPOINT_ENTRIES_PER_ITEM
+    (room,) = _due_rooms(1, per_item)
     race = room.race
     journal = list(race.journal or [])
-    first = Checkpoints(T0, 1000)
+    room.checkpoint_at = T0  # not due: its journal is encoded all the same, compact
+    early = Checkpoints(T0 + 10, 1000)
+    early.collect(room)
+    assert not early.appends and early.compacted == 1 and early.unwritten == per_item
+    assert race.journal == [] and [n for _, n in room.checkpoint_backlog] == [per_item]
+    # A backlog larger than one append carries (what failed appends left): oldest first, in turns.
+    big = b"\x91" + b"\xc0" * (node_module.CHECKPOINT_BYTES_PER_APPEND // 2)  # an array of nils
+    room.checkpoint_backlog += [(big, 1), (big, 1)]
+    race.journal.append(("l", "p2", T0 + 1500))
+    first = Checkpoints(T0 + 2000, 1000)
     first.collect(room)
-    assert first.split == 1 and first.appends[0].taken == journal[:per_append]
-    assert first.written() == per_append
-    second = Checkpoints(T0 + 100, 1000)  # due again at once: it is behind
+    assert first.split == 1 and first.appends[0].entries == per_item + 1  # the journal's item and one big one
+    assert decode_item(first.appends[0].items[0]) == [list(e) for e in journal]
+    assert first.written() == per_item + 1
+    second = Checkpoints(T0 + 2100, 1000)  # due again at once: it is behind
     second.collect(room)
-    assert second.appends[0].taken == journal[per_append:] and second.written() == 5
-    race.journal.append(("l", "p2", T0 + 150))
-    caught_up = Checkpoints(T0 + 200, 1000)
+    assert second.appends[0].items == [big, room.checkpoint_backlog[1][0]] and second.written() == 2
+    assert decode_item(second.appends[0].items[1]) == [["l", "p2", T0 + 1500]]
+    assert room.checkpoint_backlog == []
+    race.journal.append(("l", "p1", T0 + 2150))
+    caught_up = Checkpoints(T0 + 2200, 1000)
     caught_up.collect(room)
     assert not caught_up  # caught up: the interval again
-    items = [second.appends[0].item, first.appends[0].item]
-    assert sum(len(decode_item(i)) for i in items if i is not None) == per_append + 5
 
 
-def test_a_failed_append_keeps_its_entries_in_order_and_waits_its_interval() -> None:
+def test_a_failed_append_keeps_its_items_and_waits_its_interval() -> None:
     (room,) = _due_rooms(1, 4)
     race = room.race
     before = list(race.journal or [])
@@ -270,13 +280,16 @@ def test_a_failed_append_keeps_its_entries_in_order_and_waits_its_interval() -> 
     assert race.journal == []  # swapped: what comes meanwhile goes in a new list
     race.journal.append(("l", "p2", T0 + 5001))
     ckpt.failed()
-    assert race.journal == [*before, ("l", "p2", T0 + 5001)]
+    assert [n for _, n in room.checkpoint_backlog] == [4]  # encoded once, kept for the retry
     next_tick = Checkpoints(T0 + 5100, 1000)
     next_tick.collect(room)
-    assert not next_tick  # not every race again at the next tick
+    assert not next_tick and next_tick.unwritten == 5  # not every race again at the next tick
     retry = Checkpoints(T0 + 6000, 1000)
     retry.collect(room)
-    assert [len(a.taken) for a in retry.appends] == [5]
+    assert [a.entries for a in retry.appends] == [5]
+    replayed = [e for item in retry.appends[0].items for e in decode_item(item)]
+    assert replayed == [list(e) for e in [*before, ("l", "p2", T0 + 5001)]]
+    assert retry.written() == 5 and room.checkpoint_backlog == []
 
 
 def test_an_append_msgpack_cannot_encode_goes_as_json() -> None:
@@ -284,5 +297,5 @@ def test_an_append_msgpack_cannot_encode_goes_as_json() -> None:
     room.race.journal = [("j", "p1", "bad \ud800 name", T0)]
     ckpt = Checkpoints(T0, 1000)
     ckpt.collect(room)
-    item = ckpt.appends[0].item
+    (item,) = ckpt.appends[0].items
     assert isinstance(item, str) and decode_item(item) == [["j", "p1", "bad \ud800 name", T0]]
