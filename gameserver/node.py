@@ -72,8 +72,9 @@ CHECKPOINT_COMMANDS_PER_TICK = 600
 CHECKPOINT_BYTES_PER_TICK = 4 << 20  # encoded bytes per tick: a race due beyond this waits a tick
 CHECKPOINT_BYTES_PER_APPEND = 256 << 10  # one race's append at most (at least one item): the rest next tick
 # A race's journal is encoded into its backlog once it holds this many entries, due or not, so a
-# node whose appends lag keeps what is unwritten compact (≈ 50 s of 5 typists).
-CHECKPOINT_ENTRIES_PER_ITEM = 1000
+# node whose appends lag keeps what is unwritten compact (≈ 10 s of 5 typists at 4 inputs/s;
+# a 2 s append of theirs is 40).
+CHECKPOINT_ENTRIES_PER_ITEM = 200
 
 
 @dataclass(slots=True)
