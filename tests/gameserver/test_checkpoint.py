@@ -1,8 +1,11 @@
 """A race rebuilt from its checkpoint scores what the original scored (pure: no I/O)."""
 
 import random
+from types import SimpleNamespace
 
 import pytest
+import structlog
+import structlog.testing
 
 from arena.ids import NodeId, PlayerId, RaceId
 from arena.protocol import PlayerStatus, RaceState, RaceType
@@ -20,7 +23,7 @@ from gameserver.checkpoint import (
 )
 from gameserver.fairplay import FairPlayLimits
 from gameserver.metrics import NodeMetrics
-from gameserver.node import Checkpoints
+from gameserver.node import Checkpoints, Node
 from gameserver.passages import Passage, PassageKind
 from gameserver.race import HeatTag, Race
 from gameserver.room import RaceRoom
@@ -299,3 +302,28 @@ def test_an_append_msgpack_cannot_encode_goes_as_json() -> None:
     ckpt.collect(room)
     (item,) = ckpt.appends[0].items
     assert isinstance(item, str) and decode_item(item) == [["j", "p1", "bad \ud800 name", T0]]
+
+
+def test_checkpoints_behind_is_said_when_they_lag_not_when_the_bound_spreads_a_burst() -> None:
+    node = SimpleNamespace(
+        metrics=NodeMetrics(),
+        settings=SimpleNamespace(race=SETTINGS),  # checkpoint_ms: 2000
+        log=structlog.get_logger(),
+        _checkpoint_deferring_since=None,
+        _checkpoint_lag_logged_ms=0,
+    )
+
+    def tick(now: int, deferred: int = 0, split: int = 0) -> list[dict[str, object]]:
+        ckpt = Checkpoints(now, 2000)
+        ckpt.deferred, ckpt.split, ckpt.unwritten = deferred, split, 99
+        with structlog.testing.capture_logs() as logs:
+            Node._checkpoint_lag(node, ckpt, now)  # type: ignore[arg-type]
+        return [e for e in logs if e["event"] == "checkpoints_behind"]
+
+    assert tick(T0, deferred=500) == [] and tick(T0 + 1900, deferred=5) == []  # a burst spread
+    assert tick(T0 + 2000) == []  # a tick without deferrals ends the run
+    assert tick(T0 + 2100, deferred=5) == [] and tick(T0 + 4100, deferred=5)[0]["deferred"] == 5
+    assert tick(T0 + 5000, split=1) == []  # at most one line every CHECKPOINT_LAG_LOG_MS
+    assert tick(T0 + 14_100, split=1)[0]["unwritten_entries"] == 99
+    deferred = node.metrics.checkpoint_deferred._value.get()  # type: ignore[attr-defined]
+    assert deferred == 500 + 5 + 5 + 5 + 1 + 1
