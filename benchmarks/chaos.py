@@ -58,7 +58,7 @@ from benchmarks.end_to_end import (  # noqa: E402
 from ops.cluster import Cluster, Supervised, wait_healthy  # noqa: E402
 from ops.services import PostgresServer, RedisServer, ServiceError, free_port  # noqa: E402
 from simulators.swarm.report import Report, render_text  # noqa: E402
-from simulators.swarm.run import SwarmError, SwarmSettings, run_swarm  # noqa: E402
+from simulators.swarm.run import STARTUP_S, SwarmError, SwarmSettings, run_swarm  # noqa: E402
 from simulators.swarm.scenario import ScenarioError, load_scenario  # noqa: E402
 
 NODE_LOST = "node lost"
@@ -303,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         killer.start()
         report: Report = uvloop.run(run_swarm(scenario, settings))
         killer.stop()
-        offset = killer.t0 - swarm_start  # the records' clock starts with the swarm
+        # The players' records count from the swarm's t0 (its start + STARTUP_S).
+        offset = killer.t0 - (swarm_start + STARTUP_S)
         records = _records(out)
         started = {
             str(r["race_id"]): str(r["node_id"])
