@@ -38,6 +38,7 @@ from arena import keys
 from arena.clock import now_ms
 from arena.events import ChannelEvents
 from arena.protocol import RaceType
+from arena.redisbatch import run_batch, run_script
 
 log = structlog.get_logger(__name__)
 
@@ -423,7 +424,7 @@ class TicketStore:
                 state = await self._redis.hget(before.ticket(previous), "state")
                 if state is not None and _text(state) in LIVE_STATES:
                     raise TicketLive(previous)
-        raw = await self._create(keys=script_keys, args=args)
+        raw = await run_script(self._redis, self._create, script_keys, args)
         if isinstance(raw, bytes | str):
             raise TicketLive(previous or "")
         if raw is None:
@@ -494,11 +495,15 @@ class TicketStore:
         queue = queue_of(ticket_id)
         if queue is None:
             return None
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(queue.ticket(ticket_id))
-            pipe.hmget(queue.stats, "wait_ms", "fallback_ms", "neighbour_ms", "max_wait_ms")
-            raw, stats = await pipe.execute()
-        return _ticket(raw, _stats(stats)) if raw else None
+        # Packed by hiredis, raw replies (HGETALL's is a flat list): every ticket poll reads here.
+        flat, stats = await run_batch(
+            self._redis,
+            [
+                ("HGETALL", queue.ticket(ticket_id)),
+                ("HMGET", queue.stats, "wait_ms", "fallback_ms", "neighbour_ms", "max_wait_ms"),
+            ],
+        )
+        return _ticket(_pairs(flat), _stats(stats)) if flat else None
 
     async def wait(self, ticket_id: str, timeout_s: float) -> Ticket | None:
         """Long-poll: the ticket once matched or cancelled, or as it is after ``timeout_s``."""
@@ -524,14 +529,13 @@ class TicketStore:
         queue = queue_of(ticket_id)
         if queue is None:
             return None
-        raw = await self._cancel(
-            keys=[queue.queue, queue.pool, queue.claims, queue.ticket(ticket_id)],
-            args=[ticket_id, now_ms(), self.ticket_ttl_s, keys.ticket_events(ticket_id), owner],
+        raw = await run_script(
+            self._redis,
+            self._cancel,
+            [queue.queue, queue.pool, queue.claims, queue.ticket(ticket_id)],
+            [ticket_id, now_ms(), self.ticket_ttl_s, keys.ticket_events(ticket_id), owner],
         )
-        if not raw:
-            return None
-        flat = [_text(v) for v in raw]
-        return _ticket(dict(zip(flat[::2], flat[1::2], strict=True)), None)
+        return _ticket(_pairs(raw), None) if raw else None
 
     # ---- the matchmaker's side ---------------------------------------------------
 
@@ -634,6 +638,14 @@ class TicketStore:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _pairs(raw: Sequence[Any] | Mapping[Any, Any]) -> dict[str, str]:
+    """A hash from its raw reply: a map (RESP3), or field, value, field, value... (RESP2)."""
+    if isinstance(raw, Mapping):
+        return {_text(k): _text(v) for k, v in raw.items()}
+    text = [_text(v) for v in raw]
+    return dict(zip(text[::2], text[1::2], strict=True))
 
 
 def _stats(raw: Sequence[Any]) -> QueueStats | None:

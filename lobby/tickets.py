@@ -19,6 +19,7 @@ from aiohttp import web
 
 from arena import keys
 from arena.rating import RatingStore
+from arena.redisbatch import Command, run_batch
 from arena.redisutil import as_text
 from arena.tickets import LIVE_STATES, MATCHABLE_RACE_TYPES, QueueFull, Ticket, TicketLive, TicketState
 from arena.tickets import TicketRequest as StoreRequest
@@ -28,7 +29,6 @@ from lobby.bodies import opt_str, query_wait, read_object, req_str
 from lobby.context import Lobby, lobby_of
 from lobby.errors import ApiError, bad_request
 from lobby.nodes import NODE_LOST_REASON, AssignmentView
-from lobby.redisbatch import Command, run_batch
 
 log = structlog.get_logger(__name__)
 
