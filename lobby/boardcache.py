@@ -21,10 +21,10 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
-BOARD_CACHE_MS = 1000
-
 
 class BoardCache:
+    """Pages by (race type, timeframe, limit); ``ttl_s`` 0 keeps nothing."""
+
     def __init__(
         self, ttl_s: float, registry: CollectorRegistry, clock: Callable[[], float] = time.monotonic
     ) -> None:
