@@ -899,7 +899,7 @@ function liveRacersHtml(r) {
   return r.players.map((p) => {
     const pct = Math.min(100, Math.round((100 * (Number(p.position) || 0)) / len));
     const done = LIVE_DONE[p.status] ? ` · ${p.place ? `#${Number(p.place)}` : LIVE_DONE[p.status]}` : "";
-    return `<li class="heat-row lane"><span class="name">${esc(p.name)}</span>` +
+    return `<li class="heat-row lane"><span class="name">${esc(p.name)}${p.ghost ? " (ghost)" : ""}</span>` +
       `<span class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="${pct}" aria-label="${esc(p.name)}: ${pct}% typed" data-pct="${pct}"><span></span></span>` +
       `<span class="wpm">${Math.round(Number(p.wpm) || 0)} wpm${done}</span></li>`;
   }).join("");
