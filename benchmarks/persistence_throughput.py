@@ -22,7 +22,7 @@ every match rated by persistence (one at a time: several Redis round trips each)
 Then checks: every match exactly once in PostgreSQL, every match key in Kafka.
 
     .venv/bin/python benchmarks/persistence_throughput.py [--matches 15000] [--rate 1000] [--seconds 10]
-        [--processes 2] [--workers 2] [--batch 200] [--keys 250] [--compression none]
+        [--processes 2] [--workers 2] [--batch 200] [--keys 250] [--compression none] [--no-player-events]
 
 Bounded: every wait has a deadline; everything it starts is stopped at the end.
 """
@@ -265,6 +265,8 @@ async def run(
         "ARENA_PERSIST_WORKERS": str(args.workers), "ARENA_PERSIST_BATCH_SIZE": str(args.batch),
         "ARENA_KAFKA_COMPRESSION": args.compression, "ARENA_LOG_LEVEL": "warning", "ARENA_LOG_JSON": "1",
         "ARENA_POSTGRES_POOL_SIZE": str(max(2, args.workers)),
+        # Per-player events (one message per racer, keyed by player id) on by default, as in the cluster.
+        "ARENA_KAFKA_PLAYER_TOPIC": "" if args.no_player_events else "player-events",
     }  # fmt: skip
     redis = aioredis.Redis.from_url(redis_url)
     procs: list[subprocess.Popen[bytes]] = []
@@ -373,6 +375,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="consumers per process")
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--compression", default="none", choices=["none", "gzip", "snappy", "lz4", "zstd"])
+    parser.add_argument(
+        "--no-player-events", action="store_true", help="ARENA_KAFKA_PLAYER_TOPIC='': the race messages only"
+    )
     parser.add_argument(
         "--unrated",
         action="store_true",

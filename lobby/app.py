@@ -45,6 +45,7 @@ from lobby import (
     tickets,
 )
 from lobby.auth import AccountStore, auth_middleware
+from lobby.boardcache import BOARD_CACHE_KEY, BoardCache
 from lobby.context import LOBBY_KEY, Lobby
 from lobby.errors import error_middleware
 from lobby.metrics import LobbyMetrics
@@ -82,6 +83,7 @@ def build_app(settings: LobbySettings, metrics: LobbyMetrics | None = None) -> w
     private_races.add_routes(router)
     private_ghosts.add_routes(router)
     presence.add_routes(router)
+    app[BOARD_CACHE_KEY] = BoardCache(settings.board_cache_ms / 1000, app[METRICS_KEY].registry)
     history.add_routes(router)
     replay.setup(app, settings.replay_cache_bytes, app[METRICS_KEY].registry)
     ghosts.setup(app, app[METRICS_KEY].registry)

@@ -105,3 +105,20 @@ class PersistenceMetrics:
         self.backlog = Gauge(
             f"{_PREFIX}_backlog_entries", "Entries in the outbox not yet delivered to the group", registry=r
         )
+        # Consumer lag of the groups that read our topics (persistence/kafka_lag.py); labels are
+        # the configured groups (ARENA_KAFKA_LAG_GROUPS, at most 20) and our own topics.
+        self.kafka_consumer_lag = Gauge(
+            f"{_PREFIX}_kafka_consumer_lag_messages",
+            "Messages of a topic produced but not committed by a consumer group",
+            ["group", "topic"],
+            registry=r,
+        )
+        self.kafka_lag_updated = Gauge(
+            f"{_PREFIX}_kafka_lag_updated_timestamp_seconds",
+            "When a group's lag was last read",
+            ["group"],
+            registry=r,
+        )
+        self.kafka_lag_failures = Counter(
+            f"{_PREFIX}_kafka_lag_failures_total", "Rounds of reading a group's lag that failed", registry=r
+        )

@@ -175,6 +175,43 @@ async def test_one_live_ticket_per_player(api: Api) -> None:
     await new_ticket(api, token, {"race_type": "standard", "region": "eu"})
 
 
+async def test_one_live_ticket_in_the_same_queue_and_the_lock(api: Api, redis: aioredis.Redis) -> None:
+    """The create script refuses a second ticket in the same queue; concurrent creations of one
+    player get one ticket and one 409; a failed creation releases the lock."""
+    token = (await api.guest("ada"))["token"]
+    created = await asyncio.gather(
+        *(api.call("POST", "/v1/tickets", token=token, body=QUICK_LOCAL) for _ in range(4))
+    )
+    assert sorted(r.status for r in created) == [201, 409, 409, 409]
+    (first,) = (r.body for r in created if r.status == 201)
+    again = await api.call("POST", "/v1/tickets", token=token, body=QUICK_LOCAL)
+    assert again.status == 409 and again.body["ticket_id"] == first["ticket_id"]
+    (await api.call("DELETE", f"/v1/tickets/{first['ticket_id']}", token=token)).ok()
+    bad = await api.call("POST", "/v1/tickets", token=token, body={**QUICK_LOCAL, "language": "English!"})
+    assert bad.status == 400
+    await new_ticket(api, token)  # neither the 400 nor the cancelled ticket holds the player back
+
+
+async def test_the_ticket_carries_the_stored_rating(
+    api: Api, matcher: TicketStore, redis: aioredis.Redis
+) -> None:
+    session = await api.guest("ada")
+    await redis.hset(
+        keys.player_rating(session["player_id"]), mapping={"r": 1720.5, "rd": 80, "vol": 0.06, "v": 3}
+    )
+    ticket = await new_ticket(api, session["token"])
+    queued = {t.id: t for t in (await matcher.peek(QueueRef("quick", "local"), limit=50)).tickets}
+    assert queued[ticket["ticket_id"]].rating == 1720.5
+
+
+async def test_a_held_creation_lock_refuses(api: Api, redis: aioredis.Redis) -> None:
+    session = await api.guest("ada")
+    await redis.set(keys.player_ticket_lock(session["player_id"]), "1", px=5000)
+    reply = await api.call("POST", "/v1/tickets", token=session["token"], body=QUICK_LOCAL)
+    assert reply.status == 409 and reply.body["error"] == "already_queued"
+    assert await redis.get(keys.player_ticket_lock(session["player_id"])) == b"1"  # not ours to drop
+
+
 async def test_bad_ticket_bodies(api: Api) -> None:
     token = (await api.guest())["token"]
     cases = [

@@ -69,7 +69,14 @@ async def pg_dsn(postgres_server: PostgresServer, pg_template: str) -> AsyncIter
 
 @pytest.fixture
 def env(redis_url: str, pg_dsn: str, kafka_broker: KafkaBroker) -> Env:
-    return Env(redis_url, pg_dsn, kafka_broker.bootstrap, unique("race-events"), unique("tournament-scores"))
+    return Env(
+        redis_url,
+        pg_dsn,
+        kafka_broker.bootstrap,
+        unique("race-events"),
+        unique("tournament-scores"),
+        unique("player-events"),
+    )
 
 
 @pytest.fixture

@@ -7,6 +7,10 @@ response callbacks) against ~11 µs here: the commands are packed by hiredis (``
 is a dependency already) and written on one connection of the client's own pool, and the raw
 replies are read back in order (measured on the project's machine, issue 19).
 
+The lobby's ticket requests use it too (``run_script`` for the ticket scripts, ``run_batch`` for
+a ticket read and the player's keys): there the cost is the round trips and redis-py's
+per-command work, not the volume (issue 19, session 3).
+
 A failure midway leaves replies unread on the connection, so it is disconnected (the pool
 reconnects it on its next use) before the error goes up; a reply that is a Redis error is
 raised as ``redis.exceptions.ResponseError`` the same way.
@@ -21,6 +25,8 @@ from typing import Any
 
 import hiredis
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Command = tuple[str | bytes | int | float, ...]
@@ -61,3 +67,17 @@ async def run_batch(redis: aioredis.Redis, commands: Sequence[Command], chunk: i
         raise
     finally:
         await pool.release(conn)
+
+
+async def run_script(
+    redis: aioredis.Redis, script: AsyncScript, keys: Sequence[str], args: Sequence[str | int | float]
+) -> Any:
+    """``script`` by its SHA in one packed command, its raw reply; loaded first if Redis lost it
+    (a restart or ``SCRIPT FLUSH``), as redis-py's own script call does."""
+    command: Command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+    try:
+        (reply,) = await run_batch(redis, [command])
+    except NoScriptError:
+        await redis.script_load(script.script)
+        (reply,) = await run_batch(redis, [command])
+    return reply
