@@ -192,3 +192,34 @@ async def test_the_host_adds_ghosts_to_a_private_race(
     assert [(p.name, p.ghost) for p in joined.players if p.ghost] == [("ada", True)]
     late = await api.call("POST", path, token=host["token"], body=ada)
     assert (late.status, late.body["error"]) == (409, "race_started")
+
+
+async def test_a_private_races_ghosts_share_its_type_and_one_passage(
+    lobby: RunningLobby, pool: asyncpg.Pool
+) -> None:
+    first, other_passage, standard = a_race(), a_race(), a_race()
+    other_passage = dataclasses.replace(other_passage, match_id="rotherpassage", passage_id="q002")
+    standard = dataclasses.replace(standard, match_id="rstandard", race_type="standard")
+    await PostgresStore(pool).write([first, other_passage, standard])
+    host = await lobby.api.guest("host")
+    api = lobby.api
+
+    async def add(code: str, race_id: str) -> tuple[int, str]:
+        body = {"race_id": race_id, "player_id": "ada"}
+        reply = await api.call("POST", f"/v1/private-races/{code}/ghosts", token=host["token"], body=body)
+        return reply.status, reply.body.get("error", "")
+
+    quick_body = {"race_type": "quick"}
+    quick = (await api.call("POST", "/v1/private-races", token=host["token"], body=quick_body)).ok(201)
+    assert await add(quick["code"], first.match_id) == (200, "")
+    assert await add(quick["code"], other_passage.match_id) == (409, "ghost_passage_mismatch")
+    assert await add(quick["code"], standard.match_id) == (409, "ghost_race_type")
+    custom_body = {"race_type": "custom", "custom_text": "a quiet river bends past the old mill"}
+    custom = (await api.call("POST", "/v1/private-races", token=host["token"], body=custom_body)).ok(201)
+    assert await add(custom["code"], first.match_id) == (409, "ghost_custom_race")
+    more = [dataclasses.replace(first, match_id=f"rmore{i}") for i in range(3)]
+    await PostgresStore(pool).write(more)
+    added = [await add(quick["code"], r.match_id) for r in more]
+    assert added == [(200, ""), (200, ""), (409, "ghosts_full")]  # at most 3
+    assert await add("ZZZZZZ", first.match_id) == (404, "private_race_not_found")
+    assert await add("not-a-code", first.match_id) == (404, "private_race_not_found")
