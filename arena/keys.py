@@ -22,6 +22,12 @@ DEAD_STREAM = "{outbox}:dead"
 PLAYER_NAMES = "players:names"
 
 
+def daily_board(day: str) -> str:
+    """Sorted set of the daily challenge's best attempt per player on ``day`` (``2026-12-06``),
+    scored like the leaderboards (persistence/leaderboards.py); it lives as long as a daily board."""
+    return f"daily:{day}:board"
+
+
 def leaderboard(race_type: str, timeframe: str, period: str) -> str:
     """Sorted set of the best result per player, e.g. ``leaderboard:quick:daily:2026-11-23``.
 

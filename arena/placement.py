@@ -56,6 +56,9 @@ class Placer(Protocol):
         *,
         custom_text: str | None = None,
         heat: dict[str, Any] | None = None,
+        passage_id: str | None = None,
+        ghosts: Sequence[dict[str, Any]] = (),
+        daily: str | None = None,
     ) -> Placed | None:
         """Create the race in the first of ``regions`` that has room; None if none could."""
         ...
@@ -99,10 +102,16 @@ class NodePlacer:
         *,
         custom_text: str | None = None,
         heat: dict[str, Any] | None = None,
+        passage_id: str | None = None,
+        ghosts: Sequence[dict[str, Any]] = (),
+        daily: str | None = None,
     ) -> Placed | None:
         """Create the race in the first of ``regions`` that has room; None if none could.
 
-        ``custom_text``: a custom race's passage; ``heat``: {tournament_id, round, heat}.
+        ``custom_text``: a custom race's passage; ``heat``: {tournament_id, round, heat};
+        ``passage_id``: this passage of the corpus; ``ghosts``: keystroke logs to race against
+        (``gameserver.ghost``: {name, keys, key_times, race_id, player_id}); ``daily``: the day
+        (YYYY-MM-DD) of the daily challenge this race is an attempt at.
         """
         body: dict[str, Any] = {
             "race_type": race_type,
@@ -112,6 +121,12 @@ class NodePlacer:
             body["custom_text"] = custom_text
         if heat is not None:
             body["heat"] = heat
+        if passage_id is not None:
+            body["passage_id"] = passage_id
+        if ghosts:
+            body["ghosts"] = list(ghosts)
+        if daily is not None:
+            body["daily"] = daily
         tried = 0
         for region in regions:
             for node in await self._candidates(region, len(players)):

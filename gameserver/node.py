@@ -37,6 +37,7 @@ from gameserver.checkpoint import definition_of, encode_definition, encode_entri
 from gameserver.checkpoint import ttl_s as checkpoint_ttl_s
 from gameserver.connection import Connection
 from gameserver.drain import FAULT_REASON, SHUTDOWN_REASON, DrainReport, latest_end, outcome_of
+from gameserver.ghost import parse_ghosts
 from gameserver.memory import MemoryKeeper
 from gameserver.metrics import FlushReason, NodeMetrics
 from gameserver.mirror import live_write_due, mirror_fields, mirror_ttl_s, roster_json
@@ -509,13 +510,20 @@ class Node:
         custom_text: str | None = None,
         passage_id: str | None = None,
         heat: HeatTag | None = None,
+        ghosts: object = None,
+        daily: str | None = None,
     ) -> tuple[Race, list[Seat]]:
-        """Create a race with reserved seats; returns the tokens each player joins with."""
+        """Create a race with reserved seats; returns the tokens each player joins with.
+
+        ``ghosts``: the request's ``ghosts`` list, validated here (``gameserver.ghost.parse_ghosts``:
+        ``GhostError``, a ``ValueError``, if refused)."""
         if self.draining:
             raise NodeDraining("node is draining")
         if not 1 <= len(players) <= self.settings.race.max_players:
             raise ValueError(f"a race seats 1 to {self.settings.race.max_players} players")
         passage = self._passage_for(race_type, custom_text, passage_id)
+        # Keys past the race's own time limit are never fed: the longest race bounds them all.
+        ghost_logs = tuple(parse_ghosts(ghosts, limit_ms=int(self.settings.race.longest_race_s * 1000)))
         race_id = new_race_id()
         s = self.settings
         race = Race(
@@ -532,7 +540,10 @@ class Node:
             # Spread over the cadence: races created together (a tournament round) do not
             # all send in the same instant.
             input_offset_ms=self._rng.randrange(s.race.input_cadence_ms) if s.race.input_cadence_ms else 0,
+            ghosts=ghost_logs,
+            daily=daily,
         )
+        self.metrics.ghosts.inc(len(ghost_logs))
         self.rooms[race_id] = room = RaceRoom(race, self.metrics)
         room.ping_phase = self._rng.randrange(self._ping_every)
         if s.race.checkpoint:  # written with the next tick's round trip, with what it journals
@@ -568,13 +579,13 @@ class Node:
     def seats_reserved(self) -> int:
         """Seats held for players who have not arrived yet (they count against capacity)."""
         return sum(
-            len(r.race.seats) - len(r.race.racers)
+            len(r.race.seats) - (len(r.race.racers) - len(r.race.ghosts))  # a ghost takes no seat
             for r in self.rooms.values()
             if r.race.state is RaceState.WAITING
         )
 
     def players_seated(self) -> int:
-        return sum(len(r.race.racers) for r in self.rooms.values() if not r.race.ended)
+        return sum(len(r.race.racers) - len(r.race.ghosts) for r in self.rooms.values() if not r.race.ended)
 
     # ---- the tick ----------------------------------------------------------------
 

@@ -131,7 +131,7 @@ async def race(request: web.Request) -> web.Response:
 
 
 def _live_entry(race_id: str, d: dict[str, str], url: str) -> dict[str, Any]:
-    # Rows: [id, name, connected, status, position, wpm, place]. The owner node rewrites them at
+    # Rows: [id, name, connected, status, position, wpm, place, ghost]. The owner node rewrites them at
     # most once per ARENA_RACE_LIVE_MIRROR_MS while someone types (gameserver/mirror.py).
     roster = json.loads(d["roster"])
     return {
@@ -141,7 +141,14 @@ def _live_entry(race_id: str, d: dict[str, str], url: str) -> dict[str, Any]:
         "url": url,
         "state": d["state"],
         "players": [
-            {"name": row[1], "position": row[4], "wpm": row[5], "status": row[3], "place": row[6]}
+            {
+                "name": row[1],
+                "position": row[4],
+                "wpm": row[5],
+                "status": row[3],
+                "place": row[6],
+                "ghost": len(row) > 7 and bool(row[7]),  # a replayed log (ghost races); older nodes: none
+            }
             for row in roster
         ],
         "passage_length": len(d["passage"]),

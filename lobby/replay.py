@@ -148,7 +148,7 @@ def _corpus() -> Corpus:
     return Corpus.load()
 
 
-def _passage_text(passage_id: str) -> str | None:
+def passage_text(passage_id: str) -> str | None:
     try:
         return _corpus().by_id(passage_id).text
     except PassageError:
@@ -247,7 +247,7 @@ async def _encoded(request: web.Request, race_id: str) -> Encoded:
         raise ApiError(404, "race_not_found", "no finished race with this id")
     # A marathon's encoding and gzip take ~20 ms: in a thread, so the lobby's other requests
     # (long-polls, tickets) interleave instead of waiting behind it.
-    encoded = await asyncio.to_thread(_encode, race, _passage_text(race.passage_id))
+    encoded = await asyncio.to_thread(_encode, race, passage_text(race.passage_id))
     cache.put(race_id, encoded)
     return encoded
 

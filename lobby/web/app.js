@@ -531,7 +531,8 @@ function drawLanes(r) {
     const pct = Math.round((100 * (p.position || 0)) / len);
     li.classList.toggle("me", id === r.me);
     li.classList.toggle("off", p.connected === false);
-    li.querySelector(".name").textContent = `${p.place ? `#${p.place} ` : ""}${p.name}${id === r.me ? " (you)" : ""}`;
+    li.classList.toggle("ghost", !!p.ghost);
+    li.querySelector(".name").textContent = `${p.place ? `#${p.place} ` : ""}${p.name}${id === r.me ? " (you)" : ""}${p.ghost ? " (ghost)" : ""}`;
     const bar = li.querySelector(".bar");
     bar.setAttribute("aria-label", `${p.name}: ${pct}%`);
     bar.setAttribute("aria-valuenow", String(pct));
@@ -684,7 +685,7 @@ function onResults(r, m) {
          <dt>Time</dt><dd>${(mine.elapsed_ms / 1000).toFixed(1)} s</dd>
        </dl>${mine.flags.length ? `<p>${esc(flagged(mine.flags))}</p>` : ""}`;
   $("results-table").tBodies[0].innerHTML = m.results.map((row) =>
-    `<tr${row.player_id === r.me ? ' class="me"' : ""}><td>${row.place ?? "—"}</td><td>${esc(row.name)}</td><td>${row.wpm.toFixed(1)}</td><td>${row.raw_wpm.toFixed(1)}</td><td>${pct(row.accuracy)}</td><td>${pct(row.consistency)}</td></tr>`).join("");
+    `<tr${row.player_id === r.me ? ' class="me"' : ""}><td>${row.place ?? "—"}</td><td>${esc(row.name)}${row.ghost ? " (ghost)" : ""}</td><td>${row.wpm.toFixed(1)}</td><td>${row.raw_wpm.toFixed(1)}</td><td>${pct(row.accuracy)}</td><td>${pct(row.consistency)}</td></tr>`).join("");
   drawChart(r.keyLog);
   $("results-title").textContent = r.label ? `Results: ${r.label}` : "Results";
   $("again").hidden = !!r.spectate || r.returnTo !== "home";
@@ -741,7 +742,8 @@ async function loadRecent() {
     $("recent-title").hidden = !data.races.length;
     $("recent").innerHTML = data.races.map((race) => {
       const what = `${esc(race.race_type || "race")}: ${race.wpm != null ? `${Number(race.wpm).toFixed(1)} WPM` : ""}${race.place ? `, place ${race.place}` : ""}`;
-      return `<li class="recent-row"><span>${what}</span> <button type="button" class="link" data-replay="${esc(race.race_id)}" aria-label="${esc(`Replay ${race.race_type || "race"} race`)}">Replay</button></li>`;
+      return `<li class="recent-row"><span>${what}</span> <button type="button" class="link" data-replay="${esc(race.race_id)}" aria-label="${esc(`Replay ${race.race_type || "race"} race`)}">Replay</button>` +
+        ` <button type="button" class="link" data-ghost-race="${esc(race.race_id)}" data-ghost-player="${esc(app.session.player_id)}" aria-label="${esc(`Race your ghost from this ${race.race_type || "race"} race`)}">Race ghost</button></li>`;
     }).join("");
   } catch { /* history is optional on this page */ }
 }
@@ -795,7 +797,10 @@ async function openReplay(raceId) {
   $("replay-racers").innerHTML = data.players.map((p, i) => {
     const result = p.flagged ? "flagged" : `${p.place ? `#${Number(p.place)} · ` : ""}${Number(p.wpm).toFixed(1)} WPM · ${Number(p.accuracy).toFixed(1)}%`;
     return `<li class="replay-racer" data-i="${i}"><div class="replay-head"><span class="name">${esc(p.name)}</span>` +
-      `<span class="replay-result">${esc(result)}</span><span class="wpm replay-wpm"></span></div>` +
+      `<span class="replay-result">${esc(result)}</span><span class="wpm replay-wpm"></span>` +
+      (p.flagged || p.status !== "finished" || data.state !== "finished" || data.passage.text == null ? "" :
+        `<button type="button" class="link" data-ghost-race="${esc(data.race_id)}" data-ghost-player="${esc(p.player_id)}" aria-label="${esc(`Race ${p.name}'s ghost`)}">Race ghost</button>`) +
+      `</div>` +
       `<p class="passage replay-text" aria-label="${esc(`${p.name}'s text`)}"><span class="ok"></span><span class="bad"></span><span class="caret"></span><span class="rest"></span></p></li>`;
   }).join("");
   show("replay");
@@ -894,7 +899,7 @@ function liveRacersHtml(r) {
   return r.players.map((p) => {
     const pct = Math.min(100, Math.round((100 * (Number(p.position) || 0)) / len));
     const done = LIVE_DONE[p.status] ? ` · ${p.place ? `#${Number(p.place)}` : LIVE_DONE[p.status]}` : "";
-    return `<li class="heat-row lane"><span class="name">${esc(p.name)}</span>` +
+    return `<li class="heat-row lane"><span class="name">${esc(p.name)}${p.ghost ? " (ghost)" : ""}</span>` +
       `<span class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="${pct}" aria-label="${esc(p.name)}: ${pct}% typed" data-pct="${pct}"><span></span></span>` +
       `<span class="wpm">${Math.round(Number(p.wpm) || 0)} wpm${done}</span></li>`;
   }).join("");
@@ -1203,3 +1208,6 @@ async function main() {
   else $(app.session ? "race-type" : "name").focus();
 }
 main();
+
+// For the page's other modules (daily.js: the daily challenge and ghost races).
+export { api, apiFailed, app, connectRace, esc, show };
