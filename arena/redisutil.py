@@ -9,7 +9,7 @@ connections (lobby/redisbatch.py). docs/ARCHITECTURE.md "Redis Cluster" lists wh
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -91,6 +91,28 @@ async def _pipelined(redis: aioredis.Redis, script: AsyncScript, calls: Sequence
         for keys, args in calls:
             await script(keys=keys, args=args, client=pipe)  # queues an EVALSHA (awaiting sends nothing)
         replies: list[Any] = await pipe.execute(raise_on_error=False)
+    return replies
+
+
+async def execute_loading(
+    redis: aioredis.Redis, build: Callable[[Any], None], scripts: Sequence[AsyncScript]
+) -> list[Any]:
+    """``build`` queues commands (EVALSHAs of ``scripts`` among them) on a fresh pipeline, which runs
+    in one round trip; the replies, or the first error raised. On NOSCRIPT from a cluster (see
+    ``run_script_many``) the scripts are loaded and the whole pipeline runs again once, so its
+    commands must be idempotent."""
+    for attempt in range(2):
+        async with redis.pipeline(transaction=False) as pipe:
+            build(pipe)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
+            for script in scripts:
+                await redis.script_load(script.script)
+            continue
+        break
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
     return replies
 
 
