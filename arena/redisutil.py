@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
+import structlog
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -20,6 +21,8 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from arena.settings import RedisSettings
+
+log = structlog.get_logger(__name__)
 
 # A cluster command that meets a dead master, MOVED or CLUSTERDOWN retries with its slot map
 # refreshed; 20 tries 50 ms to 0.5 s apart span ~8 s: a failover with cluster-node-timeout of a
@@ -79,6 +82,7 @@ async def run_script_many(
     replies = await _pipelined(redis, script, calls)
     missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
     if missing:
+        log.info("redis_script_loaded", calls=len(missing))  # a new master (a failover), or first use
         await redis.script_load(script.script)
         again = await _pipelined(redis, script, [calls[i] for i in missing])
         for i, reply in zip(missing, again, strict=True):
@@ -106,6 +110,7 @@ async def execute_loading(
             build(pipe)
             replies: list[Any] = await pipe.execute(raise_on_error=False)
         if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
+            log.info("redis_script_loaded", scripts=len(scripts))  # a new master (a failover), or first use
             for script in scripts:
                 await redis.script_load(script.script)
             continue
