@@ -74,18 +74,14 @@ CHECKPOINT_NODES = "checkpoints:nodes"
 
 
 def race_updates(race_id: RaceId) -> str:
-    """Pub/sub channel carrying a race's progress frames to other nodes."""
+    """Sharded pub/sub channel (SPUBLISH/SSUBSCRIBE) carrying a race's progress frames to other
+    nodes: on a Redis Cluster it lives on the shard of its race's slot (arena/shardfeed.py)."""
     return f"race:{{{race_id}}}:updates"
 
 
 # Sorted set: race id -> instant (ms) until which someone outside the owner node watches it
 # (another node's spectators, a tournament's live page). Owners ask it with one ZMSCORE a second.
 WATCHED_RACES = "races:watched"
-
-
-def node_control(node_id: str) -> str:
-    """Pub/sub channel addressed to one node (its relay's standing subscription)."""
-    return f"node:{node_id}:control"
 
 
 def node_info(node_id: str) -> str:

@@ -39,6 +39,7 @@ from arena.clock import now_ms
 from arena.events import ChannelEvents
 from arena.protocol import RaceType
 from arena.redisbatch import run_batch, run_script
+from arena.redisutil import run_script_many
 
 log = structlog.get_logger(__name__)
 
@@ -441,10 +442,10 @@ class TicketStore:
             ticket, script_keys, args = prepared[0]
             raws = [await self._create(keys=script_keys, args=args)]
         else:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for _, script_keys, args in prepared:
-                    await self._create(keys=script_keys, args=args, client=pipe)
-                raws = await pipe.execute()
+            raws = await run_script_many(self._redis, self._create, [(k, a) for _, k, a in prepared])
+            for raw in raws:
+                if isinstance(raw, Exception):
+                    raise raw
         out: list[Ticket | None] = []
         for (ticket, _, _), raw in zip(prepared, raws, strict=True):
             if raw is None:

@@ -799,7 +799,7 @@ class Node:
                     channel = keys.race_updates(room.race.id)
                     frames, room.to_publish = room.to_publish, []
                     for frame in frames:
-                        pipe.publish(channel, frame)
+                        pipe.spublish(channel, frame)  # sharded: docs/ARCHITECTURE.md "Redis Cluster"
                 await pipe.execute()
         except Exception as exc:  # remote spectators miss frames; the next ones carry the state
             self.log.warning("relay_publish_failed", error=str(exc))

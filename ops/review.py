@@ -23,11 +23,11 @@ from collections.abc import Sequence
 from typing import TextIO
 
 import asyncpg
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from arena.clock import now_ms
 from arena.outbox import OutboxWriter
+from arena.redisutil import connect
 from arena.settings import RedisSettings, environ
 from persistence import keylog
 from persistence.review import MAX_REASON, ReviewDecisionRecord, ReviewState, keystroke_stats
@@ -105,7 +105,7 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
     try:
         if args.command == "list":
             return await _list(conn, args.limit, out)
-        redis = aioredis.Redis.from_url(args.redis_url)
+        redis = connect(RedisSettings(url=args.redis_url))
         try:
             return await _decide(conn, OutboxWriter(redis), args, out)
         finally:

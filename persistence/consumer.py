@@ -33,6 +33,7 @@ from typing import TypeVar, cast
 
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -40,6 +41,7 @@ from redis.typing import StreamIdT
 
 from arena import keys
 from arena.clock import now_ms
+from arena.redisutil import execute_loading
 from arena.results import MatchRecord
 from persistence import streams
 from persistence.deadletters import DeadLetters
@@ -139,10 +141,13 @@ class ReadSide:
             await self.leaderboards.offer(released_placements(released, self.leaderboards.settings))
         if not records:
             return 0
-        async with self.redis.pipeline(transaction=False) as pipe:
+
+        def build(pipe: Pipeline) -> None:
             self.leaderboards.queue_records(pipe, records, unranked)
             self.recent.queue(pipe, records)
-            await pipe.execute()
+
+        # Idempotent (best-of boards, recent results by member), so it may run twice: see execute_loading.
+        await execute_loading(self.redis, build, [self.recent.script])
         return await self.ratings.apply(records)
 
 

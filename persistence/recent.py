@@ -18,8 +18,10 @@ from typing import cast
 import msgpack
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
 
 from arena import keys
+from arena.redisutil import execute_loading
 from arena.results import MatchRecord
 from persistence.settings import ReadSideSettings
 
@@ -95,14 +97,19 @@ class RecentCache:
 
     async def apply(self, records: Sequence[MatchRecord]) -> None:
         """Add every participant's result of these records (idempotent)."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            self.queue(pipe, records)
-            await pipe.execute()
+        await execute_loading(self._redis, lambda pipe: self.queue(pipe, records), [self._add])
+
+    @property
+    def script(self) -> AsyncScript:
+        return self._add
 
     def queue(self, pipe: Pipeline, records: Sequence[MatchRecord]) -> None:
         """Queue the updates on a pipeline the caller executes."""
         # Loaded first if Redis lost it (what Script.__call__ does); redis-py types it for sync only.
-        pipe.scripts.add(self._add)  # type: ignore[arg-type]
+        # A cluster pipeline has no such set: its callers use arena.redisutil.execute_loading.
+        scripts = getattr(pipe, "scripts", None)
+        if scripts is not None:
+            scripts.add(self._add)
         sha = self._add.sha
         for r in records:
             for player_id, result in record_results(r):

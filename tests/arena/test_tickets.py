@@ -21,13 +21,17 @@ from arena.tickets import (
     expected_wait_ms,
     queue_of,
 )
+from tests.conftest import redis_client
+
+# Run against one Redis and against a Redis Cluster (tests/conftest.py).
+pytestmark = pytest.mark.redis_cluster
 
 Q = QueueRef("quick", "eu")
 
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
+    client = redis_client(redis_url)
     yield client
     await client.aclose()
 

@@ -54,6 +54,7 @@ async def new_ticket(api: Api, token: str, body: dict[str, Any] = QUICK_LOCAL) -
     return ticket
 
 
+@pytest.mark.redis_cluster
 async def test_create_read_and_match(
     api: Api, matcher: TicketStore, fake_nodes: Callable[..., Awaitable[FakeNode]]
 ) -> None:
@@ -82,6 +83,7 @@ async def test_create_read_and_match(
     }
 
 
+@pytest.mark.redis_cluster
 async def test_long_poll_answers_when_matched(
     api: Api, matcher: TicketStore, fake_nodes: Callable[..., Awaitable[FakeNode]]
 ) -> None:
@@ -133,6 +135,7 @@ async def test_cancel_and_never_matched_after(api: Api, matcher: TicketStore) ->
     assert again["state"] == "cancelled"  # idempotent
 
 
+@pytest.mark.redis_cluster
 async def test_cancel_after_match_says_so(
     api: Api, matcher: TicketStore, fake_nodes: Callable[..., Awaitable[FakeNode]]
 ) -> None:
