@@ -45,6 +45,7 @@ class Placed:
     url: str  # the node's WebSocket URL
     region: str
     seats: dict[str, ReservedSeat]  # by player id
+    text: str = ""  # a typing test's text (the node answers it for tests only)
 
 
 class Placer(Protocol):
@@ -99,10 +100,12 @@ class NodePlacer:
         *,
         custom_text: str | None = None,
         heat: dict[str, Any] | None = None,
+        test_mode: str | None = None,
     ) -> Placed | None:
         """Create the race in the first of ``regions`` that has room; None if none could.
 
-        ``custom_text``: a custom race's passage; ``heat``: {tournament_id, round, heat}.
+        ``custom_text``: a custom race's passage; ``heat``: {tournament_id, round, heat};
+        ``test_mode``: a typing test's mode (``arena.typing_tests``; one player).
         """
         body: dict[str, Any] = {
             "race_type": race_type,
@@ -110,6 +113,8 @@ class NodePlacer:
         }
         if custom_text is not None:
             body["custom_text"] = custom_text
+        if test_mode is not None:
+            body["test_mode"] = test_mode
         if heat is not None:
             body["heat"] = heat
         tried = 0
@@ -194,6 +199,7 @@ def _parse(data: Any, node: NodeInfo) -> Placed:
         url=str(data["url"]),
         region=node.region,
         seats=seats,
+        text=str(data.get("text", "")),
     )
 
 

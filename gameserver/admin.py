@@ -33,6 +33,7 @@ from arena.codec import load_json
 from arena.ids import PlayerId, new_player_id
 from arena.promhttp import metrics_response
 from arena.protocol import RaceType
+from arena.typing_tests import TypingMode
 from gameserver.listener import body_deadline, handler_args
 from gameserver.node import Node, NodeDraining, NodeExiting, SeatRequest
 from gameserver.passages import PassageError
@@ -180,8 +181,9 @@ async def _create_race(request: web.Request) -> web.Response:
     """Admin: create a race with reserved seats; returns each seat's tokens.
 
     Body: {"race_type": "quick", "players": [{"name": "ada", "id"?: "..."}], "custom_text"?: "...",
-    "passage_id"?: "q001", "heat"?: {"tournament_id", "round", "heat"}}. The matchmaker, the
-    lobby (private races) and the tournament director reserve seats through it.
+    "passage_id"?: "q001", "heat"?: {"tournament_id", "round", "heat"}, "test_mode"?: "time-15"}.
+    The matchmaker, the lobby (private races, typing tests) and the tournament director reserve
+    seats through it. A typing test (``test_mode``, one player) answers its text too.
     """
     _require_admin(request)
     node = request.app[NODE_KEY]
@@ -214,6 +216,12 @@ async def _create_race(request: web.Request) -> web.Response:
             heat_tag = HeatTag(str(heat["tournament_id"]), int(heat["round"]), int(heat["heat"]))
         except (TypeError, KeyError, ValueError):
             return _json_error(400, "bad_heat", "heat must be {tournament_id, round, heat}")
+    test: TypingMode | None = None
+    if "test_mode" in body:
+        try:
+            test = TypingMode.parse(body["test_mode"])
+        except ValueError as exc:
+            return _json_error(400, "bad_test_mode", str(exc))
     try:
         race, seats = node.create_race(
             race_type,
@@ -221,6 +229,7 @@ async def _create_race(request: web.Request) -> web.Response:
             custom_text=custom_text if isinstance(custom_text, str) else None,
             passage_id=passage_id if isinstance(passage_id, str) else None,
             heat=heat_tag,
+            test=test,
         )
     except NodeDraining:
         return _json_error(503, "draining", "this node takes no new races")
@@ -228,8 +237,12 @@ async def _create_race(request: web.Request) -> web.Response:
         return _json_error(400, "bad_passage", str(exc))
     except ValueError as exc:
         return _json_error(400, "bad_request", str(exc))
+    answer: dict[str, Any] = {}
+    if test is not None:  # the lobby caches a test's content (test:{id}:content)
+        answer = {"test_mode": test.name, "text": race.passage.text}
     return web.json_response(
-        {
+        answer
+        | {
             "race_id": race.id,
             "node_id": node.settings.node_id,
             "url": node.settings.ws_url,

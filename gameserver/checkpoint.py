@@ -25,6 +25,7 @@ from typing import Any
 
 from arena.ids import NodeId, PlayerId, RaceId
 from arena.protocol import RaceType
+from arena.typing_tests import TypingMode
 from gameserver.fairplay import FairPlayLimits
 from gameserver.passages import Passage, PassageKind
 from gameserver.race import HeatTag, Race
@@ -55,6 +56,7 @@ class Definition:
     created_at: int
     input_offset_ms: int
     heat: HeatTag | None
+    test: TypingMode | None = None  # a typing test's mode: its record is a TypingTestRecord
 
 
 def definition_of(race: Race, region: str) -> Definition:
@@ -68,27 +70,29 @@ def definition_of(race: Race, region: str) -> Definition:
         created_at=race.created_at,
         input_offset_ms=race.input_offset_ms,
         heat=race.heat,
+        test=race.test,
     )
 
 
 def encode_definition(d: Definition) -> str:
     p = d.passage
     heat = [d.heat.tournament_id, d.heat.round_no, d.heat.heat_no] if d.heat else None
-    return _encode(
-        [
-            "d",
-            VERSION,
-            d.race_id,
-            d.node_id,
-            d.region,
-            d.race_type.value,
-            [p.id, p.kind.value, p.text, p.source],
-            sorted(d.seats),
-            d.created_at,
-            d.input_offset_ms,
-            heat,
-        ]
-    )
+    item: list[object] = [
+        "d",
+        VERSION,
+        d.race_id,
+        d.node_id,
+        d.region,
+        d.race_type.value,
+        [p.id, p.kind.value, p.text, p.source],
+        sorted(d.seats),
+        d.created_at,
+        d.input_offset_ms,
+        heat,
+    ]
+    if d.test is not None:  # a typing test's mode, last: a race's definition is as before
+        item.append(d.test.name)
+    return _encode(item)
 
 
 def encode_entry(entry: tuple[object, ...]) -> str:
@@ -112,7 +116,9 @@ def ttl_s(race: Race) -> int:
 def decode_definition(raw: bytes | str) -> Definition:
     try:
         item = json.loads(raw)
-        tag, version, race_id, node_id, region, race_type, passage, seats, created_at, offset, heat = item
+        tag, version, race_id, node_id, region, race_type, passage, seats, created_at, offset, heat, *test = (
+            item
+        )
         if tag != "d" or version != VERSION:
             raise CheckpointError(f"not a version {VERSION} definition: {tag!r} {version!r}")
         pid, kind, text, source = passage
@@ -126,6 +132,7 @@ def decode_definition(raw: bytes | str) -> Definition:
             created_at=int(created_at),
             input_offset_ms=int(offset),
             heat=HeatTag(str(heat[0]), int(heat[1]), int(heat[2])) if heat else None,
+            test=TypingMode.parse(test[0]) if test else None,
         )
     except CheckpointError:
         raise
@@ -159,6 +166,7 @@ def rebuild(
         fairplay=fairplay,
         heat=d.heat,
         input_offset_ms=d.input_offset_ms,
+        test=d.test,
     )
     last = d.created_at
     for n, item in enumerate(raw[1:], start=1):

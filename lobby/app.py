@@ -31,7 +31,7 @@ from arena.redisutil import connect
 from arena.registry import NodeRegistry
 from arena.tickets import TicketStore
 from arena.tokens import PlayerTokenCache, TokenSigner
-from lobby import auth, history, nodes, presence, private_races, replay, static, tickets
+from lobby import auth, history, nodes, presence, private_races, replay, static, tickets, typing_tests
 from lobby.auth import AccountStore, auth_middleware
 from lobby.context import LOBBY_KEY, Lobby
 from lobby.errors import error_middleware
@@ -70,6 +70,7 @@ def build_app(settings: LobbySettings, metrics: LobbyMetrics | None = None) -> w
     private_races.add_routes(router)
     presence.add_routes(router)
     history.add_routes(router)
+    typing_tests.add_routes(router)
     replay.setup(app, settings.replay_cache_bytes, app[METRICS_KEY].registry)
     static.setup(app)
     nodes.add_routes(router)

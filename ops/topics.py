@@ -9,7 +9,8 @@ as a Kubernetes Job, ``deploy/k8s``). A topic that already exists is left alone 
 never changed here: more partitions would move keys, see docs/DEPLOY.md) and reported.
 
 Settings (``TopicSettings``), besides ``ARENA_KAFKA_BOOTSTRAP`` and the topic names
-(``ARENA_KAFKA_RACE_TOPIC``, ``ARENA_KAFKA_HEAT_TOPIC``) of ``persistence.settings.KafkaSettings``:
+(``ARENA_KAFKA_RACE_TOPIC``, ``ARENA_KAFKA_HEAT_TOPIC``,
+``ARENA_KAFKA_TEST_TOPIC``) of ``persistence.settings.KafkaSettings``:
 
 - ``ARENA_KAFKA_PARTITIONS`` (12): partitions of each topic;
 - ``ARENA_KAFKA_REPLICATION_FACTOR`` (1): copies of each partition (prod: 3);
@@ -68,7 +69,7 @@ class TopicSettings:
 
     @property
     def topics(self) -> tuple[str, ...]:
-        return (self.kafka.race_topic, self.kafka.heat_topic)
+        return (self.kafka.race_topic, self.kafka.heat_topic, self.kafka.test_topic)
 
     def new_topics(self) -> list[NewTopic]:
         configs = {"min.insync.replicas": str(self.min_insync_replicas)}

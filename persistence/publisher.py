@@ -6,6 +6,8 @@ Races go to the race topic, tournament heats to the heat topic. A tournament's f
 (kind ``tournament_final``, a msgpack ``TournamentFinalRecord``) goes to the heat topic too,
 keyed by its tournament id. An operator's decision on a result held for review (kind
 ``review_decision``, a msgpack ``ReviewDecisionRecord``) goes to the race topic, keyed by its race id.
+A typing test's result (kind ``test``, a msgpack ``TypingTestRecord``) goes to the test topic,
+keyed by its test id.
 
 A batch is published by a ``PublishBatch``: every message is sent, then every ack awaited.
 A retry after a failure re-sends only what failed and keeps waiting for what is still in
@@ -23,6 +25,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from arena.results import FINAL_KIND
+from arena.typing_tests import TEST_KIND
 from persistence.entries import Match
 from persistence.errors import Dependency, DependencyDown, describe, kafka_rejects_message
 from persistence.settings import KafkaSettings
@@ -42,6 +45,8 @@ class KafkaPublisher:
         self._lock = asyncio.Lock()
 
     def topic_for(self, kind: str) -> str:
+        if kind == TEST_KIND:
+            return self.settings.test_topic
         return self.settings.heat_topic if kind in ("heat", FINAL_KIND) else self.settings.race_topic
 
     async def producer(self) -> AIOKafkaProducer:

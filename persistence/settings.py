@@ -40,6 +40,7 @@ class KafkaSettings:
     bootstrap: str = "127.0.0.1:9092"  # ARENA_KAFKA_BOOTSTRAP: comma-separated host:port list
     race_topic: str = "race-events"  # ARENA_KAFKA_RACE_TOPIC: finished races (kind "race")
     heat_topic: str = "tournament-scores"  # ARENA_KAFKA_HEAT_TOPIC: finished tournament heats
+    test_topic: str = "test-results"  # ARENA_KAFKA_TEST_TOPIC: typing tests' results (seed 002's name)
     linger_ms: int = 5  # ARENA_KAFKA_LINGER_MS: producer batching delay
     compression: str = "none"  # ARENA_KAFKA_COMPRESSION: none | gzip | snappy | lz4 | zstd
     publish_timeout_s: float = 10.0  # ARENA_KAFKA_PUBLISH_TIMEOUT_S: a batch's acks, at most
@@ -56,6 +57,7 @@ class KafkaSettings:
             bootstrap=env_str(env, "ARENA_KAFKA_BOOTSTRAP", d.bootstrap),
             race_topic=env_str(env, "ARENA_KAFKA_RACE_TOPIC", d.race_topic),
             heat_topic=env_str(env, "ARENA_KAFKA_HEAT_TOPIC", d.heat_topic),
+            test_topic=env_str(env, "ARENA_KAFKA_TEST_TOPIC", d.test_topic),
             linger_ms=env_int(env, "ARENA_KAFKA_LINGER_MS", d.linger_ms),
             compression=compression,
             publish_timeout_s=env_float(env, "ARENA_KAFKA_PUBLISH_TIMEOUT_S", d.publish_timeout_s),
