@@ -30,6 +30,7 @@ import contextlib
 import gc
 import json
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -88,6 +89,7 @@ class Step:
     node_tick_ms: float = math.nan
     gen_cpu_pct: float = math.nan
     gen_lag_p99_ms: float = math.nan
+    load_1m: float = math.nan  # the machine's load average at the window's end (it is shared)
     errors: dict[str, int] = field(default_factory=dict)
 
 
@@ -164,6 +166,7 @@ async def run_step(tests: int, args: argparse.Namespace, redis_url: str, src_dir
             def at_end() -> None:
                 marks["node"], marks["gen"], marks["t"] = process_cpu(node.pid), self_cpu(), time.monotonic()
                 marks["rss"] = process_rss_mb(node.pid)
+                step.load_1m = os.getloadavg()[0]
 
             t0 = time.monotonic()
             stats = await swarm.measure(args.duration, 0.5, at_end=at_end)
@@ -210,7 +213,8 @@ def row(s: Step) -> str:
     return (
         f"{s.tests:>6} {s.ramp_s:>6.1f} {s.inputs_per_s:>8.0f} {s.node_inputs_per_s:>8.0f} {errs:>4} "
         f"{s.node_cpu_pct:>6.1f}% {s.node_loop_lag_p99_ms:>6.1f} {s.node_tick_ms:>6.2f} "
-        f"{s.node_rss_mb - s.node_idle_rss_mb:>7.0f} {s.gen_cpu_pct:>6.1f}% {s.gen_lag_p99_ms:>6.1f}  "
+        f"{s.node_rss_mb - s.node_idle_rss_mb:>7.0f} {s.gen_cpu_pct:>6.1f}% {s.gen_lag_p99_ms:>6.1f} "
+        f"{s.load_1m:>5.1f}  "
         f"{s.status}{': ' + '; '.join(s.reasons) if s.reasons else ''}"
     )
 
@@ -245,7 +249,9 @@ async def run(args: argparse.Namespace) -> list[Step]:
             f"server snapshot {fingerprint}; node on core {args.node_core}, generator + Redis on the other; "
             f"mode {args.mode}, input every 500 ms, window {args.duration:.0f}s after {args.warmup:.0f}s"
         )
-        print("  tests   ramp  sent/s  node/s errs nodeCPU lagp99 tickms  rss+MB  genCPU genlag  verdict")
+        print(
+            "  tests   ramp  sent/s  node/s errs nodeCPU lagp99 tickms  rss+MB  genCPU genlag  load  verdict"
+        )
         for n in args.steps:
             if time.monotonic() > deadline:
                 print(f"stopped: --max-minutes {args.max_minutes} reached")
