@@ -730,7 +730,7 @@ class Node:
                     pipe.hset(key, mapping=mirror_fields(race, now))  # type: ignore[arg-type]
                     pipe.expire(key, mirror_ttl_s(race, now))
                     # The live index rides the same round trip; spectators read the mirror.
-                    if race.state is RaceState.RUNNING:
+                    if race.state is RaceState.RUNNING and race.test is None:  # tests are not races to watch
                         pipe.zadd(keys.LIVE_RACES, {race.id: race.start_at or now})
                     elif race.ended:
                         pipe.zrem(keys.LIVE_RACES, race.id)

@@ -27,6 +27,16 @@ async def lobby(lobby_factory: LobbyFactory, pg_dsn: str) -> RunningLobby:  # no
     return await lobby_factory(postgres=PostgresSettings(dsn=pg_dsn), regions=("local",))
 
 
+async def listed_while_running(redis: aioredis.Redis, test_id: str) -> float | None:
+    """The test's score in the live races index once its mirror says it runs (the node writes
+    both in one pipeline)."""
+    for _ in range(200):
+        if await redis.hget(keys.race_state(test_id), "state") == b"running":
+            return await redis.zscore(keys.LIVE_RACES, test_id)
+        await asyncio.sleep(0.02)
+    raise AssertionError("the test never ran")
+
+
 async def type_test(assignment: dict[str, Any], text: str) -> Results:
     """Join as the assignment says and type the text correctly at about 170 WPM, in batches
     sent when their last key's time has come."""
@@ -75,7 +85,10 @@ async def test_a_words_test_from_request_to_stored_result(
     content = (await api.call("GET", f"/v1/tests/{test['test_id']}")).ok()
     assert (content["text"], content["result"]) == (test["text"], None)  # from the cache, not yet stored
 
+    redis = aioredis.Redis.from_url(redis_url)
+    listed = asyncio.create_task(listed_while_running(redis, test["test_id"]))
     results = await type_test(test["assignment"], test["text"])
+    assert await listed is None  # a test is not in the live races to watch
     [row] = results.results
     assert results.state == "finished" and row.status == "finished" and not row.flags
 
@@ -98,7 +111,6 @@ async def test_a_words_test_from_request_to_stored_result(
     bests = (await api.call("GET", f"/v1/players/{ada['player_id']}/tests/bests")).ok()["bests"]
     assert [(b["mode"], b["test_id"], b["wpm"]) for b in bests] == [("words-10", test["test_id"], row.wpm)]
 
-    redis = aioredis.Redis.from_url(redis_url)
     try:
         assert await redis.zcard(keys.recent_tests(ada["player_id"])) == 1
         assert 86_000 < await redis.ttl(keys.test_content(test["test_id"])) <= 86_400
