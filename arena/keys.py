@@ -272,3 +272,26 @@ def tournament_invite(code: str) -> str:
 # Owners add a race when its mirror says running and remove it once it ends; readers drop
 # entries whose race:{id}:state mirror is gone (a node died mid-race, say).
 LIVE_RACES = "races:live"
+
+
+# ---- typing tests (arena/typing_tests.py; seed 002) ------------------------------------
+
+
+def test_content(test_id: str) -> str:
+    """String: a typing test's content (mode and text, JSON), 24 h; the seed's ``test:{testId}:content``."""
+    return f"test:{test_id}:content"
+
+
+def recent_tests(player_id: str) -> str:
+    """Sorted set of a player's last typing-test results, scored by end time (ms), 1 h.
+
+    The seed names it ``user:{userId}:recent_results``, but that key holds a player's recent
+    races (``recent_results``) since before tests existed; mixing both in one set would break
+    its read side's rule that a full set is the newest page of *race* history.
+    """
+    return f"user:{player_id}:recent_tests"
+
+
+def test_wpm_histogram(mode: str, day: str) -> str:
+    """Hash WPM bucket -> count of a mode's counted results on a UTC day (``2026-12-06``), 8 days."""
+    return f"tests:wpm:{mode}:{day}"

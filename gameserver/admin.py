@@ -34,6 +34,7 @@ from arena.codec import load_json
 from arena.ids import PlayerId, new_player_id
 from arena.promhttp import metrics_response
 from arena.protocol import RaceType
+from arena.typing_tests import TypingMode
 from gameserver.ghost import GhostError
 from gameserver.listener import body_deadline, handler_args
 from gameserver.node import Node, NodeDraining, NodeExiting, SeatRequest
@@ -185,9 +186,10 @@ async def _create_race(request: web.Request) -> web.Response:
 
     Body: {"race_type": "quick", "players": [{"name": "ada", "id"?: "..."}], "custom_text"?: "...",
     "passage_id"?: "q001", "heat"?: {"tournament_id", "round", "heat"}, "ghosts"?: [{"name", "keys",
-    "key_times", "race_id", "player_id"}], "daily"?: "YYYY-MM-DD"}. The matchmaker, the lobby
-    (private races, ghost races, daily attempts) and the tournament director reserve seats
-    through it. A ghost refused is 400 ``bad_ghost``.
+    "key_times", "race_id", "player_id"}], "daily"?: "YYYY-MM-DD", "test_mode"?: "time-15"}. The
+    matchmaker, the lobby (private races, ghost races, daily attempts, typing tests) and the
+    tournament director reserve seats through it. A ghost refused is 400 ``bad_ghost``. A typing
+    test (``test_mode``, one player) answers its text too.
     """
     _require_admin(request)
     node = request.app[NODE_KEY]
@@ -223,6 +225,12 @@ async def _create_race(request: web.Request) -> web.Response:
     daily = body.get("daily")
     if daily is not None and not (isinstance(daily, str) and _is_day(daily)):
         return _json_error(400, "bad_daily", "daily must be a day, YYYY-MM-DD")
+    test: TypingMode | None = None
+    if "test_mode" in body:
+        try:
+            test = TypingMode.parse(body["test_mode"])
+        except ValueError as exc:
+            return _json_error(400, "bad_test_mode", str(exc))
     try:
         race, seats = node.create_race(
             race_type,
@@ -232,6 +240,7 @@ async def _create_race(request: web.Request) -> web.Response:
             heat=heat_tag,
             ghosts=body.get("ghosts"),
             daily=daily,
+            test=test,
         )
     except NodeDraining:
         return _json_error(503, "draining", "this node takes no new races")
@@ -241,8 +250,12 @@ async def _create_race(request: web.Request) -> web.Response:
         return _json_error(400, "bad_ghost", str(exc))
     except ValueError as exc:
         return _json_error(400, "bad_request", str(exc))
+    answer: dict[str, Any] = {}
+    if test is not None:  # the lobby caches a test's content (test:{id}:content)
+        answer = {"test_mode": test.name, "text": race.passage.text}
     return web.json_response(
-        {
+        answer
+        | {
             "race_id": race.id,
             "node_id": node.settings.node_id,
             "url": node.settings.ws_url,

@@ -26,6 +26,7 @@ from typing import Any
 
 from arena.ids import NodeId, PlayerId, RaceId
 from arena.protocol import RaceType
+from arena.typing_tests import TypingMode
 from gameserver.fairplay import FairPlayLimits
 from gameserver.ghost import GhostLog
 from gameserver.passages import Passage, PassageKind
@@ -59,6 +60,7 @@ class Definition:
     heat: HeatTag | None
     ghosts: tuple[GhostLog, ...] = ()  # a ghost's progress follows from its log and the race clock
     daily: str | None = None  # the daily challenge's day this race is an attempt at
+    test: TypingMode | None = None  # a typing test's mode: its record is a TypingTestRecord
 
 
 def definition_of(race: Race, region: str) -> Definition:
@@ -74,6 +76,7 @@ def definition_of(race: Race, region: str) -> Definition:
         heat=race.heat,
         ghosts=tuple(feed.log for feed in race.ghosts.values()),
         daily=race.daily,
+        test=race.test,
     )
 
 
@@ -86,6 +89,8 @@ def encode_definition(d: Definition) -> str:
         extra["ghosts"] = [g.to_wire() for g in d.ghosts]
     if d.daily:
         extra["daily"] = d.daily
+    if d.test is not None:  # a typing test's mode
+        extra["test"] = d.test.name
     return _encode(
         [
             "d",
@@ -125,7 +130,7 @@ def ttl_s(race: Race) -> int:
 def decode_definition(raw: bytes | str) -> Definition:
     try:
         item = json.loads(raw)
-        extra = item[11] if len(item) == 12 else {}  # ghosts, daily: only when the race has them
+        extra = item[11] if len(item) == 12 else {}  # ghosts, daily, test: only when the race has them
         tag, version, race_id, node_id, region, race_type, passage, seats, created_at, offset, heat = (
             item[:11]
         )
@@ -144,6 +149,7 @@ def decode_definition(raw: bytes | str) -> Definition:
             heat=HeatTag(str(heat[0]), int(heat[1]), int(heat[2])) if heat else None,
             ghosts=tuple(GhostLog.from_wire(g) for g in extra.get("ghosts", ())),
             daily=str(extra["daily"]) if extra.get("daily") else None,
+            test=TypingMode.parse(str(extra["test"])) if extra.get("test") else None,
         )
     except CheckpointError:
         raise
@@ -179,6 +185,7 @@ def rebuild(
         input_offset_ms=d.input_offset_ms,
         ghosts=d.ghosts,
         daily=d.daily,
+        test=d.test,
     )
     last = d.created_at
     for n, item in enumerate(raw[1:], start=1):

@@ -32,6 +32,7 @@ from arena.registry import NodeInfo, NodeRegistry, NodeState
 from arena.results import MatchRecord
 from arena.tasks import stop_tasks
 from arena.tokens import TokenSigner
+from arena.typing_tests import TypingMode, TypingTestRecord
 from gameserver.batcher import ProgressBatcher
 from gameserver.checkpoint import definition_of, encode_definition, encode_entries
 from gameserver.checkpoint import ttl_s as checkpoint_ttl_s
@@ -47,6 +48,7 @@ from gameserver.reaper import Reaper
 from gameserver.relay import SpectatorRelay
 from gameserver.room import RaceRoom
 from gameserver.settings import NodeSettings
+from gameserver.typing_test import TestContent
 
 log = structlog.get_logger(__name__)
 
@@ -157,9 +159,10 @@ class Node:
         self.ratings = RatingStore(redis)
         self.log = log.bind(node_id=settings.node_id)
         # Finished races' results: outbox (batched), then ratings, then the players (one task).
-        self.results_writer: OutboxBatcher[RaceRoom, MatchRecord] = OutboxBatcher(
+        self.test_content = TestContent(corpus, settings.fairplay.max_wpm)  # typing tests' texts
+        self.results_writer: OutboxBatcher[RaceRoom, MatchRecord | TypingTestRecord] = OutboxBatcher(
             self.outbox,
-            record_of=lambda room: room.race.match_record(),
+            record_of=lambda room: room.race.outbox_record(),
             on_written=self._results_written,
             on_unbuildable=self._record_failed,
             settings=settings.outbox,
@@ -512,19 +515,27 @@ class Node:
         heat: HeatTag | None = None,
         ghosts: object = None,
         daily: str | None = None,
+        test: TypingMode | None = None,
     ) -> tuple[Race, list[Seat]]:
         """Create a race with reserved seats; returns the tokens each player joins with.
 
         ``ghosts``: the request's ``ghosts`` list, validated here (``gameserver.ghost.parse_ghosts``:
-        ``GhostError``, a ``ValueError``, if refused)."""
+        ``GhostError``, a ``ValueError``, if refused). ``test``: a typing test (one seat, race
+        type custom, no ghosts; its text from ``test_content``)."""
         if self.draining:
             raise NodeDraining("node is draining")
         if not 1 <= len(players) <= self.settings.race.max_players:
             raise ValueError(f"a race seats 1 to {self.settings.race.max_players} players")
-        passage = self._passage_for(race_type, custom_text, passage_id)
         # Keys past the race's own time limit are never fed: the longest race bounds them all.
         ghost_logs = tuple(parse_ghosts(ghosts, limit_ms=int(self.settings.race.longest_race_s * 1000)))
         race_id = new_race_id()
+        if test is not None:
+            if len(players) != 1 or heat is not None or ghost_logs or daily:
+                raise ValueError("a typing test seats exactly one player, alone, and is no heat")
+            race_type = RaceType.CUSTOM
+            passage = self.test_content.passage(test, race_id, self._rng)
+        else:
+            passage = self._passage_for(race_type, custom_text, passage_id)
         s = self.settings
         race = Race(
             race_id=race_id,
@@ -537,6 +548,7 @@ class Node:
             scoring=s.scoring,
             fairplay=s.fairplay,
             heat=heat,
+            test=test,
             # Spread over the cadence: races created together (a tournament round) do not
             # all send in the same instant.
             input_offset_ms=self._rng.randrange(s.race.input_cadence_ms) if s.race.input_cadence_ms else 0,
@@ -560,7 +572,11 @@ class Node:
             )
             for p in players
         ]
-        self.log.info("race_created", race_id=race_id, race_type=race_type.value, seats=len(seats))
+        if test is not None:  # a test is per request: debug, like the lobby's tickets
+            self.metrics.typing_tests.labels(test.type.value).inc()
+            self.log.debug("typing_test_created", race_id=race_id, mode=test.name)
+        else:
+            self.log.info("race_created", race_id=race_id, race_type=race_type.value, seats=len(seats))
         return race, seats
 
     def _passage_for(self, race_type: RaceType, custom_text: str | None, passage_id: str | None) -> Passage:
@@ -724,7 +740,7 @@ class Node:
                     pipe.hset(key, mapping=mirror_fields(race, now))  # type: ignore[arg-type]
                     pipe.expire(key, mirror_ttl_s(race, now))
                     # The live index rides the same round trip; spectators read the mirror.
-                    if race.state is RaceState.RUNNING:
+                    if race.state is RaceState.RUNNING and race.test is None:  # tests are not races to watch
                         pipe.zadd(keys.LIVE_RACES, {race.id: race.start_at or now})
                     elif race.ended:
                         pipe.zrem(keys.LIVE_RACES, race.id)
@@ -840,13 +856,19 @@ class Node:
         self._drop_room(room)
         self._maybe_idle()
 
-    async def _results_written(self, written: list[Written[RaceRoom, MatchRecord]]) -> None:
+    async def _results_written(
+        self, written: list[Written[RaceRoom, MatchRecord | TypingTestRecord]]
+    ) -> None:
         """A batch is in the outbox: rate its races, then tell their players (in that order:
         a player never sees a result that could be lost)."""
         appended = sum(1 for w in written if w.appended)
         if appended:
             self.metrics.outbox_appends.inc(appended)
-        rated = [w.record for w in written if ranking_from_record(w.record) is not None]
+        rated = [
+            w.record
+            for w in written
+            if isinstance(w.record, MatchRecord) and ranking_from_record(w.record) is not None
+        ]  # typing tests are never rated
         if rated:  # aborted races are not rated: a stop's batches go straight to the players
             await self._rate(rated)
         for w in written:
@@ -883,7 +905,7 @@ class Node:
         if failed:  # one line for the batch, not one per race
             self.log.warning("rating_update_failed", races=len(failed), race_ids=failed, error=errors[0])
 
-    def _results_out(self, room: RaceRoom, record: MatchRecord) -> None:
+    def _results_out(self, room: RaceRoom, record: MatchRecord | TypingTestRecord) -> None:
         race = room.race
         self.metrics.results.labels(race.state.value).inc()
         for p in record.participants:

@@ -26,6 +26,7 @@ from arena.protocol import (
     Start,
 )
 from arena.results import MatchRecord, ParticipantRecord
+from arena.typing_tests import TypingMode, TypingTestRecord
 from gameserver.arrivals import ArrivalLog
 from gameserver.fairplay import DEFAULT_FAIRPLAY_LIMITS, FairPlayLimits, Flag, assess, check_batch
 from gameserver.ghost import GhostFeed, GhostLog
@@ -125,8 +126,10 @@ class Race:
         input_offset_ms: int = 0,
         ghosts: tuple[GhostLog, ...] = (),
         daily: str | None = None,
+        test: TypingMode | None = None,
     ) -> None:
         self.id = race_id
+        self.test = test  # a typing test (solo; its result is a TypingTestRecord), or None
         self.input_offset_ms = input_offset_ms  # this race's send instants (settings.input_cadence_ms)
         self.heat = heat
         self.daily = daily  # an attempt at this day's daily challenge (YYYY-MM-DD): its record says so
@@ -184,6 +187,8 @@ class Race:
 
     def time_limit_ms(self) -> int:
         s = self.settings
+        if self.test is not None and self.test.seconds is not None:
+            return self.test.seconds * 1000  # a time mode ends at its time, by definition
         limits = {
             RaceType.QUICK: s.quick_limit_s,
             RaceType.STANDARD: s.standard_limit_s,
@@ -211,6 +216,9 @@ class Race:
             if self.ghosts:
                 self._feed_ghosts(now)
             if self.ends_at is not None and now >= self.ends_at:
+                if self.test is not None and self.test.seconds is not None:
+                    self._time_up(now)
+                    return
                 self._end(now, "time limit reached")
             elif self._everyone_done():
                 self._end(now, "")
@@ -251,6 +259,36 @@ class Race:
         self.transition(RaceState.FINISHED)
         self.ended_at = now
         self.end_reason = reason
+
+    def _time_up(self, now: int) -> None:
+        """A time mode's end: whoever typed finishes, scored over the whole time (not their
+        last key): a test typed for 15 s is 15 s of typing, pauses included."""
+        assert self.test is not None and self.test.seconds is not None
+        duration = self.test.seconds * 1000
+        for racer in self.racers.values():
+            if racer.done or not racer.typing.typed_chars:
+                continue
+            racer.finish_elapsed_ms = duration
+            racer.finished_at = now
+            racer.status = PlayerStatus.FINISHED
+            self._settled += 1
+            self._places_cache = None
+            racer.score = score(racer.typing, duration)
+            racer.flags |= assess(racer.typing, racer.score, self.fairplay)
+            racer.flags |= racer.arrivals.flags()
+            self.outgoing.append(
+                Finish(
+                    player_id=racer.id,
+                    place=None if racer.flags else 1,
+                    wpm=racer.score.wpm,
+                    accuracy=racer.score.accuracy,
+                    elapsed_ms=duration,
+                    flags=sorted(f.value for f in racer.flags),
+                )
+            )
+            self.dirty = True
+            self._other_change = True
+        self._end(now, "time up")
 
     def _everyone_done(self) -> bool:
         # Counted as racers settle, so the tick asks it of every race for nothing.
@@ -589,6 +627,46 @@ class Race:
                 )
             )
         return rows
+
+    def outbox_record(self) -> MatchRecord | TypingTestRecord:
+        """What the results writer appends: a typing test's own record, else the match."""
+        return self.match_record() if self.test is None else self.test_record()
+
+    def test_record(self) -> TypingTestRecord:
+        """A typing test's result: its one player (a seat nobody took: an empty DNF)."""
+        assert self.test is not None and self.ended and self.ended_at is not None
+        racer = next(iter(self.racers.values()), None)
+        typing = racer.typing if racer is not None else TypingState(self.passage.text, self.scoring)
+        s = (racer.score if racer is not None else None) or score(typing, 0)
+        flags = sorted(f.value for f in racer.flags) if racer is not None else []
+        generated = self.passage.id == self.id  # words drawn for this test carry its id
+        return TypingTestRecord(
+            match_id=self.id,
+            node_id=self.node_id,
+            mode=self.test.name,
+            content_id=self.id if generated else self.passage.id,
+            passage_chars=len(self.passage.text),
+            state=self.state.value,
+            reason=self.end_reason,
+            player_id=racer.id if racer is not None else next(iter(sorted(self.seats)), ""),
+            name=racer.name if racer is not None else "",
+            status=racer.status.value if racer is not None else PlayerStatus.DNF.value,
+            valid=not flags,
+            flags=flags,
+            wpm=s.wpm,
+            raw_wpm=s.raw_wpm,
+            accuracy=s.accuracy,
+            consistency=s.consistency,
+            correct_chars=s.correct_chars,
+            typed_chars=s.typed_chars,
+            errors=s.errors,
+            elapsed_ms=s.elapsed_ms,
+            created_at=self.created_at,
+            started_at=self.start_at if self.started else None,
+            ended_at=self.ended_at,
+            keys=typing.log_keys(),
+            key_times=typing.log_times(),
+        )
 
     def match_record(self) -> MatchRecord:
         assert self.ended and self.ended_at is not None

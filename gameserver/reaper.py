@@ -122,7 +122,7 @@ class Reaper:
         else:
             race.abort(now_ms(), NODE_LOST_REASON)  # nothing if its journal had ended it
             players = len(race.racers)
-            appended = await self.outbox.append(race.match_record())
+            appended = await self.outbox.append(race.outbox_record())  # a typing test's own record
             outcome = race.state.value if appended else "already_written"
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.delete(keys.race_checkpoint(race_id), keys.race_state(race_id))

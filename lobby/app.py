@@ -43,6 +43,7 @@ from lobby import (
     replay,
     static,
     tickets,
+    typing_tests,
 )
 from lobby.auth import AccountStore, auth_middleware
 from lobby.boardcache import BOARD_CACHE_KEY, BoardCache
@@ -85,6 +86,7 @@ def build_app(settings: LobbySettings, metrics: LobbyMetrics | None = None) -> w
     presence.add_routes(router)
     app[BOARD_CACHE_KEY] = BoardCache(settings.board_cache_ms / 1000, app[METRICS_KEY].registry)
     history.add_routes(router)
+    typing_tests.add_routes(router)
     replay.setup(app, settings.replay_cache_bytes, app[METRICS_KEY].registry)
     ghosts.setup(app, app[METRICS_KEY].registry)
     daily.setup(app, app[METRICS_KEY].registry)

@@ -55,6 +55,12 @@ class LobbyMetrics:
             ["kind"],
             registry=r,
         )
+        self.typing_tests = Counter(
+            f"{_PREFIX}_typing_tests_total",
+            "Typing tests asked for, by outcome (created, no_node)",
+            ["outcome"],
+            registry=r,
+        )
         self.private_races = Counter(
             f"{_PREFIX}_private_races_total",
             "Private race events, by event (created, joined, started, start_failed)",

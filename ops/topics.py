@@ -10,7 +10,8 @@ as a Kubernetes Job, ``deploy/k8s``). A topic that already exists is left alone 
 never changed here: more partitions would move keys, see docs/DEPLOY.md) and reported.
 
 Settings (``TopicSettings``), besides ``ARENA_KAFKA_BOOTSTRAP`` and the topic names
-(``ARENA_KAFKA_RACE_TOPIC``, ``ARENA_KAFKA_HEAT_TOPIC``) of ``persistence.settings.KafkaSettings``:
+(``ARENA_KAFKA_RACE_TOPIC``, ``ARENA_KAFKA_HEAT_TOPIC``,
+``ARENA_KAFKA_TEST_TOPIC``) of ``persistence.settings.KafkaSettings``:
 
 - ``ARENA_KAFKA_PARTITIONS`` (12): partitions of each topic;
 - ``ARENA_KAFKA_REPLICATION_FACTOR`` (1): copies of each partition (prod: 3);
@@ -70,7 +71,8 @@ class TopicSettings:
 
     @property
     def topics(self) -> tuple[str, ...]:
-        return tuple(t for t in (self.kafka.race_topic, self.kafka.heat_topic, self.kafka.player_topic) if t)
+        k = self.kafka
+        return tuple(t for t in (k.race_topic, k.heat_topic, k.test_topic, k.player_topic) if t)
 
     def new_topics(self) -> list[NewTopic]:
         configs = {"min.insync.replicas": str(self.min_insync_replicas)}

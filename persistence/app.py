@@ -30,6 +30,7 @@ from persistence.ratings import RatingCatchUp
 from persistence.recent import RecentCache
 from persistence.settings import PersistenceSettings
 from persistence.store import PostgresStore
+from persistence.test_results import TestReadSide
 
 log = structlog.get_logger(__name__)
 
@@ -72,6 +73,7 @@ class PersistenceService:
             RecentCache(self.redis, s.readside),
             RatingCatchUp(self.redis),
             self.redis,
+            TestReadSide(self.redis, s.readside),
         )
         dead = DeadLetters(self.redis)
         workers = max(1, s.consumer.workers)

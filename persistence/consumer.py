@@ -43,6 +43,7 @@ from arena import keys
 from arena.clock import now_ms
 from arena.redisutil import execute_loading
 from arena.results import MatchRecord
+from arena.typing_tests import TypingTestRecord
 from persistence import streams
 from persistence.deadletters import DeadLetters
 from persistence.entries import Entry, Match, PoisonEntry, decode
@@ -55,6 +56,7 @@ from persistence.recent import RecentCache
 from persistence.review import ReleasedResult, released_placements
 from persistence.settings import ConsumerSettings
 from persistence.store import PostgresStore
+from persistence.test_results import TestReadSide
 
 log = structlog.get_logger(__name__)
 
@@ -125,30 +127,42 @@ class ReadSide:
     recent: RecentCache
     ratings: RatingCatchUp
     redis: aioredis.Redis
+    tests: TestReadSide | None = None  # typing tests' recent results and histograms
 
     async def apply(
         self,
         records: Sequence[MatchRecord],
         released: Sequence[ReleasedResult] = (),
         unranked: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
+        tests: Sequence[TypingTestRecord] = (),
+        new_tests: frozenset[str] | set[str] = frozenset(),
     ) -> int:
         """Boards and recent results in one pipeline, then ratings a node missed (how many).
 
         ``released``: results an operator released from review, offered to their boards now;
-        ``unranked``: (race, player) of results held or rejected, kept off the boards.
+        ``unranked``: (race, player) of results held or rejected, kept off the boards;
+        ``tests``: typing tests (never on boards or rated), ``new_tests`` the ids stored now.
         """
         if released:
             await self.leaderboards.offer(released_placements(released, self.leaderboards.settings))
-        if not records:
+        tests = tests if self.tests is not None else ()
+        if not records and not tests:
             return 0
+        if records:
 
-        def build(pipe: Pipeline) -> None:
-            self.leaderboards.queue_records(pipe, records, unranked)
-            self.recent.queue(pipe, records)
+            def build(pipe: Pipeline) -> None:
+                self.leaderboards.queue_records(pipe, records, unranked)
+                self.recent.queue(pipe, records)
 
-        # Idempotent (best-of boards, recent results by member), so it may run twice: see execute_loading.
-        await execute_loading(self.redis, build, [self.recent.script])
-        return await self.ratings.apply(records)
+            # Idempotent (best-of boards, recent results by member), so it may run twice: see
+            # execute_loading.
+            await execute_loading(self.redis, build, [self.recent.script])
+        if tests and self.tests is not None:
+            # Apart: its histogram counts only tests stored now, but a rerun must not count twice.
+            async with self.redis.pipeline(transaction=False) as pipe:
+                self.tests.queue(pipe, tests, set(new_tests))
+                await pipe.execute()
+        return await self.ratings.apply(records) if records else 0
 
 
 @dataclass
@@ -381,10 +395,15 @@ class OutboxConsumer:
                 await asyncio.sleep(self.settings.delay_after_commit_s)
             # Races and heats only: a tournament's final result has no board, recent result or rating.
             records = [m.record for m in matches if isinstance(m.record, MatchRecord)]
+            tests = [m.record for m in matches if isinstance(m.record, TypingTestRecord)]
+            new_tests = {t.match_id for t in tests if t.match_id in written.inserted}
+            self._metrics.tests_stored.inc(len(new_tests))
             with self._metrics.stage_seconds.labels("readside").time():
                 rated = await self._retry(
                     Dependency.REDIS,
-                    lambda: self._readside.apply(records, written.released, written.unranked),
+                    lambda: self._readside.apply(
+                        records, written.released, written.unranked, tests=tests, new_tests=new_tests
+                    ),
                 )
             self._metrics.ratings_caught_up.inc(rated)
             publish = PublishBatch(self._publisher, matches)

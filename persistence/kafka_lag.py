@@ -109,7 +109,7 @@ class LagMonitor:
         """One round over every configured group; False when one of them failed."""
         ok = True
         s = self.settings
-        topics = tuple(t for t in (s.race_topic, s.heat_topic, s.player_topic) if t)
+        topics = tuple(t for t in (s.race_topic, s.heat_topic, s.test_topic, s.player_topic) if t)
         for group in s.lag_groups:
             try:
                 partitions = await asyncio.wait_for(

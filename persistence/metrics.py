@@ -32,6 +32,11 @@ class PersistenceMetrics:
         self.matches_inserted = Counter(
             f"{_PREFIX}_matches_inserted_total", "Matches newly written to PostgreSQL", registry=r
         )
+        self.tests_stored = Counter(
+            f"{_PREFIX}_typing_tests_stored_total",
+            "Typing tests' results newly written to PostgreSQL",
+            registry=r,
+        )
         self.matches_duplicate = Counter(
             f"{_PREFIX}_matches_duplicate_total", "Re-delivered matches PostgreSQL already had", registry=r
         )

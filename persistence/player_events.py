@@ -6,6 +6,7 @@ player's races out of order. The player topic (``ARENA_KAFKA_PLAYER_TOPIC``, emp
 carries, for every record persistence publishes, one small message per player it concerns, keyed
 by the player id: Kafka keeps one key on one partition, in the order it was produced.
 
+- a typing test: one ``test_result`` for its player (mode, WPM, accuracy, flags);
 - a race or heat: one ``race_result`` / ``heat_result`` per participant (place, status, WPM,
   accuracy, flags, when the race ended; not the keystroke log, which stays on the race topic);
 - a tournament's final result: one ``tournament_final`` per entrant (rank, prize);
@@ -29,6 +30,7 @@ from typing import Any
 import msgpack
 
 from arena.results import MatchRecord, TournamentFinalRecord
+from arena.typing_tests import TypingTestRecord
 from persistence.review import ReviewDecisionRecord
 
 EVENT_VERSION = 1
@@ -41,8 +43,27 @@ class PlayerEvent:
     value: bytes  # msgpack
 
 
-def player_events(record: MatchRecord | TournamentFinalRecord | ReviewDecisionRecord) -> list[PlayerEvent]:
+def player_events(
+    record: MatchRecord | TournamentFinalRecord | ReviewDecisionRecord | TypingTestRecord,
+) -> list[PlayerEvent]:
     """The per-player messages of one record, in the record's own player order."""
+    if isinstance(record, TypingTestRecord):
+        return [
+            _event(
+                record.player_id,
+                "test_result",
+                match_id=record.match_id,
+                mode=record.mode,
+                state=record.state,
+                status=record.status,
+                valid=record.valid,
+                flags=list(record.flags),
+                wpm=record.wpm,
+                accuracy=record.accuracy,
+                elapsed_ms=record.elapsed_ms,
+                at=record.ended_at,
+            )
+        ]
     if isinstance(record, ReviewDecisionRecord):
         return [
             _event(

@@ -6,9 +6,11 @@ Races go to the race topic, tournament heats to the heat topic. A tournament's f
 (kind ``tournament_final``, a msgpack ``TournamentFinalRecord``) goes to the heat topic too,
 keyed by its tournament id. An operator's decision on a result held for review (kind
 ``review_decision``, a msgpack ``ReviewDecisionRecord``) goes to the race topic, keyed by its race id.
-Every record also gives one small message per player it concerns to the player topic, keyed by
-the player id, so each player's events stay in order (``persistence/player_events.py``); a
-record counts as published when all of its messages are acknowledged.
+A typing test's result (kind ``test``, a msgpack ``TypingTestRecord``) goes to the test topic,
+keyed by its test id. Every record also gives one small message per player it concerns to the
+player topic, keyed by the player id, so each player's events stay in order
+(``persistence/player_events.py``); a record counts as published when all of its messages are
+acknowledged.
 
 A batch is published by a ``PublishBatch``: every message is sent, then every ack awaited.
 A retry after a failure re-sends only what failed and keeps waiting for what is still in
@@ -27,6 +29,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from arena.results import FINAL_KIND
+from arena.typing_tests import TEST_KIND
 from persistence.entries import Match
 from persistence.errors import Dependency, DependencyDown, describe, kafka_rejects_message
 from persistence.player_events import EVENT_VERSION, player_events
@@ -47,6 +50,8 @@ class KafkaPublisher:
         self._lock = asyncio.Lock()
 
     def topic_for(self, kind: str) -> str:
+        if kind == TEST_KIND:
+            return self.settings.test_topic
         return self.settings.heat_topic if kind in ("heat", FINAL_KIND) else self.settings.race_topic
 
     async def producer(self) -> AIOKafkaProducer:

@@ -42,6 +42,7 @@ class KafkaSettings:
     heat_topic: str = "tournament-scores"  # ARENA_KAFKA_HEAT_TOPIC: finished tournament heats
     # ARENA_KAFKA_PLAYER_TOPIC: one event per player per record, keyed by player id ("": off)
     player_topic: str = "player-events"
+    test_topic: str = "test-results"  # ARENA_KAFKA_TEST_TOPIC: typing tests' results (seed 002's name)
     linger_ms: int = 5  # ARENA_KAFKA_LINGER_MS: producer batching delay
     compression: str = "none"  # ARENA_KAFKA_COMPRESSION: none | gzip | snappy | lz4 | zstd
     publish_timeout_s: float = 10.0  # ARENA_KAFKA_PUBLISH_TIMEOUT_S: a batch's acks, at most
@@ -62,6 +63,7 @@ class KafkaSettings:
             race_topic=env_str(env, "ARENA_KAFKA_RACE_TOPIC", d.race_topic),
             heat_topic=env_str(env, "ARENA_KAFKA_HEAT_TOPIC", d.heat_topic),
             player_topic=env_str(env, "ARENA_KAFKA_PLAYER_TOPIC", d.player_topic),
+            test_topic=env_str(env, "ARENA_KAFKA_TEST_TOPIC", d.test_topic),
             linger_ms=env_int(env, "ARENA_KAFKA_LINGER_MS", d.linger_ms),
             compression=compression,
             publish_timeout_s=env_float(env, "ARENA_KAFKA_PUBLISH_TIMEOUT_S", d.publish_timeout_s),

@@ -31,7 +31,8 @@ import structlog
 from asyncpg.pool import PoolConnectionProxy
 
 from arena.results import MatchRecord, ParticipantRecord, TournamentFinalRecord
-from persistence import keylog
+from arena.typing_tests import TypingTestRecord
+from persistence import keylog, test_results
 from persistence.errors import Dependency, DependencyDown, describe, postgres_rejects_data
 from persistence.leaderboards import counts_for_ranking
 from persistence.review import History, ReleasedResult, ReviewDecisionRecord, ReviewState, review_state
@@ -42,10 +43,10 @@ log = structlog.get_logger(__name__)
 
 _INSERT_RACES = """
 INSERT INTO races (race_id, kind, race_type, state, reason, node_id, passage_id, passage_chars, players,
-                   tournament_id, round_no, heat_no, created_at, started_at, ended_at, record_version)
+                   tournament_id, round_no, heat_no, created_at, started_at, ended_at, record_version, daily)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                      $8::int[], $9::smallint[], $10::text[], $11::int[], $12::int[], $13::timestamptz[],
-                     $14::timestamptz[], $15::timestamptz[], $16::smallint[])
+                     $14::timestamptz[], $15::timestamptz[], $16::smallint[], $17::date[])
 ON CONFLICT (race_id) DO NOTHING
 RETURNING race_id
 """
@@ -180,6 +181,7 @@ WHERE p.review_state = 'released' AND p.valid AND p.status = 'finished'
 RACE_FIELDS = (
     "match_id", "kind", "race_type", "state", "reason", "node_id", "passage_id", "passage_chars",
     "participants", "tournament_id", "round_no", "heat_no", "created_at", "started_at", "ended_at", "version",
+    "daily",
 )  # fmt: skip
 PARTICIPANT_FIELDS = (
     "player_id", "name", "place", "status", "valid", "flags", "wpm", "raw_wpm", "accuracy", "consistency",
@@ -236,10 +238,11 @@ class PostgresStore:
         self._pool = pool
         self._review = review or ReadSideSettings()  # the review_* rules: which results are held
         self._months: set[date] = set()  # partitions known to exist
+        self._test_months: set[date] = set()  # test_results partitions known to exist
         self._months_lock = asyncio.Lock()  # workers of one process share this store
 
     async def write(
-        self, records: Sequence[MatchRecord | TournamentFinalRecord | ReviewDecisionRecord]
+        self, records: Sequence[MatchRecord | TournamentFinalRecord | ReviewDecisionRecord | TypingTestRecord]
     ) -> WriteResult:
         """Store a batch; a record PostgreSQL refuses is isolated and reported, not raised.
 
@@ -278,10 +281,22 @@ class PostgresStore:
                 await conn.execute("SELECT ensure_results_partition($1)", month)
                 self._months.add(month)
 
+    async def ensure_test_months(self, records: Sequence[TypingTestRecord]) -> None:
+        """The test_results partitions of these tests' months, and of each next month."""
+        months = test_results.months_of(records) - self._test_months
+        if not months:
+            return
+        async with self._months_lock, self._pool.acquire() as conn:
+            for month in sorted(months - self._test_months):
+                await conn.execute("SELECT ensure_test_results_partition($1)", month)
+                self._test_months.add(month)
+
     async def _write(
-        self, batch: Sequence[MatchRecord | TournamentFinalRecord | ReviewDecisionRecord]
+        self, batch: Sequence[MatchRecord | TournamentFinalRecord | ReviewDecisionRecord | TypingTestRecord]
     ) -> WriteResult:
         records = [r for r in batch if isinstance(r, MatchRecord)]
+        tests = [r for r in batch if isinstance(r, TypingTestRecord)]
+        await self.ensure_test_months(tests)
         finals = [r for r in batch if isinstance(r, TournamentFinalRecord)]
         decisions = [r for r in batch if isinstance(r, ReviewDecisionRecord)]
         released: list[ReleasedResult] = []
@@ -314,6 +329,8 @@ class PostgresStore:
                         await conn.execute(_UPSERT_STANDINGS, *_standing_columns(new_heats))
                 if finals:
                     inserted |= await self._write_finals(conn, finals)
+                if tests:
+                    inserted |= await test_results.insert(conn, tests)
                 if decisions:
                     new_decisions, released = await self._write_decisions(conn, decisions)
                     inserted |= new_decisions
@@ -455,6 +472,7 @@ def _race_columns(records: Sequence[MatchRecord]) -> list[Sequence[object]]:
         [opt_datetime(r.started_at) for r in records],
         [to_datetime(r.ended_at) for r in records],
         [r.version for r in records],
+        [date.fromisoformat(r.daily) if r.daily else None for r in records],
     ]
 
 

@@ -115,7 +115,11 @@ def test_lag_and_player_topic_settings() -> None:
         "player-events",
     )
     off = KafkaSettings.from_env({"ARENA_KAFKA_PLAYER_TOPIC": ""})
-    assert off.player_topic == "" and TopicSettings(kafka=off).topics == ("race-events", "tournament-scores")
+    assert off.player_topic == "" and TopicSettings(kafka=off).topics == (
+        "race-events",
+        "tournament-scores",
+        "test-results",
+    )
     for bad in (
         {"ARENA_KAFKA_LAG_INTERVAL_S": "0"},
         {"ARENA_KAFKA_LAG_GROUPS": ",".join(f"g{i}" for i in range(21))},

@@ -43,7 +43,14 @@ async def test_a_killed_master_loses_no_race_appended_after_it(
     failover_cluster: LocalRedisCluster, pg_dsn: str, kafka_broker: KafkaBroker, start_service: ServiceFactory
 ) -> None:
     cluster = failover_cluster
-    env = Env(cluster.url, pg_dsn, kafka_broker.bootstrap, unique("race-events"), unique("tournament-scores"))
+    env = Env(
+        cluster.url,
+        pg_dsn,
+        kafka_broker.bootstrap,
+        unique("race-events"),
+        unique("tournament-scores"),
+        unique("players"),
+    )
     await start_service(env.settings())
     redis = redis_client(cluster.url)
     acked_at: dict[str, float] = {}  # race id -> when the writer had Redis' confirmation
