@@ -27,6 +27,7 @@ from persistence.publisher import KafkaPublisher
 from persistence.rating_history import RatingHistoryConsumer
 from persistence.ratings import RatingCatchUp
 from persistence.recent import RecentCache
+from persistence.rejection import RatingUndo
 from persistence.settings import PersistenceSettings
 from persistence.store import PostgresStore
 
@@ -70,6 +71,7 @@ class PersistenceService:
             RecentCache(self.redis, s.readside),
             RatingCatchUp(self.redis),
             self.redis,
+            RatingUndo(self.redis),
         )
         dead = DeadLetters(self.redis)
         workers = max(1, s.consumer.workers)
