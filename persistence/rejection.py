@@ -14,7 +14,7 @@ is charged for a win over the cheat):
 
 Only the rating moves; deviation and volatility stay as they are now (later races have moved
 them since). The corrections are applied to the current ratings in one Redis script, once per
-rejected result (marker ``{rating}:rejected:{race}:{player}``), with a change entry on
+rejected result (marker ``{rating}:rejected:{race}:{player}``, kept for good), with a change entry on
 ``{rating}:changes`` (match id ``{race}:{player}:review``) so ``rating_history`` shows them.
 """
 
@@ -29,7 +29,7 @@ import structlog
 
 from arena import keys
 from arena.clock import now_ms
-from arena.rating import MARKER_TTL_S, Placing, Rating, rate_race
+from arena.rating import Placing, Rating, rate_race
 from persistence.review import review_match_id
 
 log = structlog.get_logger(__name__)
@@ -65,8 +65,10 @@ def corrections(r: Rejection) -> dict[str, float]:
 
 
 # KEYS[1] marker, KEYS[2] change stream, KEYS[3..] player hashes; ARGV[1] change match id,
-# ARGV[2] marker ttl s, ARGV[3] now ms, then one correction per player hash. A player with
-# no stored rating is skipped. Returns -1: already applied; else how many ratings moved.
+# ARGV[2] unused, ARGV[3] now ms, then one correction per player hash. A player with no stored
+# rating is skipped. Returns -1: already applied; else how many ratings moved. The marker never
+# expires (rejections are rare, a few bytes each): a decision re-delivered however late is
+# never applied twice.
 _UNDO = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
 local changes = {}
@@ -82,7 +84,7 @@ for i = 3, #KEYS do
                              before = {r, rd, vol}, after = {after, rd, vol}}
   end
 end
-redis.call('SET', KEYS[1], '1', 'EX', ARGV[2])
+redis.call('SET', KEYS[1], '1')
 if #changes > 0 then
   redis.call('XADD', KEYS[2], '*', 'match_id', ARGV[1], 'at', ARGV[3], 'changes', cjson.encode(changes))
 end
@@ -91,8 +93,7 @@ return #changes
 
 
 class RatingUndo:
-    def __init__(self, redis: aioredis.Redis, *, marker_ttl_s: int = MARKER_TTL_S) -> None:
-        self._marker_ttl_s = marker_ttl_s
+    def __init__(self, redis: aioredis.Redis) -> None:
         self._undo = redis.register_script(_UNDO)
 
     async def apply(self, rejections: Sequence[Rejection]) -> int:
@@ -111,7 +112,7 @@ class RatingUndo:
                         keys.RATING_CHANGES_STREAM,
                         *(keys.player_rating(pid) for pid in ids),
                     ],
-                    args=[review_match_id(r.race_id, r.player_id), self._marker_ttl_s, now_ms(), *amounts],
+                    args=[review_match_id(r.race_id, r.player_id), 0, now_ms(), *amounts],
                 )
             )
             if n > 0:

@@ -676,7 +676,13 @@ class _ReadBack:
 async def _read_back(conn: PoolConnectionProxy, decisions: Sequence[ReviewDecisionRecord]) -> _ReadBack:
     """The batch's decided results as stored, and what each rejection's race did to ratings."""
     rows = await conn.fetch(_DECIDED, [d.race_id for d in decisions], [d.player_id for d in decisions])
-    decided = [DecidedResult.of_row(row) for row in rows]
+    # Only what a decision of the batch says: a contrary one (refused at insertion) does nothing.
+    said = {(d.race_id, d.player_id, d.decision) for d in decisions}
+    decided = [
+        DecidedResult.of_row(row)
+        for row in rows
+        if (row["race_id"], row["player_id"], row["review_state"]) in said
+    ]
     released = [
         ReleasedResult(d.race_type, d.race_id, d.player_id, d.name, d.wpm, d.accuracy, d.created_at)
         for d in decided

@@ -111,10 +111,15 @@ async def test_a_rejection_undoes_ratings_once_and_marks_recent_results(
     }  # fmt: skip
 
     # The same decision delivered again changes nothing (the marker, the decisions table).
-    again = ReviewDecisionRecord.of(r.match_id, "ada", "rejected", "pasted", NOW)
-    await redis.xadd(OUTBOX_STREAM, {"id": again.match_id, "kind": again.kind, "data": again.to_bytes()})
-    await wait_until(lambda: drained(redis), 15, "the repeat acknowledged")
+    # So does a contrary one that got past the command's check.
+    for decision in ("rejected", "released"):
+        again = ReviewDecisionRecord.of(r.match_id, "ada", decision, "pasted", NOW)
+        await redis.xadd(OUTBOX_STREAM, {"id": again.match_id, "kind": again.kind, "data": again.to_bytes()})
+        await wait_until(lambda: drained(redis), 15, "the repeat acknowledged")
     assert await ratings.get_many(["ada", "ron", "dee"]) == now
+    assert await redis.ttl(f"{{rating}}:rejected:{r.match_id}:ada") == -1  # kept for good
+    members = await redis.zrange(recent_results("ada"), 0, -1)
+    assert [RecentResult.from_member(m).review for m in members if m != COMPLETE] == ["rejected"]
 
 
 async def test_a_rejected_heat_result_leaves_the_tournament_standing(
