@@ -154,6 +154,11 @@ def rating_applied(match_id: str) -> str:
     return f"{{rating}}:applied:{match_id}"
 
 
+def rating_rejected(race_id: str, player_id: str) -> str:
+    """Marker that a rejected result's rating change is undone (persistence/rejection.py)."""
+    return f"{{rating}}:rejected:{race_id}:{player_id}"
+
+
 # Stream of rating changes, one entry per rated match, for persistence to read later.
 RATING_CHANGES_STREAM = "{rating}:changes"
 

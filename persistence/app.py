@@ -28,6 +28,7 @@ from persistence.publisher import KafkaPublisher
 from persistence.rating_history import RatingHistoryConsumer
 from persistence.ratings import RatingCatchUp
 from persistence.recent import RecentCache
+from persistence.rejection import RatingUndo
 from persistence.settings import PersistenceSettings
 from persistence.store import PostgresStore
 from persistence.test_results import TestReadSide
@@ -73,7 +74,8 @@ class PersistenceService:
             RecentCache(self.redis, s.readside),
             RatingCatchUp(self.redis),
             self.redis,
-            TestReadSide(self.redis, s.readside),
+            tests=TestReadSide(self.redis, s.readside),
+            undo=RatingUndo(self.redis),
         )
         dead = DeadLetters(self.redis)
         workers = max(1, s.consumer.workers)

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar, cast
@@ -53,7 +53,8 @@ from persistence.metrics import PersistenceMetrics
 from persistence.publisher import KafkaPublisher, PublishBatch
 from persistence.ratings import RatingCatchUp
 from persistence.recent import RecentCache
-from persistence.review import ReleasedResult, released_placements
+from persistence.rejection import RatingUndo, Rejection
+from persistence.review import DecidedResult, ReleasedResult, ReviewState, released_placements
 from persistence.settings import ConsumerSettings
 from persistence.store import PostgresStore
 from persistence.test_results import TestReadSide
@@ -128,20 +129,22 @@ class ReadSide:
     ratings: RatingCatchUp
     redis: aioredis.Redis
     tests: TestReadSide | None = None  # typing tests' recent results and histograms
+    undo: RatingUndo | None = None  # None: made from ``redis`` when first needed
 
     async def apply(
         self,
         records: Sequence[MatchRecord],
         released: Sequence[ReleasedResult] = (),
-        unranked: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
+        unranked: Mapping[tuple[str, str], str] | None = None,
         tests: Sequence[TypingTestRecord] = (),
         new_tests: frozenset[str] | set[str] = frozenset(),
     ) -> int:
         """Boards and recent results in one pipeline, then ratings a node missed (how many).
 
         ``released``: results an operator released from review, offered to their boards now;
-        ``unranked``: (race, player) of results held or rejected, kept off the boards;
-        ``tests``: typing tests (never on boards or rated), ``new_tests`` the ids stored now.
+        ``unranked``: (race, player) -> state of results held or rejected, kept off the boards
+        and marked so in recent results; ``tests``: typing tests (never on boards or rated),
+        ``new_tests`` the ids stored now.
         """
         if released:
             await self.leaderboards.offer(released_placements(released, self.leaderboards.settings))
@@ -151,8 +154,8 @@ class ReadSide:
         if records:
 
             def build(pipe: Pipeline) -> None:
-                self.leaderboards.queue_records(pipe, records, unranked)
-                self.recent.queue(pipe, records)
+                self.leaderboards.queue_records(pipe, records, unranked or {})
+                self.recent.queue(pipe, records, unranked)
 
             # Idempotent (best-of boards, recent results by member), so it may run twice: see
             # execute_loading.
@@ -163,6 +166,21 @@ class ReadSide:
                 self.tests.queue(pipe, tests, set(new_tests))
                 await pipe.execute()
         return await self.ratings.apply(records) if records else 0
+
+    async def apply_decisions(self, decided: Sequence[DecidedResult], rejections: Sequence[Rejection]) -> int:
+        """Review decisions: the held line in recent results becomes released or rejected, and a
+        rejection's rating change is undone, once (persistence/rejection.py). Returns how many
+        ratings moved."""
+        if decided:
+            swaps = [(d.player_id, d.recent(ReviewState.HELD), d.recent(d.review)) for d in decided]
+            # A swap replaces one member by another: running it twice changes nothing more.
+            await execute_loading(
+                self.redis, lambda pipe: self.recent.queue_swaps(pipe, swaps), [self.recent.swap_script]
+            )
+        if not rejections:
+            return 0
+        undo = self.undo or RatingUndo(self.redis)
+        return await undo.apply(rejections)
 
 
 @dataclass
@@ -405,6 +423,12 @@ class OutboxConsumer:
                         records, written.released, written.unranked, tests=tests, new_tests=new_tests
                     ),
                 )
+                if written.decided_results:
+                    undone = await self._retry(
+                        Dependency.REDIS,
+                        lambda: self._readside.apply_decisions(written.decided_results, written.rejections),
+                    )
+                    self._metrics.ratings_undone.inc(undone)
             self._metrics.ratings_caught_up.inc(rated)
             publish = PublishBatch(self._publisher, matches)
             with self._metrics.stage_seconds.labels("kafka").time():

@@ -13,7 +13,7 @@ A daily challenge attempt (a record whose ``daily`` names the day) also goes to 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -157,7 +157,7 @@ class LeaderboardWriter:
         self,
         pipe: Pipeline,
         records: Sequence[MatchRecord],
-        unranked: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
+        unranked: Collection[tuple[str, str]] = frozenset(),
     ) -> None:
         """The consumer's hot path: the same as queuing ``record_placements``, without the objects.
 

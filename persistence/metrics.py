@@ -54,6 +54,11 @@ class PersistenceMetrics:
             ["decision"],
             registry=r,
         )
+        self.ratings_undone = Counter(
+            f"{_PREFIX}_ratings_undone_total",
+            "Ratings corrected because a result was rejected on review (its gain, opponents' refunds)",
+            registry=r,
+        )
         self.ratings_caught_up = Counter(
             f"{_PREFIX}_ratings_caught_up_total", "Finished matches no node had rated, rated here", registry=r
         )

@@ -47,7 +47,8 @@ class DirectorMetrics:
         )
         self.results = Counter(
             f"{_PREFIX}_results_total",
-            "Heat race records from the outbox, by outcome (applied, stale, unknown, bad)",
+            "Heat race records and rejected heat results from the outbox, by outcome (applied, stale,"
+            " unknown, bad; rejected, rejection_late)",
             ["outcome"],
             registry=r,
         )

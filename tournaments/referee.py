@@ -323,6 +323,61 @@ class Referee:
         await self._node_lost(t, heat, "race_aborted")
         return "rerun"
 
+    async def apply_rejection(self, tid: str, race_id: str, player_id: str) -> str:
+        """An operator rejected a heat result held for review (docs/TOURNAMENTS.md, "Results held
+        for review"). While the heat's round is open, the result counts as flagged from now on
+        (it scores like a DNF) and the heat is decided again; once the next round is dealt (or
+        the tournament ended) the bracket stands: ``rejection_late``. Idempotent."""
+        where = await self.store.race_location(tid, race_id)
+        if where is None:
+            return "unknown"
+        async with self.lock(tid):
+            t = await self.store.get(tid)
+            heat = await self.store.heat(tid, where[0], where[1])
+            if t is None or heat is None or race_id not in heat.race_ids:
+                return "unknown"  # a superseded attempt, or a heat that was re-run
+            if t.state is not TournamentState.RUNNING or heat.round_no != t.round:
+                log.warning(
+                    "heat_rejection_late",
+                    tournament_id=tid,
+                    round=heat.round_no,
+                    race_id=race_id,
+                    player_id=player_id,
+                )
+                return "rejection_late"
+            i = heat.race_ids.index(race_id)
+            if not any(r.player_id == player_id and r.valid for r in heat.races[i]):
+                return "stale"  # already counted as flagged
+            race = tuple(replace(r, valid=False) if r.player_id == player_id else r for r in heat.races[i])
+            new = replace(heat, races=(*heat.races[:i], race, *heat.races[i + 1 :]))
+            if heat.done:
+                outcome = decide_heat(
+                    heat.members,
+                    new.races,
+                    t.seeds,
+                    t.spec.heat_size,
+                    t.spec.advance,
+                    settled=heat.state is HeatState.SETTLED,
+                )
+                new = replace(
+                    new,
+                    standings=tuple(outcome.standings),
+                    advancers=tuple(outcome.advancers),
+                    no_shows=tuple(outcome.no_shows),
+                )
+            if not await self._decide(t, heat, new):
+                return "stale"
+        log.info(
+            "heat_result_rejected",
+            tournament_id=tid,
+            round=heat.round_no,
+            heat=heat.heat_no,
+            race_id=race_id,
+            player_id=player_id,
+            advancers=list(new.advancers),
+        )
+        return "rejected"
+
     async def _count_race(self, t: Tournament, heat: Heat, record: MatchRecord, entry_id: str) -> None:
         """One race of the heat is over: the next race of a points heat, or the heat's result."""
         results = tuple(race_results(record))

@@ -93,6 +93,9 @@ function explain(code, reason) {
   return ERROR_TEXT[code] ? `${ERROR_TEXT[code]}${reason ? ` (${reason})` : ""}` : reason || code;
 }
 
+// A result's review state (docs/API.md "review"); clear and released need no mark.
+const REVIEW_TEXT = { held: " · under review", rejected: " · rejected on review" };
+
 function flagged(flags) {
   return `Your result was flagged (${flags.map((f) => FLAG_TEXT[f] || f).join(", ")}) and will not be ranked.`;
 }
@@ -741,7 +744,7 @@ async function loadRecent() {
     const data = await api("GET", `/v1/players/${encodeURIComponent(app.session.player_id)}/races?limit=5`);
     $("recent-title").hidden = !data.races.length;
     $("recent").innerHTML = data.races.map((race) => {
-      const what = `${esc(race.race_type || "race")}: ${race.wpm != null ? `${Number(race.wpm).toFixed(1)} WPM` : ""}${race.place ? `, place ${race.place}` : ""}`;
+      const what = `${esc(race.race_type || "race")}: ${race.wpm != null ? `${Number(race.wpm).toFixed(1)} WPM` : ""}${race.place ? `, place ${race.place}` : ""}${REVIEW_TEXT[race.review] || ""}`;
       return `<li class="recent-row"><span>${what}</span> <button type="button" class="link" data-replay="${esc(race.race_id)}" aria-label="${esc(`Replay ${race.race_type || "race"} race`)}">Replay</button>` +
         ` <button type="button" class="link" data-ghost-race="${esc(race.race_id)}" data-ghost-player="${esc(app.session.player_id)}" aria-label="${esc(`Race your ghost from this ${race.race_type || "race"} race`)}">Race ghost</button></li>`;
     }).join("");
@@ -795,7 +798,7 @@ async function openReplay(raceId) {
   setText("replay-meta", `${data.players.length} racer${data.players.length === 1 ? "" : "s"}${when ? ` · ${when}` : ""}${data.passage.text == null ? " · custom text" : ""}`);
   $("replay-seek").max = String(data.duration_ms);
   $("replay-racers").innerHTML = data.players.map((p, i) => {
-    const result = p.flagged ? "flagged" : `${p.place ? `#${Number(p.place)} · ` : ""}${Number(p.wpm).toFixed(1)} WPM · ${Number(p.accuracy).toFixed(1)}%`;
+    const result = p.flagged ? "flagged" : `${p.place ? `#${Number(p.place)} · ` : ""}${Number(p.wpm).toFixed(1)} WPM · ${Number(p.accuracy).toFixed(1)}%${REVIEW_TEXT[p.review] || ""}`;
     return `<li class="replay-racer" data-i="${i}"><div class="replay-head"><span class="name">${esc(p.name)}</span>` +
       `<span class="replay-result">${esc(result)}</span><span class="wpm replay-wpm"></span>` +
       (p.flagged || p.status !== "finished" || data.state !== "finished" || data.passage.text == null ? "" :
