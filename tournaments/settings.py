@@ -65,6 +65,8 @@ class DirectorSettings:
             raise SettingsError("need TICK_S > 0, MIN_PLAYERS >= 2 and MAX_RERUNS >= 0")
         if self.node_attempts < 1 or self.node_timeout_s <= 0:
             raise SettingsError("need ARENA_TOURNAMENT_NODE_ATTEMPTS >= 1 and NODE_TIMEOUT_S > 0")
+        if not 0 <= self.adoption_wait_s <= 600:
+            raise SettingsError("ARENA_TOURNAMENT_ADOPTION_WAIT_S must be between 0 and 600")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> DirectorSettings:
