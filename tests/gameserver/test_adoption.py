@@ -2,9 +2,10 @@
 
 1. Pure: the outage moves the time limit, a start still to come and the absent racers' grace;
    a checkpoint with the adopter's entry replays to the moved instants.
-2. Two live nodes, a dead node's checkpointed race: exactly one adopts it; a join whose ticket
-   names the dead node is redirected by the other node to the adopter, which seats the player
-   with the server's view; the race finishes there and is written once, finished.
+2. Two live nodes, a dead node's checkpointed race: exactly one adopts it; a spectator on the
+   other node sees it at the adopter; a join whose ticket names the dead node is redirected by
+   the other node to the adopter, which seats the player with the server's view; the race
+   finishes there and is written once, finished.
 3. The proof (a few seconds): two node processes, bots racing on one, ``kill -9`` of it mid-race;
    the other adopts the race, the bots rejoin it and finish, and the outbox holds the race once,
    finished, with every key each player typed.
@@ -33,6 +34,8 @@ from arena.protocol import (
     RaceType,
     Redirect,
     Results,
+    Spectate,
+    Watching,
     Welcome,
 )
 from arena.tokens import TokenSigner
@@ -136,6 +139,15 @@ async def join(url: str, player: str, name: str, ticket: str) -> RawClient:
     return client
 
 
+async def join_spectator(url: str, race_id: RaceId) -> RawClient:
+    client = await RawClient.connect(url)
+    token = TokenSigner(SECRET).sign_player(PlayerId("w1"), "wes", ttl_s=600, guest=True)
+    await client.send(Hello(token=token))
+    await client.recv_until(Welcome)
+    await client.send(Spectate(race_id=race_id))
+    return client
+
+
 def adopted(node: RunningNode) -> float:
     """The node's count of races it adopted (``arena_gameserver_races_reaped_total{outcome="adopted"}``)."""
     samples = node.node.metrics.races_reaped.collect()[0].samples
@@ -173,6 +185,17 @@ async def test_one_live_node_adopts_a_dead_nodes_race_and_its_players_finish_the
         assert await redis.sismember(keys.node_checkpoints(owner), rid)
         assert not await redis.exists(keys.node_checkpoints("ghost"), keys.race_claim(rid))
         assert [adopted(n) for n in nodes].count(1.0) == 1 and sum(adopted(n) for n in nodes) == 1
+
+        # A spectator (of the dead node, say) watches it on any node: the adopter's mirror.
+        async def mirrored() -> bool:
+            return await redis.hget(keys.race_state(rid), "node") == owner.encode()
+
+        await wait_for(mirrored, "the adopter's mirror", 5)
+        watcher = await join_spectator(other.ws_url, rid)
+        clients.append(watcher)
+        watching = await watcher.recv_until(Watching)
+        assert isinstance(watching, Watching)
+        assert (watching.node_id, watching.state, watching.ends_at) == (owner, "running", room.race.ends_at)
 
         # Ada's ticket names the dead node: the other node sends her to the adopter.
         signer = TokenSigner(SECRET)
