@@ -5,9 +5,10 @@ exactly one live node), rebuilds it from its checkpoint, and, unless the race is
 adoption is off (``ARENA_RACE_ADOPT``), hands it to ``Node.adopt``, which:
 
 1. extends the race by the outage (``extend_by_outage``, pure): from the dead owner's last sign
-   of life (its last heartbeat or the checkpoint's last entry, the later) to now. The time limit
-   (``ends_at``), a start that had not come yet (``start_at``) and each absent racer's grace
-   window move by that much, so players lose neither typing time nor their seat to the crash;
+   of life (its last heartbeat or the checkpoint's last entry, the later) to now. The wait for
+   its players, the time limit (``ends_at``), a start that had not come yet (``start_at``) and
+   each absent racer's grace window move by that much, so players lose neither typing time nor
+   their seat to the crash;
 2. moves the race's Redis bookkeeping to itself in one pipelined round trip (``take_over``):
    ``race:{id}:owner`` names it (joins whose ticket names the dead node are sent here, the lobby
    answers with this node), the checkpoint gets the new instants appended and is listed under
@@ -37,6 +38,7 @@ def extend_by_outage(race: Race, outage_ms: int) -> None:
     and every absent racer's grace window move ``outage_ms`` later."""
     if outage_ms <= 0:
         return
+    race.outage_ms += outage_ms  # a race still waiting for its players waits that much longer
     if race.start_at is not None and not race.started:
         race.start_at += outage_ms
     if race.ends_at is not None:

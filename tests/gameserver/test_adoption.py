@@ -107,11 +107,28 @@ def test_the_outage_moves_the_time_limit_and_the_grace_windows() -> None:
         scoring=ScoringLimits(),
         fairplay=FairPlayLimits(),
     )
-    waiting.join(PlayerId("p1"), "ada", now)  # counting down
-    assert waiting.start_at is not None and waiting.ends_at is not None
-    start, ends = waiting.start_at, waiting.ends_at
-    extend_by_outage(waiting, 700)
-    assert (waiting.start_at, waiting.ends_at) == (start + 700, ends + 700)  # the start had not come
+    extend_by_outage(waiting, 4000)  # nobody came yet: the wait for players runs 4 s longer
+    waiting.advance(now + int(FAST_RACE.wait_timeout_s * 1000) + 3999)
+    assert waiting.state is RaceState.WAITING
+    waiting.advance(now + int(FAST_RACE.wait_timeout_s * 1000) + 4000)
+    assert (waiting.state, waiting.end_reason) == (RaceState.ABORTED, "nobody joined")
+
+    counting = Race(
+        race_id=RaceId("r3"),
+        node_id=NodeId("ghost"),
+        race_type=RaceType.QUICK,
+        passage=Passage(id="t1", kind=PassageKind.QUICK, text=TEXT, source="test"),
+        seats={PlayerId("p1")},
+        now=now,
+        settings=FAST_RACE,
+        scoring=ScoringLimits(),
+        fairplay=FairPlayLimits(),
+    )
+    counting.join(PlayerId("p1"), "ada", now)  # counting down
+    assert counting.start_at is not None and counting.ends_at is not None
+    start, ends = counting.start_at, counting.ends_at
+    extend_by_outage(counting, 700)
+    assert (counting.start_at, counting.ends_at) == (start + 700, ends + 700)  # the start had not come
 
 
 def test_a_checkpoint_with_the_adopters_entry_replays_to_the_moved_instants() -> None:
