@@ -89,6 +89,11 @@ async def test_sigkill_node(
     assert await store.assign(queue, claim.claim_id, [(ticket["ticket_id"], a)]) == [True]
     await store.aclose()
 
+    async def checkpointed() -> bool:  # the private race's checkpoint: what a node adopts it from
+        listed = await redis.sismember(keys.node_checkpoints("killme"), started["assignment"]["race_id"])
+        return bool(listed)
+
+    await until(checkpointed, timeout=5.0)
     node_process.kill()  # SIGKILL: no goodbye, no registry removal, no race state written
     await node_process.wait()
 
@@ -110,12 +115,13 @@ async def test_sigkill_node(
     lobby.lobby.nodes.forget()
 
     async def moved() -> bool:
+        await asyncio.sleep(0.4)  # a few reads a second: the host's reads above used up much of its rate
         p = (await api.call("GET", f"/v1/private-races/{code}", token=host)).ok()
         a = p["assignment"]
         there = a["node_id"] == "survivor" and a["url"] != started["assignment"]["url"]
         return bool(p["state"] == "started" and there)
 
-    await until(moved, timeout=5.0)
+    await until(moved, timeout=8.0)
     assert await redis.get(keys.race_owner(RaceId(started["assignment"]["race_id"]))) == b"survivor"
     # The matched ticket's race had no checkpoint (nothing to adopt): still lost.
     t = (await api.call("GET", f"/v1/tickets/{ticket['ticket_id']}", token=player)).ok()
