@@ -63,6 +63,12 @@ def race_claim(race_id: RaceId) -> str:
     return f"race:{{{race_id}}}:claim"
 
 
+def race_owner(race_id: RaceId) -> str:
+    """String: the node that adopted a dead node's race (``gameserver/reaper.py``), for the nodes
+    that redirect its players' joins there and for the lobby; set only once a race has moved."""
+    return f"race:{{{race_id}}}:owner"
+
+
 def node_checkpoints(node_id: str) -> str:
     """Set of the race ids a node holds checkpoints of (what a reaper finalises if it dies)."""
     return f"node:{node_id}:checkpoints"

@@ -168,6 +168,16 @@ def rebuild(
     Its racers are disconnected (their sockets were on the dead node) and nothing is queued to
     send. Raises ``CheckpointError`` if the checkpoint is empty, unreadable or does not replay.
     """
+    return replay(raw, settings, scoring, fairplay)[0]
+
+
+def replay(
+    raw: Sequence[bytes | str],
+    settings: RaceSettings,
+    scoring: ScoringLimits,
+    fairplay: FairPlayLimits,
+) -> tuple[Race, int]:
+    """``rebuild``, and the instant of the checkpoint's last entry (the owner's last word on it)."""
     if not raw:
         raise CheckpointError("empty checkpoint")
     d = decode_definition(raw[0])
@@ -202,7 +212,7 @@ def rebuild(
             race.disconnect(racer, last)
     race.outgoing.clear()
     race.take_changes()
-    return race
+    return race, last
 
 
 def _replay(race: Race, entry: list[Any]) -> int:

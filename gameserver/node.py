@@ -7,7 +7,8 @@ batches and only then rates them and tells the players their results. The flushe
 race's progress frame once its batching window has passed (``batcher``) and publishes frames
 of remotely watched races. The heartbeat keeps the registry entry and the sockets alive.
 With checkpoints on (``ARENA_RACE_CHECKPOINT``), the tick also appends each race's journal to its
-checkpoint, and a fifth task, the reaper (``gameserver/reaper.py``), finalises dead nodes' races.
+checkpoint, and a fifth task, the reaper (``gameserver/reaper.py``), adopts dead nodes' races
+(``gameserver/adoption.py``) or finalises them.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ from arena.ids import PlayerId, RaceId, new_race_id
 from arena.outbox import OutboxBatcher, OutboxWriter, Written
 from arena.protocol import CloseCode, PlayerInfo, RaceState, RaceType, Watching
 from arena.rating import RatingStore, ranking_from_record
-from arena.redisutil import text_map
+from arena.redisutil import as_text, text_map
 from arena.registry import NodeInfo, NodeRegistry, NodeState
 from arena.results import MatchRecord
 from arena.tasks import stop_tasks
 from arena.tokens import TokenSigner
 from arena.typing_tests import TypingMode, TypingTestRecord
+from gameserver.adoption import extend_by_outage, take_over
 from gameserver.batcher import ProgressBatcher
 from gameserver.checkpoint import definition_of, encode_definition, encode_entries
 from gameserver.checkpoint import ttl_s as checkpoint_ttl_s
@@ -197,7 +199,15 @@ class Node:
         self.memory = MemoryKeeper(settings.memory, metrics, time.monotonic())
         # Finalises dead nodes' checkpointed races (gameserver/reaper.py); with checkpoints only.
         self.reaper = (
-            Reaper(redis, self.registry, self.outbox, settings, metrics, self.log)
+            Reaper(
+                redis,
+                self.registry,
+                self.outbox,
+                settings,
+                metrics,
+                self.log,
+                adopt=self.adopt if settings.race.adopt else None,
+            )
             if settings.race.checkpoint
             else None
         )
@@ -419,6 +429,11 @@ class Node:
         except Exception as exc:  # Redis gone at shutdown: the entry expires by itself
             self.log.warning("node_unregister_failed", error=str(exc))
 
+    async def race_owner(self, race_id: RaceId) -> str | None:
+        """The node that adopted ``race_id`` after its node died, if it moved (``race:{id}:owner``)."""
+        owner = await self.redis.get(keys.race_owner(race_id))
+        return as_text(owner) if owner is not None else None
+
     async def node_url(self, node_id: str) -> str | None:
         info = await self.registry.get(node_id)
         return info.url if info is not None else None
@@ -578,6 +593,37 @@ class Node:
         else:
             self.log.info("race_created", race_id=race_id, race_type=race_type.value, seats=len(seats))
         return race, seats
+
+    async def adopt(self, race: Race, dead_node: str, last: int) -> None:
+        """Run a dead node's race on as ours (``gameserver/adoption.py``); ``last`` is the instant
+        of its checkpoint's last entry. Raises if Redis refuses the take-over (then no room is
+        installed, and the reaper finalises the race as aborted)."""
+        since = last
+        info = await self.registry.get(dead_node)  # its entry outlives its liveness a little
+        if info is not None:
+            since = max(since, info.heartbeat_at)
+        now = now_ms()
+        outage = max(0, now - since)
+        s = self.settings
+        extend_by_outage(race, outage)
+        race.node_id = s.node_id
+        # Redis first: if the take-over fails, the node holds nothing of the race.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            take_over(pipe, race, dead_node, s.node_id, s.region, now)
+            await pipe.execute()
+        race.journal = []
+        self.rooms[race.id] = room = RaceRoom(race, self.metrics)
+        room.ping_phase = self._rng.randrange(self._ping_every)
+        room.checkpointed = True
+        room.checkpoint_at = now  # the moved instants went with the take-over; new entries follow
+        self.log.warning(
+            "race_adopted",
+            race_id=race.id,
+            dead_node=dead_node,
+            state=race.state.value,
+            players=len(race.racers),
+            outage_ms=outage,
+        )
 
     def _passage_for(self, race_type: RaceType, custom_text: str | None, passage_id: str | None) -> Passage:
         if race_type is RaceType.CUSTOM:

@@ -138,6 +138,9 @@ class Race:
         self.passage = passage
         self.seats = seats  # reserved players; nobody else may join
         self.created_at = now
+        # How long the race had no node (adopted after its node died, gameserver/adoption.py):
+        # the wait for its players runs that much longer.
+        self.outage_ms = 0
         self.settings = settings
         self.scoring = scoring
         self.fairplay = fairplay
@@ -204,7 +207,7 @@ class Race:
         if self.ended:
             return
         self._expire_grace(now)
-        waited_ms = now - self.created_at
+        waited_ms = now - self.created_at - self.outage_ms
         if self.state is RaceState.WAITING and waited_ms >= self.settings.wait_timeout_s * 1000:
             if len(self.racers) == len(self.ghosts):
                 self.abort(now, "nobody joined")

@@ -318,9 +318,14 @@ async def race_view(lobby: Lobby, race: PrivateRace, caller: str) -> PrivateRace
     assignment = None
     seat = (race.seats or {}).get(caller)
     if race.state is PrivateState.STARTED and race.race_id and race.node_id and race.url:
-        if seat is not None:
-            assignment = AssignmentView(race.race_id, race.node_id, race.url, seat[0], seat[1], race.region)
-        if await lobby.nodes.assignment_lost(race.node_id, race.race_id):
+        where = await lobby.nodes.follow(race.node_id, race.race_id)
+        moved = where.moved_to
+        node_id, url = (moved.node_id, moved.url) if moved else (race.node_id, race.url)
+        if seat is not None:  # moved: the same tokens, at the adopter
+            assignment = AssignmentView(race.race_id, node_id, url, seat[0], seat[1], race.region)
+        if where.moved_to is not None:
+            lobby.metrics.assignments_moved.labels("private").inc()
+        if where.lost:
             state, reason = "node_lost", NODE_LOST_REASON + " (the host can start it again)"
             lobby.metrics.node_lost.labels("private").inc()
     return PrivateRaceView(

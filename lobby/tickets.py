@@ -72,8 +72,13 @@ async def ticket_view(lobby: Lobby, ticket: Ticket) -> TicketView:
     reason = None
     if ticket.assignment is not None:
         a = ticket.assignment
-        assignment = AssignmentView(a.race_id, a.node_id, a.url, a.player_token, a.join_ticket, a.region)
-        if await lobby.nodes.assignment_lost(a.node_id, a.race_id):
+        where = await lobby.nodes.follow(a.node_id, a.race_id)
+        node_id, url = (where.moved_to.node_id, where.moved_to.url) if where.moved_to else (a.node_id, a.url)
+        # Moved: the same tokens, at the adopter (it honours a ticket naming the dead node).
+        assignment = AssignmentView(a.race_id, node_id, url, a.player_token, a.join_ticket, a.region)
+        if where.moved_to is not None:
+            lobby.metrics.assignments_moved.labels("ticket").inc()
+        if where.lost:
             state, reason = "node_lost", NODE_LOST_REASON
             lobby.metrics.node_lost.labels("ticket").inc()
     return TicketView(

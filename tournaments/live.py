@@ -38,7 +38,7 @@ from tournaments.metrics import LiveMetrics
 log = structlog.get_logger(__name__)
 
 REFRESH_S = 3.0
-_HEAT_TYPES = frozenset({"heat_placed", "heat_finished", "heat_rerun"})
+_HEAT_TYPES = frozenset({"heat_placed", "heat_moved", "heat_finished", "heat_rerun"})
 
 
 @dataclass(frozen=True, slots=True)

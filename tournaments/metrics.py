@@ -42,6 +42,11 @@ class DirectorMetrics:
             ["reason"],
             registry=r,
         )
+        self.heats_moved = Counter(
+            f"{_PREFIX}_heats_moved_total",
+            "Heats whose race was adopted by a live node after its node died (no re-run)",
+            registry=r,
+        )
         self.reruns = Counter(
             f"{_PREFIX}_heat_reruns_total", "Heats re-run after their node died", registry=r
         )

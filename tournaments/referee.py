@@ -228,13 +228,51 @@ class Referee:
                 async with self.lock(t.id):
                     await self._settle(t, heat, "timed_out")
             return
-        # The node is gone. A race that ended just before may still deliver its record.
-        state = await self._redis.hget(keys.race_state(RaceId(heat.race_id)), "state")
-        if state is not None and as_text(state) in ENDED_RACE_STATES:
+        # The node is gone. Its race may have moved: a live node adopted it (gameserver/adoption.py).
+        rid = RaceId(heat.race_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(keys.race_owner(rid))
+            pipe.hget(keys.race_state(rid), "state")
+            # Still on the dead node's checkpoint list: no reaper has adopted or aborted it yet.
+            pipe.sismember(keys.node_checkpoints(heat.node_id or ""), rid)
+            owner, state, awaiting = await pipe.execute()
+        adopter = live.get(as_text(owner)) if owner is not None else None
+        if adopter is not None:
+            self._dead_seen.pop(heat.race_id, None)
+            async with self.lock(t.id):
+                await self._moved(heat, adopter)
+            return
+        # A race that ended just before may still deliver its record; one awaiting a reaper
+        # is adopted within a few heartbeats while some node lives.
+        ended = state is not None and as_text(state) in ENDED_RACE_STATES
+        wait_s = 0.0
+        if ended:
+            wait_s = self.settings.dead_node_grace_s
+        elif awaiting and live:
+            wait_s = self.settings.adoption_wait_s
+        if wait_s > 0:
             first = self._dead_seen.setdefault(heat.race_id, now)
-            if now - first < self.settings.dead_node_grace_s * 1000:
+            if now - first < wait_s * 1000:
                 return
         await self._node_lost(t, heat, "node_lost")
+
+    async def _moved(self, heat: Heat, adopter: NodeInfo) -> None:
+        """The heat's race was adopted by a live node: its players rejoin it there (``/heat``
+        answers with the adopter's URL; their tickets still name the dead node, which it honours)."""
+        moved = replace(heat, node_id=adopter.node_id, url=adopter.url)
+        write = self._heat_write(heat, moved)
+        write.event("heat_moved", {**_heat_brief(moved), "from": heat.node_id})
+        if await self._commit(write):
+            self.metrics.heats_moved.inc()
+            log.warning(
+                "heat_moved",
+                tournament_id=heat.tournament_id,
+                round=heat.round_no,
+                heat=heat.heat_no,
+                race_id=heat.race_id,
+                dead_node=heat.node_id,
+                node_id=adopter.node_id,
+            )
 
     async def _node_lost(self, t: Tournament, heat: Heat, reason: str) -> None:
         """Re-run the heat's race on another node, or settle the heat once re-runs are used up."""

@@ -9,6 +9,10 @@ const FLUSH_MS = 150; // input batching interval when the race gives no cadence 
 // treats SILENCE_MS without any frame as a drop, so it reconnects within the grace window.
 const WATCH_MS = 3000;
 const SILENCE_MS = 10000;
+// A race whose node died is adopted by another node within a few seconds, which extends the
+// grace window by the outage (docs/PROTOCOL.md, "Reconnecting after a node's death"): the page
+// keeps trying this much longer than the grace, asking the lobby where the race is now.
+const ADOPTION_MS = 10000;
 // Close codes after which reconnecting cannot help.
 const FINAL_CLOSES = {
   4001: "The server refused the ticket (forged, malformed or expired).",
@@ -246,7 +250,7 @@ async function queue(raceType) {
   }
   app.ticketId = view.ticket_id;
   while (!app.cancelled) {
-    if (view.state === "matched") { connectRace(view.assignment, { raceType }); return; }
+    if (view.state === "matched") { connectRace(view.assignment, { raceType, locate: ticketLocator(app.ticketId) }); return; }
     if (view.state === "cancelled") { show("home"); return; }
     if (view.state === "node_lost") { banner(view.reason || "The race's server was lost. Queue again."); show("home"); return; }
     if (view.expected_wait_s != null) {
@@ -312,7 +316,7 @@ async function privateRace(view) {
     $("private-members").innerHTML = view.members.map((m) => `<li>${esc(m.name)}${m.host ? " (host)" : ""}</li>`).join("");
     const host = view.host.player_id === app.session.player_id;
     $("private-start").hidden = !(host && (view.state === "open" || view.state === "node_lost"));
-    if (view.state === "started" && view.assignment) { connectRace(view.assignment, { raceType: view.race_type }); return; }
+    if (view.state === "started" && view.assignment) { connectRace(view.assignment, { raceType: view.race_type, locate: privateLocator(view.code) }); return; }
     try {
       view = await api("GET", `/v1/private-races/${view.code}?wait=20&since=${view.version}`);
     } catch (err) { apiFailed(err); show("home"); return; }
@@ -321,10 +325,26 @@ async function privateRace(view) {
 
 // ---------------------------------------------------------------- the race
 
+// Where the lobby says a race is now (its node died: the node that adopted it), or null.
+function ticketLocator(ticketId) {
+  return async () => {
+    const view = await api("GET", `/v1/tickets/${encodeURIComponent(ticketId)}`);
+    return view.state === "matched" ? view.assignment.url : null;
+  };
+}
+
+function privateLocator(code) {
+  return async () => {
+    const view = await api("GET", `/v1/private-races/${encodeURIComponent(code)}`);
+    return view.state === "started" && view.assignment ? view.assignment.url : null;
+  };
+}
+
 function newRace(assignment, opts) {
   return {
     url: assignment?.url, ticket: assignment?.ticket, token: assignment?.player_token,
     spectate: opts.spectate || null, raceType: opts.raceType, returnTo: opts.returnTo || "home",
+    locate: opts.locate || null, // asks the lobby for the race's current node (after a node's death)
     label: opts.label || null, // e.g. the tournament heat, for the heading
     ws: null, me: null, raceId: null, passage: "", state: "waiting",
     startAt: null, endsAt: null, offset: 0, bestRtt: Infinity, inputEvery: 0, inputOffset: 0,
@@ -405,7 +425,9 @@ function openSocket(r, url = r.url || r.spectate.url) {
 
 function onClosed(r, ev) {
   if (r.redirectTo) { const url = r.redirectTo; r.redirectTo = null; r.url = url; openSocket(r, url); return; }
-  if (FINAL_CLOSES[ev.code]) {
+  // 4004 once joined: the race's node is gone and the race not yet moved; the lobby will know.
+  const moving = ev.code === 4004 && r.locate && r.raceId;
+  if (FINAL_CLOSES[ev.code] && !moving) {
     // The error message just before the close says more (e.g. token_expired vs a forged ticket).
     r.done = true;
     banner(r.lastError || FINAL_CLOSES[ev.code]);
@@ -417,11 +439,21 @@ function onClosed(r, ev) {
   if (r.results) return;
   // Dropped: reconnect with backoff while the server still keeps our seat.
   if (r.droppedAt === null) r.droppedAt = Date.now();
-  const left = GRACE_MS - (Date.now() - r.droppedAt);
+  const left = GRACE_MS + (r.locate ? ADOPTION_MS : 0) - (Date.now() - r.droppedAt);
   if (left <= 0) { r.done = true; banner("The connection was lost for too long; you were counted as not finishing."); return; }
-  const delay = Math.min(250 * 2 ** r.retries++, 2000);
-  $("race-status").textContent = `Connection lost; reconnecting (${Math.ceil(left / 1000)} s left)…`;
-  setTimeout(() => { if (app.race === r && !r.done) openSocket(r); }, delay);
+  const attempt = ++r.retries;
+  const delay = Math.min(125 * 2 ** attempt, 2000);
+  // What is typed meanwhile stays pending (flush keeps it) and goes out after the rejoin.
+  $("race-status").textContent = `Connection lost, reconnecting (${Math.ceil(left / 1000)} s left)…`;
+  setTimeout(async () => {
+    if (app.race !== r || r.done) return;
+    // First the race's node again; every other try, where the lobby says the race is now.
+    let url = r.url;
+    if (attempt % 2 === 0 && r.locate) {
+      try { url = (await r.locate()) || r.url; } catch { url = r.url; }
+    }
+    if (app.race === r && !r.done) { r.url = url; openSocket(r, url); }
+  }, delay);
 }
 
 function syncClock(r) {

@@ -260,3 +260,45 @@ async def test_node_lost_then_queue_again(
     # A race that finished before its node died is not lost: it happened.
     await redis.hset(keys.race_state(RaceId("r-test")), mapping={"state": "finished"})
     assert (await api.call("GET", path, token=token)).ok()["state"] == "matched"
+
+
+async def test_a_race_adopted_after_its_node_died_is_reported_at_the_adopter(
+    lobby_factory: LobbyFactory,
+    matcher: TicketStore,
+    redis: aioredis.Redis,
+    fake_nodes: Callable[..., Awaitable[FakeNode]],
+) -> None:
+    """1. matched on a node that dies while its race awaits a reaper: still matched there;
+    2. a live node adopts it (``race:{id}:owner``): matched at the adopter, same tokens;
+    3. had it been aborted instead (off the dead node's list, no owner): node_lost."""
+    lobby = await lobby_factory(node_stale_ms=500, node_refresh_s=0.05)
+    api = lobby.api
+    node = await fake_nodes("doomed")
+    await fake_nodes("adopter")
+    token = (await api.guest())["token"]
+    ticket = await new_ticket(api, token)
+    await assign(matcher, ticket["ticket_id"], await claim(matcher, ticket["ticket_id"]), node_id="doomed")
+    path = f"/v1/tickets/{ticket['ticket_id']}"
+    await redis.sadd(keys.node_checkpoints("doomed"), "r-test")  # its checkpoint, awaiting a reaper
+
+    await node.die()
+    await asyncio.sleep(0.7)  # stale for the lobby
+    pending = (await api.call("GET", path, token=token)).ok()
+    assert pending["state"] == "matched" and pending["assignment"]["node_id"] == "doomed"
+
+    await redis.set(keys.race_owner(RaceId("r-test")), "adopter")
+    await redis.srem(keys.node_checkpoints("doomed"), "r-test")
+    moved = (await api.call("GET", path, token=token)).ok()
+    assert moved["state"] == "matched"
+    a = moved["assignment"]
+    assert (a["node_id"], a["url"], a["player_token"], a["ticket"]) == (
+        "adopter",
+        "ws://127.0.0.1:9/adopter",
+        "pt",
+        "jt",
+    )
+    metrics = lobby.lobby.metrics.registry
+    assert metrics.get_sample_value("arena_lobby_assignments_moved_total", {"kind": "ticket"}) == 1
+
+    await redis.delete(keys.race_owner(RaceId("r-test")))  # aborted by a reaper instead
+    assert (await api.call("GET", path, token=token)).ok()["state"] == "node_lost"

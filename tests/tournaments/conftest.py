@@ -31,7 +31,7 @@ from ops.services import KafkaBroker, PostgresServer, free_port
 from persistence.app import PersistenceService
 from persistence.migrate import migrate
 from persistence.settings import ConsumerSettings, KafkaSettings, PersistenceSettings, PostgresSettings
-from simulators.bot import Bot, BotReport
+from simulators.bot import Bot, BotReport, RaceGone
 from simulators.typing import TypingProfile
 from tests.conftest import ADMIN, FAST_RACE, redis_client
 from tournaments import api as tournament_api
@@ -330,8 +330,23 @@ async def play(client: Client, tid: str, player_id: str, wpm: float, *, timeout_
                 if bot is not None and not bot.done():
                     bot.cancel()  # a re-run replaces a race whose node died
                 rng = random.Random(f"{player_id}-{len(run.races)}")
+
+                async def locate(race_id: str = answer["race_id"]) -> str | None:
+                    """Where the heat's race is now (adopted after its node died: moved)."""
+                    now = await client.heat(tid, token)
+                    if now["status"] != "racing" or now.get("race_id") != race_id:
+                        raise RaceGone(f"the heat is {now['status']}")  # re-run or decided
+                    return str(now["url"])
+
                 b = Bot(
-                    answer["url"], answer["player_token"], answer["ticket"], profile(wpm), rng, name=player_id
+                    answer["url"],
+                    answer["player_token"],
+                    answer["ticket"],
+                    profile(wpm),
+                    rng,
+                    name=player_id,
+                    reconnect_s=15.0,
+                    locate=locate,
                 )
                 bot = asyncio.create_task(b.run(timeout_s=40))
                 bot.add_done_callback(lambda t: run.reports.append(t.result()) if not t.cancelled() else None)
