@@ -143,6 +143,17 @@ class NodeMetrics:
             "Ticks whose checkpoint appends failed (retried at the next tick)",
             registry=r,
         )
+        self.checkpoint_deferred = Counter(
+            f"{_PREFIX}_checkpoint_deferred_total",
+            "Race checkpoint appends put off to a later tick by the per-tick bounds, or split "
+            "(a journal longer than one append carries): the checkpoints are behind",
+            registry=r,
+        )
+        self.checkpoint_unwritten = Gauge(
+            f"{_PREFIX}_checkpoint_unwritten_entries",
+            "Journal entries of the node's races not yet appended to their checkpoints",
+            registry=r,
+        )
         self.races_reaped = Counter(
             f"{_PREFIX}_races_reaped_total",
             "Races of dead nodes finalised from their checkpoints, by outcome "
