@@ -58,6 +58,11 @@ class NodeMetrics:
         self.closes = Counter(
             f"{_PREFIX}_closes_total", "Connections closed by the server, by close code", ["code"], registry=r
         )
+        self.handshakes_abandoned = Counter(
+            f"{_PREFIX}_handshakes_abandoned_total",
+            "WebSocket upgrades whose client hung up before the node's 101 answer went out",
+            registry=r,
+        )
         self.tick_seconds = Histogram(
             f"{_PREFIX}_tick_duration_seconds",
             "Time spent in one broadcast tick",
