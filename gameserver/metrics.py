@@ -129,6 +129,12 @@ class NodeMetrics:
             "(ARENA_NODE_GC_FULL_S): a steady rise means something forms cycles per race or socket",
             registry=r,
         )
+        self.malloc_trim_released = Counter(
+            f"{_PREFIX}_malloc_trim_released_bytes",
+            "Resident memory handed back to the system by malloc_trim after the scheduled full "
+            "collections (ARENA_NODE_MALLOC_TRIM): free heap pages a load left behind",
+            registry=r,
+        )
         self.checkpoint_entries = Counter(
             f"{_PREFIX}_checkpoint_entries_total",
             "Race journal entries (joins, countdowns, inputs, leaves) appended to race checkpoints",
