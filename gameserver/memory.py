@@ -22,7 +22,8 @@ After each scheduled collection the C heap's free pages go back to the system (g
 the node's resident size after the load ended. Measured in the issue 21 soak: the Python heap is
 back to its idle size after a load, but the resident size is not; the trim returned 1.8-2.9 MB
 of the 5-6 MB left over. The rest is pymalloc arenas (1 MiB each) kept by a few long-lived
-objects allocated during the load, which no allocator setting returns (docs/PERFORMANCE.md).
+objects allocated during the load; neither ``PYTHONMALLOC=malloc`` nor jemalloc returned more
+(docs/PERFORMANCE.md, "What survives a load").
 
 The counts: ``arena_gameserver_node_items{structure}`` (rooms, sockets, ...: every heartbeat,
 cheap) and, when ``ARENA_NODE_HEAP_STATS_S`` is set, ``arena_gameserver_python_objects{type}``
