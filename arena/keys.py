@@ -22,6 +22,12 @@ DEAD_STREAM = "{outbox}:dead"
 PLAYER_NAMES = "players:names"
 
 
+def daily_board(day: str) -> str:
+    """Sorted set of the daily challenge's best attempt per player on ``day`` (``2026-12-06``),
+    scored like the leaderboards (persistence/leaderboards.py); it lives as long as a daily board."""
+    return f"daily:{day}:board"
+
+
 def leaderboard(race_type: str, timeframe: str, period: str) -> str:
     """Sorted set of the best result per player, e.g. ``leaderboard:quick:daily:2026-11-23``.
 
@@ -57,6 +63,12 @@ def race_claim(race_id: RaceId) -> str:
     return f"race:{{{race_id}}}:claim"
 
 
+def race_owner(race_id: RaceId) -> str:
+    """String: the node that adopted a dead node's race (``gameserver/reaper.py``), for the nodes
+    that redirect its players' joins there and for the lobby; set only once a race has moved."""
+    return f"race:{{{race_id}}}:owner"
+
+
 def node_checkpoints(node_id: str) -> str:
     """Set of the race ids a node holds checkpoints of (what a reaper finalises if it dies)."""
     return f"node:{node_id}:checkpoints"
@@ -68,18 +80,14 @@ CHECKPOINT_NODES = "checkpoints:nodes"
 
 
 def race_updates(race_id: RaceId) -> str:
-    """Pub/sub channel carrying a race's progress frames to other nodes."""
+    """Sharded pub/sub channel (SPUBLISH/SSUBSCRIBE) carrying a race's progress frames to other
+    nodes: on a Redis Cluster it lives on the shard of its race's slot (arena/shardfeed.py)."""
     return f"race:{{{race_id}}}:updates"
 
 
 # Sorted set: race id -> instant (ms) until which someone outside the owner node watches it
 # (another node's spectators, a tournament's live page). Owners ask it with one ZMSCORE a second.
 WATCHED_RACES = "races:watched"
-
-
-def node_control(node_id: str) -> str:
-    """Pub/sub channel addressed to one node (its relay's standing subscription)."""
-    return f"node:{node_id}:control"
 
 
 def node_info(node_id: str) -> str:
@@ -150,6 +158,11 @@ def player_rating(player_id: str) -> str:
 def rating_applied(match_id: str) -> str:
     """Marker that a match's result is already in the ratings (makes the update idempotent)."""
     return f"{{rating}}:applied:{match_id}"
+
+
+def rating_rejected(race_id: str, player_id: str) -> str:
+    """Marker that a rejected result's rating change is undone (persistence/rejection.py)."""
+    return f"{{rating}}:rejected:{race_id}:{player_id}"
 
 
 # Stream of rating changes, one entry per rated match, for persistence to read later.
@@ -270,3 +283,26 @@ def tournament_invite(code: str) -> str:
 # Owners add a race when its mirror says running and remove it once it ends; readers drop
 # entries whose race:{id}:state mirror is gone (a node died mid-race, say).
 LIVE_RACES = "races:live"
+
+
+# ---- typing tests (arena/typing_tests.py; seed 002) ------------------------------------
+
+
+def test_content(test_id: str) -> str:
+    """String: a typing test's content (mode and text, JSON), 24 h; the seed's ``test:{testId}:content``."""
+    return f"test:{test_id}:content"
+
+
+def recent_tests(player_id: str) -> str:
+    """Sorted set of a player's last typing-test results, scored by end time (ms), 1 h.
+
+    The seed names it ``user:{userId}:recent_results``, but that key holds a player's recent
+    races (``recent_results``) since before tests existed; mixing both in one set would break
+    its read side's rule that a full set is the newest page of *race* history.
+    """
+    return f"user:{player_id}:recent_tests"
+
+
+def test_wpm_histogram(mode: str, day: str) -> str:
+    """Hash WPM bucket -> count of a mode's counted results on a UTC day (``2026-12-06``), 8 days."""
+    return f"tests:wpm:{mode}:{day}"

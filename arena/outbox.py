@@ -34,6 +34,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from arena import keys
 from arena.backoff import Backoff, BackoffSettings
 from arena.ids import RaceId
+from arena.redisutil import ScriptCall, run_script_many
 from arena.settings import SettingsError, env_float, env_int
 from arena.tasks import stop_tasks
 
@@ -102,14 +103,14 @@ class OutboxWriter:
         """
         if not entries:
             return []
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for e in entries:
-                await self._script(  # queues an EVALSHA on the pipeline (awaiting sends nothing)
-                    keys=[keys.outbox_written(RaceId(e.match_id)), keys.OUTBOX_STREAM],
-                    args=[MARKER_TTL_S, e.match_id, e.kind, e.data],
-                    client=pipe,
-                )
-            replies = await pipe.execute(raise_on_error=False)
+        calls: list[ScriptCall] = [
+            (
+                [keys.outbox_written(RaceId(e.match_id)), keys.OUTBOX_STREAM],
+                [MARKER_TTL_S, e.match_id, e.kind, e.data],
+            )
+            for e in entries
+        ]
+        replies = await run_script_many(self._redis, self._script, calls)
         return [r if isinstance(r, Exception) else r is not None for r in replies]
 
     async def append_with_retry(self, record: OutboxRecord) -> bool:

@@ -45,6 +45,7 @@ class Placed:
     url: str  # the node's WebSocket URL
     region: str
     seats: dict[str, ReservedSeat]  # by player id
+    text: str = ""  # a typing test's text (the node answers it for tests only)
 
 
 class Placer(Protocol):
@@ -56,6 +57,9 @@ class Placer(Protocol):
         *,
         custom_text: str | None = None,
         heat: dict[str, Any] | None = None,
+        passage_id: str | None = None,
+        ghosts: Sequence[dict[str, Any]] = (),
+        daily: str | None = None,
     ) -> Placed | None:
         """Create the race in the first of ``regions`` that has room; None if none could."""
         ...
@@ -99,10 +103,18 @@ class NodePlacer:
         *,
         custom_text: str | None = None,
         heat: dict[str, Any] | None = None,
+        passage_id: str | None = None,
+        ghosts: Sequence[dict[str, Any]] = (),
+        daily: str | None = None,
+        test_mode: str | None = None,
     ) -> Placed | None:
         """Create the race in the first of ``regions`` that has room; None if none could.
 
-        ``custom_text``: a custom race's passage; ``heat``: {tournament_id, round, heat}.
+        ``custom_text``: a custom race's passage; ``heat``: {tournament_id, round, heat};
+        ``passage_id``: this passage of the corpus; ``ghosts``: keystroke logs to race against
+        (``gameserver.ghost``: {name, keys, key_times, race_id, player_id}); ``daily``: the day
+        (YYYY-MM-DD) of the daily challenge this race is an attempt at; ``test_mode``: a typing
+        test's mode (``arena.typing_tests``; one player).
         """
         body: dict[str, Any] = {
             "race_type": race_type,
@@ -110,8 +122,16 @@ class NodePlacer:
         }
         if custom_text is not None:
             body["custom_text"] = custom_text
+        if test_mode is not None:
+            body["test_mode"] = test_mode
         if heat is not None:
             body["heat"] = heat
+        if passage_id is not None:
+            body["passage_id"] = passage_id
+        if ghosts:
+            body["ghosts"] = list(ghosts)
+        if daily is not None:
+            body["daily"] = daily
         tried = 0
         for region in regions:
             for node in await self._candidates(region, len(players)):
@@ -194,6 +214,7 @@ def _parse(data: Any, node: NodeInfo) -> Placed:
         url=str(data["url"]),
         region=node.region,
         seats=seats,
+        text=str(data.get("text", "")),
     )
 
 

@@ -215,6 +215,7 @@ class PlayerInfo:
     position: int
     wpm: float
     place: int | None = None
+    ghost: bool = False  # a stored keystroke log the race replays (a ghost race), not a player
 
 
 @dataclass(slots=True)
@@ -323,6 +324,7 @@ class ResultRow:
     elapsed_ms: int
     position: int
     flags: list[str] = field(default_factory=list)
+    ghost: bool = False  # a ghost's result: shown, never stored
 
 
 @dataclass(slots=True)

@@ -211,6 +211,7 @@ redis.call('XADD', KEYS[2], '*', 'match_id', ARGV[1], 'at', ARGV[3], 'changes', 
 return 1
 """
 
+_FIELDS = ("r", "rd", "vol", "v")  # a rating hash: rating, deviation, volatility, version
 MARKER_TTL_S = 7 * 24 * 3600  # far longer than any redelivery of a match result
 _MAX_ATTEMPTS = 8
 
@@ -230,6 +231,16 @@ class RatingStore:
 
     async def get(self, player_id: str) -> Rating:
         return (await self.get_many([player_id]))[player_id]
+
+    @staticmethod
+    def read_command(player_id: str) -> tuple[str, ...]:
+        """The one command that reads a player's rating, for a caller that batches it with
+        others (the lobby's ticket creation); ``decode`` turns its raw reply into the rating."""
+        return ("HMGET", keys.player_rating(player_id), *_FIELDS)
+
+    @staticmethod
+    def decode(reply: Sequence[bytes | str | None]) -> Rating:
+        return _decode(reply)[0]
 
     async def get_many(self, player_ids: Iterable[str]) -> dict[str, Rating]:
         """Current ratings; a player never rated gets ``DEFAULT``."""
@@ -272,7 +283,7 @@ class RatingStore:
             return {}
         async with self._redis.pipeline(transaction=False) as pipe:
             for pid in player_ids:
-                pipe.hmget(keys.player_rating(pid), "r", "rd", "vol", "v")
+                pipe.hmget(keys.player_rating(pid), *_FIELDS)
             rows = await pipe.execute()
         return {pid: _decode(row) for pid, row in zip(player_ids, rows, strict=True)}
 

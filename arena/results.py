@@ -58,6 +58,9 @@ class MatchRecord:
     round_no: int | None = None
     heat_no: int | None = None
     version: int = RECORD_VERSION
+    # An attempt at this day's daily challenge (YYYY-MM-DD): persistence puts its valid finishes
+    # on the day's board. Not packed when None, so other records are the bytes they always were.
+    daily: str | None = None
 
     def to_bytes(self) -> bytes:
         """The same bytes as packing ``dataclasses.asdict(self)``, without its deep copy of every
@@ -67,6 +70,8 @@ class MatchRecord:
         data["participants"] = [
             {name: getattr(p, name) for name in _PARTICIPANT_FIELDS} for p in self.participants
         ]
+        if self.daily is None:
+            del data["daily"]
         return msgpack.packb(data, use_bin_type=True)  # type: ignore[no-any-return]
 
     @classmethod

@@ -64,9 +64,14 @@ def environ() -> Mapping[str, str]:
     return os.environ
 
 
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+
+
 @dataclass(frozen=True, slots=True)
 class RedisSettings:
-    url: str = "redis://127.0.0.1:6379/0"  # ARENA_REDIS_URL
+    # ARENA_REDIS_URL: one Redis (redis://, rediss://, unix://), or a Redis Cluster through any of
+    # its nodes: redis+cluster://host:port (rediss+cluster:// with TLS), docs/DEPLOY.md.
+    url: str = "redis://127.0.0.1:6379/0"
     # ARENA_REDIS_MAX_CONNECTIONS: the process's Redis connections at most (1 to 10,000). A
     # command that finds them all busy waits for one (``pool_timeout_s``) instead of failing,
     # so a burst of work queues on the pool rather than opening a connection per task.
@@ -80,6 +85,11 @@ class RedisSettings:
             raise SettingsError("ARENA_REDIS_MAX_CONNECTIONS must be between 1 and 10000")
         if not 0.1 <= self.pool_timeout_s <= 60:
             raise SettingsError("ARENA_REDIS_POOL_TIMEOUT_S must be between 0.1 and 60")
+
+    @property
+    def cluster(self) -> bool:
+        """A Redis Cluster URL: processes use redis-py's cluster client (arena/redisutil.py)."""
+        return self.url.startswith(CLUSTER_SCHEMES)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RedisSettings:

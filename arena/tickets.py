@@ -38,6 +38,8 @@ from arena import keys
 from arena.clock import now_ms
 from arena.events import ChannelEvents
 from arena.protocol import RaceType
+from arena.redisbatch import run_batch, run_script
+from arena.redisutil import run_script_many
 
 log = structlog.get_logger(__name__)
 
@@ -57,10 +59,19 @@ class TicketState(StrEnum):
 
 
 FINAL_STATES = frozenset({TicketState.MATCHED, TicketState.CANCELLED})
+LIVE_STATES = frozenset({TicketState.QUEUED, TicketState.CLAIMED})
 
 
 class QueueFull(Exception):
     """The queue holds its maximum number of tickets; the lobby should ask the player to retry."""
+
+
+class TicketLive(Exception):
+    """The player's previous ticket is still queued or claimed: one live ticket per player."""
+
+    def __init__(self, ticket_id: str) -> None:
+        super().__init__(f"ticket {ticket_id} is still live")
+        self.ticket_id = ticket_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,9 +207,15 @@ class Claim:
 
 
 # ---- scripts ---------------------------------------------------------------------
-# KEYS[1] ticket, [2] queue, [3] pool, [4] stats. ARGV[1] id, [2] created_at, [3] ttl s,
-# [4] max queued, [5] pool info, [6..] ticket field/value pairs. Returns false when full.
+# KEYS[1] ticket, [2] queue, [3] pool, [4] stats, optional [5] the player's previous ticket in
+# this queue. ARGV[1] id, [2] created_at, [3] ttl s, [4] max queued, [5] pool info, [6..] ticket
+# field/value pairs. Returns 'live' when KEYS[5] is still queued or claimed, false when full,
+# else the queue's stats.
 _CREATE = """
+if KEYS[5] then
+  local state = redis.call('HGET', KEYS[5], 'state')
+  if state == 'queued' or state == 'claimed' then return 'live' end
+end
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then return false end
 redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('EXPIRE', KEYS[1], ARGV[3])
@@ -315,11 +332,13 @@ end
 return n
 """
 
-# KEYS[1] queue, [2] pool, [3] claims, [4] ticket. ARGV[1] id, [2] now, [3] ttl s, [4] channel.
-# Returns the ticket's fields after the attempt, or false if it does not exist.
+# KEYS[1] queue, [2] pool, [3] claims, [4] ticket. ARGV[1] id, [2] now, [3] ttl s, [4] channel,
+# [5] owner ('' = anyone). Returns the ticket's fields after the attempt, or false if it does not
+# exist or is not the owner's.
 _CANCEL = """
-local state = redis.call('HGET', KEYS[4], 'state')
+local state, owner = unpack(redis.call('HMGET', KEYS[4], 'state', 'player_id'))
 if not state then return false end
+if ARGV[5] ~= '' and owner ~= ARGV[5] then return false end
 if state == 'queued' or state == 'claimed' then
   redis.call('ZREM', KEYS[1], ARGV[1])
   redis.call('HDEL', KEYS[2], ARGV[1])
@@ -389,6 +408,32 @@ class TicketStore:
             raise QueueFull(f"queue {race_type}:{region} holds {self.max_queued} tickets")
         return ticket
 
+    async def create_unless_live(self, request: TicketRequest, previous: str | None) -> Ticket:
+        """Queue a ticket unless the player's ``previous`` ticket is still live (``TicketLive``).
+
+        One round trip when ``previous`` is in the same queue (the usual case: the same race type
+        and region again): the create script checks it, atomically. Another queue's ticket is
+        another hash slot, so it is read first; that is safe without a lock against the
+        matchmaker because a ticket that is matched or cancelled never becomes live again.
+        """
+        ticket, script_keys, args = self._prepare(request)
+        before = queue_of(previous) if previous else None
+        if previous and before is not None:
+            if before == ticket.queue:
+                script_keys.append(before.ticket(previous))
+            else:
+                state = await self._redis.hget(before.ticket(previous), "state")
+                if state is not None and _text(state) in LIVE_STATES:
+                    raise TicketLive(previous)
+        raw = await run_script(self._redis, self._create, script_keys, args)
+        if isinstance(raw, bytes | str):
+            raise TicketLive(previous or "")
+        if raw is None:
+            raise QueueFull(f"queue {ticket.queue} holds {self.max_queued} tickets")
+        stats = _stats(raw)
+        expected = None if stats is None else expected_wait_ms(stats, 0) / 1000
+        return replace(ticket, expected_wait_s=expected)
+
     async def create_many(self, requests: Sequence[TicketRequest]) -> list[Ticket | None]:
         """Queue several tickets in one round trip (each still atomic on its own); None where
         the queue was full. Every request is validated before anything is written."""
@@ -397,10 +442,10 @@ class TicketStore:
             ticket, script_keys, args = prepared[0]
             raws = [await self._create(keys=script_keys, args=args)]
         else:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for _, script_keys, args in prepared:
-                    await self._create(keys=script_keys, args=args, client=pipe)
-                raws = await pipe.execute()
+            raws = await run_script_many(self._redis, self._create, [(k, a) for _, k, a in prepared])
+            for raw in raws:
+                if isinstance(raw, Exception):
+                    raise raw
         out: list[Ticket | None] = []
         for (ticket, _, _), raw in zip(prepared, raws, strict=True):
             if raw is None:
@@ -451,11 +496,15 @@ class TicketStore:
         queue = queue_of(ticket_id)
         if queue is None:
             return None
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(queue.ticket(ticket_id))
-            pipe.hmget(queue.stats, "wait_ms", "fallback_ms", "neighbour_ms", "max_wait_ms")
-            raw, stats = await pipe.execute()
-        return _ticket(raw, _stats(stats)) if raw else None
+        # Packed by hiredis, raw replies (HGETALL's is a flat list): every ticket poll reads here.
+        flat, stats = await run_batch(
+            self._redis,
+            [
+                ("HGETALL", queue.ticket(ticket_id)),
+                ("HMGET", queue.stats, "wait_ms", "fallback_ms", "neighbour_ms", "max_wait_ms"),
+            ],
+        )
+        return _ticket(_pairs(flat), _stats(stats)) if flat else None
 
     async def wait(self, ticket_id: str, timeout_s: float) -> Ticket | None:
         """Long-poll: the ticket once matched or cancelled, or as it is after ``timeout_s``."""
@@ -474,20 +523,20 @@ class TicketStore:
                 except TimeoutError:
                     pass
 
-    async def cancel(self, ticket_id: str) -> Ticket | None:
+    async def cancel(self, ticket_id: str, *, owner: str = "") -> Ticket | None:
         """Cancel for good. The returned ticket says what happened: ``cancelled``, or
-        ``matched`` with its assignment when the match came first. None: no such ticket."""
+        ``matched`` with its assignment when the match came first. None: no such ticket, or
+        (``owner`` given) not that player's, checked in the same script."""
         queue = queue_of(ticket_id)
         if queue is None:
             return None
-        raw = await self._cancel(
-            keys=[queue.queue, queue.pool, queue.claims, queue.ticket(ticket_id)],
-            args=[ticket_id, now_ms(), self.ticket_ttl_s, keys.ticket_events(ticket_id)],
+        raw = await run_script(
+            self._redis,
+            self._cancel,
+            [queue.queue, queue.pool, queue.claims, queue.ticket(ticket_id)],
+            [ticket_id, now_ms(), self.ticket_ttl_s, keys.ticket_events(ticket_id), owner],
         )
-        if not raw:
-            return None
-        flat = [_text(v) for v in raw]
-        return _ticket(dict(zip(flat[::2], flat[1::2], strict=True)), None)
+        return _ticket(_pairs(raw), None) if raw else None
 
     # ---- the matchmaker's side ---------------------------------------------------
 
@@ -590,6 +639,14 @@ class TicketStore:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _pairs(raw: Sequence[Any] | Mapping[Any, Any]) -> dict[str, str]:
+    """A hash from its raw reply: a map (RESP3), or field, value, field, value... (RESP2)."""
+    if isinstance(raw, Mapping):
+        return {_text(k): _text(v) for k, v in raw.items()}
+    text = [_text(v) for v in raw]
+    return dict(zip(text[::2], text[1::2], strict=True))
 
 
 def _stats(raw: Sequence[Any]) -> QueueStats | None:

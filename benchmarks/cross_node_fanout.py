@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/cross_node_fanout.py       # 40 races, 2 remote spectators each
     .venv/bin/python benchmarks/cross_node_fanout.py --races 100 --spectators 4 --window 30 --json out.json
+    .venv/bin/python benchmarks/cross_node_fanout.py --redis-cluster   # a Redis Cluster: 3 masters + replicas
 
 The path (``gameserver/room.py``, ``gameserver/relay.py``): node A owns the races; a spectator
 on node B sends ``spectate``; B subscribes to ``race:{id}:updates`` and marks the race watched;
@@ -48,6 +49,7 @@ from arena.protocol import Hello, Spectate  # noqa: E402
 from arena.tokens import TokenSigner  # noqa: E402
 from benchmarks.loadgen import AdminClient, Player, RaceGroup, RaceSeats, Swarm  # noqa: E402
 from benchmarks.node_capacity import NodeProcess, bench_node_env  # noqa: E402
+from ops.rediscluster import LocalRedisCluster  # noqa: E402
 from ops.services import RedisServer, free_port  # noqa: E402
 from simulators.procstat import machine_busy, process_cpu, process_rss_mb, self_cpu  # noqa: E402
 from simulators.swarm.saturation import Verdict, WorkerLoad, judge  # noqa: E402
@@ -221,7 +223,7 @@ def node_env(node_id: str, port: int, redis_url: str, tick_hz: float | None, pla
     return env
 
 
-async def run(args: argparse.Namespace, redis: RedisServer, work: Path) -> Result:
+async def run(args: argparse.Namespace, redis: RedisServer | LocalRedisCluster, work: Path) -> Result:
     players = args.races * RACE_SIZE
     spectators_n = args.races * args.spectators
     ports = {"a": free_port(), "b": free_port()}
@@ -270,9 +272,8 @@ async def run(args: argparse.Namespace, redis: RedisServer, work: Path) -> Resul
         # The owner learns a race is watched within a second; let everything settle.
         await asyncio.sleep(args.warmup)
         cpu0 = {name: process_cpu(node.pid).total_s for name, node in nodes.items()}
-        redis_pid = redis.pid
-        assert redis_pid is not None
-        cpu0["redis"] = process_cpu(redis_pid).total_s
+        redis_pids = _redis_pids(redis)
+        cpu0 |= {name: process_cpu(pid).total_s for name, pid in redis_pids.items()}
         gen0 = self_cpu().total_s
         busy0, total0 = machine_busy()
         window.start = time.monotonic()
@@ -281,7 +282,7 @@ async def run(args: argparse.Namespace, redis: RedisServer, work: Path) -> Resul
         elapsed = time.monotonic() - window.start
         busy1, total1 = machine_busy()
         gen_cpu = 100.0 * (self_cpu().total_s - gen0) / elapsed
-        pids = {name: node.pid for name, node in nodes.items()} | {"redis": redis_pid}
+        pids = {name: node.pid for name, node in nodes.items()} | redis_pids
         processes = {
             name: {
                 "cpu_pct": round(100.0 * (process_cpu(pid).total_s - cpu0[name]) / elapsed, 1),
@@ -372,10 +373,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ramp-timeout", type=float, default=60.0)
     parser.add_argument("--tick-hz", type=float, default=None, help="the nodes' tick (default: theirs)")
     parser.add_argument("--json", type=Path, help="also write the result as JSON")
+    parser.add_argument(
+        "--redis-cluster", action="store_true", help="a Redis Cluster (3 masters, a replica each)"
+    )
     args = parser.parse_args(argv)
     if args.races < 1 or args.spectators < 1 or args.window <= 0:
         parser.error("--races, --spectators and --window must be positive")
     return args
+
+
+def _redis_pids(redis: RedisServer | LocalRedisCluster) -> dict[str, int]:
+    """One Redis's pid as "redis", or a cluster's as "redis:PORT" (replicas too: they replay writes)."""
+    if isinstance(redis, RedisServer):
+        servers = [("redis", redis)]
+    else:
+        servers = [(f"redis:{n.port}", n) for n in redis.nodes]
+    pids = {name: server.pid for name, server in servers}
+    return {name: pid for name, pid in pids.items() if pid is not None}
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -387,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     work = Path(tempfile.mkdtemp(prefix="typogram-fanout-"))
     try:
-        with RedisServer() as redis:
+        with LocalRedisCluster() if args.redis_cluster else RedisServer() as redis:
             result: Result = uvloop.run(run(args, redis, work))
     except KeyboardInterrupt:
         print("interrupted: nodes and Redis stopped", file=sys.stderr)

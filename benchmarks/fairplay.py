@@ -9,9 +9,12 @@ same time: each client says hello, joins, answers the node's pings (after its si
 trip, or as its cheat says) and sends its inputs at the race's input instants, as a client
 written from docs/PROTOCOL.md would.  A round trip of R ms is simulated by sending everything
 R ms late (the client's clock lags the server's by R/2, its inputs take R/2 to arrive).  Then it
-prints, per class, how many racers finished clean or flagged, the flags raised, and the
-awarded WPM against the speed the model typed at; and the false-positive rate over the honest
-classes.  Every wait has a deadline; the node and Redis are stopped on any exit.
+prints, per class, how many racers finished clean, held for review or flagged, the flags
+raised, and the awarded WPM against the speed the model typed at; and the false-positive rate
+over the honest classes.  "Held" is what persistence would do with a clean finish
+(``persistence.review.review_state``): at or above ``ARENA_REVIEW_WPM`` (200) it is held; the
+personal-best rule needs ten stored races of the player, and every racer here is new, so it
+never applies.  Every wait has a deadline; the node and Redis are stopped on any exit.
 """
 
 from __future__ import annotations
@@ -53,12 +56,14 @@ from arena.protocol import (  # noqa: E402
 from benchmarks.node_capacity import ADMIN_TOKEN, TOKEN_SECRET, NodeProcess, bench_node_env  # noqa: E402
 from gameserver.passages import Corpus  # noqa: E402
 from ops.services import RedisServer, free_port  # noqa: E402
+from persistence.settings import ReadSideSettings  # noqa: E402
 from simulators.typing import TypingProfile, draw_profile, plan_keystrokes  # noqa: E402
 
 Plan = list[tuple[str, int]]  # (key, ms since the start on the typist's clock)
 CADENCE_MS = 250  # the node's default input cadence; clients here send at every second instant
 SEND_MS = 500
 RACE_DEADLINE_S = 150.0
+REVIEW = ReadSideSettings()  # ARENA_REVIEW_WPM's default: which clean finishes are held
 
 
 @dataclass(slots=True)
@@ -314,12 +319,12 @@ class Texts:
     def sized(self, rng: random.Random, wpm: float) -> str:
         # At most about 40 s of typing (a custom race's limit is 0.6 s a character, 60 s at least).
         chars = max(40, min(180, int(wpm * 5 * 40 / 60)))
-        return self._cut(rng, chars)
+        return self.cut(rng, chars)
 
     def long(self, rng: random.Random) -> str:
-        return self._cut(rng, 1100)
+        return self.cut(rng, 1100)
 
-    def _cut(self, rng: random.Random, chars: int) -> str:
+    def cut(self, rng: random.Random, chars: int) -> str:
         text = rng.choice(self._texts)
         while len(text) < chars:
             text += " " + rng.choice(self._texts)
@@ -392,19 +397,27 @@ async def race_one(
 # ---- the run -------------------------------------------------------------------------------
 
 
-def table(outcomes: list[Outcome]) -> str:
+def is_held(o: Outcome, review_wpm: float = REVIEW.review_wpm) -> bool:
+    """What persistence would hold for review (``persistence.review.review_state``) of a player
+    with no stored history: a clean finish at or above the review threshold."""
+    return o.status == "finished" and not o.flags and o.wpm >= review_wpm
+
+
+def table(outcomes: list[Outcome], review_wpm: float = REVIEW.review_wpm) -> str:
     lines = [
-        f"{'class':<22} {'n':>3} {'clean':>5} {'flagged':>7} {'dnf':>4}  {'typed':>6} {'awarded':>7}  flags"
+        f"{'class':<22} {'n':>3} {'clean':>5} {'held':>4} {'flagged':>7} {'dnf':>4}"
+        f"  {'typed':>6} {'awarded':>7}  flags"
     ]
     for cls in dict.fromkeys(o.cls for o in outcomes):
         rows = [o for o in outcomes if o.cls == cls]
         flagged = [o for o in rows if o.flags]
-        clean = [o for o in rows if not o.flags and o.status == "finished"]
+        held = [o for o in rows if is_held(o, review_wpm)]
+        clean = [o for o in rows if not o.flags and o.status == "finished" and not is_held(o, review_wpm)]
         dnf = [o for o in rows if o.status != "finished"]
         flags = Counter(f for o in rows for f in o.flags)
         typed = statistics.median(o.typed_wpm for o in rows)
         awarded = statistics.median(o.wpm for o in rows)
-        counts = f"{len(rows):>3} {len(clean):>5} {len(flagged):>7} {len(dnf):>4}"
+        counts = f"{len(rows):>3} {len(clean):>5} {len(held):>4} {len(flagged):>7} {len(dnf):>4}"
         named = ", ".join(f"{f} {n}" for f, n in flags.most_common())
         lines.append(f"{cls:<22} {counts}  {typed:>6.1f} {awarded:>7.1f}  {named}")
     honest = [o for o in outcomes if o.honest]
@@ -412,6 +425,12 @@ def table(outcomes: list[Outcome]) -> str:
     gaps = [abs(o.wpm - o.typed_wpm) for o in honest if not o.flags and o.status == "finished"]
     lines.append(
         f"false positives: {fp} of {len(honest)} honest racers ({100 * fp / max(1, len(honest)):.1f} %)"
+    )
+    held_slow = sum(is_held(o, review_wpm) and o.typed_wpm < 180 for o in honest)
+    held_all = sum(is_held(o, review_wpm) for o in honest)
+    lines.append(
+        f"honest racers held for review: {held_all} of {len(honest)}"
+        f" ({held_slow} of them typing below 180 WPM)"
     )
     if gaps:
         lines.append(

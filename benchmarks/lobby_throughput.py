@@ -8,8 +8,9 @@ signer and rotated by ``benchmarks/lobby_throughput.lua``; the per-player rate l
 (100 a minute), the per-IP limit is off (every request comes from 127.0.0.1).
 
 Scenarios (``--scenarios``): ``heartbeat`` (POST /v1/presence), ``leaderboard`` (GET the quick
-daily top 10), ``tickets`` (per connection: create, poll, cancel a ticket; one wrk thread per
-connection). Prints requests/s, p50, p99, non-2xx answers and lobby/bare per scenario.
+daily top 10 of a board seeded with 1,000 players), ``tickets`` (per connection: create, poll,
+cancel a ticket; one wrk thread per connection). Prints requests/s, p50, p99, non-2xx answers
+and lobby/bare per scenario.
 
     .venv/bin/python benchmarks/lobby_throughput.py                 # 5 s per run, 32 connections
     .venv/bin/python benchmarks/lobby_throughput.py --seconds 15 --connections 32,128
@@ -44,6 +45,28 @@ LUA = HERE / "lobby_throughput.lua"
 SECRET = "bench-secret-0123456789-0123456789"
 SCENARIOS = ("heartbeat", "leaderboard", "tickets")
 START_TIMEOUT_S = 30.0
+
+
+# ---- data ---------------------------------------------------------------------------------
+
+
+def seed_board(url: str, players: int = 1000) -> None:
+    """Today's quick daily board with ``players`` entries and their names, so the leaderboard
+    scenario reads a real top 10 (a ZREVRANGE and an HMGET of names) when it is not cached."""
+    import redis as sync_redis
+
+    from arena import keys
+    from arena.clock import now_ms
+    from persistence.leaderboards import Timeframe, board_key, score
+    from persistence.times import to_datetime
+
+    key = board_key("quick", Timeframe.DAILY, to_datetime(now_ms()).date())
+    client = sync_redis.Redis.from_url(url)
+    try:
+        client.zadd(key, {f"p{i}": score(40 + i % 160, 90 + i % 10) for i in range(players)})
+        client.hset(keys.PLAYER_NAMES, mapping={f"p{i}": f"typist{i}" for i in range(players)})
+    finally:
+        client.close()
 
 
 # ---- the bare server ---------------------------------------------------------------
@@ -262,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             + "\n"
         )
         redis = stack.enter_context(RedisServer())
+        seed_board(redis.url)
         if server_core is not None and redis.pid is not None:
             subprocess.run(
                 ["taskset", "-pc", str(server_core), str(redis.pid)], capture_output=True, check=False

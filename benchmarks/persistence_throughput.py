@@ -21,8 +21,13 @@ every match rated by persistence (one at a time: several Redis round trips each)
 
 Then checks: every match exactly once in PostgreSQL, every match key in Kafka.
 
+``--tests``: the same with typing tests' results instead of races (``arena/typing_tests.py``,
+outbox kind ``test``: one row each into ``test_results``, Kafka ``test-results``, recent results
+and WPM histograms in Redis), ``--keys`` keystrokes each.
+
     .venv/bin/python benchmarks/persistence_throughput.py [--matches 15000] [--rate 1000] [--seconds 10]
-        [--processes 2] [--workers 2] [--batch 200] [--keys 250] [--compression none]
+        [--processes 2] [--workers 2] [--batch 200] [--keys 250] [--compression none] [--tests]
+        [--no-player-events]
 
 Bounded: every wait has a deadline; everything it starts is stopped at the end.
 """
@@ -52,6 +57,7 @@ from arena import keys
 from arena.clock import now_ms
 from arena.keys import OUTBOX_STREAM
 from arena.results import MatchRecord
+from arena.typing_tests import MODE_NAMES, TypingTestRecord
 from ops.services import KafkaBroker, PostgresServer, RedisServer, free_port
 from persistence import synthetic
 from persistence.migrate import migrate
@@ -77,10 +83,52 @@ def make_matches(n: int, keys: int, seed: int) -> list[MatchRecord]:
     ]
 
 
+def make_tests(n: int, keys: int, seed: int) -> list[TypingTestRecord]:
+    """Typing tests' results as nodes write them: a mode, a player, ``keys`` keystrokes."""
+    rng = random.Random(seed)
+    players = [f"p{i:06d}" for i in range(max(100, n // 10))]
+    now = now_ms()
+    tests = []
+    for i in range(n):
+        ended = now - rng.randint(0, 86_400_000)
+        times = sorted(rng.sample(range(1, keys * 400), keys))
+        wpm = round(rng.uniform(20, 140), 2)
+        tests.append(
+            TypingTestRecord(
+                match_id=f"bench-test-{seed}-{i}",
+                node_id="bench",
+                mode=rng.choice(MODE_NAMES),
+                content_id=f"bench-test-{seed}-{i}",
+                passage_chars=keys + 20,
+                state="finished",
+                reason="",
+                player_id=rng.choice(players),
+                name="bench",
+                status="finished",
+                valid=True,
+                flags=[],
+                wpm=wpm,
+                raw_wpm=wpm + 2,
+                accuracy=97.0,
+                consistency=80.0,
+                correct_chars=keys - 3,
+                typed_chars=keys,
+                errors=3,
+                elapsed_ms=times[-1],
+                created_at=ended - times[-1] - 5000,
+                started_at=ended - times[-1],
+                ended_at=ended,
+                keys="x" * keys,
+                key_times=times,
+            )
+        )
+    return tests
+
+
 Entry = dict[str, str | bytes]
 
 
-def encode(records: Sequence[MatchRecord]) -> list[Entry]:
+def encode(records: Sequence[MatchRecord | TypingTestRecord]) -> list[Entry]:
     """Outbox entry fields, encoded before any clock starts (as a node would have done)."""
     return [{"id": r.match_id, "kind": r.kind, "data": r.to_bytes()} for r in records]
 
@@ -93,7 +141,7 @@ async def push(redis: aioredis.Redis, entries: Sequence[Entry]) -> None:
             await pipe.execute()
 
 
-async def mark_rated(redis: aioredis.Redis, records: Sequence[MatchRecord]) -> None:
+async def mark_rated(redis: aioredis.Redis, records: Sequence[MatchRecord | TypingTestRecord]) -> None:
     """What the nodes do as each race ends: rate it (here only the marker: persistence then skips it)."""
     for i in range(0, len(records), PUSH_CHUNK):
         async with redis.pipeline(transaction=False) as pipe:
@@ -255,8 +303,14 @@ async def run(
     await migrate(conn)
     await conn.close()
     print(f"generating {args.matches + int(args.rate * args.seconds)} synthetic matches ...", flush=True)
-    backlog = make_matches(args.matches, args.keys, seed=1)
-    steady = make_matches(int(args.rate * args.seconds), args.keys, seed=2)
+    make = make_tests if args.tests else make_matches
+    backlog: Sequence[MatchRecord | TypingTestRecord] = make(args.matches, args.keys, seed=1)
+    steady: Sequence[MatchRecord | TypingTestRecord] = make(int(args.rate * args.seconds), args.keys, seed=2)
+    topic, table, rows_table = (
+        ("test-results", "test_results", "test_results")
+        if args.tests
+        else ("race-events", "races", "race_participants")
+    )
     rows_backlog = sum(len(r.participants) for r in backlog)
     backlog_entries, steady_entries = encode(backlog), encode(steady)
     size = sum(len(e["data"]) for e in backlog_entries) / len(backlog)
@@ -265,13 +319,15 @@ async def run(
         "ARENA_PERSIST_WORKERS": str(args.workers), "ARENA_PERSIST_BATCH_SIZE": str(args.batch),
         "ARENA_KAFKA_COMPRESSION": args.compression, "ARENA_LOG_LEVEL": "warning", "ARENA_LOG_JSON": "1",
         "ARENA_POSTGRES_POOL_SIZE": str(max(2, args.workers)),
+        # Per-player events (one message per racer, keyed by player id) on by default, as in the cluster.
+        "ARENA_KAFKA_PLAYER_TOPIC": "" if args.no_player_events else "player-events",
     }  # fmt: skip
     redis = aioredis.Redis.from_url(redis_url)
     procs: list[subprocess.Popen[bytes]] = []
     try:
         # Phase 1: a backlog appended before the consumers start, then drained.
         if not args.unrated:
-            await mark_rated(redis, backlog + steady)
+            await mark_rated(redis, [*backlog, *steady])
         began = time.monotonic()
         await push(redis, backlog_entries)
         print(
@@ -325,7 +381,7 @@ async def run(
             await push(redis, part)
             appended |= {str(e["id"]): at for e in part}
         await wait_acked(redis, len(backlog) + len(steady))
-        lags = list((await kafka_lags(bootstrap, "race-events", appended, len(steady))).values())
+        lags = list((await kafka_lags(bootstrap, topic, appended, len(steady))).values())
         steady_means = means(metrics_backlog, await scrape(ports))
         mean_ack = steady_means.get("lag_seconds")
         if lags:
@@ -338,12 +394,12 @@ async def run(
             )
             print("  " + describe_stages(steady_means), flush=True)
         # Checks.
-        every = backlog + steady
+        every = [*backlog, *steady]
         conn = await asyncpg.connect(dsn)
-        races = await conn.fetchval("SELECT count(*) FROM races")
-        rows = await conn.fetchval("SELECT count(*) FROM race_participants")
+        races = await conn.fetchval(f"SELECT count(*) FROM {table}")
+        rows = await conn.fetchval(f"SELECT count(*) FROM {rows_table}")
         await conn.close()
-        in_kafka = await kafka_lags(bootstrap, "race-events", {r.match_id: 0 for r in every}, len(every))
+        in_kafka = await kafka_lags(bootstrap, topic, {r.match_id: 0 for r in every}, len(every))
         expected_rows = sum(len(r.participants) for r in every)
         ok = races == len(every) and rows == expected_rows and len(in_kafka) == len(every)
         print(
@@ -374,10 +430,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--compression", default="none", choices=["none", "gzip", "snappy", "lz4", "zstd"])
     parser.add_argument(
+        "--no-player-events", action="store_true", help="ARENA_KAFKA_PLAYER_TOPIC='': the race messages only"
+    )
+    parser.add_argument(
         "--unrated",
         action="store_true",
         help="leave the matches unrated, as if every node had died before rating (persistence rates them)",
     )
+    parser.add_argument("--tests", action="store_true", help="typing tests' results instead of races")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="typogram-bench-persistence-"))
     work.chmod(0o755)  # PostgreSQL runs as its own user when we are root: it must reach its dir

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import socket
+from datetime import date
 from typing import Any
 
 import structlog
@@ -33,6 +34,8 @@ from arena.codec import load_json
 from arena.ids import PlayerId, new_player_id
 from arena.promhttp import metrics_response
 from arena.protocol import RaceType
+from arena.typing_tests import TypingMode
+from gameserver.ghost import GhostError
 from gameserver.listener import body_deadline, handler_args
 from gameserver.node import Node, NodeDraining, NodeExiting, SeatRequest
 from gameserver.passages import PassageError
@@ -42,7 +45,9 @@ from gameserver.settings import NodeSettings
 log = structlog.get_logger(__name__)
 
 NODE_KEY = web.AppKey("node", Node)
-MAX_BODY_BYTES = 64 * 1024  # the largest body is a custom race's text
+# The largest body is a race with ghosts: up to 3 keystroke logs (gameserver/ghost.py), each at
+# most 12,000 keys and times, ~100 kB of JSON at worst.
+MAX_BODY_BYTES = 512 * 1024
 STOP_TIMEOUT_S = 2.0  # admin requests in flight get this long when the node stops
 BACKLOG = 128
 
@@ -180,8 +185,11 @@ async def _create_race(request: web.Request) -> web.Response:
     """Admin: create a race with reserved seats; returns each seat's tokens.
 
     Body: {"race_type": "quick", "players": [{"name": "ada", "id"?: "..."}], "custom_text"?: "...",
-    "passage_id"?: "q001", "heat"?: {"tournament_id", "round", "heat"}}. The matchmaker, the
-    lobby (private races) and the tournament director reserve seats through it.
+    "passage_id"?: "q001", "heat"?: {"tournament_id", "round", "heat"}, "ghosts"?: [{"name", "keys",
+    "key_times", "race_id", "player_id"}], "daily"?: "YYYY-MM-DD", "test_mode"?: "time-15"}. The
+    matchmaker, the lobby (private races, ghost races, daily attempts, typing tests) and the
+    tournament director reserve seats through it. A ghost refused is 400 ``bad_ghost``. A typing
+    test (``test_mode``, one player) answers its text too.
     """
     _require_admin(request)
     node = request.app[NODE_KEY]
@@ -214,6 +222,15 @@ async def _create_race(request: web.Request) -> web.Response:
             heat_tag = HeatTag(str(heat["tournament_id"]), int(heat["round"]), int(heat["heat"]))
         except (TypeError, KeyError, ValueError):
             return _json_error(400, "bad_heat", "heat must be {tournament_id, round, heat}")
+    daily = body.get("daily")
+    if daily is not None and not (isinstance(daily, str) and _is_day(daily)):
+        return _json_error(400, "bad_daily", "daily must be a day, YYYY-MM-DD")
+    test: TypingMode | None = None
+    if "test_mode" in body:
+        try:
+            test = TypingMode.parse(body["test_mode"])
+        except ValueError as exc:
+            return _json_error(400, "bad_test_mode", str(exc))
     try:
         race, seats = node.create_race(
             race_type,
@@ -221,15 +238,24 @@ async def _create_race(request: web.Request) -> web.Response:
             custom_text=custom_text if isinstance(custom_text, str) else None,
             passage_id=passage_id if isinstance(passage_id, str) else None,
             heat=heat_tag,
+            ghosts=body.get("ghosts"),
+            daily=daily,
+            test=test,
         )
     except NodeDraining:
         return _json_error(503, "draining", "this node takes no new races")
     except PassageError as exc:
         return _json_error(400, "bad_passage", str(exc))
+    except GhostError as exc:
+        return _json_error(400, "bad_ghost", str(exc))
     except ValueError as exc:
         return _json_error(400, "bad_request", str(exc))
+    answer: dict[str, Any] = {}
+    if test is not None:  # the lobby caches a test's content (test:{id}:content)
+        answer = {"test_mode": test.name, "text": race.passage.text}
     return web.json_response(
-        {
+        answer
+        | {
             "race_id": race.id,
             "node_id": node.settings.node_id,
             "url": node.settings.ws_url,
@@ -242,6 +268,13 @@ async def _create_race(request: web.Request) -> web.Response:
         },
         status=201,
     )
+
+
+def _is_day(text: str) -> bool:
+    try:
+        return len(text) == 10 and date.fromisoformat(text).isoformat() == text
+    except ValueError:
+        return False
 
 
 async def _drain(request: web.Request) -> web.Response:

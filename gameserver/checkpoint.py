@@ -1,16 +1,17 @@
 """A race's checkpoint in Redis, and the race rebuilt from it (issue 15: a node's death loses no race).
 
-The checkpoint is one Redis list per race (``keys.race_checkpoint``, hash-tagged by race id):
-its definition first (race id, owner node, region, type, passage, seats, created instant, input
-offset, heat), written with the race's first tick, then the race's journal (``Race.journal``):
-every join, the countdown with its instants, every input the race applied (player, seq, the
-server's arrival instant, keys, key times, the round trip it judged with) and every leave, in
-the order the race saw them. The owner appends what a race journalled, at most once every
-``ARENA_RACE_CHECKPOINT_MS`` (2 s) per race and only when it has news, in the tick's existing
-pipelined round trip, so a checkpoint is at most that plus one tick (``ARENA_RACE_TICK_HZ``:
-100 ms) behind what the race applied. A race's list holds what the race already keeps in memory (its
-racers' keystroke logs), so it is bounded by the passage and the input limits; it is deleted
-once the race's result is in the outbox, and expires anyway after the race's longest time.
+The checkpoint is one Redis list per race (``keys.race_checkpoint``, hash-tagged by race id): its
+definition first (race id, owner node, region, type, passage, seats, created instant, input offset,
+heat; its ghosts and daily challenge day if any), written with the race's first tick, then the
+race's journal (``Race.journal``): every join, the countdown with its instants, every input the
+race applied (player, seq, the server's arrival instant, keys, key times, the round trip it judged
+with) and every leave, in the order the race saw them. The owner appends what a race journalled, at
+most once every ``ARENA_RACE_CHECKPOINT_MS`` (2 s) per race and only when it has news, in the
+tick's existing pipelined round trip, so a checkpoint is at most that plus one tick
+(``ARENA_RACE_TICK_HZ``: 100 ms) behind what the race applied. A race's list holds what the race
+already keeps in memory (its racers' keystroke logs), so it is bounded by the passage and the input
+limits; it is deleted once the race's result is in the outbox, and expires anyway after the race's
+longest time.
 
 ``rebuild`` is pure: it replays a checkpoint through the same ``Race`` logic, so the rebuilt
 race scores what the original scored.
@@ -25,7 +26,9 @@ from typing import Any
 
 from arena.ids import NodeId, PlayerId, RaceId
 from arena.protocol import RaceType
+from arena.typing_tests import TypingMode
 from gameserver.fairplay import FairPlayLimits
+from gameserver.ghost import GhostLog
 from gameserver.passages import Passage, PassageKind
 from gameserver.race import HeatTag, Race
 from gameserver.scoring import ScoringLimits
@@ -55,6 +58,9 @@ class Definition:
     created_at: int
     input_offset_ms: int
     heat: HeatTag | None
+    ghosts: tuple[GhostLog, ...] = ()  # a ghost's progress follows from its log and the race clock
+    daily: str | None = None  # the daily challenge's day this race is an attempt at
+    test: TypingMode | None = None  # a typing test's mode: its record is a TypingTestRecord
 
 
 def definition_of(race: Race, region: str) -> Definition:
@@ -68,12 +74,23 @@ def definition_of(race: Race, region: str) -> Definition:
         created_at=race.created_at,
         input_offset_ms=race.input_offset_ms,
         heat=race.heat,
+        ghosts=tuple(feed.log for feed in race.ghosts.values()),
+        daily=race.daily,
+        test=race.test,
     )
 
 
 def encode_definition(d: Definition) -> str:
     p = d.passage
     heat = [d.heat.tournament_id, d.heat.round_no, d.heat.heat_no] if d.heat else None
+    # Newer parts in one trailing map, absent when the race has none: other definitions are as before.
+    extra: dict[str, object] = {}
+    if d.ghosts:
+        extra["ghosts"] = [g.to_wire() for g in d.ghosts]
+    if d.daily:
+        extra["daily"] = d.daily
+    if d.test is not None:  # a typing test's mode
+        extra["test"] = d.test.name
     return _encode(
         [
             "d",
@@ -87,6 +104,7 @@ def encode_definition(d: Definition) -> str:
             d.created_at,
             d.input_offset_ms,
             heat,
+            *([extra] if extra else []),
         ]
     )
 
@@ -112,7 +130,10 @@ def ttl_s(race: Race) -> int:
 def decode_definition(raw: bytes | str) -> Definition:
     try:
         item = json.loads(raw)
-        tag, version, race_id, node_id, region, race_type, passage, seats, created_at, offset, heat = item
+        extra = item[11] if len(item) == 12 else {}  # ghosts, daily, test: only when the race has them
+        tag, version, race_id, node_id, region, race_type, passage, seats, created_at, offset, heat = (
+            item[:11]
+        )
         if tag != "d" or version != VERSION:
             raise CheckpointError(f"not a version {VERSION} definition: {tag!r} {version!r}")
         pid, kind, text, source = passage
@@ -126,6 +147,9 @@ def decode_definition(raw: bytes | str) -> Definition:
             created_at=int(created_at),
             input_offset_ms=int(offset),
             heat=HeatTag(str(heat[0]), int(heat[1]), int(heat[2])) if heat else None,
+            ghosts=tuple(GhostLog.from_wire(g) for g in extra.get("ghosts", ())),
+            daily=str(extra["daily"]) if extra.get("daily") else None,
+            test=TypingMode.parse(str(extra["test"])) if extra.get("test") else None,
         )
     except CheckpointError:
         raise
@@ -144,6 +168,16 @@ def rebuild(
     Its racers are disconnected (their sockets were on the dead node) and nothing is queued to
     send. Raises ``CheckpointError`` if the checkpoint is empty, unreadable or does not replay.
     """
+    return replay(raw, settings, scoring, fairplay)[0]
+
+
+def replay(
+    raw: Sequence[bytes | str],
+    settings: RaceSettings,
+    scoring: ScoringLimits,
+    fairplay: FairPlayLimits,
+) -> tuple[Race, int]:
+    """``rebuild``, and the instant of the checkpoint's last entry (the owner's last word on it)."""
     if not raw:
         raise CheckpointError("empty checkpoint")
     d = decode_definition(raw[0])
@@ -159,6 +193,9 @@ def rebuild(
         fairplay=fairplay,
         heat=d.heat,
         input_offset_ms=d.input_offset_ms,
+        ghosts=d.ghosts,
+        daily=d.daily,
+        test=d.test,
     )
     last = d.created_at
     for n, item in enumerate(raw[1:], start=1):
@@ -171,10 +208,11 @@ def rebuild(
         except Exception as exc:  # a foreign or truncated entry: the whole checkpoint is suspect
             raise CheckpointError(f"item {n} does not replay: {exc!r}") from None
     for racer in race.racers.values():
-        race.disconnect(racer, last)
+        if not racer.ghost:  # a ghost has no socket to lose
+            race.disconnect(racer, last)
     race.outgoing.clear()
     race.take_changes()
-    return race
+    return race, last
 
 
 def _replay(race: Race, entry: list[Any]) -> int:

@@ -89,6 +89,15 @@ class NodeMetrics:
             registry=r,
         )
         self.results = Counter(f"{_PREFIX}_results_total", "Race results, by state", ["state"], registry=r)
+        self.ghosts = Counter(
+            f"{_PREFIX}_ghosts_total", "Ghosts (replayed keystroke logs) put in new races", registry=r
+        )
+        self.typing_tests = Counter(
+            f"{_PREFIX}_typing_tests_total",
+            "Typing tests created, by mode type (time, words, quote)",
+            ["type"],
+            registry=r,
+        )
         self.flags = Counter(
             f"{_PREFIX}_flagged_results_total", "Fair-play flags raised, by flag", ["flag"], registry=r
         )

@@ -7,7 +7,8 @@ batches and only then rates them and tells the players their results. The flushe
 race's progress frame once its batching window has passed (``batcher``) and publishes frames
 of remotely watched races. The heartbeat keeps the registry entry and the sockets alive.
 With checkpoints on (``ARENA_RACE_CHECKPOINT``), the tick also appends each race's journal to its
-checkpoint, and a fifth task, the reaper (``gameserver/reaper.py``), finalises dead nodes' races.
+checkpoint, and a fifth task, the reaper (``gameserver/reaper.py``), adopts dead nodes' races
+(``gameserver/adoption.py``) or finalises them.
 """
 
 from __future__ import annotations
@@ -27,16 +28,19 @@ from arena.ids import PlayerId, RaceId, new_race_id
 from arena.outbox import OutboxBatcher, OutboxWriter, Written
 from arena.protocol import CloseCode, PlayerInfo, RaceState, RaceType, Watching
 from arena.rating import RatingStore, ranking_from_record
-from arena.redisutil import text_map
+from arena.redisutil import as_text, text_map
 from arena.registry import NodeInfo, NodeRegistry, NodeState
 from arena.results import MatchRecord
 from arena.tasks import stop_tasks
 from arena.tokens import TokenSigner
+from arena.typing_tests import TypingMode, TypingTestRecord
+from gameserver.adoption import extend_by_outage, take_over
 from gameserver.batcher import ProgressBatcher
 from gameserver.checkpoint import definition_of, encode_definition, encode_entries
 from gameserver.checkpoint import ttl_s as checkpoint_ttl_s
 from gameserver.connection import Connection
 from gameserver.drain import FAULT_REASON, SHUTDOWN_REASON, DrainReport, latest_end, outcome_of
+from gameserver.ghost import parse_ghosts
 from gameserver.memory import MemoryKeeper
 from gameserver.metrics import FlushReason, NodeMetrics
 from gameserver.mirror import live_write_due, mirror_fields, mirror_ttl_s, roster_json
@@ -46,6 +50,7 @@ from gameserver.reaper import Reaper
 from gameserver.relay import SpectatorRelay
 from gameserver.room import RaceRoom
 from gameserver.settings import NodeSettings
+from gameserver.typing_test import TestContent
 
 log = structlog.get_logger(__name__)
 
@@ -156,9 +161,10 @@ class Node:
         self.ratings = RatingStore(redis)
         self.log = log.bind(node_id=settings.node_id)
         # Finished races' results: outbox (batched), then ratings, then the players (one task).
-        self.results_writer: OutboxBatcher[RaceRoom, MatchRecord] = OutboxBatcher(
+        self.test_content = TestContent(corpus, settings.fairplay.max_wpm)  # typing tests' texts
+        self.results_writer: OutboxBatcher[RaceRoom, MatchRecord | TypingTestRecord] = OutboxBatcher(
             self.outbox,
-            record_of=lambda room: room.race.match_record(),
+            record_of=lambda room: room.race.outbox_record(),
             on_written=self._results_written,
             on_unbuildable=self._record_failed,
             settings=settings.outbox,
@@ -193,7 +199,15 @@ class Node:
         self.memory = MemoryKeeper(settings.memory, metrics, time.monotonic())
         # Finalises dead nodes' checkpointed races (gameserver/reaper.py); with checkpoints only.
         self.reaper = (
-            Reaper(redis, self.registry, self.outbox, settings, metrics, self.log)
+            Reaper(
+                redis,
+                self.registry,
+                self.outbox,
+                settings,
+                metrics,
+                self.log,
+                adopt=self.adopt if settings.race.adopt else None,
+            )
             if settings.race.checkpoint
             else None
         )
@@ -415,6 +429,11 @@ class Node:
         except Exception as exc:  # Redis gone at shutdown: the entry expires by itself
             self.log.warning("node_unregister_failed", error=str(exc))
 
+    async def race_owner(self, race_id: RaceId) -> str | None:
+        """The node that adopted ``race_id`` after its node died, if it moved (``race:{id}:owner``)."""
+        owner = await self.redis.get(keys.race_owner(race_id))
+        return as_text(owner) if owner is not None else None
+
     async def node_url(self, node_id: str) -> str | None:
         info = await self.registry.get(node_id)
         return info.url if info is not None else None
@@ -509,14 +528,29 @@ class Node:
         custom_text: str | None = None,
         passage_id: str | None = None,
         heat: HeatTag | None = None,
+        ghosts: object = None,
+        daily: str | None = None,
+        test: TypingMode | None = None,
     ) -> tuple[Race, list[Seat]]:
-        """Create a race with reserved seats; returns the tokens each player joins with."""
+        """Create a race with reserved seats; returns the tokens each player joins with.
+
+        ``ghosts``: the request's ``ghosts`` list, validated here (``gameserver.ghost.parse_ghosts``:
+        ``GhostError``, a ``ValueError``, if refused). ``test``: a typing test (one seat, race
+        type custom, no ghosts; its text from ``test_content``)."""
         if self.draining:
             raise NodeDraining("node is draining")
         if not 1 <= len(players) <= self.settings.race.max_players:
             raise ValueError(f"a race seats 1 to {self.settings.race.max_players} players")
-        passage = self._passage_for(race_type, custom_text, passage_id)
+        # Keys past the race's own time limit are never fed: the longest race bounds them all.
+        ghost_logs = tuple(parse_ghosts(ghosts, limit_ms=int(self.settings.race.longest_race_s * 1000)))
         race_id = new_race_id()
+        if test is not None:
+            if len(players) != 1 or heat is not None or ghost_logs or daily:
+                raise ValueError("a typing test seats exactly one player, alone, and is no heat")
+            race_type = RaceType.CUSTOM
+            passage = self.test_content.passage(test, race_id, self._rng)
+        else:
+            passage = self._passage_for(race_type, custom_text, passage_id)
         s = self.settings
         race = Race(
             race_id=race_id,
@@ -529,10 +563,14 @@ class Node:
             scoring=s.scoring,
             fairplay=s.fairplay,
             heat=heat,
+            test=test,
             # Spread over the cadence: races created together (a tournament round) do not
             # all send in the same instant.
             input_offset_ms=self._rng.randrange(s.race.input_cadence_ms) if s.race.input_cadence_ms else 0,
+            ghosts=ghost_logs,
+            daily=daily,
         )
+        self.metrics.ghosts.inc(len(ghost_logs))
         self.rooms[race_id] = room = RaceRoom(race, self.metrics)
         room.ping_phase = self._rng.randrange(self._ping_every)
         if s.race.checkpoint:  # written with the next tick's round trip, with what it journals
@@ -549,8 +587,43 @@ class Node:
             )
             for p in players
         ]
-        self.log.info("race_created", race_id=race_id, race_type=race_type.value, seats=len(seats))
+        if test is not None:  # a test is per request: debug, like the lobby's tickets
+            self.metrics.typing_tests.labels(test.type.value).inc()
+            self.log.debug("typing_test_created", race_id=race_id, mode=test.name)
+        else:
+            self.log.info("race_created", race_id=race_id, race_type=race_type.value, seats=len(seats))
         return race, seats
+
+    async def adopt(self, race: Race, dead_node: str, last: int) -> None:
+        """Run a dead node's race on as ours (``gameserver/adoption.py``); ``last`` is the instant
+        of its checkpoint's last entry. Raises if Redis refuses the take-over (then no room is
+        installed, and the reaper finalises the race as aborted)."""
+        since = last
+        info = await self.registry.get(dead_node)  # its entry outlives its liveness a little
+        if info is not None:
+            since = max(since, info.heartbeat_at)
+        now = now_ms()
+        outage = max(0, now - since)
+        s = self.settings
+        extend_by_outage(race, outage)
+        race.node_id = s.node_id
+        # Redis first: if the take-over fails, the node holds nothing of the race.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            take_over(pipe, race, dead_node, s.node_id, s.region, now)
+            await pipe.execute()
+        race.journal = []
+        self.rooms[race.id] = room = RaceRoom(race, self.metrics)
+        room.ping_phase = self._rng.randrange(self._ping_every)
+        room.checkpointed = True
+        room.checkpoint_at = now  # the moved instants went with the take-over; new entries follow
+        self.log.warning(
+            "race_adopted",
+            race_id=race.id,
+            dead_node=dead_node,
+            state=race.state.value,
+            players=len(race.racers),
+            outage_ms=outage,
+        )
 
     def _passage_for(self, race_type: RaceType, custom_text: str | None, passage_id: str | None) -> Passage:
         if race_type is RaceType.CUSTOM:
@@ -568,13 +641,13 @@ class Node:
     def seats_reserved(self) -> int:
         """Seats held for players who have not arrived yet (they count against capacity)."""
         return sum(
-            len(r.race.seats) - len(r.race.racers)
+            len(r.race.seats) - (len(r.race.racers) - len(r.race.ghosts))  # a ghost takes no seat
             for r in self.rooms.values()
             if r.race.state is RaceState.WAITING
         )
 
     def players_seated(self) -> int:
-        return sum(len(r.race.racers) for r in self.rooms.values() if not r.race.ended)
+        return sum(len(r.race.racers) - len(r.race.ghosts) for r in self.rooms.values() if not r.race.ended)
 
     # ---- the tick ----------------------------------------------------------------
 
@@ -713,7 +786,7 @@ class Node:
                     pipe.hset(key, mapping=mirror_fields(race, now))  # type: ignore[arg-type]
                     pipe.expire(key, mirror_ttl_s(race, now))
                     # The live index rides the same round trip; spectators read the mirror.
-                    if race.state is RaceState.RUNNING:
+                    if race.state is RaceState.RUNNING and race.test is None:  # tests are not races to watch
                         pipe.zadd(keys.LIVE_RACES, {race.id: race.start_at or now})
                     elif race.ended:
                         pipe.zrem(keys.LIVE_RACES, race.id)
@@ -788,7 +861,7 @@ class Node:
                     channel = keys.race_updates(room.race.id)
                     frames, room.to_publish = room.to_publish, []
                     for frame in frames:
-                        pipe.publish(channel, frame)
+                        pipe.spublish(channel, frame)  # sharded: docs/ARCHITECTURE.md "Redis Cluster"
                 await pipe.execute()
         except Exception as exc:  # remote spectators miss frames; the next ones carry the state
             self.log.warning("relay_publish_failed", error=str(exc))
@@ -829,13 +902,19 @@ class Node:
         self._drop_room(room)
         self._maybe_idle()
 
-    async def _results_written(self, written: list[Written[RaceRoom, MatchRecord]]) -> None:
+    async def _results_written(
+        self, written: list[Written[RaceRoom, MatchRecord | TypingTestRecord]]
+    ) -> None:
         """A batch is in the outbox: rate its races, then tell their players (in that order:
         a player never sees a result that could be lost)."""
         appended = sum(1 for w in written if w.appended)
         if appended:
             self.metrics.outbox_appends.inc(appended)
-        rated = [w.record for w in written if ranking_from_record(w.record) is not None]
+        rated = [
+            w.record
+            for w in written
+            if isinstance(w.record, MatchRecord) and ranking_from_record(w.record) is not None
+        ]  # typing tests are never rated
         if rated:  # aborted races are not rated: a stop's batches go straight to the players
             await self._rate(rated)
         for w in written:
@@ -872,7 +951,7 @@ class Node:
         if failed:  # one line for the batch, not one per race
             self.log.warning("rating_update_failed", races=len(failed), race_ids=failed, error=errors[0])
 
-    def _results_out(self, room: RaceRoom, record: MatchRecord) -> None:
+    def _results_out(self, room: RaceRoom, record: MatchRecord | TypingTestRecord) -> None:
         race = room.race
         self.metrics.results.labels(race.state.value).inc()
         for p in record.participants:

@@ -7,6 +7,7 @@ broadcasts progress when ``dirty``, and writes the outbox when ``ended``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -25,8 +26,10 @@ from arena.protocol import (
     Start,
 )
 from arena.results import MatchRecord, ParticipantRecord
+from arena.typing_tests import TypingMode, TypingTestRecord
 from gameserver.arrivals import ArrivalLog
 from gameserver.fairplay import DEFAULT_FAIRPLAY_LIMITS, FairPlayLimits, Flag, assess, check_batch
+from gameserver.ghost import GhostFeed, GhostLog
 from gameserver.passages import Passage
 from gameserver.roundtrip import RoundTrips
 from gameserver.scoring import Score, ScoringLimits, TypingState, score
@@ -78,6 +81,7 @@ class Racer:
     joined_at: int
     status: PlayerStatus = PlayerStatus.RACING
     connected: bool = True
+    ghost: bool = False  # a stored log replayed by the race (gameserver/ghost.py), not a player
     disconnected_at: int | None = None
     seq: int = 0  # last applied input sequence number
     finish_elapsed_ms: int | None = None  # server-judged time to finish
@@ -120,15 +124,23 @@ class Race:
         fairplay: FairPlayLimits,
         heat: HeatTag | None = None,
         input_offset_ms: int = 0,
+        ghosts: tuple[GhostLog, ...] = (),
+        daily: str | None = None,
+        test: TypingMode | None = None,
     ) -> None:
         self.id = race_id
+        self.test = test  # a typing test (solo; its result is a TypingTestRecord), or None
         self.input_offset_ms = input_offset_ms  # this race's send instants (settings.input_cadence_ms)
         self.heat = heat
+        self.daily = daily  # an attempt at this day's daily challenge (YYYY-MM-DD): its record says so
         self.node_id = node_id
         self.race_type = race_type
         self.passage = passage
         self.seats = seats  # reserved players; nobody else may join
         self.created_at = now
+        # How long the race had no node (adopted after its node died, gameserver/adoption.py):
+        # the wait for its players runs that much longer.
+        self.outage_ms = 0
         self.settings = settings
         self.scoring = scoring
         self.fairplay = fairplay
@@ -158,6 +170,13 @@ class Race:
         # ("j", player, name, at), ("c", at, start_at, ends_at), ("i", player, seq, at, keys, times, rtt_ms),
         # ("l", player, at). None: not journalled (no checkpoints). The node's ticks take it.
         self.journal: list[tuple[object, ...]] | None = None
+        # Ghosts race from the start; the definition carries them, so they are not journalled.
+        self.ghosts: dict[PlayerId, GhostFeed] = {}
+        for g in ghosts:
+            self.ghosts[g.id] = GhostFeed(g)
+            self.racers[g.id] = Racer(
+                id=g.id, name=g.name, typing=TypingState(passage.text, scoring), joined_at=now, ghost=True
+            )
 
     # ---- lifecycle ---------------------------------------------------------------
 
@@ -171,6 +190,8 @@ class Race:
 
     def time_limit_ms(self) -> int:
         s = self.settings
+        if self.test is not None and self.test.seconds is not None:
+            return self.test.seconds * 1000  # a time mode ends at its time, by definition
         limits = {
             RaceType.QUICK: s.quick_limit_s,
             RaceType.STANDARD: s.standard_limit_s,
@@ -186,16 +207,21 @@ class Race:
         if self.ended:
             return
         self._expire_grace(now)
-        waited_ms = now - self.created_at
+        waited_ms = now - self.created_at - self.outage_ms
         if self.state is RaceState.WAITING and waited_ms >= self.settings.wait_timeout_s * 1000:
-            if not self.racers:
+            if len(self.racers) == len(self.ghosts):
                 self.abort(now, "nobody joined")
                 return
             self.begin_countdown(now)
         if self.state is RaceState.COUNTDOWN and self.start_at is not None and now >= self.start_at:
             self._begin_running()
         if self.state is RaceState.RUNNING:
+            if self.ghosts:
+                self._feed_ghosts(now)
             if self.ends_at is not None and now >= self.ends_at:
+                if self.test is not None and self.test.seconds is not None:
+                    self._time_up(now)
+                    return
                 self._end(now, "time limit reached")
             elif self._everyone_done():
                 self._end(now, "")
@@ -237,8 +263,41 @@ class Race:
         self.ended_at = now
         self.end_reason = reason
 
+    def _time_up(self, now: int) -> None:
+        """A time mode's end: whoever typed finishes, scored over the whole time (not their
+        last key): a test typed for 15 s is 15 s of typing, pauses included."""
+        assert self.test is not None and self.test.seconds is not None
+        duration = self.test.seconds * 1000
+        for racer in self.racers.values():
+            if racer.done or not racer.typing.typed_chars:
+                continue
+            racer.finish_elapsed_ms = duration
+            racer.finished_at = now
+            racer.status = PlayerStatus.FINISHED
+            self._settled += 1
+            self._places_cache = None
+            racer.score = score(racer.typing, duration)
+            racer.flags |= assess(racer.typing, racer.score, self.fairplay)
+            racer.flags |= racer.arrivals.flags()
+            self.outgoing.append(
+                Finish(
+                    player_id=racer.id,
+                    place=None if racer.flags else 1,
+                    wpm=racer.score.wpm,
+                    accuracy=racer.score.accuracy,
+                    elapsed_ms=duration,
+                    flags=sorted(f.value for f in racer.flags),
+                )
+            )
+            self.dirty = True
+            self._other_change = True
+        self._end(now, "time up")
+
     def _everyone_done(self) -> bool:
         # Counted as racers settle, so the tick asks it of every race for nothing.
+        if self.ghosts:  # the players end the race: nobody waits for a ghost
+            humans = [r for r in self.racers.values() if not r.ghost]
+            return bool(humans) and all(r.done for r in humans)
         return bool(self.racers) and self._settled == len(self.racers)
 
     # ---- seats and connections ---------------------------------------------------
@@ -261,7 +320,7 @@ class Race:
             raise SeatError("race_over", "the race has already started")
         if player_id not in self.seats:
             raise SeatError("race_full", "no seat is reserved for this player")
-        if len(self.racers) >= self.settings.max_players:
+        if len(self.racers) - len(self.ghosts) >= self.settings.max_players:
             raise SeatError("race_full", "the race is full")
         racer = Racer(
             id=player_id,
@@ -275,7 +334,7 @@ class Race:
         if self.journal is not None:
             self.journal.append(("j", player_id, name, now))
         self._roster_changed(now)
-        if len(self.racers) >= min(len(self.seats), self.settings.max_players):
+        if len(self.racers) - len(self.ghosts) >= min(len(self.seats), self.settings.max_players):
             self.begin_countdown(now)
         return racer, False
 
@@ -398,10 +457,50 @@ class Race:
         self._settled += 1
         self._places_cache = None
         racer.score = score(racer.typing, max(racer.typing.last_time_ms, 0))
-        racer.flags |= assess(racer.typing, racer.score, self.fairplay)
-        racer.flags |= racer.arrivals.flags()
+        if not racer.ghost:  # a ghost's log was judged when it was raced
+            racer.flags |= assess(racer.typing, racer.score, self.fairplay)
+            racer.flags |= racer.arrivals.flags()
         self.dirty = True
         self._other_change = True
+
+    def _feed_ghosts(self, now: int) -> None:
+        """Give each ghost the keys its log typed by now on the race clock (gameserver/ghost.py)."""
+        assert self.start_at is not None
+        elapsed = now - self.start_at
+        for ghost_id, feed in self.ghosts.items():
+            racer = self.racers[ghost_id]
+            due = None if racer.done else feed.due(elapsed)
+            if due is None:
+                continue
+            before = racer.typing.position
+            racer.typing.apply(*due)
+            if racer.typing.position != before or racer.typing.finished:
+                self.dirty = True
+                self.unmirrored_progress = True
+                self._other_change = True  # news for every player, not one's own typing
+            if racer.typing.finished:
+                self._settle_ghost_finish(racer)
+
+    def _settle_ghost_finish(self, racer: Racer) -> None:
+        # The log's own finishing key time: it was judged when it was raced, so no fair play here.
+        elapsed = max(1, racer.typing.finish_time_ms or 0)
+        racer.finish_elapsed_ms = elapsed
+        racer.finished_at = (self.start_at or 0) + elapsed
+        racer.status = PlayerStatus.FINISHED
+        self._settled += 1
+        self._places_cache = None
+        racer.score = score(racer.typing, elapsed)
+        self._valid_finishers += 1
+        self.outgoing.append(
+            Finish(
+                player_id=racer.id,
+                place=self._valid_finishers,
+                wpm=racer.score.wpm,
+                accuracy=racer.score.accuracy,
+                elapsed_ms=elapsed,
+                flags=[],
+            )
+        )
 
     # ---- views -------------------------------------------------------------------
 
@@ -420,12 +519,13 @@ class Race:
                 position=r.typing.position,
                 wpm=r.live_wpm(elapsed),
                 place=places.get(r.id),
+                ghost=r.ghost,
             )
             for r in self.racers.values()
         ]
 
     def roster_rows(self, now: int) -> list[list[str | int | float | bool | None]]:
-        """``player_infos`` as rows ``[id, name, connected, status, position, wpm, place]``, built
+        """``player_infos`` as rows ``[id, name, connected, status, position, wpm, place, ghost]``, built
         without the dataclasses: the race mirror's live writes call it once a second per race."""
         elapsed = self.elapsed_ms(now)
         places = self._places()
@@ -438,6 +538,7 @@ class Race:
                 r.typing.position,
                 r.live_wpm(elapsed),
                 places.get(r.id),
+                r.ghost,
             ]
             for r in self.racers.values()
         ]
@@ -456,7 +557,10 @@ class Race:
         Clients that follow the input cadence send together, so a race's frame can leave as
         soon as the last of them arrives instead of a window later.
         """
-        return len(self.typed_since_broadcast) >= len(self.racers) - self._settled - len(self._absent)
+        waiting_for = len(self.racers) - self._settled - len(self._absent)
+        if self.ghosts:  # a ghost never sends: its keys come with the tick
+            waiting_for -= sum(1 for g in self.ghosts if not self.racers[g].done)
+        return len(self.typed_since_broadcast) >= waiting_for
 
     def take_changes(self) -> PlayerId | None:
         """Mark progress as broadcast; returns the player whose own typing was the only news."""
@@ -495,10 +599,14 @@ class Race:
         Cached: every progress frame asks, and places only change when someone finishes or drops.
         """
         if self._places_cache is None:
-            finishers = [r for r in self.racers.values() if r.status is PlayerStatus.FINISHED and not r.flags]
-            finishers.sort(key=lambda r: (r.finish_elapsed_ms or 0, -(r.score.wpm if r.score else 0.0), r.id))
-            self._places_cache = {r.id: i for i, r in enumerate(finishers, start=1)}
+            self._places_cache = self._rank_finishers(self.racers.values())
         return self._places_cache
+
+    @staticmethod
+    def _rank_finishers(racers: Iterable[Racer]) -> dict[PlayerId, int]:
+        finishers = [r for r in racers if r.status is PlayerStatus.FINISHED and not r.flags]
+        finishers.sort(key=lambda r: (r.finish_elapsed_ms or 0, -(r.score.wpm if r.score else 0.0), r.id))
+        return {r.id: i for i, r in enumerate(finishers, start=1)}
 
     def result_rows(self) -> list[ResultRow]:
         places = self._places()
@@ -518,15 +626,63 @@ class Race:
                     elapsed_ms=s.elapsed_ms,
                     position=r.typing.position,
                     flags=sorted(f.value for f in r.flags),
+                    ghost=r.ghost,
                 )
             )
         return rows
 
+    def outbox_record(self) -> MatchRecord | TypingTestRecord:
+        """What the results writer appends: a typing test's own record, else the match."""
+        return self.match_record() if self.test is None else self.test_record()
+
+    def test_record(self) -> TypingTestRecord:
+        """A typing test's result: its one player (a seat nobody took: an empty DNF)."""
+        assert self.test is not None and self.ended and self.ended_at is not None
+        racer = next(iter(self.racers.values()), None)
+        typing = racer.typing if racer is not None else TypingState(self.passage.text, self.scoring)
+        s = (racer.score if racer is not None else None) or score(typing, 0)
+        flags = sorted(f.value for f in racer.flags) if racer is not None else []
+        generated = self.passage.id == self.id  # words drawn for this test carry its id
+        return TypingTestRecord(
+            match_id=self.id,
+            node_id=self.node_id,
+            mode=self.test.name,
+            content_id=self.id if generated else self.passage.id,
+            passage_chars=len(self.passage.text),
+            state=self.state.value,
+            reason=self.end_reason,
+            player_id=racer.id if racer is not None else next(iter(sorted(self.seats)), ""),
+            name=racer.name if racer is not None else "",
+            status=racer.status.value if racer is not None else PlayerStatus.DNF.value,
+            valid=not flags,
+            flags=flags,
+            wpm=s.wpm,
+            raw_wpm=s.raw_wpm,
+            accuracy=s.accuracy,
+            consistency=s.consistency,
+            correct_chars=s.correct_chars,
+            typed_chars=s.typed_chars,
+            errors=s.errors,
+            elapsed_ms=s.elapsed_ms,
+            created_at=self.created_at,
+            started_at=self.start_at if self.started else None,
+            ended_at=self.ended_at,
+            keys=typing.log_keys(),
+            key_times=typing.log_times(),
+        )
+
     def match_record(self) -> MatchRecord:
         assert self.ended and self.ended_at is not None
-        places = self._places()
+        # Ghosts are shown, never stored: the record (results, ratings, history) is the players'
+        # alone, placed among themselves.
+        if self.ghosts:
+            places = self._rank_finishers(r for r in self.racers.values() if not r.ghost)
+        else:
+            places = self._places()
         participants = []
         for r in self.ranking():
+            if r.ghost:
+                continue
             s = r.score or score(r.typing, 0)
             participants.append(
                 ParticipantRecord(
@@ -566,4 +722,5 @@ class Race:
             tournament_id=self.heat.tournament_id if self.heat else None,
             round_no=self.heat.round_no if self.heat else None,
             heat_no=self.heat.heat_no if self.heat else None,
+            daily=self.daily,
         )

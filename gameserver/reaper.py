@@ -14,14 +14,20 @@ listed in ``node:{id}:checkpoints``:
 4. delete its checkpoint and its stale ``race:{id}:state`` mirror, drop it from the live races
    index and from the dead node's list.
 
+With adoption on (``ARENA_RACE_ADOPT``, the default), step 3 becomes: a race still running (or
+waiting, or counting down) whose result is not in the outbox is handed to the node's ``adopt``
+(``gameserver/adoption.py``), which runs it on for its players; only a race that is over, or
+whose adoption fails, is finalised as aborted.
+
 A checkpoint that cannot be replayed is logged (``checkpoint_unreadable``), counted and cleaned
 up. A node also reaps what its own id left behind at start (a restart after a crash: it holds
-no race yet). Adoption (moving the race to a live node instead of aborting it) is the next step.
+no race yet).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 import structlog
@@ -33,9 +39,13 @@ from arena.outbox import OutboxWriter
 from arena.redisutil import as_text, text_map
 from arena.registry import NodeRegistry
 from arena.tasks import stop_tasks
-from gameserver.checkpoint import CheckpointError, rebuild
+from gameserver.checkpoint import CheckpointError, replay
 from gameserver.metrics import NodeMetrics
+from gameserver.race import Race
 from gameserver.settings import NodeSettings
+
+# Runs a rebuilt race on as this node's own: (race, dead node, instant of its checkpoint's last entry).
+Adopter = Callable[[Race, str, int], Awaitable[None]]
 
 NODE_LOST_REASON = "node lost"
 # A claim outlives one finalisation by far; if the claimer dies mid-way another node retries after it.
@@ -51,8 +61,10 @@ class Reaper:
         settings: NodeSettings,
         metrics: NodeMetrics,
         logger: structlog.stdlib.BoundLogger,
+        adopt: Adopter | None = None,
     ) -> None:
         self.redis = redis
+        self.adopt = adopt  # None: every race found is finalised as aborted
         self.registry = registry
         self.outbox = outbox
         self.settings = settings
@@ -111,21 +123,28 @@ class Reaper:
         claimed = await self.redis.set(keys.race_claim(race_id), me, nx=True, ex=CLAIM_TTL_S)
         if not claimed:  # another node has it
             return 0
+        if not await self.redis.sismember(keys.node_checkpoints(node_id), race_id):
+            # Another node adopted or finalised it since we listed the dead node's races.
+            await self.redis.delete(keys.race_claim(race_id))
+            return 0
         raw = await self.redis.lrange(keys.race_checkpoint(race_id), 0, -1)
         s = self.settings
         players = 0
         try:
-            race = rebuild(raw, s.race, s.scoring, s.fairplay)
+            race, last = replay(raw, s.race, s.scoring, s.fairplay)
         except CheckpointError as exc:
             outcome = "unreadable"
             self.log.error("checkpoint_unreadable", race_id=race_id, dead_node=node_id, error=str(exc))
         else:
-            race.abort(now_ms(), NODE_LOST_REASON)  # nothing if its journal had ended it
             players = len(race.racers)
-            appended = await self.outbox.append(race.match_record())
+            if await self._adopted(race, node_id, last):
+                self.metrics.races_reaped.labels("adopted").inc()
+                return 1
+            race.abort(now_ms(), NODE_LOST_REASON)  # nothing if its journal had ended it
+            appended = await self.outbox.append(race.outbox_record())  # a typing test's own record
             outcome = race.state.value if appended else "already_written"
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.delete(keys.race_checkpoint(race_id), keys.race_state(race_id))
+            pipe.delete(keys.race_checkpoint(race_id), keys.race_state(race_id), keys.race_owner(race_id))
             pipe.zrem(keys.LIVE_RACES, race_id)
             pipe.srem(keys.node_checkpoints(node_id), race_id)
             await pipe.execute()
@@ -134,3 +153,17 @@ class Reaper:
         say = self.log.info if outcome == "already_written" else self.log.warning
         say("race_reaped", race_id=race_id, dead_node=node_id, outcome=outcome, players=players)
         return 1
+
+    async def _adopted(self, race: Race, node_id: str, last: int) -> bool:
+        """Hand a race that is not over to this node (``gameserver/adoption.py``); False when it
+        is not to be adopted (over, adoption off) or the adoption failed: then it is aborted."""
+        if self.adopt is None or race.ended:
+            return False
+        if await self.redis.exists(keys.outbox_written(race.id)):
+            return False  # the owner wrote its result and died before deleting the checkpoint
+        try:
+            await self.adopt(race, node_id, last)
+        except Exception as exc:  # this race alone: it takes today's aborted path
+            self.log.error("race_adoption_failed", race_id=race.id, dead_node=node_id, error=repr(exc))
+            return False
+        return True

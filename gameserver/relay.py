@@ -1,6 +1,7 @@
 """Spectators of races owned by other nodes: frames arrive over Redis pub/sub and are relayed.
 
-The owner publishes a race's msgpack frames on ``race:{id}:updates`` only while some node
+The owner publishes a race's msgpack frames on ``race:{id}:updates`` (sharded pub/sub, SPUBLISH:
+on a Redis Cluster a race's frames stay on its slot's shard, ``arena/shardfeed.py``) only while some node
 says it is watched (``races:watched``, see ``arena.watched``; refreshed here), so unwatched races
 cost Redis nothing. This node subscribes once per watched race, however many of its
 spectators watch it, and writes each frame to every local spectator (msgpack bytes as they
@@ -20,6 +21,7 @@ from arena import keys, watched
 from arena.clock import now_ms
 from arena.codec import WireFormat
 from arena.ids import NodeId, RaceId
+from arena.shardfeed import ShardedFeed
 from arena.tasks import stop_tasks
 from gameserver.connection import Connection
 from gameserver.frames import ws_frame
@@ -33,15 +35,13 @@ class SpectatorRelay:
     def __init__(self, redis: aioredis.Redis, node_id: NodeId) -> None:
         self._redis = redis
         self._node_id = node_id
-        self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        self._feed = ShardedFeed(redis)
         self._watchers: dict[str, set[Connection]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()  # loops check it: a cancel can be swallowed (arena.tasks)
         self.frames_relayed = 0
 
     async def start(self) -> None:
-        # A standing subscription, so the reader always has a connection to read from.
-        await self._pubsub.subscribe(keys.node_control(self._node_id))
         self._tasks = [
             asyncio.create_task(self._read_loop(), name="relay-subscription"),
             asyncio.create_task(self._refresh_loop(), name="relay-refresh"),
@@ -50,7 +50,7 @@ class SpectatorRelay:
     async def stop(self) -> None:
         await stop_tasks(self._tasks, self._stopping)
         self._tasks = []
-        await self._pubsub.aclose()
+        await self._feed.aclose()
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
@@ -67,7 +67,7 @@ class SpectatorRelay:
         conns = self._watchers.get(race_id)
         if conns is None:
             conns = self._watchers[race_id] = set()
-            await self._pubsub.subscribe(keys.race_updates(race_id))
+            await self._feed.subscribe(keys.race_updates(race_id))
             await watched.mark(self._redis, [race_id], now_ms())
         conns.add(conn)
 
@@ -78,23 +78,21 @@ class SpectatorRelay:
         conns.discard(conn)
         if not conns:
             del self._watchers[race_id]
-            await self._pubsub.unsubscribe(keys.race_updates(race_id))
+            await self._feed.unsubscribe(keys.race_updates(race_id))
 
     async def _read_loop(self) -> None:
         while not self._stopping.is_set():
             try:
-                message = await self._pubsub.get_message(timeout=1.0)
+                message = await self._feed.get_message(timeout=1.0)
             except Exception as exc:  # Redis gone, or the client in a bad state: retry in a second
                 log.warning("relay_read_failed", error=str(exc))
                 await asyncio.sleep(1.0)
                 continue
-            if message is None or message.get("type") != "message":
+            if message is None:
                 continue
-            channel = message["channel"]
-            race_id = (channel.decode() if isinstance(channel, bytes) else channel).split("{", 1)[-1]
-            race_id = race_id.split("}", 1)[0]
+            race_id = message.channel.split("{", 1)[-1].split("}", 1)[0]
             try:
-                await self._deliver(race_id, message["data"])
+                await self._deliver(race_id, message.data)
             except Exception:  # one bad frame costs that frame, never the relay
                 log.exception("relay_deliver_failed", race_id=race_id)
 

@@ -47,11 +47,16 @@ class RhythmLimits:
     max_autocorr: float = 0.7  # a window's largest |autocorrelation| at lags 1-4 above this (humans < 0.6)
     # A rule counts when more than this share of windows fail it: one odd stretch is not a robot.
     failing_share: float = 0.5
-    min_digraph_f: float = 1.5  # letter pairs explain too little of the rhythm below this
+    # Letter pairs explain too little of the rhythm below this. Measured (benchmarks/
+    # rhythm_sweep.py, docs/FAIRPLAY.md): honest models with a flat keyboard (pair speeds with
+    # sigma 0.2) and a jittery hand reach F 1.28-1.35 on 700-1,100 characters, letter-blind
+    # log-normal gaps stay below 1.3 in about 97 % of runs; 1.5 flagged 0.2-2 % of honest runs.
+    min_digraph_f: float = 1.25
     digraph_min_repeats: int = 2  # a letter pair counts once typed this many times
-    # Intervals of repeated letter pairs the rule needs (about a 1,000-character passage): with
-    # fewer, chance alone spreads F too widely to tell a person from jitter.
-    digraph_min_intervals: int = 400
+    # Intervals of repeated letter pairs the rule needs (about a 700-character passage): with
+    # fewer, chance alone spreads F too widely to tell a person from jitter (at 400, about 500
+    # characters, honest models were flagged even at F < 1.2).
+    digraph_min_intervals: int = 600
 
     def __post_init__(self) -> None:
         if self.window < 8 or not 4 <= self.min_intervals <= self.window:

@@ -29,7 +29,7 @@ from arena.protocol import (
     Spectate,
     Welcome,
 )
-from arena.tokens import TokenError
+from arena.tokens import JoinTicket, TokenError
 from gameserver.connection import ClosingError, Connection, check_keys
 from gameserver.listener import GATE_KEY
 from gameserver.metrics import FlushReason
@@ -202,10 +202,25 @@ class SocketSession:
         if ticket.player_id != conn.player.player_id:
             raise ClosingError(ErrorCode.BAD_TOKEN, "ticket belongs to another player", CloseCode.BAD_TOKEN)
         if ticket.node_id != node.settings.node_id:
-            return self._redirect(ticket.node_id, ticket.race_id)
+            return self._join_moved(ticket)
+        self._seat(ticket)
+        return None
+
+    async def _join_moved(self, ticket: JoinTicket) -> None:
+        """A ticket naming another node: the race may have moved (adopted after its node died,
+        ``gameserver/adoption.py``). Ours now: seat the player as if the ticket named us; else
+        send them to its owner (the adopter, or the node the ticket names)."""
+        owner = await self.node.race_owner(ticket.race_id)
+        if owner == self.node.settings.node_id:
+            self._seat(ticket)  # ours (or over and forgotten: race_not_found)
+            return
+        await self._redirect(owner or ticket.node_id, ticket.race_id)
+
+    def _seat(self, ticket: JoinTicket) -> None:
+        conn, node = self.conn, self.node
         if conn.room is not None or conn.watching is not None:
             self._error(ErrorCode.ALREADY_JOINED, "leave the current race first")
-            return None
+            return
         room = node.room(ticket.race_id)
         if room is None:
             raise ClosingError(
@@ -245,7 +260,6 @@ class SocketSession:
         room.flush_outgoing()
         if room.finalized:
             conn.send(room.results())
-        return None
 
     def on_input(self, inp: Input) -> None:
         conn = self.conn

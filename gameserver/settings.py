@@ -55,6 +55,10 @@ class RaceSettings:
     # 2 s by default: at 1 s the appends cost about 12 % of a node's CPU, over the 10 % budget; at 2 s
     # about 7 %. 100 to 10000.
     checkpoint_ms: int = 2000
+    # ARENA_RACE_ADOPT: with checkpoints on, a live node that finds a dead node's running race adopts
+    # it (rebuilds it from its checkpoint and runs it on for its players, who reconnect) instead of
+    # finalising it as aborted (gameserver/reaper.py, docs/ARCHITECTURE.md "Adoption"). Off: aborted.
+    adopt: bool = True
     quick_limit_s: float = 120.0  # ARENA_RACE_QUICK_LIMIT_S: time limit of a quick race
     standard_limit_s: float = 300.0  # ARENA_RACE_STANDARD_LIMIT_S
     marathon_limit_s: float = 900.0  # ARENA_RACE_MARATHON_LIMIT_S
@@ -101,6 +105,7 @@ class RaceSettings:
             live_mirror_ms=env_int(env, "ARENA_RACE_LIVE_MIRROR_MS", d.live_mirror_ms),
             checkpoint=env_bool(env, "ARENA_RACE_CHECKPOINT", d.checkpoint),
             checkpoint_ms=env_int(env, "ARENA_RACE_CHECKPOINT_MS", d.checkpoint_ms),
+            adopt=env_bool(env, "ARENA_RACE_ADOPT", d.adopt),
             quick_limit_s=env_float(env, "ARENA_RACE_QUICK_LIMIT_S", d.quick_limit_s),
             standard_limit_s=env_float(env, "ARENA_RACE_STANDARD_LIMIT_S", d.standard_limit_s),
             marathon_limit_s=env_float(env, "ARENA_RACE_MARATHON_LIMIT_S", d.marathon_limit_s),

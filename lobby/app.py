@@ -31,8 +31,22 @@ from arena.redisutil import connect
 from arena.registry import NodeRegistry
 from arena.tickets import TicketStore
 from arena.tokens import PlayerTokenCache, TokenSigner
-from lobby import auth, history, nodes, presence, private_races, replay, static, tickets
+from lobby import (
+    auth,
+    daily,
+    ghosts,
+    history,
+    nodes,
+    presence,
+    private_ghosts,
+    private_races,
+    replay,
+    static,
+    tickets,
+    typing_tests,
+)
 from lobby.auth import AccountStore, auth_middleware
+from lobby.boardcache import BOARD_CACHE_KEY, BoardCache
 from lobby.context import LOBBY_KEY, Lobby
 from lobby.errors import error_middleware
 from lobby.metrics import LobbyMetrics
@@ -68,9 +82,14 @@ def build_app(settings: LobbySettings, metrics: LobbyMetrics | None = None) -> w
     auth.add_routes(router)
     tickets.add_routes(router)
     private_races.add_routes(router)
+    private_ghosts.add_routes(router)
     presence.add_routes(router)
+    app[BOARD_CACHE_KEY] = BoardCache(settings.board_cache_ms / 1000, app[METRICS_KEY].registry)
     history.add_routes(router)
+    typing_tests.add_routes(router)
     replay.setup(app, settings.replay_cache_bytes, app[METRICS_KEY].registry)
+    ghosts.setup(app, app[METRICS_KEY].registry)
+    daily.setup(app, app[METRICS_KEY].registry)
     static.setup(app)
     nodes.add_routes(router)
     return app

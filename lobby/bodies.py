@@ -72,8 +72,9 @@ def query_wait(request: web.Request, max_s: float) -> float:
 
 
 def query_int(request: web.Request, name: str) -> int | None:
+    """An integer query parameter; None when absent. Present but empty or not a number: 400."""
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
     try:
         return int(raw)

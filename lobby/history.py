@@ -18,6 +18,7 @@ from arena import keys
 from arena.clock import now_ms
 from arena.ids import RaceId
 from arena.redisutil import as_text, text_map
+from lobby.boardcache import BOARD_CACHE_KEY
 from lobby.context import lobby_of
 from lobby.errors import ApiError, bad_request
 from persistence.leaderboards import Timeframe
@@ -64,17 +65,23 @@ def _board(request: web.Request) -> tuple[str, Timeframe]:
 
 
 async def leaderboard(request: web.Request) -> web.Response:
-    """``GET /v1/leaderboards/{race_type}/{timeframe}?limit=N``: the top N (accuracy breaks ties)."""
+    """``GET /v1/leaderboards/{race_type}/{timeframe}?limit=N``: the top N (accuracy breaks ties),
+    at most ``ARENA_LOBBY_BOARD_CACHE_MS`` old (``lobby.boardcache``)."""
     race_type, timeframe = _board(request)
     limit = _int_param(request, "limit", 10, 1, MAX_PAGE)
-    entries = await leaderboard_top(lobby_of(request).redis, race_type, timeframe, limit)
-    return web.json_response(
-        {
+    cache = request.app[BOARD_CACHE_KEY]
+    text = cache.get(race_type, timeframe.value, limit)
+    if text is None:
+        read_at = cache.now()
+        entries = await leaderboard_top(lobby_of(request).redis, race_type, timeframe, limit)
+        body = {
             "race_type": race_type,
             "timeframe": timeframe.value,
             "entries": [dataclasses.asdict(e) for e in entries],
         }
-    )
+        text = json.dumps(body)
+        cache.put(race_type, timeframe.value, limit, text, read_at)
+    return web.Response(text=text, content_type="application/json")
 
 
 async def leaderboard_rank(request: web.Request) -> web.Response:
@@ -124,7 +131,7 @@ async def race(request: web.Request) -> web.Response:
 
 
 def _live_entry(race_id: str, d: dict[str, str], url: str) -> dict[str, Any]:
-    # Rows: [id, name, connected, status, position, wpm, place]. The owner node rewrites them at
+    # Rows: [id, name, connected, status, position, wpm, place, ghost]. The owner node rewrites them at
     # most once per ARENA_RACE_LIVE_MIRROR_MS while someone types (gameserver/mirror.py).
     roster = json.loads(d["roster"])
     return {
@@ -134,7 +141,14 @@ def _live_entry(race_id: str, d: dict[str, str], url: str) -> dict[str, Any]:
         "url": url,
         "state": d["state"],
         "players": [
-            {"name": row[1], "position": row[4], "wpm": row[5], "status": row[3], "place": row[6]}
+            {
+                "name": row[1],
+                "position": row[4],
+                "wpm": row[5],
+                "status": row[3],
+                "place": row[6],
+                "ghost": len(row) > 7 and bool(row[7]),  # a replayed log (ghost races); older nodes: none
+            }
             for row in roster
         ],
         "passage_length": len(d["passage"]),

@@ -55,6 +55,19 @@ class LobbyMetrics:
             ["kind"],
             registry=r,
         )
+        self.typing_tests = Counter(
+            f"{_PREFIX}_typing_tests_total",
+            "Typing tests asked for, by outcome (created, no_node)",
+            ["outcome"],
+            registry=r,
+        )
+        self.assignments_moved = Counter(
+            f"{_PREFIX}_assignments_moved_total",
+            "Reads that reported an assignment at its race's adopter (its node died, a live node "
+            "runs the race on), by kind (ticket, private)",
+            ["kind"],
+            registry=r,
+        )
         self.private_races = Counter(
             f"{_PREFIX}_private_races_total",
             "Private race events, by event (created, joined, started, start_failed)",

@@ -29,12 +29,12 @@ from aiohttp import web
 
 from arena import keys
 from arena.clock import now_ms
+from arena.redisbatch import Command, run_batch
 from lobby.auth import require_player
 from lobby.bodies import read_object, req_str
 from lobby.context import lobby_of
 from lobby.errors import bad_request
 from lobby.metrics import LobbyMetrics
-from lobby.redisbatch import Command, run_batch
 
 log = structlog.get_logger(__name__)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -38,6 +38,7 @@ from lobby.auth import require_player
 from lobby.bodies import opt_str, query_int, query_wait, read_object, req_str
 from lobby.context import Lobby, lobby_of
 from lobby.errors import ApiError, bad_request
+from lobby.ghosts import GhostRef, load_ghost
 from lobby.nodes import NODE_LOST_REASON, AssignmentView
 
 log = structlog.get_logger(__name__)
@@ -134,6 +135,7 @@ class PrivateRace:
     node_id: str | None = None
     url: str | None = None
     seats: dict[str, tuple[str, str]] | None = None  # player id -> (player token, join ticket)
+    ghosts: list[GhostRef] = field(default_factory=list)  # added by the host (lobby/private_ghosts.py)
 
 
 def new_code() -> str:
@@ -243,6 +245,7 @@ def _decode(code: str, d: dict[str, str]) -> PrivateRace | None:
             node_id=d.get("node_id"),
             url=d.get("url"),
             seats={pid: (str(s[0]), str(s[1])) for pid, s in seats.items()} or None,
+            ghosts=[GhostRef.from_json(g) for g in json.loads(d.get("ghosts", "[]"))],
         )
     except (KeyError, ValueError, IndexError, TypeError):
         log.warning("private_race_unreadable", code=code)
@@ -304,6 +307,7 @@ class PrivateRaceView:
     expires_at: int  # ms: the code stops working then
     assignment: AssignmentView | None  # the caller's seat, once started
     reason: str | None = None  # why, for node_lost
+    ghosts: list[GhostRef] = field(default_factory=list)  # who the racers race besides each other
 
 
 async def race_view(lobby: Lobby, race: PrivateRace, caller: str) -> PrivateRaceView:
@@ -314,9 +318,14 @@ async def race_view(lobby: Lobby, race: PrivateRace, caller: str) -> PrivateRace
     assignment = None
     seat = (race.seats or {}).get(caller)
     if race.state is PrivateState.STARTED and race.race_id and race.node_id and race.url:
-        if seat is not None:
-            assignment = AssignmentView(race.race_id, race.node_id, race.url, seat[0], seat[1], race.region)
-        if await lobby.nodes.assignment_lost(race.node_id, race.race_id):
+        where = await lobby.nodes.follow(race.node_id, race.race_id)
+        moved = where.moved_to
+        node_id, url = (moved.node_id, moved.url) if moved else (race.node_id, race.url)
+        if seat is not None:  # moved: the same tokens, at the adopter
+            assignment = AssignmentView(race.race_id, node_id, url, seat[0], seat[1], race.region)
+        if where.moved_to is not None:
+            lobby.metrics.assignments_moved.labels("private").inc()
+        if where.lost:
             state, reason = "node_lost", NODE_LOST_REASON + " (the host can start it again)"
             lobby.metrics.node_lost.labels("private").inc()
     return PrivateRaceView(
@@ -333,6 +342,7 @@ async def race_view(lobby: Lobby, race: PrivateRace, caller: str) -> PrivateRace
         expires_at=race.expires_at,
         assignment=assignment,
         reason=reason,
+        ghosts=race.ghosts,
     )
 
 
@@ -411,12 +421,16 @@ async def start_private_race(request: web.Request) -> web.Response:
     if outcome != "ok":
         raise ApiError(409, f"already_{outcome}", f"the race is already {outcome}")
     try:
-        race = await _race(lobby, race.code)  # members are frozen from here on
+        race = await _race(lobby, race.code)  # members (and ghosts) are frozen from here on
+        # Ghosts are read again: a log held for review since it was added is refused now.
+        ghosts = [await load_ghost(lobby.pool, g.race_id, g.player_id) for g in race.ghosts]
         placed = await lobby.placer.place(
             race.race_type,
             [race.region],
             [SeatRequest(m.player_id, m.name) for m in race.members],
             custom_text=race.custom_text,
+            passage_id=ghosts[0].passage_id if ghosts else None,
+            ghosts=[g.definition() for g in ghosts],
         )
     except Exception:
         await lobby.private_races.abort_start(race.code)  # let the host retry now, not at the deadline

@@ -39,10 +39,10 @@ from aiohttp.typedefs import Handler
 from redis.exceptions import RedisError
 
 from arena import keys
+from arena.redisbatch import Command, run_batch
 from lobby.auth import current_player
 from lobby.context import lobby_of
 from lobby.errors import json_error
-from lobby.redisbatch import Command, run_batch
 
 log = structlog.get_logger(__name__)
 

@@ -4,11 +4,12 @@ The race comes from PostgreSQL (``persistence.queries.race_result``); its passag
 the packaged corpus by the stored passage id (a custom race's text is not stored: ``text`` is
 then null). Each racer's keystroke log is decoded to ``[{t_ms, key}]`` (``lobby.replay_text``
 turns that into their text at any instant). A stored race never changes, so the answer is
-cacheable: a weak ETag (a digest of the body) and a long ``Cache-Control``; a request whose
+cacheable: a weak ETag (a digest of the body) and a long ``Cache-Control`` (``no-cache`` while a
+result in it is held for review: the decision changes it); a request whose
 ``If-None-Match`` names it gets 304 without a body. For the same reason the lobby keeps the
 encoded replays it served last, as JSON and gzipped (``ReplayCache``, ``ARENA_LOBBY_REPLAY_CACHE_BYTES``):
-a shared replay link then costs neither PostgreSQL nor encoding nor compression (a marathon's
-is ~15 ms and ~5 ms of CPU).
+a shared replay link (one with no held result) then costs neither PostgreSQL nor encoding nor
+compression (a marathon's is ~15 ms and ~5 ms of CPU).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ FORMAT = 1  # of the replay document; a change of shape gets a new one (and so a
 # but never text PostgreSQL would refuse (NUL) or a query-sized blob.
 RACE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CACHE_CONTROL = "public, max-age=86400, immutable"
+HELD_CACHE_CONTROL = "public, no-cache"  # a result held for review: the ETag still saves the body
 STORED_BACKSPACE = "\b"  # persistence/keylog.py
 # Bodies kept by ReplayCache: a marathon of 5 is about 200 kB, a quick race about 30 kB.
 REPLAY_CACHE_BYTES = 32 * 1024 * 1024
@@ -55,10 +57,12 @@ class Encoded:
     etag: str
     body: bytes
     gzipped: bytes
+    final: bool = True  # False: a result is held for review, so the replay will still change
 
     @classmethod
-    def of(cls, body: bytes) -> Encoded:
-        return cls(hashlib.sha256(body).hexdigest()[:32], body, gzip.compress(body, compresslevel=6, mtime=0))
+    def of(cls, body: bytes, final: bool = True) -> Encoded:
+        digest = hashlib.sha256(body).hexdigest()[:32]
+        return cls(digest, body, gzip.compress(body, compresslevel=6, mtime=0), final)
 
     @property
     def size(self) -> int:
@@ -68,7 +72,8 @@ class Encoded:
 class ReplayCache:
     """The encoded replays served last, by race id, least recently used out first.
 
-    A stored race never changes, so an entry never goes stale; unknown ids are not kept (the
+    A stored race changes only when a held result is decided, so held ones are not kept and an
+    entry never goes stale; unknown ids are not kept (the
     race may be stored a moment later). One per lobby app, used from its event loop only.
     """
 
@@ -94,7 +99,7 @@ class ReplayCache:
         return entry
 
     def put(self, race_id: str, encoded: Encoded) -> None:
-        if encoded.size > self.max_bytes or race_id in self._entries:
+        if encoded.size > self.max_bytes or race_id in self._entries or not encoded.final:
             return
         self._entries[race_id] = encoded
         self._bytes += encoded.size
@@ -118,12 +123,13 @@ class ReplayPassage:
 class ReplayPlayer:
     player_id: str
     name: str
-    place: int | None  # None: did not finish, or flagged
+    place: int | None  # None: did not finish, flagged, or rejected on review
     status: str  # finished | dnf
     wpm: float
     accuracy: float
     flagged: bool  # fair play raised flags: not ranked
     flags: list[str]
+    review: str  # clear | held (not ranked until reviewed) | released | rejected (never ranked, no place)
     keys: str  # the stored form ("\\b" = backspace), expanded to [{t_ms, key}] by to_json()...
     key_times: list[int]  # ...with these times, ms since the race start
 
@@ -148,7 +154,7 @@ def _corpus() -> Corpus:
     return Corpus.load()
 
 
-def _passage_text(passage_id: str) -> str | None:
+def passage_text(passage_id: str) -> str | None:
     try:
         return _corpus().by_id(passage_id).text
     except PassageError:
@@ -166,6 +172,7 @@ def build_replay(race: RaceResult, passage_text: str | None) -> Replay:
             accuracy=p.accuracy,
             flagged=not p.valid,
             flags=p.flags,
+            review=p.review,
             keys=p.keys,
             key_times=p.key_times,
         )
@@ -208,6 +215,7 @@ def to_json(replay: Replay) -> dict[str, Any]:
                 "accuracy": p.accuracy,
                 "flagged": p.flagged,
                 "flags": p.flags,
+                "review": p.review,
                 "keys": [
                     {"t_ms": t, "key": BACKSPACE_KEY if k == STORED_BACKSPACE else k}
                     for k, t in zip(p.keys, p.key_times, strict=True)
@@ -225,7 +233,8 @@ def _not_modified(request: web.Request, etag: str) -> bool:
 
 
 def _encode(race: RaceResult, passage_text: str | None) -> Encoded:
-    return Encoded.of(json.dumps(to_json(build_replay(race, passage_text)), separators=(",", ":")).encode())
+    body = json.dumps(to_json(build_replay(race, passage_text)), separators=(",", ":")).encode()
+    return Encoded.of(body, final=not any(p.review == "held" for p in race.participants))
 
 
 async def _encoded(request: web.Request, race_id: str) -> Encoded:
@@ -247,7 +256,7 @@ async def _encoded(request: web.Request, race_id: str) -> Encoded:
         raise ApiError(404, "race_not_found", "no finished race with this id")
     # A marathon's encoding and gzip take ~20 ms: in a thread, so the lobby's other requests
     # (long-polls, tickets) interleave instead of waiting behind it.
-    encoded = await asyncio.to_thread(_encode, race, _passage_text(race.passage_id))
+    encoded = await asyncio.to_thread(_encode, race, passage_text(race.passage_id))
     cache.put(race_id, encoded)
     return encoded
 
@@ -258,7 +267,11 @@ async def replay(request: web.Request) -> web.StreamResponse:
     if not RACE_ID.fullmatch(race_id):
         raise ApiError(404, "race_not_found", "no finished race with this id")
     encoded = await _encoded(request, race_id)
-    headers = {"Cache-Control": CACHE_CONTROL, "Vary": "Accept-Encoding"}
+    # A replay with a result held for review changes when it is decided: revalidated each time.
+    headers = {
+        "Cache-Control": CACHE_CONTROL if encoded.final else HELD_CACHE_CONTROL,
+        "Vary": "Accept-Encoding",
+    }
     if _not_modified(request, encoded.etag):
         response = web.Response(status=304, headers=headers)
     elif _accepts_gzip(request):

@@ -35,6 +35,9 @@ class LobbySettings:
     # ARENA_LOBBY_REPLAY_CACHE_BYTES: encoded replays kept per lobby (JSON and gzip, least recently
     # used out first); a marathon of 5 is about 250 kB. 0 = off.
     replay_cache_bytes: int = 32 * 1024 * 1024
+    # ARENA_LOBBY_BOARD_CACHE_MS: a leaderboard page (top N) is answered from memory for this long
+    # after it was read from Redis: its staleness bound (lobby/boardcache.py). 0 = off.
+    board_cache_ms: int = 1000
     # ARENA_LOBBY_RATE_PER_PLAYER: requests per window per player (the seeds: 100 a minute); 0 = off
     rate_per_player: int = 100
     rate_per_ip: int = 1000  # ARENA_LOBBY_RATE_PER_IP: requests per window per client IP; 0 = off
@@ -84,6 +87,8 @@ class LobbySettings:
             raise SettingsError("ARENA_LOBBY_TOKEN_CACHE must be between 0 and 10000000")
         if not 0 <= self.replay_cache_bytes <= 16 * 1024**3:
             raise SettingsError("ARENA_LOBBY_REPLAY_CACHE_BYTES must be between 0 and 17179869184")
+        if not 0 <= self.board_cache_ms <= 60_000:
+            raise SettingsError("ARENA_LOBBY_BOARD_CACHE_MS must be between 0 and 60000")
         if min(self.rate_per_player, self.rate_per_ip, self.login_attempts) < 0 or self.rate_window_s < 1:
             raise SettingsError("rate limits must be >= 0 and ARENA_LOBBY_RATE_WINDOW_S >= 1")
         if not 0 <= self.rate_sync_ms <= 10_000:
@@ -116,6 +121,7 @@ class LobbySettings:
             token_ttl_s=env_int(env, "ARENA_LOBBY_TOKEN_TTL_S", d.token_ttl_s),
             token_cache=env_int(env, "ARENA_LOBBY_TOKEN_CACHE", d.token_cache),
             replay_cache_bytes=env_int(env, "ARENA_LOBBY_REPLAY_CACHE_BYTES", d.replay_cache_bytes),
+            board_cache_ms=env_int(env, "ARENA_LOBBY_BOARD_CACHE_MS", d.board_cache_ms),
             rate_per_player=env_int(env, "ARENA_LOBBY_RATE_PER_PLAYER", d.rate_per_player),
             rate_per_ip=env_int(env, "ARENA_LOBBY_RATE_PER_IP", d.rate_per_ip),
             rate_window_s=env_int(env, "ARENA_LOBBY_RATE_WINDOW_S", d.rate_window_s),

@@ -18,8 +18,11 @@ import structlog
 from aiohttp import web
 
 from arena import keys
+from arena.rating import RatingStore
+from arena.redisbatch import Command, run_batch
 from arena.redisutil import as_text
-from arena.tickets import MATCHABLE_RACE_TYPES, QueueFull, Ticket, TicketState
+from arena.tickets import LIVE_STATES, MATCHABLE_RACE_TYPES, QueueFull, Ticket, TicketLive, TicketState
+from arena.tickets import TicketRequest as StoreRequest
 from arena.tokens import PlayerToken
 from lobby.auth import require_player
 from lobby.bodies import opt_str, query_wait, read_object, req_str
@@ -30,7 +33,6 @@ from lobby.nodes import NODE_LOST_REASON, AssignmentView
 log = structlog.get_logger(__name__)
 
 CREATE_LOCK_MS = 5000  # one ticket creation per player at a time; the lock outlives any creation
-ACTIVE_STATES = frozenset({TicketState.QUEUED, TicketState.CLAIMED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,13 +67,18 @@ class TicketView:
 
 
 async def ticket_view(lobby: Lobby, ticket: Ticket) -> TicketView:
-    state = TicketState.QUEUED.value if ticket.state in ACTIVE_STATES else ticket.state.value
+    state = TicketState.QUEUED.value if ticket.state in LIVE_STATES else ticket.state.value
     assignment = None
     reason = None
     if ticket.assignment is not None:
         a = ticket.assignment
-        assignment = AssignmentView(a.race_id, a.node_id, a.url, a.player_token, a.join_ticket, a.region)
-        if await lobby.nodes.assignment_lost(a.node_id, a.race_id):
+        where = await lobby.nodes.follow(a.node_id, a.race_id)
+        node_id, url = (where.moved_to.node_id, where.moved_to.url) if where.moved_to else (a.node_id, a.url)
+        # Moved: the same tokens, at the adopter (it honours a ticket naming the dead node).
+        assignment = AssignmentView(a.race_id, node_id, url, a.player_token, a.join_ticket, a.region)
+        if where.moved_to is not None:
+            lobby.metrics.assignments_moved.labels("ticket").inc()
+        if where.lost:
             state, reason = "node_lost", NODE_LOST_REASON
             lobby.metrics.node_lost.labels("ticket").inc()
     return TicketView(
@@ -96,52 +103,52 @@ async def _owned_ticket(lobby: Lobby, player: PlayerToken, ticket_id: str) -> Ti
 
 
 async def create_ticket(request: web.Request) -> web.Response:
+    """Three round trips (issue 19; there were six or seven): take the player's creation lock
+    and read their previous ticket id and rating in one batch; create (the script also refuses
+    when the previous ticket, in the same queue, is still live); record the new ticket and drop
+    the lock in one batch. The player's keys and the queue's are in different hash slots, so
+    the two sides cannot be one script."""
     lobby = lobby_of(request)
     player = require_player(request)
     body = TicketRequest.parse(await read_object(request), lobby.settings.regions)
-    lock = keys.player_ticket_lock(player.player_id)
-    if not await lobby.redis.set(lock, "1", nx=True, px=CREATE_LOCK_MS):
+    pid = player.player_id
+    lock = keys.player_ticket_lock(pid)
+    locked, previous, rating = await run_batch(
+        lobby.redis,
+        [
+            ("SET", lock, "1", "NX", "PX", CREATE_LOCK_MS),
+            ("GET", keys.player_ticket(pid)),
+            RatingStore.read_command(pid),
+        ],
+    )
+    if locked is None:
         raise ApiError(409, "already_queued", "a ticket is being created for this player")
+    unlock: list[Command] = [("DEL", lock)]
     try:
-        await _refuse_second_ticket(lobby, player)
-        rating = await lobby.ratings.get(player.player_id)
-        try:
-            ticket = await lobby.tickets.create(
-                player.player_id,
-                player.name,
-                body.race_type,
-                body.region,
-                rating=rating.rating,
-                language=body.language,
-            )
-        except QueueFull:
-            raise ApiError(
-                503, "queue_full", "the queue is full; retry shortly", headers={"Retry-After": "5"}
-            ) from None
-        except ValueError as exc:  # the store's own validation (language format, say)
-            raise bad_request("bad_ticket", str(exc)) from None
-        await lobby.redis.set(keys.player_ticket(player.player_id), ticket.id, ex=lobby.tickets.ticket_ttl_s)
-    finally:
-        await lobby.redis.delete(lock)
-    lobby.metrics.tickets_created.labels(body.race_type).inc()
-    log.debug("ticket_created", ticket_id=ticket.id, player_id=player.player_id, race_type=body.race_type)
-    view = await ticket_view(lobby, ticket)
-    return web.json_response(asdict(view), status=201, headers={"Location": f"/v1/tickets/{ticket.id}"})
-
-
-async def _refuse_second_ticket(lobby: Lobby, player: PlayerToken) -> None:
-    """One live ticket per player: two could be matched into the same race against each other."""
-    current = await lobby.redis.get(keys.player_ticket(player.player_id))
-    if current is None:
-        return
-    ticket = await lobby.tickets.get(as_text(current))
-    if ticket is not None and ticket.state in ACTIVE_STATES:
+        wanted = StoreRequest(
+            pid, player.name, body.race_type, body.region, RatingStore.decode(rating).rating, body.language
+        )
+        ticket = await lobby.tickets.create_unless_live(wanted, as_text(previous) if previous else None)
+        unlock.insert(0, ("SET", keys.player_ticket(pid), ticket.id, "EX", lobby.tickets.ticket_ttl_s))
+    except TicketLive as exc:
         raise ApiError(
             409,
             "already_queued",
             "this player already has a queued ticket; cancel it first",
-            extra={"ticket_id": ticket.id},
-        )
+            extra={"ticket_id": exc.ticket_id},
+        ) from None
+    except QueueFull:
+        raise ApiError(
+            503, "queue_full", "the queue is full; retry shortly", headers={"Retry-After": "5"}
+        ) from None
+    except ValueError as exc:  # the store's own validation (language format, say)
+        raise bad_request("bad_ticket", str(exc)) from None
+    finally:
+        await run_batch(lobby.redis, unlock)
+    lobby.metrics.tickets_created.labels(body.race_type).inc()
+    log.debug("ticket_created", ticket_id=ticket.id, player_id=pid, race_type=body.race_type)
+    view = await ticket_view(lobby, ticket)
+    return web.json_response(asdict(view), status=201, headers={"Location": f"/v1/tickets/{ticket.id}"})
 
 
 async def get_ticket(request: web.Request) -> web.Response:
@@ -149,16 +156,19 @@ async def get_ticket(request: web.Request) -> web.Response:
     player = require_player(request)
     wait_s = query_wait(request, lobby.settings.long_poll_max_s)
     ticket = await _owned_ticket(lobby, player, request.match_info["ticket_id"])
-    if wait_s > 0 and ticket.state in ACTIVE_STATES:
+    if wait_s > 0 and ticket.state in LIVE_STATES:
         ticket = await lobby.tickets.wait(ticket.id, wait_s) or ticket
     return web.json_response(asdict(await ticket_view(lobby, ticket)))
 
 
 async def cancel_ticket(request: web.Request) -> web.Response:
+    """One round trip: the cancel script checks the owner itself."""
     lobby = lobby_of(request)
     player = require_player(request)
-    ticket = await _owned_ticket(lobby, player, request.match_info["ticket_id"])
-    after = await lobby.tickets.cancel(ticket.id) or ticket
+    ticket_id = request.match_info["ticket_id"]
+    after = await lobby.tickets.cancel(ticket_id, owner=player.player_id)
+    if after is None:
+        raise ApiError(404, "ticket_not_found", "no such ticket")
     view = await ticket_view(lobby, after)
     if after.state is TicketState.MATCHED:
         raise ApiError(
@@ -167,7 +177,7 @@ async def cancel_ticket(request: web.Request) -> web.Response:
             "the ticket was matched before it could be cancelled",
             extra={"ticket": asdict(view)},
         )
-    log.debug("ticket_cancelled", ticket_id=ticket.id, player_id=player.player_id)
+    log.debug("ticket_cancelled", ticket_id=after.id, player_id=player.player_id)
     return web.json_response(asdict(view))
 
 

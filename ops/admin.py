@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 
 from arena import keys
 from arena.clock import now_ms
+from arena.redisutil import connect
 from arena.registry import NodeInfo, NodeRegistry
 from arena.settings import RedisSettings, SecretSettings, SettingsError, environ
 from arena.startup import EXIT_BAD_SETTINGS
@@ -55,7 +56,7 @@ def format_status(nodes: Sequence[NodeInfo], now: int) -> str:
 
 
 async def status(redis_url: str, out: TextIO) -> int:
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = connect(RedisSettings(url=redis_url))
     try:
         nodes = await NodeRegistry(redis).live_nodes()
     finally:
@@ -86,7 +87,7 @@ async def drain(
     ``EXIT_TIMEOUT`` if races still run at the deadline: ``timeout_s``, or by default the
     instant the node says its races end at the latest, plus ``EXIT_MARGIN_S``.
     """
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = connect(RedisSettings(url=redis_url))
     try:
         registry = NodeRegistry(redis)
         node = await registry.get(node_id)
@@ -175,7 +176,7 @@ async def _final_report(
 
 async def undrain(redis_url: str, admin_token: str, node_id: str, *, out: TextIO) -> int:
     """Return a draining node to service; refused (``AdminError``) if the node is exiting."""
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = connect(RedisSettings(url=redis_url))
     try:
         node = await NodeRegistry(redis).get(node_id)
     finally:

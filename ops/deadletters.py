@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TextIO
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from arena.redisutil import connect
 from arena.settings import RedisSettings, environ
 from persistence.deadletters import DeadLetter, DeadLetters
 
@@ -86,7 +86,7 @@ async def _drop(dead: DeadLetters, ids: Sequence[str], out: TextIO) -> int:
 
 
 async def run(args: argparse.Namespace, out: TextIO) -> int:
-    redis = aioredis.Redis.from_url(args.redis_url)
+    redis = connect(RedisSettings(url=args.redis_url))
     try:
         dead = DeadLetters(redis)
         if args.command == "list":

@@ -23,11 +23,11 @@ from collections.abc import Sequence
 from typing import TextIO
 
 import asyncpg
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from arena.clock import now_ms
 from arena.outbox import OutboxWriter
+from arena.redisutil import connect
 from arena.settings import RedisSettings, environ
 from persistence import keylog
 from persistence.review import MAX_REASON, ReviewDecisionRecord, ReviewState, keystroke_stats
@@ -40,7 +40,11 @@ WHERE p.review_state = 'held'
 ORDER BY p.created_at, p.race_id, p.player_id
 LIMIT $1
 """
-_STATE = "SELECT review_state FROM race_participants WHERE race_id = $1 AND player_id = $2"
+_STATE = """
+SELECT p.review_state, r.tournament_id
+FROM race_participants p JOIN races r ON r.race_id = p.race_id
+WHERE p.race_id = $1 AND p.player_id = $2
+"""
 
 COLUMNS = (
     "race_id", "player_id", "name", "race_type", "ended_at", "wpm", "accuracy", "flags",
@@ -82,17 +86,20 @@ async def _decide(
 ) -> int:
     decision = ReviewState.RELEASED if args.command == "release" else ReviewState.REJECTED
     what = f"{args.race_id} {args.player_id}"
-    state = await conn.fetchval(_STATE, args.race_id, args.player_id)
-    if state is None:
+    row = await conn.fetchrow(_STATE, args.race_id, args.player_id)
+    if row is None:
         print(f"{what}: no such result (unknown race or player)", file=out)
         return 1
+    state = row["review_state"]
     if state == decision:
         print(f"{what}: already {state}; nothing to do", file=out)
         return 0
     if state != ReviewState.HELD:
         print(f"{what}: not held for review (it is {state})", file=out)
         return 1
-    record = ReviewDecisionRecord.of(args.race_id, args.player_id, decision.value, args.reason, now_ms())
+    record = ReviewDecisionRecord.of(
+        args.race_id, args.player_id, decision.value, args.reason, now_ms(), row["tournament_id"]
+    )
     if await writer.append(record):
         print(f"{what}: {decision.value} (appended to the outbox)", file=out)
     else:
@@ -105,7 +112,7 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
     try:
         if args.command == "list":
             return await _list(conn, args.limit, out)
-        redis = aioredis.Redis.from_url(args.redis_url)
+        redis = connect(RedisSettings(url=args.redis_url))
         try:
             return await _decide(conn, OutboxWriter(redis), args, out)
         finally:

@@ -244,9 +244,16 @@ def _ask(port: int, request: bytes, check: Callable[[socket.socket], bool]) -> b
 
 @dataclass
 class RedisServer(_Service):
-    """redis-server with a generated config. appendonly=True for a durable outbox."""
+    """redis-server with a generated config. appendonly=True for a durable outbox.
+
+    cluster=True makes it one node of a Redis Cluster (ops/rediscluster.py joins them);
+    ``cluster_node_timeout_ms`` is how long a silent master goes before its replica takes over.
+    """
 
     appendonly: bool = False
+    cluster: bool = False
+    cluster_node_timeout_ms: int = 15000  # Redis' own default
+    cluster_port: int = 0  # the cluster bus; 0: a free port (Redis' port + 10000 may not exist)
 
     name: ClassVar[str] = "redis"
 
@@ -266,6 +273,21 @@ class RedisServer(_Service):
             f"appendonly {'yes' if self.appendonly else 'no'}",
             "appendfsync everysec",
         ]
+        if self.cluster:
+            if self.cluster_port == 0:
+                self.cluster_port = free_port()
+            config += [
+                "cluster-enabled yes",
+                f"cluster-port {self.cluster_port}",
+                f'cluster-config-file "{data_dir / "nodes.conf"}"',
+                f"cluster-node-timeout {self.cluster_node_timeout_ms}",
+                # A replica that lost touch with its master for a while may still take over: no
+                # data is older than what a test wrote a moment ago.
+                "cluster-replica-validity-factor 0",
+                # Replicas sync over the socket at once, not through an RDB file after 5 s.
+                "repl-diskless-sync yes",
+                "repl-diskless-sync-delay 0",
+            ]
         (data_dir / "redis.conf").write_text("\n".join(config) + "\n")
 
     def _command(self, data_dir: Path) -> list[str]:

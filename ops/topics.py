@@ -2,6 +2,7 @@
 
     python -m ops.topics                # create what is missing; report what exists
     python -m ops.topics --check        # create nothing: exit 1 if a topic is missing
+    python -m ops.topics --lag GROUP    # a consumer group's lag on our topics, per partition
 
 A real cluster must not rely on the broker's auto-creation (one partition, the broker's default
 replication): the topics are created once per cluster, by this command (the prod overlay runs it
@@ -9,7 +10,8 @@ as a Kubernetes Job, ``deploy/k8s``). A topic that already exists is left alone 
 never changed here: more partitions would move keys, see docs/DEPLOY.md) and reported.
 
 Settings (``TopicSettings``), besides ``ARENA_KAFKA_BOOTSTRAP`` and the topic names
-(``ARENA_KAFKA_RACE_TOPIC``, ``ARENA_KAFKA_HEAT_TOPIC``) of ``persistence.settings.KafkaSettings``:
+(``ARENA_KAFKA_RACE_TOPIC``, ``ARENA_KAFKA_HEAT_TOPIC``,
+``ARENA_KAFKA_TEST_TOPIC``) of ``persistence.settings.KafkaSettings``:
 
 - ``ARENA_KAFKA_PARTITIONS`` (12): partitions of each topic;
 - ``ARENA_KAFKA_REPLICATION_FACTOR`` (1): copies of each partition (prod: 3);
@@ -37,6 +39,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from arena.logs import configure_logging
 from arena.settings import LogSettings, SettingsError, env_float, env_int, environ
 from arena.startup import load_settings
+from persistence.kafka_lag import group_lag, lag_by_topic
 from persistence.settings import KafkaSettings
 
 log = structlog.get_logger(__name__)
@@ -68,7 +71,8 @@ class TopicSettings:
 
     @property
     def topics(self) -> tuple[str, ...]:
-        return (self.kafka.race_topic, self.kafka.heat_topic)
+        k = self.kafka
+        return tuple(t for t in (k.race_topic, k.heat_topic, k.test_topic, k.player_topic) if t)
 
     def new_topics(self) -> list[NewTopic]:
         configs = {"min.insync.replicas": str(self.min_insync_replicas)}
@@ -150,12 +154,34 @@ async def run(settings: TopicSettings, *, create: bool, out: TextIO) -> int:
     return EXIT_FAILED if report.failed else 0
 
 
+async def show_lag(settings: TopicSettings, group: str, out: TextIO) -> int:
+    """Print ``group``'s lag on our topics per partition (persistence/kafka_lag.py exports the sums)."""
+    try:
+        partitions = await asyncio.wait_for(
+            group_lag(settings.kafka.bootstrap, group, settings.admin_timeout_s, settings.topics),
+            settings.admin_timeout_s,
+        )
+    except (KafkaError, OSError, TimeoutError) as exc:
+        log.error("kafka_lag_failed", group=group, error=repr(exc))
+        return EXIT_FAILED
+    print(f"{'topic':<24} {'partition':>9} {'committed':>10} {'end':>10} {'lag':>8}", file=out)
+    for p in partitions:
+        committed = "-" if p.committed < 0 else str(p.committed)
+        print(f"{p.topic:<24} {p.partition:>9} {committed:>10} {p.end:>10} {p.lag:>8}", file=out)
+    for topic, lag in lag_by_topic(partitions).items():
+        print(f"total {topic}: {lag}", file=out)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Create the Kafka topics (partitions, replication)")
     parser.add_argument("--check", action="store_true", help="create nothing; exit 1 if a topic is missing")
+    parser.add_argument("--lag", metavar="GROUP", help="print a consumer group's lag on our topics")
     args = parser.parse_args(argv)
     settings = load_settings(TopicSettings.from_env, environ() if env is None else env)
     configure_logging(settings.log)
+    if args.lag:
+        return asyncio.run(show_lag(settings, args.lag, sys.stdout))
     return asyncio.run(run(settings, create=not args.check, out=sys.stdout))
 
 

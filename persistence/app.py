@@ -21,14 +21,17 @@ from arena.redisutil import connect
 from persistence.consumer import Health, OutboxConsumer, ReadSide
 from persistence.deadletters import DeadLetters
 from persistence.errors import describe
+from persistence.kafka_lag import LagMonitor
 from persistence.leaderboards import LeaderboardWriter
 from persistence.metrics import PersistenceMetrics
 from persistence.publisher import KafkaPublisher
 from persistence.rating_history import RatingHistoryConsumer
 from persistence.ratings import RatingCatchUp
 from persistence.recent import RecentCache
+from persistence.rejection import RatingUndo
 from persistence.settings import PersistenceSettings
 from persistence.store import PostgresStore
+from persistence.test_results import TestReadSide
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +51,7 @@ class PersistenceService:
         self.publisher: KafkaPublisher | None = None
         self.consumers: list[OutboxConsumer] = []
         self.rating_history: RatingHistoryConsumer | None = None
+        self.lag_monitor = LagMonitor(settings.kafka, self.metrics)
         self._stopping = False
 
     async def start(self) -> None:
@@ -70,6 +74,8 @@ class PersistenceService:
             RecentCache(self.redis, s.readside),
             RatingCatchUp(self.redis),
             self.redis,
+            tests=TestReadSide(self.redis, s.readside),
+            undo=RatingUndo(self.redis),
         )
         dead = DeadLetters(self.redis)
         workers = max(1, s.consumer.workers)
@@ -97,6 +103,7 @@ class PersistenceService:
                 health=self.health,
             )
             await self.rating_history.start()
+        self.lag_monitor.start()
         log.info("persistence_started", consumers=[c.name for c in self.consumers])
 
     async def stop(self) -> None:
@@ -104,7 +111,7 @@ class PersistenceService:
         if self._stopping:
             return
         self._stopping = True
-        stopping = [c.stop() for c in self.consumers]
+        stopping = [c.stop() for c in self.consumers] + [self.lag_monitor.stop()]
         if self.rating_history is not None:
             stopping.append(self.rating_history.stop())
         await asyncio.gather(*stopping)

@@ -26,13 +26,14 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar, cast
 
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -40,7 +41,9 @@ from redis.typing import StreamIdT
 
 from arena import keys
 from arena.clock import now_ms
+from arena.redisutil import execute_loading
 from arena.results import MatchRecord
+from arena.typing_tests import TypingTestRecord
 from persistence import streams
 from persistence.deadletters import DeadLetters
 from persistence.entries import Entry, Match, PoisonEntry, decode
@@ -50,9 +53,11 @@ from persistence.metrics import PersistenceMetrics
 from persistence.publisher import KafkaPublisher, PublishBatch
 from persistence.ratings import RatingCatchUp
 from persistence.recent import RecentCache
-from persistence.review import ReleasedResult, released_placements
+from persistence.rejection import RatingUndo, Rejection
+from persistence.review import DecidedResult, ReleasedResult, ReviewState, released_placements
 from persistence.settings import ConsumerSettings
 from persistence.store import PostgresStore
+from persistence.test_results import TestReadSide
 
 log = structlog.get_logger(__name__)
 
@@ -123,27 +128,59 @@ class ReadSide:
     recent: RecentCache
     ratings: RatingCatchUp
     redis: aioredis.Redis
+    tests: TestReadSide | None = None  # typing tests' recent results and histograms
+    undo: RatingUndo | None = None  # None: made from ``redis`` when first needed
 
     async def apply(
         self,
         records: Sequence[MatchRecord],
         released: Sequence[ReleasedResult] = (),
-        unranked: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
+        unranked: Mapping[tuple[str, str], str] | None = None,
+        tests: Sequence[TypingTestRecord] = (),
+        new_tests: frozenset[str] | set[str] = frozenset(),
     ) -> int:
         """Boards and recent results in one pipeline, then ratings a node missed (how many).
 
         ``released``: results an operator released from review, offered to their boards now;
-        ``unranked``: (race, player) of results held or rejected, kept off the boards.
+        ``unranked``: (race, player) -> state of results held or rejected, kept off the boards
+        and marked so in recent results; ``tests``: typing tests (never on boards or rated),
+        ``new_tests`` the ids stored now.
         """
         if released:
             await self.leaderboards.offer(released_placements(released, self.leaderboards.settings))
-        if not records:
+        tests = tests if self.tests is not None else ()
+        if not records and not tests:
             return 0
-        async with self.redis.pipeline(transaction=False) as pipe:
-            self.leaderboards.queue_records(pipe, records, unranked)
-            self.recent.queue(pipe, records)
-            await pipe.execute()
-        return await self.ratings.apply(records)
+        if records:
+
+            def build(pipe: Pipeline) -> None:
+                self.leaderboards.queue_records(pipe, records, unranked or {})
+                self.recent.queue(pipe, records, unranked)
+
+            # Idempotent (best-of boards, recent results by member), so it may run twice: see
+            # execute_loading.
+            await execute_loading(self.redis, build, [self.recent.script])
+        if tests and self.tests is not None:
+            # Apart: its histogram counts only tests stored now, but a rerun must not count twice.
+            async with self.redis.pipeline(transaction=False) as pipe:
+                self.tests.queue(pipe, tests, set(new_tests))
+                await pipe.execute()
+        return await self.ratings.apply(records) if records else 0
+
+    async def apply_decisions(self, decided: Sequence[DecidedResult], rejections: Sequence[Rejection]) -> int:
+        """Review decisions: the held line in recent results becomes released or rejected, and a
+        rejection's rating change is undone, once (persistence/rejection.py). Returns how many
+        ratings moved."""
+        if decided:
+            swaps = [(d.player_id, d.recent(ReviewState.HELD), d.recent(d.review)) for d in decided]
+            # A swap replaces one member by another: running it twice changes nothing more.
+            await execute_loading(
+                self.redis, lambda pipe: self.recent.queue_swaps(pipe, swaps), [self.recent.swap_script]
+            )
+        if not rejections:
+            return 0
+        undo = self.undo or RatingUndo(self.redis)
+        return await undo.apply(rejections)
 
 
 @dataclass
@@ -376,11 +413,22 @@ class OutboxConsumer:
                 await asyncio.sleep(self.settings.delay_after_commit_s)
             # Races and heats only: a tournament's final result has no board, recent result or rating.
             records = [m.record for m in matches if isinstance(m.record, MatchRecord)]
+            tests = [m.record for m in matches if isinstance(m.record, TypingTestRecord)]
+            new_tests = {t.match_id for t in tests if t.match_id in written.inserted}
+            self._metrics.tests_stored.inc(len(new_tests))
             with self._metrics.stage_seconds.labels("readside").time():
                 rated = await self._retry(
                     Dependency.REDIS,
-                    lambda: self._readside.apply(records, written.released, written.unranked),
+                    lambda: self._readside.apply(
+                        records, written.released, written.unranked, tests=tests, new_tests=new_tests
+                    ),
                 )
+                if written.decided_results:
+                    undone = await self._retry(
+                        Dependency.REDIS,
+                        lambda: self._readside.apply_decisions(written.decided_results, written.rejections),
+                    )
+                    self._metrics.ratings_undone.inc(undone)
             self._metrics.ratings_caught_up.inc(rated)
             publish = PublishBatch(self._publisher, matches)
             with self._metrics.stage_seconds.labels("kafka").time():

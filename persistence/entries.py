@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import msgpack
@@ -30,6 +31,7 @@ from arena.results import (
     TournamentFinalRecord,
     final_match_id,
 )
+from arena.typing_tests import TEST_KIND, TEST_RECORD_VERSION, TypingMode, TypingTestRecord
 from persistence.review import REVIEW_KIND, REVIEW_RECORD_VERSION, ReviewDecisionRecord
 
 MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the last instant PostgreSQL and datetime share
@@ -80,10 +82,12 @@ _FINAL_ITEMS: dict[str, tuple[type, dict[str, tuple[type, ...]], dict[str, Any]]
 
 
 MATCH_KINDS = ("race", "heat")  # MatchRecords
-KINDS = (*MATCH_KINDS, FINAL_KIND, REVIEW_KIND)  # what this consumer stores; the rest is dead-lettered
+# What this consumer stores; the rest is dead-lettered.
+KINDS = (*MATCH_KINDS, FINAL_KIND, REVIEW_KIND, TEST_KIND)
 _REVIEW_FIELDS, _REVIEW_DEFAULTS = _spec(ReviewDecisionRecord)
+_TEST_FIELDS, _TEST_DEFAULTS = _spec(TypingTestRecord)
 
-Record = MatchRecord | TournamentFinalRecord | ReviewDecisionRecord
+Record = MatchRecord | TournamentFinalRecord | ReviewDecisionRecord | TypingTestRecord
 
 
 class PoisonEntry(ValueError):
@@ -148,6 +152,8 @@ def decode(entry: Entry) -> Match:
         record = _final(raw)
     elif entry.kind == REVIEW_KIND:
         record = _review(raw)
+    elif entry.kind == TEST_KIND:
+        record = _test(raw)
     else:
         record = _record(raw)
     if record.match_id != entry.match_id or record.kind != entry.kind:
@@ -156,6 +162,17 @@ def decode(entry: Entry) -> Match:
             f" ({record.match_id!r}, {record.kind!r})"
         )
     return Match(entry=entry, record=record, data=data)
+
+
+def _is_day(value: object) -> bool:
+    """A daily challenge's day: YYYY-MM-DD, as the store's ``date`` column takes it."""
+    if type(value) is not str or len(value) != 10:
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _record(raw: Any) -> MatchRecord:
@@ -169,6 +186,8 @@ def _record(raw: Any) -> MatchRecord:
     _check(raw, _MATCH_FIELDS, "record")
     if not raw["match_id"]:
         raise PoisonEntry("empty match id")
+    if raw.get("daily") is not None and not _is_day(raw["daily"]):
+        raise PoisonEntry(f"record.daily is not a day (YYYY-MM-DD): {raw['daily']!r}")
     for name in _TIMES:
         value = raw[name]
         if value is not None and not 0 <= value <= MAX_MS:
@@ -187,6 +206,37 @@ def _record(raw: Any) -> MatchRecord:
         # log's encoding, which the store reports as that record's rejection.
         participants.append(ParticipantRecord(**p))
     return MatchRecord(participants=participants, **raw)
+
+
+def _test(raw: Any) -> TypingTestRecord:
+    """A typing test's result (``arena.typing_tests``): every field typed, its mode known, its
+    instants and measures in range, so the store can only refuse it for PostgreSQL's reasons."""
+    if not isinstance(raw, dict):
+        raise PoisonEntry("record is not a map")
+    raw = _TEST_DEFAULTS | raw
+    if type(raw["version"]) is int and raw["version"] > TEST_RECORD_VERSION:
+        raise PoisonEntry(
+            f"record version {raw['version']} is newer than this consumer ({TEST_RECORD_VERSION})"
+        )
+    _check(raw, _TEST_FIELDS, "record")
+    if not raw["match_id"] or not raw["player_id"]:
+        raise PoisonEntry("empty test or player id")
+    try:
+        TypingMode.parse(raw["mode"])
+    except ValueError as exc:
+        raise PoisonEntry(f"record.mode: {exc}") from None
+    for name in _TIMES:
+        value = raw[name]
+        if value is not None and not 0 <= value <= MAX_MS:
+            raise PoisonEntry(f"record.{name} out of range: {value}")
+    for name in ("passage_chars", "correct_chars", "typed_chars", "errors", "elapsed_ms"):
+        if not 0 <= raw[name] <= 2**31 - 1:
+            raise PoisonEntry(f"record.{name} out of range: {raw[name]}")
+    if raw["state"] not in ("finished", "aborted") or raw["status"] not in ("finished", "dnf"):
+        raise PoisonEntry(f"record state {raw['state']!r} / status {raw['status']!r} unknown")
+    if not all(type(f) is str for f in raw["flags"]):
+        raise PoisonEntry("record.flags must be strings")
+    return TypingTestRecord(**raw)
 
 
 def _review(raw: Any) -> ReviewDecisionRecord:

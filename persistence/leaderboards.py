@@ -7,11 +7,13 @@ accuracy as the tie break, packed into one number (``score``). Updates use ``ZAD
 result only ever raises a score, so applying one twice, or out of order, changes nothing.
 Only valid finishes of ranked race types count, and none held for review (``ARENA_REVIEW_WPM``,
 persistence/review.py): an operator's release offers a held result to its boards later.
+A daily challenge attempt (a record whose ``daily`` names the day) also goes to that day's board,
+``daily:{YYYY-MM-DD}:board``, by the same rules (lobby/daily.py serves it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -99,8 +101,25 @@ def boards_for(race_type: str, day: date, settings: ReadSideSettings) -> tuple[t
     return tuple((board_key(race_type, tf, day), expires_at(tf, day, settings)) for tf in Timeframe)
 
 
-def record_placements(record: MatchRecord, settings: ReadSideSettings) -> list[Placement]:
+@lru_cache(maxsize=64)
+def daily_challenge_board(day: str, settings: ReadSideSettings) -> tuple[str, int | None] | None:
+    """(key, expiry) of the daily challenge's board of ``day`` (a record's ``daily``); None if
+    the day is not one. It is kept as long as a daily leaderboard."""
+    try:
+        parsed = date.fromisoformat(day)
+    except ValueError:
+        return None
+    return keys.daily_board(parsed.isoformat()), expires_at(Timeframe.DAILY, parsed, settings)
+
+
+def _boards_of(record: MatchRecord, settings: ReadSideSettings) -> tuple[tuple[str, int | None], ...]:
     boards = boards_for(record.race_type, to_datetime(record.ended_at).date(), settings)
+    daily = daily_challenge_board(record.daily, settings) if record.daily else None
+    return (*boards, daily) if daily else boards
+
+
+def record_placements(record: MatchRecord, settings: ReadSideSettings) -> list[Placement]:
+    boards = _boards_of(record, settings)
     return [
         Placement(key, p.player_id, p.name, score(p.wpm, p.accuracy), expiry)
         for p in record.participants
@@ -138,7 +157,7 @@ class LeaderboardWriter:
         self,
         pipe: Pipeline,
         records: Sequence[MatchRecord],
-        unranked: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
+        unranked: Collection[tuple[str, str]] = frozenset(),
     ) -> None:
         """The consumer's hot path: the same as queuing ``record_placements``, without the objects.
 
@@ -148,7 +167,7 @@ class LeaderboardWriter:
         expiry: dict[str, int | None] = {}
         names: dict[str, str] = {}
         for r in records:
-            boards = boards_for(r.race_type, to_datetime(r.ended_at).date(), self._settings)
+            boards = _boards_of(r, self._settings)
             if not boards:
                 continue
             for p in r.participants:

@@ -32,6 +32,11 @@ class PersistenceMetrics:
         self.matches_inserted = Counter(
             f"{_PREFIX}_matches_inserted_total", "Matches newly written to PostgreSQL", registry=r
         )
+        self.tests_stored = Counter(
+            f"{_PREFIX}_typing_tests_stored_total",
+            "Typing tests' results newly written to PostgreSQL",
+            registry=r,
+        )
         self.matches_duplicate = Counter(
             f"{_PREFIX}_matches_duplicate_total", "Re-delivered matches PostgreSQL already had", registry=r
         )
@@ -47,6 +52,11 @@ class PersistenceMetrics:
             f"{_PREFIX}_review_decisions_total",
             "Operator review decisions stored, by decision (released, rejected)",
             ["decision"],
+            registry=r,
+        )
+        self.ratings_undone = Counter(
+            f"{_PREFIX}_ratings_undone_total",
+            "Ratings corrected because a result was rejected on review (its gain, opponents' refunds)",
             registry=r,
         )
         self.ratings_caught_up = Counter(
@@ -104,4 +114,21 @@ class PersistenceMetrics:
         )
         self.backlog = Gauge(
             f"{_PREFIX}_backlog_entries", "Entries in the outbox not yet delivered to the group", registry=r
+        )
+        # Consumer lag of the groups that read our topics (persistence/kafka_lag.py); labels are
+        # the configured groups (ARENA_KAFKA_LAG_GROUPS, at most 20) and our own topics.
+        self.kafka_consumer_lag = Gauge(
+            f"{_PREFIX}_kafka_consumer_lag_messages",
+            "Messages of a topic produced but not committed by a consumer group",
+            ["group", "topic"],
+            registry=r,
+        )
+        self.kafka_lag_updated = Gauge(
+            f"{_PREFIX}_kafka_lag_updated_timestamp_seconds",
+            "When a group's lag was last read",
+            ["group"],
+            registry=r,
+        )
+        self.kafka_lag_failures = Counter(
+            f"{_PREFIX}_kafka_lag_failures_total", "Rounds of reading a group's lag that failed", registry=r
         )

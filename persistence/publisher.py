@@ -6,6 +6,11 @@ Races go to the race topic, tournament heats to the heat topic. A tournament's f
 (kind ``tournament_final``, a msgpack ``TournamentFinalRecord``) goes to the heat topic too,
 keyed by its tournament id. An operator's decision on a result held for review (kind
 ``review_decision``, a msgpack ``ReviewDecisionRecord``) goes to the race topic, keyed by its race id.
+A typing test's result (kind ``test``, a msgpack ``TypingTestRecord``) goes to the test topic,
+keyed by its test id. Every record also gives one small message per player it concerns to the
+player topic, keyed by the player id, so each player's events stay in order
+(``persistence/player_events.py``); a record counts as published when all of its messages are
+acknowledged.
 
 A batch is published by a ``PublishBatch``: every message is sent, then every ack awaited.
 A retry after a failure re-sends only what failed and keeps waiting for what is still in
@@ -17,14 +22,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from arena.results import FINAL_KIND
+from arena.typing_tests import TEST_KIND
 from persistence.entries import Match
 from persistence.errors import Dependency, DependencyDown, describe, kafka_rejects_message
+from persistence.player_events import EVENT_VERSION, player_events
 from persistence.settings import KafkaSettings
 
 log = structlog.get_logger(__name__)
@@ -42,6 +50,8 @@ class KafkaPublisher:
         self._lock = asyncio.Lock()
 
     def topic_for(self, kind: str) -> str:
+        if kind == TEST_KIND:
+            return self.settings.test_topic
         return self.settings.heat_topic if kind in ("heat", FINAL_KIND) else self.settings.race_topic
 
     async def producer(self) -> AIOKafkaProducer:
@@ -107,13 +117,24 @@ async def _abandon(producer: AIOKafkaProducer) -> None:
     producer._closed = True
 
 
+@dataclass(frozen=True, slots=True)
+class _Message:
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
 class PublishBatch:
-    """One batch's messages until every one is acknowledged (or rejected for good)."""
+    """One batch's messages until every one is acknowledged (or rejected for good).
+
+    A match's messages are its record (race or heat topic) and its player events (player topic),
+    each tracked by ``(match id, index)``: a retry re-sends only the messages that failed."""
 
     def __init__(self, publisher: KafkaPublisher, matches: Sequence[Match]) -> None:
         self._publisher = publisher
         self._todo = {m.match_id: m for m in matches}
-        self._futures: dict[str, asyncio.Future[object]] = {}
+        self._futures: dict[tuple[str, int], asyncio.Future[object]] = {}
         self.rejected: dict[str, str] = {}  # match id -> why Kafka refused it
 
     async def run(self) -> dict[str, str]:
@@ -124,8 +145,9 @@ class PublishBatch:
             # send() only waits for metadata or buffer space: one deadline for all, not a task each.
             async with asyncio.timeout(timeout):
                 for match_id, m in self._todo.items():
-                    if match_id not in self.rejected and self._needs_send(match_id):
-                        await self._send(producer, match_id, m)
+                    for i, message in enumerate(self._messages(m)):
+                        if match_id not in self.rejected and self._needs_send((match_id, i)):
+                            await self._send(producer, (match_id, i), message)
         except TimeoutError as exc:
             raise DependencyDown(Dependency.KAFKA, f"send blocked for {timeout}s") from exc
         waiting = [f for f in self._futures.values() if not f.done()]
@@ -135,7 +157,7 @@ class PublishBatch:
                 raise DependencyDown(
                     Dependency.KAFKA, f"{len(pending)} message(s) unacknowledged after {timeout}s"
                 )
-        for match_id, future in self._futures.items():
+        for (match_id, _), future in self._futures.items():
             if match_id in self.rejected:
                 continue
             if future.cancelled():
@@ -145,20 +167,28 @@ class PublishBatch:
                 self._fail(match_id, error)
         return self.rejected
 
-    async def _send(self, producer: AIOKafkaProducer, match_id: str, m: Match) -> None:
+    def _messages(self, m: Match) -> list[_Message]:
+        """The record for its topic, then one event per player (if the player topic is on)."""
         kind = m.record.kind
+        headers = [("kind", kind.encode()), ("record_version", b"%d" % m.record.version)]
+        out = [_Message(self._publisher.topic_for(kind), m.key.encode(), m.data, headers)]
+        player_topic = self._publisher.settings.player_topic
+        if player_topic:
+            for e in player_events(m.record):
+                event_headers = [("kind", e.kind.encode()), ("event_version", b"%d" % EVENT_VERSION)]
+                out.append(_Message(player_topic, e.player_id.encode(), e.value, event_headers))
+        return out
+
+    async def _send(self, producer: AIOKafkaProducer, message_id: tuple[str, int], message: _Message) -> None:
         try:
-            self._futures[match_id] = await producer.send(
-                self._publisher.topic_for(kind),
-                m.data,
-                key=m.key.encode(),
-                headers=[("kind", kind.encode()), ("record_version", b"%d" % m.record.version)],
+            self._futures[message_id] = await producer.send(
+                message.topic, message.value, key=message.key, headers=message.headers
             )
         except (KafkaError, OSError) as exc:
-            self._fail(match_id, exc)
+            self._fail(message_id[0], exc)
 
-    def _needs_send(self, match_id: str) -> bool:
-        future = self._futures.get(match_id)
+    def _needs_send(self, message_id: tuple[str, int]) -> bool:
+        future = self._futures.get(message_id)
         if future is None:
             return True
         return future.done() and (future.cancelled() or future.exception() is not None)

@@ -19,7 +19,7 @@ from arena import keys
 from arena.clock import now_ms
 from persistence import keylog
 from persistence.leaderboards import Timeframe, board_key, unscore
-from persistence.recent import RecentCache, RecentResult
+from persistence.recent import RecentCache, RecentResult, shown_place
 from persistence.settings import ReadSideSettings
 from persistence.times import to_datetime, to_ms
 
@@ -53,6 +53,7 @@ class ParticipantResult:
     finished_at: int | None  # ms
     keys: str  # the keystroke log: typed keys (\b = backspace)...
     key_times: list[int]  # ...and their times, ms since the race start
+    review: str = "clear"  # persistence/review.py: clear | held | released | rejected (place: null)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +112,8 @@ async def player_rank(
 
 
 _RECENT_SQL = """
-SELECT p.race_id, r.kind, r.race_type, p.created_at, r.players, p.place, p.status, p.valid, p.wpm, p.accuracy
+SELECT p.race_id, r.kind, r.race_type, p.created_at, r.players, p.place, p.status, p.valid, p.wpm, p.accuracy,
+       p.review_state
 FROM race_participants p JOIN races r ON r.race_id = p.race_id
 WHERE p.player_id = $1 AND p.created_at <= $2 AND (p.created_at, p.race_id) < ($2, $3)
 ORDER BY p.created_at DESC, p.race_id DESC
@@ -160,11 +162,12 @@ async def _recent_from_db(
             race_type=row["race_type"],
             ended_at=to_ms(row["created_at"]),
             players=row["players"],
-            place=row["place"],
+            place=shown_place(row["place"], row["review_state"]),
             status=row["status"],
             valid=row["valid"],
             wpm=row["wpm"],
             accuracy=row["accuracy"],
+            review=row["review_state"],
         )
         for row in rows
     ]
@@ -206,7 +209,7 @@ def _participant(row: asyncpg.Record) -> ParticipantResult:
     return ParticipantResult(
         player_id=row["player_id"],
         name=row["name"],
-        place=row["place"],
+        place=shown_place(row["place"], row["review_state"]),
         status=row["status"],
         valid=row["valid"],
         flags=list(row["flags"]),
@@ -222,6 +225,7 @@ def _participant(row: asyncpg.Record) -> ParticipantResult:
         finished_at=_opt_ms(row["finished_at"]),
         keys=typed,
         key_times=times,
+        review=row["review_state"],
     )
 
 

@@ -28,6 +28,7 @@ import structlog
 from arena import keys
 from arena.clock import now_ms
 from arena.logs import configure_logging
+from arena.redisutil import connect
 from arena.settings import LogSettings, RedisSettings, environ
 from persistence.leaderboards import LeaderboardWriter, Placement, Timeframe, board_key, expires_at, score
 from persistence.settings import PostgresSettings, ReadSideSettings
@@ -117,6 +118,15 @@ async def rebuild(
 
 
 async def _replace(redis: aioredis.Redis, key: str, members: Sequence[Placement]) -> None:
+    # Names first, on their own: a MULTI may touch one slot only on a Redis Cluster, and a name
+    # written a moment before its board costs nothing. The board is swapped in one MULTI (one
+    # key), so readers see the old board or the new one, never an empty one.
+    async with redis.pipeline(transaction=False) as pipe:
+        for i in range(0, len(members), ZADD_CHUNK):
+            pipe.hset(
+                keys.PLAYER_NAMES, mapping={pl.player_id: pl.name for pl in members[i : i + ZADD_CHUNK]}
+            )
+        await pipe.execute()
     async with redis.pipeline(transaction=True) as pipe:
         pipe.delete(key)
         for i in range(0, len(members), ZADD_CHUNK):
@@ -124,10 +134,6 @@ async def _replace(redis: aioredis.Redis, key: str, members: Sequence[Placement]
         at = members[0].expires_at
         if at is not None:
             pipe.expireat(key, at)
-        for i in range(0, len(members), ZADD_CHUNK):
-            pipe.hset(
-                keys.PLAYER_NAMES, mapping={pl.player_id: pl.name for pl in members[i : i + ZADD_CHUNK]}
-            )
         await pipe.execute()
 
 
@@ -142,7 +148,7 @@ async def _delete_stale(redis: aioredis.Redis, rebuilt: set[str], race_types: Se
 
 
 async def _run(redis_url: str, dsn: str, settings: ReadSideSettings) -> RebuildReport:
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = connect(RedisSettings(url=redis_url))
     try:
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
         try:

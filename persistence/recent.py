@@ -11,15 +11,17 @@ adds after filling it from PostgreSQL with everything the player has (fewer than
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
 import msgpack
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
 
 from arena import keys
+from arena.redisutil import execute_loading
 from arena.results import MatchRecord
 from persistence.settings import ReadSideSettings
 
@@ -27,6 +29,14 @@ COMPLETE = b"~complete"
 
 # KEYS[1] the set; ARGV: score/member pairs. Keep and TTL are baked in (one script per setting):
 # one call per result sits on the hot path, and every argument costs client time.
+# KEYS[1] the set; ARGV[1] score, ARGV[2] the member as it was, ARGV[3] as it is now. Only a
+# member still there is replaced: a re-delivered decision, or a set that lost it, changes nothing.
+_SWAP = """
+if redis.call('ZREM', KEYS[1], ARGV[2]) == 1 then
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3])
+end
+"""
+
 _ADD = """
 for i = 1, #ARGV, 2 do
   redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1])
@@ -50,13 +60,21 @@ class RecentResult:
     valid: bool
     wpm: float
     accuracy: float
+    # persistence/review.py: clear | held | released | rejected. A rejected result has no place.
+    review: str = "clear"
 
     def member(self) -> bytes:
-        """msgpack of the fields in order: the same result always packs to the same bytes."""
-        packed: bytes = msgpack.packb(
-            [self.race_id, self.kind, self.race_type, self.ended_at, self.players, self.place,
-             self.status, self.valid, self.wpm, self.accuracy],
-        )  # fmt: skip
+        """msgpack of the fields in order: the same result always packs to the same bytes.
+
+        ``review`` only when not clear, so a clear result packs as it did before the field existed.
+        """
+        fields: list[object] = [
+            self.race_id, self.kind, self.race_type, self.ended_at, self.players, self.place,
+            self.status, self.valid, self.wpm, self.accuracy,
+        ]  # fmt: skip
+        if self.review != "clear":
+            fields.append(self.review)
+        packed: bytes = msgpack.packb(fields)
         return packed
 
     @classmethod
@@ -64,8 +82,12 @@ class RecentResult:
         return cls(*msgpack.unpackb(raw))
 
 
-def record_results(record: MatchRecord) -> list[tuple[str, RecentResult]]:
-    """(player id, result) for every participant, finished or not."""
+def record_results(
+    record: MatchRecord, review: Mapping[tuple[str, str], str] | None = None
+) -> list[tuple[str, RecentResult]]:
+    """(player id, result) for every participant, finished or not; ``review``: (race, player) ->
+    review state of the results not clear (the store's ``WriteResult.unranked``)."""
+    states = review or {}
     return [
         (
             p.player_id,
@@ -75,15 +97,22 @@ def record_results(record: MatchRecord) -> list[tuple[str, RecentResult]]:
                 race_type=record.race_type,
                 ended_at=record.ended_at,
                 players=len(record.participants),
-                place=p.place,
+                place=shown_place(p.place, states.get((record.match_id, p.player_id), "clear")),
                 status=p.status,
                 valid=p.valid,
                 wpm=float(p.wpm),
                 accuracy=float(p.accuracy),
+                review=states.get((record.match_id, p.player_id), "clear"),
             ),
         )
         for p in record.participants
     ]
+
+
+def shown_place(place: int | None, review: str) -> int | None:
+    """A rejected result is no win: shown without a place, like a flagged one (the other racers
+    keep the places they had; docs/FAIRPLAY.md, "Rejected")."""
+    return None if review == "rejected" else place
 
 
 class RecentCache:
@@ -92,20 +121,46 @@ class RecentCache:
         self._add = redis.register_script(
             _ADD.format(keep=int(settings.recent_keep), ttl=int(settings.recent_ttl_s))
         )
+        self._swap = redis.register_script(_SWAP)
 
     async def apply(self, records: Sequence[MatchRecord]) -> None:
         """Add every participant's result of these records (idempotent)."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            self.queue(pipe, records)
-            await pipe.execute()
+        await execute_loading(self._redis, lambda pipe: self.queue(pipe, records), [self._add])
 
-    def queue(self, pipe: Pipeline, records: Sequence[MatchRecord]) -> None:
+    @property
+    def script(self) -> AsyncScript:
+        return self._add
+
+    @property
+    def swap_script(self) -> AsyncScript:
+        return self._swap
+
+    def queue_swaps(self, pipe: Pipeline, swaps: Sequence[tuple[str, RecentResult, RecentResult]]) -> None:
+        """(player, before, after): a result whose review state changed, replaced where cached."""
+        scripts = getattr(pipe, "scripts", None)  # a cluster pipeline has none: see queue()
+        if scripts is not None:
+            scripts.add(self._swap)
+        for player_id, before, after in swaps:
+            pipe.evalsha(
+                self._swap.sha, 1, keys.recent_results(player_id), b"%d" % after.ended_at,
+                before.member(), after.member(),
+            )  # fmt: skip
+
+    def queue(
+        self,
+        pipe: Pipeline,
+        records: Sequence[MatchRecord],
+        review: Mapping[tuple[str, str], str] | None = None,
+    ) -> None:
         """Queue the updates on a pipeline the caller executes."""
         # Loaded first if Redis lost it (what Script.__call__ does); redis-py types it for sync only.
-        pipe.scripts.add(self._add)  # type: ignore[arg-type]
+        # A cluster pipeline has no such set: its callers use arena.redisutil.execute_loading.
+        scripts = getattr(pipe, "scripts", None)
+        if scripts is not None:
+            scripts.add(self._add)
         sha = self._add.sha
         for r in records:
-            for player_id, result in record_results(r):
+            for player_id, result in record_results(r, review):
                 # One call per player, each touching one key: valid on Redis Cluster. Bytes
                 # arguments skip redis-py's per-argument encoding.
                 pipe.evalsha(sha, 1, keys.recent_results(player_id), b"%d" % result.ended_at, result.member())

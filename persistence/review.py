@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from itertools import pairwise
+from typing import Any
 
 import msgpack
 
 from arena.results import ParticipantRecord
 from persistence.leaderboards import Placement, boards_for, counts_for_ranking, score
+from persistence.recent import RecentResult, shown_place
 from persistence.settings import ReadSideSettings
+from persistence.times import to_ms
 
 
 class ReviewState(StrEnum):
@@ -86,6 +89,9 @@ class ReviewDecisionRecord:
     decision: str  # released | rejected
     reason: str  # required for a rejection; may be empty for a release
     decided_at: int  # epoch ms
+    # The heat's tournament, if any: its director reads rejections from the outbox and
+    # re-decides the heat if its round is still open (docs/TOURNAMENTS.md, "Review").
+    tournament_id: str | None = None
     kind: str = REVIEW_KIND
     version: int = REVIEW_RECORD_VERSION
 
@@ -104,12 +110,21 @@ class ReviewDecisionRecord:
             raise ValueError("a rejection needs a reason")
         if self.kind != REVIEW_KIND:
             raise ValueError(f"kind must be {REVIEW_KIND!r}")
+        if self.tournament_id is not None and not self.tournament_id:
+            raise ValueError("tournament id must not be empty")
 
     @classmethod
     def of(
-        cls, race_id: str, player_id: str, decision: str, reason: str, decided_at: int
+        cls,
+        race_id: str,
+        player_id: str,
+        decision: str,
+        reason: str,
+        decided_at: int,
+        tournament_id: str | None = None,
     ) -> ReviewDecisionRecord:
-        return cls(review_match_id(race_id, player_id), race_id, player_id, decision, reason, decided_at)
+        match_id = review_match_id(race_id, player_id)
+        return cls(match_id, race_id, player_id, decision, reason, decided_at, tournament_id)
 
     def to_bytes(self) -> bytes:
         packed: bytes = msgpack.packb(dataclasses.asdict(self), use_bin_type=True)
@@ -136,6 +151,49 @@ def released_placements(results: Sequence[ReleasedResult], settings: ReadSideSet
         for r in results
         for key, expiry in boards_for(r.race_type, r.created_at.date(), settings)
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class DecidedResult:
+    """A result an operator released or rejected, as stored: what the read side updates."""
+
+    race_id: str
+    player_id: str
+    name: str
+    kind: str
+    race_type: str
+    created_at: datetime  # the race's end
+    players: int
+    place: int | None
+    status: str
+    valid: bool
+    wpm: float
+    accuracy: float
+    review: str  # released | rejected
+
+    @classmethod
+    def of_row(cls, row: Any) -> DecidedResult:  # an asyncpg Record of store._DECIDED
+        return cls(
+            row["race_id"], row["player_id"], row["name"], row["kind"], row["race_type"], row["created_at"],
+            row["players"], row["place"], row["status"], row["valid"], row["wpm"], row["accuracy"],
+            row["review_state"],
+        )  # fmt: skip
+
+    def recent(self, review: str) -> RecentResult:
+        """Its line in the player's recent results, in review state ``review``."""
+        return RecentResult(
+            race_id=self.race_id,
+            kind=self.kind,
+            race_type=self.race_type,
+            ended_at=to_ms(self.created_at),
+            players=self.players,
+            place=shown_place(self.place, review),
+            status=self.status,
+            valid=self.valid,
+            wpm=float(self.wpm),
+            accuracy=float(self.accuracy),
+            review=review,
+        )
 
 
 # ---- what the operator sees ----------------------------------------------------------------

@@ -40,9 +40,15 @@ class KafkaSettings:
     bootstrap: str = "127.0.0.1:9092"  # ARENA_KAFKA_BOOTSTRAP: comma-separated host:port list
     race_topic: str = "race-events"  # ARENA_KAFKA_RACE_TOPIC: finished races (kind "race")
     heat_topic: str = "tournament-scores"  # ARENA_KAFKA_HEAT_TOPIC: finished tournament heats
+    # ARENA_KAFKA_PLAYER_TOPIC: one event per player per record, keyed by player id ("": off)
+    player_topic: str = "player-events"
+    test_topic: str = "test-results"  # ARENA_KAFKA_TEST_TOPIC: typing tests' results (seed 002's name)
     linger_ms: int = 5  # ARENA_KAFKA_LINGER_MS: producer batching delay
     compression: str = "none"  # ARENA_KAFKA_COMPRESSION: none | gzip | snappy | lz4 | zstd
     publish_timeout_s: float = 10.0  # ARENA_KAFKA_PUBLISH_TIMEOUT_S: a batch's acks, at most
+    # ARENA_KAFKA_LAG_GROUPS: comma-separated consumer groups whose lag is exported (persistence/kafka_lag.py)
+    lag_groups: tuple[str, ...] = ()
+    lag_interval_s: float = 30.0  # ARENA_KAFKA_LAG_INTERVAL_S: how often (1 to 3600)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> KafkaSettings:
@@ -56,10 +62,30 @@ class KafkaSettings:
             bootstrap=env_str(env, "ARENA_KAFKA_BOOTSTRAP", d.bootstrap),
             race_topic=env_str(env, "ARENA_KAFKA_RACE_TOPIC", d.race_topic),
             heat_topic=env_str(env, "ARENA_KAFKA_HEAT_TOPIC", d.heat_topic),
+            player_topic=env_str(env, "ARENA_KAFKA_PLAYER_TOPIC", d.player_topic),
+            test_topic=env_str(env, "ARENA_KAFKA_TEST_TOPIC", d.test_topic),
             linger_ms=env_int(env, "ARENA_KAFKA_LINGER_MS", d.linger_ms),
             compression=compression,
             publish_timeout_s=env_float(env, "ARENA_KAFKA_PUBLISH_TIMEOUT_S", d.publish_timeout_s),
+            lag_groups=_groups(env_str(env, "ARENA_KAFKA_LAG_GROUPS", "")),
+            lag_interval_s=env_float(env, "ARENA_KAFKA_LAG_INTERVAL_S", d.lag_interval_s),
         )
+
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.lag_interval_s <= 3600.0:
+            raise SettingsError("ARENA_KAFKA_LAG_INTERVAL_S must be between 1 and 3600")
+        if len(self.lag_groups) > MAX_LAG_GROUPS:
+            raise SettingsError(f"ARENA_KAFKA_LAG_GROUPS: at most {MAX_LAG_GROUPS} groups")
+
+
+MAX_LAG_GROUPS = 20  # each is a label value of the lag gauges
+
+
+def _groups(raw: str) -> tuple[str, ...]:
+    groups = tuple(g.strip() for g in raw.split(",") if g.strip())
+    if any(len(g) > 249 for g in groups):  # Kafka's limit for a group id
+        raise SettingsError("ARENA_KAFKA_LAG_GROUPS: a group id is at most 249 characters")
+    return groups
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,11 +30,21 @@ import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
+from arena.rating import Placing, Rating
 from arena.results import MatchRecord, ParticipantRecord, TournamentFinalRecord
-from persistence import keylog
+from arena.typing_tests import TypingTestRecord
+from persistence import keylog, test_results
 from persistence.errors import Dependency, DependencyDown, describe, postgres_rejects_data
 from persistence.leaderboards import counts_for_ranking
-from persistence.review import History, ReleasedResult, ReviewDecisionRecord, ReviewState, review_state
+from persistence.rejection import Rejection
+from persistence.review import (
+    DecidedResult,
+    History,
+    ReleasedResult,
+    ReviewDecisionRecord,
+    ReviewState,
+    review_state,
+)
 from persistence.settings import ReadSideSettings
 from persistence.times import opt_datetime, to_datetime
 
@@ -42,10 +52,10 @@ log = structlog.get_logger(__name__)
 
 _INSERT_RACES = """
 INSERT INTO races (race_id, kind, race_type, state, reason, node_id, passage_id, passage_chars, players,
-                   tournament_id, round_no, heat_no, created_at, started_at, ended_at, record_version)
+                   tournament_id, round_no, heat_no, created_at, started_at, ended_at, record_version, daily)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                      $8::int[], $9::smallint[], $10::text[], $11::int[], $12::int[], $13::timestamptz[],
-                     $14::timestamptz[], $15::timestamptz[], $16::smallint[])
+                     $14::timestamptz[], $15::timestamptz[], $16::smallint[], $17::date[])
 ON CONFLICT (race_id) DO NOTHING
 RETURNING race_id
 """
@@ -150,7 +160,55 @@ _APPLY_DECISIONS = """
 UPDATE race_participants AS p SET review_state = u.decision
 FROM unnest($1::text[], $2::text[], $3::text[]) AS u(race_id, player_id, decision)
 WHERE p.race_id = u.race_id AND p.player_id = u.player_id AND p.review_state = 'held'
-RETURNING p.player_id, p.wpm, p.review_state
+RETURNING p.race_id, p.player_id, p.wpm, p.review_state
+"""
+
+# A rejected heat result leaves its player's tournament standing: recounted from the heats
+# stored, without the rejected ones (the table's rows are sums over the heats).
+_RECOUNT_STANDINGS = """
+WITH u AS (SELECT * FROM unnest($1::text[], $2::text[]) AS u(tournament_id, player_id)),
+c AS (
+    SELECT u.tournament_id, u.player_id, p.wpm, p.accuracy
+    FROM u JOIN races r ON r.tournament_id = u.tournament_id
+    JOIN race_participants p
+        ON p.race_id = r.race_id AND p.created_at = r.ended_at AND p.player_id = u.player_id
+    WHERE p.valid AND p.status = 'finished' AND p.review_state <> 'rejected'
+),
+s AS (
+    SELECT u.tournament_id, u.player_id, count(c.wpm)::int AS finished,
+           coalesce(max(c.wpm), 0) AS best_wpm,
+           coalesce((array_agg(c.accuracy ORDER BY c.wpm DESC, c.accuracy DESC)
+                     FILTER (WHERE c.wpm IS NOT NULL))[1], 0) AS best_accuracy
+    FROM u LEFT JOIN c ON c.tournament_id = u.tournament_id AND c.player_id = u.player_id
+    GROUP BY u.tournament_id, u.player_id
+)
+UPDATE tournament_participants AS tp
+SET finished = s.finished, best_wpm = s.best_wpm, best_accuracy = s.best_accuracy
+FROM s WHERE tp.tournament_id = s.tournament_id AND tp.player_id = s.player_id
+"""
+
+# Every decided result of the batch, read back each time (a re-delivered decision repeats its
+# read-side work; that work is idempotent, a lost one is not): the recent-results cache swaps
+# its held entry, a rejection's rating change is undone (persistence/rejection.py).
+_DECIDED = """
+SELECT p.race_id, p.player_id, p.name, r.kind, r.race_type, p.created_at, r.players, p.place, p.status,
+       p.valid, p.wpm, p.accuracy, p.review_state
+FROM unnest($1::text[], $2::text[]) AS u(race_id, player_id)
+JOIN race_participants p ON p.race_id = u.race_id AND p.player_id = u.player_id
+JOIN races r ON r.race_id = p.race_id
+WHERE p.review_state IN ('released', 'rejected')
+"""
+_RANKINGS = """
+SELECT p.race_id, p.player_id, p.place, p.status, p.valid
+FROM races r JOIN race_participants p ON p.race_id = r.race_id AND p.created_at = r.ended_at
+WHERE r.race_id = ANY($1::text[])
+ORDER BY p.race_id, p.player_id
+"""
+_RATED = """
+SELECT h.race_id, h.player_id, h.rating_before, h.rd_before, h.volatility_before,
+       h.rating_after, h.rd_after, h.volatility_after
+FROM unnest($1::text[], $2::text[]) AS u(player_id, race_id)
+JOIN rating_history h ON h.player_id = u.player_id AND h.race_id = u.race_id
 """
 
 # The personal-best rule's history (players.best_wpm, ranked_races; migration 0004).
@@ -163,23 +221,17 @@ WHERE p.player_id = u.player_id
 # Results of re-delivered races that must stay off the boards: held (or rejected since) by the
 # first delivery, whose history this one cannot see again.
 _UNRANKED = """
-SELECT race_id, player_id FROM race_participants
+SELECT race_id, player_id, review_state FROM race_participants
 WHERE race_id = ANY($1::text[]) AND created_at = ANY($2::timestamptz[])
   AND review_state IN ('held', 'rejected')
 """
 
-_RELEASED = """
-SELECT r.race_type, p.race_id, p.player_id, p.name, p.wpm, p.accuracy, p.created_at
-FROM unnest($1::text[], $2::text[]) AS u(race_id, player_id)
-JOIN race_participants p ON p.race_id = u.race_id AND p.player_id = u.player_id
-JOIN races r ON r.race_id = p.race_id
-WHERE p.review_state = 'released' AND p.valid AND p.status = 'finished'
-"""
 
 # Where each record field is stored (the tests check that none is forgotten).
 RACE_FIELDS = (
     "match_id", "kind", "race_type", "state", "reason", "node_id", "passage_id", "passage_chars",
     "participants", "tournament_id", "round_no", "heat_no", "created_at", "started_at", "ended_at", "version",
+    "daily",
 )  # fmt: skip
 PARTICIPANT_FIELDS = (
     "player_id", "name", "place", "status", "valid", "flags", "wpm", "raw_wpm", "accuracy", "consistency",
@@ -227,8 +279,11 @@ class WriteResult:
     participant_rows: int = 0
     released: list[ReleasedResult] = field(default_factory=list)  # to offer to the boards
     held: int = 0  # result rows this call stored 'held' for review
-    unranked: set[tuple[str, str]] = field(default_factory=set)  # (race, player) held or rejected
+    # (race, player) -> 'held' or 'rejected': kept off the boards, marked in recent results
+    unranked: dict[tuple[str, str], str] = field(default_factory=dict)
     decided: dict[str, int] = field(default_factory=dict)  # new review decisions, by decision
+    decided_results: list[DecidedResult] = field(default_factory=list)  # released or rejected, as stored
+    rejections: list[Rejection] = field(default_factory=list)  # rating changes to undo
 
 
 class PostgresStore:
@@ -236,10 +291,11 @@ class PostgresStore:
         self._pool = pool
         self._review = review or ReadSideSettings()  # the review_* rules: which results are held
         self._months: set[date] = set()  # partitions known to exist
+        self._test_months: set[date] = set()  # test_results partitions known to exist
         self._months_lock = asyncio.Lock()  # workers of one process share this store
 
     async def write(
-        self, records: Sequence[MatchRecord | TournamentFinalRecord | ReviewDecisionRecord]
+        self, records: Sequence[MatchRecord | TournamentFinalRecord | ReviewDecisionRecord | TypingTestRecord]
     ) -> WriteResult:
         """Store a batch; a record PostgreSQL refuses is isolated and reported, not raised.
 
@@ -265,6 +321,8 @@ class PostgresStore:
             result.released += one.released
             result.held += one.held
             result.unranked |= one.unranked
+            result.decided_results += one.decided_results
+            result.rejections += one.rejections
             for decision, n in one.decided.items():
                 result.decided[decision] = result.decided.get(decision, 0) + n
         return result
@@ -278,14 +336,27 @@ class PostgresStore:
                 await conn.execute("SELECT ensure_results_partition($1)", month)
                 self._months.add(month)
 
+    async def ensure_test_months(self, records: Sequence[TypingTestRecord]) -> None:
+        """The test_results partitions of these tests' months, and of each next month."""
+        months = test_results.months_of(records) - self._test_months
+        if not months:
+            return
+        async with self._months_lock, self._pool.acquire() as conn:
+            for month in sorted(months - self._test_months):
+                await conn.execute("SELECT ensure_test_results_partition($1)", month)
+                self._test_months.add(month)
+
     async def _write(
-        self, batch: Sequence[MatchRecord | TournamentFinalRecord | ReviewDecisionRecord]
+        self, batch: Sequence[MatchRecord | TournamentFinalRecord | ReviewDecisionRecord | TypingTestRecord]
     ) -> WriteResult:
         records = [r for r in batch if isinstance(r, MatchRecord)]
+        tests = [r for r in batch if isinstance(r, TypingTestRecord)]
+        await self.ensure_test_months(tests)
         finals = [r for r in batch if isinstance(r, TournamentFinalRecord)]
         decisions = [r for r in batch if isinstance(r, ReviewDecisionRecord)]
         released: list[ReleasedResult] = []
         decided: dict[str, int] = {}
+        read_back = _ReadBack()
         await self.ensure_months([to_datetime(r.ended_at).date() for r in records])
         heats = [r for r in records if r.tournament_id is not None]
         # Built before the transaction: it is CPU work (the keystroke logs), and a record whose
@@ -314,8 +385,11 @@ class PostgresStore:
                         await conn.execute(_UPSERT_STANDINGS, *_standing_columns(new_heats))
                 if finals:
                     inserted |= await self._write_finals(conn, finals)
+                if tests:
+                    inserted |= await test_results.insert(conn, tests)
                 if decisions:
-                    new_decisions, released = await self._write_decisions(conn, decisions)
+                    new_decisions, read_back = await self._write_decisions(conn, decisions)
+                    released = read_back.released
                     inserted |= new_decisions
                     for d in decisions:
                         if d.match_id in new_decisions:
@@ -327,7 +401,7 @@ class PostgresStore:
                                 decision=d.decision,
                             )
                 # New races: their states are in hand. Re-delivered ones (rare): read back.
-                unranked = {(row[0], row[1]) for row in participants if row[-1] != ReviewState.CLEAR}
+                unranked = {(row[0], row[1]): row[-1] for row in participants if row[-1] != ReviewState.CLEAR}
                 again = [r for r in records if r.match_id not in inserted]
                 if again:
                     rows = await conn.fetch(
@@ -335,7 +409,7 @@ class PostgresStore:
                         [r.match_id for r in again],
                         sorted({to_datetime(r.ended_at) for r in again}),
                     )
-                    unranked |= {(row["race_id"], row["player_id"]) for row in rows}
+                    unranked |= {(row["race_id"], row["player_id"]): row["review_state"] for row in rows}
         held = [row for row in participants if row[-1] == "held"]
         for row in held:  # rare by design: one line each, for the operator's attention
             log.info("result_held_for_review", race_id=row[0], player_id=row[1], wpm=row[8])
@@ -346,6 +420,8 @@ class PostgresStore:
             held=len(held),
             decided=decided,
             unranked=unranked,
+            decided_results=read_back.decided,
+            rejections=read_back.rejections,
         )
 
     async def _decide_review(
@@ -371,8 +447,8 @@ class PostgresStore:
 
     async def _write_decisions(
         self, conn: PoolConnectionProxy, decisions: Sequence[ReviewDecisionRecord]
-    ) -> tuple[set[str], list[ReleasedResult]]:
-        """Inside the batch's transaction: the decisions that were new, and every released result."""
+    ) -> tuple[set[str], _ReadBack]:
+        """Inside the batch's transaction: the decisions that were new, and every decided result."""
         rows = await conn.fetch(
             _INSERT_DECISIONS,
             [d.race_id for d in decisions],
@@ -398,11 +474,19 @@ class PostgresStore:
                 await conn.execute(
                     _ADD_HISTORY, ids, [added[i].best_wpm for i in ids], [added[i].races for i in ids]
                 )
+            tournaments = {d.race_id: d.tournament_id for d in decisions if d.tournament_id}
+            recount = sorted(
+                {
+                    (tournaments[c["race_id"]], c["player_id"])
+                    for c in changed
+                    if c["review_state"] == ReviewState.REJECTED and c["race_id"] in tournaments
+                }
+            )
+            if recount:
+                await conn.execute(_RECOUNT_STANDINGS, [t for t, _ in recount], [p for _, p in recount])
         new = {(r["race_id"], r["player_id"]) for r in rows}
         inserted = {d.match_id for d in decisions if (d.race_id, d.player_id) in new}
-        releases = [d for d in decisions if d.decision == "released"]
-        found = await conn.fetch(_RELEASED, [d.race_id for d in releases], [d.player_id for d in releases])
-        return inserted, [ReleasedResult(**dict(r)) for r in found]
+        return inserted, await _read_back(conn, decisions)
 
     async def _write_finals(
         self, conn: PoolConnectionProxy, finals: Sequence[TournamentFinalRecord]
@@ -455,6 +539,7 @@ def _race_columns(records: Sequence[MatchRecord]) -> list[Sequence[object]]:
         [opt_datetime(r.started_at) for r in records],
         [to_datetime(r.ended_at) for r in records],
         [r.version for r in records],
+        [date.fromisoformat(r.daily) if r.daily else None for r in records],
     ]
 
 
@@ -597,3 +682,51 @@ def _result_columns(finals: Sequence[TournamentFinalRecord]) -> list[Sequence[ob
         [s.last_round for _, _, s in rows],
         [s.prize for _, _, s in rows],
     ]
+
+
+@dataclass(slots=True)
+class _ReadBack:
+    released: list[ReleasedResult] = field(default_factory=list)
+    decided: list[DecidedResult] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+async def _read_back(conn: PoolConnectionProxy, decisions: Sequence[ReviewDecisionRecord]) -> _ReadBack:
+    """The batch's decided results as stored, and what each rejection's race did to ratings."""
+    rows = await conn.fetch(_DECIDED, [d.race_id for d in decisions], [d.player_id for d in decisions])
+    # Only what a decision of the batch says: a contrary one (refused at insertion) does nothing.
+    said = {(d.race_id, d.player_id, d.decision) for d in decisions}
+    decided = [
+        DecidedResult.of_row(row)
+        for row in rows
+        if (row["race_id"], row["player_id"], row["review_state"]) in said
+    ]
+    released = [
+        ReleasedResult(d.race_type, d.race_id, d.player_id, d.name, d.wpm, d.accuracy, d.created_at)
+        for d in decided
+        if d.review == ReviewState.RELEASED and d.valid and d.status == "finished"
+    ]
+    rejected = [d for d in decided if d.review == ReviewState.REJECTED]
+    if not rejected:
+        return _ReadBack(released, decided)
+    placings: dict[str, list[Placing]] = {}
+    for row in await conn.fetch(_RANKINGS, sorted({d.race_id for d in rejected})):
+        place = row["place"] if row["status"] == "finished" else None
+        placings.setdefault(row["race_id"], []).append(Placing(row["player_id"], place, row["valid"]))
+    pairs = [(p.player_id, race_id) for race_id, ps in placings.items() for p in ps]
+    rated = await conn.fetch(_RATED, [p for p, _ in pairs], [r for _, r in pairs])
+    before: dict[str, dict[str, Rating]] = {}
+    after: dict[str, dict[str, Rating]] = {}
+    for h in rated:
+        before.setdefault(h["race_id"], {})[h["player_id"]] = Rating(
+            h["rating_before"], h["rd_before"], h["volatility_before"]
+        )
+        after.setdefault(h["race_id"], {})[h["player_id"]] = Rating(
+            h["rating_after"], h["rd_after"], h["volatility_after"]
+        )
+    rejections = [
+        Rejection(d.race_id, d.player_id, placings.get(d.race_id, []), before.get(d.race_id, {}),
+                  after.get(d.race_id, {}))
+        for d in rejected
+    ]  # fmt: skip
+    return _ReadBack(released, decided, rejections)

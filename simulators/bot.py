@@ -4,6 +4,13 @@ One ``Bot`` plays one seat: hello, join, clock sync, typing its planned keystrok
 ``input`` batches, answering server pings, and waiting for the results. It can also drop
 its connection abruptly mid-race (and come back), leave, and follow one redirect.
 
+With ``reconnect_s`` it copes with losing its node (issue 15): when the connection breaks or
+cannot be made before the results, it keeps trying for that long, first the race's node again,
+then the lobby's current assignment (``locate``) or any other node (``fallback_urls``: a node
+redirects the ticket to the race's owner, the adopter after a node's death). Its keys stay due
+meanwhile (a local buffer): once joined again it resends the inputs above the server's ``seq``
+and then everything typed while away.
+
 Design: per connection, a reader task only moves frames from the socket into an inbox;
 everything else (decoding, state, sending) happens in ``Bot``'s single main coroutine,
 which wakes on a frame or on the next send tick. So no state is shared between tasks.
@@ -16,7 +23,7 @@ import collections
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -51,7 +58,7 @@ from arena.protocol import (
 from simulators.guard import NotLoopbackError, require_loopback
 from simulators.typing import TypingProfile, plan_keystrokes
 
-__all__ = ["Bot", "BotReport", "Planner"]
+__all__ = ["Bot", "BotReport", "Planner", "RaceGone"]
 
 # Makes the keystroke plan once the passage is known: (key, ms since start) pairs.
 Planner = Callable[[str], list[tuple[str, int]]]
@@ -61,7 +68,12 @@ log = structlog.get_logger(__name__)
 CLIENT_NAME = "typogram-bot/1"
 CLOCK_SYNC_PINGS = 5  # sequential pings at each connect; the fastest round trip wins
 _CLOSE_WAIT_S = 1.0  # at most this long for a normal close to get the server's close frame
+# Close codes after which rejoining cannot help: bad ticket, race full, replaced, race over.
+_FINAL_CLOSES = frozenset({4001, 4006, 4009, 4010})
+_RECONNECT_BACKOFF_S = (0.1, 0.2, 0.4, 0.5)  # between attempts; the last one repeats
+_MAX_REDIRECTS = 3  # per rejoin: the ticket's node, then the race's owner
 _LIVE_STATES = frozenset({RaceState.WAITING.value, RaceState.COUNTDOWN.value, RaceState.RUNNING.value})
+_NOT_STARTED = frozenset({RaceState.WAITING.value, RaceState.COUNTDOWN.value})
 
 
 @dataclass
@@ -81,6 +93,7 @@ class BotReport:
     finish: Finish | None = None  # the server's finish message for this bot
     failure: str | None = None  # a local problem: could not connect, timed out, closed early
     connections: int = 0
+    reconnects: int = 0  # rejoins after the connection was lost (not after a planned drop)
     resume_state: ResumeState | None = None  # ``you`` of the last join after a reconnect
     redirected_to: str | None = None
     dropped: bool = False
@@ -89,6 +102,10 @@ class BotReport:
     best_rtt_ms: float | None = None
     keys_planned: int = 0
     keys_sent: int = 0
+
+
+class RaceGone(Exception):
+    """Raised by a ``locate`` when the lobby says the race is lost or over: stop trying to rejoin."""
 
 
 class _Outcome(Enum):
@@ -115,6 +132,7 @@ class _Link:
     hello_sent_ms: int = 0
     pings_left: int = CLOCK_SYNC_PINGS
     joined: bool = False  # no input before the join, so resends go out before new keys
+    url: str = ""
 
 
 class Bot:
@@ -134,11 +152,17 @@ class Bot:
         leave_after_ms: int | None = None,
         session: aiohttp.ClientSession | None = None,
         planner: Planner | None = None,
+        reconnect_s: float | None = None,
+        fallback_urls: Sequence[str] = (),
+        locate: Callable[[], Awaitable[str | None]] | None = None,
     ) -> None:
         """``drop_after_ms``/``leave_after_ms`` are race times (ms after the start);
         ``resume_after_ms`` is how long to stay away after a drop. ``session`` lets many
         bots share one connection pool; otherwise ``run`` makes and closes its own.
-        ``planner`` replaces the human-like plan (tests of cheating: pasting, robots)."""
+        ``planner`` replaces the human-like plan (tests of cheating: pasting, robots).
+        ``reconnect_s``: how long to keep trying to rejoin after losing the connection (None:
+        give up at once); ``fallback_urls`` (other nodes) and ``locate`` (asks the lobby for the
+        race's current node URL) are where to try once the race's node does not answer."""
         if send_interval_ms <= 0:
             raise ValueError("send_interval_ms must be > 0")
         self.url = require_loopback(url)
@@ -154,6 +178,12 @@ class Bot:
         self.leave_after_ms = leave_after_ms
         self._session = session
         self._planner = planner
+        self.reconnect_s = reconnect_s
+        self.fallback_urls = [require_loopback(u) for u in fallback_urls]
+        self._locate = locate
+        self._race_url = self.url  # the node the bot last joined on
+        self._lost_since: float | None = None  # monotonic: the connection broke, not rejoined yet
+        self._problem: str | None = None  # why the last connection ended, while rejoining
         self.report = BotReport(player_id="", name=name, profile=profile)
         self.log = log.bind(bot=name)
         # Race state, kept across reconnects.
@@ -197,13 +227,15 @@ class Bot:
 
     async def _play(self, session: aiohttp.ClientSession) -> None:
         url = self.url
+        attempt = 0
         while True:
             outcome = await self._connection(session, url)
             if outcome is _Outcome.REDIRECT:
                 self._redirects += 1
                 target = self.report.redirected_to
-                if target is None or self._redirects > 1:
-                    self._fail("redirected more than once")
+                limit = 1 if self.reconnect_s is None else _MAX_REDIRECTS
+                if target is None or self._redirects > limit:
+                    self._fail("redirected more than once" if limit == 1 else "redirected too often")
                     return
                 try:
                     url = require_loopback(target)
@@ -216,7 +248,55 @@ class Bot:
                 await asyncio.sleep(self.resume_after_ms / 1000)
                 self.log.info("bot_reconnecting")
                 continue
+            if outcome is _Outcome.CLOSED and self._may_rejoin():
+                now = time.monotonic()
+                if self._lost_since is None:
+                    self._lost_since, attempt = now, 0
+                    self.log.info("bot_connection_lost", problem=self._problem)
+                assert self.reconnect_s is not None
+                if now - self._lost_since > self.reconnect_s:
+                    self._fail(f"could not rejoin within {self.reconnect_s:.1f}s: {self._problem}")
+                    return
+                await asyncio.sleep(_RECONNECT_BACKOFF_S[min(attempt, len(_RECONNECT_BACKOFF_S) - 1)])
+                attempt += 1
+                try:
+                    url = await self._rejoin_url(attempt)
+                except RaceGone as exc:
+                    self._fail(f"the race is gone: {exc}")
+                    return
+                self._redirects = 0
+                continue
+            if outcome is _Outcome.CLOSED and self._problem is not None and self.report.results is None:
+                self._fail(self._problem)
             return
+
+    def _may_rejoin(self) -> bool:
+        """The connection was lost before the results, in a way rejoining can mend."""
+        if self.reconnect_s is None or self.report.results is not None or self.report.left:
+            return False
+        return self.report.close_code not in _FINAL_CLOSES
+
+    async def _rejoin_url(self, attempt: int) -> str:
+        """Odd attempts: the race's node again; even ones: where the lobby says the race is
+        now, else another node (which redirects the ticket to the race's owner)."""
+        if attempt % 2 == 1:
+            return self._race_url
+        if self._locate is not None:
+            try:
+                located = await self._locate()
+            except RaceGone:
+                raise
+            except Exception as exc:  # the lobby is one way among others: try a node instead
+                self.log.info("bot_locate_failed", error=repr(exc))
+                located = None
+            if located is not None:
+                try:
+                    return require_loopback(located)
+                except NotLoopbackError as exc:
+                    self._problem = str(exc)
+        if self.fallback_urls:
+            return self.fallback_urls[(attempt // 2 - 1) % len(self.fallback_urls)]
+        return self._race_url
 
     # ---- one connection ----------------------------------------------------------
 
@@ -226,10 +306,11 @@ class Bot:
                 url, autoping=True, timeout=ClientWSTimeout(ws_close=self._close_wait_s), max_msg_size=1 << 20
             )
         except (aiohttp.ClientError, OSError) as exc:
-            self._fail(f"could not connect to {url}: {exc!r}")
+            self.report.close_code = None
+            self._lose(f"could not connect to {url}: {exc!r}")
             return _Outcome.CLOSED
         self.report.connections += 1
-        link = _Link(ws)
+        link = _Link(ws, url=url)
         link.reader = asyncio.create_task(_read(ws, link.inbox, link.arrived), name=f"{self.name}-reader")
         outcome = _Outcome.CLOSED
         try:
@@ -276,7 +357,7 @@ class Bot:
         code = link.ws.close_code
         self.log.info("bot_connection_closed", close_code=code)
         if self.report.results is None:
-            self._fail(f"connection closed before the results (close code {code})")
+            self._lose(f"connection closed before the results (close code {code})")
         return _Outcome.CLOSED
 
     # ---- ticks: typing, dropping, leaving ----------------------------------------
@@ -401,6 +482,10 @@ class Bot:
     async def _on_joined(self, link: _Link, msg: Joined) -> None:
         first = not self.report.joined
         self.report.joined = True
+        self._race_url = link.url
+        if self._lost_since is not None:  # back after losing the node: carry on from its view
+            self._lost_since = self._problem = None
+            self.report.reconnects += 1
         if self._plan is None:
             if self._planner is not None:
                 self._plan = self._planner(msg.passage)
@@ -408,9 +493,19 @@ class Bot:
                 self._plan = plan_keystrokes(msg.passage, self.profile, self.rng)
             self.report.keys_planned = len(self._plan)
         self._cadence_every, self._cadence_offset = msg.input_every_ms, msg.input_offset_ms
+        you = msg.you
+        if not first and msg.state in _NOT_STARTED:
+            # The server's race has not started (its node died before its checkpoint held the
+            # start, so the adopter waits for its players again): the start and anything typed
+            # for the old one go; type again from the server's view once it starts.
+            self._next_key = self.report.keys_sent = 0
+            self._batches.clear()
+            self._sent_at.clear()
+            self._seq = you.seq
+            self._typing_over = False
+            self._start_at = self._ends_at = None
         if msg.start_at is not None:
             self._set_start(msg.start_at, msg.ends_at)
-        you = msg.you
         if not first:
             self.report.resume_state = you
         self.log.info("bot_joined", race_id=msg.race_id, state=msg.state, resumed=not first, seq=you.seq)
@@ -501,6 +596,13 @@ class Bot:
                 await link.ws.send_str(frame)
         except ConnectionError:
             pass  # the socket is going away; the reader reports it
+
+    def _lose(self, reason: str) -> None:
+        """A connection ended badly: a failure, unless the bot will try to rejoin (``_play``)."""
+        if self.reconnect_s is None:
+            self._fail(reason)
+        else:
+            self._problem = reason
 
     def _fail(self, reason: str) -> None:
         if self.report.failure is None:

@@ -31,13 +31,16 @@ from arena.backoff import Backoff, BackoffSettings
 from arena.logs import configure_logging
 from arena.settings import LogSettings
 from arena.signals import until_signal
-from simulators.bot import Bot
+from simulators.bot import Bot, RaceGone
 from simulators.guard import NotLoopbackError, require_loopback
 from simulators.typing import draw_profile
 
 log = structlog.get_logger(__name__)
 
 RACE_TYPES = ("quick", "standard", "marathon")
+# A bot whose node dies keeps trying to rejoin this long (the race's grace window, 15 s by
+# default, plus adoption's few seconds): the node again, then the lobby's current assignment.
+REJOIN_S = 20.0
 LEAVE_TIMEOUT_S = 2.0  # on stop, withdrawing the tickets still queued takes at most this
 
 
@@ -128,7 +131,7 @@ class HouseBot:
         self.ticket = None
         state = view.get("state")
         if state == "matched":
-            await self._race(view["assignment"])
+            await self._race(view["assignment"], ticket)
         elif state == "cancelled":
             self.stats.withdrawn += 1
         # A short, jittered pause: the bots of one queue never all withdraw at once.
@@ -168,8 +171,15 @@ class HouseBot:
                 return dict(exc.args[0]["ticket"])
             raise
 
-    async def _race(self, assignment: dict[str, Any]) -> None:
+    async def _race(self, assignment: dict[str, Any], ticket: str) -> None:
         profile = draw_profile(self.rng, mean_wpm=self.settings.mean_wpm)
+
+        async def locate() -> str | None:  # where the race is now (its node died: the adopter)
+            view = await self._call("GET", f"/v1/tickets/{ticket}")
+            if view.get("state") == "node_lost":
+                raise RaceGone(str(view.get("reason")))
+            return str(view["assignment"]["url"]) if view.get("state") == "matched" else None
+
         bot = Bot(
             assignment["url"],
             assignment["player_token"],
@@ -178,6 +188,8 @@ class HouseBot:
             self.rng,
             name=self.name,
             session=self.http,
+            reconnect_s=REJOIN_S,
+            locate=locate,
         )
         report = await bot.run(self.settings.race_timeout_s)
         self.stats.races += 1

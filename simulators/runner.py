@@ -46,6 +46,9 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 MAX_SEATS = 5
+# A bot whose node dies keeps trying to rejoin this long (the grace window, 15 s by default,
+# plus the adoption's few seconds): its node again, then the other nodes races were placed on.
+REJOIN_S = 20.0
 # An input crossing the race's time limit is a benign race with the server's clock.
 EXPECTED_ERROR_CODES = frozenset({ErrorCode.RACE_OVER.value})
 # Between refused race creations: 0.5 s, then doubling up to 10 s, less up to half at random.
@@ -151,6 +154,7 @@ async def run_bots(
     races = 0
     unplaced: list[BotReport] = []
     runs: list[asyncio.Task[BotReport]] = []
+    node_urls: list[str] = []  # the nodes races were placed on: where a bot whose node died asks
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         try:
             for first in range(0, n_bots, seats_per_race):
@@ -166,6 +170,8 @@ async def run_bots(
                 races += 1
                 log.info("race_created", race_id=race.race_id, node_id=race.node_id, seats=len(race.seats))
                 remaining = max(1.0, deadline - time.monotonic())
+                if race.url not in node_urls:
+                    node_urls.append(race.url)
                 for seat in race.seats:
                     bot = Bot(
                         race.url,
@@ -177,6 +183,10 @@ async def run_bots(
                         fmt=fmt,
                         name=seat.name,
                         session=session,
+                        # Its node dies: rejoin through the other nodes (they redirect the ticket
+                        # to the node that adopted the race).
+                        reconnect_s=REJOIN_S,
+                        fallback_urls=[u for u in node_urls if u != race.url],
                     )
                     runs.append(asyncio.create_task(bot.run(remaining), name=f"bot-run-{seat.name}"))
             reports = list(await asyncio.gather(*runs))

@@ -2,6 +2,10 @@
 
 Each server starts the first time a test asks for it and stops at the end of
 the session; tests that never ask start nothing.
+
+A test marked ``redis_cluster`` runs twice: against one Redis and against a real Redis Cluster
+(``redis_cluster``: 3 masters with a replica each), its ``redis_url`` then a ``redis+cluster://``
+URL that every process's ``arena.redisutil.connect`` turns into redis-py's cluster client.
 """
 
 import os
@@ -17,22 +21,51 @@ from aiohttp import web
 
 from arena import keys
 from arena.ids import NodeId
+from arena.redisutil import connect
 from arena.results import MatchRecord
 from arena.settings import RedisSettings, SecretSettings
 from gameserver.app import NODE_KEY, build_app
 from gameserver.listener import NodeSite
 from gameserver.node import Node
 from gameserver.settings import LimitSettings, NodeSettings, RaceSettings
+from ops.rediscluster import LocalRedisCluster
 from ops.services import KafkaBroker, PostgresServer, RedisServer, free_port
 
 # The processes tests start (python -m gameserver, lobby, ...) inherit this: their short test
 # secrets are development secrets. Tests of production mode set ARENA_ENV=production themselves.
 os.environ["ARENA_ENV"] = "development"
 
+REDIS_MODES = ("single", "cluster")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "redis_cluster: run the test against one Redis and against a Redis Cluster (redis_url)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("redis_cluster") and "redis_mode" in metafunc.fixturenames:
+        metafunc.parametrize("redis_mode", REDIS_MODES)
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalRedisCluster]:
+    """A real Redis Cluster on loopback: 3 masters, a replica each (ops/rediscluster.py)."""
+    with LocalRedisCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_mode() -> str:
+    """Single Redis ("single") unless the test is marked redis_cluster: then both, by parametrization."""
+    return "single"
 
 
 @pytest.fixture(scope="session")
@@ -49,14 +82,33 @@ def kafka_broker() -> Iterator[KafkaBroker]:
 
 
 @pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
-    """URL of the session's Redis, emptied (FLUSHALL) before this test."""
-    client = redis.Redis.from_url(redis_server.url)
+def redis_url(redis_mode: str, request: pytest.FixtureRequest) -> str:
+    """URL of the session's Redis (or Redis Cluster, see redis_mode), emptied before this test."""
+    if redis_mode == "cluster":
+        cluster: LocalRedisCluster = request.getfixturevalue("redis_cluster")
+        flush_cluster(cluster.url)
+        return cluster.url
+    server: RedisServer = request.getfixturevalue("redis_server")
+    client = redis.Redis.from_url(server.url)
     try:
         client.flushall()
     finally:
         client.close()
-    return redis_server.url
+    return server.url
+
+
+def flush_cluster(url: str) -> None:
+    """FLUSHALL on every master (replicas follow)."""
+    client = redis.RedisCluster.from_url(url.replace("+cluster://", "://", 1))
+    try:
+        client.flushall(target_nodes=redis.RedisCluster.PRIMARIES)
+    finally:
+        client.close()
+
+
+def redis_client(url: str) -> aioredis.Redis:
+    """A test's own client for ``url``, single or cluster (close it with ``aclose()``)."""
+    return connect(RedisSettings(url=url))
 
 
 # ---- gameserver nodes ----------------------------------------------------------
@@ -146,7 +198,7 @@ def with_race(**changes: Any) -> RaceSettings:
 
 
 async def read_outbox(redis_url: str) -> list[MatchRecord]:
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = redis_client(redis_url)
     try:
         entries = await redis.xrange(keys.OUTBOX_STREAM)
     finally:

@@ -79,6 +79,7 @@ class Director:
             block_ms=settings.intake_block_ms,
             claim_idle_ms=settings.claim_idle_ms,
             on_outcome=lambda outcome: self.metrics.results.labels(outcome).inc(),
+            reject=self.referee.apply_rejection,
         )
         self.log = log.bind(director_id=settings.director_id)
         self._stopping = asyncio.Event()

@@ -3,7 +3,9 @@
 Nodes append every finished or aborted race to ``{outbox}:matches`` (persistence reads it
 with its group). The director reads the same stream with the group ``tournaments``: each
 entry of kind ``heat`` is decoded and handed to ``apply`` (idempotent on the race id), then
-acknowledged; any other entry is acknowledged at once, so persistence can trim the stream.
+acknowledged; an operator's rejection of a heat result held for review (kind
+``review_decision``, ``python -m ops.review reject``) is handed to ``reject`` (docs/TOURNAMENTS.md,
+"Results held for review"); any other entry is acknowledged at once, so persistence can trim the stream.
 
 A failed ``apply`` leaves the entry pending; entries pending longer than ``claim_idle_ms``
 (ours after a failure, or a dead director's) are claimed (``XAUTOCLAIM``) and handled again.
@@ -17,6 +19,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgpack
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import ResponseError
@@ -24,6 +27,7 @@ from redis.exceptions import ResponseError
 from arena import keys
 from arena.redisutil import as_text
 from arena.results import MatchRecord
+from persistence.review import REVIEW_KIND, ReviewDecisionRecord, ReviewState
 
 log = structlog.get_logger(__name__)
 
@@ -34,6 +38,7 @@ MAX_CLAIM_ROUNDS = 10  # per pass, so new entries are read in between
 RETRY_DELAY_S = 0.5
 
 Apply = Callable[[MatchRecord, str], Awaitable[str]]  # (record, entry id) -> outcome
+Reject = Callable[[str, str, str], Awaitable[str]]  # (tournament id, race id, player id) -> outcome
 
 
 async def ensure_group(redis: aioredis.Redis) -> None:
@@ -54,8 +59,10 @@ class ResultIntake:
         block_ms: int,
         claim_idle_ms: int,
         on_outcome: Callable[[str], None] | None = None,
+        reject: Reject | None = None,
     ) -> None:
         self._redis = redis
+        self._reject = reject
         self.consumer = consumer
         self._apply = apply
         self._block_ms = block_ms
@@ -108,6 +115,10 @@ class ResultIntake:
         """Apply heat records and acknowledge them; a failed one stays pending (claimed later)."""
         done: list[str] = []
         for entry_id, fields in entries:
+            if fields.get(b"kind") == REVIEW_KIND.encode() and self._reject is not None:
+                if await self._rejection(entry_id, fields):
+                    done.append(entry_id)
+                continue
             if fields.get(b"kind") != b"heat":
                 done.append(entry_id)
                 continue
@@ -127,6 +138,27 @@ class ResultIntake:
                 log.exception("intake_apply_failed", entry_id=entry_id, race_id=record.match_id)
         if done:
             await self._redis.xack(keys.OUTBOX_STREAM, GROUP, *done)
+
+    async def _rejection(self, entry_id: str, fields: dict[bytes, bytes]) -> bool:
+        """A review decision: a rejected heat result goes to ``reject``. True: acknowledge it."""
+        assert self._reject is not None
+        try:
+            raw = msgpack.unpackb(fields[b"data"])
+            decision = ReviewDecisionRecord(**raw)
+        except Exception as exc:  # not ours to repair: persistence dead-letters it
+            log.warning("intake_undecodable", entry_id=entry_id, error=repr(exc))
+            self._count("bad")
+            return True
+        if decision.decision != ReviewState.REJECTED or decision.tournament_id is None:
+            return True  # a release changes no bracket: the result already counted
+        try:
+            self._count(await self._reject(decision.tournament_id, decision.race_id, decision.player_id))
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("intake_reject_failed", entry_id=entry_id, race_id=decision.race_id)
+            return False
 
     def _count(self, outcome: str) -> None:
         if self._on_outcome is not None:

@@ -3,9 +3,9 @@
 ``LiveHub`` subscribes to ``tournament:{id}:updates`` while anyone follows the tournament (a
 live socket, or a long-poll for a player's heat) and relays each JSON update to every socket
 of it. For the heats in progress it also subscribes to their races' channels
-(``race:{id}:updates``) and keeps them marked in ``races:watched``, so the owning node publishes the
-races' frames (it does only while a race is watched); ``progress`` frames become
-``heat_progress`` messages.
+(``race:{id}:updates``, sharded pub/sub: ``arena/shardfeed.py``, read by a loop of their own)
+and keeps them marked in ``races:watched``, so the owning node publishes the races' frames
+(it does only while a race is watched); ``progress`` frames become ``heat_progress`` messages.
 
 Each socket has a bounded queue drained by its own writer task. Policy when a socket reads
 too slowly: ``heat_progress`` messages are dropped once the queue is half full (the next one
@@ -32,12 +32,13 @@ from arena.clock import now_ms
 from arena.ids import RaceId
 from arena.protocol import MsgType
 from arena.redisutil import as_text
+from arena.shardfeed import ShardedFeed
 from tournaments.metrics import LiveMetrics
 
 log = structlog.get_logger(__name__)
 
 REFRESH_S = 3.0
-_HEAT_TYPES = frozenset({"heat_placed", "heat_finished", "heat_rerun"})
+_HEAT_TYPES = frozenset({"heat_placed", "heat_moved", "heat_finished", "heat_rerun"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,7 @@ class LiveHub:
         self.max_sockets = max_sockets
         self.metrics = metrics
         self._pubsub: Any = None  # redis.asyncio.client.PubSub, made on first use
+        self._frames: ShardedFeed | None = None  # the races' channels, made on first use
         self._followed: dict[str, _Followed] = {}
         self._races: dict[str, RaceRef] = {}  # race channel's race id -> ref
         self._passage_chars: dict[str, int] = {}
@@ -101,6 +103,9 @@ class LiveHub:
         if self._pubsub is not None:
             await self._pubsub.aclose()
             self._pubsub = None
+        if self._frames is not None:
+            await self._frames.aclose()
+            self._frames = None
 
     @property
     def sockets(self) -> int:
@@ -163,12 +168,13 @@ class LiveHub:
         if followed is None or followed.sockets or followed.waiters:
             return
         del self._followed[tournament_id]
-        channels = [keys.tournament_updates(tournament_id)]
+        races = []
         for race_id in followed.races:
             self._races.pop(race_id, None)
             self._passage_chars.pop(race_id, None)
-            channels.append(keys.race_updates(RaceId(race_id)))
-        await self._unsubscribe(*channels)
+            races.append(keys.race_updates(RaceId(race_id)))
+        await self._unsubscribe(keys.tournament_updates(tournament_id))
+        await self._unsubscribe_races(*races)
 
     async def _track(self, ref: RaceRef) -> None:
         followed = self._followed.get(ref.tournament_id)
@@ -178,7 +184,7 @@ class LiveHub:
         self._races[ref.race_id] = ref
         race = RaceId(ref.race_id)
         await watched.mark(self._redis, [race], now_ms())
-        await self._subscribe(keys.race_updates(race))
+        await self._subscribe_race(keys.race_updates(race))
 
     async def _passage_length(self, race_id: str) -> int | None:
         """From the race's mirror (written by its node at its first tick), once per race."""
@@ -199,7 +205,7 @@ class LiveHub:
             self._races.pop(ref.race_id, None)
             self._passage_chars.pop(ref.race_id, None)
         if gone:
-            await self._unsubscribe(*(keys.race_updates(RaceId(r.race_id)) for r in gone))
+            await self._unsubscribe_races(*(keys.race_updates(RaceId(r.race_id)) for r in gone))
 
     async def _subscribe(self, channel: str) -> None:
         if self._closed:
@@ -211,9 +217,25 @@ class LiveHub:
         except Exception as exc:  # followers still have their snapshot; long-polls re-read on a timer
             log.warning("live_subscribe_failed", error=str(exc))
             return
+        self._start_tasks()
+
+    async def _subscribe_race(self, channel: str) -> None:
+        if self._closed:
+            return
+        try:
+            if self._frames is None:
+                self._frames = ShardedFeed(self._redis)
+            await self._frames.subscribe(channel)
+        except Exception as exc:  # followers miss this race's progress, not its results
+            log.warning("live_subscribe_failed", error=str(exc))
+            return
+        self._start_tasks()
+
+    def _start_tasks(self) -> None:
         if not self._tasks:
             self._tasks = [
                 asyncio.create_task(self._read_loop(), name="tournament-live-reader"),
+                asyncio.create_task(self._frames_loop(), name="tournament-live-frames"),
                 asyncio.create_task(self._refresh_loop(), name="tournament-live-refresh"),
             ]
 
@@ -222,6 +244,14 @@ class LiveHub:
             return
         try:
             await self._pubsub.unsubscribe(*channels)
+        except Exception as exc:
+            log.warning("live_unsubscribe_failed", error=str(exc))
+
+    async def _unsubscribe_races(self, *channels: str) -> None:
+        if self._frames is None or self._closed or not channels:
+            return
+        try:
+            await self._frames.unsubscribe(*channels)
         except Exception as exc:
             log.warning("live_unsubscribe_failed", error=str(exc))
 
@@ -239,12 +269,27 @@ class LiveHub:
                 continue
             channel = as_text(message["channel"])
             try:
-                if channel.startswith("race:"):
-                    await self._on_race_frame(_tag(channel), message["data"])
-                else:
-                    await self._on_update(_tag(channel), as_text(message["data"]))
+                await self._on_update(_tag(channel), as_text(message["data"]))
             except Exception:
                 log.exception("live_message_failed", channel=channel)
+
+    async def _frames_loop(self) -> None:
+        while True:
+            if self._frames is None:  # a tournament followed before any of its races
+                await asyncio.sleep(1.0)
+                continue
+            try:
+                frame = await self._frames.get_message(timeout=1.0)
+            except Exception as exc:  # connection trouble: try again shortly
+                log.warning("live_read_failed", error=str(exc))
+                await asyncio.sleep(0.5)
+                continue
+            if frame is None:
+                continue
+            try:
+                await self._on_race_frame(_tag(frame.channel), frame.data)
+            except Exception:
+                log.exception("live_message_failed", channel=frame.channel)
 
     async def _on_update(self, tournament_id: str, text: str) -> None:
         followed = self._followed.get(tournament_id)

@@ -42,12 +42,18 @@ class DirectorMetrics:
             ["reason"],
             registry=r,
         )
+        self.heats_moved = Counter(
+            f"{_PREFIX}_heats_moved_total",
+            "Heats whose race was adopted by a live node after its node died (no re-run)",
+            registry=r,
+        )
         self.reruns = Counter(
             f"{_PREFIX}_heat_reruns_total", "Heats re-run after their node died", registry=r
         )
         self.results = Counter(
             f"{_PREFIX}_results_total",
-            "Heat race records from the outbox, by outcome (applied, stale, unknown, bad)",
+            "Heat race records and rejected heat results from the outbox, by outcome (applied, stale,"
+            " unknown, bad; rejected, rejection_late)",
             ["outcome"],
             registry=r,
         )

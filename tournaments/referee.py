@@ -228,13 +228,51 @@ class Referee:
                 async with self.lock(t.id):
                     await self._settle(t, heat, "timed_out")
             return
-        # The node is gone. A race that ended just before may still deliver its record.
-        state = await self._redis.hget(keys.race_state(RaceId(heat.race_id)), "state")
-        if state is not None and as_text(state) in ENDED_RACE_STATES:
+        # The node is gone. Its race may have moved: a live node adopted it (gameserver/adoption.py).
+        rid = RaceId(heat.race_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(keys.race_owner(rid))
+            pipe.hget(keys.race_state(rid), "state")
+            # Still on the dead node's checkpoint list: no reaper has adopted or aborted it yet.
+            pipe.sismember(keys.node_checkpoints(heat.node_id or ""), rid)
+            owner, state, awaiting = await pipe.execute()
+        adopter = live.get(as_text(owner)) if owner is not None else None
+        if adopter is not None:
+            self._dead_seen.pop(heat.race_id, None)
+            async with self.lock(t.id):
+                await self._moved(heat, adopter)
+            return
+        # A race that ended just before may still deliver its record; one awaiting a reaper
+        # is adopted within a few heartbeats while some node lives.
+        ended = state is not None and as_text(state) in ENDED_RACE_STATES
+        wait_s = 0.0
+        if ended:
+            wait_s = self.settings.dead_node_grace_s
+        elif awaiting and live:
+            wait_s = self.settings.adoption_wait_s
+        if wait_s > 0:
             first = self._dead_seen.setdefault(heat.race_id, now)
-            if now - first < self.settings.dead_node_grace_s * 1000:
+            if now - first < wait_s * 1000:
                 return
         await self._node_lost(t, heat, "node_lost")
+
+    async def _moved(self, heat: Heat, adopter: NodeInfo) -> None:
+        """The heat's race was adopted by a live node: its players rejoin it there (``/heat``
+        answers with the adopter's URL; their tickets still name the dead node, which it honours)."""
+        moved = replace(heat, node_id=adopter.node_id, url=adopter.url)
+        write = self._heat_write(heat, moved)
+        write.event("heat_moved", {**_heat_brief(moved), "from": heat.node_id})
+        if await self._commit(write):
+            self.metrics.heats_moved.inc()
+            log.warning(
+                "heat_moved",
+                tournament_id=heat.tournament_id,
+                round=heat.round_no,
+                heat=heat.heat_no,
+                race_id=heat.race_id,
+                dead_node=heat.node_id,
+                node_id=adopter.node_id,
+            )
 
     async def _node_lost(self, t: Tournament, heat: Heat, reason: str) -> None:
         """Re-run the heat's race on another node, or settle the heat once re-runs are used up."""
@@ -322,6 +360,61 @@ class Referee:
         # Aborted with players in it: its node was shutting down. Not the players' fault.
         await self._node_lost(t, heat, "race_aborted")
         return "rerun"
+
+    async def apply_rejection(self, tid: str, race_id: str, player_id: str) -> str:
+        """An operator rejected a heat result held for review (docs/TOURNAMENTS.md, "Results held
+        for review"). While the heat's round is open, the result counts as flagged from now on
+        (it scores like a DNF) and the heat is decided again; once the next round is dealt (or
+        the tournament ended) the bracket stands: ``rejection_late``. Idempotent."""
+        where = await self.store.race_location(tid, race_id)
+        if where is None:
+            return "unknown"
+        async with self.lock(tid):
+            t = await self.store.get(tid)
+            heat = await self.store.heat(tid, where[0], where[1])
+            if t is None or heat is None or race_id not in heat.race_ids:
+                return "unknown"  # a superseded attempt, or a heat that was re-run
+            if t.state is not TournamentState.RUNNING or heat.round_no != t.round:
+                log.warning(
+                    "heat_rejection_late",
+                    tournament_id=tid,
+                    round=heat.round_no,
+                    race_id=race_id,
+                    player_id=player_id,
+                )
+                return "rejection_late"
+            i = heat.race_ids.index(race_id)
+            if not any(r.player_id == player_id and r.valid for r in heat.races[i]):
+                return "stale"  # already counted as flagged
+            race = tuple(replace(r, valid=False) if r.player_id == player_id else r for r in heat.races[i])
+            new = replace(heat, races=(*heat.races[:i], race, *heat.races[i + 1 :]))
+            if heat.done:
+                outcome = decide_heat(
+                    heat.members,
+                    new.races,
+                    t.seeds,
+                    t.spec.heat_size,
+                    t.spec.advance,
+                    settled=heat.state is HeatState.SETTLED,
+                )
+                new = replace(
+                    new,
+                    standings=tuple(outcome.standings),
+                    advancers=tuple(outcome.advancers),
+                    no_shows=tuple(outcome.no_shows),
+                )
+            if not await self._decide(t, heat, new):
+                return "stale"
+        log.info(
+            "heat_result_rejected",
+            tournament_id=tid,
+            round=heat.round_no,
+            heat=heat.heat_no,
+            race_id=race_id,
+            player_id=player_id,
+            advancers=list(new.advancers),
+        )
+        return "rejected"
 
     async def _count_race(self, t: Tournament, heat: Heat, record: MatchRecord, entry_id: str) -> None:
         """One race of the heat is over: the next race of a points heat, or the heat's result."""

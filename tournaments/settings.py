@@ -45,6 +45,10 @@ class DirectorSettings:
     placement_timeout_s: float = 60.0  # ARENA_TOURNAMENT_PLACEMENT_TIMEOUT_S: unplaceable that long: settled
     heat_margin_s: float = 30.0  # ARENA_TOURNAMENT_HEAT_MARGIN_S: beyond wait + countdown + time limit
     dead_node_grace_s: float = 3.0  # ARENA_TOURNAMENT_DEAD_NODE_GRACE_S: wait for an ended race's record
+    # ARENA_TOURNAMENT_ADOPTION_WAIT_S: a heat whose node died waits this long for a live node to
+    # adopt its race (gameserver/adoption.py: three missed heartbeats, then a reaper round) before
+    # it is re-run; the players then rejoin the adopted race.
+    adoption_wait_s: float = 10.0
     max_reruns: int = 1  # ARENA_TOURNAMENT_MAX_RERUNS: re-runs of a heat whose node died, then settled
     claim_idle_ms: int = 2000  # ARENA_TOURNAMENT_CLAIM_IDLE_MS: results pending this long are re-taken
     intake_block_ms: int = 200  # ARENA_TOURNAMENT_INTAKE_BLOCK_MS: wait for new outbox entries
@@ -61,6 +65,8 @@ class DirectorSettings:
             raise SettingsError("need TICK_S > 0, MIN_PLAYERS >= 2 and MAX_RERUNS >= 0")
         if self.node_attempts < 1 or self.node_timeout_s <= 0:
             raise SettingsError("need ARENA_TOURNAMENT_NODE_ATTEMPTS >= 1 and NODE_TIMEOUT_S > 0")
+        if not 0 <= self.adoption_wait_s <= 600:
+            raise SettingsError("ARENA_TOURNAMENT_ADOPTION_WAIT_S must be between 0 and 600")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> DirectorSettings:
@@ -81,6 +87,7 @@ class DirectorSettings:
             placement_timeout_s=env_float(env, p + "PLACEMENT_TIMEOUT_S", d.placement_timeout_s),
             heat_margin_s=env_float(env, p + "HEAT_MARGIN_S", d.heat_margin_s),
             dead_node_grace_s=env_float(env, p + "DEAD_NODE_GRACE_S", d.dead_node_grace_s),
+            adoption_wait_s=env_float(env, p + "ADOPTION_WAIT_S", d.adoption_wait_s),
             max_reruns=env_int(env, p + "MAX_RERUNS", d.max_reruns),
             claim_idle_ms=env_int(env, p + "CLAIM_IDLE_MS", d.claim_idle_ms),
             intake_block_ms=env_int(env, p + "INTAKE_BLOCK_MS", d.intake_block_ms),

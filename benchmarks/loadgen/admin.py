@@ -12,9 +12,12 @@ __all__ = ["AdminClient"]
 
 
 class AdminClient:
-    def __init__(self, admin_url: str, admin_token: str, *, race_type: str = "marathon") -> None:
+    def __init__(
+        self, admin_url: str, admin_token: str, *, race_type: str = "marathon", test_mode: str | None = None
+    ) -> None:
         self.admin_url = admin_url.rstrip("/")
         self.race_type = race_type
+        self.test_mode = test_mode  # a typing test's mode (arena/typing_tests.py): one seat each
         self._headers = {"Authorization": f"Bearer {admin_token}"}
         self._http: aiohttp.ClientSession | None = None
 
@@ -29,7 +32,9 @@ class AdminClient:
 
     async def create_race(self, names: list[str]) -> RaceSeats:
         assert self._http is not None, "use AdminClient as an async context manager"
-        body = {"race_type": self.race_type, "players": [{"name": n} for n in names]}
+        body: dict[str, Any] = {"race_type": self.race_type, "players": [{"name": n} for n in names]}
+        if self.test_mode is not None:
+            body["test_mode"] = self.test_mode
         async with self._http.post(f"{self.admin_url}/admin/races", json=body) as resp:
             data: dict[str, Any] = await resp.json()
             if resp.status != 201:

@@ -9,6 +9,10 @@ const FLUSH_MS = 150; // input batching interval when the race gives no cadence 
 // treats SILENCE_MS without any frame as a drop, so it reconnects within the grace window.
 const WATCH_MS = 3000;
 const SILENCE_MS = 10000;
+// A race whose node died is adopted by another node within a few seconds, which extends the
+// grace window by the outage (docs/PROTOCOL.md, "Reconnecting after a node's death"): the page
+// keeps trying this much longer than the grace, asking the lobby where the race is now.
+const ADOPTION_MS = 10000;
 // Close codes after which reconnecting cannot help.
 const FINAL_CLOSES = {
   4001: "The server refused the ticket (forged, malformed or expired).",
@@ -92,6 +96,9 @@ function banner(text, kind = "error") {
 function explain(code, reason) {
   return ERROR_TEXT[code] ? `${ERROR_TEXT[code]}${reason ? ` (${reason})` : ""}` : reason || code;
 }
+
+// A result's review state (docs/API.md "review"); clear and released need no mark.
+const REVIEW_TEXT = { held: " · under review", rejected: " · rejected on review" };
 
 function flagged(flags) {
   return `Your result was flagged (${flags.map((f) => FLAG_TEXT[f] || f).join(", ")}) and will not be ranked.`;
@@ -243,7 +250,7 @@ async function queue(raceType) {
   }
   app.ticketId = view.ticket_id;
   while (!app.cancelled) {
-    if (view.state === "matched") { connectRace(view.assignment, { raceType }); return; }
+    if (view.state === "matched") { connectRace(view.assignment, { raceType, locate: ticketLocator(app.ticketId) }); return; }
     if (view.state === "cancelled") { show("home"); return; }
     if (view.state === "node_lost") { banner(view.reason || "The race's server was lost. Queue again."); show("home"); return; }
     if (view.expected_wait_s != null) {
@@ -309,7 +316,7 @@ async function privateRace(view) {
     $("private-members").innerHTML = view.members.map((m) => `<li>${esc(m.name)}${m.host ? " (host)" : ""}</li>`).join("");
     const host = view.host.player_id === app.session.player_id;
     $("private-start").hidden = !(host && (view.state === "open" || view.state === "node_lost"));
-    if (view.state === "started" && view.assignment) { connectRace(view.assignment, { raceType: view.race_type }); return; }
+    if (view.state === "started" && view.assignment) { connectRace(view.assignment, { raceType: view.race_type, locate: privateLocator(view.code) }); return; }
     try {
       view = await api("GET", `/v1/private-races/${view.code}?wait=20&since=${view.version}`);
     } catch (err) { apiFailed(err); show("home"); return; }
@@ -318,10 +325,26 @@ async function privateRace(view) {
 
 // ---------------------------------------------------------------- the race
 
+// Where the lobby says a race is now (its node died: the node that adopted it), or null.
+function ticketLocator(ticketId) {
+  return async () => {
+    const view = await api("GET", `/v1/tickets/${encodeURIComponent(ticketId)}`);
+    return view.state === "matched" ? view.assignment.url : null;
+  };
+}
+
+function privateLocator(code) {
+  return async () => {
+    const view = await api("GET", `/v1/private-races/${encodeURIComponent(code)}`);
+    return view.state === "started" && view.assignment ? view.assignment.url : null;
+  };
+}
+
 function newRace(assignment, opts) {
   return {
     url: assignment?.url, ticket: assignment?.ticket, token: assignment?.player_token,
     spectate: opts.spectate || null, raceType: opts.raceType, returnTo: opts.returnTo || "home",
+    locate: opts.locate || null, // asks the lobby for the race's current node (after a node's death)
     label: opts.label || null, // e.g. the tournament heat, for the heading
     ws: null, me: null, raceId: null, passage: "", state: "waiting",
     startAt: null, endsAt: null, offset: 0, bestRtt: Infinity, inputEvery: 0, inputOffset: 0,
@@ -402,7 +425,9 @@ function openSocket(r, url = r.url || r.spectate.url) {
 
 function onClosed(r, ev) {
   if (r.redirectTo) { const url = r.redirectTo; r.redirectTo = null; r.url = url; openSocket(r, url); return; }
-  if (FINAL_CLOSES[ev.code]) {
+  // 4004 once joined: the race's node is gone and the race not yet moved; the lobby will know.
+  const moving = ev.code === 4004 && r.locate && r.raceId;
+  if (FINAL_CLOSES[ev.code] && !moving) {
     // The error message just before the close says more (e.g. token_expired vs a forged ticket).
     r.done = true;
     banner(r.lastError || FINAL_CLOSES[ev.code]);
@@ -414,11 +439,21 @@ function onClosed(r, ev) {
   if (r.results) return;
   // Dropped: reconnect with backoff while the server still keeps our seat.
   if (r.droppedAt === null) r.droppedAt = Date.now();
-  const left = GRACE_MS - (Date.now() - r.droppedAt);
+  const left = GRACE_MS + (r.locate ? ADOPTION_MS : 0) - (Date.now() - r.droppedAt);
   if (left <= 0) { r.done = true; banner("The connection was lost for too long; you were counted as not finishing."); return; }
-  const delay = Math.min(250 * 2 ** r.retries++, 2000);
-  $("race-status").textContent = `Connection lost; reconnecting (${Math.ceil(left / 1000)} s left)…`;
-  setTimeout(() => { if (app.race === r && !r.done) openSocket(r); }, delay);
+  const attempt = ++r.retries;
+  const delay = Math.min(125 * 2 ** attempt, 2000);
+  // What is typed meanwhile stays pending (flush keeps it) and goes out after the rejoin.
+  $("race-status").textContent = `Connection lost, reconnecting (${Math.ceil(left / 1000)} s left)…`;
+  setTimeout(async () => {
+    if (app.race !== r || r.done) return;
+    // First the race's node again; every other try, where the lobby says the race is now.
+    let url = r.url;
+    if (attempt % 2 === 0 && r.locate) {
+      try { url = (await r.locate()) || r.url; } catch { url = r.url; }
+    }
+    if (app.race === r && !r.done) { r.url = url; openSocket(r, url); }
+  }, delay);
 }
 
 function syncClock(r) {
@@ -531,7 +566,8 @@ function drawLanes(r) {
     const pct = Math.round((100 * (p.position || 0)) / len);
     li.classList.toggle("me", id === r.me);
     li.classList.toggle("off", p.connected === false);
-    li.querySelector(".name").textContent = `${p.place ? `#${p.place} ` : ""}${p.name}${id === r.me ? " (you)" : ""}`;
+    li.classList.toggle("ghost", !!p.ghost);
+    li.querySelector(".name").textContent = `${p.place ? `#${p.place} ` : ""}${p.name}${id === r.me ? " (you)" : ""}${p.ghost ? " (ghost)" : ""}`;
     const bar = li.querySelector(".bar");
     bar.setAttribute("aria-label", `${p.name}: ${pct}%`);
     bar.setAttribute("aria-valuenow", String(pct));
@@ -684,7 +720,7 @@ function onResults(r, m) {
          <dt>Time</dt><dd>${(mine.elapsed_ms / 1000).toFixed(1)} s</dd>
        </dl>${mine.flags.length ? `<p>${esc(flagged(mine.flags))}</p>` : ""}`;
   $("results-table").tBodies[0].innerHTML = m.results.map((row) =>
-    `<tr${row.player_id === r.me ? ' class="me"' : ""}><td>${row.place ?? "—"}</td><td>${esc(row.name)}</td><td>${row.wpm.toFixed(1)}</td><td>${row.raw_wpm.toFixed(1)}</td><td>${pct(row.accuracy)}</td><td>${pct(row.consistency)}</td></tr>`).join("");
+    `<tr${row.player_id === r.me ? ' class="me"' : ""}><td>${row.place ?? "—"}</td><td>${esc(row.name)}${row.ghost ? " (ghost)" : ""}</td><td>${row.wpm.toFixed(1)}</td><td>${row.raw_wpm.toFixed(1)}</td><td>${pct(row.accuracy)}</td><td>${pct(row.consistency)}</td></tr>`).join("");
   drawChart(r.keyLog);
   $("results-title").textContent = r.label ? `Results: ${r.label}` : "Results";
   $("again").hidden = !!r.spectate || r.returnTo !== "home";
@@ -740,8 +776,9 @@ async function loadRecent() {
     const data = await api("GET", `/v1/players/${encodeURIComponent(app.session.player_id)}/races?limit=5`);
     $("recent-title").hidden = !data.races.length;
     $("recent").innerHTML = data.races.map((race) => {
-      const what = `${esc(race.race_type || "race")}: ${race.wpm != null ? `${Number(race.wpm).toFixed(1)} WPM` : ""}${race.place ? `, place ${race.place}` : ""}`;
-      return `<li class="recent-row"><span>${what}</span> <button type="button" class="link" data-replay="${esc(race.race_id)}" aria-label="${esc(`Replay ${race.race_type || "race"} race`)}">Replay</button></li>`;
+      const what = `${esc(race.race_type || "race")}: ${race.wpm != null ? `${Number(race.wpm).toFixed(1)} WPM` : ""}${race.place ? `, place ${race.place}` : ""}${REVIEW_TEXT[race.review] || ""}`;
+      return `<li class="recent-row"><span>${what}</span> <button type="button" class="link" data-replay="${esc(race.race_id)}" aria-label="${esc(`Replay ${race.race_type || "race"} race`)}">Replay</button>` +
+        ` <button type="button" class="link" data-ghost-race="${esc(race.race_id)}" data-ghost-player="${esc(app.session.player_id)}" aria-label="${esc(`Race your ghost from this ${race.race_type || "race"} race`)}">Race ghost</button></li>`;
     }).join("");
   } catch { /* history is optional on this page */ }
 }
@@ -793,9 +830,12 @@ async function openReplay(raceId) {
   setText("replay-meta", `${data.players.length} racer${data.players.length === 1 ? "" : "s"}${when ? ` · ${when}` : ""}${data.passage.text == null ? " · custom text" : ""}`);
   $("replay-seek").max = String(data.duration_ms);
   $("replay-racers").innerHTML = data.players.map((p, i) => {
-    const result = p.flagged ? "flagged" : `${p.place ? `#${Number(p.place)} · ` : ""}${Number(p.wpm).toFixed(1)} WPM · ${Number(p.accuracy).toFixed(1)}%`;
+    const result = p.flagged ? "flagged" : `${p.place ? `#${Number(p.place)} · ` : ""}${Number(p.wpm).toFixed(1)} WPM · ${Number(p.accuracy).toFixed(1)}%${REVIEW_TEXT[p.review] || ""}`;
     return `<li class="replay-racer" data-i="${i}"><div class="replay-head"><span class="name">${esc(p.name)}</span>` +
-      `<span class="replay-result">${esc(result)}</span><span class="wpm replay-wpm"></span></div>` +
+      `<span class="replay-result">${esc(result)}</span><span class="wpm replay-wpm"></span>` +
+      (p.flagged || p.status !== "finished" || data.state !== "finished" || data.passage.text == null ? "" :
+        `<button type="button" class="link" data-ghost-race="${esc(data.race_id)}" data-ghost-player="${esc(p.player_id)}" aria-label="${esc(`Race ${p.name}'s ghost`)}">Race ghost</button>`) +
+      `</div>` +
       `<p class="passage replay-text" aria-label="${esc(`${p.name}'s text`)}"><span class="ok"></span><span class="bad"></span><span class="caret"></span><span class="rest"></span></p></li>`;
   }).join("");
   show("replay");
@@ -894,7 +934,7 @@ function liveRacersHtml(r) {
   return r.players.map((p) => {
     const pct = Math.min(100, Math.round((100 * (Number(p.position) || 0)) / len));
     const done = LIVE_DONE[p.status] ? ` · ${p.place ? `#${Number(p.place)}` : LIVE_DONE[p.status]}` : "";
-    return `<li class="heat-row lane"><span class="name">${esc(p.name)}</span>` +
+    return `<li class="heat-row lane"><span class="name">${esc(p.name)}${p.ghost ? " (ghost)" : ""}</span>` +
       `<span class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="${pct}" aria-label="${esc(p.name)}: ${pct}% typed" data-pct="${pct}"><span></span></span>` +
       `<span class="wpm">${Math.round(Number(p.wpm) || 0)} wpm${done}</span></li>`;
   }).join("");
@@ -1203,3 +1243,6 @@ async function main() {
   else $(app.session ? "race-type" : "name").focus();
 }
 main();
+
+// For the page's other modules (daily.js: the daily challenge and ghost races).
+export { api, apiFailed, app, connectRace, esc, show };

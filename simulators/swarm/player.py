@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 from arena import keys
 from arena.backoff import Backoff, BackoffSettings
 from arena.protocol import BACKSPACE, Input, Joined, Progress
-from simulators.bot import Bot, BotReport, _Link, _Outcome
+from simulators.bot import Bot, BotReport, RaceGone, _Link, _Outcome
 from simulators.guard import require_loopback
 from simulators.swarm.plan import Arrival
 from simulators.swarm.scenario import TypingMix
@@ -39,6 +39,9 @@ __all__ = ["RETRY", "LobbyError", "PlayerRecord", "SwarmBot", "Tally", "run_play
 log = structlog.get_logger(__name__)
 
 LONG_POLL_S = 10  # per request; the lobby cuts longer waits anyway
+# A player whose node dies keeps trying to rejoin this long (the race's grace window, 15 s by
+# default, plus adoption's few seconds): the node again, then the lobby's current assignment.
+REJOIN_S = 20.0
 EXPECTED_SERVER_ERRORS = frozenset({"race_over"})  # an input racing the time limit: benign
 # Between retries: 0.25 s, doubling up to 4 s, less up to half at random (players do not retry in step).
 RETRY = BackoffSettings(base_s=0.25, cap_s=4.0, jitter=0.5)
@@ -254,6 +257,14 @@ async def run_player(
             record.node_id = assignment["node_id"]
             phase = "race"
             rng = random.Random(arrival.seed)
+            matched_ticket = view["ticket_id"]
+
+            async def locate() -> str | None:  # where the race is now (its node died: the adopter)
+                now = await _call(http, "GET", f"{lobby}/v1/tickets/{matched_ticket}", token=token)
+                if now.get("state") == "node_lost":
+                    raise RaceGone(str(now.get("reason")))
+                return str(now["assignment"]["url"]) if now.get("state") == "matched" else None
+
             bot = SwarmBot(
                 assignment["url"],
                 assignment["player_token"],
@@ -265,6 +276,8 @@ async def run_player(
                 session=http,
                 record=record,
                 tally=tally,
+                reconnect_s=REJOIN_S,
+                locate=locate,
             )
             report = await bot.run(max(1.0, stop_at - time.monotonic()))
             _absorb(record, report)

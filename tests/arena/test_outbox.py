@@ -4,6 +4,7 @@ again alone; what cannot be built or written is handed back, never dropped silen
 import asyncio
 from dataclasses import dataclass
 
+import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from redis.exceptions import ResponseError
@@ -11,6 +12,10 @@ from redis.exceptions import ResponseError
 from arena import keys
 from arena.outbox import OutboxBatcher, OutboxEntry, OutboxMetrics, OutboxSettings, OutboxWriter, Written
 from ops.services import free_port
+from tests.conftest import redis_client
+
+# Run against one Redis and against a Redis Cluster (tests/conftest.py).
+pytestmark = pytest.mark.redis_cluster
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,7 @@ async def stream_ids(redis: aioredis.Redis) -> list[str]:
 
 
 async def test_batches_of_at_most_batch_max_in_order_each_once(redis_url: str) -> None:
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = redis_client(redis_url)
     h = Harness(redis, batch_max=10)
     for i in range(25):  # queued before the task runs: batches of 10, 10, 5
         h.batcher.submit(f"m{i:02}")
@@ -68,7 +73,7 @@ async def test_batches_of_at_most_batch_max_in_order_each_once(redis_url: str) -
 
 
 async def test_an_entry_redis_refuses_is_tried_again_alone(redis_url: str) -> None:
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = redis_client(redis_url)
     h = Harness(redis, retry_cap_s=0.1)
     real = h.writer.append_many
     refused = True
@@ -94,7 +99,7 @@ async def test_an_entry_redis_refuses_is_tried_again_alone(redis_url: str) -> No
 
 
 async def test_a_record_that_cannot_be_built_is_handed_back_and_the_rest_goes_on(redis_url: str) -> None:
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = redis_client(redis_url)
 
     def record_of(item: str) -> Rec:
         if item == "bad":
@@ -127,7 +132,7 @@ async def test_stop_hands_back_what_redis_never_confirmed() -> None:
 
 
 async def test_stop_of_an_idle_batcher_ends_its_task_at_once(redis_url: str) -> None:
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = redis_client(redis_url)
     h = Harness(redis)
     task = h.batcher.start()
     await asyncio.sleep(0.05)

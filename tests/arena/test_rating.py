@@ -19,6 +19,10 @@ from arena.rating import (
     rate_race,
 )
 from arena.results import MatchRecord, ParticipantRecord
+from tests.conftest import redis_client
+
+# Run against one Redis and against a Redis Cluster (tests/conftest.py).
+pytestmark = pytest.mark.redis_cluster
 
 # ---- pure ------------------------------------------------------------------------
 
@@ -140,7 +144,7 @@ def test_ranking_from_record() -> None:
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
+    client = redis_client(redis_url)
     yield client
     await client.aclose()
 

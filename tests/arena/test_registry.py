@@ -8,6 +8,10 @@ import redis.asyncio as aioredis
 from arena import keys
 from arena.clock import now_ms
 from arena.registry import NodeInfo, NodeRegistry
+from tests.conftest import redis_client
+
+# Run against one Redis and against a Redis Cluster (tests/conftest.py).
+pytestmark = pytest.mark.redis_cluster
 
 
 def info(node_id: str, region: str = "eu", beat: int | None = None, state: str = "ready") -> NodeInfo:
@@ -27,7 +31,7 @@ def info(node_id: str, region: str = "eu", beat: int | None = None, state: str =
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
+    client = redis_client(redis_url)
     yield client
     await client.aclose()
 

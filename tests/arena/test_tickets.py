@@ -14,18 +14,24 @@ from arena.tickets import (
     QueueRef,
     QueueStats,
     Ticket,
+    TicketLive,
+    TicketRequest,
     TicketState,
     TicketStore,
     expected_wait_ms,
     queue_of,
 )
+from tests.conftest import redis_client
+
+# Run against one Redis and against a Redis Cluster (tests/conftest.py).
+pytestmark = pytest.mark.redis_cluster
 
 Q = QueueRef("quick", "eu")
 
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
+    client = redis_client(redis_url)
     yield client
     await client.aclose()
 
@@ -190,6 +196,48 @@ async def test_cancel_after_match_fails_and_returns_the_assignment(store: Ticket
     assert result is not None and result.state is TicketState.MATCHED
     assert result.assignment is not None and result.assignment.race_id == "r42"
     assert await store.cancel("quick.eu.unknown") is None
+
+
+async def test_create_unless_live_checks_the_previous_ticket_in_either_queue(store: TicketStore) -> None:
+    """Same queue: the create script refuses; another queue: read first. A matched or cancelled
+    previous ticket does not stop a new one."""
+    first = await store.create_unless_live(TicketRequest("p1", "ada", "quick", "eu", 1500.0), None)
+    for race_type, region in (("quick", "eu"), ("standard", "us")):
+        with pytest.raises(TicketLive) as refused:
+            await store.create_unless_live(TicketRequest("p1", "ada", race_type, region, 1500.0), first.id)
+        assert refused.value.ticket_id == first.id
+    assert [t.id for t in (await store.peek(Q, limit=10)).tickets] == [first.id]  # nothing written
+    claim = await store.claim(Q, [[first.id]], owner="mm1", ttl_ms=5000)
+    with pytest.raises(TicketLive):  # claimed is still live
+        await store.create_unless_live(TicketRequest("p1", "ada", "quick", "eu", 1500.0), first.id)
+    await store.assign(Q, claim.claim_id, [(first.id, seat())])
+    again = await store.create_unless_live(TicketRequest("p1", "ada", "quick", "eu", 1612.0), first.id)
+    other = await store.create_unless_live(
+        TicketRequest("p2", "bob", "standard", "us", 1500.0), "quick.eu.0000000000000000"
+    )  # a previous ticket that expired: gone, not live
+    assert (await store.peek(Q, limit=10)).tickets[0].rating == 1612.0
+    assert queue_of(other.id) == QueueRef("standard", "us")
+    cancelled = await store.cancel(again.id)
+    assert cancelled is not None and cancelled.state is TicketState.CANCELLED
+    await store.create_unless_live(TicketRequest("p1", "ada", "quick", "eu", 1500.0), again.id)
+
+
+async def test_create_unless_live_honours_the_queue_bound(redis: aioredis.Redis) -> None:
+    store = TicketStore(redis, max_queued=1)
+    try:
+        await store.create_unless_live(TicketRequest("p1", "ada", "quick", "eu", 1500.0), None)
+        with pytest.raises(QueueFull):
+            await store.create_unless_live(TicketRequest("p2", "bob", "quick", "eu", 1500.0), None)
+    finally:
+        await store.aclose()
+
+
+async def test_cancel_by_another_owner_changes_nothing(store: TicketStore) -> None:
+    (a,) = (t.id for t in await make(store, 1))
+    assert await store.cancel(a, owner="someone-else") is None
+    assert [t.id for t in (await store.peek(Q, limit=10)).tickets] == [a]
+    mine = await store.cancel(a, owner="peu0")  # make() names its players p{region}{i}
+    assert mine is not None and mine.state is TicketState.CANCELLED
 
 
 async def test_release_requeues_at_the_original_position(store: TicketStore) -> None:

@@ -178,7 +178,14 @@ async def persistence(
 ) -> AsyncIterator[PersistenceService]:
     """Persistence in-process, as tests/persistence runs it (small batches, fast retries): it
     drains the outbox of the test's Redis into ``e2e_dsn`` and publishes to unique topics."""
-    env = Env(redis_url, e2e_dsn, kafka_broker.bootstrap, unique("race-events"), unique("tournament-scores"))
+    env = Env(
+        redis_url,
+        e2e_dsn,
+        kafka_broker.bootstrap,
+        unique("race-events"),
+        unique("tournament-scores"),
+        unique("players"),
+    )
     service = PersistenceService(env.settings())
     await service.start()
     try:

@@ -102,7 +102,7 @@ async def test_the_tick_writes_live_figures_when_moved_at_most_once_per_interval
     assert rows[0][5] == pytest.approx(5 * 12_000 / EVERY, abs=0.1) and rows[1][5] == 0.0
     # The rows readers know (spectators' snapshots build PlayerInfo from them), as of the write.
     infos = race.player_infos(start + EVERY)
-    assert rows == [[p.id, p.name, p.connected, p.status, p.position, p.wpm, p.place] for p in infos]
+    assert rows == [[p.id, p.name, p.connected, p.status, p.position, p.wpm, p.place, p.ghost] for p in infos]
 
     # Nothing moved: no write however long it has been (a planted value stays).
     await redis.hset(key, "roster", "[]")

@@ -2,8 +2,9 @@
 
 1. A node writes each race's checkpoint with its ticks, and it replays to the race's state.
 2. The checkpoint goes once the race's result is in the outbox.
-3. ``kill -9`` of a node process mid-race: another node of its region writes the race, aborted
-   with its racers' partial results, to the outbox once, and removes its mirror and checkpoint.
+3. ``kill -9`` of a node process mid-race, adoption off (``ARENA_RACE_ADOPT=0``; adoption is
+   tests/gameserver/test_adoption.py): another node of its region writes the race, aborted with its
+   racers' partial results, to the outbox once, and removes its mirror and checkpoint.
 """
 
 import asyncio
@@ -20,7 +21,7 @@ from arena.ids import NodeId, PlayerId, RaceId
 from arena.protocol import RaceState, RaceType
 from gameserver.checkpoint import rebuild
 from gameserver.node import SeatRequest
-from tests.conftest import NodeFactory, RunningNode, read_outbox
+from tests.conftest import NodeFactory, RunningNode, read_outbox, with_race
 from tests.gameserver.test_checkpoint import T0, checkpoint_of, journalled_race, scoring_state, type_some
 from tests.gameserver.test_process import ProcessStarter, bots_for, run_bots, start_process  # noqa: F401
 
@@ -93,8 +94,8 @@ async def test_a_killed_nodes_race_is_written_aborted_by_a_live_node(
     start_process: ProcessStarter,  # noqa: F811
     redis_url: str,
 ) -> None:
-    doomed = await start_process("proc-doomed")
-    await start_process("proc-live")
+    doomed = await start_process("proc-doomed", ARENA_RACE_ADOPT="0")
+    await start_process("proc-live", ARENA_RACE_ADOPT="0")
     race = await doomed.create_race(["ada", "bob"])
     race_id = RaceId(str(race["race_id"]))
     reports = run_bots(bots_for(race, 25.0), 20)  # slow typists: still typing when the node dies
@@ -180,7 +181,8 @@ async def test_two_live_nodes_finalise_a_dead_nodes_races_once(
             pipe.sadd(keys.node_checkpoints("ghost"), good, bad)
             pipe.hset(keys.CHECKPOINT_NODES, "ghost", "local")
             await pipe.execute()
-        nodes = [await node_factory("node-a"), await node_factory("node-b")]
+        no_adoption = with_race(adopt=False)  # the aborted path (adoption: test_adoption.py)
+        nodes = [await node_factory(n, race=no_adoption) for n in ("node-a", "node-b")]
 
         async def done() -> bool:
             return not await redis.exists(keys.node_checkpoints("ghost"))

@@ -71,6 +71,11 @@ def test_checkpoints_are_on_by_default_and_their_interval_is_bounded() -> None:
             RaceSettings.from_env({"ARENA_RACE_CHECKPOINT_MS": bad})
 
 
+def test_adoption_is_on_by_default_and_can_be_turned_off() -> None:
+    assert RaceSettings.from_env({}).adopt is True
+    assert RaceSettings.from_env({"ARENA_RACE_ADOPT": "0"}).adopt is False
+
+
 def test_the_fair_play_arrival_settings_are_read_and_bounded() -> None:
     base = {"ARENA_ENV": "development"}
     default = NodeSettings.from_env(base).fairplay

@@ -3,7 +3,7 @@
 import asyncio
 import random
 
-import redis.asyncio as aioredis
+import pytest
 
 from arena import keys
 from arena.codec import WireFormat
@@ -20,7 +20,7 @@ from arena.protocol import (
     Welcome,
 )
 from arena.tokens import TokenSigner
-from tests.conftest import NodeFactory, RunningNode
+from tests.conftest import NodeFactory, RunningNode, redis_client
 from tests.gameserver.test_race_flow import CUSTOM, human_times, seat, type_text, wait_start
 from tests.gameserver.wsclient import RawClient
 
@@ -37,6 +37,7 @@ async def spectator(node: RunningNode, race_id: str) -> tuple[RawClient, Watchin
     return client, watching
 
 
+@pytest.mark.redis_cluster
 async def test_a_spectator_on_another_node_sees_the_race(node_factory: NodeFactory) -> None:
     owner = await node_factory("node-a")
     other = await node_factory("node-b")
@@ -106,9 +107,9 @@ async def test_a_garbage_frame_on_a_race_channel_costs_only_that_frame(
     await watcher.recv_until(Welcome)
     await watcher.send(Spectate(race_id=race["race_id"]), WireFormat.JSON)
     await watcher.recv_until(Watching)
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = redis_client(redis_url)
     try:
-        await redis.publish(keys.race_updates(race["race_id"]), b"\xc1 not msgpack")
+        await redis.spublish(keys.race_updates(race["race_id"]), b"\xc1 not msgpack")
     finally:
         await redis.aclose()
     await asyncio.sleep(1.2)  # the owner learns the race is watched

@@ -25,7 +25,7 @@ from lobby.app import build_app
 from lobby.context import LOBBY_KEY, Lobby
 from lobby.settings import LobbySettings
 from ops.services import free_port
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, redis_client
 
 SECRET = b"test-secret-0123456789"  # the same secret as the test nodes: tokens work on both
 
@@ -141,7 +141,7 @@ async def api(lobby: RunningLobby) -> Api:
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
+    client = redis_client(redis_url)
     yield client
     await client.aclose()
 

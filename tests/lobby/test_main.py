@@ -16,8 +16,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 async def wait_ready(http: aiohttp.ClientSession, base: str) -> None:
-    """Poll the lobby's /readyz for up to 5 s."""
-    for _ in range(100):
+    """Poll the lobby's /readyz for up to 30 s (a busy machine takes seconds to start a process)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
         try:
             async with http.get(f"{base}/readyz") as resp:
                 if resp.status == 200:

@@ -1,5 +1,6 @@
-"""A real gameserver process killed with SIGKILL: its players hear ``node_lost`` within seconds,
-placement stops using it, and they can queue (or start) again."""
+"""A real gameserver process killed with SIGKILL: while no node can adopt its races, its players
+hear ``node_lost`` within seconds and placement stops using it; a player queues again; once a
+node is back, it adopts the private race and the lobby sends its players there."""
 
 import asyncio
 import os
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from arena import keys
+from arena.ids import RaceId
 from arena.registry import NodeRegistry
 from arena.tickets import Assignment, QueueRef, TicketStore
 from ops.services import free_port
@@ -86,6 +89,11 @@ async def test_sigkill_node(
     assert await store.assign(queue, claim.claim_id, [(ticket["ticket_id"], a)]) == [True]
     await store.aclose()
 
+    async def checkpointed() -> bool:  # the private race's checkpoint: what a node adopts it from
+        listed = await redis.sismember(keys.node_checkpoints("killme"), started["assignment"]["race_id"])
+        return bool(listed)
+
+    await until(checkpointed, timeout=5.0)
     node_process.kill()  # SIGKILL: no goodbye, no registry removal, no race state written
     await node_process.wait()
 
@@ -98,11 +106,23 @@ async def test_sigkill_node(
     assert took < 3.0, took
     assert not await registered()  # placement no longer sees it
 
-    # They go again: a new ticket, and the host restarts the race on a surviving node.
+    # The player queues again; a surviving node adopts the private race from its checkpoint
+    # (gameserver/adoption.py), and the lobby sends its players there with the same tokens.
     (await api.call("POST", "/v1/tickets", token=player, body={"race_type": "quick", "region": "local"})).ok(
         201
     )
     await node_factory(node_id="survivor")
     lobby.lobby.nodes.forget()
-    again = (await api.call("POST", f"/v1/private-races/{code}/start", token=host)).ok()
-    assert again["state"] == "started" and again["assignment"]["node_id"] == "survivor"
+
+    async def moved() -> bool:
+        await asyncio.sleep(0.4)  # a few reads a second: the host's reads above used up much of its rate
+        p = (await api.call("GET", f"/v1/private-races/{code}", token=host)).ok()
+        a = p["assignment"]
+        there = a["node_id"] == "survivor" and a["url"] != started["assignment"]["url"]
+        return bool(p["state"] == "started" and there)
+
+    await until(moved, timeout=8.0)
+    assert await redis.get(keys.race_owner(RaceId(started["assignment"]["race_id"]))) == b"survivor"
+    # The matched ticket's race had no checkpoint (nothing to adopt): still lost.
+    t = (await api.call("GET", f"/v1/tickets/{ticket['ticket_id']}", token=player)).ok()
+    assert t["state"] == "node_lost"

@@ -20,6 +20,7 @@ from lobby.replay import Encoded, ReplayCache
 from lobby.replay_text import BACKSPACE_KEY, ReplayKey, text_at
 from ops.services import free_port
 from persistence import synthetic
+from persistence.review import ReviewDecisionRecord
 from persistence.settings import PostgresSettings
 from persistence.store import PostgresStore
 from tests.lobby.conftest import LobbyFactory, RunningLobby
@@ -79,6 +80,7 @@ async def test_replay_of_a_stored_race(lobby: RunningLobby, pool: asyncpg.Pool) 
         race.participants[0].wpm,
     )
     assert (bob["player_id"], bob["place"], bob["flagged"], bob["flags"]) == ("bob", None, True, ["too_fast"])
+    assert ada["review"] == bob["review"] == "clear"
     assert ada["keys"][:4] == [
         {"t_ms": 180, "key": "T"},
         {"t_ms": 300, "key": "h"},
@@ -117,6 +119,32 @@ async def test_replay_is_cacheable_and_compressed(lobby: RunningLobby, pool: asy
     ):
         packed = await raw.read()
     assert gzip.decompress(packed).startswith(b'{"format":1,')
+
+
+async def test_a_held_result_is_marked_and_revalidated_until_rejected(
+    lobby: RunningLobby, pool: asyncpg.Pool
+) -> None:
+    """Ada's 250 WPM is held: the replay says so and is not cached; once rejected, she has no
+    place (no win), and the answer is immutable again."""
+    race = a_race()
+    ada = dataclasses.replace(race.participants[0], wpm=250.0)
+    race = dataclasses.replace(race, participants=[ada, race.participants[1]])
+    await PostgresStore(pool).write([race])
+    path = f"/v1/races/{race.match_id}/replay"
+    held = await get(lobby, path)
+    assert held.headers["Cache-Control"] == "public, no-cache"
+    ada_json, bob_json = (await held.json())["players"]
+    assert (ada_json["review"], ada_json["place"], bob_json["review"]) == ("held", 1, "clear")
+    decision = ReviewDecisionRecord.of(race.match_id, "ada", "rejected", "pasted", NOON)
+    await PostgresStore(pool).write([decision])
+    rejected = await get(lobby, path)  # not served from the lobby's cache: held ones are not kept
+    assert rejected.headers["ETag"] != held.headers["ETag"]
+    assert rejected.headers["Cache-Control"] == "public, max-age=86400, immutable"
+    ada_json = (await rejected.json())["players"][0]
+    assert (ada_json["review"], ada_json["place"], ada_json["wpm"]) == ("rejected", None, 250.0)
+    page = await get(lobby, "/v1/players/ada/races")
+    [line] = (await page.json())["races"]
+    assert (line["race_id"], line["review"], line["place"]) == (race.match_id, "rejected", None)
 
 
 async def test_custom_race_has_no_passage_text(lobby: RunningLobby, pool: asyncpg.Pool) -> None:

@@ -54,6 +54,7 @@ async def new_ticket(api: Api, token: str, body: dict[str, Any] = QUICK_LOCAL) -
     return ticket
 
 
+@pytest.mark.redis_cluster
 async def test_create_read_and_match(
     api: Api, matcher: TicketStore, fake_nodes: Callable[..., Awaitable[FakeNode]]
 ) -> None:
@@ -82,6 +83,7 @@ async def test_create_read_and_match(
     }
 
 
+@pytest.mark.redis_cluster
 async def test_long_poll_answers_when_matched(
     api: Api, matcher: TicketStore, fake_nodes: Callable[..., Awaitable[FakeNode]]
 ) -> None:
@@ -133,6 +135,7 @@ async def test_cancel_and_never_matched_after(api: Api, matcher: TicketStore) ->
     assert again["state"] == "cancelled"  # idempotent
 
 
+@pytest.mark.redis_cluster
 async def test_cancel_after_match_says_so(
     api: Api, matcher: TicketStore, fake_nodes: Callable[..., Awaitable[FakeNode]]
 ) -> None:
@@ -173,6 +176,43 @@ async def test_one_live_ticket_per_player(api: Api) -> None:
     assert second.body["ticket_id"] == first["ticket_id"]
     (await api.call("DELETE", f"/v1/tickets/{first['ticket_id']}", token=token)).ok()
     await new_ticket(api, token, {"race_type": "standard", "region": "eu"})
+
+
+async def test_one_live_ticket_in_the_same_queue_and_the_lock(api: Api, redis: aioredis.Redis) -> None:
+    """The create script refuses a second ticket in the same queue; concurrent creations of one
+    player get one ticket and one 409; a failed creation releases the lock."""
+    token = (await api.guest("ada"))["token"]
+    created = await asyncio.gather(
+        *(api.call("POST", "/v1/tickets", token=token, body=QUICK_LOCAL) for _ in range(4))
+    )
+    assert sorted(r.status for r in created) == [201, 409, 409, 409]
+    (first,) = (r.body for r in created if r.status == 201)
+    again = await api.call("POST", "/v1/tickets", token=token, body=QUICK_LOCAL)
+    assert again.status == 409 and again.body["ticket_id"] == first["ticket_id"]
+    (await api.call("DELETE", f"/v1/tickets/{first['ticket_id']}", token=token)).ok()
+    bad = await api.call("POST", "/v1/tickets", token=token, body={**QUICK_LOCAL, "language": "English!"})
+    assert bad.status == 400
+    await new_ticket(api, token)  # neither the 400 nor the cancelled ticket holds the player back
+
+
+async def test_the_ticket_carries_the_stored_rating(
+    api: Api, matcher: TicketStore, redis: aioredis.Redis
+) -> None:
+    session = await api.guest("ada")
+    await redis.hset(
+        keys.player_rating(session["player_id"]), mapping={"r": 1720.5, "rd": 80, "vol": 0.06, "v": 3}
+    )
+    ticket = await new_ticket(api, session["token"])
+    queued = {t.id: t for t in (await matcher.peek(QueueRef("quick", "local"), limit=50)).tickets}
+    assert queued[ticket["ticket_id"]].rating == 1720.5
+
+
+async def test_a_held_creation_lock_refuses(api: Api, redis: aioredis.Redis) -> None:
+    session = await api.guest("ada")
+    await redis.set(keys.player_ticket_lock(session["player_id"]), "1", px=5000)
+    reply = await api.call("POST", "/v1/tickets", token=session["token"], body=QUICK_LOCAL)
+    assert reply.status == 409 and reply.body["error"] == "already_queued"
+    assert await redis.get(keys.player_ticket_lock(session["player_id"])) == b"1"  # not ours to drop
 
 
 async def test_bad_ticket_bodies(api: Api) -> None:
@@ -220,3 +260,45 @@ async def test_node_lost_then_queue_again(
     # A race that finished before its node died is not lost: it happened.
     await redis.hset(keys.race_state(RaceId("r-test")), mapping={"state": "finished"})
     assert (await api.call("GET", path, token=token)).ok()["state"] == "matched"
+
+
+async def test_a_race_adopted_after_its_node_died_is_reported_at_the_adopter(
+    lobby_factory: LobbyFactory,
+    matcher: TicketStore,
+    redis: aioredis.Redis,
+    fake_nodes: Callable[..., Awaitable[FakeNode]],
+) -> None:
+    """1. matched on a node that dies while its race awaits a reaper: still matched there;
+    2. a live node adopts it (``race:{id}:owner``): matched at the adopter, same tokens;
+    3. had it been aborted instead (off the dead node's list, no owner): node_lost."""
+    lobby = await lobby_factory(node_stale_ms=500, node_refresh_s=0.05)
+    api = lobby.api
+    node = await fake_nodes("doomed")
+    await fake_nodes("adopter")
+    token = (await api.guest())["token"]
+    ticket = await new_ticket(api, token)
+    await assign(matcher, ticket["ticket_id"], await claim(matcher, ticket["ticket_id"]), node_id="doomed")
+    path = f"/v1/tickets/{ticket['ticket_id']}"
+    await redis.sadd(keys.node_checkpoints("doomed"), "r-test")  # its checkpoint, awaiting a reaper
+
+    await node.die()
+    await asyncio.sleep(0.7)  # stale for the lobby
+    pending = (await api.call("GET", path, token=token)).ok()
+    assert pending["state"] == "matched" and pending["assignment"]["node_id"] == "doomed"
+
+    await redis.set(keys.race_owner(RaceId("r-test")), "adopter")
+    await redis.srem(keys.node_checkpoints("doomed"), "r-test")
+    moved = (await api.call("GET", path, token=token)).ok()
+    assert moved["state"] == "matched"
+    a = moved["assignment"]
+    assert (a["node_id"], a["url"], a["player_token"], a["ticket"]) == (
+        "adopter",
+        "ws://127.0.0.1:9/adopter",
+        "pt",
+        "jt",
+    )
+    metrics = lobby.lobby.metrics.registry
+    assert metrics.get_sample_value("arena_lobby_assignments_moved_total", {"kind": "ticket"}) == 1
+
+    await redis.delete(keys.race_owner(RaceId("r-test")))  # aborted by a reaper instead
+    assert (await api.call("GET", path, token=token)).ok()["state"] == "node_lost"

@@ -25,6 +25,7 @@ from matchmaker.metrics import MatchmakerMetrics
 from matchmaker.service import Matchmaker
 from matchmaker.settings import MatchmakerSettings
 from ops.services import free_port
+from tests.conftest import redis_client
 
 ADMIN = "mm-test-admin-token"
 RACE = RaceSettings(countdown_s=1.0, wait_timeout_s=4.0, grace_s=3.0, tick_hz=20.0, ping_interval_s=1.0)
@@ -107,7 +108,7 @@ async def start_node(redis_url: str) -> AsyncIterator[NodeStarter]:
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
+    client = redis_client(redis_url)
     yield client
     await client.aclose()
 
@@ -146,7 +147,7 @@ async def make_matchmaker(redis_url: str, http: aiohttp.ClientSession) -> AsyncI
     made: list[tuple[Matchmaker, aioredis.Redis, TicketStore]] = []
 
     def make(name: str, placer: Placer | None = None, **changes: Any) -> Matchmaker:
-        client = aioredis.Redis.from_url(redis_url)
+        client = redis_client(redis_url)
         store = TicketStore(client)
         metrics = MatchmakerMetrics()
         settings = replace(FAST_MM, matchmaker_id=name, **changes)

@@ -5,6 +5,7 @@ import random
 from collections import Counter
 
 import aiohttp
+import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
@@ -113,6 +114,7 @@ def _bot(ticket: Ticket, seed: int) -> Bot:
     return Bot(a.url, a.player_token, a.join_ticket, FAST_TYPIST, random.Random(seed), name=ticket.name)
 
 
+@pytest.mark.redis_cluster
 async def test_cancelled_tickets_are_never_placed(
     start_node: NodeStarter, make_matchmaker: MatchmakerFactory, tickets: TicketStore
 ) -> None:

@@ -19,7 +19,11 @@ TOPIC_CONFIG_SOURCE = 1  # DescribeConfigs: the value was set on the topic itsel
 
 def settings(broker: KafkaBroker, suffix: str, **kw: int) -> TopicSettings:
     kafka = KafkaSettings(
-        bootstrap=broker.bootstrap, race_topic=f"races-{suffix}", heat_topic=f"heats-{suffix}"
+        bootstrap=broker.bootstrap,
+        race_topic=f"races-{suffix}",
+        heat_topic=f"heats-{suffix}",
+        player_topic=f"players-{suffix}",
+        test_topic=f"tests-{suffix}",
     )
     return TopicSettings(kafka=kafka, admin_timeout_s=20.0, **kw)
 
@@ -63,7 +67,7 @@ async def test_unreachable_replication_is_reported(kafka_broker: KafkaBroker) ->
     s = settings(kafka_broker, "rf3", partitions=2, replication_factor=3, min_insync_replicas=2)
     out = io.StringIO()
     assert await run(s, create=True, out=out) == EXIT_FAILED
-    assert out.getvalue().count("FAILED") == 2 and "replicat" in out.getvalue()
+    assert out.getvalue().count("FAILED") == len(s.topics) == 4 and "replicat" in out.getvalue()
 
 
 def test_settings_from_env_and_ranges() -> None:
@@ -72,11 +76,14 @@ def test_settings_from_env_and_ranges() -> None:
         "ARENA_KAFKA_REPLICATION_FACTOR": "3",
         "ARENA_KAFKA_MIN_INSYNC_REPLICAS": "2",
         "ARENA_KAFKA_RACE_TOPIC": "r",
+        "ARENA_KAFKA_TEST_TOPIC": "t",
     }
     s = TopicSettings.from_env(env)
     assert (s.partitions, s.replication_factor, s.min_insync_replicas) == (24, 3, 2)
-    [race, _] = s.new_topics()
+    [race, _, tests, players] = s.new_topics()
+    assert players.name == "player-events"
     assert race.name == "r" and race.topic_configs == {"min.insync.replicas": "2"}
+    assert tests.name == "t" and tests.topic_configs == {"min.insync.replicas": "2"}
     for bad in (
         {"ARENA_KAFKA_PARTITIONS": "0"},
         {"ARENA_KAFKA_REPLICATION_FACTOR": "17"},

@@ -15,6 +15,7 @@ from ops.services import KafkaBroker, PostgresServer
 from persistence.app import PersistenceService
 from persistence.migrate import migrate
 from persistence.settings import PersistenceSettings
+from tests.conftest import redis_client
 from tests.persistence.helpers import Env, unique
 
 TEMPLATE = "persist_template"
@@ -69,12 +70,19 @@ async def pg_dsn(postgres_server: PostgresServer, pg_template: str) -> AsyncIter
 
 @pytest.fixture
 def env(redis_url: str, pg_dsn: str, kafka_broker: KafkaBroker) -> Env:
-    return Env(redis_url, pg_dsn, kafka_broker.bootstrap, unique("race-events"), unique("tournament-scores"))
+    return Env(
+        redis_url,
+        pg_dsn,
+        kafka_broker.bootstrap,
+        unique("race-events"),
+        unique("tournament-scores"),
+        unique("player-events"),
+    )
 
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
+    client = redis_client(redis_url)
     yield client
     await client.aclose()
 

@@ -52,6 +52,7 @@ class Env:
     bootstrap: str
     race_topic: str
     heat_topic: str
+    player_topic: str
 
     def settings(
         self, *, dsn: str | None = None, kafka_timeout_s: float = 3.0, **consumer: object
@@ -63,6 +64,7 @@ class Env:
                 bootstrap=self.bootstrap,
                 race_topic=self.race_topic,
                 heat_topic=self.heat_topic,
+                player_topic=self.player_topic,
                 publish_timeout_s=kafka_timeout_s,
             ),
             consumer=replace(FAST_CONSUMER, **consumer),  # type: ignore[arg-type]
@@ -77,6 +79,7 @@ class Env:
             "ARENA_KAFKA_BOOTSTRAP": self.bootstrap,
             "ARENA_KAFKA_RACE_TOPIC": self.race_topic,
             "ARENA_KAFKA_HEAT_TOPIC": self.heat_topic,
+            "ARENA_KAFKA_PLAYER_TOPIC": self.player_topic,
             "ARENA_KAFKA_PUBLISH_TIMEOUT_S": "3",
             "ARENA_PERSIST_WORKERS": "1",
             "ARENA_PERSIST_BATCH_SIZE": str(c.batch_size),
@@ -202,10 +205,10 @@ async def kafka_keys(bootstrap: str, topic: str, want: int, timeout: float = 20.
 
 
 async def kafka_messages(
-    bootstrap: str, topic: str, want: int, timeout: float = 20.0
+    bootstrap: str, topic: str, want: int, timeout: float = 20.0, *, count: int = 0
 ) -> list[tuple[str, dict[str, bytes], bytes]]:
     """(key, headers, value) of the messages on a topic, read from the start until ``want``
-    distinct keys or the timeout."""
+    distinct keys (and at least ``count`` messages) or the timeout."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -217,7 +220,7 @@ async def kafka_messages(
     seen: list[tuple[str, dict[str, bytes], bytes]] = []
     try:
         deadline = time.monotonic() + timeout
-        while len({key for key, _, _ in seen}) < want and time.monotonic() < deadline:
+        while (len({key for key, _, _ in seen}) < want or len(seen) < count) and time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=300)
             for messages in batches.values():
                 seen.extend(

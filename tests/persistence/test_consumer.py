@@ -7,6 +7,7 @@ import random
 import time
 
 import asyncpg
+import pytest
 import redis.asyncio as aioredis
 
 from arena.keys import DEAD_STREAM, OUTBOX_STREAM, recent_results
@@ -55,6 +56,7 @@ async def test_a_thousand_matches_land_once_in_postgres_and_all_in_kafka(
     await wait_until(trimmed, 5, "acknowledged entries trimmed from the outbox")
 
 
+@pytest.mark.redis_cluster
 async def test_a_match_appended_twice_is_stored_once(
     env: Env, redis: aioredis.Redis, start_service: ServiceFactory
 ) -> None:
@@ -66,6 +68,7 @@ async def test_a_match_appended_twice_is_stored_once(
     assert (await kafka_keys(env.bootstrap, env.race_topic, 1))[record.match_id] >= 1
 
 
+@pytest.mark.redis_cluster
 async def test_entries_left_pending_by_a_dead_consumer_are_claimed(
     env: Env, redis: aioredis.Redis, start_service: ServiceFactory
 ) -> None:

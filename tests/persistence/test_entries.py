@@ -130,3 +130,10 @@ def test_an_int_is_accepted_where_a_float_is_expected() -> None:
     r = record()
     m = decode(entry(mutate({}, {"wpm": 80}), r.match_id))
     assert m.record.participants[0].wpm == 80
+
+
+@pytest.mark.parametrize("day", ["2027-02-30", "yesterday", "2027-1-5", 20270105])
+def test_a_daily_that_is_not_a_day_is_poison(day: object) -> None:
+    r = record()
+    with pytest.raises(PoisonEntry, match="daily"):
+        decode(entry(mutate({"daily": day}), r.match_id))

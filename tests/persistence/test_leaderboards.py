@@ -4,7 +4,7 @@ import dataclasses
 import random
 from datetime import UTC, date, datetime
 
-import redis.asyncio as aioredis
+import pytest
 
 from arena import keys
 from persistence import synthetic
@@ -20,6 +20,10 @@ from persistence.leaderboards import (
 )
 from persistence.settings import ReadSideSettings
 from persistence.times import to_datetime, to_ms
+from tests.conftest import redis_client
+
+# Run against one Redis and against a Redis Cluster (tests/conftest.py).
+pytestmark = pytest.mark.redis_cluster
 
 SETTINGS = ReadSideSettings()
 NOW = to_ms(datetime.now(UTC))
@@ -68,7 +72,7 @@ def test_only_valid_finishes_of_ranked_types_are_placed() -> None:
 
 
 async def test_updates_keep_the_best_and_are_idempotent(redis_url: str) -> None:
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = redis_client(redis_url)
     try:
         writer = LeaderboardWriter(redis, SETTINGS)
         rng = random.Random(2)

@@ -57,7 +57,14 @@ async def test_postgres_outage(
     redis_url: str, redis: aioredis.Redis, kafka_broker: KafkaBroker, own_postgres: PostgresServer,
     start_service: ServiceFactory,
 ) -> None:  # fmt: skip
-    env = Env(redis_url, own_postgres.dsn, kafka_broker.bootstrap, unique("race-events"), unique("heats"))
+    env = Env(
+        redis_url,
+        own_postgres.dsn,
+        kafka_broker.bootstrap,
+        unique("race-events"),
+        unique("heats"),
+        unique("players"),
+    )
     records = matches(300)
     service = await start_service(env.settings())
     await push(redis, records[:100])
@@ -84,7 +91,9 @@ async def test_postgres_outage(
 async def test_kafka_outage(
     redis_url: str, redis: aioredis.Redis, pg_dsn: str, own_kafka: KafkaBroker, start_service: ServiceFactory
 ) -> None:
-    env = Env(redis_url, pg_dsn, own_kafka.bootstrap, unique("race-events"), unique("heats"))
+    env = Env(
+        redis_url, pg_dsn, own_kafka.bootstrap, unique("race-events"), unique("heats"), unique("players")
+    )
     records = matches(300)
     service = await start_service(env.settings(kafka_timeout_s=1.0))
     await push(redis, records[:100])

@@ -3,12 +3,16 @@
 import dataclasses
 import random
 
+import pytest
 import redis.asyncio as aioredis
 
 from arena import keys
 from arena.rating import DEFAULT, RatingStore
 from persistence import synthetic
 from persistence.ratings import RatingCatchUp
+
+# Run against one Redis and against a Redis Cluster (tests/conftest.py).
+pytestmark = pytest.mark.redis_cluster
 
 
 async def test_only_unrated_finished_matches_are_rated_once(redis: aioredis.Redis) -> None:

@@ -25,6 +25,7 @@ async def boards(redis: aioredis.Redis) -> dict[str, list[tuple[bytes, float]]]:
     return found
 
 
+@pytest.mark.redis_cluster
 async def test_rebuild_matches_what_the_consumer_built(pool: asyncpg.Pool, redis: aioredis.Redis) -> None:
     now = to_ms(datetime.now(UTC))
     rng = random.Random(1)

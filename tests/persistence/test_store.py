@@ -225,3 +225,13 @@ async def test_concurrent_creators_of_a_partition_do_not_collide(pool: asyncpg.P
     finally:
         for c in conns:
             await c.close()
+
+
+async def test_a_daily_attempt_keeps_its_day(pool: asyncpg.Pool) -> None:
+    store = PostgresStore(pool)
+    attempt = dataclasses.replace(race(JAN, ["ada"], seed=3), daily="2027-01-15")
+    plain = race(JAN + 1, ["bob", "cy"], seed=4)
+    await store.write([attempt, plain])
+    async with pool.acquire() as conn:
+        rows = dict(await conn.fetch("SELECT race_id, daily FROM races"))
+    assert rows[attempt.match_id] == datetime(2027, 1, 15).date() and rows[plain.match_id] is None

@@ -253,3 +253,43 @@ def test_the_next_send_is_the_races_next_instant() -> None:
         assert min(phase, 500 - phase) < 3  # every second instant: a 500 ms sender
     bot._cadence_every = 0  # no hint: one interval from now
     assert abs(bot._next_send_time() - time.monotonic() - 0.5) < 0.01
+
+
+async def test_a_bot_that_lost_its_node_alternates_the_race_node_and_where_the_race_is_now() -> None:
+    """Rejoin order: the race's node, then the lobby's answer (else another node, in turn)."""
+    answers: list[str | None] = ["ws://127.0.0.1:2/ws", None, "fail"]
+
+    async def locate() -> str | None:
+        answer = answers.pop(0)
+        if answer == "fail":
+            raise ConnectionError("the lobby is away too")
+        return answer
+
+    bot = Bot(
+        "ws://127.0.0.1:1/ws",
+        "pt",
+        "jt",
+        FAST,
+        random.Random(1),
+        reconnect_s=5.0,
+        fallback_urls=["ws://127.0.0.1:3/ws", "ws://127.0.0.1:4/ws"],
+        locate=locate,
+    )
+    urls = [await bot._rejoin_url(attempt) for attempt in range(1, 7)]
+    assert urls == [
+        "ws://127.0.0.1:1/ws",
+        "ws://127.0.0.1:2/ws",  # the lobby knew
+        "ws://127.0.0.1:1/ws",
+        "ws://127.0.0.1:4/ws",  # the lobby did not: a node in turn
+        "ws://127.0.0.1:1/ws",
+        "ws://127.0.0.1:3/ws",  # the lobby failed: a node in turn
+    ]
+
+
+async def test_a_bot_that_cannot_rejoin_gives_up_after_reconnect_s() -> None:
+    bot = Bot("ws://127.0.0.1:1/ws", "pt", "jt", FAST, random.Random(1), reconnect_s=0.5)
+    started = time.monotonic()
+    report = await bot.run(10.0)
+    assert time.monotonic() - started < 5.0
+    assert report.failure is not None and report.failure.startswith("could not rejoin within 0.5s")
+    assert report.connections == 0 and report.reconnects == 0

@@ -31,9 +31,9 @@ from ops.services import KafkaBroker, PostgresServer, free_port
 from persistence.app import PersistenceService
 from persistence.migrate import migrate
 from persistence.settings import ConsumerSettings, KafkaSettings, PersistenceSettings, PostgresSettings
-from simulators.bot import Bot, BotReport
+from simulators.bot import Bot, BotReport, RaceGone
 from simulators.typing import TypingProfile
-from tests.conftest import ADMIN, FAST_RACE
+from tests.conftest import ADMIN, FAST_RACE, redis_client
 from tournaments import api as tournament_api
 from tournaments.director import Director
 from tournaments.settings import ApiSettings, DirectorSettings
@@ -125,7 +125,10 @@ class Client:
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
+    client = redis_client(redis_url)
+    # Connected before the test: a cluster client's first command also learns the slot map,
+    # which would eat into the short leases some tests time.
+    await client.ping()
     yield client
     await client.aclose()
 
@@ -156,7 +159,7 @@ async def director_factory(redis_url: str) -> AsyncIterator[DirectorFactory]:
 
     async def start(placer_class: type[NodePlacer] = NodePlacer, **changes: Any) -> Director:
         settings = replace(FAST_DIRECTOR, redis=RedisSettings(redis_url), **changes)
-        redis = aioredis.Redis.from_url(redis_url)
+        redis = redis_client(redis_url)
         http = aiohttp.ClientSession()
         placer = placer_class(NodeRegistry(redis, stale_after_ms=settings.node_stale_ms), http, ADMIN)
         director = Director(settings, redis, placer)
@@ -327,8 +330,23 @@ async def play(client: Client, tid: str, player_id: str, wpm: float, *, timeout_
                 if bot is not None and not bot.done():
                     bot.cancel()  # a re-run replaces a race whose node died
                 rng = random.Random(f"{player_id}-{len(run.races)}")
+
+                async def locate(race_id: str = answer["race_id"]) -> str | None:
+                    """Where the heat's race is now (adopted after its node died: moved)."""
+                    now = await client.heat(tid, token)
+                    if now["status"] != "racing" or now.get("race_id") != race_id:
+                        raise RaceGone(f"the heat is {now['status']}")  # re-run or decided
+                    return str(now["url"])
+
                 b = Bot(
-                    answer["url"], answer["player_token"], answer["ticket"], profile(wpm), rng, name=player_id
+                    answer["url"],
+                    answer["player_token"],
+                    answer["ticket"],
+                    profile(wpm),
+                    rng,
+                    name=player_id,
+                    reconnect_s=15.0,
+                    locate=locate,
                 )
                 bot = asyncio.create_task(b.run(timeout_s=40))
                 bot.add_done_callback(lambda t: run.reports.append(t.result()) if not t.cancelled() else None)

@@ -1,4 +1,5 @@
-"""A heat whose node is killed mid-race is re-run on another node once, then settled by seed."""
+"""A heat whose node is killed mid-race moves to the node that adopts its race, and its players
+finish it there; without adoption it is re-run on another node once, then settled by seed."""
 
 import asyncio
 import signal
@@ -6,8 +7,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from gameserver.reaper import NODE_LOST_REASON
-from tests.conftest import NodeFactory
+from tests.conftest import NodeFactory, with_race
 from tests.tournaments.checks import check_bracket, heat_records, outbox
 from tests.tournaments.conftest import (
     Client,
@@ -37,7 +37,7 @@ async def kill(node: NodeProcess) -> None:
     await asyncio.wait_for(node.proc.wait(), 10)
 
 
-async def test_heat_on_a_killed_node_is_rerun(
+async def test_heat_on_a_killed_node_moves_to_the_adopter(
     client: Client,
     node_factory: NodeFactory,
     director_factory: DirectorFactory,
@@ -46,11 +46,12 @@ async def test_heat_on_a_killed_node_is_rerun(
     spawned: list[asyncio.subprocess.Process],
 ) -> None:
     """1. two nodes, the doomed one with the most room takes the first heat; 2. SIGKILL it
-    while the heat races; 3. the director re-runs that heat on the other node, its players
-    get new seats; 4. the tournament ends; the lost race counts nowhere."""
+    while the heat races; 3. the other node adopts the race (gameserver/adoption.py), the
+    director points the heat at it, its players rejoin and finish there; 4. the tournament ends,
+    with the adopted race counted once and no re-run."""
     doomed = await start_node_process(spawned, redis_url, "doomed", capacity=10000)
     await node_factory("safe", capacity=9998)
-    await director_factory(node_stale_ms=2000)
+    director = await director_factory(node_stale_ms=2000)
     t = await client.create(client.token("host"), max_players=8, heat_size=4)
     tid = t["id"]
     players = [f"p{i}" for i in range(8)]
@@ -65,18 +66,19 @@ async def test_heat_on_a_killed_node_is_rerun(
     final = await client.wait_state(tid, {"finished"}, timeout_s=10)
     heats = {(r["round"], h["heat"]): h for r in final["bracket"] for h in r["heats"]}
     for h in lost:
-        rerun = heats[(1, h["heat"])]
-        assert rerun["state"] == "finished" and rerun["reruns"] == 1
-        assert [r["race_id"] for r in rerun["races"]] != [h["race_id"]]
-    assert all(h["node_id"] is None for h in heats.values())
-    # the players of a lost heat raced it twice: the lost race, then the re-run
-    again = {p["player_id"] for h in lost for p in h["players"]}
-    assert all(len(run.races) >= 2 for run in done if run.player_id in again)
+        moved = heats[(1, h["heat"])]
+        assert moved["state"] == "finished" and moved["reruns"] == 0
+        assert [r["race_id"] for r in moved["races"]] == [h["race_id"]]
+    assert director.metrics.registry.get_sample_value("arena_tournament_heats_moved_total") == len(lost)
+    # the players of a moved heat raced it once, on two nodes
+    moved_players = {p["player_id"] for h in lost for p in h["players"]}
+    for run in done:
+        if run.player_id in moved_players:
+            assert run.races[0] in lost_races and run.reports[0].reconnects == 1, run
     matches, _ = await outbox(redis)
-    # the dead node never reported it; a live node's reaper wrote it once, as aborted (issue 15)
-    reaped = [r for _, r in matches if r.match_id in lost_races]
-    assert sorted(r.match_id for r in reaped) == sorted(lost_races)
-    assert all((r.state, r.reason) == ("aborted", NODE_LOST_REASON) for r in reaped)
+    adopted = [r for _, r in matches if r.match_id in lost_races]
+    assert sorted(r.match_id for r in adopted) == sorted(lost_races)  # once each
+    assert all((r.state, r.node_id) == ("finished", "safe") for r in adopted)
     check_bracket(final, heat_records(matches, tid))
 
 
@@ -89,8 +91,8 @@ async def test_heat_is_settled_by_seed_when_no_rerun_is_left(
 ) -> None:
     """With re-runs used up (here: none allowed), a heat whose node dies is settled by seed."""
     doomed = await start_node_process(spawned, redis_url, "doomed", capacity=10000)
-    await node_factory("small", capacity=100)
-    director = await director_factory(node_stale_ms=2000, max_reruns=0)
+    await node_factory("small", capacity=100, race=with_race(adopt=False))  # its reaper aborts
+    director = await director_factory(node_stale_ms=2000, max_reruns=0, adoption_wait_s=0.0)
     t = await client.create(client.token("host"), max_players=4, heat_size=4)
     tid = t["id"]
     players = ["p0", "p1", "p2", "p3"]

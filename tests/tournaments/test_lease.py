@@ -2,6 +2,7 @@
 
 import asyncio
 
+import pytest
 import redis.asyncio as aioredis
 
 from arena import keys
@@ -9,6 +10,9 @@ from tournaments.bracket import Advancement
 from tournaments.lease import Lease
 from tournaments.model import TournamentKind, TournamentSpec, Visibility
 from tournaments.store import GuardedWrite, TournamentStore
+
+# Run against one Redis and against a Redis Cluster (tests/conftest.py).
+pytestmark = pytest.mark.redis_cluster
 
 
 async def test_one_holder_and_take_over_after_expiry(redis: aioredis.Redis) -> None:
@@ -41,4 +45,5 @@ async def test_writes_of_an_older_epoch_are_fenced(redis: aioredis.Redis) -> Non
     assert await store.commit(stale) == "conflict"
     got = await store.get(t.id)
     assert got is not None and got.round == 1 and got.version == 1
-    assert await store.commit(GuardedWrite("tnope", state, 0, epoch=5)) == "not_found"
+    nope = keys.tournament_state("tnope")  # a guard of the same tournament: one slot on a cluster
+    assert await store.commit(GuardedWrite("tnope", nope, 0, epoch=5)) == "not_found"

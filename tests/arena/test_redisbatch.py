@@ -1,13 +1,21 @@
 """run_batch: many commands in one write, raw replies in order; a failed batch leaves the pool usable."""
 
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from lobby.redisbatch import run_batch
+from arena.redisbatch import run_batch, run_script
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
 
 
 async def test_replies_in_order(redis: aioredis.Redis) -> None:
@@ -51,3 +59,11 @@ async def test_a_silent_server_times_out_as_a_redis_error(redis: aioredis.Redis)
         await redis.execute_command("CLIENT", "UNPAUSE")
         await impatient.aclose()
     assert await run_batch(redis, [("SET", "paused", "v")]) == [b"OK"]
+
+
+async def test_run_script_by_sha_and_reloaded_when_redis_lost_it(redis: aioredis.Redis) -> None:
+    script = redis.register_script("return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1])}")
+    assert await run_script(redis, script, ["rb:s"], [7]) == [b"rb:s", b"7", 1]
+    await redis.script_flush()  # as after a restart: the next EVALSHA answers NOSCRIPT
+    assert await run_script(redis, script, ["rb:s"], ["x"]) == [b"rb:s", b"x", 2]
+    assert await run_script(redis, script, ["rb:s"], ["y"]) == [b"rb:s", b"y", 3]

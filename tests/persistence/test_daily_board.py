@@ -1,0 +1,63 @@
+"""The daily challenge's board: a record that names its day puts its valid finishes there."""
+
+import dataclasses
+import random
+
+import redis.asyncio as aioredis
+
+from arena import keys
+from arena.results import MatchRecord
+from persistence import synthetic
+from persistence.leaderboards import LeaderboardWriter, daily_challenge_board, record_placements, unscore
+from persistence.settings import ReadSideSettings
+from tests.persistence.test_queries import NOON
+
+SETTINGS = ReadSideSettings()
+DAY = "2026-12-06"
+
+
+def attempt(seed: int, scores: dict[str, float], **changes: object) -> MatchRecord:
+    race = synthetic.match(random.Random(seed), ended_at=NOON, players=list(scores), race_type="quick")
+    participants = [
+        dataclasses.replace(p, wpm=scores[p.player_id], status="finished", valid=True, flags=[])
+        for p in race.participants
+    ]
+    return dataclasses.replace(race, participants=participants, **{"daily": DAY, **changes})  # type: ignore[arg-type]
+
+
+def test_only_a_record_naming_a_day_goes_to_a_daily_board() -> None:
+    key, expiry = daily_challenge_board(DAY, SETTINGS) or ("", None)
+    assert key == keys.daily_board(DAY) == "daily:2026-12-06:board"
+    assert expiry is not None
+    assert daily_challenge_board("2026-13-01", SETTINGS) is None
+    daily = [pl.key for pl in record_placements(attempt(1, {"ada": 80.0}), SETTINGS)]
+    plain = [pl.key for pl in record_placements(attempt(1, {"ada": 80.0}, daily=None), SETTINGS)]
+    assert set(daily) - set(plain) == {key}
+
+
+def test_a_daily_record_packs_its_day_and_other_records_are_unchanged() -> None:
+    record = attempt(2, {"ada": 80.0})
+    assert MatchRecord.from_bytes(record.to_bytes()).daily == DAY
+    plain = dataclasses.replace(record, daily=None)
+    assert b"daily" not in plain.to_bytes()  # the bytes every consumer already reads
+    assert MatchRecord.from_bytes(plain.to_bytes()) == plain
+
+
+async def test_the_best_attempt_counts_and_flagged_or_held_results_never_do(redis_url: str) -> None:
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        writer = LeaderboardWriter(redis, SETTINGS)
+        first = attempt(3, {"ada": 90.0, "bob": 70.0, "cy": 60.0})
+        ada, bob, cy = first.participants
+        first = dataclasses.replace(
+            first, participants=[ada, dataclasses.replace(bob, valid=False, flags=["too_fast"]), cy]
+        )
+        better = attempt(4, {"ada": 85.0, "cy": 95.0})  # ada slower this time: her best stays
+        held = attempt(5, {"dee": 150.0, "eve": SETTINGS.review_wpm + 1})  # dee held by review
+        async with redis.pipeline(transaction=False) as pipe:
+            writer.queue_records(pipe, [first, better, held], unranked={(held.match_id, "dee")})
+            await pipe.execute()
+        board = await redis.zrevrange(keys.daily_board(DAY), 0, -1, withscores=True)
+        assert [(pid.decode(), unscore(value)[0]) for pid, value in board] == [("cy", 95.0), ("ada", 90.0)]
+    finally:
+        await redis.aclose()
