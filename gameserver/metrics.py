@@ -58,6 +58,11 @@ class NodeMetrics:
         self.closes = Counter(
             f"{_PREFIX}_closes_total", "Connections closed by the server, by close code", ["code"], registry=r
         )
+        self.handshakes_abandoned = Counter(
+            f"{_PREFIX}_handshakes_abandoned_total",
+            "WebSocket upgrades whose client hung up before the node's 101 answer went out",
+            registry=r,
+        )
         self.tick_seconds = Histogram(
             f"{_PREFIX}_tick_duration_seconds",
             "Time spent in one broadcast tick",
@@ -131,6 +136,12 @@ class NodeMetrics:
             f"{_PREFIX}_gc_unreachable_objects_total",
             "Unreachable objects (reference cycles) the scheduled full collections freed "
             "(ARENA_NODE_GC_FULL_S): a steady rise means something forms cycles per race or socket",
+            registry=r,
+        )
+        self.malloc_trim_released = Counter(
+            f"{_PREFIX}_malloc_trim_released_bytes",
+            "Resident memory handed back to the system by malloc_trim after the scheduled full "
+            "collections (ARENA_NODE_MALLOC_TRIM): free heap pages a load left behind",
             registry=r,
         )
         self.checkpoint_entries = Counter(
