@@ -346,6 +346,8 @@ function newRace(assignment, opts) {
     spectate: opts.spectate || null, raceType: opts.raceType, returnTo: opts.returnTo || "home",
     locate: opts.locate || null, // asks the lobby for the race's current node (after a node's death)
     label: opts.label || null, // e.g. the tournament heat, for the heading
+    test: opts.test || null, // a typing test's mode (typingtest.js)
+    onResults: opts.onResults || null, // shows the results itself instead of the results screen
     ws: null, me: null, raceId: null, passage: "", state: "waiting",
     startAt: null, endsAt: null, offset: 0, bestRtt: Infinity, inputEvery: 0, inputOffset: 0,
     typed: "", pendingKeys: "", pendingTimes: [], seq: 0, sent: [], lastTime: 0,
@@ -707,6 +709,12 @@ function onResults(r, m) {
   r.state = m.state;
   stopFlushing(r);
   if (m.state === "aborted") banner(`The race was aborted${m.reason ? `: ${m.reason}` : ""}.`, "info");
+  if (r.onResults) {
+    r.done = true;
+    if (r.ws) r.ws.close(1000);
+    r.onResults(r, m);
+    return;
+  }
   const mine = m.results.find((row) => row.player_id === r.me);
   const pct = (x) => `${Number(x).toFixed(1)}%`;
   $("my-result").innerHTML = r.spectate || !mine
@@ -732,8 +740,7 @@ function onResults(r, m) {
 }
 
 // WPM per one-second bucket of correct keystrokes: (chars / 5) per minute.
-function drawChart(log) {
-  const svg = $("chart");
+function drawChart(log, svg = $("chart")) {
   if (!log.length) { svg.innerHTML = ""; return; }
   const secs = Math.max(1, Math.ceil(log[log.length - 1].t / 1000));
   const buckets = new Array(secs).fill(0);
@@ -1244,5 +1251,5 @@ async function main() {
 }
 main();
 
-// For the page's other modules (daily.js: the daily challenge and ghost races).
-export { api, apiFailed, app, connectRace, esc, show };
+// For the page's other modules (daily.js: the daily challenge and ghost races; typingtest.js).
+export { api, apiFailed, app, banner, connectRace, drawChart, esc, serverNow, setText, show };
