@@ -363,7 +363,7 @@ function connectRace(assignment, opts = {}) {
   banner(null);
   $("race-title").textContent = opts.spectate ? "Watching a race" : "Race";
   $("typing").disabled = !!opts.spectate;
-  $("race-leave").textContent = opts.spectate ? "Stop watching" : "Leave race";
+  $("race-leave").textContent = opts.spectate ? "Stop watching" : opts.test ? "Stop test" : "Leave race";
   $("countdown").textContent = "";
   $("time-left").textContent = "";
   $("race-status").textContent = "Connecting…";
@@ -520,7 +520,7 @@ function onJoined(r, m) {
   r.inputOffset = m.input_offset_ms || 0;
   r.endsAt = m.ends_at;
   r.raceType = m.race_type;
-  $("race-title").textContent = `${r.spectate ? "Watching" : "Race"}: ${r.label || m.race_type}`;
+  $("race-title").textContent = r.test ? r.label : `${r.spectate ? "Watching" : "Race"}: ${r.label || m.race_type}`;
   $("passage-plain").textContent = m.passage;
   setPlayers(r, m.players);
   if (m.you) {
@@ -587,7 +587,7 @@ function tick(r) {
       setText("countdown", String(Math.ceil((r.startAt - now) / 1000)));
     } else if (r.startAt && r.state !== "finished" && !r.results) {
       setText("countdown", "Go!");
-      setText("time-left", r.endsAt ? `${Math.max(0, Math.ceil((r.endsAt - now) / 1000))} s left` : "");
+      setText("time-left", r.endsAt && !r.test ? `${Math.max(0, Math.ceil((r.endsAt - now) / 1000))} s left` : "");
       if (r.state !== "running") {
         r.state = "running";
         if (!r.spectate && !r.finish) $("race-status").textContent = "Type the passage.";

@@ -52,7 +52,7 @@ async function start(mode) {
   try {
     const t = await api("POST", "/v1/tests", { mode, region: app.region });
     tests.testId = t.test_id;
-    connectRace(t.assignment, { raceType: "custom", label: `typing test, ${modeName(mode)}`, test: mode, onResults: (r, m) => finished(t, r, m) });
+    connectRace(t.assignment, { raceType: "custom", label: `Typing test: ${modeName(mode)}`, test: mode, onResults: (r, m) => finished(t, r, m) });
   } catch (err) { apiFailed(err); }
 }
 

@@ -1,12 +1,14 @@
 """The typing-test screen in headless Chromium, against the e2e cluster (a real node, lobby and
 persistence): a words-10 test picked with the keyboard, typed in the browser with the live WPM
 line showing, reaches its result with the server's WPM, a percentile, the personal best and the
-test in the recent list; the home card then lists the best."""
+test in the recent list; the home card then lists the best. A time-15 test's live line counts the
+seconds left."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import re
 from typing import Any
 
 import pytest
@@ -35,6 +37,7 @@ def take_test(driver: Any, url: str) -> dict[str, Any]:
     text = pages.passage_at_go(driver)
     seen["text"] = text
     seen["title"] = pages.text(driver, "#race-title")
+    seen["time_left"] = pages.text(driver, "#time-left")  # a words test shows no clock
     half = len(text) // 2
     pages.type_text(driver, text[:half], random.Random(5))
     seen["live"] = pages.text(driver, "#test-live")
@@ -55,6 +58,16 @@ def take_test(driver: Any, url: str) -> dict[str, Any]:
     pages.click(driver, "#test-home")
     pages.wait_until(driver, lambda d: "10 words" in pages.text(d, "#test-bests"), 10)
     seen["bests"] = pages.text(driver, "#test-bests")
+
+    # A time test: the live line counts down to the server's end (start.ends_at); stop it early.
+    Select(driver.find_element(By.ID, "test-mode")).select_by_value("time-15")
+    pages.click(driver, "#test-go")
+    timed = pages.passage_at_go(driver)
+    pages.type_text(driver, timed[:8], random.Random(7))
+    seen["timed_live"] = pages.text(driver, "#test-live")
+    seen["timed_words"] = len(timed.split())
+    pages.click(driver, "#race-leave")
+    pages.wait_for(driver, "#test-form")
     return seen
 
 
@@ -63,7 +76,7 @@ async def test_a_words_test_typed_in_the_browser_reaches_its_percentile_and_best
 ) -> None:
     seen = await asyncio.to_thread(take_test, browser, cluster.url + "/")
     assert len(seen["text"].split()) == 10, seen
-    assert seen["title"] == "Race: typing test, 10 words", seen
+    assert seen["title"] == "Typing test: 10 words" and seen["time_left"] == "", seen
     assert seen["live"].startswith("WPM ") and "accuracy 100.0%" in seen["live"], seen
     assert seen["focused"] == "test-title", seen
     assert 60 < seen["wpm"] < 250, seen  # the typist's pace is ~100-140 WPM
@@ -75,3 +88,5 @@ async def test_a_words_test_typed_in_the_browser_reaches_its_percentile_and_best
     assert seen["chart"], seen
     assert len(seen["history"]) == 1 and seen["history"][0].startswith("10 words"), seen
     assert "10 words" in seen["bests"], seen
+    assert re.fullmatch(r"WPM \d+ · accuracy 100\.0% · 1[0-5] s left", seen["timed_live"]), seen
+    assert seen["timed_words"] > 10, seen  # more words than anyone types in 15 s
