@@ -1252,4 +1252,4 @@ async function main() {
 main();
 
 // For the page's other modules (daily.js: the daily challenge and ghost races; typingtest.js).
-export { api, apiFailed, app, banner, connectRace, drawChart, esc, serverNow, setText, show };
+export { api, apiFailed, app, banner, connectRace, drawChart, esc, flagged, serverNow, setText, show };

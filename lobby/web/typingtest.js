@@ -2,7 +2,7 @@
 // race screen (app.js connectRace) does the connecting and typing; this module adds the mode
 // picker, the live WPM and accuracy line, and the result: the server's verdict, the percentile
 // and the personal best (GET /v1/tests/{id}, .../tests/bests) and the recent tests.
-import { api, apiFailed, app, banner, connectRace, drawChart, esc, serverNow, setText, show } from "./app.js";
+import { api, apiFailed, app, banner, connectRace, drawChart, esc, flagged, serverNow, setText, show } from "./app.js";
 
 const $ = (id) => document.getElementById(id);
 const LIVE_MS = 200; // the live line's refresh: fast enough to read, slow enough to cost nothing
@@ -17,6 +17,11 @@ const tests = { mode: null, testId: null, loadedAs: undefined, shown: null };
 
 const modeName = (mode) => MODE_TEXT[mode] || mode;
 const pct = (x) => `${Number(x).toFixed(1)}%`;
+// A history row's time: the clock time today, the date before.
+function when(ms) {
+  const d = new Date(ms);
+  return d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString() : d.toLocaleDateString();
+}
 
 // What the player's own keys say: correct characters so far, and the share of keystrokes that
 // were right when typed (backspaces are not keystrokes here; the server's accuracy is the verdict).
@@ -68,7 +73,7 @@ async function finished(t, r, m) {
   setText("test-raw", mine ? mine.raw_wpm.toFixed(1) : "—");
   setText("test-time", mine ? `${(mine.elapsed_ms / 1000).toFixed(1)} s` : "—");
   $("test-flags").hidden = !(mine && mine.flags.length);
-  $("test-flags").textContent = mine && mine.flags.length ? `Flagged (${mine.flags.join(", ")}): not counted for bests and percentiles.` : "";
+  $("test-flags").textContent = mine && mine.flags.length ? flagged(mine.flags) : "";
   setText("test-percentile", m.state === "aborted" ? "The test was aborted." : mine?.status === "dnf" ? "Nothing typed: not counted." : "Ranking your result…");
   setText("test-best", "");
   drawChart(r.keyLog, $("test-chart"));
@@ -117,7 +122,7 @@ async function loadPlayer(stored = null) {
       : `<tr><td colspan="3">No tests yet.</td></tr>`;
     $("test-history").tBodies[0].innerHTML = recent.tests.length
       ? recent.tests.map((x) => `<tr${stored && x.test_id === stored.test_id ? ' class="me"' : ""}><td>${esc(modeName(x.mode))}</td><td>${Number(x.wpm).toFixed(1)}${x.valid ? "" : " (flagged)"}</td>` +
-          `<td>${pct(x.accuracy)}</td><td>${Number(x.errors)}</td><td>${esc(new Date(x.ended_at).toLocaleTimeString())}</td></tr>`).join("")
+          `<td>${pct(x.accuracy)}</td><td>${Number(x.errors)}</td><td>${esc(when(x.ended_at))}</td></tr>`).join("")
       : `<tr><td colspan="5">No tests yet.</td></tr>`;
     if (stored) {
       const best = bests.bests.find((b) => b.mode === stored.mode);
