@@ -2,7 +2,7 @@
 persistence): a words-10 test picked with the keyboard, typed in the browser with the live WPM
 line showing, reaches its result with the server's WPM, a percentile, the personal best and the
 test in the recent list; the home card then lists the best. A time-15 test's live line counts the
-seconds left."""
+seconds left; a pasted test is flagged, listed, and neither a best nor ranked."""
 
 from __future__ import annotations
 
@@ -18,6 +18,12 @@ from tests.e2e.conftest import shot
 from tests.lobby.conftest import RunningLobby
 
 pytestmark = pytest.mark.timeout(90)
+
+
+def history_rows(driver: Any) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [str(r.text) for r in driver.find_elements(By.CSS_SELECTOR, "#test-history tbody tr")]
 
 
 def take_test(driver: Any, url: str) -> dict[str, Any]:
@@ -53,7 +59,7 @@ def take_test(driver: Any, url: str) -> dict[str, Any]:
     seen["percentile"] = pages.text(driver, "#test-percentile")
     seen["best"] = pages.text(driver, "#test-best")
     seen["chart"] = driver.execute_script("return document.querySelector('#test-chart polyline') !== null")
-    seen["history"] = [r.text for r in driver.find_elements(By.CSS_SELECTOR, "#test-history tbody tr")]
+    seen["history"] = history_rows(driver)
     shot(driver, "72-typing-test-result")
     pages.click(driver, "#test-home")
     pages.wait_until(driver, lambda d: "10 words" in pages.text(d, "#test-bests"), 10)
@@ -67,7 +73,19 @@ def take_test(driver: Any, url: str) -> dict[str, Any]:
     seen["timed_live"] = pages.text(driver, "#test-live")
     seen["timed_words"] = len(timed.split())
     pages.click(driver, "#race-leave")
-    pages.wait_for(driver, "#test-form")
+
+    # A pasted test: flagged, stored, but neither a best nor in the percentiles.
+    Select(driver.find_element(By.ID, "test-mode")).select_by_value("words-10")
+    pages.click(driver, "#test-go")
+    pasted = pages.passage_at_go(driver)
+    driver.find_element(By.ID, "typing").send_keys(pasted)  # every key within a few ms
+    pages.wait_for(driver, "#test-flags", 20)
+    pages.wait_until(driver, lambda d: pages.text(d, "#test-percentile").startswith("Not counted"), 15)
+    pages.wait_until(driver, lambda d: "personal best" in pages.text(d, "#test-best"), 10)
+    seen["flags"] = pages.text(driver, "#test-flags")
+    seen["flagged_best"] = pages.text(driver, "#test-best")
+    seen["flagged_history"] = history_rows(driver)
+    shot(driver, "73-typing-test-flagged")
     return seen
 
 
@@ -90,3 +108,6 @@ async def test_a_words_test_typed_in_the_browser_reaches_its_percentile_and_best
     assert "10 words" in seen["bests"], seen
     assert re.fullmatch(r"WPM \d+ · accuracy 100\.0% · 1[0-5] s left", seen["timed_live"]), seen
     assert seen["timed_words"] > 10, seen  # more words than anyone types in 15 s
+    assert seen["flags"].startswith("Your result was flagged ("), seen
+    assert seen["flagged_best"] == f"Your personal best for 10 words: {seen['wpm']:.1f} WPM.", seen
+    assert "(flagged)" in seen["flagged_history"][0] and len(seen["flagged_history"]) >= 2, seen
