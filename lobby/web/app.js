@@ -747,7 +747,10 @@ function drawChart(log, svg = $("chart")) {
   for (const k of log) if (k.ok) buckets[Math.min(secs - 1, Math.floor(k.t / 1000))]++;
   const wpm = buckets.map((n) => n * 12);
   const top = Math.max(...wpm, 1);
-  const pts = wpm.map((w, i) => `${secs === 1 ? 150 : (i * 300) / (secs - 1)},${100 - (w * 95) / top}`).join(" ");
+  // One second of typing is a flat line across (a single point would draw nothing).
+  const y = (w) => 100 - (w * 95) / top;
+  const pts = secs === 1 ? `0,${y(wpm[0])} 300,${y(wpm[0])}`
+    : wpm.map((w, i) => `${(i * 300) / (secs - 1)},${y(w)}`).join(" ");
   svg.innerHTML = `<polyline points="${pts}"></polyline><title>Peak ${top} WPM over ${secs} s</title>`;
 }
 
