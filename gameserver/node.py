@@ -185,8 +185,11 @@ class Checkpoints:
             pipe.hset(keys.CHECKPOINT_NODES, node_id, region)
         if self.done:
             # UNLINK: Redis frees the lists in the background; a DEL of thousands of them at a
-            # stop held Redis (and so the stop's last writes) up for seconds.
-            pipe.unlink(*(keys.race_checkpoint(r.race.id) for r in self.done))
+            # stop held Redis (and so the stop's last writes) up for seconds. One key a command:
+            # a cluster pipeline routes each to its slot's master (its unlink() method takes one
+            # key and is a coroutine, so it is not used here).
+            for r in self.done:
+                pipe.execute_command("UNLINK", keys.race_checkpoint(r.race.id))
             pipe.srem(keys.node_checkpoints(node_id), *(r.race.id for r in self.done))
 
     def written(self) -> int:
