@@ -6,11 +6,15 @@
    adopts the race, A closes its players with 4012 and is drained within seconds (not at the
    race's end); the bots rejoin through A's redirect, finish on B, and the outbox holds the race
    once, finished, with every key each player typed.
-3. Nobody to adopt: the race is taken back after ``ARENA_NODE_DRAIN_MOVE_WAIT_S``, its players
+3. The SIGTERM path (``ARENA_NODE_DRAIN_MOVE``): two node processes; SIGTERM of A mid-race; A
+   exits within seconds, the race finishes on B, written once.
+4. Nobody to adopt: the race is taken back after ``ARENA_NODE_DRAIN_MOVE_WAIT_S``, its players
    rejoin A and finish there; written once, by A.
 """
 
 import asyncio
+import json
+import signal
 from dataclasses import replace
 from random import Random
 from typing import Any
@@ -26,7 +30,7 @@ from gameserver.settings import NodeSettings, RaceSettings, SettingsError
 from simulators.bot import Bot, BotReport
 from simulators.typing import TypingProfile
 from tests.conftest import ADMIN, NodeFactory, RunningNode, read_outbox, with_race
-from tests.gameserver.test_process import run_bots
+from tests.gameserver.test_process import ProcessStarter, run_bots, start_process  # noqa: F401
 from tests.gameserver.test_reaper import journalled, wait_for
 
 TEXT = "The quick brown fox jumps over the lazy dog."
@@ -68,7 +72,7 @@ async def test_the_admin_drain_refuses_a_bad_move(node_factory: NodeFactory) -> 
 
 
 def bots(race: dict[str, Any], fallback: str) -> list[Bot]:
-    profile = TypingProfile(wpm=60.0, error_rate=0.0, jitter_cv=0.3, notice_delay_chars=0, pause_chance=0.0)
+    profile = TypingProfile(wpm=90.0, error_rate=0.0, jitter_cv=0.3, notice_delay_chars=0, pause_chance=0.0)
     return [
         Bot(
             race["url"],
@@ -144,6 +148,46 @@ async def test_a_drain_with_move_hands_a_running_race_to_another_node(
         assert_finished(done)
         assert moved_count(a, "adopted") == 1
         await written_once(redis_url, rid, "node-b")
+    finally:
+        reports.cancel()
+        await asyncio.gather(reports, return_exceptions=True)
+        await redis.aclose()
+
+
+async def test_sigterm_with_drain_move_exits_at_once_and_the_race_finishes_elsewhere(
+    start_process: ProcessStarter,  # noqa: F811
+    redis_url: str,
+) -> None:
+    fast = {"ARENA_RACE_CHECKPOINT_MS": "300"}
+    a = await start_process("proc-a", ARENA_NODE_DRAIN_MOVE="true", **fast)
+    b = await start_process("proc-b", **fast)
+    async with aiohttp.ClientSession(headers=HEADERS) as http:
+        body = {"race_type": "custom", "custom_text": TEXT, "players": [{"name": "ada"}, {"name": "bob"}]}
+        resp = await http.post(f"{a.admin_url}/admin/races", json=body)
+        assert resp.status == 201
+        race: dict[str, Any] = await resp.json()
+    rid = RaceId(race["race_id"])
+    reports = run_bots(bots(race, f"ws://127.0.0.1:{b.port}/ws"), 30)
+    redis = aioredis.Redis.from_url(redis_url)
+    loop = asyncio.get_running_loop()
+    try:
+
+        async def typing() -> bool:
+            return await journalled(redis, rid) >= 5
+
+        await wait_for(typing, "inputs in the checkpoint", 10)
+        began = loop.time()
+        a.proc.send_signal(signal.SIGTERM)
+        assert await a.exit_code(15) == 0
+        exited_s = loop.time() - began
+        done = await reports
+        took_s = loop.time() - began
+        print(f"A exited {exited_s:.2f} s after SIGTERM; the bots had results {took_s:.2f} s after")
+        assert exited_s < 8 and exited_s < took_s  # not the race's end (nor the 30 s grace)
+        assert_finished(done)
+        await written_once(redis_url, rid, "proc-b")
+        report = await redis.get(keys.node_drain_report("proc-a"))
+        assert report is not None and (json.loads(report)["moved"], json.loads(report)["aborted"]) == (1, 0)
     finally:
         reports.cancel()
         await asyncio.gather(reports, return_exceptions=True)
