@@ -9,7 +9,8 @@
 3. The SIGTERM path (``ARENA_NODE_DRAIN_MOVE``): two node processes; SIGTERM of A mid-race; A
    exits within seconds, the race finishes on B, written once.
 4. Nobody to adopt: the race is taken back after ``ARENA_NODE_DRAIN_MOVE_WAIT_S``, its players
-   rejoin A and finish there; written once, by A.
+   rejoin A and finish there; written once, by A. An undrain, or a stop, mid-move takes it back
+   too (the stop then aborts it and writes it once).
 """
 
 import asyncio
@@ -26,12 +27,14 @@ import redis.asyncio as aioredis
 from arena import keys
 from arena.codec import WireFormat
 from arena.ids import RaceId
+from arena.protocol import Hello, Join, Start, Welcome
 from gameserver.settings import NodeSettings, RaceSettings, SettingsError
 from simulators.bot import Bot, BotReport
 from simulators.typing import TypingProfile
 from tests.conftest import ADMIN, NodeFactory, RunningNode, read_outbox, with_race
 from tests.gameserver.test_process import ProcessStarter, run_bots, start_process  # noqa: F401
 from tests.gameserver.test_reaper import journalled, wait_for
+from tests.gameserver.wsclient import RawClient
 
 TEXT = "The quick brown fox jumps over the lazy dog."
 RACE = with_race(checkpoint_ms=300)
@@ -225,3 +228,56 @@ async def test_a_race_nobody_adopts_is_taken_back_and_finishes_here(
         reports.cancel()
         await asyncio.gather(reports, return_exceptions=True)
         await redis.aclose()
+
+
+async def seated_racer(node: RunningNode) -> tuple[RaceId, RawClient]:
+    race = await node.create_race(["ada"], race_type="custom", custom_text="x" * 30)
+    seat = race["seats"][0]
+    client = await RawClient.connect(node.ws_url)
+    await client.send(Hello(token=seat["player_token"]))
+    await client.recv_until(Welcome)
+    await client.send(Join(ticket=seat["ticket"]))
+    await client.recv_until(Start, timeout=5)
+    return RaceId(race["race_id"]), client
+
+
+async def handed_off(node: RunningNode, rid: RaceId) -> None:
+    async def listed() -> bool:
+        room = node.node.room(rid)
+        return room is not None and room.handed_off
+
+    await wait_for(listed, "the hand-off", 5)
+
+
+async def test_an_undrain_mid_move_takes_the_race_back(node_factory: NodeFactory) -> None:
+    a = await node_factory("node-a", race=RACE)
+    rid, client = await seated_racer(a)
+    try:
+        await a.node.drain(move=True)
+        await handed_off(a, rid)  # nobody else to adopt it
+        await a.node.undrain()
+        room = a.node.room(rid)
+        assert room is not None and room.moving_at is None and room.taken_back and not room.race.ended
+        assert await client.wait_closed() == 4012  # rejoin here, resend what the freeze dropped
+        assert not a.node.mover.running and moved_count(a, "taken_back") == 1
+    finally:
+        await client.close()
+
+
+async def test_a_stop_mid_move_takes_the_race_back_and_writes_it_once(
+    node_factory: NodeFactory, redis_url: str
+) -> None:
+    a = await node_factory("node-a", race=RACE)
+    rid, client = await seated_racer(a)
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        await a.node.drain(move=True)
+        await handed_off(a, rid)
+        await a.node.shutdown(write_s=5)  # settles the move first: taken back, then aborted here
+        records = await read_outbox(redis_url)
+        assert [(r.match_id, r.state, r.node_id) for r in records] == [(rid, "aborted", "node-a")]
+        assert not await redis.hexists(keys.race_handoffs("local"), rid)
+        assert moved_count(a, "taken_back") == 1
+    finally:
+        await redis.aclose()
+        await client.close()
