@@ -11,6 +11,8 @@
 4. Nobody to adopt: the race is taken back after ``ARENA_NODE_DRAIN_MOVE_WAIT_S``, its players
    rejoin A and finish there; written once, by A. An undrain, or a stop, mid-move takes it back
    too (the stop then aborts it and writes it once).
+5. Pure: the tick appends a frozen race's whole journal first and lists its hand-off only in a
+   later tick, once nothing is left to append (a pipeline is not a transaction).
 """
 
 import asyncio
@@ -28,10 +30,14 @@ from arena import keys
 from arena.codec import WireFormat
 from arena.ids import RaceId
 from arena.protocol import Hello, Join, Start, Welcome
+from gameserver.metrics import NodeMetrics
+from gameserver.node import Checkpoints
+from gameserver.room import RaceRoom
 from gameserver.settings import NodeSettings, RaceSettings, SettingsError
 from simulators.bot import Bot, BotReport
 from simulators.typing import TypingProfile
 from tests.conftest import ADMIN, NodeFactory, RunningNode, read_outbox, with_race
+from tests.gameserver.test_adoption import ghost_race
 from tests.gameserver.test_process import ProcessStarter, run_bots, start_process  # noqa: F401
 from tests.gameserver.test_reaper import journalled, wait_for
 from tests.gameserver.wsclient import RawClient
@@ -281,3 +287,41 @@ async def test_a_stop_mid_move_takes_the_race_back_and_writes_it_once(
     finally:
         await redis.aclose()
         await client.close()
+
+
+# ---- the tick's part, pure -----------------------------------------------------------------
+
+
+class Recorder:
+    """Stands in for a pipeline: records the commands ``Checkpoints.write`` queues."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: self.calls.append((name, args[0] if args else kwargs))
+
+
+def test_the_tick_appends_the_whole_journal_before_it_lists_the_hand_off() -> None:
+    race = ghost_race(10_000_000)  # journalled: two joins, the countdown, an input
+    room = RaceRoom(race, NodeMetrics())
+    room.checkpointed, room.moving_at = True, 10_000_000
+    ckpt = Checkpoints(10_000_100, 2000)  # an append would not be due yet: forced
+    ckpt.collect(room)
+    assert [(r, n) for r, n in ckpt.appends] == [(room, 4)] and not ckpt.handoffs
+    pipe = Recorder()
+    ckpt.write(pipe, "node-a", "local")  # type: ignore[arg-type]
+    assert [name for name, _ in pipe.calls] == ["rpush"]
+    ckpt.written()
+    assert race.journal == [] and not room.handed_off
+    ckpt = Checkpoints(10_000_200, 2000)  # the next tick: nothing left to append, so listed now
+    ckpt.collect(room)
+    assert not ckpt.appends and ckpt.handoffs == [room]
+    pipe = Recorder()
+    ckpt.write(pipe, "node-a", "local")  # type: ignore[arg-type]
+    assert pipe.calls == [("hset", keys.race_handoffs("local"))]
+    ckpt.written()
+    assert room.handed_off
+    ckpt = Checkpoints(10_000_300, 2000)
+    ckpt.collect(room)
+    assert not ckpt  # listed once; the mover waits for its adopter
