@@ -8,7 +8,8 @@ race's progress frame once its batching window has passed (``batcher``) and publ
 of remotely watched races. The heartbeat keeps the registry entry and the sockets alive.
 With checkpoints on (``ARENA_RACE_CHECKPOINT``), the tick also appends each race's journal to its
 checkpoint, and a fifth task, the reaper (``gameserver/reaper.py``), adopts dead nodes' races
-(``gameserver/adoption.py``) or finalises them.
+(``gameserver/adoption.py``), and races draining nodes hand off, or finalises them. A drain with
+move starts a sixth, the mover (``gameserver/mover.py``), which hands this node's races off.
 """
 
 from __future__ import annotations

@@ -19,6 +19,11 @@ waiting, or counting down) whose result is not in the outbox is handed to the no
 (``gameserver/adoption.py``), which runs it on for its players; only a race that is over, or
 whose adoption fails, is finalised as aborted.
 
+Each round also reads ``races:handoff:{region}``: the races a live, draining node of the region
+hands off (drain with move, ``gameserver/mover.py``). Each is claimed and adopted the same way
+(the outage given back runs from its freeze); one that cannot be adopted is left listed, never
+aborted here: its node is alive and takes it back. A draining node adopts no hand-off.
+
 A checkpoint that cannot be replayed is logged (``checkpoint_unreadable``), counted and cleaned
 up. A node also reaps what its own id left behind at start (a restart after a crash: it holds
 no race yet).
