@@ -7,11 +7,11 @@ The payload's ``k`` says the kind, so a player token can never be used as a join
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import hmac
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -140,33 +140,67 @@ class PlayerTokenCache:
       is never cached), keyed by the exact token string: a changed byte is a different key.
     - The expiry is checked on every use, against the same clock, so a cached token stops
       working at the same second an uncached one would.
-    - Bounded: ``functools.lru_cache`` (C, least recently used evicted); ``max_size`` 0 = off.
+    - Bounded twice: at most ``max_size`` entries (least recently used out first; 0 = off), and
+      an entry unused for ``idle_s`` seconds is dropped (oldest first, a few per call), so the
+      cache holds the players active lately, not every player the lobby ever saw: a churning
+      population kept the lobby's memory climbing toward the size bound (issue 21's soak).
     - No timing oracle: a lookup compares strings only when their hashes are equal, and str
       hashes are SipHash with a per-process random key, so a forged token cannot be steered
       next to a cached one; a miss takes the constant-time ``hmac.compare_digest`` path.
     """
 
-    def __init__(self, signer: TokenSigner, *, max_size: int) -> None:
+    PRUNE_PER_CALL = 8  # idle entries dropped per call at most: a call's cost stays bounded
+
+    def __init__(
+        self,
+        signer: TokenSigner,
+        *,
+        max_size: int,
+        idle_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._signer = signer
-        self._lookup: Callable[[str], PlayerToken] = (
-            functools.lru_cache(maxsize=max_size)(signer.verify_player_signature)
-            if max_size > 0
-            else signer.verify_player_signature
-        )
+        self._max_size = max_size
+        self._idle_s = idle_s
+        self._clock = clock
+        # token -> (player, last use); order = least recently used first.
+        self._entries: OrderedDict[str, tuple[PlayerToken, float]] = OrderedDict()
+        self._hits = self._misses = 0
 
     def verify_player(self, token: str) -> PlayerToken:
-        player = self._lookup(token)
+        player = self._cached(token) if self._max_size > 0 else self._signer.verify_player_signature(token)
         if self._signer.expired(player.expires_at):
             raise TokenError("token expired", expired=True)
         return player
 
+    def _cached(self, token: str) -> PlayerToken:
+        now = self._clock()
+        entries = self._entries
+        hit = entries.get(token)
+        if hit is not None:
+            self._hits += 1
+            player = hit[0]
+            entries.move_to_end(token)
+        else:
+            player = self._signer.verify_player_signature(token)  # raises: never cached
+            self._misses += 1
+            if len(entries) >= self._max_size:
+                entries.popitem(last=False)
+        entries[token] = (player, now)
+        self._prune(now)
+        return player
+
+    def _prune(self, now: float) -> None:
+        entries = self._entries
+        for _ in range(self.PRUNE_PER_CALL):
+            oldest = next(iter(entries.values()), None)
+            if oldest is None or now - oldest[1] < self._idle_s:
+                return
+            entries.popitem(last=False)
+
     def stats(self) -> tuple[int, int, int]:
         """(hits, misses, entries) since start; all 0 when the cache is off."""
-        info = getattr(self._lookup, "cache_info", None)
-        if info is None:
-            return (0, 0, 0)
-        hits, misses, _, size = info()
-        return (hits, misses, size)
+        return (self._hits, self._misses, len(self._entries))
 
 
 def _field(data: dict[str, Any], key: str, kind: type[Any]) -> Any:

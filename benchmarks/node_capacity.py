@@ -584,6 +584,9 @@ async def measure_stop(
             polled = now
         if proc.poll() is not None:
             out.exit_s, out.exit_code = time.monotonic() - signalled, proc.returncode
+        else:  # killed here, at the deadline: what is counted below is all it wrote in time
+            proc.kill()
+            proc.wait()
         out.written = int(client.xlen(OUTBOX_STREAM)) - before
         if first is not None and last is not None:
             out.write_s = last - first

@@ -466,6 +466,15 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, SoakSettings
     return args, settings
 
 
+def metrics_urls(cluster: Cluster) -> dict[str, str]:
+    """Each Arena process's /metrics. A node serves it on its admin listener only (its players'
+    listener answers 404 there, which left the first soaks without the nodes' counts)."""
+    urls = {
+        f"node-{i}": f"http://127.0.0.1:{port}/metrics" for i, port in enumerate(cluster.node_admin_ports, 1)
+    }
+    return urls | {name: f"http://127.0.0.1:{port}/metrics" for name, port in cluster.ports.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     args, settings = parse_args(argv)
     configure_logging(LogSettings(level="warning"))
@@ -500,10 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_nodes(lobby, len(cluster.node_ports), READY_TIMEOUT_S)
         redis_url = next(s for s in cluster.services if isinstance(s, RedisServer)).url
         pids = {p.name: p.proc.pid for p in cluster.processes if p.proc is not None}
-        urls = {
-            f"node-{i}": f"http://127.0.0.1:{port}/metrics" for i, port in enumerate(cluster.node_ports, 1)
-        }
-        urls |= {name: f"http://127.0.0.1:{port}/metrics" for name, port in cluster.ports.items()}
+        urls = metrics_urls(cluster)
         for service in cluster.services:
             if service.pid is not None:
                 pids[service.name] = service.pid

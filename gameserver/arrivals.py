@@ -18,13 +18,14 @@ Two rules judge the claimed times against the server's own clock:
 Right after a resume (``resumed``) the client resends what the server missed: those batches
 are neither held back nor counted at their arrival speed (the claimed-time checks still run).
 
-Pure logic, O(1) amortised per batch (one bisect, a few deque steps per window).
+Pure logic, O(1) amortised per batch (one bisect, a few list steps per window): it runs for
+every input, so the windows share one list of arrivals and keep only an index into it and their
+peak as a count of characters (docs/PERFORMANCE.md, "Per-input cost").
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections import deque
 from collections.abc import Sequence
 
 from gameserver.fairplay import FairPlayLimits, Flag
@@ -34,41 +35,17 @@ __all__ = ["ArrivalLog"]
 _MS_PER_WORD_MINUTE = 60_000 // 5  # wpm = chars * 12000 / ms
 
 
-class _Window:
-    """Correct characters that arrived in (now - span, now], from cumulative counts per batch."""
-
-    __slots__ = ("_arrivals", "_base", "limit_wpm", "peak_wpm", "span_ms")
-
-    def __init__(self, span_ms: int, limit_wpm: float) -> None:
-        self.span_ms = span_ms
-        self.limit_wpm = limit_wpm
-        self.peak_wpm = 0.0
-        self._arrivals: deque[tuple[int, int]] = deque()  # (arrival ms, cumulative correct chars)
-        self._base = 0  # cumulative count of the last batch that left the window
-
-    def add(self, arrival_ms: int, cumulative: int) -> None:
-        arrivals = self._arrivals
-        arrivals.append((arrival_ms, cumulative))
-        edge = arrival_ms - self.span_ms
-        while arrivals[0][0] <= edge:
-            self._base = arrivals.popleft()[1]
-        # Divided by the full span: a race shorter than the window is not extrapolated.
-        wpm = (cumulative - self._base) * _MS_PER_WORD_MINUTE / self.span_ms
-        if wpm > self.peak_wpm:
-            self.peak_wpm = wpm
-
-    def restart(self, cumulative: int) -> None:
-        """Forget what arrived so far (a resume): the resent backlog is not a burst."""
-        self._arrivals.clear()
-        self._base = cumulative
-
-
 class ArrivalLog:
     """One racer's arrival evidence; ``record`` runs once per applied input batch."""
 
     __slots__ = (
+        "_base",
+        "_counts",
+        "_edge",
         "_exempt_until",
-        "_windows",
+        "_peak_chars",
+        "_spans",
+        "_times",
         "batches",
         "held_back_batches",
         "held_back_keys",
@@ -79,7 +56,17 @@ class ArrivalLog:
 
     def __init__(self, limits: FairPlayLimits) -> None:
         self.limits = limits
-        self._windows = tuple(_Window(span, wpm) for span, wpm in limits.arrival_windows)
+        # The sliding windows of "arrived too fast": correct characters that arrived in
+        # (now - span, now]. One list of batches (arrival ms, cumulative correct characters)
+        # for all of them; per window, the index of its oldest batch still inside and the
+        # cumulative count of the last batch that left it.
+        self._spans = tuple(span for span, _ in limits.arrival_windows)
+        self._times: list[int] = []
+        self._counts: list[int] = []
+        self._edge = [0] * len(self._spans)
+        self._base = [0] * len(self._spans)
+        # The most characters any window held: its peak WPM is that * 12000 / span.
+        self._peak_chars = [0] * len(self._spans)
         self._exempt_until = -1
         self.batches = 0  # judged batches
         self.late_batches = 0  # whose last key was older than send interval + round trip at arrival
@@ -100,15 +87,21 @@ class ArrivalLog:
     def resumed(self, arrival_ms: int, cumulative: int) -> None:
         """The racer came back at ``arrival_ms`` (race time): its resent batches are exempt for a while."""
         self._exempt_until = arrival_ms + self.limits.arrival_tolerance_ms
-        for window in self._windows:
-            window.restart(cumulative)
+        self._restart(cumulative)
+
+    def _restart(self, cumulative: int) -> None:
+        """Forget what arrived so far (a resume): the resent backlog is not a burst."""
+        self._times.clear()
+        self._counts.clear()
+        n = len(self._spans)
+        self._edge = [0] * n
+        self._base = [cumulative] * n
 
     def record(self, times: Sequence[int], arrival_ms: int, window_ms: int, cumulative: int) -> None:
         """A batch with key ``times`` (sorted: ``check_batch`` flags any that are not) arrived at
         ``arrival_ms`` (race time); ``cumulative`` = the racer's correct keystrokes after it."""
         if arrival_ms <= self._exempt_until:
-            for window in self._windows:
-                window.restart(cumulative)
+            self._restart(cumulative)
             return
         if times:
             self.batches += 1
@@ -120,12 +113,32 @@ class ArrivalLog:
                 self.held_back_batches += 1
                 self.held_back_keys += early
                 self.worst_hold_ms = max(self.worst_hold_ms, opens - times[0])
-        for window in self._windows:
-            window.add(arrival_ms, cumulative)
+        arrived, counts = self._times, self._counts
+        arrived.append(arrival_ms)
+        counts.append(cumulative)
+        edges, bases, peaks = self._edge, self._base, self._peak_chars
+        for k, span in enumerate(self._spans):
+            i = edges[k]
+            edge = arrival_ms - span
+            while arrived[i] <= edge:  # stops at the batch just added at the latest (span > 0)
+                bases[k] = counts[i]
+                i += 1
+            edges[k] = i
+            chars = cumulative - bases[k]
+            if chars > peaks[k]:
+                peaks[k] = chars
+        gone = min(edges)
+        if gone >= 64 and 2 * gone >= len(arrived):  # batches every window has left: O(1) amortised
+            del arrived[:gone], counts[:gone]
+            self._edge = [i - gone for i in edges]
+
+    def _peak_wpms(self) -> list[float]:
+        # Divided by the full span: a race shorter than the window is not extrapolated.
+        return [c * _MS_PER_WORD_MINUTE / span for c, span in zip(self._peak_chars, self._spans, strict=True)]
 
     def peak_wpm(self) -> float:
         """The highest WPM that arrived within any window (for reports)."""
-        return max((w.peak_wpm for w in self._windows), default=0.0)
+        return max(self._peak_wpms(), default=0.0)
 
     def flags(self) -> set[Flag]:
         flags: set[Flag] = set()
@@ -133,6 +146,7 @@ class ArrivalLog:
             flags.add(Flag.HELD_BACK)
         if self.batches >= self.limits.shift_min_batches and 2 * self.late_batches > self.batches:
             flags.add(Flag.HELD_BACK)
-        if any(w.peak_wpm > w.limit_wpm for w in self._windows):
+        limits = (wpm for _, wpm in self.limits.arrival_windows)
+        if any(peak > limit for peak, limit in zip(self._peak_wpms(), limits, strict=True)):
             flags.add(Flag.ARRIVED_TOO_FAST)
         return flags

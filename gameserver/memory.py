@@ -17,6 +17,14 @@ is counted (``arena_gameserver_gc_unreachable_objects_total``) and its pause is 
 ``arena_gameserver_gc_pause_seconds{generation="2"}``. Frozen objects are not walked: a full
 collection costs about 1 ms per 10,000 objects created since start-up.
 
+After each scheduled collection the C heap's free pages go back to the system (glibc's
+``malloc_trim(0)``, ``ARENA_NODE_MALLOC_TRIM``): what a load left free would otherwise stay in
+the node's resident size after the load ended. Measured in the issue 21 soak: the Python heap is
+back to its idle size after a load, but the resident size is not; the trim returned 1.8-2.9 MB
+of the 5-6 MB left over. The rest is pymalloc arenas (1 MiB each) kept by a few long-lived
+objects allocated during the load; neither ``PYTHONMALLOC=malloc`` nor jemalloc returned more
+(docs/PERFORMANCE.md, "What survives a load").
+
 The counts: ``arena_gameserver_node_items{structure}`` (rooms, sockets, ...: every heartbeat,
 cheap) and, when ``ARENA_NODE_HEAP_STATS_S`` is set, ``arena_gameserver_python_objects{type}``
 (one walk of the collector's objects per sample).
@@ -24,16 +32,18 @@ cheap) and, when ``ARENA_NODE_HEAP_STATS_S`` is set, ``arena_gameserver_python_o
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import structlog
 
 from gameserver.metrics import NodeMetrics
 from gameserver.settings import MemorySettings
 
-__all__ = ["WATCHED_TYPES", "MemoryKeeper", "count_objects"]
+__all__ = ["WATCHED_TYPES", "MemoryKeeper", "count_objects", "glibc_malloc_trim", "resident_bytes"]
 
 log = structlog.get_logger(__name__)
 
@@ -74,14 +84,49 @@ def count_objects(objects: Iterable[object], watched: Mapping[str, str] = WATCHE
     return counts
 
 
+Trim = Callable[[], bool]  # hands free heap pages back to the system; True if it released any
+
+
+def glibc_malloc_trim() -> Trim | None:
+    """glibc's ``malloc_trim(0)``, or None where the C library has none (musl, macOS)."""
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return lambda: bool(trim(0))
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def resident_bytes() -> int:
+    """This process's resident size (``/proc/self/statm``); 0 where there is none."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 class MemoryKeeper:
     """Runs from the node's heartbeat: publishes the structure sizes, collects when due, and
     counts the heap when asked to. ``now`` is a monotonic clock in seconds."""
 
-    def __init__(self, settings: MemorySettings, metrics: NodeMetrics, now: float) -> None:
+    def __init__(
+        self,
+        settings: MemorySettings,
+        metrics: NodeMetrics,
+        now: float,
+        trim: Trim | None = None,
+        resident: Callable[[], int] = resident_bytes,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.collections = 0
+        self._trim = (trim or glibc_malloc_trim()) if settings.malloc_trim else None
+        self._resident = resident
         self._next_full = now + settings.gc_full_s if settings.gc_full_s else None
         self._next_stats = now if settings.heap_stats_s else None
 
@@ -102,8 +147,20 @@ class MemoryKeeper:
         self.collections += 1
         self.metrics.gc_unreachable.inc(unreachable)
         pause_ms = round((time.perf_counter() - started) * 1e3, 1)
-        log.debug("gc_full_collection", unreachable=unreachable, pause_ms=pause_ms)
+        released = self.trim()
+        log.debug("gc_full_collection", unreachable=unreachable, pause_ms=pause_ms, released=released)
         return unreachable
+
+    def trim(self) -> int:
+        """Hand the C heap's free pages back (after a collection freed what it could). Returns
+        the bytes the resident size fell by (``arena_gameserver_malloc_trim_released_bytes_total``)."""
+        if self._trim is None:
+            return 0
+        before = self._resident()
+        self._trim()
+        released = max(0, before - self._resident())
+        self.metrics.malloc_trim_released.inc(released)
+        return released
 
     def sample(self) -> dict[str, int]:
         counts = count_objects(gc.get_objects())

@@ -58,6 +58,11 @@ class NodeMetrics:
         self.closes = Counter(
             f"{_PREFIX}_closes_total", "Connections closed by the server, by close code", ["code"], registry=r
         )
+        self.handshakes_abandoned = Counter(
+            f"{_PREFIX}_handshakes_abandoned_total",
+            "WebSocket upgrades whose client hung up before the node's 101 answer went out",
+            registry=r,
+        )
         self.tick_seconds = Histogram(
             f"{_PREFIX}_tick_duration_seconds",
             "Time spent in one broadcast tick",
@@ -133,6 +138,12 @@ class NodeMetrics:
             "(ARENA_NODE_GC_FULL_S): a steady rise means something forms cycles per race or socket",
             registry=r,
         )
+        self.malloc_trim_released = Counter(
+            f"{_PREFIX}_malloc_trim_released_bytes",
+            "Resident memory handed back to the system by malloc_trim after the scheduled full "
+            "collections (ARENA_NODE_MALLOC_TRIM): free heap pages a load left behind",
+            registry=r,
+        )
         self.checkpoint_entries = Counter(
             f"{_PREFIX}_checkpoint_entries_total",
             "Race journal entries (joins, countdowns, inputs, leaves) appended to race checkpoints",
@@ -141,6 +152,17 @@ class NodeMetrics:
         self.checkpoint_write_failures = Counter(
             f"{_PREFIX}_checkpoint_write_failures_total",
             "Ticks whose checkpoint appends failed (retried at the next tick)",
+            registry=r,
+        )
+        self.checkpoint_deferred = Counter(
+            f"{_PREFIX}_checkpoint_deferred_total",
+            "Race checkpoint appends put off to a later tick by the per-tick bounds, or split "
+            "(a journal longer than one append carries): the checkpoints are behind",
+            registry=r,
+        )
+        self.checkpoint_unwritten = Gauge(
+            f"{_PREFIX}_checkpoint_unwritten_entries",
+            "Journal entries of the node's races not yet appended to their checkpoints",
             registry=r,
         )
         self.races_reaped = Counter(

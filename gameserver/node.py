@@ -37,7 +37,7 @@ from arena.tokens import TokenSigner
 from arena.typing_tests import TypingMode, TypingTestRecord
 from gameserver.adoption import extend_by_outage, take_over
 from gameserver.batcher import ProgressBatcher
-from gameserver.checkpoint import definition_of, encode_definition, encode_entries
+from gameserver.checkpoint import definition_of, encode_definition, encode_entries, encode_entries_json
 from gameserver.checkpoint import ttl_s as checkpoint_ttl_s
 from gameserver.connection import Connection
 from gameserver.drain import FAULT_REASON, SHUTDOWN_REASON, DrainReport, latest_end, outcome_of
@@ -63,76 +63,177 @@ STOP_REDIS_S = 2.0  # the drain report and the registry removal at stop each wai
 # racer's whole keystroke log (≈ 2 ms a race after minutes of typing), so 2,800 races in one go
 # held the loop for 6 s while the results writer waited.
 ABORT_CHUNK = 100
+CHECKPOINT_LAG_LOG_MS = 10_000  # "checkpoints_behind" at most this often
 WATCH_CHECK_MS = 1000  # how often the owner asks whether other nodes watch its races
+
+
+# A tick's checkpoint work is bounded, so a node that falls behind (a slow Redis, a saturated
+# loop) catches up over several ticks instead of sending everything in one ever larger round
+# trip: 10,000 players' races are due ≈ 100 a tick (each every ARENA_RACE_CHECKPOINT_MS), so
+# these bounds only bite when appends are late; what a tick leaves waits for the next.
+# Checkpoint commands per tick at most (an append is one RPUSH, a new race's first one three):
+# the tick's pipeline stays under the 1,000 commands from which redis-py 8 packs it in a worker
+# thread (GIL contention in a CPU-bound node). 6,000 appends/s at 10 Hz; 1,000/s are due at
+# 10,000 players, so a node whose ticks slow to 2 Hz still keeps up.
+CHECKPOINT_COMMANDS_PER_TICK = 600
+CHECKPOINT_BYTES_PER_TICK = 4 << 20  # encoded bytes per tick: a race due beyond this waits a tick
+CHECKPOINT_BYTES_PER_APPEND = 256 << 10  # one race's append at most (at least one item): the rest next tick
+# A race's journal is encoded into its backlog once it holds this many entries, due or not, so a
+# node whose appends lag keeps what is unwritten compact (≈ 10 s of 5 typists at 4 inputs/s;
+# a 2 s append of theirs is 40).
+CHECKPOINT_ENTRIES_PER_ITEM = 200
+
+
+@dataclass(slots=True)
+class CheckpointAppend:
+    """One race's append in a tick: the first ``len(items)`` items of its backlog."""
+
+    room: RaceRoom
+    items: list[bytes | str]
+    entries: int  # journal entries they carry
+    more: bool  # its backlog holds more than one append carries: due again at the next tick
 
 
 class Checkpoints:
     """One tick's checkpoint work (``gameserver/checkpoint.py``): what the races due for an append
     journalled since their last one, appended in the tick's round trip, and the checkpoints of
     races whose result is in the outbox, deleted in it (after any append of theirs: ticks are
-    sequential)."""
+    sequential). Bounded per tick (``CHECKPOINT_*``); races left over are ``deferred``.
+
+    A due race's journal is encoded into its room's backlog (the race journals into a fresh
+    list) and the append takes the backlog's oldest items; only a written append removes them,
+    so a failed one leaves them for later, encoded once."""
 
     def __init__(self, now: int = 0, every_ms: int = 0) -> None:
         self.now = now
         self.every_ms = every_ms  # a race's appends at most this often (ARENA_RACE_CHECKPOINT_MS)
-        self.appends: list[tuple[RaceRoom, int]] = []  # room, journal entries taken
+        self.appends: list[CheckpointAppend] = []
         self.done: list[RaceRoom] = []
         self.handoffs: list[RaceRoom] = []  # frozen by a drain with move: whole journal, then listed
+        self.bytes = 0  # encoded this tick
+        self.commands = 0  # queued this tick (appends; a new race's definition: RPUSH, EXPIRE, SADD)
+        self.deferred = 0  # races due that wait for a later tick (the per-tick bounds)
+        self.split = 0  # races whose backlog needs more than one append
+        self.compacted = 0  # long journals encoded before their race was due (appends lag)
+        self.unwritten = 0  # journal entries of this node's races not in Redis (before this tick's appends)
 
     def __bool__(self) -> bool:
         return bool(self.appends or self.done or self.handoffs)
 
     def collect(self, room: RaceRoom) -> None:
-        journal = room.race.journal
-        if room.moving_at is not None:
+        race = room.race
+        if room.moving_at is not None and not room.finalized:
             # The tick's append, forced now; the hand-off in a later tick, once nothing is left to
             # append (a pipeline is not a transaction: never list a race whose append failed).
-            if room.checkpoint_def is not None or journal:
-                self.appends.append((room, len(journal or ())))
+            if room.checkpoint_def is not None or race.journal or room.checkpoint_backlog:
+                if race.journal:
+                    self._stash(room)
+                self._append(room)
             elif not room.handed_off:
                 self.handoffs.append(room)
-        elif room.finalized:
+            return
+        if room.finalized:
             self.done.append(room)
-        elif room.checkpoint_def is not None or (journal and self.now - room.checkpoint_at >= self.every_ms):
-            self.appends.append((room, len(journal or ())))
+            return
+        backlog = room.checkpoint_backlog
+        for _, n in backlog:
+            self.unwritten += n
+        journal = race.journal
+        if journal:
+            self.unwritten += len(journal)
+            if len(journal) >= CHECKPOINT_ENTRIES_PER_ITEM:  # due or not, deferred or not
+                self._stash(room)
+                self.compacted += 1
+        if not self._due(room):
+            return
+        if self.commands >= CHECKPOINT_COMMANDS_PER_TICK or self.bytes >= CHECKPOINT_BYTES_PER_TICK:
+            self.deferred += 1
+            return
+        if race.journal:
+            self._stash(room)
+        self._append(room)
+
+    def _append(self, room: RaceRoom) -> None:
+        """An append of the room's backlog, oldest items first, up to the per-append bound."""
+        backlog = room.checkpoint_backlog
+        items: list[bytes | str] = []
+        size = entries = 0
+        for item, n in backlog:
+            if items and size + len(item) > CHECKPOINT_BYTES_PER_APPEND:
+                break
+            items.append(item)
+            size += len(item)
+            entries += n
+        more = len(items) < len(backlog)
+        self.split += more
+        self.bytes += size + len(room.checkpoint_def or "")
+        self.commands += 1 if room.checkpoint_def is None else 3
+        self.appends.append(CheckpointAppend(room, items, entries, more))
+
+    def _due(self, room: RaceRoom) -> bool:
+        if room.checkpoint_def is not None:
+            return True
+        news = room.race.journal or room.checkpoint_backlog
+        return bool(news) and self.now - room.checkpoint_at >= self.every_ms
+
+    @staticmethod
+    def _stash(room: RaceRoom) -> None:
+        """The race's journal, encoded, at the end of its backlog; the race journals into a new list."""
+        entries = room.race.journal or []
+        room.race.journal = []
+        try:
+            item: bytes | str = encode_entries(entries)
+        except (UnicodeEncodeError, TypeError, ValueError, OverflowError):  # msgpack refuses it: JSON can
+            item = encode_entries_json(entries)
+        room.checkpoint_backlog.append((item, len(entries)))
 
     def write(self, pipe: aioredis.client.Pipeline, node_id: str, region: str) -> None:
         new = False
-        for room, n in self.appends:
-            race = room.race
-            items = [encode_entries((race.journal or [])[:n])] if n else []
+        for a in self.appends:
+            race = a.room.race
             key = keys.race_checkpoint(race.id)
-            if room.checkpoint_def is not None:
+            if a.room.checkpoint_def is not None:
                 new = True
-                pipe.rpush(key, room.checkpoint_def, *items)
+                pipe.rpush(key, a.room.checkpoint_def, *a.items)
                 pipe.expire(key, checkpoint_ttl_s(race))
                 pipe.sadd(keys.node_checkpoints(node_id), race.id)
-            elif items:
-                pipe.rpush(key, *items)
+            elif a.items:
+                pipe.rpush(key, *a.items)
         if new:  # reapers find this node's races by it once it is dead
             pipe.hset(keys.CHECKPOINT_NODES, node_id, region)
         if self.handoffs:  # after the appends: an adopter replays the whole journal
             offers = {r.race.id: handoff_entry(node_id, r.moving_at or self.now) for r in self.handoffs}
             pipe.hset(keys.race_handoffs(region), mapping=offers)  # type: ignore[arg-type]
         if self.done:
-            pipe.delete(*(keys.race_checkpoint(r.race.id) for r in self.done))
+            # UNLINK: Redis frees the lists in the background; a DEL of thousands of them at a
+            # stop held Redis (and so the stop's last writes) up for seconds.
+            pipe.unlink(*(keys.race_checkpoint(r.race.id) for r in self.done))
             pipe.srem(keys.node_checkpoints(node_id), *(r.race.id for r in self.done))
 
     def written(self) -> int:
-        """The appends went through: drop what they carried from the journals; returns how many."""
+        """The appends went through: their items leave the backlogs; returns how many entries."""
         total = 0
-        for room, n in self.appends:
-            room.checkpoint_def = None
-            room.checkpoint_at = self.now
-            if room.race.journal:
-                del room.race.journal[:n]  # inputs journalled meanwhile stay for the next tick
-            total += n
         for room in self.handoffs:
             room.handed_off = True
+        for a in self.appends:
+            a.room.checkpoint_def = None
+            del a.room.checkpoint_backlog[: len(a.items)]
+            if not a.more:
+                a.room.checkpoint_at = self.now
+            total += a.entries
         for room in self.done:
             room.checkpointed = False
             room.race.journal = None
+            room.checkpoint_backlog = []
         return total
+
+    def failed(self) -> None:
+        """The round trip failed: the items stay in the backlogs (any of them may have gone
+        through: an entry written twice replays the same), and each race waits its interval
+        before it tries again (a retry of every race in the next tick is how a slow Redis
+        turned into ever larger, ever later round trips)."""
+        for a in self.appends:
+            a.room.checkpoint_at = self.now
 
 
 class NodeDraining(Exception):
@@ -214,6 +315,8 @@ class Node:
         # How long a ping waits for a progress frame to ride on (same write) before going alone.
         self._ping_ride_ms = int(min(1000, settings.race.ping_interval_s * 500))
         self._last_watch_check_ms = 0
+        self._checkpoint_lag_logged_ms = 0
+        self._checkpoint_deferring_since: int | None = None  # ticks have deferred appends since (ms)
         self.relay = SpectatorRelay(redis, settings.node_id)
         self.memory = MemoryKeeper(settings.memory, metrics, time.monotonic())
         # Finalises dead nodes' checkpointed races (gameserver/reaper.py); with checkpoints only.
@@ -345,8 +448,9 @@ class Node:
             self.log.error("results_unwritten_at_stop", races=len(race_ids), race_ids=race_ids)
             why = f"{len(race_ids)} race results not written to the outbox at stop"
             self.failure = f"{self.failure}; {why}" if self.failure else why
-        await self._write_drain_report()
-        await self._drop_checkpoints()
+        # At once, each bounded by STOP_REDIS_S: one after the other, a slow Redis held the
+        # exit up for twice that. The registry entry goes last (reapers wait for it to go).
+        await asyncio.gather(self._write_drain_report(), self._drop_checkpoints())
         await self._unregister()
         self.log.info("node_stopped")
 
@@ -739,12 +843,44 @@ class Node:
             counts[race.state] += 1
             if not race.ended:
                 seated += len(race.racers)
+        if self.settings.race.checkpoint:
+            self._checkpoint_lag(ckpt, now)
         await self._sync_redis(now, mirrors, live, ckpt)
         for state, n in counts.items():
             self.metrics.races.labels(state.value).set(n)
         self.metrics.publish()
         self.metrics.players.set(seated)
 
+
+    def _checkpoint_lag(self, ckpt: Checkpoints, now: int) -> None:
+        """How far the checkpoints are behind: a gauge every tick; a warning at most every
+        ``CHECKPOINT_LAG_LOG_MS`` when they fall behind: a race's backlog needs more than one
+        append or a journal reached ``CHECKPOINT_ENTRIES_PER_ITEM``, or the per-tick bounds held
+        races back in every tick for a whole checkpoint interval. (A few ticks of deferrals
+        are the bound spreading races that came due together: a ramp, a failed round trip.)"""
+        self.metrics.checkpoint_unwritten.set(ckpt.unwritten)
+        if not ckpt.deferred:
+            self._checkpoint_deferring_since = None
+        elif self._checkpoint_deferring_since is None:
+            self._checkpoint_deferring_since = now  # the first of a run of ticks with deferrals
+        if not (ckpt.deferred or ckpt.split or ckpt.compacted):
+            return
+        self.metrics.checkpoint_deferred.inc(ckpt.deferred + ckpt.split)
+        since = self._checkpoint_deferring_since
+        lagging = since is not None and now - since >= self.settings.race.checkpoint_ms
+        if not (lagging or ckpt.split or ckpt.compacted):
+            return
+        if now - self._checkpoint_lag_logged_ms >= CHECKPOINT_LAG_LOG_MS:
+            self._checkpoint_lag_logged_ms = now
+            self.log.warning(
+                "checkpoints_behind",
+                deferred=ckpt.deferred,  # races due that wait for a later tick
+                split=ckpt.split,  # races whose backlog needs more than one append
+                compacted=ckpt.compacted,  # long journals encoded before their race was due
+                unwritten_entries=ckpt.unwritten,
+                appends=len(ckpt.appends),
+                bytes=ckpt.bytes,
+            )
 
     def _tick_room(
         self, room: RaceRoom, now: int, ping_phase: int, mirrors: list[RaceRoom], live: list[RaceRoom]
@@ -846,7 +982,8 @@ class Node:
         except Exception as exc:  # Redis hiccup: mirrors catch up at the next change
             for room in live:  # and live figures at the next due tick
                 room.race.unmirrored_progress = True
-            if ckpt:  # the journals keep their entries: the next tick appends them
+            if ckpt:  # the journals keep their entries: appended a checkpoint interval later
+                ckpt.failed()
                 self.metrics.checkpoint_write_failures.inc()
             self.log.warning("redis_sync_failed", error=str(exc))
             return

@@ -384,8 +384,9 @@ class Race:
         if racer.done:
             return InputOutcome.DUPLICATE
         assert self.start_at is not None
+        rtt_ms = racer.round_trips.estimate_ms
         if self.journal is not None:  # the round trip too: a finish is judged with it
-            self.journal.append(("i", racer.id, seq, now, keys, times, racer.rtt_ms))
+            self.journal.append(("i", racer.id, seq, now, keys, times, rtt_ms))
         server_elapsed = now - self.start_at
         problem = check_batch(times, racer.typing.last_time_ms, server_elapsed, self.fairplay)
         if problem is not None:
@@ -393,7 +394,7 @@ class Race:
         before = racer.typing.position
         racer.typing.apply(keys, times)
         s = self.settings
-        window = racer.arrivals.window_ms(s.input_cadence_ms, racer.rtt_ms, s.round_trips.max_ms)
+        window = racer.arrivals.window_ms(s.input_cadence_ms, rtt_ms, s.round_trips.max_ms)
         racer.arrivals.record(times, server_elapsed, window, racer.typing.correct_keystrokes)
         if racer.typing.position != before or racer.typing.finished:
             self.dirty = True

@@ -34,6 +34,8 @@ class RoundTrips:
     _outstanding: deque[int] = field(default_factory=lambda: deque(maxlen=OUTSTANDING))
     _samples: deque[int] = field(default_factory=lambda: deque(maxlen=SAMPLES))
     refused: int = 0  # pongs that answered nothing of ours
+    # ``estimate_ms``, kept as samples come: every input asks for it (twice), pongs are rare.
+    _estimate: float | None = None
 
     def expect(self, sent: int) -> None:
         """The server pinged this racer with ``sent``."""
@@ -47,17 +49,18 @@ class RoundTrips:
             return False
         self._outstanding.remove(echo)
         self._samples.append(now - echo)
+        self._estimate = float(min(min(self._samples), self.limits.max_ms))
         return True
 
     def restore(self, estimate_ms: float | None) -> None:
         """A race rebuilt from its checkpoint: the estimate its owner judged with, as the only sample."""
         self._samples.clear()
+        self._estimate = None
         if estimate_ms is not None:
             self._samples.append(int(estimate_ms))
+            self._estimate = float(min(int(estimate_ms), self.limits.max_ms))
 
     @property
     def estimate_ms(self) -> float | None:
         """The round trip latency compensation uses: the fastest recent answer, capped."""
-        if not self._samples:
-            return None
-        return float(min(min(self._samples), self.limits.max_ms))
+        return self._estimate

@@ -134,7 +134,9 @@ async def _lobby_context(app: web.Application) -> AsyncIterator[None]:
         await limiter.start()
         stack.push_async_callback(_bounded, "ratelimit", limiter.stop)
         signer = TokenSigner(settings.secrets.token_secret)
-        player_tokens = PlayerTokenCache(signer, max_size=settings.token_cache)
+        player_tokens = PlayerTokenCache(
+            signer, max_size=settings.token_cache, idle_s=settings.token_cache_idle_s
+        )
         metrics.watch_token_cache(player_tokens.stats)
         app[LOBBY_KEY] = Lobby(
             settings=settings,

@@ -32,6 +32,9 @@ class LobbySettings:
     # each); a token seen again skips its HMAC. Hits need it to hold every player who calls this
     # lobby within one heartbeat interval. 0 = off.
     token_cache: int = 100_000
+    # ARENA_LOBBY_TOKEN_CACHE_IDLE_S: a cached token unused this long is dropped, so the cache
+    # follows the players active lately (a heartbeat every 60 s keeps a player in). 10 to 86,400.
+    token_cache_idle_s: float = 300.0
     # ARENA_LOBBY_REPLAY_CACHE_BYTES: encoded replays kept per lobby (JSON and gzip, least recently
     # used out first); a marathon of 5 is about 250 kB. 0 = off.
     replay_cache_bytes: int = 32 * 1024 * 1024
@@ -83,6 +86,8 @@ class LobbySettings:
             raise SettingsError("ARENA_LOBBY_REGIONS must name at least one region")
         if self.token_ttl_s < 60:
             raise SettingsError("ARENA_LOBBY_TOKEN_TTL_S must be at least 60")
+        if not 10.0 <= self.token_cache_idle_s <= 86_400.0:
+            raise SettingsError("ARENA_LOBBY_TOKEN_CACHE_IDLE_S must be between 10 and 86400")
         if not 0 <= self.token_cache <= 10_000_000:
             raise SettingsError("ARENA_LOBBY_TOKEN_CACHE must be between 0 and 10000000")
         if not 0 <= self.replay_cache_bytes <= 16 * 1024**3:
@@ -120,6 +125,7 @@ class LobbySettings:
             port=env_int(env, "ARENA_LOBBY_PORT", d.port),
             token_ttl_s=env_int(env, "ARENA_LOBBY_TOKEN_TTL_S", d.token_ttl_s),
             token_cache=env_int(env, "ARENA_LOBBY_TOKEN_CACHE", d.token_cache),
+            token_cache_idle_s=env_float(env, "ARENA_LOBBY_TOKEN_CACHE_IDLE_S", d.token_cache_idle_s),
             replay_cache_bytes=env_int(env, "ARENA_LOBBY_REPLAY_CACHE_BYTES", d.replay_cache_bytes),
             board_cache_ms=env_int(env, "ARENA_LOBBY_BOARD_CACHE_MS", d.board_cache_ms),
             rate_per_player=env_int(env, "ARENA_LOBBY_RATE_PER_PLAYER", d.rate_per_player),

@@ -346,6 +346,8 @@ function newRace(assignment, opts) {
     spectate: opts.spectate || null, raceType: opts.raceType, returnTo: opts.returnTo || "home",
     locate: opts.locate || null, // asks the lobby for the race's current node (after a node's death)
     label: opts.label || null, // e.g. the tournament heat, for the heading
+    test: opts.test || null, // a typing test's mode (typingtest.js)
+    onResults: opts.onResults || null, // shows the results itself instead of the results screen
     ws: null, me: null, raceId: null, passage: "", state: "waiting",
     startAt: null, endsAt: null, offset: 0, bestRtt: Infinity, inputEvery: 0, inputOffset: 0,
     typed: "", pendingKeys: "", pendingTimes: [], seq: 0, sent: [], lastTime: 0,
@@ -361,7 +363,7 @@ function connectRace(assignment, opts = {}) {
   banner(null);
   $("race-title").textContent = opts.spectate ? "Watching a race" : "Race";
   $("typing").disabled = !!opts.spectate;
-  $("race-leave").textContent = opts.spectate ? "Stop watching" : "Leave race";
+  $("race-leave").textContent = opts.spectate ? "Stop watching" : opts.test ? "Stop test" : "Leave race";
   $("countdown").textContent = "";
   $("time-left").textContent = "";
   $("race-status").textContent = "Connecting…";
@@ -518,7 +520,7 @@ function onJoined(r, m) {
   r.inputOffset = m.input_offset_ms || 0;
   r.endsAt = m.ends_at;
   r.raceType = m.race_type;
-  $("race-title").textContent = `${r.spectate ? "Watching" : "Race"}: ${r.label || m.race_type}`;
+  $("race-title").textContent = r.test ? r.label : `${r.spectate ? "Watching" : "Race"}: ${r.label || m.race_type}`;
   $("passage-plain").textContent = m.passage;
   setPlayers(r, m.players);
   if (m.you) {
@@ -585,7 +587,7 @@ function tick(r) {
       setText("countdown", String(Math.ceil((r.startAt - now) / 1000)));
     } else if (r.startAt && r.state !== "finished" && !r.results) {
       setText("countdown", "Go!");
-      setText("time-left", r.endsAt ? `${Math.max(0, Math.ceil((r.endsAt - now) / 1000))} s left` : "");
+      setText("time-left", r.endsAt && !r.test ? `${Math.max(0, Math.ceil((r.endsAt - now) / 1000))} s left` : "");
       if (r.state !== "running") {
         r.state = "running";
         if (!r.spectate && !r.finish) $("race-status").textContent = "Type the passage.";
@@ -707,6 +709,12 @@ function onResults(r, m) {
   r.state = m.state;
   stopFlushing(r);
   if (m.state === "aborted") banner(`The race was aborted${m.reason ? `: ${m.reason}` : ""}.`, "info");
+  if (r.onResults) {
+    r.done = true;
+    if (r.ws) r.ws.close(1000);
+    r.onResults(r, m);
+    return;
+  }
   const mine = m.results.find((row) => row.player_id === r.me);
   const pct = (x) => `${Number(x).toFixed(1)}%`;
   $("my-result").innerHTML = r.spectate || !mine
@@ -732,15 +740,17 @@ function onResults(r, m) {
 }
 
 // WPM per one-second bucket of correct keystrokes: (chars / 5) per minute.
-function drawChart(log) {
-  const svg = $("chart");
+function drawChart(log, svg = $("chart")) {
   if (!log.length) { svg.innerHTML = ""; return; }
   const secs = Math.max(1, Math.ceil(log[log.length - 1].t / 1000));
   const buckets = new Array(secs).fill(0);
   for (const k of log) if (k.ok) buckets[Math.min(secs - 1, Math.floor(k.t / 1000))]++;
   const wpm = buckets.map((n) => n * 12);
   const top = Math.max(...wpm, 1);
-  const pts = wpm.map((w, i) => `${secs === 1 ? 150 : (i * 300) / (secs - 1)},${100 - (w * 95) / top}`).join(" ");
+  // One second of typing is a flat line across (a single point would draw nothing).
+  const y = (w) => 100 - (w * 95) / top;
+  const pts = secs === 1 ? `0,${y(wpm[0])} 300,${y(wpm[0])}`
+    : wpm.map((w, i) => `${(i * 300) / (secs - 1)},${y(w)}`).join(" ");
   svg.innerHTML = `<polyline points="${pts}"></polyline><title>Peak ${top} WPM over ${secs} s</title>`;
 }
 
@@ -1244,5 +1254,5 @@ async function main() {
 }
 main();
 
-// For the page's other modules (daily.js: the daily challenge and ghost races).
-export { api, apiFailed, app, connectRace, esc, show };
+// For the page's other modules (daily.js: the daily challenge and ghost races; typingtest.js).
+export { api, apiFailed, app, banner, connectRace, drawChart, esc, flagged, serverNow, setText, show };

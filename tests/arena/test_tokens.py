@@ -122,3 +122,36 @@ def test_cache_is_bounded_and_can_be_off() -> None:
     off = PlayerTokenCache(signer, max_size=0)
     assert off.verify_player(tokens[0]).player_id == "p0"
     assert off.stats() == (0, 0, 0)
+
+
+def test_entries_unused_for_the_idle_time_are_dropped() -> None:
+    signer = TokenSigner(SECRET, FakeClock(1000))
+    now = [0.0]
+    cache = PlayerTokenCache(signer, max_size=100, idle_s=300.0, clock=lambda: now[0])
+    tokens = [signer.sign_player(PlayerId(f"p{i}"), "ada", ttl_s=3600, guest=True) for i in range(6)]
+    for token in tokens[:5]:
+        cache.verify_player(token)
+    now[0] = 200.0
+    cache.verify_player(tokens[0])  # a heartbeat keeps p0 in
+    assert cache.stats() == (1, 5, 5)
+    now[0] = 400.0  # p1-p4 unused for 400 s, p0 for 200 s
+    cache.verify_player(tokens[5])
+    assert cache.stats()[2] == 2  # p0 and p5: the players active lately
+    assert cache.verify_player(tokens[0]).player_id == "p0" and cache.stats()[0] == 2
+    assert cache.verify_player(tokens[1]).player_id == "p1"  # dropped, so verified again: a miss
+    assert cache.stats() == (2, 7, 3)
+
+
+def test_pruning_is_bounded_per_call() -> None:
+    signer = TokenSigner(SECRET, FakeClock(1000))
+    now = [0.0]
+    cache = PlayerTokenCache(signer, max_size=100, idle_s=10.0, clock=lambda: now[0])
+    tokens = [signer.sign_player(PlayerId(f"p{i}"), "ada", ttl_s=3600, guest=True) for i in range(30)]
+    for token in tokens[:20]:
+        cache.verify_player(token)
+    now[0] = 100.0
+    cache.verify_player(tokens[20])
+    assert cache.stats()[2] == 21 - PlayerTokenCache.PRUNE_PER_CALL
+    for token in tokens[21:24]:
+        cache.verify_player(token)
+    assert cache.stats()[2] == 4  # the idle 20 are gone within a few calls

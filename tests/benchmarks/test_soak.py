@@ -3,6 +3,7 @@
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 
@@ -12,12 +13,14 @@ from benchmarks.soak import (
     SoakSettings,
     Window,
     judge,
+    metrics_urls,
     parse_args,
     parse_metrics,
     sample_loop,
     slope_per_minute,
     soak_scenario,
 )
+from ops.cluster import Cluster
 from simulators.swarm.scenario import parse_scenario
 from tests.simulators.test_swarm import MINIMAL
 
@@ -130,3 +133,12 @@ def test_settings_are_checked() -> None:
     for bad in (["--minutes", "0"], ["--rate", "500"], ["--sample-s", "1"], ["--env", "PATH=/tmp"]):
         with pytest.raises(SystemExit):
             parse_args(bad)
+
+
+def test_the_nodes_metrics_are_read_from_their_admin_listeners(tmp_path: Path) -> None:
+    cluster = Cluster(run_dir=tmp_path, bots=0, port_base=8300)  # nothing is started
+    urls = metrics_urls(cluster)
+    assert urls["node-1"] == "http://127.0.0.1:8309/metrics"  # PORT_OFFSETS: node-1-admin
+    assert urls["node-2"] == "http://127.0.0.1:8310/metrics"
+    assert urls["lobby"] == "http://127.0.0.1:8300/metrics"
+    assert set(urls) == {"node-1", "node-2", "lobby", "matchmaker", "persistence", "tournaments"}

@@ -1,6 +1,9 @@
 """Bad input gets a clear error or a close, and the other players of the race do not notice."""
 
 import asyncio
+import logging
+import socket
+import struct
 
 import msgpack
 import pytest
@@ -136,3 +139,35 @@ async def test_a_handler_bug_costs_that_socket_not_the_node(
     assert node.node.metrics.faults.labels("message")._value.get() == 1
     await ada.close()
     await bob.close()
+
+
+UPGRADE = (
+    b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+async def test_a_client_gone_during_the_handshake_is_counted_not_an_error(
+    node: RunningNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An upgrade request followed at once by a reset: the node's 101 finds the transport closing.
+    That socket's fault stays with it: no handler error (aiohttp would log a traceback at error
+    level), a count, and the node serves the next socket."""
+    for _ in range(10):
+        sock = socket.create_connection(("127.0.0.1", node.settings.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+        sock.sendall(UPGRADE)
+        sock.close()
+    metrics = node.node.metrics
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10.0
+    while metrics.handshakes_abandoned._value.get() < 10:
+        assert loop.time() < deadline, metrics.handshakes_abandoned._value.get()
+        await asyncio.sleep(0.05)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert node.node.connection_count == 0
+    client = await RawClient.connect(node.ws_url)
+    await client.send(Ping(sent=7))
+    pong = await client.recv_until(Pong)
+    assert isinstance(pong, Pong) and pong.echo == 7
+    await client.close()

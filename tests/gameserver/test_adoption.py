@@ -139,7 +139,7 @@ def test_a_checkpoint_with_the_adopters_entry_replays_to_the_moved_instants() ->
     assert last == now - 1500  # the input, the checkpoint's last word
     extend_by_outage(rebuilt, 3000)
     entries = adopted_journal(rebuilt, now)
-    again, _ = replay([*raw, encode_entries(entries).encode()], FAST_RACE, ScoringLimits(), FairPlayLimits())
+    again, _ = replay([*raw, encode_entries(entries)], FAST_RACE, ScoringLimits(), FairPlayLimits())
     assert (again.start_at, again.ends_at) == (rebuilt.start_at, rebuilt.ends_at)
     assert again.racers[PlayerId("p1")].seq == 1 and again.racers[PlayerId("p1")].typing.position == 10
 

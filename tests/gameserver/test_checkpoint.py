@@ -1,23 +1,29 @@
 """A race rebuilt from its checkpoint scores what the original scored (pure: no I/O)."""
 
 import random
+from types import SimpleNamespace
 
 import pytest
+import structlog
+import structlog.testing
 
 from arena.ids import NodeId, PlayerId, RaceId
 from arena.protocol import PlayerStatus, RaceState, RaceType
+from gameserver import node as node_module
 from gameserver.checkpoint import (
     CheckpointError,
     decode_definition,
+    decode_item,
     definition_of,
     encode_definition,
     encode_entries,
+    encode_entries_json,
     encode_entry,
     rebuild,
 )
 from gameserver.fairplay import FairPlayLimits
 from gameserver.metrics import NodeMetrics
-from gameserver.node import Checkpoints
+from gameserver.node import Checkpoints, Node
 from gameserver.passages import Passage, PassageKind
 from gameserver.race import HeatTag, Race
 from gameserver.room import RaceRoom
@@ -48,14 +54,17 @@ def journalled_race(seats: int, heat: HeatTag | None = None) -> Race:
 
 
 def checkpoint_of(race: Race) -> list[bytes]:
-    """As Redis returns it: the definition, then the journal in appends of up to 3 entries (and
-    single entries: the rebuild reads both), as bytes."""
+    """As Redis returns it: the definition, then the journal in appends of up to 3 entries
+    (msgpack), single entries and appends in JSON (as older checkpoints hold them): the rebuild
+    reads them all, as bytes."""
     assert race.journal is not None
-    items = [encode_definition(definition_of(race, "eu"))]
-    for i in range(0, len(race.journal), 4):
+    items: list[bytes] = [encode_definition(definition_of(race, "eu")).encode()]
+    for i in range(0, len(race.journal), 6):
         items.append(encode_entries(race.journal[i : i + 3]))
-        items.extend(encode_entry(e) for e in race.journal[i + 3 : i + 4])
-    return [i.encode() for i in items]
+        items.extend(encode_entry(e).encode() for e in race.journal[i + 3 : i + 4])
+        if i + 4 < len(race.journal):
+            items.append(encode_entries_json(race.journal[i + 4 : i + 6]).encode())
+    return items
 
 
 def type_some(race: Race, pid: str, upto: int, rng: random.Random, errors: bool = False) -> None:
@@ -189,12 +198,12 @@ def test_a_race_is_appended_at_most_once_per_interval_and_deleted_once_written()
         return ckpt
 
     first = collect(T0)  # the definition goes with the first tick, news or not
-    assert [n for _, n in first.appends] == [0] and first.written() == 0
+    assert [a.entries for a in first.appends] == [0] and first.written() == 0
     race.join(PlayerId("p1"), "ada", T0 + 10)
     assert not collect(T0 + 999)  # news, but within the interval
     race.join(PlayerId("p2"), "bob", T0 + 20)  # the race fills: the countdown journals too
     due = collect(T0 + 1000)
-    assert [n for _, n in due.appends] == [3]
+    assert [a.entries for a in due.appends] == [3]
     race.journal.append(("l", "p1", T0 + 1001))  # type: ignore[union-attr]  # journalled meanwhile
     assert due.written() == 3 and race.journal == [("l", "p1", T0 + 1001)]
     assert not collect(T0 + 1500)
@@ -203,3 +212,118 @@ def test_a_race_is_appended_at_most_once_per_interval_and_deleted_once_written()
     assert done.done == [room] and not done.appends
     done.written()
     assert not room.checkpointed and race.journal is None
+
+
+def _due_rooms(n: int, entries: int) -> list[RaceRoom]:
+    """``n`` checkpointed races, definitions written, each with ``entries`` journal entries."""
+    metrics = NodeMetrics()
+    rooms = []
+    for i in range(n):
+        race = journalled_race(2)
+        race.id = RaceId(f"r{i}")
+        race.journal = [("l", "p1", T0 + k) for k in range(entries)]
+        room = RaceRoom(race, metrics)
+        room.checkpointed = True
+        rooms.append(room)
+    return rooms
+
+
+def test_a_tick_appends_a_bounded_number_of_races_and_the_rest_next_tick() -> None:
+    per_tick = node_module.CHECKPOINT_COMMANDS_PER_TICK
+    rooms = _due_rooms(per_tick + 7, 3)
+    rooms[0].checkpoint_def = "definition"  # a new race: three commands
+    first = Checkpoints(T0, 1000)
+    for room in rooms:
+        first.collect(room)
+    assert len(first.appends) == per_tick - 2 and first.deferred == 9
+    assert first.unwritten == 3 * len(rooms)
+    assert first.written() == 3 * (per_tick - 2)
+    second = Checkpoints(T0 + 100, 1000)
+    for room in rooms:
+        second.collect(room)
+    assert [a.room for a in second.appends] == rooms[-9:] and second.deferred == 0
+
+
+def test_a_long_journal_is_kept_encoded_and_goes_in_bounded_appends_oldest_first() -> None:
+    per_item = node_module.CHECKPOINT_ENTRIES_PER_ITEM
+    (room,) = _due_rooms(1, per_item)
+    race = room.race
+    journal = list(race.journal or [])
+    room.checkpoint_at = T0  # not due: its journal is encoded all the same, compact
+    early = Checkpoints(T0 + 10, 1000)
+    early.collect(room)
+    assert not early.appends and early.compacted == 1 and early.unwritten == per_item
+    assert race.journal == [] and [n for _, n in room.checkpoint_backlog] == [per_item]
+    # A backlog larger than one append carries (what failed appends left): oldest first, in turns.
+    big = b"\x91" + b"\xc0" * (node_module.CHECKPOINT_BYTES_PER_APPEND // 2)  # an array of nils
+    room.checkpoint_backlog += [(big, 1), (big, 1)]
+    race.journal.append(("l", "p2", T0 + 1500))
+    first = Checkpoints(T0 + 2000, 1000)
+    first.collect(room)
+    assert first.split == 1 and first.appends[0].entries == per_item + 1  # the journal's item and one big one
+    assert decode_item(first.appends[0].items[0]) == [list(e) for e in journal]
+    assert first.written() == per_item + 1
+    second = Checkpoints(T0 + 2100, 1000)  # due again at once: it is behind
+    second.collect(room)
+    assert second.appends[0].items == [big, room.checkpoint_backlog[1][0]] and second.written() == 2
+    assert decode_item(second.appends[0].items[1]) == [["l", "p2", T0 + 1500]]
+    assert room.checkpoint_backlog == []
+    race.journal.append(("l", "p1", T0 + 2150))
+    caught_up = Checkpoints(T0 + 2200, 1000)
+    caught_up.collect(room)
+    assert not caught_up  # caught up: the interval again
+
+
+def test_a_failed_append_keeps_its_items_and_waits_its_interval() -> None:
+    (room,) = _due_rooms(1, 4)
+    race = room.race
+    before = list(race.journal or [])
+    ckpt = Checkpoints(T0 + 5000, 1000)
+    ckpt.collect(room)
+    assert race.journal == []  # swapped: what comes meanwhile goes in a new list
+    race.journal.append(("l", "p2", T0 + 5001))
+    ckpt.failed()
+    assert [n for _, n in room.checkpoint_backlog] == [4]  # encoded once, kept for the retry
+    next_tick = Checkpoints(T0 + 5100, 1000)
+    next_tick.collect(room)
+    assert not next_tick and next_tick.unwritten == 5  # not every race again at the next tick
+    retry = Checkpoints(T0 + 6000, 1000)
+    retry.collect(room)
+    assert [a.entries for a in retry.appends] == [5]
+    replayed = [e for item in retry.appends[0].items for e in decode_item(item)]
+    assert replayed == [list(e) for e in [*before, ("l", "p2", T0 + 5001)]]
+    assert retry.written() == 5 and room.checkpoint_backlog == []
+
+
+def test_an_append_msgpack_cannot_encode_goes_as_json() -> None:
+    (room,) = _due_rooms(1, 0)
+    room.race.journal = [("j", "p1", "bad \ud800 name", T0)]
+    ckpt = Checkpoints(T0, 1000)
+    ckpt.collect(room)
+    (item,) = ckpt.appends[0].items
+    assert isinstance(item, str) and decode_item(item) == [["j", "p1", "bad \ud800 name", T0]]
+
+
+def test_checkpoints_behind_is_said_when_they_lag_not_when_the_bound_spreads_a_burst() -> None:
+    node = SimpleNamespace(
+        metrics=NodeMetrics(),
+        settings=SimpleNamespace(race=SETTINGS),  # checkpoint_ms: 2000
+        log=structlog.get_logger(),
+        _checkpoint_deferring_since=None,
+        _checkpoint_lag_logged_ms=0,
+    )
+
+    def tick(now: int, deferred: int = 0, split: int = 0) -> list[dict[str, object]]:
+        ckpt = Checkpoints(now, 2000)
+        ckpt.deferred, ckpt.split, ckpt.unwritten = deferred, split, 99
+        with structlog.testing.capture_logs() as logs:
+            Node._checkpoint_lag(node, ckpt, now)  # type: ignore[arg-type]
+        return [e for e in logs if e["event"] == "checkpoints_behind"]
+
+    assert tick(T0, deferred=500) == [] and tick(T0 + 1900, deferred=5) == []  # a burst spread
+    assert tick(T0 + 2000) == []  # a tick without deferrals ends the run
+    assert tick(T0 + 2100, deferred=5) == [] and tick(T0 + 4100, deferred=5)[0]["deferred"] == 5
+    assert tick(T0 + 5000, split=1) == []  # at most one line every CHECKPOINT_LAG_LOG_MS
+    assert tick(T0 + 14_100, split=1)[0]["unwritten_entries"] == 99
+    deferred = node.metrics.checkpoint_deferred._value.get()  # type: ignore[attr-defined]
+    assert deferred == 500 + 5 + 5 + 5 + 1 + 1

@@ -199,3 +199,51 @@ def test_times_shifted_earlier_in_most_batches_are_held_back() -> None:
     assert log.late_batches > log.batches // 2
     assert Flag.HELD_BACK in log.flags()
     assert replay(honest).late_batches == 0
+
+
+def _reference_peaks(
+    batches: list[tuple[int, int, bool]], windows: tuple[tuple[int, float], ...]
+) -> list[float]:
+    """The sliding windows as first written (one deque per window, WPM per batch), to check the
+    shared-list version against: same peaks, to the last bit."""
+    from collections import deque
+
+    peaks = [0.0] * len(windows)
+    queues: list[deque[tuple[int, int]]] = [deque() for _ in windows]
+    bases = [0] * len(windows)
+    for arrival, cumulative, restart in batches:
+        for k, (span, _) in enumerate(windows):
+            if restart:
+                queues[k].clear()
+                bases[k] = cumulative
+                continue
+            queues[k].append((arrival, cumulative))
+            while queues[k][0][0] <= arrival - span:
+                bases[k] = queues[k].popleft()[1]
+            peaks[k] = max(peaks[k], (cumulative - bases[k]) * 12_000 / span)
+    return peaks
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_shared_windows_match_one_deque_per_window(seed: int) -> None:
+    """Bursts, pauses and resumes, thousands of batches (the list is trimmed many times)."""
+    rng = random.Random(seed)
+    windows = ((2000, 600.0), (5000, 420.0), (10_000, 360.0), (700, 900.0))
+    log = ArrivalLog(FairPlayLimits(arrival_windows=windows))
+    batches: list[tuple[int, int, bool]] = []
+    arrival, cumulative = 0, 0
+    for _ in range(3000):
+        arrival += rng.choice((1, 50, 250, 250, 400, 3000, 12_000)) if rng.random() < 0.9 else 0
+        cumulative += rng.randrange(0, 12)
+        if rng.random() < 0.01:  # a resume: the next batches are exempt, the windows restart
+            log.resumed(arrival, cumulative)
+            batches.append((arrival, cumulative, True))
+            arrival += LIMITS.arrival_tolerance_ms + 1
+            continue
+        log.record([max(0, arrival - 100), arrival], arrival, WINDOW, cumulative)
+        batches.append((arrival, cumulative, False))
+    expected = _reference_peaks(batches, windows)
+    assert log.peak_wpm() == max(expected)
+    assert max(expected) > 0
+    flagged = any(p > limit for p, (_, limit) in zip(expected, windows, strict=True))
+    assert (Flag.ARRIVED_TOO_FAST in log.flags()) == flagged

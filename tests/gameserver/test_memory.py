@@ -12,7 +12,14 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from arena.settings import environ
-from gameserver.memory import ALL, WATCHED_TYPES, MemoryKeeper, count_objects
+from gameserver.memory import (
+    ALL,
+    WATCHED_TYPES,
+    MemoryKeeper,
+    count_objects,
+    glibc_malloc_trim,
+    resident_bytes,
+)
 from gameserver.metrics import NodeMetrics
 from gameserver.settings import MemorySettings, NodeSettings
 from simulators.bot import Bot
@@ -133,9 +140,51 @@ def test_count_objects_by_qualified_type_name() -> None:
 
 
 def test_memory_settings() -> None:
-    assert NodeSettings().memory == MemorySettings(gc_full_s=300.0, heap_stats_s=0.0)
-    env = {**environ(), "ARENA_NODE_GC_FULL_S": "0", "ARENA_NODE_HEAP_STATS_S": "15"}
-    assert NodeSettings.from_env(env).memory == MemorySettings(gc_full_s=0.0, heap_stats_s=15.0)
+    assert NodeSettings().memory == MemorySettings(gc_full_s=300.0, heap_stats_s=0.0, malloc_trim=True)
+    env = {
+        **environ(),
+        "ARENA_NODE_GC_FULL_S": "0",
+        "ARENA_NODE_HEAP_STATS_S": "15",
+        "ARENA_NODE_MALLOC_TRIM": "0",
+    }
+    assert NodeSettings.from_env(env).memory == MemorySettings(
+        gc_full_s=0.0, heap_stats_s=15.0, malloc_trim=False
+    )
     for bad in ({"gc_full_s": 5.0}, {"heap_stats_s": 1.0}, {"gc_full_s": -1.0}):
         with pytest.raises(ValueError):
             MemorySettings(**bad)
+
+
+def test_each_scheduled_collection_is_followed_by_a_trim_that_counts_what_it_released() -> None:
+    metrics = NodeMetrics(CollectorRegistry())
+    resident = [50_000_000]
+    trims: list[int] = []
+
+    def trim() -> bool:
+        trims.append(resident[0])
+        resident[0] -= 3_000_000  # the pages a load left free go back
+        return True
+
+    keeper = MemoryKeeper(MemorySettings(gc_full_s=60.0), metrics, 0.0, trim, lambda: resident[0])
+    keeper.step(30.0, {})
+    assert trims == []
+    keeper.step(60.0, {})
+    assert trims == [50_000_000] and keeper.collections == 1
+    assert _value(metrics, "arena_gameserver_malloc_trim_released_bytes_total") == 3_000_000
+    keeper.step(120.0, {})
+    assert len(trims) == 2
+    assert _value(metrics, "arena_gameserver_malloc_trim_released_bytes_total") == 6_000_000
+    # Turned off: the collection still runs, the trim does not.
+    off = MemoryKeeper(MemorySettings(gc_full_s=60.0, malloc_trim=False), metrics, 0.0, trim)
+    off.step(60.0, {})
+    assert off.collections == 1 and len(trims) == 2 and off.trim() == 0
+
+
+def test_glibc_malloc_trim_and_the_resident_size_are_real_here() -> None:
+    """The machine's C library is glibc (Debian): the trim runs, and the size is this process's."""
+    trim = glibc_malloc_trim()
+    assert trim is not None
+    assert trim() in (True, False)
+    assert 10_000_000 < resident_bytes() < 10_000_000_000
+    keeper = MemoryKeeper(MemorySettings(), NodeMetrics(CollectorRegistry()), 0.0)
+    assert keeper.trim() >= 0

@@ -8,7 +8,6 @@
 """
 
 import asyncio
-import json
 import random
 import signal
 from collections.abc import Awaitable, Callable
@@ -19,7 +18,7 @@ from arena import keys
 from arena.clock import now_ms
 from arena.ids import NodeId, PlayerId, RaceId
 from arena.protocol import RaceState, RaceType
-from gameserver.checkpoint import rebuild
+from gameserver.checkpoint import decode_item, rebuild
 from gameserver.node import SeatRequest
 from tests.conftest import NodeFactory, RunningNode, read_outbox, with_race
 from tests.gameserver.test_checkpoint import T0, checkpoint_of, journalled_race, scoring_state, type_some
@@ -31,7 +30,7 @@ TEXT = "Storm clouds gathered over the harbour while the fishing boats hurried h
 async def journalled(redis: aioredis.Redis, race_id: RaceId) -> int:
     """Journal entries in a race's checkpoint (after its definition; appends carry several)."""
     items = await redis.lrange(keys.race_checkpoint(race_id), 1, -1)
-    return sum(len(json.loads(i)) for i in items)
+    return sum(len(decode_item(i)) for i in items)
 
 
 async def wait_for(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 15.0) -> None:

@@ -82,14 +82,16 @@ def test_settings_from_env() -> None:
             "ARENA_LOBBY_TOKEN_CACHE": "0",
             "ARENA_LOBBY_REPLAY_CACHE_BYTES": "0",
             "ARENA_LOBBY_BOARD_CACHE_MS": "250",
+            "ARENA_LOBBY_TOKEN_CACHE_IDLE_S": "90",
             "ARENA_ENV": "development",
         }
     )
     assert s.port == 9000 and s.regions == ("eu", "us", "ap")
     assert s.rate_per_player == 50 and s.rate_per_ip == 0 and s.trusted_proxy_header == "X-Real-IP"
     assert s.private_max_players == 8 and s.token_cache == 0 and s.replay_cache_bytes == 0
-    assert s.board_cache_ms == 250
+    assert s.board_cache_ms == 250 and s.token_cache_idle_s == 90.0
     d = LobbySettings()
+    assert d.token_cache_idle_s == 300.0
     assert d.token_cache == 100_000 and d.replay_cache_bytes == 32 * 1024 * 1024 and d.board_cache_ms == 1000
     assert (d.rate_per_player, d.rate_per_ip, d.rate_window_s, d.trusted_proxy_header) == (100, 1000, 60, "")
     for env in (
@@ -102,6 +104,7 @@ def test_settings_from_env() -> None:
         {"ARENA_LOBBY_REPLAY_CACHE_BYTES": "-1"},
         {"ARENA_LOBBY_BOARD_CACHE_MS": "-1"},
         {"ARENA_LOBBY_BOARD_CACHE_MS": "60001"},
+        {"ARENA_LOBBY_TOKEN_CACHE_IDLE_S": "5"},
     ):
         with pytest.raises(SettingsError):
             LobbySettings.from_env({"ARENA_ENV": "development", **env})  # refused for env, not secrets
