@@ -308,12 +308,12 @@ def test_the_tick_appends_the_whole_journal_before_it_lists_the_hand_off() -> No
     room.checkpointed, room.moving_at = True, 10_000_000
     ckpt = Checkpoints(10_000_100, 2000)  # an append would not be due yet: forced
     ckpt.collect(room)
-    assert [(r, n) for r, n in ckpt.appends] == [(room, 4)] and not ckpt.handoffs
+    assert [(a.room, a.entries) for a in ckpt.appends] == [(room, 4)] and not ckpt.handoffs
     pipe = Recorder()
     ckpt.write(pipe, "node-a", "local")  # type: ignore[arg-type]
     assert [name for name, _ in pipe.calls] == ["rpush"]
     ckpt.written()
-    assert race.journal == [] and not room.handed_off
+    assert race.journal == [] and room.checkpoint_backlog == [] and not room.handed_off
     ckpt = Checkpoints(10_000_200, 2000)  # the next tick: nothing left to append, so listed now
     ckpt.collect(room)
     assert not ckpt.appends and ckpt.handoffs == [room]
