@@ -74,6 +74,12 @@ def node_checkpoints(node_id: str) -> str:
     return f"node:{node_id}:checkpoints"
 
 
+def race_handoffs(region: str) -> str:
+    """Hash race id -> JSON ``{"node", "at"}``: races a draining node hands to the live nodes of its
+    region (drain with move, ``gameserver/mover.py``); their reapers adopt them like a dead node's."""
+    return f"races:handoff:{region}"
+
+
 # Hash node id -> region of every node that may hold checkpoints: reapers look for dead ones here
 # (the registry forgets a dead node's entry, and its region with it).
 CHECKPOINT_NODES = "checkpoints:nodes"

@@ -126,6 +126,7 @@ class CloseCode(IntEnum):
     REPLACED = 4009  # the same player connected again elsewhere
     RACE_OVER = 4010  # the race ended and results were sent
     TOO_SLOW = 4011  # the socket fell too far behind reading (it is dropped without a close frame)
+    RACE_MOVED = 4012  # a draining node handed the race to another node: rejoin, the ticket is redirected
 
 
 @dataclass(slots=True)

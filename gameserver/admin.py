@@ -37,7 +37,7 @@ from arena.protocol import RaceType
 from arena.typing_tests import TypingMode
 from gameserver.ghost import GhostError
 from gameserver.listener import body_deadline, handler_args
-from gameserver.node import Node, NodeDraining, NodeExiting, SeatRequest
+from gameserver.node import MoveUnavailable, Node, NodeDraining, NodeExiting, SeatRequest
 from gameserver.passages import PassageError
 from gameserver.race import HeatTag
 from gameserver.settings import NodeSettings
@@ -281,8 +281,10 @@ async def _drain(request: web.Request) -> web.Response:
     """Drain: no new races; the node's races end on their own time limits (``gameserver.drain``).
 
     Body (optional) ``{"exit": true}``: the process exits once drained, with no deadline of its
-    own, and can no longer be undrained. Idempotent: a drain in progress keeps its counts.
-    Answers 202 with the status (its ``drain`` holds the counts).
+    own, and can no longer be undrained. ``{"move": true}``: the running races are handed to live
+    nodes of the region instead (``gameserver.mover``); 409 ``move_unavailable`` without
+    checkpoints and adoption. Idempotent: a drain in progress keeps its counts (a move may be
+    added to it). Answers 202 with the status (its ``drain`` holds the counts).
     """
     _require_admin(request)
     node = request.app[NODE_KEY]
@@ -295,7 +297,13 @@ async def _drain(request: web.Request) -> web.Response:
     exit_after = body.get("exit", False)
     if not isinstance(exit_after, bool):
         return _json_error(400, "bad_exit", "exit must be true or false")
-    await node.drain(exit_after=exit_after)
+    move = body.get("move", False)
+    if not isinstance(move, bool):
+        return _json_error(400, "bad_move", "move must be true or false")
+    try:
+        await node.drain(exit_after=exit_after, move=move)
+    except MoveUnavailable as exc:
+        return _json_error(409, "move_unavailable", str(exc))
     return web.json_response(_status_body(node), status=202)
 
 
@@ -323,7 +331,8 @@ async def _status(request: web.Request) -> web.Response:
 
 def _status_body(node: Node) -> dict[str, Any]:
     """``drain``: null, or counts since the drain began: ``finished`` (ended on their own),
-    ``unplayed`` (nobody joined), ``aborted`` (cut by the shutdown), ``running`` (not ended, or
+    ``unplayed`` (nobody joined), ``aborted`` (cut by the shutdown), ``moved`` (handed to another
+    node by a drain with move), ``running`` (not ended, or
     result not yet written), ``ends_by`` (ms: when those end at the latest on their own)."""
     live = node.live_races()
     return {

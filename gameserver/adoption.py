@@ -71,5 +71,6 @@ def take_over(
     pipe.srem(keys.node_checkpoints(dead_node), rid)  # first: the dead node may be us, restarted
     pipe.sadd(keys.node_checkpoints(me), rid)
     pipe.hset(keys.CHECKPOINT_NODES, me, region)
+    pipe.hdel(keys.race_handoffs(region), rid)  # handed off by a draining node (gameserver/mover.py)
     # After the race left the dead node's list: a reaper that claims it now finds it gone.
     pipe.delete(keys.race_claim(rid))

@@ -72,6 +72,7 @@ class DrainReport:
     finished: int = 0
     unplayed: int = 0
     aborted: int = 0
+    moved: int = 0  # handed to another node by a drain with move (gameserver/mover.py), no result here
 
     def count(self, outcome: Outcome) -> None:
         if outcome is Outcome.FINISHED:
@@ -114,7 +115,7 @@ async def until_exit(node: Node, signals: asyncio.Event, grace_s: float) -> bool
                 return True
         signals.clear()
         again = watch(signals.wait())
-        await node.drain(exit_after=True)
+        await node.drain(exit_after=True, move=node.settings.drain_move)
         node_id = node.settings.node_id
         log.info(
             "shutdown_grace_started",

@@ -173,6 +173,13 @@ class NodeMetrics:
             ["outcome"],
             registry=r,
         )
+        self.races_moved = Counter(
+            f"{_PREFIX}_races_moved_total",
+            "Races a drain with move handed off, by outcome (adopted: another node runs them on; "
+            "taken_back: nobody adopted them in time, they ran on here)",
+            ["outcome"],
+            registry=r,
+        )
         self.draining = Gauge(
             f"{_PREFIX}_draining", "1 while the node is draining (takes no new races), else 0", registry=r
         )

@@ -8,7 +8,8 @@ race's progress frame once its batching window has passed (``batcher``) and publ
 of remotely watched races. The heartbeat keeps the registry entry and the sockets alive.
 With checkpoints on (``ARENA_RACE_CHECKPOINT``), the tick also appends each race's journal to its
 checkpoint, and a fifth task, the reaper (``gameserver/reaper.py``), adopts dead nodes' races
-(``gameserver/adoption.py``) or finalises them.
+(``gameserver/adoption.py``), and races draining nodes hand off, or finalises them. A drain with
+move starts a sixth, the mover (``gameserver/mover.py``), which hands this node's races off.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from gameserver.ghost import parse_ghosts
 from gameserver.memory import MemoryKeeper
 from gameserver.metrics import FlushReason, NodeMetrics
 from gameserver.mirror import live_write_due, mirror_fields, mirror_ttl_s, roster_json
+from gameserver.mover import Mover, handoff_entry
 from gameserver.passages import Corpus, Passage, custom_passage
 from gameserver.race import HeatTag, Race
 from gameserver.reaper import Reaper
@@ -107,6 +109,7 @@ class Checkpoints:
         self.every_ms = every_ms  # a race's appends at most this often (ARENA_RACE_CHECKPOINT_MS)
         self.appends: list[CheckpointAppend] = []
         self.done: list[RaceRoom] = []
+        self.handoffs: list[RaceRoom] = []  # frozen by a drain with move: whole journal, then listed
         self.bytes = 0  # encoded this tick
         self.commands = 0  # queued this tick (appends; a new race's definition: RPUSH, EXPIRE, SADD)
         self.deferred = 0  # races due that wait for a later tick (the per-tick bounds)
@@ -115,10 +118,20 @@ class Checkpoints:
         self.unwritten = 0  # journal entries of this node's races not in Redis (before this tick's appends)
 
     def __bool__(self) -> bool:
-        return bool(self.appends or self.done)
+        return bool(self.appends or self.done or self.handoffs)
 
     def collect(self, room: RaceRoom) -> None:
         race = room.race
+        if room.moving_at is not None and not room.finalized:
+            # The tick's append, forced now; the hand-off in a later tick, once nothing is left to
+            # append (a pipeline is not a transaction: never list a race whose append failed).
+            if room.checkpoint_def is not None or race.journal or room.checkpoint_backlog:
+                if race.journal:
+                    self._stash(room)
+                self._append(room)
+            elif not room.handed_off:
+                self.handoffs.append(room)
+            return
         if room.finalized:
             self.done.append(room)
             return
@@ -138,6 +151,11 @@ class Checkpoints:
             return
         if race.journal:
             self._stash(room)
+        self._append(room)
+
+    def _append(self, room: RaceRoom) -> None:
+        """An append of the room's backlog, oldest items first, up to the per-append bound."""
+        backlog = room.checkpoint_backlog
         items: list[bytes | str] = []
         size = entries = 0
         for item, n in backlog:
@@ -183,6 +201,9 @@ class Checkpoints:
                 pipe.rpush(key, *a.items)
         if new:  # reapers find this node's races by it once it is dead
             pipe.hset(keys.CHECKPOINT_NODES, node_id, region)
+        if self.handoffs:  # after the appends: an adopter replays the whole journal
+            offers = {r.race.id: handoff_entry(node_id, r.moving_at or self.now) for r in self.handoffs}
+            pipe.hset(keys.race_handoffs(region), mapping=offers)  # type: ignore[arg-type]
         if self.done:
             # UNLINK: Redis frees the lists in the background; a DEL of thousands of them at a
             # stop held Redis (and so the stop's last writes) up for seconds. One key a command:
@@ -195,6 +216,8 @@ class Checkpoints:
     def written(self) -> int:
         """The appends went through: their items leave the backlogs; returns how many entries."""
         total = 0
+        for room in self.handoffs:
+            room.handed_off = True
         for a in self.appends:
             a.room.checkpoint_def = None
             del a.room.checkpoint_backlog[: len(a.items)]
@@ -218,6 +241,10 @@ class Checkpoints:
 
 class NodeDraining(Exception):
     """The node takes no new races."""
+
+
+class MoveUnavailable(Exception):
+    """A drain with move on a node without checkpoints or adoption."""
 
 
 class NodeExiting(Exception):
@@ -305,10 +332,12 @@ class Node:
                 metrics,
                 self.log,
                 adopt=self.adopt if settings.race.adopt else None,
+                adopts_moves=lambda: not self.draining,  # a draining node adopts no hand-off
             )
             if settings.race.checkpoint
             else None
         )
+        self.mover = Mover(self)  # a drain with move hands the races to other nodes
 
     # ---- lifecycle ---------------------------------------------------------------
 
@@ -345,6 +374,9 @@ class Node:
         write_s = self.settings.results_write_s if write_s is None else write_s
         loop = asyncio.get_running_loop()
         began = loop.time()
+        if self.mover.running or self.mover.moving():
+            await self.mover.stop()
+            await self.mover.settle()  # adopted races are forgotten, the others taken back (aborted below)
         now = now_ms()
         self._begin_drain(now, exit_after=True)
         # Every race ends now: what clients send from here on changes nothing, and a loaded
@@ -407,6 +439,7 @@ class Node:
     async def stop(self) -> None:
         """Stop the loops and the results writer; results it could not write fail the node
         (``failure``: the process exits 1) and are logged by race id, in one line."""
+        await self.mover.stop()
         await stop_tasks((self._ticker, self._flusher, self._heartbeat), self._stopping)
         self._ticker = self._flusher = self._heartbeat = None
         if self.reaper is not None:
@@ -537,14 +570,25 @@ class Node:
         info = await self.registry.get(node_id)
         return info.url if info is not None else None
 
-    async def drain(self, *, exit_after: bool = False) -> None:
+    async def drain(self, *, exit_after: bool = False, move: bool = False) -> None:
         """Take no new races; the node's races end on their own (``gameserver.drain``).
 
         ``exit_after``: the process exits once drained; the node can no longer be undrained.
+        ``move``: hand the running races to live nodes of the region instead (``gameserver.mover``;
+        raises ``MoveUnavailable`` without checkpoints and adoption).
         Idempotent: a drain in progress keeps its start and its counts.
         """
+        if move and not self.can_move:
+            raise MoveUnavailable("moving races needs ARENA_RACE_CHECKPOINT and ARENA_RACE_ADOPT on")
         if self._begin_drain(now_ms(), exit_after=exit_after):
             await self._beat()
+        if move and not self.mover.running:
+            self.mover.start()
+            self.log.info("node_moving_races", races=len(self.mover.moving()))
+
+    @property
+    def can_move(self) -> bool:
+        return self.settings.race.checkpoint and self.settings.race.adopt
 
     @property
     def draining(self) -> bool:
@@ -572,6 +616,8 @@ class Node:
             raise NodeExiting("the node is exiting")
         if self.drain_report is None:
             return
+        await self.mover.stop()
+        await self.mover.settle()  # what was handed off and not adopted yet runs on here
         self.drain_report = None
         self.metrics.draining.set(0)
         await self._beat()
@@ -693,12 +739,14 @@ class Node:
             self.log.info("race_created", race_id=race_id, race_type=race_type.value, seats=len(seats))
         return race, seats
 
-    async def adopt(self, race: Race, dead_node: str, last: int) -> None:
+    async def adopt(self, race: Race, dead_node: str, last: int, moved: bool = False) -> None:
         """Run a dead node's race on as ours (``gameserver/adoption.py``); ``last`` is the instant
-        of its checkpoint's last entry. Raises if Redis refuses the take-over (then no room is
-        installed, and the reaper finalises the race as aborted)."""
+        of its checkpoint's last entry, or with ``moved`` the instant a draining node froze it
+        (``gameserver/mover.py``: that node is alive, its heartbeat says nothing of the race).
+        Raises if Redis refuses the take-over (then no room is installed, and the reaper
+        finalises the race as aborted, or leaves a moved one to its node)."""
         since = last
-        info = await self.registry.get(dead_node)  # its entry outlives its liveness a little
+        info = None if moved else await self.registry.get(dead_node)  # outlives its liveness a little
         if info is not None:
             since = max(since, info.heartbeat_at)
         now = now_ms()
@@ -715,10 +763,12 @@ class Node:
         room.ping_phase = self._rng.randrange(self._ping_every)
         room.checkpointed = True
         room.checkpoint_at = now  # the moved instants went with the take-over; new entries follow
-        self.log.warning(
+        say = self.log.info if moved else self.log.warning  # a hand-off is planned, a death is not
+        say(
             "race_adopted",
             race_id=race.id,
             dead_node=dead_node,
+            moved=moved,
             state=race.state.value,
             players=len(race.racers),
             outage_ms=outage,
@@ -778,6 +828,10 @@ class Node:
         live: list[RaceRoom] = []  # running races whose racers' figures go to the mirror
         ckpt = Checkpoints(now, self.settings.race.checkpoint_ms)
         for race_id, room in list(self.rooms.items()):
+            if room.moving_at is not None:  # frozen for a hand-off (gameserver/mover.py)
+                ckpt.collect(room)
+                counts[room.race.state] += 1
+                continue
             try:
                 keep = self._tick_room(room, now, ping_phase, mirrors, live)
             except Exception:  # this race's fault: it is aborted, every other race goes on
@@ -1032,7 +1086,7 @@ class Node:
         self.metrics.faults.labels("finalize").inc()
         self.log.error("race_finalize_failed", race_id=room.race.id, exc_info=exc)
         self._drop_room(room)
-        self._maybe_idle()
+        self.maybe_idle()
 
     async def _results_written(
         self, written: list[Written[RaceRoom, MatchRecord | TypingTestRecord]]
@@ -1056,9 +1110,9 @@ class Node:
                 self.metrics.faults.labels("finalize").inc()
                 self.log.exception("race_finalize_failed", race_id=w.item.race.id)
                 self._drop_room(w.item)
-        self._maybe_idle()  # once per batch: it counts every room
+        self.maybe_idle()  # once per batch: it counts every room
 
-    def _maybe_idle(self) -> None:
+    def maybe_idle(self) -> None:
         """Wake ``wait_drained`` when the last race's result is out (only while draining can the
         count of live races only fall)."""
         if self.drain_report is not None and not self.live_races():

@@ -19,6 +19,11 @@ waiting, or counting down) whose result is not in the outbox is handed to the no
 (``gameserver/adoption.py``), which runs it on for its players; only a race that is over, or
 whose adoption fails, is finalised as aborted.
 
+Each round also reads ``races:handoff:{region}``: the races a live, draining node of the region
+hands off (drain with move, ``gameserver/mover.py``). Each is claimed and adopted the same way
+(the outage given back runs from its freeze); one that cannot be adopted is left listed, never
+aborted here: its node is alive and takes it back. A draining node adopts no hand-off.
+
 A checkpoint that cannot be replayed is logged (``checkpoint_unreadable``), counted and cleaned
 up. A node also reaps what its own id left behind at start (a restart after a crash: it holds
 no race yet).
@@ -27,6 +32,7 @@ no race yet).
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
@@ -44,8 +50,9 @@ from gameserver.metrics import NodeMetrics
 from gameserver.race import Race
 from gameserver.settings import NodeSettings
 
-# Runs a rebuilt race on as this node's own: (race, dead node, instant of its checkpoint's last entry).
-Adopter = Callable[[Race, str, int], Awaitable[None]]
+# Runs a rebuilt race on as this node's own: (race, dead node, instant of its checkpoint's last
+# entry, or of its freeze if a draining node handed it off; whether it was handed off).
+Adopter = Callable[[Race, str, int, bool], Awaitable[None]]
 
 NODE_LOST_REASON = "node lost"
 # A claim outlives one finalisation by far; if the claimer dies mid-way another node retries after it.
@@ -62,9 +69,11 @@ class Reaper:
         metrics: NodeMetrics,
         logger: structlog.stdlib.BoundLogger,
         adopt: Adopter | None = None,
+        adopts_moves: Callable[[], bool] = lambda: True,
     ) -> None:
         self.redis = redis
         self.adopt = adopt  # None: every race found is finalised as aborted
+        self.adopts_moves = adopts_moves  # False while this node drains: it takes no hand-off
         self.registry = registry
         self.outbox = outbox
         self.settings = settings
@@ -85,6 +94,7 @@ class Reaper:
         while not self._stopping.is_set():
             await asyncio.sleep(self.settings.heartbeat_s)
             try:
+                await self.adopt_moved()
                 await self.reap_once()
             except Exception as exc:  # Redis hiccup: the next round retries (claims expire)
                 self.log.warning("reap_failed", error=repr(exc))
@@ -106,6 +116,26 @@ class Reaper:
                 reaped += await self.reap_node(node_id)
         return reaped
 
+    async def adopt_moved(self) -> int:
+        """Adopt the races draining nodes of this region hand off (``gameserver/mover.py``);
+        returns how many. A race this node cannot adopt stays listed: its node takes it back."""
+        if self.adopt is None or not self.adopts_moves():
+            return 0
+        me = self.settings.node_id
+        offered = text_map(await self.redis.hgetall(keys.race_handoffs(self.settings.region)))
+        adopted = 0
+        for race_id, raw in offered.items():
+            try:
+                offer = json.loads(raw)
+                node_id, at = str(offer["node"]), int(offer["at"])
+            except (ValueError, KeyError, TypeError):
+                self.log.error("handoff_unreadable", race_id=race_id, offer=raw[:200])
+                await self.redis.hdel(keys.race_handoffs(self.settings.region), race_id)
+                continue
+            if node_id != me:
+                adopted += await self._finalise(node_id, RaceId(race_id), moved_at=at)
+        return adopted
+
     async def reap_node(self, node_id: str) -> int:
         """Finalise every checkpointed race of ``node_id`` (dead, or this node before its start)."""
         race_ids = await self.redis.smembers(keys.node_checkpoints(node_id))
@@ -118,11 +148,14 @@ class Reaper:
             reaped += await self._finalise(node_id, RaceId(as_text(raw_id)))
         return reaped
 
-    async def _finalise(self, node_id: str, race_id: RaceId) -> int:
+    async def _finalise(self, node_id: str, race_id: RaceId, moved_at: int | None = None) -> int:
+        """``moved_at``: the race was handed off by a live, draining node (frozen at that instant)."""
         me = self.settings.node_id
         claimed = await self.redis.set(keys.race_claim(race_id), me, nx=True, ex=CLAIM_TTL_S)
         if not claimed:  # another node has it
             return 0
+        if moved_at is not None:
+            return await self._adopt_moved(node_id, race_id, moved_at)
         if not await self.redis.sismember(keys.node_checkpoints(node_id), race_id):
             # Another node adopted or finalised it since we listed the dead node's races.
             await self.redis.delete(keys.race_claim(race_id))
@@ -147,6 +180,7 @@ class Reaper:
             pipe.delete(keys.race_checkpoint(race_id), keys.race_state(race_id), keys.race_owner(race_id))
             pipe.zrem(keys.LIVE_RACES, race_id)
             pipe.srem(keys.node_checkpoints(node_id), race_id)
+            pipe.hdel(keys.race_handoffs(self.settings.region), race_id)  # its node died moving it
             await pipe.execute()
         self.metrics.races_reaped.labels(outcome).inc()
         # A result the owner had written is only a clean-up; anything else is a race cut short.
@@ -154,7 +188,30 @@ class Reaper:
         say("race_reaped", race_id=race_id, dead_node=node_id, outcome=outcome, players=players)
         return 1
 
-    async def _adopted(self, race: Race, node_id: str, last: int) -> bool:
+    async def _adopt_moved(self, node_id: str, race_id: RaceId, moved_at: int) -> int:
+        """A handed-off race, under its claim: adopt it, or leave it to its node (which takes
+        it back after ``ARENA_NODE_DRAIN_MOVE_WAIT_S``). Nothing here aborts it: its node lives."""
+        adopted = False
+        try:
+            # Re-read under the claim: its node may have taken it back since we listed it.
+            handoffs = keys.race_handoffs(self.settings.region)
+            if not await self.redis.sismember(keys.node_checkpoints(node_id), race_id):
+                await self.redis.hdel(handoffs, race_id)  # finalised since (its node died): a stale offer
+            elif await self.redis.hexists(handoffs, race_id):
+                raw = await self.redis.lrange(keys.race_checkpoint(race_id), 0, -1)
+                s = self.settings
+                race, _ = replay(raw, s.race, s.scoring, s.fairplay)
+                adopted = await self._adopted(race, node_id, moved_at, moved=True)
+        except CheckpointError as exc:
+            self.log.error("checkpoint_unreadable", race_id=race_id, moving_node=node_id, error=str(exc))
+        finally:
+            if not adopted:  # take_over deleted it when adopted
+                await self.redis.delete(keys.race_claim(race_id))
+        if adopted:
+            self.metrics.races_reaped.labels("adopted").inc()
+        return int(adopted)
+
+    async def _adopted(self, race: Race, node_id: str, last: int, moved: bool = False) -> bool:
         """Hand a race that is not over to this node (``gameserver/adoption.py``); False when it
         is not to be adopted (over, adoption off) or the adoption failed: then it is aborted."""
         if self.adopt is None or race.ended:
@@ -162,7 +219,7 @@ class Reaper:
         if await self.redis.exists(keys.outbox_written(race.id)):
             return False  # the owner wrote its result and died before deleting the checkpoint
         try:
-            await self.adopt(race, node_id, last)
+            await self.adopt(race, node_id, last, moved)
         except Exception as exc:  # this race alone: it takes today's aborted path
             self.log.error("race_adoption_failed", race_id=race.id, dead_node=node_id, error=repr(exc))
             return False

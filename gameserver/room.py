@@ -46,6 +46,11 @@ class RaceRoom:
         self.checkpoint_def: str | None = None
         self.checkpointed = False
         self.checkpoint_at = 0  # the last append of its journal (ms): the next is due checkpoint_ms later
+        # A drain with move (gameserver/mover.py): frozen since (ms; the tick skips it, inputs are
+        # dropped, to be resent after the rejoin), and whether its hand-off is written.
+        self.moving_at: int | None = None
+        self.handed_off = False
+        self.taken_back = False  # nobody adopted it in time: it ends here, it is not moved again
         # Journal entries encoded but not in Redis yet (item, entries), oldest first: what a failed
         # or late append left, compact (≈ 40 B an entry, against ≈ 300 B as Python objects).
         self.checkpoint_backlog: list[tuple[bytes | str, int]] = []

@@ -201,8 +201,8 @@ class SocketSession:
             raise ClosingError(code, str(exc), CloseCode.BAD_TOKEN) from None
         if ticket.player_id != conn.player.player_id:
             raise ClosingError(ErrorCode.BAD_TOKEN, "ticket belongs to another player", CloseCode.BAD_TOKEN)
-        if ticket.node_id != node.settings.node_id:
-            return self._join_moved(ticket)
+        if ticket.node_id != node.settings.node_id or node.room(ticket.race_id) is None:
+            return self._join_moved(ticket)  # ours and gone: handed to another node by a drain?
         self._seat(ticket)
         return None
 
@@ -211,7 +211,8 @@ class SocketSession:
         ``gameserver/adoption.py``). Ours now: seat the player as if the ticket named us; else
         send them to its owner (the adopter, or the node the ticket names)."""
         owner = await self.node.race_owner(ticket.race_id)
-        if owner == self.node.settings.node_id:
+        me = self.node.settings.node_id
+        if owner == me or (owner is None and ticket.node_id == me):
             self._seat(ticket)  # ours (or over and forgotten: race_not_found)
             return
         await self._redirect(owner or ticket.node_id, ticket.race_id)
@@ -226,6 +227,9 @@ class SocketSession:
             raise ClosingError(
                 ErrorCode.RACE_NOT_FOUND, "no such race on this node", CloseCode.RACE_NOT_FOUND
             )
+        if room.moving_at is not None:  # being handed off (gameserver/mover.py): rejoin shortly
+            self._close(CloseCode.RACE_MOVED, "race is moving to another node")
+            return
         now = now_ms()
         try:
             racer, resumed = room.race.join(ticket.player_id, ticket.name, now)
@@ -271,6 +275,8 @@ class SocketSession:
             reason = "spectators cannot type" if conn.watching else "join a race first"
             self._error(ErrorCode.NOT_JOINED, reason)
             return
+        if room.moving_at is not None:
+            return  # frozen for a hand-off: not applied, so not acknowledged; resent after the rejoin
         race = room.race
         now = now_ms()
         if race.state is RaceState.COUNTDOWN and race.start_at is not None and now >= race.start_at:
@@ -331,6 +337,9 @@ class SocketSession:
             self._error(ErrorCode.NOT_JOINED, "not in a race")
             return None
         room, racer = conn.room, conn.racer
+        if room.moving_at is not None:  # its journal is handed off: leave on the adopter, after the rejoin
+            self._error(ErrorCode.NOT_RUNNING, "the race is moving to another node")
+            return None
         room.detach(racer.id, conn)
         conn.room = conn.racer = None
         room.race.leave(racer, now_ms())

@@ -243,6 +243,13 @@ class NodeSettings:
     # the process exits 1. Measured on a shared 2-core machine: 1,000–2,000 results a second,
     # 2,000 races in 1–2.5 s (docs/PERFORMANCE.md), so 10 s is several times what a full node needs.
     results_write_s: float = 10.0
+    # ARENA_NODE_DRAIN_MOVE: a SIGTERM drain hands the node's running races to live nodes of its
+    # region (with checkpoints and adoption on) instead of waiting for them to end, so a rolling
+    # update does not wait for a marathon (gameserver/mover.py). Off by default: races end here.
+    drain_move: bool = False
+    # ARENA_NODE_DRAIN_MOVE_WAIT_S: how long a moving race waits for a live node to adopt it; one
+    # nobody adopted by then is taken back and runs on here, as in a drain without move (1 to 120).
+    drain_move_wait_s: float = 10.0
     redis: RedisSettings = field(default_factory=RedisSettings)
     outbox: OutboxSettings = field(default_factory=OutboxSettings)  # ARENA_OUTBOX_*: results in batches
     secrets: SecretSettings = field(default_factory=SecretSettings)
@@ -280,6 +287,10 @@ class NodeSettings:
             raise SettingsError("ARENA_NODE_ADMIN_PORT must differ from ARENA_NODE_PORT (players' listener)")
         if not 0.5 <= self.results_write_s <= 300:
             raise SettingsError("ARENA_NODE_RESULTS_WRITE_S must be between 0.5 and 300")
+        if not 1 <= self.drain_move_wait_s <= 120:
+            raise SettingsError("ARENA_NODE_DRAIN_MOVE_WAIT_S must be between 1 and 120")
+        if self.drain_move and not (self.race.checkpoint and self.race.adopt):
+            raise SettingsError("ARENA_NODE_DRAIN_MOVE needs ARENA_RACE_CHECKPOINT and ARENA_RACE_ADOPT on")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> NodeSettings:
@@ -298,6 +309,8 @@ class NodeSettings:
             capacity=env_int(env, "ARENA_NODE_CAPACITY", d.capacity),
             shutdown_grace_s=env_float(env, "ARENA_NODE_SHUTDOWN_GRACE_S", d.shutdown_grace_s),
             results_write_s=env_float(env, "ARENA_NODE_RESULTS_WRITE_S", d.results_write_s),
+            drain_move=env_bool(env, "ARENA_NODE_DRAIN_MOVE", d.drain_move),
+            drain_move_wait_s=env_float(env, "ARENA_NODE_DRAIN_MOVE_WAIT_S", d.drain_move_wait_s),
             redis=RedisSettings.from_env(env),
             outbox=OutboxSettings.from_env(env),
             secrets=SecretSettings.from_env(env),

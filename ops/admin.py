@@ -1,8 +1,9 @@
 """Operator commands: see the cluster, drain a node and return it to service.
 
     python -m ops.admin status                  # nodes, region, state, load, races
-    python -m ops.admin drain NODE_ID [--exit] [--timeout S]
+    python -m ops.admin drain NODE_ID [--exit] [--move] [--timeout S]
                                                 # drain, wait for the races to end, report
+                                                # (--move: hand them to other nodes instead)
     python -m ops.admin undrain NODE_ID         # back in service (refused if it is exiting)
 
 ``drain`` prints the races finished, aborted and still running; it exits 0 if every race ended
@@ -77,6 +78,7 @@ async def drain(
     *,
     exit_after: bool,
     timeout_s: float | None,
+    move: bool = False,
     out: TextIO,
     poll_s: float = 0.5,
 ) -> int:
@@ -95,13 +97,14 @@ async def drain(
             raise AdminError(f"node {node_id} is not in the registry (dead or never started)")
         headers = {"Authorization": f"Bearer {admin_token}"}
         async with aiohttp.ClientSession(headers=headers) as http:
-            body = await _call(http, "POST", f"{node.admin_url}/admin/drain", {"exit": exit_after})
+            ask = {"exit": exit_after} | ({"move": True} if move else {})
+            body = await _call(http, "POST", f"{node.admin_url}/admin/drain", ask)
             report: dict[str, Any] = body["drain"]
             started_at = report["started_at"]
             ends_in_s = _ends_in_s(body)
+            plan = "handing them to other nodes" if move else f"they end on their own within {ends_in_s:.0f}s"
             print(
-                f"draining {node_id}: {report['running']} races, {body['players']} players; "
-                f"they end on their own within {ends_in_s:.0f}s",
+                f"draining {node_id}: {report['running']} races, {body['players']} players; {plan}",
                 file=out,
             )
             loop = asyncio.get_running_loop()
@@ -152,7 +155,8 @@ def _ends_in_s(body: dict[str, Any]) -> float:
 def _counts(report: dict[str, Any]) -> str:
     return (
         f"{report['running']} running, {report['finished']} finished, "
-        f"{report['aborted']} aborted, {report['unplayed']} unplayed (nobody came)"
+        f"{report['aborted']} aborted, {report['unplayed']} unplayed (nobody came), "
+        f"{report.get('moved', 0)} moved to other nodes"
     )
 
 
@@ -226,6 +230,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     drain_cmd.add_argument("node_id")
     drain_cmd.add_argument("--exit", action="store_true", help="the node exits once its races have ended")
     drain_cmd.add_argument(
+        "--move",
+        action="store_true",
+        help="hand the running races to live nodes of the region (they adopt them) instead of waiting",
+    )
+    drain_cmd.add_argument(
         "--timeout",
         type=float,
         default=None,
@@ -243,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(undrain(args.redis, token, args.node_id, out=sys.stdout))
         return asyncio.run(
             drain(args.redis, token, args.node_id, exit_after=args.exit, timeout_s=args.timeout,
-                  out=sys.stdout)
+                  move=args.move, out=sys.stdout)
         )  # fmt: skip
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -67,6 +67,25 @@ async def test_drain_waits_for_running_races(node_factory: NodeFactory, redis_ur
     await client.close()
 
 
+async def test_drain_move_hands_the_races_over_and_returns_at_once(
+    node_factory: NodeFactory, redis_url: str
+) -> None:
+    b = await node_factory("node-b", race=LONG)  # the adopter
+    node = await node_factory("node-a", race=LONG)
+    client = await racing(node, race_type="custom", custom_text="x" * 30)
+    out = Output()
+    code = await drain(
+        redis_url, ADMIN, "node-a", exit_after=False, timeout_s=10, out=out, poll_s=0.1, move=True
+    )
+    assert code == 0
+    text = out.getvalue()
+    assert "draining node-a: 1 races, 1 players; handing them to other nodes" in text
+    assert "node-a drained: 0 running, 0 finished, 0 aborted, 0 unplayed (nobody came), 1 moved" in text
+    assert await client.wait_closed() == 4012  # race moved: rejoin, the ticket is redirected
+    assert not node.node.rooms and [r.race.state.value for r in b.node.rooms.values()] == ["running"]
+    await client.close()
+
+
 async def test_drain_exit_reports_once_the_node_has_exited(node_factory: NodeFactory, redis_url: str) -> None:
     node = await node_factory("node-a", race=SHORT)
     client = await racing(node)
