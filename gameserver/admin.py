@@ -250,6 +250,8 @@ async def _create_race(request: web.Request) -> web.Response:
         return _json_error(400, "bad_ghost", str(exc))
     except ValueError as exc:
         return _json_error(400, "bad_request", str(exc))
+    # Durable before anyone hears of it: a node dying in the next tick leaves it to a reaper.
+    await node.write_definition(race.id)
     answer: dict[str, Any] = {}
     if test is not None:  # the lobby caches a test's content (test:{id}:content)
         answer = {"test_mode": test.name, "text": race.passage.text}

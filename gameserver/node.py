@@ -122,6 +122,8 @@ class Checkpoints:
 
     def collect(self, room: RaceRoom) -> None:
         race = room.race
+        if room.checkpoint_pending:  # its definition is on its way (Node.write_definition)
+            return
         if room.moving_at is not None and not room.finalized:
             # The tick's append, forced now; the hand-off in a later tick, once nothing is left to
             # append (a pipeline is not a transaction: never list a race whose append failed).
@@ -664,6 +666,32 @@ class Node:
         say("node_drain_report", **{k: v for k, v in view.items() if k != "node_id"})
 
     # ---- races -------------------------------------------------------------------
+
+    async def write_definition(self, race_id: RaceId) -> bool:
+        """A new race's checkpoint definition, written before anyone is told of the race (the
+        admin endpoint awaits it), so a node killed before its next tick still leaves the race
+        to a reaper: the chaos benchmark lost a race whose node died within its first tick.
+        False when Redis did not take it: then the tick writes it, as it did before."""
+        room = self.rooms.get(race_id)
+        if room is None or room.checkpoint_def is None:
+            return True
+        definition, room.checkpoint_def = room.checkpoint_def, None
+        room.checkpoint_pending = True
+        race, s = room.race, self.settings
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.rpush(keys.race_checkpoint(race.id), definition)
+                pipe.expire(keys.race_checkpoint(race.id), checkpoint_ttl_s(race))
+                pipe.sadd(keys.node_checkpoints(s.node_id), race.id)
+                pipe.hset(keys.CHECKPOINT_NODES, s.node_id, s.region)
+                await pipe.execute()
+        except Exception as exc:  # Redis hiccup: the tick's round trip carries it instead
+            room.checkpoint_def = definition
+            self.log.warning("checkpoint_definition_deferred", race_id=race.id, error=repr(exc))
+            return False
+        finally:
+            room.checkpoint_pending = False
+        return True
 
     def create_race(
         self,

@@ -54,6 +54,9 @@ class RaceRoom:
         # Journal entries encoded but not in Redis yet (item, entries), oldest first: what a failed
         # or late append left, compact (≈ 40 B an entry, against ≈ 300 B as Python objects).
         self.checkpoint_backlog: list[tuple[bytes | str, int]] = []
+        # Its definition is being written at creation (Node.write_definition): the tick leaves
+        # its checkpoint alone meanwhile, so no entry can land before the definition.
+        self.checkpoint_pending = False
 
     def attach(self, player_id: PlayerId, conn: Connection) -> Connection | None:
         """Bind a player's socket; returns the socket it replaced, if any."""

@@ -1,12 +1,16 @@
 """A race rebuilt from its checkpoint scores what the original scored (pure: no I/O)."""
 
+import dataclasses
 import random
 from types import SimpleNamespace
 
+import aiohttp
 import pytest
+import redis.asyncio as aioredis
 import structlog
 import structlog.testing
 
+from arena import keys
 from arena.ids import NodeId, PlayerId, RaceId
 from arena.protocol import PlayerStatus, RaceState, RaceType
 from gameserver import node as node_module
@@ -29,6 +33,7 @@ from gameserver.race import HeatTag, Race
 from gameserver.room import RaceRoom
 from gameserver.scoring import ScoringLimits
 from gameserver.settings import RaceSettings
+from tests.conftest import ADMIN, FAST_RACE, NodeFactory
 
 TEXT = "the quick brown fox jumps over the lazy dog and runs far away"
 T0 = 1_000_000
@@ -327,3 +332,28 @@ def test_checkpoints_behind_is_said_when_they_lag_not_when_the_bound_spreads_a_b
     assert tick(T0 + 14_100, split=1)[0]["unwritten_entries"] == 99
     deferred = node.metrics.checkpoint_deferred._value.get()  # type: ignore[attr-defined]
     assert deferred == 500 + 5 + 5 + 5 + 1 + 1
+
+
+async def test_a_race_created_through_the_admin_endpoint_is_checkpointed_before_the_answer(
+    node_factory: NodeFactory, redis_url: str
+) -> None:
+    # A tick every 5 s: whatever the checkpoint holds right after the answer, the answer wrote it.
+    node = await node_factory(race=dataclasses.replace(FAST_RACE, tick_hz=0.2))
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN}"}) as http:
+            for _ in range(3):  # the first tick may come at any moment: three races, three checks
+                resp = await http.post(
+                    f"{node.admin_url}/admin/races",
+                    json={"race_type": "quick", "players": [{"name": "ada"}, {"name": "bob"}]},
+                )
+                assert resp.status == 201
+                race_id = RaceId((await resp.json())["race_id"])
+                items = await redis.lrange(keys.race_checkpoint(race_id), 0, -1)
+                assert len(items) == 1 and decode_definition(items[0]).race_id == race_id
+                assert await redis.sismember(keys.node_checkpoints("node-a"), race_id)
+                assert await redis.ttl(keys.race_checkpoint(race_id)) > 0
+        room = node.node.rooms[race_id]
+        assert room.checkpoint_def is None and not room.checkpoint_pending  # the tick will not write it again
+    finally:
+        await redis.aclose()
