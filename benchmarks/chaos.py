@@ -29,12 +29,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import signal
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -45,21 +42,17 @@ import uvloop
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from arena.logs import configure_logging  # noqa: E402
-from arena.settings import LogSettings  # noqa: E402
 from benchmarks.end_to_end import (  # noqa: E402
-    CLUSTER_ENV,
     DEFAULT_SCENARIO,
-    READY_TIMEOUT_S,
+    prepare_run,
     stop_cluster,
-    wait_nodes,
+    wait_cluster,
     watched_pids,
 )
-from ops.cluster import Cluster, Supervised, wait_healthy  # noqa: E402
-from ops.services import PostgresServer, RedisServer, ServiceError, free_port  # noqa: E402
+from ops.cluster import Cluster, Supervised  # noqa: E402
+from ops.services import PostgresServer, ServiceError, free_port  # noqa: E402
 from simulators.swarm.report import Report, render_text  # noqa: E402
 from simulators.swarm.run import STARTUP_S, SwarmError, SwarmSettings, run_swarm  # noqa: E402
-from simulators.swarm.scenario import ScenarioError, load_scenario  # noqa: E402
 
 NODE_LOST = "node lost"
 
@@ -254,24 +247,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    configure_logging(LogSettings(level="warning"))
-    try:
-        scenario = load_scenario(args.scenario)
-    except ScenarioError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    prepared = prepare_run(args, "typogram-chaos-")
+    if prepared is None:
         return 2
-    signal.signal(signal.SIGTERM, _interrupt)
-    run_dir = Path(tempfile.mkdtemp(prefix="typogram-chaos-"))
-    run_dir.chmod(0o755)  # PostgreSQL runs as the postgres user when we are root
-    out = args.out or run_dir / "report"
-    os.environ.update(CLUSTER_ENV)
-    os.environ.update(dict(item.split("=", 1) for item in args.env))
+    scenario, run_dir, out = prepared
     cluster = Cluster(
         run_dir=run_dir,
         bots=0,
@@ -284,11 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"starting the cluster ({args.nodes} nodes) in {run_dir} ...", flush=True)
         cluster.start()
-        lobby = f"http://127.0.0.1:{cluster.ports['lobby']}"
-        for port in (*cluster.node_ports, cluster.ports["matchmaker"]):
-            wait_healthy(f"http://127.0.0.1:{port}/healthz", READY_TIMEOUT_S)
-        wait_nodes(lobby, len(cluster.node_ports), READY_TIMEOUT_S)
-        redis_url = next(s for s in cluster.services if isinstance(s, RedisServer)).url
+        lobby, redis_url = wait_cluster(cluster)
         nodes = [p for p in cluster.processes if p.name.startswith("node-")]
         killer = Killer(nodes, args.every_s, args.down_s, args.warmup_s, args.kills, random.Random(args.seed))
         print(

@@ -39,7 +39,7 @@ from ops.cluster import Cluster, wait_healthy  # noqa: E402
 from ops.services import PostgresServer, RedisServer, ServiceError  # noqa: E402
 from simulators.swarm.report import Report, render_text  # noqa: E402
 from simulators.swarm.run import SwarmError, SwarmSettings, run_swarm  # noqa: E402
-from simulators.swarm.scenario import ScenarioError, load_scenario  # noqa: E402
+from simulators.swarm.scenario import Scenario, ScenarioError, load_scenario  # noqa: E402
 
 DEFAULT_SCENARIO = ROOT / "simulators" / "scenarios" / "small.toml"
 SEEDS_FILE = "../shared/seeds/000_f84d8794b7b2412d.txt"  # "Scaling Strategy: Typing Races System"
@@ -152,30 +152,46 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # SIGTERM stops like Ctrl-C: every finally runs
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def prepare_run(args: argparse.Namespace, prefix: str) -> tuple[Scenario, Path, Path] | None:
+    """A swarm benchmark's start: the scenario (None, said on stderr, when it is bad), SIGTERM
+    stopping like Ctrl-C, a run directory PostgreSQL can reach and the report directory, and
+    ``CLUSTER_ENV`` and ``--env`` in this process's environment (the cluster inherits it)."""
     configure_logging(LogSettings(level="warning"))
     try:
         scenario = load_scenario(args.scenario)
     except ScenarioError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return None
     signal.signal(signal.SIGTERM, _interrupt)
-    run_dir = Path(tempfile.mkdtemp(prefix="typogram-e2e-"))
+    run_dir = Path(tempfile.mkdtemp(prefix=prefix))
     run_dir.chmod(0o755)  # PostgreSQL runs as the postgres user when we are root
-    out = args.out or run_dir / "report"
     os.environ.update(CLUSTER_ENV)
     os.environ.update(dict(item.split("=", 1) for item in args.env))
+    return scenario, run_dir, args.out or run_dir / "report"
+
+
+def wait_cluster(cluster: Cluster) -> tuple[str, str]:
+    """Until every node and the matchmaker answer and the lobby sees every node: (lobby URL,
+    Redis URL)."""
+    lobby = f"http://127.0.0.1:{cluster.ports['lobby']}"
+    for port in (*cluster.node_ports, cluster.ports["matchmaker"]):
+        wait_healthy(f"http://127.0.0.1:{port}/healthz", READY_TIMEOUT_S)
+    wait_nodes(lobby, len(cluster.node_ports), READY_TIMEOUT_S)
+    return lobby, next(s for s in cluster.services if isinstance(s, RedisServer)).url
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    prepared = prepare_run(args, "typogram-e2e-")
+    if prepared is None:
+        return 2
+    scenario, run_dir, out = prepared
     cluster = Cluster(run_dir=run_dir, bots=0, house_per_queue=0)  # only the scenario's players
     started = time.monotonic()
     try:
         print(f"starting the cluster in {run_dir} ...", flush=True)
         cluster.start()
-        lobby = f"http://127.0.0.1:{cluster.ports['lobby']}"
-        for port in (*cluster.node_ports, cluster.ports["matchmaker"]):
-            wait_healthy(f"http://127.0.0.1:{port}/healthz", READY_TIMEOUT_S)
-        wait_nodes(lobby, len(cluster.node_ports), READY_TIMEOUT_S)
-        redis_url = next(s for s in cluster.services if isinstance(s, RedisServer)).url
+        lobby, redis_url = wait_cluster(cluster)
         print(f"cluster up in {time.monotonic() - started:.1f}s; swarm '{scenario.name}' for at most "
               f"{scenario.limit_s:.0f}s ...", flush=True)  # fmt: skip
         settings = SwarmSettings(

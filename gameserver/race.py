@@ -271,24 +271,7 @@ class Race:
         for racer in self.racers.values():
             if racer.done or not racer.typing.typed_chars:
                 continue
-            racer.finish_elapsed_ms = duration
-            racer.finished_at = now
-            racer.status = PlayerStatus.FINISHED
-            self._settled += 1
-            self._places_cache = None
-            racer.score = score(racer.typing, duration)
-            racer.flags |= assess(racer.typing, racer.score, self.fairplay)
-            racer.flags |= racer.arrivals.flags()
-            self.outgoing.append(
-                Finish(
-                    player_id=racer.id,
-                    place=None if racer.flags else 1,
-                    wpm=racer.score.wpm,
-                    accuracy=racer.score.accuracy,
-                    elapsed_ms=duration,
-                    flags=sorted(f.value for f in racer.flags),
-                )
-            )
+            self._settle_finish(racer, now, elapsed=duration)
             self.dirty = True
             self._other_change = True
         self._end(now, "time up")
@@ -428,8 +411,10 @@ class Race:
         lower = arrival - min(self.settings.max_finish_hold_ms, send_ms + one_way)
         return max(1, min(max(claimed, lower), arrival))
 
-    def _settle_finish(self, racer: Racer, now: int) -> None:
-        elapsed = self._judged_finish_ms(racer, now)
+    def _settle_finish(self, racer: Racer, now: int, elapsed: int | None = None) -> None:
+        """``elapsed``: what the result is over (a time mode's whole time); else the judged finish."""
+        if elapsed is None:
+            elapsed = self._judged_finish_ms(racer, now)
         racer.finish_elapsed_ms = elapsed
         racer.finished_at = now
         racer.status = PlayerStatus.FINISHED
