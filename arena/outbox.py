@@ -34,7 +34,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from arena import keys
 from arena.backoff import Backoff, BackoffSettings
 from arena.ids import RaceId
-from arena.redisutil import ScriptCall, run_script_many
+from arena.redisutil import ScriptCall, is_cluster, run_script_many
 from arena.settings import SettingsError, env_float, env_int
 from arena.tasks import stop_tasks
 
@@ -113,6 +113,21 @@ class OutboxWriter:
         replies = await run_script_many(self._redis, self._script, calls)
         return [r if isinstance(r, Exception) else r is not None for r in replies]
 
+    async def wait_replicated(self, replicas: int, timeout_ms: int) -> int:
+        """Redis ``WAIT`` on the outbox's master: until ``replicas`` replicas hold every write made
+        so far on this connection's master, at most ``timeout_ms``; returns how many do. Redis
+        replicates asynchronously: an append a master confirmed and then lost in its death, before
+        its replica had it, is gone after the failover; waiting for the replica closes that gap."""
+        if is_cluster(self._redis):
+            await self._redis.initialize()  # the slot map; returns at once when known
+            node = self._redis.get_node_from_key(keys.OUTBOX_STREAM)  # type: ignore[attr-defined]
+            reply = await self._redis.execute_command(  # type: ignore[no-untyped-call]
+                "WAIT", replicas, timeout_ms, target_nodes=node
+            )
+        else:
+            reply = await self._redis.execute_command("WAIT", replicas, timeout_ms)  # type: ignore[no-untyped-call]
+        return int(reply)
+
     async def append_with_retry(self, record: OutboxRecord) -> bool:
         """Keep trying through Redis outages: a finished match must never be lost.
 
@@ -144,6 +159,12 @@ class OutboxSettings:
     # an error reply) is tried again after RETRY_BASE_S (50 ms), each wait about twice the last,
     # never more than this (0.05 to 30 s). One batch at a time: no retry storm, whatever the load.
     retry_cap_s: float = 2.0
+    # ARENA_OUTBOX_WAIT_REPLICAS: after each batch, Redis WAITs until this many replicas hold it
+    # (0: no wait, for a single Redis; 1 on a Redis Cluster, so a master's death loses no result
+    # it confirmed), at most ARENA_OUTBOX_WAIT_TIMEOUT_MS (1 to 10,000): a replica that does not
+    # answer in time is counted and logged, never waited for forever.
+    wait_replicas: int = 0
+    wait_timeout_ms: int = 500
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_max <= 1000:
@@ -152,6 +173,10 @@ class OutboxSettings:
             raise SettingsError("ARENA_OUTBOX_BATCH_BYTES must be between 65536 and 67108864")
         if not RETRY_BASE_S <= self.retry_cap_s <= 30:
             raise SettingsError("ARENA_OUTBOX_RETRY_CAP_S must be between 0.05 and 30")
+        if not 0 <= self.wait_replicas <= 5:
+            raise SettingsError("ARENA_OUTBOX_WAIT_REPLICAS must be between 0 and 5")
+        if not 1 <= self.wait_timeout_ms <= 10_000:
+            raise SettingsError("ARENA_OUTBOX_WAIT_TIMEOUT_MS must be between 1 and 10000")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> OutboxSettings:
@@ -160,6 +185,8 @@ class OutboxSettings:
             batch_max=env_int(env, "ARENA_OUTBOX_BATCH_MAX", d.batch_max),
             batch_bytes=env_int(env, "ARENA_OUTBOX_BATCH_BYTES", d.batch_bytes),
             retry_cap_s=env_float(env, "ARENA_OUTBOX_RETRY_CAP_S", d.retry_cap_s),
+            wait_replicas=env_int(env, "ARENA_OUTBOX_WAIT_REPLICAS", d.wait_replicas),
+            wait_timeout_ms=env_int(env, "ARENA_OUTBOX_WAIT_TIMEOUT_MS", d.wait_timeout_ms),
         )
 
 
@@ -170,6 +197,7 @@ class OutboxMetrics:
     batch_size: Histogram  # matches per round trip that Redis took
     retries: Counter  # round trips (or their leftovers) tried again
     backlog: Gauge  # matches waiting for their append: queued or in the round trip
+    under_replicated: Counter  # batches a WAIT did not see on enough replicas in time
 
     @classmethod
     def create(cls, registry: CollectorRegistry, prefix: str) -> OutboxMetrics:
@@ -188,6 +216,11 @@ class OutboxMetrics:
             backlog=Gauge(
                 f"{prefix}_outbox_backlog",
                 "Finished matches whose outbox append is not confirmed yet (queued or in flight)",
+                registry=registry,
+            ),
+            under_replicated=Counter(
+                f"{prefix}_outbox_under_replicated_total",
+                "Outbox batches not on ARENA_OUTBOX_WAIT_REPLICAS replicas within the WAIT's timeout",
                 registry=registry,
             ),
         )
@@ -303,6 +336,23 @@ class OutboxBatcher(Generic[T, R]):
             self._take()
             await self._write()
 
+    async def _wait_replicated(self, matches: int) -> None:
+        """Before anyone hears of the batch: on ``wait_replicas`` replicas, or said (a replica too
+        slow for the timeout is counted, not waited for forever). Raises when the master cannot
+        answer: the batch is then tried again."""
+        s = self.settings
+        if s.wait_replicas <= 0:
+            return
+        acked = await self._writer.wait_replicated(s.wait_replicas, s.wait_timeout_ms)
+        if acked < s.wait_replicas:
+            self._metrics.under_replicated.inc()
+            self._log.warning(
+                "outbox_under_replicated",
+                matches=matches,
+                replicas=acked,
+                wanted=s.wait_replicas,
+            )
+
     def _take(self) -> None:
         """The next batch, from the front of the queue: ``batch_max`` records or ``batch_bytes``."""
         s = self.settings
@@ -330,7 +380,10 @@ class OutboxBatcher(Generic[T, R]):
             error: BaseException | None = None
             try:
                 replies = await self._writer.append_many([p.entry for p in pending])
+                await self._wait_replicated(len(pending))
             except Exception as exc:  # the whole round trip: Redis unreachable, no free connection
+                # (or the master died before its replica said it had the batch: appended again,
+                # idempotently, wherever the outbox lives now)
                 error, replies = exc, [exc] * len(pending)
             done: list[Written[T, R]] = []
             failed: list[_Pending[T, R]] = []

@@ -11,6 +11,8 @@ from redis.exceptions import ResponseError
 
 from arena import keys
 from arena.outbox import OutboxBatcher, OutboxEntry, OutboxMetrics, OutboxSettings, OutboxWriter, Written
+from arena.redisutil import is_cluster
+from arena.settings import SettingsError
 from ops.services import free_port
 from tests.conftest import redis_client
 
@@ -138,3 +140,30 @@ async def test_stop_of_an_idle_batcher_ends_its_task_at_once(redis_url: str) -> 
     await asyncio.sleep(0.05)
     assert await asyncio.wait_for(h.batcher.stop(), 1) == [] and task.done()
     await redis.aclose()
+
+
+async def test_a_batch_no_replica_holds_in_time_is_counted_not_held_forever(redis_url: str) -> None:
+    """A single Redis has no replica: WAIT answers 0 after its timeout, the batch is confirmed
+    all the same and counted as under-replicated. On the cluster each master's replica holds the
+    batch: nothing counted."""
+    redis = redis_client(redis_url)
+    h = Harness(redis, batch_max=10, wait_replicas=1, wait_timeout_ms=50)
+    assert await h.writer.wait_replicated(0, 10) == 0  # the command itself, on a single Redis
+    for i in range(12):
+        h.batcher.submit(f"w{i:02}")
+    h.batcher.start()
+    assert await h.batcher.wait_empty(5)
+    assert [len(b) for b in h.handed] == [10, 2] and await stream_ids(redis) == [
+        f"w{i:02}" for i in range(12)
+    ]
+    assert h.metric("test_outbox_under_replicated_total") == (0 if is_cluster(redis) else 2)
+    assert await h.batcher.stop() == []
+    await redis.aclose()
+
+
+def test_wait_settings_are_bounded() -> None:
+    s = OutboxSettings.from_env({"ARENA_OUTBOX_WAIT_REPLICAS": "1", "ARENA_OUTBOX_WAIT_TIMEOUT_MS": "250"})
+    assert (s.wait_replicas, s.wait_timeout_ms) == (1, 250) and OutboxSettings().wait_replicas == 0
+    for env in ({"ARENA_OUTBOX_WAIT_REPLICAS": "6"}, {"ARENA_OUTBOX_WAIT_TIMEOUT_MS": "0"}):
+        with pytest.raises(SettingsError):
+            OutboxSettings.from_env(env)

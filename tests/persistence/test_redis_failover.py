@@ -1,10 +1,12 @@
 """A Redis Cluster master dies under load: its replica takes over and no finished race is lost.
 
-A node's results writer (``OutboxBatcher``) appends races to the outbox while persistence consumes
-them into PostgreSQL; the master holding ``{outbox}`` is killed with SIGKILL mid-stream. Its
-replica is promoted (cluster-node-timeout 1 s), both clients find it (redis-py's cluster client
-refreshes its slot map on the connection errors), and every race appended once the master was
-gone is in the stream once and stored once.
+A node's results writer (``OutboxBatcher``, with ``wait_replicas=1`` as on a cluster) appends races
+to the outbox while persistence consumes them into PostgreSQL; the master holding ``{outbox}`` is
+killed with SIGKILL mid-stream. Its replica is promoted (cluster-node-timeout 1 s), both clients
+find it (redis-py's cluster client refreshes its slot map on the connection errors), and every race
+the writer had confirmed, before the kill or after it, is in the stream once and stored once: a
+batch is confirmed only once a replica holds it (Redis ``WAIT``), so the dead master took none
+with it.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def failover_cluster() -> Iterator[LocalRedisCluster]:
 
 
 @pytest.mark.timeout(60)
-async def test_a_killed_master_loses_no_race_appended_after_it(
+async def test_a_killed_master_loses_no_race_the_writer_confirmed(
     failover_cluster: LocalRedisCluster, pg_dsn: str, kafka_broker: KafkaBroker, start_service: ServiceFactory
 ) -> None:
     cluster = failover_cluster
@@ -67,7 +69,7 @@ async def test_a_killed_master_loses_no_race_appended_after_it(
         record_of=lambda race: race,
         on_written=on_written,
         on_unbuildable=lambda race, exc: unbuildable.append(race.match_id),
-        settings=OutboxSettings(batch_max=20),
+        settings=OutboxSettings(batch_max=20, wait_replicas=1, wait_timeout_ms=2000),
         metrics=OutboxMetrics.create(CollectorRegistry(), "test_failover"),
     )
     races = matches(RACES, seed=17)
@@ -92,14 +94,15 @@ async def test_a_killed_master_loses_no_race_appended_after_it(
     print(f"failover: the first append after the kill confirmed {gap_s:.2f} s after it")  # pytest -s
     assert gap_s < 10.0  # node timeout 1 s, then the vote; the client's retries span ~8 s
     assert len(after) >= RACES - KILL_AFTER - 20, len(after)  # a batch may have been in flight
+    assert set(acked_at) == {r.match_id for r in races}  # every race confirmed in the end
+    # Persistence trims what it acknowledged, so the stream shows only what is left: never twice.
     entries = await redis.xrange(keys.OUTBOX_STREAM)
     in_stream = Counter(fields[b"id"].decode() for _, fields in entries)
-    assert all(in_stream[race_id] == 1 for race_id in after), "an append after the kill is missing or twice"
-    assert max(in_stream.values()) == 1
+    assert all(n == 1 for n in in_stream.values()), "a race appended twice"
 
     async def all_stored() -> bool:
-        stored = await db_count(pg_dsn, "SELECT count(*) FROM races WHERE race_id = ANY($1)", list(after))
-        return stored == len(after)
+        stored = await db_count(pg_dsn, "SELECT count(*) FROM races WHERE race_id = ANY($1)", list(acked_at))
+        return stored == len(acked_at)
 
-    await wait_until(all_stored, 30.0, "every race appended after the kill stored by persistence")
+    await wait_until(all_stored, 30.0, "every confirmed race stored by persistence")
     await redis.aclose()
