@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import redis.asyncio as aioredis
 import uvloop
 
 from arena.backoff import BackoffSettings
 from arena.logs import configure_logging
-from arena.settings import LogSettings
+from arena.redisutil import connect
+from arena.settings import LogSettings, RedisSettings
 from simulators.procstat import self_cpu
 from simulators.swarm.plan import WorkerPlan
 from simulators.swarm.player import RETRY, PlayerRecord, Tally, run_player
@@ -72,7 +72,8 @@ async def run_worker(plan: WorkerPlan, retry: BackoffSettings = RETRY) -> Worker
     lags: list[float] = []
     stop = asyncio.Event()
     prober = asyncio.create_task(_probe_lag(lags, stop))
-    redis = aioredis.Redis.from_url(plan.redis_url) if plan.redis_url else None
+    # A cluster URL (redis+cluster://) gets the cluster client, as every process does.
+    redis = connect(RedisSettings(url=plan.redis_url)) if plan.redis_url else None
     # No pool limit: every bot holds a WebSocket for its whole race.
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=30)
