@@ -22,23 +22,24 @@ from __future__ import annotations
 import argparse
 import gc
 import statistics
+import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from arena.ids import NodeId, PlayerId, RaceId
-from arena.protocol import RaceType
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks.checkpoint_cost
+
+from arena.ids import PlayerId
+from benchmarks.checkpoint_cost import bench_race
 from gameserver.arrivals import ArrivalLog
 from gameserver.checkpoint import definition_of, encode_definition
 from gameserver.fairplay import FairPlayLimits
 from gameserver.metrics import NodeMetrics
 from gameserver.node import Checkpoints
-from gameserver.passages import Passage, PassageKind
 from gameserver.race import Race
 from gameserver.room import RaceRoom
-from gameserver.scoring import ScoringLimits
-from gameserver.settings import RaceSettings
 
 TEXT = "the quick brown fox jumps over the lazy dog " * 60
 PLAYERS = 5
@@ -59,17 +60,7 @@ def make_races(n: int, *, journal: bool, arrivals: bool) -> list[Race]:
     races = []
     fairplay = FairPlayLimits()
     for i in range(n):
-        race = Race(
-            race_id=RaceId(f"r{i:05d}bench000000"),
-            node_id=NodeId("bench"),
-            race_type=RaceType.MARATHON,
-            passage=Passage(id="bench", kind=PassageKind.MARATHON, text=TEXT, source="bench"),
-            seats={PlayerId(f"p{i}-{k}") for k in range(PLAYERS)},
-            now=0,
-            settings=RaceSettings(countdown_s=0),
-            scoring=ScoringLimits(),
-            fairplay=fairplay,
-        )
+        race = bench_race(i, TEXT, fairplay)
         race.journal = [] if journal else None
         for k in range(PLAYERS):
             racer, _ = race.join(PlayerId(f"p{i}-{k}"), f"player{k}", 0)

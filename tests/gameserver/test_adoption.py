@@ -82,6 +82,21 @@ def ghost_race(now: int, race_id: RaceId | None = None) -> Race:
 # ---- pure --------------------------------------------------------------------------------
 
 
+
+def solo_race(race_id: RaceId, now: int) -> Race:
+    """A quick race with one seat, p1, nobody joined yet."""
+    return Race(
+        race_id=race_id,
+        node_id=NodeId("ghost"),
+        race_type=RaceType.QUICK,
+        passage=Passage(id="t1", kind=PassageKind.QUICK, text=TEXT, source="test"),
+        seats={PlayerId("p1")},
+        now=now,
+        settings=FAST_RACE,
+        scoring=ScoringLimits(),
+        fairplay=FairPlayLimits(),
+    )
+
 def test_the_outage_moves_the_time_limit_and_the_grace_windows() -> None:
     now = 10_000_000
     race = ghost_race(now)
@@ -96,34 +111,14 @@ def test_the_outage_moves_the_time_limit_and_the_grace_windows() -> None:
     race.advance(now - 1000 + FAST_RACE.grace_s * 1000 + 2000)  # past the old grace, not the new
     assert ada.status is PlayerStatus.RACING
 
-    waiting = Race(
-        race_id=RaceId("r2"),
-        node_id=NodeId("ghost"),
-        race_type=RaceType.QUICK,
-        passage=Passage(id="t1", kind=PassageKind.QUICK, text=TEXT, source="test"),
-        seats={PlayerId("p1")},
-        now=now,
-        settings=FAST_RACE,
-        scoring=ScoringLimits(),
-        fairplay=FairPlayLimits(),
-    )
+    waiting = solo_race(RaceId("r2"), now)
     extend_by_outage(waiting, 4000)  # nobody came yet: the wait for players runs 4 s longer
     waiting.advance(now + int(FAST_RACE.wait_timeout_s * 1000) + 3999)
     assert waiting.state is RaceState.WAITING
     waiting.advance(now + int(FAST_RACE.wait_timeout_s * 1000) + 4000)
     assert (waiting.state, waiting.end_reason) == (RaceState.ABORTED, "nobody joined")
 
-    counting = Race(
-        race_id=RaceId("r3"),
-        node_id=NodeId("ghost"),
-        race_type=RaceType.QUICK,
-        passage=Passage(id="t1", kind=PassageKind.QUICK, text=TEXT, source="test"),
-        seats={PlayerId("p1")},
-        now=now,
-        settings=FAST_RACE,
-        scoring=ScoringLimits(),
-        fairplay=FairPlayLimits(),
-    )
+    counting = solo_race(RaceId("r3"), now)
     counting.join(PlayerId("p1"), "ada", now)  # counting down
     assert counting.start_at is not None and counting.ends_at is not None
     start, ends = counting.start_at, counting.ends_at
