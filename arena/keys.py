@@ -37,9 +37,14 @@ def leaderboard(race_type: str, timeframe: str, period: str) -> str:
     return f"leaderboard:{race_type}:{timeframe}{suffix}"
 
 
-def recent_results(player_id: str) -> str:
-    """Sorted set of a player's latest results, scored by end time (ms)."""
-    return f"user:{player_id}:recent_results"
+def recent_races(player_id: str) -> str:
+    """Sorted set of a player's latest race results, scored by end time (ms).
+
+    Named ``user:{id}:recent_results`` until typing tests took that name (the seed's, for tests);
+    the old sets hold races and expire within ``ARENA_RECENT_TTL_S`` (the read side of
+    ``persistence.test_results`` never trusts a member that is not a test's).
+    """
+    return f"user:{player_id}:recent_races"
 
 
 def outbox_written(race_id: RaceId) -> str:
@@ -299,14 +304,10 @@ def test_content(test_id: str) -> str:
     return f"test:{test_id}:content"
 
 
-def recent_tests(player_id: str) -> str:
-    """Sorted set of a player's last typing-test results, scored by end time (ms), 1 h.
-
-    The seed names it ``user:{userId}:recent_results``, but that key holds a player's recent
-    races (``recent_results``) since before tests existed; mixing both in one set would break
-    its read side's rule that a full set is the newest page of *race* history.
-    """
-    return f"user:{player_id}:recent_tests"
+def recent_results(player_id: str) -> str:
+    """Sorted set of a player's last typing-test results, scored by end time (ms), 1 h: the
+    seed's ``user:{userId}:recent_results``. Races have their own set, ``recent_races``."""
+    return f"user:{player_id}:recent_results"
 
 
 def test_wpm_histogram(mode: str, day: str) -> str:

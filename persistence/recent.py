@@ -1,4 +1,4 @@
-"""A player's last results, cached in Redis: ``user:{id}:recent_results``.
+"""A player's last results, cached in Redis: ``user:{id}:recent_races``.
 
 A sorted set scored by the race's end time (ms); each member is the result summary packed
 with msgpack in a fixed field order, so the same result always makes the same member and
@@ -142,7 +142,7 @@ class RecentCache:
             scripts.add(self._swap)
         for player_id, before, after in swaps:
             pipe.evalsha(
-                self._swap.sha, 1, keys.recent_results(player_id), b"%d" % after.ended_at,
+                self._swap.sha, 1, keys.recent_races(player_id), b"%d" % after.ended_at,
                 before.member(), after.member(),
             )  # fmt: skip
 
@@ -163,18 +163,18 @@ class RecentCache:
             for player_id, result in record_results(r, review):
                 # One call per player, each touching one key: valid on Redis Cluster. Bytes
                 # arguments skip redis-py's per-argument encoding.
-                pipe.evalsha(sha, 1, keys.recent_results(player_id), b"%d" % result.ended_at, result.member())
+                pipe.evalsha(sha, 1, keys.recent_races(player_id), b"%d" % result.ended_at, result.member())
 
     async def fill(self, player_id: str, results: Sequence[RecentResult], complete: bool) -> None:
         """Store what PostgreSQL returned; ``complete`` when that is everything the player has."""
         args: list[bytes] = [b"-inf", COMPLETE] if complete else []
         for r in results:
             args += [b"%d" % r.ended_at, r.member()]
-        await self._add(keys=[keys.recent_results(player_id)], args=args)
+        await self._add(keys=[keys.recent_races(player_id)], args=args)
 
     async def read(self, player_id: str, limit: int) -> list[RecentResult] | None:
         """The newest ``limit`` results, or None when the cache cannot answer for sure."""
-        raw = cast(list[bytes], await self._redis.zrevrange(keys.recent_results(player_id), 0, limit))
+        raw = cast(list[bytes], await self._redis.zrevrange(keys.recent_races(player_id), 0, limit))
         complete = COMPLETE in raw
         results = [RecentResult.from_member(m) for m in raw if m != COMPLETE]
         if len(results) >= limit:

@@ -137,7 +137,8 @@ class ConsumerSettings:
 
 @dataclass(frozen=True, slots=True)
 class ReadSideSettings:
-    recent_keep: int = 10  # ARENA_RECENT_KEEP: results per player cached in user:{id}:recent_results
+    # ARENA_RECENT_KEEP: results per player cached in user:{id}:recent_races and (tests) :recent_results
+    recent_keep: int = 10
     recent_ttl_s: int = 3600  # ARENA_RECENT_TTL_S: the cache expires when the player stops racing
     daily_keep_days: int = 8  # ARENA_LEADERBOARD_DAILY_KEEP_DAYS: a daily board lives this long after its day
     weekly_keep_weeks: int = 5  # ARENA_LEADERBOARD_WEEKLY_KEEP_WEEKS: likewise for weekly boards

@@ -3,7 +3,7 @@
 Write side (persistence's consumer, inside the batch's transaction): ``insert`` with
 ``ON CONFLICT DO NOTHING RETURNING``, so a re-delivered test inserts nothing. After the commit,
 ``TestReadSide.queue`` adds every test to its player's recent results
-(``keys.recent_tests``: the newest ``recent_keep``, TTL ``recent_ttl_s``; members are
+(``keys.recent_results``: the newest ``recent_keep``, TTL ``recent_ttl_s``; members are
 deterministic, so adding one twice changes nothing) and each *newly stored* counted test to its
 mode's WPM histogram of the day (``arena.wpm_histogram``; one ``HINCRBY`` each: a re-delivery
 adds nothing, a crash between the commit and Redis loses one count, never doubles one).
@@ -29,7 +29,7 @@ from asyncpg.pool import PoolConnectionProxy
 from redis.asyncio.client import Pipeline
 
 from arena import keys, wpm_histogram
-from arena.typing_tests import TypingMode, TypingTestRecord
+from arena.typing_tests import MODE_NAMES, TypingMode, TypingTestRecord
 from persistence import keylog
 from persistence.settings import ReadSideSettings
 from persistence.times import opt_datetime, to_datetime, to_ms
@@ -94,8 +94,18 @@ class TestSummary:
         return packed
 
     @classmethod
-    def from_member(cls, raw: bytes) -> TestSummary:
-        return cls(*msgpack.unpackb(raw))
+    def from_member(cls, raw: bytes) -> TestSummary | None:
+        """None for anything not a test's member: until they expire, sets made before the key was
+        renamed hold a player's *races* (``keys.recent_races``), another shape."""
+        try:
+            fields = msgpack.unpackb(raw)
+        except (ValueError, msgpack.UnpackException):
+            return None
+        if not isinstance(fields, list) or len(fields) != 11 or fields[1] not in MODE_NAMES:
+            return None
+        if not isinstance(fields[2], int) or not isinstance(fields[0], str):
+            return None
+        return cls(*fields)
 
     @classmethod
     def of(cls, r: TypingTestRecord) -> TestSummary:
@@ -186,7 +196,7 @@ class TestReadSide:
 
     def queue(self, pipe: Pipeline, records: Sequence[TypingTestRecord], new: set[str]) -> None:
         for r in records:
-            key = keys.recent_tests(r.player_id)
+            key = keys.recent_results(r.player_id)
             pipe.zadd(key, {TestSummary.of(r).member(): r.ended_at})
             pipe.zremrangebyrank(key, 0, -self._keep - 1)
             pipe.expire(key, self._ttl_s)
@@ -202,10 +212,12 @@ class TestReadSide:
 async def recent(redis: aioredis.Redis, player_id: str, keep: int) -> list[TestSummary] | None:
     """The cached newest ``keep`` results, or None when the cache cannot answer for sure: a set
     recreated after expiry holds only what arrived since, so only a full one is trusted."""
-    raw = cast(list[bytes], await redis.zrevrange(keys.recent_tests(player_id), 0, keep - 1))
+    raw = cast(list[bytes], await redis.zrevrange(keys.recent_results(player_id), 0, keep - 1))
     if len(raw) < keep:
         return None
-    return [TestSummary.from_member(m) for m in raw]
+    found = [TestSummary.from_member(m) for m in raw]
+    tests = [t for t in found if t is not None]
+    return tests if len(tests) == len(found) else None  # an old race line among them: PostgreSQL
 
 
 async def history(

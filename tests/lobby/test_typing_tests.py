@@ -119,7 +119,7 @@ async def test_a_words_test_from_request_to_stored_result(
     assert [(b["mode"], b["test_id"], b["wpm"]) for b in bests] == [("words-10", test["test_id"], row.wpm)]
 
     try:
-        assert await redis.zcard(keys.recent_tests(ada["player_id"])) == 1
+        assert await redis.zcard(keys.recent_results(ada["player_id"])) == 1
         assert 86_000 < await redis.ttl(keys.test_content(test["test_id"])) <= 86_400
     finally:
         await redis.aclose()

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from arena.keys import DEAD_STREAM, OUTBOX_STREAM, recent_results
+from arena.keys import DEAD_STREAM, OUTBOX_STREAM, recent_races
 from arena.results import TournamentFinalRecord
 from ops.services import free_port
 from persistence import synthetic
@@ -205,7 +205,7 @@ async def test_a_final_lands_once_in_postgres_and_in_kafka_under_its_tournament(
         assert await conn.fetchval("SELECT count(*) FROM tournament_finals") == 1
         assert await conn.fetchval("SELECT count(*) FROM races") == 5
         # No leaderboard, recent result or rating comes from a final (cy never raced).
-        assert await redis.exists(recent_results("cy")) == 0
+        assert await redis.exists(recent_races("cy")) == 0
     finally:
         await conn.close()
     messages = await kafka_messages(env.bootstrap, env.heat_topic, 3)

@@ -99,7 +99,7 @@ async def test_a_lost_cache_is_refilled_from_postgres(
     rng = random.Random(3)
     races = [synthetic.match(rng, ended_at=NOON + i * 60_000, players=["ada", "bob"]) for i in range(3)]
     await persist(pool, redis, races)
-    await redis.delete(keys.recent_results("ada"))
+    await redis.delete(keys.recent_races("ada"))
     # A new result after the cache expired: the set now holds one result and is not trusted.
     newest = synthetic.match(rng, ended_at=NOON + 3_600_000, players=["ada", "bob"])
     await persist(pool, redis, [newest])
@@ -109,7 +109,7 @@ async def test_a_lost_cache_is_refilled_from_postgres(
     assert [r.race_id for r in await recent_races(redis, closed_pool, "ada")] == expected
     # Members built from PostgreSQL rows equal those built from records: re-applying adds nothing.
     await RecentCache(redis, SETTINGS).apply([newest, *races])
-    assert await redis.zcard(keys.recent_results("ada")) == 4 + 1  # four results and the marker
+    assert await redis.zcard(keys.recent_races("ada")) == 4 + 1  # four results and the marker
 
 
 async def test_one_race_full_result(pool: asyncpg.Pool, redis: aioredis.Redis) -> None:

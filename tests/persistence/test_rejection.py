@@ -12,7 +12,8 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from arena.keys import OUTBOX_STREAM, recent_results
+from arena.keys import OUTBOX_STREAM
+from arena.keys import recent_races as recent_races_key
 from arena.rating import DEFAULT, Placing, Rating, RatingStore, rate_race
 from arena.results import MatchRecord
 from persistence import synthetic
@@ -98,10 +99,10 @@ async def test_a_rejection_undoes_ratings_once_and_marks_recent_results(
         assert now[pid].rating > rated[pid].rating
         assert now[pid].rd == rated[pid].rd  # only the rating moves
     # The cached line (no PostgreSQL read) and the stored one agree: rejected, no place.
-    members = await redis.zrange(recent_results("ada"), 0, -1)
+    members = await redis.zrange(recent_races_key("ada"), 0, -1)
     [cached] = [RecentResult.from_member(m) for m in members if m != COMPLETE]
     assert (cached.review, cached.place) == ("rejected", None)
-    await redis.delete(recent_results("ada"))
+    await redis.delete(recent_races_key("ada"))
     [stored] = await recent_races(redis, pool, "ada")
     assert stored == cached
     full = await race_result(pool, r.match_id)
@@ -118,7 +119,7 @@ async def test_a_rejection_undoes_ratings_once_and_marks_recent_results(
         await wait_until(lambda: drained(redis), 15, "the repeat acknowledged")
     assert await ratings.get_many(["ada", "ron", "dee"]) == now
     assert await redis.ttl(f"{{rating}}:rejected:{r.match_id}:ada") == -1  # kept for good
-    members = await redis.zrange(recent_results("ada"), 0, -1)
+    members = await redis.zrange(recent_races_key("ada"), 0, -1)
     assert [RecentResult.from_member(m).review for m in members if m != COMPLETE] == ["rejected"]
 
 
