@@ -1,10 +1,12 @@
 """``python -m persistence.rebuild``: rebuild the leaderboards from PostgreSQL, the source of truth.
 
 For each ranked race type: the all-time board, the daily boards of the last
-``daily_keep_days`` days and the weekly boards of the last ``weekly_keep_weeks`` weeks. Each
+``daily_keep_days`` days and the weekly boards of the last ``weekly_keep_weeks`` weeks; and the
+daily challenge's boards (``daily:{day}:board``, best attempt per player) of the same days. Each
 board is replaced atomically (one MULTI: delete, add every member, set the expiry), so a
-reader sees the old board or the new one. Boards of those race types that PostgreSQL no
-longer supports are deleted.
+reader sees the old board or the new one. Boards of those race types, and daily challenge
+boards, that PostgreSQL no longer supports are deleted. Flagged results and results held or
+rejected in review count on none (released ones do).
 
 Results the consumers store while the rebuild reads would be lost by the swap, so the
 results stored since shortly before the rebuild began are offered again afterwards (with
@@ -30,7 +32,15 @@ from arena.clock import now_ms
 from arena.logs import configure_logging
 from arena.redisutil import connect
 from arena.settings import LogSettings, RedisSettings, environ
-from persistence.leaderboards import LeaderboardWriter, Placement, Timeframe, board_key, expires_at, score
+from persistence.leaderboards import (
+    LeaderboardWriter,
+    Placement,
+    Timeframe,
+    board_key,
+    daily_challenge_board,
+    expires_at,
+    score,
+)
 from persistence.settings import PostgresSettings, ReadSideSettings
 from persistence.times import to_datetime, to_ms
 
@@ -53,11 +63,19 @@ _PERIODS = {
     Timeframe.ALLTIME: "",
 }
 
+# The daily challenge's boards: best attempt per player and day (index races_daily).
+_DAILY_SQL = """
+SELECT DISTINCT ON (r.daily, p.player_id) r.daily, p.player_id, p.name, p.wpm, p.accuracy
+FROM races r JOIN race_participants p ON p.race_id = r.race_id AND p.created_at = r.ended_at
+WHERE r.daily >= $1 AND p.valid AND p.status = 'finished' AND p.review_state IN ('clear', 'released')
+ORDER BY r.daily, p.player_id, p.wpm DESC, p.accuracy DESC
+"""
+
 _STORED_SINCE_SQL = """
-SELECT r.race_type, p.player_id, p.name, p.wpm, p.accuracy, p.created_at
+SELECT r.race_type, p.player_id, p.name, p.wpm, p.accuracy, p.created_at, r.daily
 FROM races r JOIN race_participants p ON p.race_id = r.race_id AND p.created_at = r.ended_at
 WHERE r.stored_at >= $1 AND p.valid AND p.status = 'finished' AND p.review_state IN ('clear', 'released')
-  AND r.race_type = ANY($2)
+  AND (r.race_type = ANY($2) OR r.daily IS NOT NULL)
 """
 
 
@@ -90,6 +108,14 @@ def _placement(row: asyncpg.Record, timeframe: Timeframe, settings: ReadSideSett
     )
 
 
+def _daily_placement(row: asyncpg.Record, settings: ReadSideSettings) -> Placement | None:
+    board = daily_challenge_board(row["daily"].isoformat(), settings) if row["daily"] else None
+    if board is None:
+        return None
+    key, expiry = board
+    return Placement(key, row["player_id"], row["name"], score(row["wpm"], row["accuracy"]), expiry)
+
+
 async def rebuild(
     redis: aioredis.Redis, pool: asyncpg.Pool, settings: ReadSideSettings, *, at_ms: int | None = None
 ) -> RebuildReport:
@@ -103,6 +129,9 @@ async def rebuild(
             for row in await conn.fetch(sql, types, _window_start(tf, today, settings)):
                 pl = _placement(row, tf, settings)
                 boards.setdefault(pl.key, []).append(pl)
+        for row in await conn.fetch(_DAILY_SQL, _window_start(Timeframe.DAILY, today, settings).date()):
+            if (daily := _daily_placement(row, settings)) is not None:
+                boards.setdefault(daily.key, []).append(daily)
     for key, members in boards.items():
         await _replace(redis, key, members)
     deleted = await _delete_stale(redis, set(boards), types)
@@ -110,7 +139,8 @@ async def rebuild(
     async with pool.acquire() as conn:
         rows = await conn.fetch(_STORED_SINCE_SQL, started - CATCH_UP_MARGIN, types)
     writer = LeaderboardWriter(redis, settings)
-    again = [_placement(row, tf, settings) for row in rows for tf in Timeframe]
+    again = [_placement(row, tf, settings) for row in rows if row["race_type"] in types for tf in Timeframe]
+    again += [found for row in rows if (found := _daily_placement(row, settings)) is not None]
     await writer.offer(again)
     report = RebuildReport(len(boards), sum(len(m) for m in boards.values()), deleted, len(rows))
     log.info("leaderboards_rebuilt", **dataclasses.asdict(report), took_ms=now_ms() - to_ms(started))
@@ -144,6 +174,10 @@ async def _delete_stale(redis: aioredis.Redis, rebuilt: set[str], race_types: Se
             key = raw.decode() if isinstance(raw, bytes) else str(raw)
             if key not in rebuilt:
                 deleted += int(await redis.delete(key))
+    async for raw in redis.scan_iter(match=keys.daily_board("*"), count=500):
+        key = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if key not in rebuilt:
+            deleted += int(await redis.delete(key))
     return deleted
 
 

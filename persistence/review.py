@@ -15,7 +15,7 @@ import dataclasses
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from itertools import pairwise
 from typing import Any
@@ -23,7 +23,7 @@ from typing import Any
 import msgpack
 
 from arena.results import ParticipantRecord
-from persistence.leaderboards import Placement, boards_for, counts_for_ranking, score
+from persistence.leaderboards import Placement, boards_for, counts_for_ranking, daily_challenge_board, score
 from persistence.recent import RecentResult, shown_place
 from persistence.settings import ReadSideSettings
 from persistence.times import to_ms
@@ -131,6 +131,10 @@ class ReviewDecisionRecord:
         return packed
 
 
+def _day(value: date | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
 @dataclass(frozen=True, slots=True)
 class ReleasedResult:
     """A released result as stored: what its boards need."""
@@ -142,14 +146,23 @@ class ReleasedResult:
     wpm: float
     accuracy: float
     created_at: datetime  # the race's end: which daily and weekly boards
+    daily: str | None = None  # a daily challenge attempt's day (YYYY-MM-DD): that day's board too
+
+
+def released_boards(r: ReleasedResult, settings: ReadSideSettings) -> tuple[tuple[str, int | None], ...]:
+    """(key, expiry) of the boards a released result belongs to, the daily challenge's included."""
+    boards = boards_for(r.race_type, r.created_at.date(), settings)
+    daily = daily_challenge_board(r.daily, settings) if r.daily else None
+    return (*boards, daily) if daily else boards
 
 
 def released_placements(results: Sequence[ReleasedResult], settings: ReadSideSettings) -> list[Placement]:
-    """Every board a released result belongs to (none for an unranked race type)."""
+    """Every board a released result belongs to: its race type's (none if unranked) and, for a
+    daily challenge attempt, its day's board (``daily:{day}:board``)."""
     return [
         Placement(key, r.player_id, r.name, score(r.wpm, r.accuracy), expiry)
         for r in results
-        for key, expiry in boards_for(r.race_type, r.created_at.date(), settings)
+        for key, expiry in released_boards(r, settings)
     ]
 
 
@@ -170,13 +183,14 @@ class DecidedResult:
     wpm: float
     accuracy: float
     review: str  # released | rejected
+    daily: str | None = None  # a daily challenge attempt's day (YYYY-MM-DD)
 
     @classmethod
     def of_row(cls, row: Any) -> DecidedResult:  # an asyncpg Record of store._DECIDED
         return cls(
             row["race_id"], row["player_id"], row["name"], row["kind"], row["race_type"], row["created_at"],
             row["players"], row["place"], row["status"], row["valid"], row["wpm"], row["accuracy"],
-            row["review_state"],
+            row["review_state"], _day(row["daily"]),
         )  # fmt: skip
 
     def recent(self, review: str) -> RecentResult:

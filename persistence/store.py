@@ -192,7 +192,7 @@ FROM s WHERE tp.tournament_id = s.tournament_id AND tp.player_id = s.player_id
 # its held entry, a rejection's rating change is undone (persistence/rejection.py).
 _DECIDED = """
 SELECT p.race_id, p.player_id, p.name, r.kind, r.race_type, p.created_at, r.players, p.place, p.status,
-       p.valid, p.wpm, p.accuracy, p.review_state
+       p.valid, p.wpm, p.accuracy, p.review_state, r.daily
 FROM unnest($1::text[], $2::text[]) AS u(race_id, player_id)
 JOIN race_participants p ON p.race_id = u.race_id AND p.player_id = u.player_id
 JOIN races r ON r.race_id = p.race_id
@@ -702,7 +702,7 @@ async def _read_back(conn: PoolConnectionProxy, decisions: Sequence[ReviewDecisi
         if (row["race_id"], row["player_id"], row["review_state"]) in said
     ]
     released = [
-        ReleasedResult(d.race_type, d.race_id, d.player_id, d.name, d.wpm, d.accuracy, d.created_at)
+        ReleasedResult(d.race_type, d.race_id, d.player_id, d.name, d.wpm, d.accuracy, d.created_at, d.daily)
         for d in decided
         if d.review == ReviewState.RELEASED and d.valid and d.status == "finished"
     ]
