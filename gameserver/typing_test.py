@@ -69,3 +69,14 @@ class TestContent:
             assert mode.seconds is not None
             text = word_stream(self._words, seeded, chars=time_stream_chars(mode.seconds, self._max_wpm))
         return Passage(id=test_id, kind=PassageKind.CUSTOM, text=text, source=f"typing test {mode.name}")
+
+    def rebuilt(self, mode: TypingMode, test_id: str, chars: int) -> str | None:
+        """A generated test's text again, from its id and stored length (``passage_chars``): the
+        seeded stream is the same however long it was asked to be, so it stops at the same word.
+        None for a quote, or when the corpus changed since (the length does not match)."""
+        if mode.type is ModeType.QUOTE or chars <= 0:
+            return None
+        seeded = random.Random(test_id)
+        count = mode.amount if mode.type is ModeType.WORDS else None
+        text = word_stream(self._words, seeded, count=count, chars=chars)
+        return text if len(text) == chars else None

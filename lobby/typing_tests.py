@@ -6,6 +6,8 @@ and bests.
   the join assignment and the text. The content is cached for 24 h (``test:{id}:content``).
 - ``GET /v1/tests/{test_id}``: the content (from the cache) and, once persistence stored it, the
   result with its percentile among the mode's counted results of the last 7 days.
+- ``GET /v1/tests/{test_id}/replay``: a stored test's keystroke log and its speed chart (WPM per
+  second, ``lobby.speed_chart``), so a test opened from history shows what its result screen showed.
 - ``GET /v1/players/{player_id}/tests?limit=&mode=&before_ms=&before_id=``: newest first; the
   first page of 10 or fewer from the recent-results cache when it is full, the rest from PostgreSQL.
 - ``GET /v1/players/{player_id}/tests/bests``: the best counted result of each mode.
@@ -16,6 +18,7 @@ Results are public, like race results; creating a test needs a player token.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from typing import Any
 
@@ -26,20 +29,29 @@ from arena import keys
 from arena.clock import now_ms
 from arena.placement import SeatRequest
 from arena.redisutil import as_text
-from arena.typing_tests import MODE_NAMES, TypingMode
+from arena.typing_tests import MODE_NAMES, ModeType, TypingMode
+from gameserver.typing_test import TestContent
 from lobby.auth import require_player
 from lobby.bodies import opt_str, read_object
-from lobby.context import lobby_of
+from lobby.context import Lobby, lobby_of
+from lobby.daily import corpus
 from lobby.errors import ApiError, bad_request
 from lobby.history import MAX_INSTANT_MS, MAX_PAGE, POSTGRES_DOWN, _int_param, _unavailable
 from lobby.nodes import AssignmentView
+from lobby.replay import RACE_ID, passage_text
+from lobby.replay_text import BACKSPACE_KEY
+from lobby.speed_chart import STORED_BACKSPACE, speed_series
 from persistence import test_results
-from persistence.test_results import TestSummary
+from persistence.keylog import KeylogError
+from persistence.test_results import StoredKeylog, TestSummary
 
 log = structlog.get_logger(__name__)
 
 CONTENT_TTL_S = 24 * 3600  # seed 002: test content is cached for 24 h
 MAX_ID_CHARS = 64  # test ids are a few dozen characters; anything longer is nobody's
+REPLAY_FORMAT = 1  # of GET /v1/tests/{id}/replay; a change of shape gets a new one
+# A stored test never changes (tests are never held for review): like a race's replay.
+REPLAY_CACHE_CONTROL = "public, max-age=86400, immutable"
 
 
 def _summary(s: TestSummary) -> dict[str, Any]:
@@ -47,10 +59,16 @@ def _summary(s: TestSummary) -> dict[str, Any]:
 
 
 def _test_id(request: web.Request) -> str:
+    """Test ids are race ids (1-64 of ``A-Z a-z 0-9 _ -``); anything else is nobody's test."""
     test_id = request.match_info["test_id"]
-    if not 1 <= len(test_id) <= MAX_ID_CHARS:
+    if not RACE_ID.fullmatch(test_id):
         raise ApiError(404, "test_not_found", "no typing test with this id")
     return test_id
+
+
+@functools.cache
+def _generator() -> TestContent:
+    return TestContent(corpus(), max_wpm=0.0)  # max_wpm only sizes new time streams: unused here
 
 
 async def create_test(request: web.Request) -> web.Response:
@@ -120,6 +138,68 @@ async def get_test(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+async def _typed_text(lobby: Lobby, stored: StoredKeylog) -> str | None:
+    """What was typed: a quote from the corpus by its passage id; generated words from the
+    content cache (24 h), else rebuilt from the test id. None when none of those can say."""
+    summary = stored.test.summary
+    try:
+        mode = TypingMode.parse(summary.mode)
+    except ValueError:
+        return None
+    if mode.type is ModeType.QUOTE:
+        return passage_text(summary.content_id)
+    raw = await lobby.redis.get(keys.test_content(summary.test_id))
+    if raw is not None:
+        text = json.loads(as_text(raw)).get("text")
+        if isinstance(text, str):
+            return text
+    return _generator().rebuilt(mode, summary.test_id, stored.passage_chars)
+
+
+async def get_test_replay(request: web.Request) -> web.Response:
+    """``GET /v1/tests/{test_id}/replay``: a stored test's keys and its speed over time."""
+    lobby = lobby_of(request)
+    test_id = _test_id(request)
+    try:
+        stored = await test_results.with_keylog(lobby.pool, test_id)
+    except POSTGRES_DOWN as exc:
+        raise _unavailable(exc) from None
+    except KeylogError as exc:
+        # Stored by our own persistence: a bug or corruption, not the client's doing.
+        log.error("test_keylog_corrupt", test_id=test_id, error=str(exc))
+        raise ApiError(500, "replay_corrupt", "this test's keystroke log cannot be read") from None
+    if stored is None:
+        raise ApiError(404, "test_not_found", "no stored typing test with this id")
+    text = await _typed_text(lobby, stored)
+    s = stored.test.summary
+    body = {
+        "format": REPLAY_FORMAT,
+        "test_id": s.test_id,
+        "mode": s.mode,
+        "player_id": stored.test.player_id,
+        "name": stored.test.name,
+        "state": stored.test.state,
+        "status": s.status,
+        "valid": s.valid,
+        "flags": stored.test.flags,
+        "wpm": s.wpm,
+        "raw_wpm": s.raw_wpm,
+        "accuracy": s.accuracy,
+        "errors": s.errors,
+        "elapsed_ms": s.elapsed_ms,
+        "started_at": stored.started_at,
+        "ended_at": s.ended_at,
+        "duration_ms": stored.key_times[-1] if stored.key_times else 0,
+        "passage": {"id": s.content_id, "text": text, "chars": stored.passage_chars},
+        "keys": [
+            {"t_ms": t, "key": BACKSPACE_KEY if k == STORED_BACKSPACE else k}
+            for k, t in zip(stored.keys, stored.key_times, strict=True)
+        ],
+        "speed": speed_series(stored.keys, stored.key_times, text),
+    }
+    return web.json_response(body, headers={"Cache-Control": REPLAY_CACHE_CONTROL})
+
+
 async def player_tests(request: web.Request) -> web.Response:
     lobby = lobby_of(request)
     player_id = request.match_info["player_id"]
@@ -164,5 +244,6 @@ async def player_bests(request: web.Request) -> web.Response:
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_post("/v1/tests", create_test)
     router.add_get("/v1/tests/{test_id}", get_test)
+    router.add_get("/v1/tests/{test_id}/replay", get_test_replay)
     router.add_get("/v1/players/{player_id}/tests", player_tests)
     router.add_get("/v1/players/{player_id}/tests/bests", player_bests)

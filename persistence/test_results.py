@@ -264,15 +264,42 @@ class StoredTest:
     counted: bool
 
 
+def _stored(row: asyncpg.Record) -> StoredTest:
+    summary = TestSummary.from_row(row)
+    counted = row["state"] == "finished" and summary.status == "finished" and summary.valid
+    return StoredTest(summary, row["user_id"], row["name"], row["state"], list(row["flags"]), counted)
+
+
 async def result(pool: asyncpg.Pool, test_id: str) -> StoredTest | None:
     row = await pool.fetchrow(
         f"SELECT {_SUMMARY}, user_id, name, state, flags FROM test_results WHERE id = $1 LIMIT 1", test_id
     )
+    return _stored(row) if row is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKeylog:
+    """A stored test with its keystroke log: what its speed chart and replay are made from."""
+
+    test: StoredTest
+    passage_chars: int
+    started_at: int | None  # ms; None for a test aborted before its start
+    keys: str  # ``\b`` is a backspace (persistence/keylog.py)
+    key_times: list[int]  # ms since the test's start
+
+
+async def with_keylog(pool: asyncpg.Pool, test_id: str) -> StoredKeylog | None:
+    """One test and its decoded keystroke log; ``keylog.KeylogError`` if the log is unreadable."""
+    row = await pool.fetchrow(
+        f"SELECT {_SUMMARY}, user_id, name, state, flags, passage_chars, started_at, keylog"
+        " FROM test_results WHERE id = $1 LIMIT 1",
+        test_id,
+    )
     if row is None:
         return None
-    summary = TestSummary.from_row(row)
-    counted = row["state"] == "finished" and summary.status == "finished" and summary.valid
-    return StoredTest(summary, row["user_id"], row["name"], row["state"], list(row["flags"]), counted)
+    keys, times = keylog.decode(row["keylog"])
+    started = to_ms(row["started_at"]) if row["started_at"] is not None else None
+    return StoredKeylog(_stored(row), row["passage_chars"], started, keys, times)
 
 
 async def percentile(redis: aioredis.Redis, mode: str, wpm: float, now_ms: int) -> tuple[float, int]:

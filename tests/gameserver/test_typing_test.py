@@ -52,6 +52,17 @@ def test_word_streams_are_seeded_sized_and_from_the_corpus() -> None:
     assert CORPUS.by_id(quote.id) == quote
 
 
+def test_a_generated_text_is_rebuilt_from_its_id_and_length() -> None:
+    """What the lobby does for a stored test whose content left the 24 h cache (its speed chart)."""
+    for mode in ("words-10", "words-100", "time-15", "time-120"):
+        text = CONTENT.passage(TypingMode.parse(mode), "race-e", random.Random(5)).text
+        assert CONTENT.rebuilt(TypingMode.parse(mode), "race-e", len(text)) == text
+        slower = TestContent(CORPUS, 100.0)  # another fair-play ceiling: a shorter stream, same words
+        assert slower.rebuilt(TypingMode.parse(mode), "race-e", len(text)) == text
+    assert CONTENT.rebuilt(TypingMode.parse("time-15"), "race-e", 7) is None  # not this stream's length
+    assert CONTENT.rebuilt(TypingMode.parse("quote"), "race-e", 200) is None  # a quote is the corpus's
+
+
 def a_test(mode: str, text_id: str = "race-1") -> Race:
     test = TypingMode.parse(mode)
     return Race(

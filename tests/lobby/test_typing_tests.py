@@ -118,9 +118,22 @@ async def test_a_words_test_from_request_to_stored_result(
     bests = (await api.call("GET", f"/v1/players/{ada['player_id']}/tests/bests")).ok()["bests"]
     assert [(b["mode"], b["test_id"], b["wpm"]) for b in bests] == [("words-10", test["test_id"], row.wpm)]
 
+    # Opened from history: its keys and speed chart, the same with the content cache gone.
+    replay = await api.call("GET", f"/v1/tests/{test['test_id']}/replay")
+    chart = replay.ok()
+    assert (chart["test_id"], chart["mode"], chart["wpm"]) == (test["test_id"], "words-10", row.wpm)
+    assert chart["passage"] == {"id": test["test_id"], "text": test["text"], "chars": len(test["text"])}
+    assert "".join(k["key"] for k in chart["keys"]) == test["text"]
+    assert chart["duration_ms"] == chart["keys"][-1]["t_ms"] and chart["started_at"] < chart["ended_at"]
+    assert len(chart["speed"]) == -(-chart["duration_ms"] // 1000)
+    assert sum(chart["speed"]) == 12 * len(test["text"])  # every key correct, 12 WPM each in its second
+    assert "immutable" in replay.headers.get("Cache-Control", "")
     try:
         assert await redis.zcard(keys.recent_results(ada["player_id"])) == 1
         assert 86_000 < await redis.ttl(keys.test_content(test["test_id"])) <= 86_400
+        await redis.delete(keys.test_content(test["test_id"]))
+        rebuilt = (await api.call("GET", f"/v1/tests/{test['test_id']}/replay")).ok()
+        assert rebuilt == chart  # the words rebuilt from the test id
     finally:
         await redis.aclose()
     test_id = test["test_id"]
@@ -144,6 +157,9 @@ async def test_bad_requests_get_clear_errors(lobby: RunningLobby) -> None:
     assert (no_node.status, no_node.body["error"]) == (503, "no_node")  # no node is running here
     assert (await api.call("GET", "/v1/tests/nope")).ok(404)["error"] == "test_not_found"
     assert (await api.call("GET", "/v1/tests/" + "x" * 65)).status == 404
+    for bad in ("nope", "x" * 65, "a%00b", "a%20b"):
+        reply = await api.call("GET", f"/v1/tests/{bad}/replay")
+        assert (reply.status, reply.body["error"]) == (404, "test_not_found"), bad
     assert (await api.call("GET", "/v1/players/ada/tests?mode=time-7")).ok(400)["error"] == "bad_mode"
     assert (await api.call("GET", "/v1/players/ada/tests?limit=0")).ok(400)["error"] == "bad_limit"
     assert (await api.call("GET", "/v1/players/ada/tests?before_ms=1&before_id=" + "y" * 65)).status == 400
