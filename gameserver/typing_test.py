@@ -56,12 +56,15 @@ class TestContent:
     def __init__(self, corpus: Corpus, max_wpm: float) -> None:
         self._corpus = corpus
         self._words = vocabulary(corpus)
+        self._quote_kinds = corpus.kinds()
         self._max_wpm = max_wpm
 
     def passage(self, mode: TypingMode, test_id: str, rng: random.Random) -> Passage:
         """The passage of a new test. Generated words carry the test id as their passage id."""
         if mode.type is ModeType.QUOTE:
-            return self._corpus.pick(rng.choice((PassageKind.QUICK, PassageKind.STANDARD)).value, rng)
+            # Only kinds the corpus has: a corpus of quick passages alone must not fail every other quote.
+            kinds = [k for k in (PassageKind.QUICK, PassageKind.STANDARD) if self._quote_kinds.get(k)]
+            return self._corpus.pick(rng.choice(kinds or [PassageKind.QUICK]).value, rng)
         seeded = random.Random(test_id)
         if mode.type is ModeType.WORDS:
             text = word_stream(self._words, seeded, count=mode.amount)

@@ -739,13 +739,21 @@ function onResults(r, m) {
   loadRecent();
 }
 
-// WPM per one-second bucket of correct keystrokes: (chars / 5) per minute.
+// WPM per one-second bucket of correct keystrokes: (chars / 5) per minute. The server computes
+// a stored test's the same way (lobby/speed_chart.py, GET /v1/tests/{id}/replay "speed").
 function drawChart(log, svg = $("chart")) {
   if (!log.length) { svg.innerHTML = ""; return; }
   const secs = Math.max(1, Math.ceil(log[log.length - 1].t / 1000));
   const buckets = new Array(secs).fill(0);
   for (const k of log) if (k.ok) buckets[Math.min(secs - 1, Math.floor(k.t / 1000))]++;
-  const wpm = buckets.map((n) => n * 12);
+  drawSpeed(buckets.map((n) => n * 12), svg);
+}
+
+// One WPM per second, as a line.
+function drawSpeed(series, svg) {
+  const wpm = series.map((w) => Number(w) || 0);
+  if (!wpm.length) { svg.innerHTML = ""; return; }
+  const secs = wpm.length;
   const top = Math.max(...wpm, 1);
   // One second of typing is a flat line across (a single point would draw nothing).
   const y = (w) => 100 - (w * 95) / top;
@@ -1255,4 +1263,4 @@ async function main() {
 main();
 
 // For the page's other modules (daily.js: the daily challenge and ghost races; typingtest.js).
-export { api, apiFailed, app, banner, connectRace, drawChart, esc, flagged, serverNow, setText, show };
+export { api, apiFailed, app, banner, connectRace, drawChart, drawSpeed, esc, flagged, serverNow, setText, show };

@@ -1,8 +1,9 @@
 // The typing-test screen: docs/API.md "Typing tests". A test is a one-seat race on a node, so the
 // race screen (app.js connectRace) does the connecting and typing; this module adds the mode
 // picker, the live WPM and accuracy line, and the result: the server's verdict, the percentile
-// and the personal best (GET /v1/tests/{id}, .../tests/bests) and the recent tests.
-import { api, apiFailed, app, banner, connectRace, drawChart, esc, flagged, serverNow, setText, show } from "./app.js";
+// and the personal best (GET /v1/tests/{id}, .../tests/bests) and the recent tests, each of which
+// opens its result again with its speed chart (GET /v1/tests/{id}/replay).
+import { api, apiFailed, app, banner, connectRace, drawChart, drawSpeed, esc, flagged, serverNow, setText, show } from "./app.js";
 
 const $ = (id) => document.getElementById(id);
 const LIVE_MS = 200; // the live line's refresh: fast enough to read, slow enough to cost nothing
@@ -99,6 +100,32 @@ async function storedResult(testId) {
   return null;
 }
 
+// A test of "Your recent tests" opened again: the stored verdict, percentile, best and chart.
+async function openStored(testId) {
+  banner(null);
+  tests.shown = testId;
+  try {
+    const [view, replay] = await Promise.all([
+      api("GET", `/v1/tests/${encodeURIComponent(testId)}`),
+      api("GET", `/v1/tests/${encodeURIComponent(testId)}/replay`),
+    ]);
+    if (tests.shown !== testId || !view.result) return;
+    const res = view.result;
+    tests.mode = res.mode;
+    $("test-title").textContent = `Typing test: ${modeName(res.mode)}, ${when(res.ended_at)}`;
+    setText("test-raw", Number(res.raw_wpm).toFixed(1));
+    setText("test-time", `${(res.elapsed_ms / 1000).toFixed(1)} s`);
+    $("test-flags").hidden = !res.flags.length;
+    $("test-flags").textContent = res.flags.length ? flagged(res.flags) : "";
+    showStored(res);
+    setText("test-best", "");
+    drawSpeed(replay.speed, $("test-chart"));
+    show("test");
+    $("test-title").focus();
+    await loadPlayer(res);
+  } catch (err) { apiFailed(err); }
+}
+
 function showStored(res) {
   // The stored result is the verdict: its errors count every wrong key the server applied.
   setText("test-wpm", Number(res.wpm).toFixed(1));
@@ -121,7 +148,7 @@ async function loadPlayer(stored = null) {
       ? bests.bests.map((b) => `<tr><td>${esc(modeName(b.mode))}</td><td>${Number(b.wpm).toFixed(1)}</td><td>${pct(b.accuracy)}</td></tr>`).join("")
       : `<tr><td colspan="3">No tests yet.</td></tr>`;
     $("test-history").tBodies[0].innerHTML = recent.tests.length
-      ? recent.tests.map((x) => `<tr${stored && x.test_id === stored.test_id ? ' class="me"' : ""}><td>${esc(modeName(x.mode))}</td><td>${Number(x.wpm).toFixed(1)}${x.valid ? "" : " (flagged)"}</td>` +
+      ? recent.tests.map((x) => `<tr${stored && x.test_id === stored.test_id ? ' class="me"' : ""}><td><button type="button" class="link" data-test-open="${esc(x.test_id)}" aria-label="${esc(`Open the ${modeName(x.mode)} test of ${when(x.ended_at)}`)}">${esc(modeName(x.mode))}</button></td><td>${Number(x.wpm).toFixed(1)}${x.valid ? "" : " (flagged)"}</td>` +
           `<td>${pct(x.accuracy)}</td><td>${Number(x.errors)}</td><td>${esc(when(x.ended_at))}</td></tr>`).join("")
       : `<tr><td colspan="5">No tests yet.</td></tr>`;
     if (stored) {
@@ -147,6 +174,10 @@ function tick() {
 
 $("test-form").addEventListener("submit", (ev) => { ev.preventDefault(); start($("test-mode").value); });
 $("test-again").addEventListener("click", () => start(tests.mode || $("test-mode").value));
+$("test-history").addEventListener("click", (ev) => {
+  const id = ev.target.closest("button[data-test-open]")?.dataset.testOpen;
+  if (id) openStored(id);
+});
 $("test-home").addEventListener("click", () => { tests.shown = null; show("home"); loadPlayer(); $("test-mode").focus(); });
 
 setInterval(live, LIVE_MS);

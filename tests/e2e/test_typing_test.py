@@ -2,7 +2,9 @@
 persistence): a words-10 test picked with the keyboard, typed in the browser with the live WPM
 line showing, reaches its result with the server's WPM, a percentile, the personal best and the
 test in the recent list; the home card then lists the best. A time-15 test's live line counts the
-seconds left; a pasted test is flagged, listed, and neither a best nor ranked."""
+seconds left; a pasted test is flagged, listed, and neither a best nor ranked. A quote test is
+typed to its end and ranked; the first test, opened again from "Your recent tests", shows its
+stored result and its speed chart from the server's keystroke log."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import pytest
 from tests.e2e import pages
 from tests.e2e.conftest import shot
 from tests.lobby.conftest import RunningLobby
+from tests.matchmaker.conftest import SHORT_TEXTS
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -86,6 +89,36 @@ def take_test(driver: Any, url: str) -> dict[str, Any]:
     seen["flagged_best"] = pages.text(driver, "#test-best")
     seen["flagged_history"] = history_rows(driver)
     shot(driver, "73-typing-test-flagged")
+
+    # A quote: a passage of the library (the e2e node's: one short sentence), typed to its end.
+    pages.click(driver, "#test-home")
+    Select(driver.find_element(By.ID, "test-mode")).select_by_value("quote")
+    pages.click(driver, "#test-go")
+    quote = pages.passage_at_go(driver)
+    seen["quote"] = quote
+    seen["quote_title"] = pages.text(driver, "#race-title")
+    pages.type_text(driver, quote, random.Random(8))
+    pages.wait_for(driver, "#screen-test", 20)
+    pages.wait_until(driver, lambda d: pages.text(d, "#test-percentile").startswith("Faster than"), 15)
+    pages.wait_until(driver, lambda d: "personal best" in pages.text(d, "#test-best"), 10)
+    seen["quote_percentile"] = pages.text(driver, "#test-percentile")
+    seen["quote_best"] = pages.text(driver, "#test-best")
+    seen["quote_accuracy"] = pages.text(driver, "#test-accuracy")
+    seen["quote_history"] = history_rows(driver)
+    shot(driver, "74-typing-test-quote")
+
+    # The oldest row (the first words-10 test) opened again: its stored result and chart.
+    buttons = driver.find_elements(By.CSS_SELECTOR, "#test-history button[data-test-open]")
+    seen["open_labels"] = [str(b.get_attribute("aria-label")) for b in buttons]
+    buttons[-1].click()
+    pages.wait_until(driver, lambda d: pages.text(d, "#test-title").startswith("Typing test: 10 words, "), 10)
+    pages.wait_until(driver, lambda d: pages.text(d, "#test-percentile").startswith("Faster than"), 10)
+    seen["opened_wpm"] = float(pages.text(driver, "#test-wpm"))
+    seen["opened_points"] = driver.execute_script(
+        "const p = document.querySelector('#test-chart polyline'); return p ? p.getAttribute('points') : ''"
+    )
+    seen["opened_focus"] = driver.execute_script("return document.activeElement.id")
+    shot(driver, "75-typing-test-opened-from-history")
     return seen
 
 
@@ -111,3 +144,11 @@ async def test_a_words_test_typed_in_the_browser_reaches_its_percentile_and_best
     assert seen["flags"].startswith("Your result was flagged ("), seen
     assert seen["flagged_best"] == f"Your personal best for 10 words: {seen['wpm']:.1f} WPM.", seen
     assert "(flagged)" in seen["flagged_history"][0] and len(seen["flagged_history"]) >= 2, seen
+    assert seen["quote"] in SHORT_TEXTS and seen["quote_title"] == "Typing test: quote", seen
+    assert seen["quote_percentile"].startswith("Faster than 50.0 % of quote tests"), seen
+    assert seen["quote_best"].startswith("New personal best for quote"), seen
+    assert seen["quote_accuracy"] == "100.0%" and seen["quote_history"][0].startswith("quote"), seen
+    assert all(label.startswith("Open the ") for label in seen["open_labels"]), seen
+    assert seen["opened_wpm"] == seen["wpm"] and seen["opened_focus"] == "test-title", seen
+    # A point per second of the ~5 s test, drawn from the server's keystroke log.
+    assert len(seen["opened_points"].split()) >= 3, seen

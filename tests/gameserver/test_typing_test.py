@@ -10,7 +10,7 @@ from arena.protocol import Finish, PlayerStatus, RaceState, RaceType
 from arena.typing_tests import MODE_NAMES, ModeType, TypingMode, TypingTestRecord
 from gameserver.checkpoint import definition_of, encode_definition, encode_entries, rebuild
 from gameserver.fairplay import FairPlayLimits
-from gameserver.passages import Corpus
+from gameserver.passages import Corpus, PassageKind
 from gameserver.race import Race
 from gameserver.scoring import ScoringLimits, wpm
 from gameserver.settings import RaceSettings
@@ -50,6 +50,12 @@ def test_word_streams_are_seeded_sized_and_from_the_corpus() -> None:
     assert all(a != b for a, b in itertools.pairwise(stream))
     quote = CONTENT.passage(TypingMode.parse("quote"), "race-d", random.Random(4))
     assert CORPUS.by_id(quote.id) == quote
+    quick_only = Corpus([p for p in CORPUS if p.kind is PassageKind.QUICK])
+    picked = {  # a corpus without standard passages still gives every quote test one
+        TestContent(quick_only, 250.0).passage(TypingMode.parse("quote"), "q", random.Random(seed)).kind
+        for seed in range(20)
+    }
+    assert picked == {PassageKind.QUICK}
 
 
 def test_a_generated_text_is_rebuilt_from_its_id_and_length() -> None:
