@@ -170,6 +170,28 @@ async def daily_leader_ghost(lobby: Lobby, day_text: str) -> Ghost:
     return ghost_of(row)
 
 
+async def chosen_ghost(lobby: Lobby, player_id: str, data: dict[str, Any]) -> Ghost:
+    """The ghost a request body names: ``{race_id, player_id}``, ``{"best": true}`` (the caller's
+    personal best) or ``{"daily": "YYYY-MM-DD"}`` (that day's leader); exactly one of them."""
+    best = data.get("best", False)
+    if not isinstance(best, bool):
+        raise bad_request("bad_best", "best must be true or false")
+    daily_day = opt_str(data, "daily", max_len=10)
+    if sum((best, daily_day is not None, "race_id" in data or "player_id" in data)) > 1:
+        raise bad_request("bad_body", "give one of: race_id and player_id, best, daily")
+    if best:
+        return await best_ghost(lobby.pool, player_id)
+    if daily_day is not None:
+        return await daily_leader_ghost(lobby, daily_day)
+    race_id = opt_str(data, "race_id", max_len=64)
+    ghost_player = opt_str(data, "player_id", max_len=64)
+    if not race_id or not RACE_ID.fullmatch(race_id):
+        raise bad_request("bad_race_id", "race_id is required (a finished race's id)")
+    if not ghost_player or not RACE_ID.fullmatch(ghost_player):
+        raise bad_request("bad_player_id", "player_id is required (a racer of that race)")
+    return await load_ghost(lobby.pool, race_id, ghost_player)
+
+
 @dataclass(frozen=True, slots=True)
 class GhostRef:
     """A ghost chosen for a private race, as its hash keeps it (the log is read at the start)."""
@@ -247,25 +269,8 @@ async def create_ghost_race(request: web.Request) -> web.Response:
     region = opt_str(data, "region", max_len=32) or lobby.settings.regions[0]
     if region not in lobby.settings.regions:
         raise bad_request("unknown_region", f"region must be one of {list(lobby.settings.regions)}")
-    best = data.get("best", False)
-    if not isinstance(best, bool):
-        raise bad_request("bad_best", "best must be true or false")
-    daily_day = opt_str(data, "daily", max_len=10)
-    if sum((best, daily_day is not None, "race_id" in data or "player_id" in data)) > 1:
-        raise bad_request("bad_body", "give one of: race_id and player_id, best, daily")
     try:
-        if best:
-            ghost = await best_ghost(lobby.pool, player.player_id)
-        elif daily_day is not None:
-            ghost = await daily_leader_ghost(lobby, daily_day)
-        else:
-            race_id = opt_str(data, "race_id", max_len=64)
-            ghost_player = opt_str(data, "player_id", max_len=64)
-            if not race_id or not RACE_ID.fullmatch(race_id):
-                raise bad_request("bad_race_id", "race_id is required (a finished race's id)")
-            if not ghost_player or not RACE_ID.fullmatch(ghost_player):
-                raise bad_request("bad_player_id", "player_id is required (a racer of that race)")
-            ghost = await load_ghost(lobby.pool, race_id, ghost_player)
+        ghost = await chosen_ghost(lobby, player.player_id, data)
         assignment = await place_ghost_race(lobby, player.player_id, player.name, region, ghost)
     except ApiError as exc:
         metrics.races.labels("no_node" if exc.code == "no_node" else "refused").inc()

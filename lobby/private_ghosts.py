@@ -1,5 +1,8 @@
 """``POST /v1/private-races/{code}/ghosts``: the host adds a ghost to a private race before it starts.
 
+The body names the ghost as ``POST /v1/ghost-races`` does: a racer of a past race, the host's
+personal best, or a day's daily challenge leader (``lobby.ghosts.chosen_ghost``).
+
 The ghost is checked like any ghost (lobby/ghosts.py: a clean, finished result of a passage the
 corpus has) and kept in the race's hash (field ``ghosts``, a JSON list of ``GhostRef``) by one
 Lua script, so it cannot slip in after the start froze the race. The race then runs on the
@@ -18,12 +21,11 @@ from arena import keys
 from arena.redisutil import as_text
 from gameserver.ghost import MAX_GHOSTS
 from lobby.auth import require_player
-from lobby.bodies import read_object, req_str
+from lobby.bodies import read_object
 from lobby.context import lobby_of
-from lobby.errors import ApiError, bad_request
-from lobby.ghosts import GhostRef, load_ghost
+from lobby.errors import ApiError
+from lobby.ghosts import GhostRef, chosen_ghost
 from lobby.private_races import _race, _respond, normalise_code
-from lobby.replay import RACE_ID
 
 # KEYS[1] race. ARGV[1] host id, [2] ghost (GhostRef JSON), [3] its race type, [4] its passage id,
 # [5] max ghosts, [6] channel. Returns 'ok' or why not.
@@ -59,20 +61,15 @@ _REFUSALS = {
 }
 
 async def add_ghost(request: web.Request) -> web.Response:
-    """Body ``{race_id, player_id}``: that racer's clean result becomes one of the race's ghosts."""
+    """Body ``{race_id, player_id}``, ``{"best": true}`` or ``{"daily": day}``: that clean result
+    becomes one of the race's ghosts."""
     lobby = lobby_of(request)
     player = require_player(request)
     code = normalise_code(request.match_info["code"])
     if code is None:
         raise ApiError(*_REFUSALS["not_found"])
-    data = await read_object(request)
-    race_id = req_str(data, "race_id", max_len=64)
-    ghost_player = req_str(data, "player_id", max_len=64)
-    if not RACE_ID.fullmatch(race_id):
-        raise bad_request("bad_race_id", "race_id must be a finished race's id")
-    if not RACE_ID.fullmatch(ghost_player):
-        raise bad_request("bad_player_id", "player_id must be a racer of that race")
-    ghost = await load_ghost(lobby.pool, race_id, ghost_player)
+    # The same three ways to name a ghost as POST /v1/ghost-races (the page offers all three).
+    ghost = await chosen_ghost(lobby, player.player_id, await read_object(request))
     ref = GhostRef(ghost.race_id, ghost.player_id, ghost.name, ghost.wpm, ghost.passage_id)
     script = lobby.redis.register_script(_ADD)
     outcome = as_text(

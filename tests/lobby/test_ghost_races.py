@@ -223,3 +223,29 @@ async def test_a_private_races_ghosts_share_its_type_and_one_passage(
     assert added == [(200, ""), (200, ""), (409, "ghosts_full")]  # at most 3
     assert await add("ZZZZZZ", first.match_id) == (404, "private_race_not_found")
     assert await add("not-a-code", first.match_id) == (404, "private_race_not_found")
+
+
+async def test_the_host_adds_their_personal_best_as_a_private_races_ghost(
+    lobby: RunningLobby, pool: asyncpg.Pool
+) -> None:
+    """The private race's ghost is named like a ghost race's: here ``{"best": true}``, the host's
+    fastest clean finish; a host with none gets 404, a body naming two ghosts 400."""
+    host, newcomer = await lobby.api.guest("host"), await lobby.api.guest("newcomer")
+    past = a_race(ada_id=host["player_id"])
+    await PostgresStore(pool).write([past])
+    api = lobby.api
+
+    async def add(who: dict[str, Any], body: dict[str, Any]) -> Any:
+        quick = {"race_type": "quick"}
+        race = (await api.call("POST", "/v1/private-races", token=who["token"], body=quick)).ok(201)
+        path = f"/v1/private-races/{race['code']}/ghosts"
+        return await api.call("POST", path, token=who["token"], body=body)
+
+    added = (await add(host, {"best": True})).ok()
+    assert [(g["race_id"], g["player_id"]) for g in added["ghosts"]] == [(past.match_id, host["player_id"])]
+    none = await add(newcomer, {"best": True})
+    assert (none.status, none.body["error"]) == (404, "ghost_not_found")
+    both = await add(host, {"best": True, "race_id": past.match_id, "player_id": "ada"})
+    assert (both.status, both.body["error"]) == (400, "bad_body")
+    no_day = await add(host, {"daily": "not-a-day"})
+    assert (no_day.status, no_day.body["error"]) == (404, "daily_not_found")
