@@ -316,6 +316,7 @@ async function privateRace(view) {
     $("private-members").innerHTML = view.members.map((m) => `<li>${esc(m.name)}${m.host ? " (host)" : ""}</li>`).join("");
     const host = view.host.player_id === app.session.player_id;
     $("private-start").hidden = !(host && (view.state === "open" || view.state === "node_lost"));
+    document.dispatchEvent(new CustomEvent("arena:private-race", { detail: view })); // ghostpicker.js: its ghosts
     if (view.state === "started" && view.assignment) { connectRace(view.assignment, { raceType: view.race_type, locate: privateLocator(view.code) }); return; }
     try {
       view = await api("GET", `/v1/private-races/${view.code}?wait=20&since=${view.version}`);
@@ -729,6 +730,7 @@ function onResults(r, m) {
        </dl>${mine.flags.length ? `<p>${esc(flagged(mine.flags))}</p>` : ""}`;
   $("results-table").tBodies[0].innerHTML = m.results.map((row) =>
     `<tr${row.player_id === r.me ? ' class="me"' : ""}><td>${row.place ?? "—"}</td><td>${esc(row.name)}${row.ghost ? " (ghost)" : ""}</td><td>${row.wpm.toFixed(1)}</td><td>${row.raw_wpm.toFixed(1)}</td><td>${pct(row.accuracy)}</td><td>${pct(row.consistency)}</td></tr>`).join("");
+  document.dispatchEvent(new CustomEvent("arena:results", { detail: { race: r, results: m } })); // ghostpicker.js: "Race ghost"
   drawChart(r.keyLog);
   $("results-title").textContent = r.label ? `Results: ${r.label}` : "Results";
   $("again").hidden = !!r.spectate || r.returnTo !== "home";
@@ -1262,5 +1264,6 @@ async function main() {
 }
 main();
 
-// For the page's other modules (daily.js: the daily challenge and ghost races; typingtest.js).
+// For the page's other modules (daily.js: the daily challenge and ghost races; typingtest.js;
+// ghostpicker.js: a private race's ghosts and "Race ghost" on the results screen).
 export { api, apiFailed, app, banner, connectRace, drawChart, drawSpeed, esc, flagged, serverNow, setText, show };
