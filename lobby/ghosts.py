@@ -151,13 +151,20 @@ async def best_ghost(pool: asyncpg.Pool, player_id: str) -> Ghost:
     return ghost_of(row)
 
 
-async def daily_leader_ghost(lobby: Lobby, day_text: str) -> Ghost:
-    """The leader of that day's daily challenge board, as a ghost (404 if the board is empty)."""
+async def daily_leader_ghost(lobby: Lobby, day_text: str, player_id: str | None = None) -> Ghost:
+    """The leader of that day's daily challenge board, or the player given, as a ghost: their
+    attempt on the board (404 if the board is empty or does not have them)."""
     day = daily.parse_day(day_text, now_ms())
-    top = cast(list[bytes], await lobby.redis.zrevrange(keys.daily_board(day.isoformat()), 0, 0))
-    if not top:
-        raise ApiError(404, "ghost_not_found", "nobody is on that day's daily board yet")
-    leader = top[0].decode()
+    board = keys.daily_board(day.isoformat())
+    if player_id is not None:
+        if await lobby.redis.zscore(board, player_id) is None:
+            raise ApiError(404, "ghost_not_found", "that player is not on that day's daily board")
+        leader = player_id
+    else:
+        top = cast(list[bytes], await lobby.redis.zrevrange(board, 0, 0))
+        if not top:
+            raise ApiError(404, "ghost_not_found", "nobody is on that day's daily board yet")
+        leader = top[0].decode()
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     passage = daily.daily_passage(day, daily.corpus())
     args = (leader, passage.id, start, start + timedelta(days=1) + DAILY_END_SLACK, list(CLEAN_REVIEW))
@@ -172,17 +179,22 @@ async def daily_leader_ghost(lobby: Lobby, day_text: str) -> Ghost:
 
 async def chosen_ghost(lobby: Lobby, player_id: str, data: dict[str, Any]) -> Ghost:
     """The ghost a request body names: ``{race_id, player_id}``, ``{"best": true}`` (the caller's
-    personal best) or ``{"daily": "YYYY-MM-DD"}`` (that day's leader); exactly one of them."""
+    personal best) or ``{"daily": "YYYY-MM-DD"}`` (that day's leader, or with ``player_id`` that
+    player's attempt on the day's board); exactly one of them."""
     best = data.get("best", False)
     if not isinstance(best, bool):
         raise bad_request("bad_best", "best must be true or false")
     daily_day = opt_str(data, "daily", max_len=10)
-    if sum((best, daily_day is not None, "race_id" in data or "player_id" in data)) > 1:
-        raise bad_request("bad_body", "give one of: race_id and player_id, best, daily")
+    by_race = "race_id" in data or ("player_id" in data and daily_day is None)
+    if sum((best, daily_day is not None, by_race)) > 1:
+        raise bad_request("bad_body", "give one of: race_id and player_id, best, daily (and player_id)")
     if best:
         return await best_ghost(lobby.pool, player_id)
     if daily_day is not None:
-        return await daily_leader_ghost(lobby, daily_day)
+        on_board = opt_str(data, "player_id", max_len=64)
+        if on_board is not None and not RACE_ID.fullmatch(on_board):
+            raise bad_request("bad_player_id", "player_id must be a player on that day's board")
+        return await daily_leader_ghost(lobby, daily_day, on_board)
     race_id = opt_str(data, "race_id", max_len=64)
     ghost_player = opt_str(data, "player_id", max_len=64)
     if not race_id or not RACE_ID.fullmatch(race_id):

@@ -127,3 +127,10 @@ async def test_an_attempt_reaches_the_board_and_the_leader_can_be_raced(
 
     leader = (await api.call("POST", "/v1/ghost-races", token=other["token"], body={"daily": day})).ok(201)
     assert (leader["ghost"]["player_id"], leader["passage_id"]) == (me["player_id"], "dtest")
+    # Any player on the board, by id (the page's "Race ghost" on each board row).
+    body = {"daily": day, "player_id": me["player_id"]}
+    row_ghost = (await api.call("POST", "/v1/ghost-races", token=other["token"], body=body)).ok(201)
+    assert row_ghost["ghost"]["race_id"] == leader["ghost"]["race_id"]
+    nobody = {**body, "player_id": "nobody"}
+    off_board = await api.call("POST", "/v1/ghost-races", token=me["token"], body=nobody)
+    assert (off_board.status, off_board.body["error"]) == (404, "ghost_not_found")

@@ -131,6 +131,8 @@ async def test_only_clean_finished_results_can_be_ghosts(
         ({"race_id": past.match_id, "player_id": "a\u0000"}, "bad_player_id"),
         ({"best": "yes"}, "bad_best"),
         ({"best": True, "race_id": past.match_id}, "bad_body"),
+        ({"daily": "2026-12-06", "race_id": past.match_id, "player_id": "ada"}, "bad_body"),
+        ({"daily": "2026-12-06", "player_id": "a b"}, "bad_player_id"),
         ({"race_id": past.match_id, "player_id": "bob", "region": "mars"}, "unknown_region"),
     ]:
         reply = await ghost_race(lobby, me["token"], **body)
