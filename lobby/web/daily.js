@@ -4,12 +4,18 @@ import { api, apiFailed, app, connectRace, esc } from "./app.js";
 
 const $ = (id) => document.getElementById(id);
 const REFRESH_MS = 30000; // the board is re-read this often while the home screen shows
-const daily = { view: null, endsAt: 0, loaded: 0, loadedAs: null, timer: null };
+const daily = { view: null, endsAt: 0, loaded: 0, loadedAs: null, timer: null, rows: "" };
 
 function clock(seconds) {
   const s = Math.max(0, Math.floor(seconds));
   const two = (n) => String(n).padStart(2, "0");
   return `${Math.floor(s / 3600)}:${two(Math.floor((s % 3600) / 60))}:${two(s % 60)}`;
+}
+
+// Every attempt on the board is clean (the board's rules), so every row can be raced as a ghost.
+function ghostButton(e) {
+  const who = e.player_id === app.session?.player_id ? "your own" : `${e.name}'s`;
+  return ` <button type="button" class="link" data-daily-ghost="${esc(e.player_id)}" aria-label="${esc(`Race ${who} daily attempt as a ghost`)}">Race ghost</button>`;
 }
 
 function render() {
@@ -26,9 +32,11 @@ function render() {
   $("daily-you").textContent = !signedIn ? "Sign in to attempt it."
     : v.you ? `You: #${v.you.rank} of ${v.players}, ${Number(v.you.wpm).toFixed(1)} WPM (your best attempt counts).`
     : "You have no attempt on today's board yet.";
-  $("daily-table").tBodies[0].innerHTML = v.board.length
-    ? v.board.map((e) => `<tr${e.player_id === app.session?.player_id ? ' class="me"' : ""}><td>${e.rank}</td><td>${esc(e.name)}</td><td>${Number(e.wpm).toFixed(1)}</td><td>${Number(e.accuracy).toFixed(1)}%</td></tr>`).join("")
+  // render() runs every second: rewrite the rows only when they change (a focused button stays).
+  const rows = v.board.length
+    ? v.board.map((e) => `<tr${e.player_id === app.session?.player_id ? ' class="me"' : ""}><td>${e.rank}</td><td>${esc(e.name)}${signedIn ? ghostButton(e) : ""}</td><td>${Number(e.wpm).toFixed(1)}</td><td>${Number(e.accuracy).toFixed(1)}%</td></tr>`).join("")
     : `<tr><td colspan="4">No attempts yet today.</td></tr>`;
+  if (rows !== daily.rows) { $("daily-table").tBodies[0].innerHTML = rows; daily.rows = rows; }
 }
 
 async function load() {
@@ -69,6 +77,10 @@ export async function raceGhost(body) {
 
 $("daily-go").addEventListener("click", attempt);
 $("daily-leader").addEventListener("click", () => daily.view && raceGhost({ daily: daily.view.day }));
+$("daily-table").addEventListener("click", (ev) => {
+  const id = ev.target.closest("button[data-daily-ghost]")?.dataset.dailyGhost;
+  if (id && daily.view) raceGhost({ daily: daily.view.day, player_id: id });
+});
 // "Race ghost" on result rows: the recent races list and the replay viewer's racers.
 for (const list of ["recent", "replay-racers"]) {
   $(list).addEventListener("click", (ev) => {

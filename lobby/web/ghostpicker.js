@@ -1,7 +1,8 @@
 // Ghosts from anywhere on the page: docs/API.md "Ghost races".
 // - A private race's lobby: the ghosts added so far and, for the host of an open race, "Add a
-//   ghost" (POST /v1/private-races/{code}/ghosts): their personal best, today's daily leader, or
-//   one of their recent races of the race's type. The node then races the ghost with everyone.
+//   ghost" (POST /v1/private-races/{code}/ghosts): their personal best, today's daily leader or
+//   another player on today's board, or one of their recent races of the race's type. The node
+//   then races the ghost with everyone.
 // - The results screen right after a race: "Race ghost" on every clean finisher's row
 //   (POST /v1/ghost-races). app.js tells this module about both through two DOM events
 //   ("arena:private-race" with the private race's view, "arena:results" with the race and its
@@ -14,7 +15,7 @@ const CLEAN_REVIEW = ["clear", "released"]; // held or rejected results cannot b
 // Persistence stores a race within about a second of its results: a ghost asked for sooner is
 // "not found"; ask again a few times, further apart each time (about 6 s in all).
 const STORED_WAITS_MS = [400, 600, 1000, 1500, 2500];
-const picker = { view: null, recentFor: null, recent: [] };
+const picker = { view: null, choicesFor: null, recent: [], daily: null };
 
 // ---------------------------------------------------------------- a private race's ghosts
 
@@ -22,25 +23,32 @@ function ghostLine(g) {
   return `<li>${esc(g.name)} (ghost) · ${Number(g.wpm).toFixed(1)} WPM</li>`;
 }
 
-async function loadRecent(raceType) {
+// What the host may pick besides their best: their recent clean finishes of this race's type
+// and, for a quick race, today's daily board (every attempt on it is clean). Read once per race.
+async function loadChoices(view) {
   const me = app.session?.player_id;
-  if (!me || picker.recentFor === `${me}/${raceType}`) return;
-  picker.recentFor = `${me}/${raceType}`;
-  try {
-    const data = await api("GET", `/v1/players/${encodeURIComponent(me)}/races?limit=20`);
-    // Only results that can be ghosts here: clean finishes of this race's type.
-    picker.recent = data.races.filter((x) => x.race_type === raceType && x.status === "finished" && x.valid
-      && CLEAN_REVIEW.includes(x.review || "clear")).slice(0, 5);
-  } catch {
-    picker.recent = []; // the history is optional: best and the daily leader still work
-    picker.recentFor = null;
-  }
+  const key = `${me}/${view.code}`;
+  if (!me || picker.choicesFor === key) return;
+  picker.choicesFor = key; // a failed read is not retried: best and the daily leader still work
+  const [recent, board] = await Promise.all([
+    api("GET", `/v1/players/${encodeURIComponent(me)}/races?limit=20`).catch(() => ({ races: [] })),
+    view.race_type === "quick" ? api("GET", "/v1/daily?limit=5").catch(() => null) : null,
+  ]);
+  if (picker.choicesFor !== key) return;
+  picker.recent = recent.races.filter((x) => x.race_type === view.race_type && x.status === "finished" && x.valid
+    && CLEAN_REVIEW.includes(x.review || "clear")).slice(0, 5);
+  picker.daily = board;
   if (picker.view) renderPrivate(picker.view);
 }
 
 function options(view) {
   const opts = [["best", "Your personal best"]];
-  if (view.race_type === "quick") opts.push(["daily", "Today's daily challenge leader"]); // a daily attempt is a quick race
+  if (view.race_type === "quick") { // a daily attempt is a quick race
+    opts.push(["daily", "Today's daily challenge leader"]);
+    for (const e of picker.daily?.board || []) {
+      if (e.rank > 1) opts.push([`daily:${e.player_id}`, `Today's daily #${e.rank}: ${e.name}, ${Number(e.wpm).toFixed(1)} WPM`]);
+    }
+  }
   for (const x of picker.recent) {
     const when = new Date(x.ended_at).toLocaleString();
     opts.push([`race:${x.race_id}`, `Your race of ${when}: ${Number(x.wpm).toFixed(1)} WPM`]);
@@ -71,14 +79,16 @@ function renderPrivate(view) {
     if (now !== want.map(([v]) => v).join("|")) { // keep the player's choice unless the list changed
       sel.innerHTML = want.map(([v, label]) => `<option value="${esc(v)}">${esc(label)}</option>`).join("");
     }
-    loadRecent(view.race_type);
+    loadChoices(view);
   }
 }
 
 async function body(choice) {
   if (choice === "best") return { best: true };
   // Today as the server counts it (a wrong client clock must not pick yesterday's leader).
-  if (choice === "daily") return { daily: (await api("GET", "/v1/daily?limit=1")).day };
+  const today = async () => picker.daily?.day || (await api("GET", "/v1/daily?limit=1")).day;
+  if (choice === "daily") return { daily: await today() };
+  if (choice.startsWith("daily:")) return { daily: await today(), player_id: choice.slice("daily:".length) };
   return { race_id: choice.slice("race:".length), player_id: app.session.player_id };
 }
 

@@ -1,7 +1,7 @@
 """The daily challenge section and ghost races in headless Chromium, against the e2e cluster (a real
 node, lobby, persistence): the countdown and the board; "Race ghost" on a recent race, the ghost's
 lane moving while the player types, the ghost in the results; the daily attempt and "race the
-leader" opening races on the day's passage."""
+leader" and "Race ghost" on a board row opening races on the day's passage."""
 
 from __future__ import annotations
 
@@ -118,6 +118,15 @@ def daily_and_ghosts(driver: Any) -> dict[str, Any]:
     pages.wait_for(driver, "#lanes .lane.ghost")
     seen["leader_lane"] = pages.text(driver, "#lanes .lane.ghost .name")
     pages.click(driver, "#race-leave")
+    # Every board row races that player's attempt ({daily, player_id}).
+    pages.wait_for(driver, "#daily-table button[data-daily-ghost]", visible=False)
+    driver.execute_script("document.getElementById('daily-table').scrollIntoView()")
+    shot(driver, "63-daily-board-ghost")
+    pages.click(driver, "#daily-table button[data-daily-ghost]")
+    pages.wait_for(driver, "#lanes .lane.ghost")
+    seen["row_lane"] = pages.text(driver, "#lanes .lane.ghost .name")
+    seen["row_passage"] = pages.passage_at_go(driver)
+    pages.click(driver, "#race-leave")
     return seen
 
 
@@ -135,3 +144,4 @@ async def test_the_daily_challenge_and_ghost_races_on_the_page(
     assert any(row.endswith("(ghost)") or "ada (ghost)" in row for row in seen["results"]), seen
     assert seen["attempt_passage"] == DAILY.text and seen["attempt_lanes"] == 1, seen
     assert seen["leader_lane"] == "ada (ghost)", seen
+    assert seen["row_lane"] == "ada (ghost)" and seen["row_passage"] == DAILY.text, seen
