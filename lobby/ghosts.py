@@ -247,6 +247,20 @@ class GhostMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.private = Counter(
+            "arena_lobby_private_ghosts_total",
+            "Ghosts a host asked to add to a private race, by outcome (added, refused) and how the"
+            " ghost was named (race: a racer of a race, best, daily)",
+            ["outcome", "source"],
+            registry=registry,
+        )
+
+
+def ghost_source(data: dict[str, Any]) -> str:
+    """How a body names its ghost, as a bounded metric label: ``best``, ``daily`` or ``race``."""
+    if data.get("best") is True:
+        return "best"
+    return "daily" if "daily" in data else "race"
 
 
 GHOST_METRICS_KEY = web.AppKey("ghost_metrics", GhostMetrics)

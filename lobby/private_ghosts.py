@@ -14,6 +14,7 @@ At the start the logs are read again from PostgreSQL and travel to the node with
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from aiohttp import web
 
@@ -22,9 +23,9 @@ from arena.redisutil import as_text
 from gameserver.ghost import MAX_GHOSTS
 from lobby.auth import require_player
 from lobby.bodies import read_object
-from lobby.context import lobby_of
+from lobby.context import Lobby, lobby_of
 from lobby.errors import ApiError
-from lobby.ghosts import GhostRef, chosen_ghost
+from lobby.ghosts import GHOST_METRICS_KEY, GhostRef, chosen_ghost, ghost_source
 from lobby.private_races import _race, _respond, normalise_code
 
 # KEYS[1] race. ARGV[1] host id, [2] ghost (GhostRef JSON), [3] its race type, [4] its passage id,
@@ -68,15 +69,28 @@ async def add_ghost(request: web.Request) -> web.Response:
     code = normalise_code(request.match_info["code"])
     if code is None:
         raise ApiError(*_REFUSALS["not_found"])
+    data = await read_object(request)
+    counter = request.app[GHOST_METRICS_KEY].private
+    source = ghost_source(data)
+    try:
+        await _add(lobby, code, player.player_id, data)
+    except ApiError:
+        counter.labels("refused", source).inc()
+        raise
+    counter.labels("added", source).inc()
+    return await _respond(lobby, await _race(lobby, code), player.player_id)
+
+
+async def _add(lobby: Lobby, code: str, host_id: str, data: dict[str, Any]) -> None:
     # The same three ways to name a ghost as POST /v1/ghost-races (the page offers all three).
-    ghost = await chosen_ghost(lobby, player.player_id, await read_object(request))
+    ghost = await chosen_ghost(lobby, host_id, data)
     ref = GhostRef(ghost.race_id, ghost.player_id, ghost.name, ghost.wpm, ghost.passage_id)
     script = lobby.redis.register_script(_ADD)
     outcome = as_text(
         await script(
             keys=[keys.private_race(code)],
             args=[
-                player.player_id,
+                host_id,
                 json.dumps(ref.to_json()),
                 ghost.race_type,
                 ghost.passage_id,
@@ -87,7 +101,6 @@ async def add_ghost(request: web.Request) -> web.Response:
     )
     if outcome != "ok":
         raise ApiError(*_REFUSALS.get(outcome, (500, "internal", f"unexpected outcome {outcome!r}")))
-    return await _respond(lobby, await _race(lobby, code), player.player_id)
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

@@ -251,3 +251,7 @@ async def test_the_host_adds_their_personal_best_as_a_private_races_ghost(
     assert (both.status, both.body["error"]) == (400, "bad_body")
     no_day = await add(host, {"daily": "not-a-day"})
     assert (no_day.status, no_day.body["error"]) == (404, "daily_not_found")
+    text = (await api.call("GET", "/metrics")).body
+    for outcome, source, count in [("added", "best", 1), ("refused", "best", 2), ("refused", "daily", 1)]:
+        sample = f'arena_lobby_private_ghosts_total{{outcome="{outcome}",source="{source}"}} {count}.0'
+        assert sample in text, (sample, text)
