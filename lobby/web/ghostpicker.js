@@ -15,7 +15,7 @@ const CLEAN_REVIEW = ["clear", "released"]; // held or rejected results cannot b
 // Persistence stores a race within about a second of its results: a ghost asked for sooner is
 // "not found"; ask again a few times, further apart each time (about 6 s in all).
 const STORED_WAITS_MS = [400, 600, 1000, 1500, 2500];
-const picker = { view: null, choicesFor: null, recent: [], daily: null };
+const picker = { view: null, choicesFor: null, recent: [], daily: null, list: null };
 
 // ---------------------------------------------------------------- a private race's ghosts
 
@@ -59,7 +59,8 @@ function options(view) {
 function renderPrivate(view) {
   picker.view = view;
   const ghosts = view.ghosts || [];
-  $("private-ghost-list").innerHTML = ghosts.map(ghostLine).join("");
+  const list = ghosts.map(ghostLine).join("");
+  if (picker.list !== list) { $("private-ghost-list").innerHTML = list; picker.list = list; } // a live region: only changes
   $("private-ghost-count").textContent = `(${ghosts.length} of ${MAX_GHOSTS})`;
   const host = view.host.player_id === app.session?.player_id;
   const open = view.state === "open";
@@ -101,9 +102,11 @@ $("ghost-add").addEventListener("submit", async (ev) => {
   go.disabled = true;
   try {
     const path = `/v1/private-races/${encodeURIComponent(view.code)}/ghosts`;
+    const before = view.ghosts.length;
     const next = await api("POST", path, await body($("ghost-pick").value));
-    if (app.privateCode === next.code) renderPrivate(next);
-    setText("private-ghost-status", `Added: ${next.ghosts[next.ghosts.length - 1]?.name ?? "a ghost"} races with you.`);
+    if (app.privateCode !== next.code) return; // the player left this race meanwhile
+    renderPrivate(next); // the list (a live region) announces the new ghost
+    if (next.ghosts.length === before) setText("private-ghost-status", "That ghost is already in this race.");
   } catch (err) {
     apiFailed(err); // e.g. ghost_race_type, ghost_passage_mismatch, ghost_not_found: the server's reason
   } finally {

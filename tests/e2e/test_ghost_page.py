@@ -1,8 +1,8 @@
 """Ghosts from the page (lobby/web/ghostpicker.js) in headless Chromium, against the e2e cluster (a
 real node, lobby, matchmaker and persistence): "Race ghost" on the results screen's own row right
 after a race (retried while persistence stores it), the ghost racing visibly; then a private
-race whose host adds a ghost (a refusal shown in the banner, then their personal best), sees it
-listed, starts, and races it."""
+race whose host adds a ghost (a refusal shown in the banner, then their personal best, then the
+same one again: still one), sees it listed, starts, and races it."""
 
 from __future__ import annotations
 
@@ -70,6 +70,9 @@ def ghosts_from_the_page(driver: Any, url: str) -> dict[str, Any]:
     pages.wait_until(driver, lambda d: "ada (ghost)" in pages.text(d, "#private-ghost-list"))
     seen["count"] = pages.text(driver, "#private-ghost-count")
     seen["listed"] = pages.text(driver, "#private-ghost-list")
+    pages.click(driver, "#ghost-add-go")  # the same ghost again: one ghost, and the page says so
+    pages.wait_until(driver, lambda d: "already" in pages.text(d, "#private-ghost-status"))
+    seen["again_count"] = pages.text(driver, "#private-ghost-count")
     shot(driver, "82-private-race-ghosts")
 
     # 3. Started: the ghost races with the host; its row in the results offers no "Race ghost".
@@ -93,7 +96,8 @@ async def test_ghosts_from_the_results_row_and_in_a_private_race(cluster: Runnin
     assert seen["ghost_passage"] == seen["first_passage"], seen
     assert seen["ghost_lane"] == "ada (ghost)" and seen["ghost_moved"] > 0, seen
     assert "nobody is on that day's daily board" in seen["refused"], seen
-    assert seen["count"] == "(1 of 3)" and seen["listed"].startswith("ada (ghost) · "), seen
+    assert seen["count"] == seen["again_count"] == "(1 of 3)", seen
+    assert seen["listed"].startswith("ada (ghost) · "), seen
     # The private race runs on the ghost's passage, the one typed in the first race.
     assert seen["private_passage"] == seen["ghost_passage"] and seen["private_lane"] == "ada (ghost)", seen
     rows = seen["private"]["rows"]
