@@ -1,8 +1,8 @@
 // Ghosts from anywhere on the page: docs/API.md "Ghost races".
 // - A private race's lobby: the ghosts added so far and, for the host of an open race, "Add a
 //   ghost" (POST /v1/private-races/{code}/ghosts): their personal best, today's daily leader or
-//   another player on today's board, or one of their recent races of the race's type. The node
-//   then races the ghost with everyone.
+//   another player on today's board, or any clean finisher of their last races of the race's
+//   type. The node then races the ghost with everyone.
 // - The results screen right after a race: "Race ghost" on every clean finisher's row
 //   (POST /v1/ghost-races). app.js tells this module about both through two DOM events
 //   ("arena:private-race" with the private race's view, "arena:results" with the race and its
@@ -15,7 +15,8 @@ const CLEAN_REVIEW = ["clear", "released"]; // held or rejected results cannot b
 // Persistence stores a race within about a second of its results: a ghost asked for sooner is
 // "not found"; ask again a few times, further apart each time (about 6 s in all).
 const STORED_WAITS_MS = [400, 600, 1000, 1500, 2500];
-const picker = { view: null, choicesFor: null, recent: [], daily: null, list: null };
+const RECENT_RACES = 3; // the host's last races whose finishers the picker offers
+const picker = { view: null, choicesFor: null, racers: [], daily: null, list: null };
 
 // ---------------------------------------------------------------- a private race's ghosts
 
@@ -23,8 +24,9 @@ function ghostLine(g) {
   return `<li>${esc(g.name)} (ghost) · ${Number(g.wpm).toFixed(1)} WPM</li>`;
 }
 
-// What the host may pick besides their best: their recent clean finishes of this race's type
-// and, for a quick race, today's daily board (every attempt on it is clean). Read once per race.
+// What the host may pick besides their best: today's daily board (quick races; every attempt on
+// it is clean) and every clean finisher of their last few races of this race's type, read from
+// those races' replays (cacheable, GET /v1/races/{id}/replay). Read once per private race.
 async function loadChoices(view) {
   const me = app.session?.player_id;
   const key = `${me}/${view.code}`;
@@ -34,9 +36,20 @@ async function loadChoices(view) {
     api("GET", `/v1/players/${encodeURIComponent(me)}/races?limit=20`).catch(() => ({ races: [] })),
     view.race_type === "quick" ? api("GET", "/v1/daily?limit=5").catch(() => null) : null,
   ]);
+  const races = recent.races.filter((x) => x.race_type === view.race_type).slice(0, RECENT_RACES);
+  const replays = await Promise.all(races.map((x) => api("GET", `/v1/races/${encodeURIComponent(x.race_id)}/replay`).catch(() => null)));
   if (picker.choicesFor !== key) return;
-  picker.recent = recent.races.filter((x) => x.race_type === view.race_type && x.status === "finished" && x.valid
-    && CLEAN_REVIEW.includes(x.review || "clear")).slice(0, 5);
+  picker.racers = [];
+  for (const d of replays) {
+    if (!d || d.state !== "finished" || d.passage.text == null) continue; // no ghost from these
+    const when = new Date(d.ended_at).toLocaleString();
+    for (const p of d.players) {
+      if (p.status !== "finished" || p.flagged || !CLEAN_REVIEW.includes(p.review)) continue;
+      const who = p.player_id === me ? "You" : p.name;
+      picker.racers.push({ value: `race:${d.race_id}:${p.player_id}`, passage: d.passage.id,
+        label: `${who}, ${Number(p.wpm).toFixed(1)} WPM (race of ${when})` });
+    }
+  }
   picker.daily = board;
   if (picker.view) renderPrivate(picker.view);
 }
@@ -49,10 +62,9 @@ function options(view) {
       if (e.rank > 1) opts.push([`daily:${e.player_id}`, `Today's daily #${e.rank}: ${e.name}, ${Number(e.wpm).toFixed(1)} WPM`]);
     }
   }
-  for (const x of picker.recent) {
-    const when = new Date(x.ended_at).toLocaleString();
-    opts.push([`race:${x.race_id}`, `Your race of ${when}: ${Number(x.wpm).toFixed(1)} WPM`]);
-  }
+  // Once the race has a ghost, its passage is the race's: only racers of that passage can join it.
+  const passage = view.ghosts?.[0]?.passage_id;
+  for (const x of picker.racers) if (!passage || x.passage === passage) opts.push([x.value, x.label]);
   return opts;
 }
 
@@ -90,7 +102,8 @@ async function body(choice) {
   const today = async () => picker.daily?.day || (await api("GET", "/v1/daily?limit=1")).day;
   if (choice === "daily") return { daily: await today() };
   if (choice.startsWith("daily:")) return { daily: await today(), player_id: choice.slice("daily:".length) };
-  return { race_id: choice.slice("race:".length), player_id: app.session.player_id };
+  const [, raceId, playerId] = choice.split(":"); // race:RACE_ID:PLAYER_ID (ids have no ":")
+  return { race_id: raceId, player_id: playerId };
 }
 
 $("ghost-add").addEventListener("submit", async (ev) => {
