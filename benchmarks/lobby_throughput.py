@@ -15,6 +15,7 @@ and lobby/bare per scenario.
     .venv/bin/python benchmarks/lobby_throughput.py                 # 5 s per run, 32 connections
     .venv/bin/python benchmarks/lobby_throughput.py --seconds 15 --connections 32,128
     .venv/bin/python benchmarks/lobby_throughput.py --scenarios heartbeat --profile /tmp/lobby.svg
+    .venv/bin/python benchmarks/lobby_throughput.py --flush-micro   # longest loop hold of a flush
 
 ``--profile`` records the lobby with py-spy during one extra run of the first scenario (not measured).
 Bounded: each wrk run lasts ``--seconds``; everything started is stopped on exit. 127.0.0.1 only.
@@ -243,6 +244,45 @@ def sync_micro(rounds: int = 30, subjects: int = 2000) -> None:
     print(f"rate-limit sync: {us:.2f} us of lobby CPU per subject ({rounds} syncs of {subjects:,})")
 
 
+def flush_micro(rounds: int = 10, players: int = 10_000) -> None:
+    """One presence flush of ``players`` players against a redis-server of its own: the longest
+    stretch it held the event loop and its CPU per player, both in this thread's CPU time (what
+    the lobby's other requests wait behind; unlike wall time, not stretched by a busy machine)."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from lobby.metrics import LobbyMetrics
+    from lobby.presence import PresenceBatcher
+
+    async def measure(url: str) -> tuple[float, float]:
+        client = aioredis.Redis.from_url(url, socket_timeout=5)
+        batcher = PresenceBatcher(
+            client, LobbyMetrics(), regions=("local",), ttl_s=300, flush_s=60, max_buffer=players
+        )
+        held = spent = 0.0
+        for _ in range(rounds):
+            for i in range(players):
+                batcher.beat(f"player-{i:08d}", "local")
+            flush = asyncio.create_task(batcher.flush())
+            started = time.thread_time()
+            while not flush.done():  # a turn of the loop between each of the flush's steps
+                turn = time.thread_time()
+                await asyncio.sleep(0)
+                held = max(held, time.thread_time() - turn)
+            await flush
+            spent += time.thread_time() - started
+        await client.aclose()
+        return held, spent / rounds / players
+
+    with RedisServer() as redis:
+        held, per_player = asyncio.run(measure(redis.url))
+    print(
+        f"presence flush of {players:,} players: held the loop {held * 1e3:.1f} ms at most, "
+        f"{per_player * 1e6:.2f} us of lobby CPU per player ({rounds} flushes)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=5.0, help="length of one wrk run (default 5)")
@@ -255,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", type=Path, help="py-spy profile in an extra run of the first scenario (.txt: raw stacks)"
     )
     ap.add_argument("--sync-micro", action="store_true", help="only time one rate-limit sync per subject")
+    ap.add_argument(
+        "--flush-micro", action="store_true", help="only time one presence flush (longest loop hold)"
+    )
     ap.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)  # internal: run the bare server
     args = ap.parse_args(argv)
     if args.bare_server:
@@ -262,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.sync_micro:
         sync_micro()
+        return 0
+    if args.flush_micro:
+        flush_micro()
         return 0
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install wrk")
