@@ -16,6 +16,7 @@ and lobby/bare per scenario.
     .venv/bin/python benchmarks/lobby_throughput.py --seconds 15 --connections 32,128
     .venv/bin/python benchmarks/lobby_throughput.py --scenarios heartbeat --profile /tmp/lobby.svg
     .venv/bin/python benchmarks/lobby_throughput.py --flush-micro   # longest loop hold of a flush
+    .venv/bin/python benchmarks/lobby_throughput.py --gc-micro      # a full collection, frozen or not
 
 ``--profile`` records the lobby with py-spy during one extra run of the first scenario (not measured).
 Bounded: each wrk run lasts ``--seconds``; everything started is stopped on exit. 127.0.0.1 only.
@@ -283,6 +284,46 @@ def flush_micro(rounds: int = 10, players: int = 10_000) -> None:
     )
 
 
+def gc_micro(tokens: int = 10_000) -> None:
+    """A full collection of a lobby's heap (its app built, ``tokens`` verified tokens cached),
+    in this thread's CPU time, without and with ``gc.freeze()`` after start-up (lobby/collector.py)."""
+    import gc
+
+    from arena.tokens import PlayerTokenCache
+    from lobby.app import build_app
+    from lobby.settings import LobbySettings
+
+    app = build_app(LobbySettings())  # every module and route of a lobby
+    signer = TokenSigner(SECRET.encode())
+    minted = [signer.sign_player(new_player_id(), f"bench{i}", ttl_s=3600, guest=True) for i in range(tokens)]
+
+    def cached() -> PlayerTokenCache:
+        cache = PlayerTokenCache(signer, max_size=tokens)
+        for t in minted:
+            cache.verify_player(t)
+        return cache
+
+    def full_ms() -> float:
+        started = time.thread_time()
+        gc.collect()
+        return (time.thread_time() - started) * 1e3
+
+    cache = cached()
+    walked = len(gc.get_objects())
+    before = [full_ms() for _ in range(3)]
+    del cache
+    gc.collect()
+    gc.freeze()  # what the lobby does once started; the tokens are cached after it, as in a lobby
+    cache = cached()
+    after = [full_ms() for _ in range(3)]
+    print(
+        f"full collection, {walked:,} objects: {min(before):.1f}-{max(before):.1f} ms of CPU; "
+        f"start-up heap frozen ({gc.get_freeze_count():,} objects): {min(after):.1f}-{max(after):.1f} ms"
+    )
+    gc.unfreeze()
+    del app, cache
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=5.0, help="length of one wrk run (default 5)")
@@ -298,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--flush-micro", action="store_true", help="only time one presence flush (longest loop hold)"
     )
+    ap.add_argument(
+        "--gc-micro", action="store_true", help="only time a full collection, unfrozen and frozen"
+    )
     ap.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)  # internal: run the bare server
     args = ap.parse_args(argv)
     if args.bare_server:
@@ -308,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.flush_micro:
         flush_micro()
+        return 0
+    if args.gc_micro:
+        gc_micro()
         return 0
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install wrk")
