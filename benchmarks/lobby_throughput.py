@@ -214,6 +214,40 @@ def fmt(run: Run) -> str:
     )
 
 
+# ---- the lobby's own view: loop lag and collector pauses -------------------------------
+
+
+def lobby_counts(base: str) -> dict[str, float]:
+    """From the lobby's /metrics: loop-lag buckets (``lag <= 0.005``, ...) and count (``lag``),
+    GC pause counts and seconds per generation (``gc_count 2``, ``gc_sum 2``)."""
+    with urllib.request.urlopen(f"{base}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    counts: dict[str, float] = {}
+    for le, value in re.findall(r'^arena_lobby_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M):
+        counts[f"lag <= {float(le)}"] = float(value)
+    for value in re.findall(r"^arena_lobby_loop_lag_seconds_count (\S+)$", text, re.M):
+        counts["lag"] = float(value)
+    for kind, gen, value in re.findall(
+        r'^arena_lobby_gc_pause_seconds_(count|sum)\{generation="(\d)"\} (\S+)$', text, re.M
+    ):
+        counts[f"gc_{kind} {gen}"] = float(value)
+    return counts
+
+
+def fmt_stalls(before: dict[str, float], after: dict[str, float]) -> str:
+    """The lobby's loop-lag wake-ups later than 5, 10, 25 ms, and its GC pauses, between two scrapes."""
+    d = {k: v - before.get(k, 0.0) for k, v in after.items()}
+    wakes = d.get("lag", 0.0)
+    late = {ms: wakes - d.get(f"lag <= {ms / 1000}", wakes) for ms in (5, 10, 25)}
+    gcs = ", ".join(
+        f"gen{g} {d.get(f'gc_count {g}', 0):.0f} ({d.get(f'gc_sum {g}', 0) * 1e3:.0f} ms)" for g in range(3)
+    )
+    return (
+        f"loop lag: {wakes:,.0f} wake-ups, late > 5 ms {late[5]:.0f}, > 10 ms {late[10]:.0f}, "
+        f"> 25 ms {late[25]:.0f}; gc: {gcs}"
+    )
+
+
 # ---- main -----------------------------------------------------------------------------
 
 
@@ -428,11 +462,14 @@ def main(argv: list[str] | None = None) -> int:
                 base_l, base_b = f"http://127.0.0.1:{lobby_port}", f"http://127.0.0.1:{bare_port}"
                 # bare, lobby, bare: the bare figure is the mean of the two around the lobby's run
                 b1 = measured(bare.pid, base_b, scenario, c)
+                seen = lobby_counts(base_l)
                 lob = measured(lobby.pid, base_l, scenario, c, with_redis=True)
+                stalls = fmt_stalls(seen, lobby_counts(base_l))
                 b2 = measured(bare.pid, base_b, scenario, c)
                 bare_rps = (b1.rps + b2.rps) / 2
                 conns = min(c, 32) if scenario == "tickets" else c
                 print(f"{scenario:<11} c={conns:<4} lobby {fmt(lob)}", flush=True)
+                print(f"{'':<11} {'':<6}       {stalls}", flush=True)
                 print(f"{'':<11} {'':<6} bare  {fmt(b1)}", flush=True)
                 print(f"{'':<11} {'':<6} bare  {fmt(b2)}", flush=True)
                 bare_cpu = (b1.cpu_us + b2.cpu_us) / 2

@@ -102,6 +102,12 @@ class LobbyMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
             registry=r,
         )
+        self.loop_lag_seconds = Histogram(
+            f"{_PREFIX}_loop_lag_seconds",
+            "How late a probe woke up every 10 ms: time the event loop was busy with something else",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        )
         self.presence_players_flushed = Counter(
             f"{_PREFIX}_presence_players_flushed_total", "Player presences written to Redis", registry=r
         )
