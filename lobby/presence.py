@@ -6,7 +6,8 @@ writes the whole batch, ``SLICE_PLAYERS`` players per pipelined round trip (the 
 serves requests between slices):
 
 - ``ZADD presence:{region}:online`` (player -> last seen, ms), one command per region and slice;
-- ``SET user:{playerId}:presence {"region", "seen_at"} EX ttl`` per player (the seeds' key);
+- ``SET user:{playerId}:presence {"region", "seen_at"} EX ttl`` per player (the seeds' key),
+  all of a slice in one script call on a single Redis (``_SET_EACH``);
 - then trim each touched region's members last seen before ``now - ttl``.
 
 A player beating 100 times a second costs one entry per flush. The buffer is bounded: when
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -27,10 +29,12 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
+from redis.exceptions import NoScriptError
 
 from arena import keys
 from arena.clock import now_ms
 from arena.redisbatch import Command, run_batch
+from arena.redisutil import is_cluster
 from lobby.auth import require_player
 from lobby.bodies import read_object, req_str
 from lobby.context import lobby_of
@@ -38,6 +42,15 @@ from lobby.errors import bad_request
 from lobby.metrics import LobbyMetrics
 
 log = structlog.get_logger(__name__)
+
+# SET each KEYS[i] to ARGV[i + 1] for ARGV[1] seconds: a slice's presences in one command, whose
+# one reply replaces a reply per SET that the lobby read one by one (~4 us each, issue 19).
+_SET_EACH = """
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1])
+end
+return #KEYS
+"""
 
 # Players written per round trip: their commands fit one run_batch chunk (arena.redisbatch.CHUNK),
 # about 2 ms of the loop each.
@@ -71,6 +84,9 @@ class PresenceBatcher:
         self.flush_s = flush_s
         self.max_buffer = max_buffer
         self.slice_players = slice_players
+        self._one_redis = not is_cluster(redis)
+        self._set_each_sha = hashlib.sha1(_SET_EACH.encode()).hexdigest()  # what EVALSHA names it by
+        self._script_loaded = False
         self._buffer: dict[str, _Beat] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -138,8 +154,16 @@ class PresenceBatcher:
             # Slice by slice, each built just before it is sent: the loop serves requests while
             # Redis works on one. Built and sent whole, 10,000 players held the loop 15-30 ms
             # once a second, the lobby's p99 (loop-lag probe, issue 19).
+            if self._one_redis and not self._script_loaded:
+                await self._redis.script_load(_SET_EACH)  # once; a restart's NOSCRIPT below
+                self._script_loaded = True
             for first in range(0, len(beats), self.slice_players):
-                await run_batch(self._redis, self._slice(beats[first : first + self.slice_players], regions))
+                commands = self._slice(beats[first : first + self.slice_players], regions)
+                try:
+                    await run_batch(self._redis, commands)
+                except NoScriptError:  # Redis restarted or flushed its scripts: load, write again
+                    await self._redis.script_load(_SET_EACH)
+                    await run_batch(self._redis, commands)
             cutoff = now_ms() - self.ttl_s * 1000
             trims: list[Command] = []
             for region in regions:
@@ -156,18 +180,27 @@ class PresenceBatcher:
         return len(batch)
 
     def _slice(self, beats: list[tuple[str, _Beat]], regions: dict[str, str]) -> list[Command]:
-        """One ``ZADD`` per region and one ``SET`` per player of a slice of the batch."""
+        """One ``ZADD`` per region of a slice of the batch, and its players' ``SET``s: one script
+        call on a single Redis, one ``SET`` each on a cluster (their keys are in many slots)."""
         scored: dict[str, list[str | int]] = {}
-        commands: list[Command] = []
+        presence_keys: list[str] = []
+        values: list[str] = []
         for player_id, beat in beats:
             region = regions.get(beat.region)
             if region is None:
                 region = regions[beat.region] = json.dumps(beat.region)
             scored.setdefault(beat.region, []).extend((beat.at, player_id))  # score member, ...
+            presence_keys.append(keys.user_presence(player_id))
             # The value formatted, not json.dumps'd: the same JSON at a tenth of the CPU (py-spy,
             # issue 19).
-            value = f'{{"region": {region}, "seen_at": {beat.at}}}'
-            commands.append(("SET", keys.user_presence(player_id), value, "EX", self.ttl_s))
+            values.append(f'{{"region": {region}, "seen_at": {beat.at}}}')
+        commands: list[Command]
+        if self._one_redis:
+            commands = [
+                ("EVALSHA", self._set_each_sha, len(presence_keys), *presence_keys, self.ttl_s, *values)
+            ]
+        else:
+            commands = [("SET", k, v, "EX", self.ttl_s) for k, v in zip(presence_keys, values, strict=True)]
         commands += [("ZADD", keys.presence_online(name), *parts) for name, parts in scored.items()]
         return commands
 

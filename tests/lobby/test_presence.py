@@ -144,3 +144,17 @@ async def test_a_big_flush_goes_in_slices_and_lets_the_loop_run(redis: aioredis.
     assert await redis.zcard(keys.presence_online("us")) == 4
     assert await redis.exists(*(keys.user_presence(f"s{i}") for i in range(7))) == 7
     assert 0 < await redis.ttl(keys.presence_online("eu")) <= 120
+
+
+async def test_a_flush_after_redis_lost_its_scripts_writes_again(redis: aioredis.Redis) -> None:
+    """On one Redis a slice's SETs are one script call; a Redis that lost its scripts (a restart,
+    SCRIPT FLUSH) answers NOSCRIPT, and the flush loads the script and writes the slice again."""
+    batcher = PresenceBatcher(redis, LobbyMetrics(), regions=("eu",), ttl_s=60, flush_s=30.0, max_buffer=10)
+    assert batcher.beat("n1", "eu")
+    assert await batcher.flush() == 1
+    await redis.script_flush()  # on a cluster: every master's (no script is used there)
+    assert batcher.beat("n2", "eu")
+    assert await batcher.flush() == 1
+    assert await redis.exists(keys.user_presence("n1"), keys.user_presence("n2")) == 2
+    assert 0 < await redis.ttl(keys.user_presence("n2")) <= 60
+    assert await redis.zcard(keys.presence_online("eu")) == 2
