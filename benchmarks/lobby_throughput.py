@@ -10,7 +10,8 @@ signer and rotated by ``benchmarks/lobby_throughput.lua``; the per-player rate l
 Scenarios (``--scenarios``): ``heartbeat`` (POST /v1/presence), ``leaderboard`` (GET the quick
 daily top 10 of a board seeded with 1,000 players), ``tickets`` (per connection: create, poll,
 cancel a ticket; one wrk thread per connection). Prints requests/s, p50, p99, non-2xx answers
-and lobby/bare per scenario.
+and lobby/bare per scenario, and for the lobby's run its event loop's late wake-ups and its
+garbage collections (from its /metrics: what a p99 far above the p50 waited behind).
 
     .venv/bin/python benchmarks/lobby_throughput.py                 # 5 s per run, 32 connections
     .venv/bin/python benchmarks/lobby_throughput.py --seconds 15 --connections 32,128

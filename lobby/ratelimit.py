@@ -197,7 +197,9 @@ class RateLimiter:
                 self._script_loaded = True
             try:
                 results = await run_batch(self._redis, commands)
-            except NoScriptError:  # Redis restarted or flushed its scripts: none of them ran
+            except NoScriptError:
+                # Redis restarted or flushed its scripts: none of them ran (a flush between two
+                # calls of one sync would count the first's hits twice: a subject limited early).
                 await self._redis.script_load(_SYNC)
                 results = await run_batch(self._redis, commands)
         except BaseException:
