@@ -10,11 +10,14 @@ signer and rotated by ``benchmarks/lobby_throughput.lua``; the per-player rate l
 Scenarios (``--scenarios``): ``heartbeat`` (POST /v1/presence), ``leaderboard`` (GET the quick
 daily top 10 of a board seeded with 1,000 players), ``tickets`` (per connection: create, poll,
 cancel a ticket; one wrk thread per connection). Prints requests/s, p50, p99, non-2xx answers
-and lobby/bare per scenario.
+and lobby/bare per scenario, and for the lobby's run its event loop's late wake-ups and its
+garbage collections (from its /metrics: what a p99 far above the p50 waited behind).
 
     .venv/bin/python benchmarks/lobby_throughput.py                 # 5 s per run, 32 connections
     .venv/bin/python benchmarks/lobby_throughput.py --seconds 15 --connections 32,128
     .venv/bin/python benchmarks/lobby_throughput.py --scenarios heartbeat --profile /tmp/lobby.svg
+    .venv/bin/python benchmarks/lobby_throughput.py --flush-micro   # longest loop hold of a flush
+    .venv/bin/python benchmarks/lobby_throughput.py --gc-micro      # a full collection, frozen or not
 
 ``--profile`` records the lobby with py-spy during one extra run of the first scenario (not measured).
 Bounded: each wrk run lasts ``--seconds``; everything started is stopped on exit. 127.0.0.1 only.
@@ -212,6 +215,40 @@ def fmt(run: Run) -> str:
     )
 
 
+# ---- the lobby's own view: loop lag and collector pauses -------------------------------
+
+
+def lobby_counts(base: str) -> dict[str, float]:
+    """From the lobby's /metrics: loop-lag buckets (``lag <= 0.005``, ...) and count (``lag``),
+    GC pause counts and seconds per generation (``gc_count 2``, ``gc_sum 2``)."""
+    with urllib.request.urlopen(f"{base}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    counts: dict[str, float] = {}
+    for le, value in re.findall(r'^arena_lobby_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M):
+        counts[f"lag <= {float(le)}"] = float(value)
+    for value in re.findall(r"^arena_lobby_loop_lag_seconds_count (\S+)$", text, re.M):
+        counts["lag"] = float(value)
+    for kind, gen, value in re.findall(
+        r'^arena_lobby_gc_pause_seconds_(count|sum)\{generation="(\d)"\} (\S+)$', text, re.M
+    ):
+        counts[f"gc_{kind} {gen}"] = float(value)
+    return counts
+
+
+def fmt_stalls(before: dict[str, float], after: dict[str, float]) -> str:
+    """The lobby's loop-lag wake-ups later than 5, 10, 25 ms, and its GC pauses, between two scrapes."""
+    d = {k: v - before.get(k, 0.0) for k, v in after.items()}
+    wakes = d.get("lag", 0.0)
+    late = {ms: wakes - d.get(f"lag <= {ms / 1000}", wakes) for ms in (5, 10, 25)}
+    gcs = ", ".join(
+        f"gen{g} {d.get(f'gc_count {g}', 0):.0f} ({d.get(f'gc_sum {g}', 0) * 1e3:.0f} ms)" for g in range(3)
+    )
+    return (
+        f"loop lag: {wakes:,.0f} wake-ups, late > 5 ms {late[5]:.0f}, > 10 ms {late[10]:.0f}, "
+        f"> 25 ms {late[25]:.0f}; gc: {gcs}"
+    )
+
+
 # ---- main -----------------------------------------------------------------------------
 
 
@@ -243,6 +280,95 @@ def sync_micro(rounds: int = 30, subjects: int = 2000) -> None:
     print(f"rate-limit sync: {us:.2f} us of lobby CPU per subject ({rounds} syncs of {subjects:,})")
 
 
+def flush_micro(rounds: int = 10, players: int = 10_000) -> None:
+    """One presence flush of ``players`` players against a redis-server of its own: the longest
+    stretch it held the event loop and its CPU per player, both in this thread's CPU time (what
+    the lobby's other requests wait behind; unlike wall time, not stretched by a busy machine)."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from lobby.metrics import LobbyMetrics
+    from lobby.presence import PresenceBatcher
+
+    async def measure(url: str) -> tuple[float, float]:
+        import gc
+
+        gc.collect()  # the collector as a lobby sets it (lobby/collector.py): the flush's own
+        gc.freeze()  # holds are measured, not a full collection of this process's heap
+        gc.set_threshold(50_000, 10, 10)
+        client = aioredis.Redis.from_url(url, socket_timeout=5)
+        batcher = PresenceBatcher(
+            client, LobbyMetrics(), regions=("local",), ttl_s=300, flush_s=60, max_buffer=players
+        )
+        held = spent = 0.0
+        for _ in range(rounds):
+            # Its CPU: the flush alone (a task turning the loop would add its own spinning).
+            for i in range(players):
+                batcher.beat(f"player-{i:08d}", "local")
+            started = time.thread_time()
+            await batcher.flush()
+            spent += time.thread_time() - started
+            # The longest stretch between two turns of the loop while it runs.
+            for i in range(players):
+                batcher.beat(f"player-{i:08d}", "local")
+            flush = asyncio.create_task(batcher.flush())
+            while not flush.done():
+                turn = time.thread_time()
+                await asyncio.sleep(0)
+                held = max(held, time.thread_time() - turn)
+            await flush
+        await client.aclose()
+        return held, spent / rounds / players
+
+    with RedisServer() as redis:
+        held, per_player = asyncio.run(measure(redis.url))
+    print(
+        f"presence flush of {players:,} players: held the loop {held * 1e3:.1f} ms at most, "
+        f"{per_player * 1e6:.2f} us of lobby CPU per player ({rounds} flushes)"
+    )
+
+
+def gc_micro(tokens: int = 10_000) -> None:
+    """A full collection of a lobby's heap (its app built, ``tokens`` verified tokens cached),
+    in this thread's CPU time, without and with ``gc.freeze()`` after start-up (lobby/collector.py)."""
+    import gc
+
+    from arena.tokens import PlayerTokenCache
+    from lobby.app import build_app
+    from lobby.settings import LobbySettings
+
+    app = build_app(LobbySettings())  # every module and route of a lobby
+    signer = TokenSigner(SECRET.encode())
+    minted = [signer.sign_player(new_player_id(), f"bench{i}", ttl_s=3600, guest=True) for i in range(tokens)]
+
+    def cached() -> PlayerTokenCache:
+        cache = PlayerTokenCache(signer, max_size=tokens)
+        for t in minted:
+            cache.verify_player(t)
+        return cache
+
+    def full_ms() -> float:
+        started = time.thread_time()
+        gc.collect()
+        return (time.thread_time() - started) * 1e3
+
+    cache = cached()
+    walked = len(gc.get_objects())
+    before = [full_ms() for _ in range(3)]
+    del cache
+    gc.collect()
+    gc.freeze()  # what the lobby does once started; the tokens are cached after it, as in a lobby
+    cache = cached()
+    after = [full_ms() for _ in range(3)]
+    print(
+        f"full collection, {walked:,} objects: {min(before):.1f}-{max(before):.1f} ms of CPU; "
+        f"start-up heap frozen ({gc.get_freeze_count():,} objects): {min(after):.1f}-{max(after):.1f} ms"
+    )
+    gc.unfreeze()
+    del app, cache
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=5.0, help="length of one wrk run (default 5)")
@@ -255,6 +381,12 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", type=Path, help="py-spy profile in an extra run of the first scenario (.txt: raw stacks)"
     )
     ap.add_argument("--sync-micro", action="store_true", help="only time one rate-limit sync per subject")
+    ap.add_argument(
+        "--flush-micro", action="store_true", help="only time one presence flush (longest loop hold)"
+    )
+    ap.add_argument(
+        "--gc-micro", action="store_true", help="only time a full collection, unfrozen and frozen"
+    )
     ap.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)  # internal: run the bare server
     args = ap.parse_args(argv)
     if args.bare_server:
@@ -262,6 +394,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.sync_micro:
         sync_micro()
+        return 0
+    if args.flush_micro:
+        flush_micro()
+        return 0
+    if args.gc_micro:
+        gc_micro()
         return 0
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install wrk")
@@ -335,11 +473,14 @@ def main(argv: list[str] | None = None) -> int:
                 base_l, base_b = f"http://127.0.0.1:{lobby_port}", f"http://127.0.0.1:{bare_port}"
                 # bare, lobby, bare: the bare figure is the mean of the two around the lobby's run
                 b1 = measured(bare.pid, base_b, scenario, c)
+                seen = lobby_counts(base_l)
                 lob = measured(lobby.pid, base_l, scenario, c, with_redis=True)
+                stalls = fmt_stalls(seen, lobby_counts(base_l))
                 b2 = measured(bare.pid, base_b, scenario, c)
                 bare_rps = (b1.rps + b2.rps) / 2
                 conns = min(c, 32) if scenario == "tickets" else c
                 print(f"{scenario:<11} c={conns:<4} lobby {fmt(lob)}", flush=True)
+                print(f"{'':<11} {'':<6}       {stalls}", flush=True)
                 print(f"{'':<11} {'':<6} bare  {fmt(b1)}", flush=True)
                 print(f"{'':<11} {'':<6} bare  {fmt(b2)}", flush=True)
                 bare_cpu = (b1.cpu_us + b2.cpu_us) / 2

@@ -9,7 +9,8 @@ from aiohttp import web
 from arena.logs import configure_logging
 from arena.signals import until_signal
 from arena.startup import load_settings
-from lobby.app import build_app
+from lobby import collector
+from lobby.app import METRICS_KEY, build_app
 from lobby.settings import LobbySettings
 
 log = structlog.get_logger(__name__)
@@ -24,6 +25,9 @@ async def serve(settings: LobbySettings) -> None:
     try:
         site = web.TCPSite(runner, settings.host, settings.port, backlog=4096, reuse_address=True)
         await site.start()
+        # Start-up is done: its heap is frozen out of the collector's walks (lobby/collector.py).
+        runner.app[METRICS_KEY].watch_gc()
+        collector.tune(settings.gc_freeze, settings.gc_young)
         log.info("lobby_listening", host=settings.host, port=settings.port, regions=list(settings.regions))
         await until_signal()
         log.info("lobby_stopping")

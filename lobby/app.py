@@ -1,9 +1,9 @@
 """Wiring of the lobby: parts created in dependency order, torn down in reverse.
 
 Redis -> ticket store -> node registry view -> HTTP client -> pub/sub notices -> presence
-batcher -> rate limiter's sync (started last, stopped first: their final writes still have
-Redis). The parts that hold nothing to close (accounts, ratings, placer, private races) are
-built on these.
+batcher -> rate limiter's sync (their final writes still have Redis) -> the loop-lag probe
+(started last, stopped first). The parts that hold nothing to close (accounts, ratings, placer,
+private races) are built on these.
 
 Middlewares, outermost first: metrics (sees every final status), JSON errors, auth (reads
 the bearer token), rate limits (counts against the IP, and the player when known).
@@ -49,6 +49,7 @@ from lobby.auth import AccountStore, auth_middleware
 from lobby.boardcache import BOARD_CACHE_KEY, BoardCache
 from lobby.context import LOBBY_KEY, Lobby
 from lobby.errors import error_middleware
+from lobby.looplag import LoopLagProbe
 from lobby.metrics import LobbyMetrics
 from lobby.nodes import NodeWatch
 from lobby.presence import PresenceBatcher
@@ -133,6 +134,9 @@ async def _lobby_context(app: web.Application) -> AsyncIterator[None]:
         )
         await limiter.start()
         stack.push_async_callback(_bounded, "ratelimit", limiter.stop)
+        lag_probe = LoopLagProbe(metrics.loop_lag_seconds)
+        await lag_probe.start()
+        stack.push_async_callback(_bounded, "looplag", lag_probe.stop)
         signer = TokenSigner(settings.secrets.token_secret)
         player_tokens = PlayerTokenCache(
             signer, max_size=settings.token_cache, idle_s=settings.token_cache_idle_s

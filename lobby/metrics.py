@@ -6,6 +6,8 @@ limit scopes. Never a player, ticket, race id or invite code.
 
 from __future__ import annotations
 
+import gc
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -93,9 +95,36 @@ class LobbyMetrics:
             "Presence flushes that failed (retried next time)",
             registry=r,
         )
+        self.gc_pause_seconds = Histogram(
+            f"{_PREFIX}_gc_pause_seconds",
+            "Garbage collector pauses, by generation (lobby/collector.py)",
+            ["generation"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+            registry=r,
+        )
+        self.loop_lag_seconds = Histogram(
+            f"{_PREFIX}_loop_lag_seconds",
+            "How late a probe woke up every 10 ms: time the event loop was busy with something else",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        )
         self.presence_players_flushed = Counter(
             f"{_PREFIX}_presence_players_flushed_total", "Player presences written to Redis", registry=r
         )
+
+    def watch_gc(self) -> None:
+        """Time every garbage collection (a process has one collector: call this once, in main)."""
+        started = [0.0]
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                self.gc_pause_seconds.labels(str(info["generation"])).observe(
+                    time.perf_counter() - started[0]
+                )
+
+        gc.callbacks.append(on_gc)
 
     def answered(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request and its duration."""

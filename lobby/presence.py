@@ -2,11 +2,13 @@
 
 The seeds' lesson: never a database write per heartbeat. ``POST /v1/presence`` only records
 the beat in a dict (one entry per player, the latest wins); every ``flush_s`` the batcher
-writes the whole batch in one pipelined round trip:
+writes the whole batch, ``SLICE_PLAYERS`` players per pipelined round trip (the event loop
+serves requests between slices):
 
-- ``ZADD presence:{region}:online`` (player -> last seen, ms), one command per region;
-- ``SET user:{playerId}:presence {"region", "seen_at"} EX ttl`` per player (the seeds' key);
-- trim each touched region's members last seen before ``now - ttl``.
+- ``ZADD presence:{region}:online`` (player -> last seen, ms), one command per region and slice;
+- ``SET user:{playerId}:presence {"region", "seen_at"} EX ttl`` per player (the seeds' key),
+  all of a slice in one script call on a single Redis (``_SET_EACH``);
+- then trim each touched region's members last seen before ``now - ttl``.
 
 A player beating 100 times a second costs one entry per flush. The buffer is bounded: when
 ``max_buffer`` players are waiting, beats of players not already in it are dropped (counted
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -26,10 +29,12 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
+from redis.exceptions import NoScriptError
 
 from arena import keys
 from arena.clock import now_ms
 from arena.redisbatch import Command, run_batch
+from arena.redisutil import is_cluster
 from lobby.auth import require_player
 from lobby.bodies import read_object, req_str
 from lobby.context import lobby_of
@@ -37,6 +42,19 @@ from lobby.errors import bad_request
 from lobby.metrics import LobbyMetrics
 
 log = structlog.get_logger(__name__)
+
+# SET each KEYS[i] to ARGV[i + 1] for ARGV[1] seconds: a slice's presences in one command, whose
+# one reply replaces a reply per SET read one by one (4.1-4.3 -> 2.5 us of CPU per player, issue 19).
+_SET_EACH = """
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1])
+end
+return #KEYS
+"""
+
+# Players written per round trip: their commands fit one run_batch chunk (arena.redisbatch.CHUNK),
+# about 1-1.5 ms of the loop each (benchmarks/lobby_throughput.py --flush-micro).
+SLICE_PLAYERS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +75,7 @@ class PresenceBatcher:
         ttl_s: int,
         flush_s: float,
         max_buffer: int,
+        slice_players: int = SLICE_PLAYERS,
     ) -> None:
         self._redis = redis
         self._metrics = metrics
@@ -64,6 +83,10 @@ class PresenceBatcher:
         self.ttl_s = ttl_s
         self.flush_s = flush_s
         self.max_buffer = max_buffer
+        self.slice_players = slice_players
+        self._one_redis = not is_cluster(redis)
+        self._set_each_sha = hashlib.sha1(_SET_EACH.encode()).hexdigest()  # what EVALSHA names it by
+        self._script_loaded = False
         self._buffer: dict[str, _Beat] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -120,29 +143,34 @@ class PresenceBatcher:
     # ---- Redis -------------------------------------------------------------------
 
     async def flush(self) -> int:
-        """Write the buffered beats in one round trip; returns how many players were written."""
+        """Write the buffered beats, ``slice_players`` players per round trip; returns how many
+        players were written. A failure puts the whole batch back (rewriting is harmless)."""
         batch, self._buffer = self._buffer, {}
         if not batch:
             return 0
-        by_region: dict[str, dict[str, int]] = {}
-        for player_id, beat in batch.items():
-            by_region.setdefault(beat.region, {})[player_id] = beat.at
-        cutoff = now_ms() - self.ttl_s * 1000
-        commands: list[Command] = []
-        for region, members in by_region.items():
-            key = keys.presence_online(region)
-            scored = [part for player_id, at in members.items() for part in (at, player_id)]
-            commands.append(("ZADD", key, *scored))  # score member, score member, ...
-            commands.append(("ZREMRANGEBYSCORE", key, "-inf", f"({cutoff}"))
-            commands.append(("EXPIRE", key, self.ttl_s * 2))  # a region nobody visits any more goes away
-        # The value formatted, not json.dumps'd: the same JSON at a tenth of the CPU (this loop is
-        # most of a flush: py-spy, issue 19).
-        regions = {region: json.dumps(region) for region in by_region}
-        for player_id, beat in batch.items():
-            value = f'{{"region": {regions[beat.region]}, "seen_at": {beat.at}}}'
-            commands.append(("SET", keys.user_presence(player_id), value, "EX", self.ttl_s))
+        beats = list(batch.items())
+        regions: dict[str, str] = {}  # region touched -> its JSON text
         try:
-            await run_batch(self._redis, commands)
+            # Slice by slice, each built just before it is sent: the loop serves requests while
+            # Redis works on one. Built and sent whole, 10,000 players held the loop 15-30 ms
+            # once a second, the lobby's p99 (loop-lag probe, issue 19).
+            if self._one_redis and not self._script_loaded:
+                await self._redis.script_load(_SET_EACH)  # once; a restart's NOSCRIPT below
+                self._script_loaded = True
+            for first in range(0, len(beats), self.slice_players):
+                commands = self._slice(beats[first : first + self.slice_players], regions)
+                try:
+                    await run_batch(self._redis, commands)
+                except NoScriptError:  # Redis restarted or flushed its scripts: load, write again
+                    await self._redis.script_load(_SET_EACH)
+                    await run_batch(self._redis, commands)
+            cutoff = now_ms() - self.ttl_s * 1000
+            trims: list[Command] = []
+            for region in regions:
+                key = keys.presence_online(region)
+                trims.append(("ZREMRANGEBYSCORE", key, "-inf", f"({cutoff}"))
+                trims.append(("EXPIRE", key, self.ttl_s * 2))  # a region nobody visits any more goes away
+            await run_batch(self._redis, trims)
         except Exception:
             self._metrics.presence_flush_failures.inc()
             self._requeue(batch)
@@ -150,6 +178,31 @@ class PresenceBatcher:
         self._metrics.presence_flushes.inc()
         self._metrics.presence_players_flushed.inc(len(batch))
         return len(batch)
+
+    def _slice(self, beats: list[tuple[str, _Beat]], regions: dict[str, str]) -> list[Command]:
+        """One ``ZADD`` per region of a slice of the batch, and its players' ``SET``s: one script
+        call on a single Redis, one ``SET`` each on a cluster (their keys are in many slots)."""
+        scored: dict[str, list[str | int]] = {}
+        presence_keys: list[str] = []
+        values: list[str] = []
+        for player_id, beat in beats:
+            region = regions.get(beat.region)
+            if region is None:
+                region = regions[beat.region] = json.dumps(beat.region)
+            scored.setdefault(beat.region, []).extend((beat.at, player_id))  # score member, ...
+            presence_keys.append(keys.user_presence(player_id))
+            # The value formatted, not json.dumps'd: the same JSON at a tenth of the CPU (py-spy,
+            # issue 19).
+            values.append(f'{{"region": {region}, "seen_at": {beat.at}}}')
+        commands: list[Command]
+        if self._one_redis:
+            commands = [
+                ("EVALSHA", self._set_each_sha, len(presence_keys), *presence_keys, self.ttl_s, *values)
+            ]
+        else:
+            commands = [("SET", k, v, "EX", self.ttl_s) for k, v in zip(presence_keys, values, strict=True)]
+        commands += [("ZADD", keys.presence_online(name), *parts) for name, parts in scored.items()]
+        return commands
 
     def _requeue(self, batch: dict[str, _Beat]) -> None:
         """Put a failed batch back, under newer beats and within the buffer bound."""

@@ -14,8 +14,10 @@ request path counts in memory: a subject is refused when what Redis held at the 
 what this lobby counted since is over the limit. Every ``sync_s`` one pipelined round trip adds
 each subject's new hits to the same Redis counters (``INCRBY``) and reads back the totals, which
 bring in other lobbies' hits. Only a counter that sync created (its total is the hits just added)
-gets its ``EXPIRE``, in a second batch: the sync's commands were half ``EXPIRE`` commands that changed
-nothing (issue 19). Keys carry their window, so a counter lives on past its window only by the
+gets its ``EXPIRE``: the sync's commands were half ``EXPIRE`` commands that changed nothing (issue
+19). On a single Redis one script call per ``SYNC_SLICE`` counters does both (``_SYNC``: one reply
+for 256 counters); on a cluster, where the counters are in many slots, one ``INCRBY`` each and the
+``EXPIRE``s in a second batch. Keys carry their window, so a counter lives on past its window only by the
 slack of that one ``EXPIRE``; one whose ``EXPIRE`` failed is retried at the next sync.
 
 So one lobby alone limits exactly as before; with
@@ -27,6 +29,7 @@ Login attempts are always counted at once (``count``).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -36,10 +39,11 @@ import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from arena import keys
 from arena.redisbatch import Command, run_batch
+from arena.redisutil import is_cluster
 from lobby.auth import current_player
 from lobby.context import lobby_of
 from lobby.errors import json_error
@@ -47,6 +51,24 @@ from lobby.errors import json_error
 log = structlog.get_logger(__name__)
 
 LIMITED_PREFIX = "/v1/"  # health, readiness and metrics are never limited
+
+# The sync on a single Redis: add ARGV[i + 1] hits to counter KEYS[i], give a counter this call
+# created (its total is the hits just added) its lifetime ARGV[1], return the totals. One reply
+# per SYNC_SLICE counters instead of one per counter, read one by one (issue 19); the EXPIRE is
+# atomic with the INCRBY that created the counter.
+_SYNC = """
+local totals = {}
+for i, key in ipairs(KEYS) do
+  local hits = tonumber(ARGV[i + 1])
+  local total = redis.call('INCRBY', key, hits)
+  if total == hits then
+    redis.call('EXPIRE', key, ARGV[1])
+  end
+  totals[i] = total
+end
+return totals
+"""
+SYNC_SLICE = 256  # counters per script call
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +104,9 @@ class RateLimiter:
         self._expire_due: list[str] = []  # created by a sync whose EXPIRE failed: retried next time
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._one_redis = not is_cluster(redis)
+        self._sync_sha = hashlib.sha1(_SYNC.encode()).hexdigest()  # what EVALSHA names it by
+        self._script_loaded = False
 
     async def check(self, ip: str, player_id: str | None) -> Verdict:
         """Count one request for ``ip`` (and ``player_id``); refused if either is over its limit."""
@@ -157,15 +182,36 @@ class RateLimiter:
         if not live and not self._expire_due:
             return 0
         ttl = self.window_s + 1
-        commands: list[Command] = [("INCRBY", key, hits) for key, hits in live]
-        commands += [("EXPIRE", key, ttl) for key in self._expire_due]
+        commands: list[Command]
+        if self._one_redis:  # a script per SYNC_SLICE keys: it gives a new counter its EXPIRE
+            commands = [
+                ("EVALSHA", self._sync_sha, len(part), *(k for k, _ in part), ttl, *(h for _, h in part))
+                for part in (live[i : i + SYNC_SLICE] for i in range(0, len(live), SYNC_SLICE))
+            ]
+        else:
+            commands = [("INCRBY", key, hits) for key, hits in live]
+            commands += [("EXPIRE", key, ttl) for key in self._expire_due]
         try:
-            results = await run_batch(self._redis, commands)
+            if self._one_redis and not self._script_loaded:
+                await self._redis.script_load(_SYNC)  # once; a restart's NOSCRIPT is retried below
+                self._script_loaded = True
+            try:
+                results = await run_batch(self._redis, commands)
+            except NoScriptError:
+                # Redis restarted or flushed its scripts: none of them ran (a flush between two
+                # calls of one sync would count the first's hits twice: a subject limited early).
+                await self._redis.script_load(_SYNC)
+                results = await run_batch(self._redis, commands)
         except BaseException:
             if window == self._window:  # counted next time, under the hits since
                 for key, hits in live:
                     self._pending[key] = self._pending.get(key, 0) + hits
             raise
+        if self._one_redis:
+            totals = [total for reply in results for total in reply]
+            for (key, _), total in zip(live, totals, strict=True):
+                known[key] = int(total)  # a window that ended meanwhile: a dict nobody reads
+            return len(live)
         self._expire_due = []
         created: list[str] = []
         for (key, hits), total in zip(live, results, strict=False):

@@ -43,6 +43,9 @@ async def test_process_serves_and_stops_on_sigterm(redis_url: str, tmp_path: Pat
             await wait_ready(http, f"http://127.0.0.1:{port}")
             async with http.post(f"http://127.0.0.1:{port}/v1/guests", json={"name": "ada"}) as resp:
                 assert resp.status == 201
+            # The collector was tuned after start-up: its first full collection was timed.
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                assert 'arena_lobby_gc_pause_seconds_count{generation="2"}' in await resp.text()
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 10) == 0
     finally:

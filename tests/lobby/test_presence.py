@@ -112,3 +112,49 @@ async def test_buffered_gauge_reads_the_buffer(redis: aioredis.Redis) -> None:
     assert metrics.registry.get_sample_value("arena_lobby_presence_buffered") == 2
     assert await batcher.flush() == 2
     assert metrics.registry.get_sample_value("arena_lobby_presence_buffered") == 0
+
+
+async def test_a_big_flush_goes_in_slices_and_lets_the_loop_run(redis: aioredis.Redis) -> None:
+    """7 players in slices of 3 -> 3 round trips (one ZADD per region of a slice: 2 + 2 + 1), and the loop
+    gets control between them: a flush of thousands of players must not hold it (issue 19)."""
+    metrics = LobbyMetrics()
+    batcher = PresenceBatcher(
+        redis, metrics, regions=("eu", "us"), ttl_s=60, flush_s=30.0, max_buffer=100, slice_players=3
+    )
+    for i in range(7):
+        assert batcher.beat(f"s{i}", "eu" if i % 2 else "us")
+    before = await command_calls(redis, "set", "zadd")
+    turns = 0
+
+    async def ticker() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    tick = asyncio.create_task(ticker())
+    try:
+        assert await batcher.flush() == 7
+    finally:
+        tick.cancel()
+    after = await command_calls(redis, "set", "zadd")
+    assert {name: after[name] - before[name] for name in after} == {"set": 7, "zadd": 5}
+    assert turns >= 3
+    assert await redis.zcard(keys.presence_online("eu")) == 3
+    assert await redis.zcard(keys.presence_online("us")) == 4
+    assert await redis.exists(*(keys.user_presence(f"s{i}") for i in range(7))) == 7
+    assert 0 < await redis.ttl(keys.presence_online("eu")) <= 120
+
+
+async def test_a_flush_after_redis_lost_its_scripts_writes_again(redis: aioredis.Redis) -> None:
+    """On one Redis a slice's SETs are one script call; a Redis that lost its scripts (a restart,
+    SCRIPT FLUSH) answers NOSCRIPT, and the flush loads the script and writes the slice again."""
+    batcher = PresenceBatcher(redis, LobbyMetrics(), regions=("eu",), ttl_s=60, flush_s=30.0, max_buffer=10)
+    assert batcher.beat("n1", "eu")
+    assert await batcher.flush() == 1
+    await redis.script_flush()  # on a cluster: every master's (no script is used there)
+    assert batcher.beat("n2", "eu")
+    assert await batcher.flush() == 1
+    assert await redis.exists(keys.user_presence("n1"), keys.user_presence("n2")) == 2
+    assert 0 < await redis.ttl(keys.user_presence("n2")) <= 60
+    assert await redis.zcard(keys.presence_online("eu")) == 2

@@ -83,6 +83,7 @@ async def test_login_attempts_per_name(lobby_factory: LobbyFactory) -> None:
     (await api.call("POST", "/v1/sessions", body={"name": "ada", "password": "turing-1912"})).ok()
 
 
+@pytest.mark.redis_cluster  # a script per slice on one Redis, INCRBY each on a cluster
 async def test_batched_counting_limits_at_once_and_shares_totals(redis: aioredis.Redis) -> None:
     """Counted in memory, refused without waiting for a sync; a sync writes the hits to Redis,
     and the totals another lobby wrote there count here after the next sync."""
@@ -141,6 +142,7 @@ async def test_batched_sync_failure_keeps_the_hits(redis: aioredis.Redis) -> Non
     closed.close()
 
 
+@pytest.mark.redis_cluster  # a script per slice on one Redis, INCRBY each on a cluster
 async def test_batched_sync_expires_only_the_counters_it_creates(redis: aioredis.Redis) -> None:
     """The sync that creates a counter gives it its lifetime; later syncs only add to it (one
     command per subject); a counter lost from Redis (a restart) is created with a lifetime again."""
@@ -160,3 +162,17 @@ async def test_batched_sync_expires_only_the_counters_it_creates(redis: aioredis
     assert (await limiter.check("1.1.1.1", "p1")).allowed
     await limiter.sync()
     assert int(await redis.get(key)) == 1 and 60_000 <= await redis.pttl(key) <= 61_000
+
+
+async def test_batched_sync_after_redis_lost_its_scripts(redis: aioredis.Redis) -> None:
+    """A Redis that lost the sync's script (a restart, SCRIPT FLUSH) answers NOSCRIPT before
+    counting anything; the sync loads it and adds the hits once."""
+    now = time.time()
+    limiter = RateLimiter(redis, per_player=100, per_ip=0, window_s=60, clock=lambda: now, sync_s=0.1)
+    assert (await limiter.check("1.1.1.1", "p1")).allowed
+    assert await limiter.sync() == 1
+    await redis.script_flush()
+    assert (await limiter.check("1.1.1.1", "p1")).allowed
+    assert await limiter.sync() == 1
+    key = f"ratelimit:player:p1:{int(now // 60)}"
+    assert int(await redis.get(key)) == 2 and 60_000 <= await redis.pttl(key) <= 61_000
