@@ -8,43 +8,60 @@ letters (a log-normal bot), or a person's timing recorded on another text and re
 such structure in any race, so their pooled one-way ANOVA F of log intervals by letter pair stays
 near 1.
 
-Per race, each interval's log is taken relative to that race's own mean log interval, so a faster
-or slower day does not count as noise within a pair, and clipped to ±``clip`` (1.0: a third to
-2.7 times the race's typical interval), so a hesitation or a reach after a typo does not swamp
-the pair's own spread (winsorising; letter-blind gaps of sigma 0.4 are barely touched). Per
-player, a bounded summary is kept (``PairHistory``): per letter pair (case folded) the count, sum
-and sum of squares of those values, in two generations of at most ``races`` races each (so the
-evidence covers the last ``races`` to ``2 * races - 1`` races) and at most ``max_pairs`` pairs
-each, plus the ids of the races counted (a re-delivered result counts once). Pure: no I/O
-(persistence/pair_store.py keeps it in Redis).
+Only the 160 most frequent letter pairs of the race passages are kept (``PAIRS``, lower case,
+space included: 88 % of their letter pairs), so the summary has a fixed size. Per race, each
+interval's log is taken relative to that race's own mean log interval, so a faster or slower day
+does not count as noise within a pair, and clipped to ±``clip`` (1.0: a third to 2.7 times the
+race's typical interval), so a hesitation or a reach after a typo does not swamp the pair's own
+spread (winsorising; letter-blind gaps of sigma 0.4 are barely touched). Per player, a bounded
+summary is kept (``PairHistory``): per pair the count, sum and sum of squares of those values
+(float32), in two generations of at most ``races`` races each (so the evidence covers the last
+``races`` to ``2 * races - 1`` races), plus the ids of the races counted (a re-delivered result
+counts once): about 4 KB. Pure: no I/O (persistence/pair_store.py keeps it in Redis).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from operator import sub
+from itertools import compress
+from operator import add, sub
 from typing import Any
 
 import msgpack
 
-__all__ = ["PairHistory", "PairLimits", "pair_f", "race_pairs"]
+__all__ = ["PAIRS", "PairHistory", "PairLimits", "pair_f", "race_pairs"]
 
-_BACKSPACE = "\b"
-_FORMAT = 1
-Sums = tuple[int, float, float]  # count, sum, sum of squares of normalised log intervals
+# The 160 most frequent letter pairs (lower case, "_" for a space) of gameserver/data's passages.
+# Changing this list changes the stored format: bump _FORMAT (old summaries then start over).
+_PAIR_TEXT = (
+    "e_ _t th he _a s_ d_ _s in t_ er an _w n_ nd _o re ng r_ y_ _c _b _f _i ar ed st at on es"
+    " en ou or ea te it _h g_ a_ le ha to ve ne _m _p _l o_ al ro _r as _e ll me rs se f_ wa _d"
+    " nt h_ of lo ch de ti ee _n ri li ow ho is et l_ la hi il om ur fo co ra be un oo ca ac ut"
+    " pe wi _g ly el ta we gh ad no ke si ts ir ma sh mo wh ay ce ig m_ tr ev us ns ai ge ld so"
+    " pa bo ck fi ol id ni ot ie ic pl ry ht rn di os ul w_ em wo rt k_ op ds _y im ss ec am bu"
+    " _u cl ap ey rd mi fr ei sa od"
+)
+PAIRS: tuple[str, ...] = tuple(p.replace("_", " ") for p in _PAIR_TEXT.split())
+_INDEX = {p: i for i, p in enumerate(PAIRS)}
+_P = len(PAIRS)
+_FORMAT = 2
 
 
 @dataclass(frozen=True, slots=True)
 class PairLimits:
     # Below this pooled F the rhythm has no letter-pair structure: hold (0 turns the rule off).
-    # Chosen by benchmarks/rhythm_sweep.py --careers (docs/FAIRPLAY.md).
-    min_f: float = 1.25
-    min_intervals: int = 600  # pooled intervals of repeated pairs the rule needs (as in rhythm.py)
+    # Chosen by benchmarks/rhythm_sweep.py --careers (docs/FAIRPLAY.md): from 1,000 intervals,
+    # honest flat-keyboard jittery careers stayed above 1.4, letter-blind ones mostly below 1.2.
+    min_f: float = 1.3
+    # Pooled intervals of repeated pairs the rule needs. Not rhythm.py's 600: pooled from 600,
+    # one honest flat-keyboard career in 800 went down to F 1.23, inside the bots' range; from
+    # 1,000 none went below 1.43 (a bot then needs about 4-6 short races instead of 3-4).
+    min_intervals: int = 1000
     min_repeats: int = 2  # a pair counts once seen this many times
     races: int = 10  # races per generation: the evidence covers the last 10-19 races
-    max_pairs: int = 400  # pairs kept per generation (the most frequent): bounds the summary
     pause_ms: int = 1500  # longer intervals are pauses, left out (as in rhythm.py)
     # Normalised log intervals are clipped to ± this. Measured (benchmarks/rhythm_sweep.py
     # --careers): unclipped, honest flat-keyboard jittery careers went down to F 1.18, into the
@@ -54,91 +71,101 @@ class PairLimits:
     def __post_init__(self) -> None:
         if not 0 <= self.min_f <= 10:
             raise ValueError("pairs: min_f in [0, 10]")
-        if self.min_intervals < 50 or self.min_repeats < 2 or self.races < 1 or self.max_pairs < 10:
-            raise ValueError("pairs: min_intervals >= 50, min_repeats >= 2, races >= 1, max_pairs >= 10")
-        if not self.clip > 0:
-            raise ValueError("pairs: clip > 0")
+        if self.min_intervals < 50 or self.min_repeats < 2 or self.races < 1 or not self.clip > 0:
+            raise ValueError("pairs: min_intervals >= 50, min_repeats >= 2, races >= 1, clip > 0")
 
 
 DEFAULT_PAIR_LIMITS = PairLimits()
 
 
-def race_pairs(keys: str, times: Sequence[int], pause_ms: int = 1500, clip: float = 1.0) -> dict[str, Sums]:
-    """One race's intervals by letter pair: log interval minus the race's mean log, clipped to ±clip."""
-    logs: list[tuple[str, float]] = []
-    for a, b, gap in zip(keys, keys[1:], map(sub, times[1:], times), strict=False):
-        if 0 < gap <= pause_ms and a != _BACKSPACE and b != _BACKSPACE:
-            logs.append(((a + b).lower(), math.log(gap)))
-    if not logs:
-        return {}
-    mean = sum(x for _, x in logs) / len(logs)
-    sums: dict[str, list[float]] = {}
-    for pair, x in logs:
-        d = min(clip, max(-clip, x - mean))
-        s = sums.get(pair)
-        if s is None:
-            sums[pair] = [1, d, d * d]
-        else:
-            s[0] += 1
-            s[1] += d
-            s[2] += d * d
-    return {p: (int(s[0]), s[1], s[2]) for p, s in sums.items()}
+def _zeros() -> array[float]:
+    return array("f", bytes(4 * 3 * _P))
 
 
-def _add(into: dict[str, Sums], more: Mapping[str, Sums]) -> dict[str, Sums]:
-    out = dict(into)
-    for pair, (n, s, ss) in more.items():
-        old = out.get(pair)
-        out[pair] = (n, s, ss) if old is None else (old[0] + n, old[1] + s, old[2] + ss)
-    return out
+@dataclass(frozen=True, slots=True)
+class Sums:
+    """Per pair of ``PAIRS``: count, sum and sum of squares (one float32 array, 3 x 160)."""
+
+    values: array[float] = field(default_factory=_zeros)
+
+    def count(self, pair: str) -> int:
+        return round(self.values[_INDEX[pair]])
+
+    def total(self) -> int:
+        return round(sum(self.values[:_P]))
+
+    def plus(self, other: Sums) -> Sums:
+        return Sums(array("f", map(add, self.values, other.values)))
 
 
-def pair_f(pooled: Mapping[str, Sums], limits: PairLimits = DEFAULT_PAIR_LIMITS) -> tuple[float | None, int]:
+def race_pairs(keys: str, times: Sequence[int], pause_ms: int = 1500, clip: float = 1.0) -> Sums:
+    """One race's intervals by letter pair: log interval minus the race's mean log, clipped to ±clip.
+
+    O(keys), the per-key steps in C (map); backspaces and pairs outside ``PAIRS`` do not count."""
+    low = keys.lower()
+    index = map(_INDEX.get, map(add, low, low[1:]))
+    gaps = map(sub, times[1:], times)
+    kept = [(i, g) for i, g in zip(index, gaps, strict=False) if i is not None and 0 < g <= pause_ms]
+    if not kept:
+        return Sums()
+    at, kept_gaps = zip(*kept, strict=True)
+    logs = list(map(math.log, kept_gaps))
+    mean = sum(logs) / len(logs)
+    v = [0.0] * (3 * _P)  # a list while adding: cheaper per item than the array
+    for i, x in zip(at, logs, strict=True):
+        d = x - mean
+        if d > clip:
+            d = clip
+        elif d < -clip:
+            d = -clip
+        v[i] += 1.0
+        v[_P + i] += d
+        v[2 * _P + i] += d * d
+    return Sums(array("f", v))
+
+
+def pair_f(pooled: Sums, limits: PairLimits = DEFAULT_PAIR_LIMITS) -> tuple[float | None, int]:
     """(one-way ANOVA F by letter pair, intervals it rests on); F is None below ``min_intervals``."""
-    kept = [v for v in pooled.values() if v[0] >= limits.min_repeats]
-    n = sum(v[0] for v in kept)
-    k = len(kept)
+    v = pooled.values
+    counts, sums, squares = v[:_P], v[_P : 2 * _P], v[2 * _P :]
+    keep = [c >= limits.min_repeats - 0.5 for c in counts]
+    kept_n = list(compress(counts, keep))
+    kept_s = list(compress(sums, keep))
+    n = round(sum(kept_n))
+    k = len(kept_n)
     if n < limits.min_intervals or k < 2 or n <= k:
         return None, n
-    grand = sum(v[1] for v in kept) / n
-    between = sum(c * (s / c - grand) ** 2 for c, s, _ in kept)
-    within = sum(ss - s * s / c for c, s, ss in kept)
+    explained = sum(s * s / c for s, c in zip(kept_s, kept_n, strict=True))
+    total = sum(kept_s)
+    between = explained - total * total / n
+    within = sum(compress(squares, keep)) - explained
     if within <= 0:
         return (math.inf if between > 0 else 0.0), n
-    return (between / (k - 1)) / (within / (n - k)), n
-
-
-def _trim(pairs: dict[str, Sums], cap: int) -> dict[str, Sums]:
-    if len(pairs) <= cap:
-        return pairs
-    return dict(sorted(pairs.items(), key=lambda kv: -kv[1][0])[:cap])
+    return max(0.0, between / (k - 1)) / (within / (n - k)), n
 
 
 @dataclass(frozen=True, slots=True)
 class PairHistory:
     """One player's pooled letter-pair evidence (bounded), and whether it already holds them."""
 
-    current: dict[str, Sums] = field(default_factory=dict)
+    current: Sums = field(default_factory=Sums)
     current_races: int = 0
-    previous: dict[str, Sums] = field(default_factory=dict)
+    previous: Sums = field(default_factory=Sums)
     race_ids: tuple[str, ...] = ()  # races counted, newest last (at most 2 * races)
     held: bool = False  # the evidence said "no letter-pair structure": hold until released
 
-    def pooled(self) -> dict[str, Sums]:
-        return _add(self.previous, self.current)
+    def pooled(self) -> Sums:
+        return self.previous.plus(self.current)
 
-    def plus(
-        self, race_id: str, pairs: Mapping[str, Sums], limits: PairLimits = DEFAULT_PAIR_LIMITS
-    ) -> PairHistory:
+    def plus(self, race_id: str, pairs: Sums, limits: PairLimits = DEFAULT_PAIR_LIMITS) -> PairHistory:
         """This history with one more race (unchanged if that race is already counted)."""
         if race_id in self.race_ids:
             return self
         current, previous, races = self.current, self.previous, self.current_races
         if races >= limits.races:  # a new generation: the oldest races drop out
-            current, previous, races = {}, current, 0
-        current = _trim(_add(current, pairs), limits.max_pairs)
+            current, previous, races = Sums(), current, 0
         ids = (*self.race_ids, race_id)[-2 * limits.races :]
-        return PairHistory(current, races + 1, previous, ids, self.held)
+        return PairHistory(current.plus(pairs), races + 1, previous, ids, self.held)
 
     def judged(self, limits: PairLimits = DEFAULT_PAIR_LIMITS) -> PairHistory:
         """Held from now on if the pooled evidence is enough and shows no letter-pair structure."""
@@ -150,10 +177,7 @@ class PairHistory:
         return self
 
     def to_bytes(self) -> bytes:
-        def flat(pairs: Mapping[str, Sums]) -> list[Any]:
-            return [[p, n, round(s, 4), round(ss, 4)] for p, (n, s, ss) in pairs.items()]
-
-        cur, prev = flat(self.current), flat(self.previous)
+        cur, prev = self.current.values.tobytes(), self.previous.values.tobytes()
         raw = [_FORMAT, cur, self.current_races, prev, list(self.race_ids), self.held]
         packed: bytes = msgpack.packb(raw, use_bin_type=True)
         return packed
@@ -168,10 +192,11 @@ class PairHistory:
             fmt, cur, races, prev, ids, held = value
             if fmt != _FORMAT:
                 return cls()
-
-            def unflat(rows: Iterable[Any]) -> dict[str, Sums]:
-                return {str(p): (int(n), float(s), float(ss)) for p, n, s, ss in rows}
-
-            return cls(unflat(cur), int(races), unflat(prev), tuple(str(i) for i in ids), bool(held))
+            current, previous = array("f"), array("f")
+            current.frombytes(cur)
+            previous.frombytes(prev)
+            if len(current) != 3 * _P or len(previous) != 3 * _P:
+                return cls()
+            return cls(Sums(current), int(races), Sums(previous), tuple(str(i) for i in ids), bool(held))
         except (ValueError, TypeError, msgpack.ExtraData):
             return cls()

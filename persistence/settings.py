@@ -157,10 +157,10 @@ class ReadSideSettings:
     # that no honest typist below 180 WPM is ever held, and a jump below it is no threat to a board.
     review_pb_min_wpm: float = 180.0
     # ARENA_REVIEW_PAIRS_F: a valid finish is held when the player's letter-pair evidence pooled
-    # over recent races (persistence/pairs.py) reaches 600 intervals and its F is below this, and
-    # so are the player's later results until an operator releases one (0 to 10; 0: off). 1.25:
-    # honest careers of benchmarks/rhythm_sweep.py --careers stayed above 1.5 (docs/FAIRPLAY.md).
-    review_pairs_f: float = 1.25
+    # over recent races (persistence/pairs.py) reaches 1,000 intervals and its F is below this, and
+    # so are the player's later results until an operator releases one (0 to 10; 0: off). 1.3:
+    # honest careers of benchmarks/rhythm_sweep.py --careers stayed above 1.4 (docs/FAIRPLAY.md).
+    review_pairs_f: float = 1.3
     # ARENA_REVIEW_PAIRS_RACES: races per generation of that evidence (1 to 1000): it covers the
     # player's last N to 2N-1 valid finishes.
     review_pairs_races: int = 10
