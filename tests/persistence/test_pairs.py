@@ -7,10 +7,12 @@ import math
 import random
 from datetime import UTC, datetime
 
+import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
 from arena import keys
+from arena.keys import leaderboard
 from arena.results import MatchRecord
 from arena.settings import SettingsError
 from gameserver.passages import Corpus
@@ -20,6 +22,8 @@ from persistence.pairs import PAIRS, PairHistory, PairLimits, Sums, pair_f, race
 from persistence.settings import ReadSideSettings
 from persistence.times import to_ms
 from simulators.typing import TypingProfile, plan_keystrokes
+from tests.persistence.conftest import ServiceFactory
+from tests.persistence.helpers import Env, drained, push, wait_until
 
 LIMITS = PairLimits()
 TEXTS = [p.text for p in Corpus.load()]
@@ -191,3 +195,23 @@ def test_pair_settings_are_range_checked(name: str, bad: str) -> None:
         ReadSideSettings.from_env({name: bad})
     s = ReadSideSettings.from_env({"ARENA_REVIEW_PAIRS_F": "0", "ARENA_REVIEW_PAIRS_RACES": "5"})
     assert (s.review_pairs_f, s.review_pairs_races) == (0.0, 5)
+
+
+async def test_persistence_stores_a_letter_blind_bots_later_races_held(
+    env: Env, redis: aioredis.Redis, start_service: ServiceFactory
+) -> None:
+    """Through the service: the outbox in, PostgreSQL's review_state and the board out."""
+    rng = random.Random(18)
+    races = [bot_record(rng, "bot", n) for n in range(8)]
+    await start_service(env.settings())
+    await push(redis, races)
+    await wait_until(lambda: drained(redis), 20, "the races acknowledged")
+    async with asyncpg.create_pool(env.dsn, min_size=1, max_size=1) as pool:
+        rows = await pool.fetch("SELECT race_id, review_state FROM race_participants WHERE player_id = 'bot'")
+    states = {r["race_id"]: r["review_state"] for r in rows}
+    order = [states[r.match_id] for r in races]
+    assert order[:2] == ["clear", "clear"] and order[-1] == "held"
+    first = order.index("held")
+    assert all(s == "held" for s in order[first:])  # held from then on
+    board = await redis.zrange(leaderboard("quick", "alltime", ""), 0, -1, withscores=True)
+    assert board and board[0][0] == b"bot"  # its clear races are ranked: the board keeps its best of those
