@@ -17,8 +17,13 @@ from arena.results import MatchRecord
 from arena.settings import SettingsError
 from gameserver.passages import Corpus
 from persistence import synthetic
+from persistence.consumer import ReadSide
+from persistence.leaderboards import LeaderboardWriter
 from persistence.pair_store import PairEvidence
 from persistence.pairs import PAIRS, PairHistory, PairLimits, Sums, pair_f, race_pairs
+from persistence.ratings import RatingCatchUp
+from persistence.recent import RecentCache
+from persistence.review import DecidedResult
 from persistence.settings import ReadSideSettings
 from persistence.times import to_ms
 from simulators.typing import TypingProfile, plan_keystrokes
@@ -215,3 +220,28 @@ async def test_persistence_stores_a_letter_blind_bots_later_races_held(
     assert all(s == "held" for s in order[first:])  # held from then on
     board = await redis.zrange(leaderboard("quick", "alltime", ""), 0, -1, withscores=True)
     assert board and board[0][0] == b"bot"  # its clear races are ranked: the board keeps its best of those
+
+
+async def test_an_operators_release_starts_the_players_evidence_over(redis: aioredis.Redis) -> None:
+    settings = ReadSideSettings()
+    evidence = PairEvidence(redis, settings)
+    readside = ReadSide(
+        LeaderboardWriter(redis, settings),
+        RecentCache(redis, settings),
+        RatingCatchUp(redis),
+        redis,
+        pairs=evidence,
+    )
+    rng = random.Random(19)
+    for n in range(2):
+        await readside.pair_holds([bot_record(rng, "bot", n), bot_record(rng, "cy", n)])
+    race = bot_record(rng, "bot", 5)
+    p = race.participants[0]
+    released = DecidedResult(
+        race.match_id, "bot", p.name, race.kind, race.race_type, datetime.now(UTC), 1, 1, "finished", True,
+        p.wpm, p.accuracy, "released",
+    )  # fmt: skip
+    rejected = dataclasses.replace(released, player_id="cy", review="rejected")
+    await readside.apply_decisions([released, rejected], [])
+    assert await redis.get(keys.pair_history("bot")) is None  # released: starts over
+    assert await redis.get(keys.pair_history("cy")) is not None  # rejected: kept
