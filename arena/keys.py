@@ -47,6 +47,11 @@ def recent_races(player_id: str) -> str:
     return f"user:{player_id}:recent_races"
 
 
+def pair_history(player_id: str) -> str:
+    """A player's pooled letter-pair evidence over recent races (persistence/pairs.py), msgpack."""
+    return f"user:{player_id}:pairs"
+
+
 def outbox_written(race_id: RaceId) -> str:
     """Marker that a race's result is already in the outbox (makes the append idempotent)."""
     return f"{{outbox}}:written:{race_id}"

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/fairplay.py               # about 90 s: every class, 6 racers each
     .venv/bin/python benchmarks/fairplay.py --per-class 2 --json /tmp/fairplay.json
+    .venv/bin/python benchmarks/fairplay.py --per-class 2 --careers 3 --career-races 5
 
 Starts Redis and one node (``python -m gameserver``) on free loopback ports, creates one custom
 race per racer through the admin listener, and races every model over the real protocol at the
@@ -15,6 +16,12 @@ over the honest classes.  "Held" is what persistence would do with a clean finis
 (``persistence.review.review_state``): at or above ``ARENA_REVIEW_WPM`` (200) it is held; the
 personal-best rule needs ten stored races of the player, and every racer here is new, so it
 never applies.  Every wait has a deadline; the node and Redis are stopped on any exit.
+
+``--careers N`` also races N careers per career class at the same time: one player racing
+``--career-races`` short races (100-500 characters, fresh passages) in a row, one typist model
+(or one bot) throughout.  Their keystroke logs, as the node received them, are then judged as
+persistence would store them one after another (``persistence.pairs``: the letter-pair evidence
+pooled over the player's races), and a second table says after which race each career was held.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import random
 import statistics
@@ -56,6 +64,8 @@ from arena.protocol import (  # noqa: E402
 from benchmarks.node_capacity import ADMIN_TOKEN, TOKEN_SECRET, NodeProcess, bench_node_env  # noqa: E402
 from gameserver.passages import Corpus  # noqa: E402
 from ops.services import RedisServer, free_port  # noqa: E402
+from persistence.pair_store import pair_limits  # noqa: E402
+from persistence.pairs import PairHistory, race_pairs  # noqa: E402
 from persistence.settings import ReadSideSettings  # noqa: E402
 from simulators.typing import TypingProfile, draw_profile, plan_keystrokes  # noqa: E402
 
@@ -310,6 +320,117 @@ CHEATS: dict[str, Callable[[random.Random, Texts], Script]] = {
 }
 
 
+# ---- careers: one player, several short races in a row ---------------------------------------
+
+
+def career_chars(rng: random.Random, wpm: float) -> int:
+    """100-500 characters, at most about 40 s of typing (a custom race's limit)."""
+    return rng.randint(100, max(100, min(500, int(wpm * 5 * 40 / 60))))
+
+
+def honest_career(flat: bool) -> Callable[[random.Random, Texts, int], list[Script]]:
+    def make(rng: random.Random, texts: Texts, races: int) -> list[Script]:
+        wpm = rng.uniform(60, 210)
+        profile = person(rng, wpm)
+        if flat:  # the hard corner: pair speeds barely differ, the hands are jittery
+            profile = dataclasses.replace(profile, digraph_sd=0.2, jitter_cv=rng.uniform(0.5, 0.55))
+        rtt = rng.randrange(0, 401)
+        scripts = []
+        for _ in range(races):
+            text = texts.cut(rng, career_chars(rng, wpm))
+            plan = plan_keystrokes(text, profile, rng)
+            scripts.append(Script(text, at_instants(plan, rtt), plan_wpm(text, plan), rtt_ms=rtt))
+        return scripts
+
+    return make
+
+
+def lognormal_career(rng: random.Random, texts: Texts, races: int) -> list[Script]:
+    wpm = rng.uniform(110, 180)
+    scripts = []
+    for _ in range(races):
+        text = texts.cut(rng, career_chars(rng, wpm))
+        plan = scripted(text, lambda i: 12_000 / wpm * rng.lognormvariate(-0.08, 0.4))
+        scripts.append(Script(text, at_instants(plan, 50), plan_wpm(text, plan), rtt_ms=50))
+    return scripts
+
+
+def replay_career(rng: random.Random, texts: Texts, races: int) -> list[Script]:
+    """One person's timing (95-125 WPM) recorded on other texts, replayed 1.6x: 150-200 WPM."""
+    recorder = person(rng, rng.uniform(95, 125))
+    scripts = []
+    for _ in range(races):
+        text = texts.cut(rng, career_chars(rng, 180))
+        recorded = [t for _, t in plan_keystrokes(texts.cut(rng, len(text) + 200), recorder, rng)]
+        plan = [(ch, round(recorded[i] / 1.6)) for i, ch in enumerate(text)]
+        scripts.append(Script(text, at_instants(plan, 50), plan_wpm(text, plan), rtt_ms=50))
+    return scripts
+
+
+CAREERS: dict[str, tuple[bool, Callable[[random.Random, Texts, int], list[Script]]]] = {
+    "honest career 60-210": (True, honest_career(flat=False)),
+    "honest career flat": (True, honest_career(flat=True)),
+    "log-normal bot career": (False, lognormal_career),
+    "replayed 1.6x career": (False, replay_career),
+}
+
+
+@dataclass(slots=True)
+class Career:
+    cls: str
+    honest: bool
+    races: list[Outcome] = field(default_factory=list)
+    held_at: int | None = None  # the race (1-based) from which persistence holds on letter pairs
+
+
+def judge_career(career: Career, scripts: list[Script]) -> None:
+    """As persistence would store the races one after another: a valid finish joins the player's
+    letter-pair evidence (the keys and times as the node received them), then is judged."""
+    limits = pair_limits(REVIEW)
+    history = PairHistory()
+    for n, (o, script) in enumerate(zip(career.races, scripts, strict=True), start=1):
+        if o.status != "finished" or o.flags:
+            continue
+        keys = "".join(b.keys for b in script.batches)
+        times = [t for b in script.batches for t in b.times]
+        history = history.plus(str(n), race_pairs(keys, times, limits.pause_ms, limits.clip), limits)
+        history = history.judged(limits)
+        if history.held and career.held_at is None:
+            career.held_at = n
+
+
+async def race_career(
+    http: aiohttp.ClientSession, node: NodeProcess, cls: str, honest_: bool, scripts: list[Script]
+) -> Career:
+    career = Career(cls, honest_)
+    for script in scripts:
+        career.races.append(await race_one(http, node, cls, honest_, script))
+    judge_career(career, scripts)
+    return career
+
+
+def career_table(careers: list[Career], races: int) -> str:
+    lines = [
+        f"{'career class':<22} {'n':>3} {'races':>5} {'clean':>5} {'flagged':>7} {'held wpm':>8}"
+        f"  held on letter pairs by race K = 1..{races}"
+    ]
+    for cls in dict.fromkeys(c.cls for c in careers):
+        rows = [c for c in careers if c.cls == cls]
+        outs = [o for c in rows for o in c.races]
+        clean = sum(o.status == "finished" and not o.flags for o in outs)
+        flagged = sum(bool(o.flags) for o in outs)
+        held_wpm = sum(is_held(o) for o in outs)
+        by = [sum(c.held_at is not None and c.held_at <= k for c in rows) for k in range(1, races + 1)]
+        lines.append(
+            f"{cls:<22} {len(rows):>3} {len(outs):>5} {clean:>5} {flagged:>7} {held_wpm:>8}"
+            f"  {' '.join(f'{h:>2}' for h in by)}"
+        )
+    honest = [c for c in careers if c.honest]
+    slow = [c for c in honest if c.held_at is not None]
+    lines.append(f"honest careers held on letter pairs: {len(slow)} of {len(honest)}")
+    return "\n".join(lines)
+
+
 class Texts:
     """Passages from the corpus, cut to what a model finishes within the race's time limit."""
 
@@ -439,7 +560,7 @@ def table(outcomes: list[Outcome], review_wpm: float = REVIEW.review_wpm) -> str
     return "\n".join(lines)
 
 
-async def run(args: argparse.Namespace) -> list[Outcome]:
+async def run(args: argparse.Namespace) -> tuple[list[Outcome], list[Career]]:
     rng = random.Random(args.seed)
     texts = Texts()
     jobs: list[tuple[str, bool, Script]] = []
@@ -447,11 +568,17 @@ async def run(args: argparse.Namespace) -> list[Outcome]:
         jobs += [(cls, True, make(rng, texts)) for _ in range(args.per_class)]
     for cls, make in CHEATS.items():
         jobs += [(cls, False, make(rng, texts)) for _ in range(args.per_class)]
+    career_jobs = [
+        (cls, honest_, make(rng, texts, args.career_races))
+        for cls, (honest_, make) in CAREERS.items()
+        for _ in range(args.careers)
+    ]
     redis = RedisServer()
     redis.start()
     work = Path(tempfile.mkdtemp(prefix="fairplay-bench-"))
+    players = len(jobs) + len(career_jobs)
     env = bench_node_env(
-        "fairplay-node", redis.url, free_port(), len(jobs), admin_token=ADMIN_TOKEN, token_secret=TOKEN_SECRET
+        "fairplay-node", redis.url, free_port(), players, admin_token=ADMIN_TOKEN, token_secret=TOKEN_SECRET
     )
     env |= {"ARENA_RACE_COUNTDOWN_S": "2", "ARENA_LOG_LEVEL": "warning", "ARENA_MAX_VIOLATIONS": "10"}
     node = NodeProcess(ROOT, env, None, work / "node.log")
@@ -459,7 +586,10 @@ async def run(args: argparse.Namespace) -> list[Outcome]:
         node.start()
         await node.wait_ready(30)
         async with aiohttp.ClientSession() as http:
-            return list(await asyncio.gather(*(race_one(http, node, c, h, s) for c, h, s in jobs)))
+            singles = asyncio.gather(*(race_one(http, node, c, h, s) for c, h, s in jobs))
+            careers = asyncio.gather(*(race_career(http, node, c, h, s) for c, h, s in career_jobs))
+            outcomes, done = await asyncio.gather(singles, careers)
+            return list(outcomes), list(done)
     finally:
         node.stop()
         redis.stop()
@@ -471,14 +601,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--per-class", type=int, default=6, help="racers per class (default 6)")
     parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument("--careers", type=int, default=0, help="careers per career class (default 0)")
+    parser.add_argument("--career-races", type=int, default=5, help="short races per career (default 5)")
     parser.add_argument("--json", type=Path, help="write every racer's outcome here")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    outcomes = asyncio.run(run(args))
+    outcomes, careers = asyncio.run(run(args))
     print(table(outcomes))
-    print(f"{len(outcomes)} racers through one node in {time.monotonic() - started:.0f} s (seed {args.seed})")
+    if careers:
+        print(career_table(careers, args.career_races))
+    racers = len(outcomes) + len(careers)
+    print(f"{racers} racers through one node in {time.monotonic() - started:.0f} s (seed {args.seed})")
     if args.json:
-        args.json.write_text(json.dumps([asdict(o) for o in outcomes], indent=1))
+        every = [asdict(o) for o in outcomes] + [asdict(c) for c in careers]
+        args.json.write_text(json.dumps(every, indent=1))
     return 0
 
 

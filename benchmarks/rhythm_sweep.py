@@ -2,12 +2,21 @@
 
     .venv/bin/python benchmarks/rhythm_sweep.py                  # about a minute
     .venv/bin/python benchmarks/rhythm_sweep.py --runs 50 --lengths 200,400,800
+    .venv/bin/python benchmarks/rhythm_sweep.py --careers 1000 --races 8   # pooled letter pairs
 
 For each passage length, ``--runs`` log-normal bots (the fair-play benchmark's "log-normal
 bot": gaps drawn log-normally whatever the letters, 110-180 WPM) and as many honest typists
 (``simulators/typing.py`` as in benchmarks/fairplay.py, 20-210 WPM, typos, pauses, letter-pair
 speeds of their own keyboard) are judged by ``gameserver.rhythm.rhythm``; it prints, per length,
 how many of each were flagged, and which rules fired. Every run is seeded (``--seed``).
+
+``--careers N`` judges careers instead (``persistence.pairs``: letter-pair evidence pooled over a
+player's races): N honest typists (one model per player, 20-210 WPM, a fresh 100-500 character
+passage each race), N/4 honest typists of the hard corner (flat keyboard, pair-speed sigma 0.2,
+jittery hands, jitter 0.5-0.55), N/4 log-normal bots (110-180 WPM) and N/4 replayers (one person's
+timing recorded on another text, replayed 1.6x faster: 150-200 WPM), ``--races`` short races each.
+It prints, per race K, how many careers of each are held by then, and the lowest pooled F each
+class of honest careers reached (the margin below which the threshold must not go).
 """
 
 from __future__ import annotations
@@ -23,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.fairplay import Texts, person, scripted  # noqa: E402
 from gameserver.rhythm import rhythm  # noqa: E402
-from simulators.typing import plan_keystrokes  # noqa: E402
+from persistence.pairs import PairHistory, PairLimits, pair_f, race_pairs  # noqa: E402
+from simulators.typing import TypingProfile, plan_keystrokes  # noqa: E402
 
 LENGTHS = (100, 200, 300, 400, 500, 600, 800, 1000, 1200)
 
@@ -58,12 +68,78 @@ def sweep(
     return rows
 
 
+Plan = list[tuple[str, int]]
+CAREER_CLASSES = ("honest", "honest flat+jittery", "log-normal bot", "replayed 1.6x")
+
+
+def career_races(kind: str, rng: random.Random, texts: Texts, races: int) -> list[Plan]:
+    """One player's ``races`` short races (100-500 characters each, fresh passages)."""
+    plans: list[Plan] = []
+    wpm = rng.uniform(110, 180)
+    profile = person(rng, rng.uniform(20, 210))
+    if kind == "honest flat+jittery":
+        p = profile
+        profile = TypingProfile(
+            p.wpm, p.error_rate, rng.uniform(0.5, 0.55), p.notice_delay_chars, p.pause_chance, 0.2, p.keyboard
+        )
+    recorder = person(rng, rng.uniform(95, 125))  # replayed 1.6x: 150-200 WPM
+    for _ in range(races):
+        text = texts.cut(rng, rng.randint(100, 500))
+        if kind.startswith("honest"):
+            plans.append(plan_keystrokes(text, profile, rng))
+        elif kind == "log-normal bot":
+            plans.append(scripted(text, lambda i: 12_000 / wpm * rng.lognormvariate(-0.08, 0.4)))
+        else:
+            other = texts.cut(rng, len(text) + 200)
+            recorded = [t for _, t in plan_keystrokes(other, recorder, rng)]
+            plans.append([(ch, round(recorded[i] / 1.6)) for i, ch in enumerate(text)])
+    return plans
+
+
+def careers(
+    n: int, races: int, seed: int, limits: PairLimits
+) -> dict[str, tuple[int, list[int], float]]:
+    """Per class: (careers, held by race 1..races, lowest pooled F seen)."""
+    texts = Texts()
+    out: dict[str, tuple[int, list[int], float]] = {}
+    for kind in CAREER_CLASSES:
+        count = n if kind == "honest" else max(1, n // 4)
+        rng = random.Random(f"{seed}:{kind}")
+        held_by = [0] * races
+        lowest = float("inf")
+        for c in range(count):
+            history = PairHistory()
+            for k, plan in enumerate(career_races(kind, rng, texts, races)):
+                keys, times = "".join(key for key, _ in plan), [t for _, t in plan]
+                pairs = race_pairs(keys, times, limits.pause_ms, limits.clip)
+                history = history.plus(f"{c}:{k}", pairs, limits).judged(limits)
+                f, _ = pair_f(history.pooled(), limits)
+                if f is not None:
+                    lowest = min(lowest, f)
+                if history.held:
+                    for j in range(k, races):
+                        held_by[j] += 1
+                    break
+        out[kind] = (count, held_by, lowest)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=100, help="bots and honest typists per length")
     ap.add_argument("--lengths", default=",".join(map(str, LENGTHS)), help="passage lengths, characters")
     ap.add_argument("--seed", type=int, default=14)
+    ap.add_argument("--careers", type=int, default=0, help="honest careers (0: sweep lengths instead)")
+    ap.add_argument("--races", type=int, default=8, help="short races per career")
+    ap.add_argument("--min-f", type=float, default=PairLimits().min_f, help="pooled F threshold")
     args = ap.parse_args(argv)
+    if args.careers:
+        limits = PairLimits(min_f=args.min_f)
+        print(f"pooled letter pairs, F < {limits.min_f} from {limits.min_intervals} intervals held")
+        print(f"{'class':<20} {'n':>5}  held by race K = 1..{args.races}{'':<10} lowest F")
+        for kind, (count, held_by, lowest) in careers(args.careers, args.races, args.seed, limits).items():
+            print(f"{kind:<20} {count:>5}  {' '.join(f'{h:>5}' for h in held_by)}  {lowest:8.3f}")
+        return 0
     lengths = tuple(int(x) for x in args.lengths.split(","))
     print(f"{'chars':>5} {'bots flagged':>12} {'honest flagged':>14}  rules (bots | honest)")
     for chars, bots, bot_rules, honest, honest_rules in sweep(lengths, args.runs, args.seed):

@@ -24,6 +24,7 @@ from persistence.errors import describe
 from persistence.kafka_lag import LagMonitor
 from persistence.leaderboards import LeaderboardWriter
 from persistence.metrics import PersistenceMetrics
+from persistence.pair_store import PairEvidence
 from persistence.publisher import KafkaPublisher
 from persistence.rating_history import RatingHistoryConsumer
 from persistence.ratings import RatingCatchUp
@@ -76,6 +77,7 @@ class PersistenceService:
             self.redis,
             tests=TestReadSide(self.redis, s.readside),
             undo=RatingUndo(self.redis),
+            pairs=PairEvidence(self.redis, s.readside),
         )
         dead = DeadLetters(self.redis)
         workers = max(1, s.consumer.workers)

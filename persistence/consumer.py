@@ -50,6 +50,7 @@ from persistence.entries import Entry, Match, PoisonEntry, decode
 from persistence.errors import Dependency, DependencyDown
 from persistence.leaderboards import LeaderboardWriter
 from persistence.metrics import PersistenceMetrics
+from persistence.pair_store import PairEvidence
 from persistence.publisher import KafkaPublisher, PublishBatch
 from persistence.ratings import RatingCatchUp
 from persistence.recent import RecentCache
@@ -130,6 +131,11 @@ class ReadSide:
     redis: aioredis.Redis
     tests: TestReadSide | None = None  # typing tests' recent results and histograms
     undo: RatingUndo | None = None  # None: made from ``redis`` when first needed
+    pairs: PairEvidence | None = None  # None: no letter-pair holds (persistence/pair_store.py)
+
+    async def pair_holds(self, records: Sequence[MatchRecord]) -> set[tuple[str, str]]:
+        """Results to hold on the players' pooled letter-pair evidence (before the store)."""
+        return await self.pairs.judge(records) if self.pairs is not None and records else set()
 
     async def apply(
         self,
@@ -171,6 +177,9 @@ class ReadSide:
         """Review decisions: the held line in recent results becomes released or rejected, and a
         rejection's rating change is undone, once (persistence/rejection.py). Returns how many
         ratings moved."""
+        released = [d.player_id for d in decided if d.review == ReviewState.RELEASED]
+        if released and self.pairs is not None:
+            await self.pairs.forget(released)
         if decided:
             swaps = [(d.player_id, d.recent(ReviewState.HELD), d.recent(d.review)) for d in decided]
             # A swap replaces one member by another: running it twice changes nothing more.
@@ -398,14 +407,18 @@ class OutboxConsumer:
         self._metrics.batch_size.observe(len(entries))
         matches = self._decode(batch)
         if matches:
+            races = [m.record for m in matches if isinstance(m.record, MatchRecord)]
+            with self._metrics.stage_seconds.labels("pairs").time():
+                holds = await self._retry(Dependency.REDIS, lambda: self._readside.pair_holds(races))
             with self._metrics.stage_seconds.labels("postgres").time():
                 written = await self._retry(
-                    Dependency.POSTGRES, lambda: self._store.write([m.record for m in matches])
+                    Dependency.POSTGRES, lambda: self._store.write([m.record for m in matches], holds)
                 )
             self._metrics.matches_inserted.inc(len(written.inserted))
             self._metrics.matches_duplicate.inc(len(matches) - len(written.inserted) - len(written.rejected))
             self._metrics.participant_rows.inc(written.participant_rows)
             self._metrics.results_held.inc(written.held)
+            self._metrics.results_held_pairs.inc(written.held_pairs)
             for decision, n in written.decided.items():
                 self._metrics.review_decisions.labels(decision).inc(n)
             matches = batch.fail(written.rejected, "postgres", matches)

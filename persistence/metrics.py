@@ -48,6 +48,11 @@ class PersistenceMetrics:
             "Result rows stored held for review (ARENA_REVIEW_WPM)",
             registry=r,
         )
+        self.results_held_pairs = Counter(
+            f"{_PREFIX}_results_held_pairs_total",
+            "Of those, held because the player's pooled letter-pair evidence shows no pairs (pairs.py)",
+            registry=r,
+        )
         self.review_decisions = Counter(
             f"{_PREFIX}_review_decisions_total",
             "Operator review decisions stored, by decision (released, rejected)",

@@ -157,6 +157,16 @@ class ReadSideSettings:
     # ARENA_REVIEW_PB_MIN_WPM: ... and only at or above this WPM (0 to ARENA_REVIEW_WPM): the goal is
     # that no honest typist below 180 WPM is ever held, and a jump below it is no threat to a board.
     review_pb_min_wpm: float = 180.0
+    # ARENA_REVIEW_PAIRS_F: a valid finish is held when the player's letter-pair evidence pooled
+    # over recent races (persistence/pairs.py) reaches 1,000 intervals and its F is below this, and
+    # so are the player's later results until an operator releases one (0 to 10; 0: off). 1.3:
+    # honest careers of benchmarks/rhythm_sweep.py --careers stayed above 1.4 (docs/FAIRPLAY.md).
+    review_pairs_f: float = 1.3
+    # ARENA_REVIEW_PAIRS_RACES: races per generation of that evidence (1 to 1000): it covers the
+    # player's last N to 2N-1 valid finishes.
+    review_pairs_races: int = 10
+    # ARENA_REVIEW_PAIRS_TTL_S: the evidence expires this long after the player's last finish.
+    review_pairs_ttl_s: int = 30 * 86_400
 
     def __post_init__(self) -> None:
         if not 100 <= self.review_wpm <= 1000:
@@ -167,6 +177,12 @@ class ReadSideSettings:
             raise SettingsError("ARENA_REVIEW_MIN_RACES must be between 1 and 10000")
         if not 0 <= self.review_pb_min_wpm <= self.review_wpm:
             raise SettingsError("ARENA_REVIEW_PB_MIN_WPM must be between 0 and ARENA_REVIEW_WPM")
+        if not 0 <= self.review_pairs_f <= 10:
+            raise SettingsError("ARENA_REVIEW_PAIRS_F must be between 0 and 10")
+        if not 1 <= self.review_pairs_races <= 1000:
+            raise SettingsError("ARENA_REVIEW_PAIRS_RACES must be between 1 and 1000")
+        if not 60 <= self.review_pairs_ttl_s <= 366 * 86_400:
+            raise SettingsError("ARENA_REVIEW_PAIRS_TTL_S must be between 60 and 31622400")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ReadSideSettings:
@@ -182,6 +198,9 @@ class ReadSideSettings:
             review_pb_ratio=env_float(env, "ARENA_REVIEW_PB_RATIO", d.review_pb_ratio),
             review_min_races=env_int(env, "ARENA_REVIEW_MIN_RACES", d.review_min_races),
             review_pb_min_wpm=env_float(env, "ARENA_REVIEW_PB_MIN_WPM", d.review_pb_min_wpm),
+            review_pairs_f=env_float(env, "ARENA_REVIEW_PAIRS_F", d.review_pairs_f),
+            review_pairs_races=env_int(env, "ARENA_REVIEW_PAIRS_RACES", d.review_pairs_races),
+            review_pairs_ttl_s=env_int(env, "ARENA_REVIEW_PAIRS_TTL_S", d.review_pairs_ttl_s),
         )
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -279,6 +279,7 @@ class WriteResult:
     participant_rows: int = 0
     released: list[ReleasedResult] = field(default_factory=list)  # to offer to the boards
     held: int = 0  # result rows this call stored 'held' for review
+    held_pairs: int = 0  # of which held by the pooled letter-pair evidence (persistence/pair_store.py)
     # (race, player) -> 'held' or 'rejected': kept off the boards, marked in recent results
     unranked: dict[tuple[str, str], str] = field(default_factory=dict)
     decided: dict[str, int] = field(default_factory=dict)  # new review decisions, by decision
@@ -295,16 +296,21 @@ class PostgresStore:
         self._months_lock = asyncio.Lock()  # workers of one process share this store
 
     async def write(
-        self, records: Sequence[MatchRecord | TournamentFinalRecord | ReviewDecisionRecord | TypingTestRecord]
+        self,
+        records: Sequence[MatchRecord | TournamentFinalRecord | ReviewDecisionRecord | TypingTestRecord],
+        holds: Collection[tuple[str, str]] = frozenset(),
     ) -> WriteResult:
         """Store a batch; a record PostgreSQL refuses is isolated and reported, not raised.
+
+        ``holds``: (race, player) of valid finishes to store held whatever the other rules say
+        (the pooled letter-pair evidence, persistence/pair_store.py).
 
         Raises ``DependencyDown`` when PostgreSQL cannot be reached (nothing is lost: the
         transaction either committed or not, and a retry is idempotent).
         """
         unique = sorted({r.match_id: r for r in reversed(records)}.values(), key=lambda r: r.match_id)
         try:
-            return await self._write(unique)
+            return await self._write(unique, holds)
         except Exception as exc:
             if not postgres_rejects_data(exc):
                 raise DependencyDown(Dependency.POSTGRES, exc) from exc
@@ -314,12 +320,13 @@ class PostgresStore:
         # Some record is bad: write one at a time to find it and keep the others.
         result = WriteResult()
         for record in unique:
-            one = await self.write([record])
+            one = await self.write([record], holds)
             result.inserted |= one.inserted
             result.rejected |= one.rejected
             result.participant_rows += one.participant_rows
             result.released += one.released
             result.held += one.held
+            result.held_pairs += one.held_pairs
             result.unranked |= one.unranked
             result.decided_results += one.decided_results
             result.rejections += one.rejections
@@ -347,7 +354,9 @@ class PostgresStore:
                 self._test_months.add(month)
 
     async def _write(
-        self, batch: Sequence[MatchRecord | TournamentFinalRecord | ReviewDecisionRecord | TypingTestRecord]
+        self,
+        batch: Sequence[MatchRecord | TournamentFinalRecord | ReviewDecisionRecord | TypingTestRecord],
+        holds: Collection[tuple[str, str]] = frozenset(),
     ) -> WriteResult:
         records = [r for r in batch if isinstance(r, MatchRecord)]
         tests = [r for r in batch if isinstance(r, TypingTestRecord)]
@@ -372,7 +381,7 @@ class PostgresStore:
                     inserted = {row["race_id"] for row in rows}
                 new = [r for r in records if r.match_id in inserted]
                 if new:
-                    await self._decide_review(conn, new, prepared)
+                    await self._decide_review(conn, new, prepared, holds)
                 participants = [row for r in new for row in prepared[r.match_id]]
                 if new:
                     await conn.execute(_UPSERT_PLAYERS, *_player_columns(new, _added_history(new, prepared)))
@@ -411,13 +420,18 @@ class PostgresStore:
                     )
                     unranked |= {(row["race_id"], row["player_id"]): row["review_state"] for row in rows}
         held = [row for row in participants if row[-1] == "held"]
+        held_pairs = 0
         for row in held:  # rare by design: one line each, for the operator's attention
-            log.info("result_held_for_review", race_id=row[0], player_id=row[1], wpm=row[8])
+            pairs = (row[0], row[1]) in holds
+            held_pairs += pairs
+            reason = "pairs_history" if pairs else "wpm"
+            log.info("result_held_for_review", race_id=row[0], player_id=row[1], wpm=row[8], reason=reason)
         return WriteResult(
             inserted=inserted,
             participant_rows=len(participants),
             released=released,
             held=len(held),
+            held_pairs=held_pairs,
             decided=decided,
             unranked=unranked,
             decided_results=read_back.decided,
@@ -425,7 +439,11 @@ class PostgresStore:
         )
 
     async def _decide_review(
-        self, conn: PoolConnectionProxy, new: Sequence[MatchRecord], prepared: dict[str, list[ParticipantRow]]
+        self,
+        conn: PoolConnectionProxy,
+        new: Sequence[MatchRecord],
+        prepared: dict[str, list[ParticipantRow]],
+        holds: Collection[tuple[str, str]] = frozenset(),
     ) -> None:
         """Set each new row's review state from the rules and the players' stored history.
 
@@ -440,6 +458,9 @@ class PostgresStore:
             decided = []
             for p, row in zip(r.participants, prepared[r.match_id], strict=True):
                 state = review_state(p, self._review, history.get(p.player_id))
+                held_on_pairs = (r.match_id, p.player_id) in holds and counts_for_ranking(p)
+                if state is ReviewState.CLEAR and held_on_pairs:
+                    state = ReviewState.HELD
                 if state is ReviewState.CLEAR and counts_for_ranking(p):
                     history[p.player_id] = history.get(p.player_id, History()).plus(p.wpm)
                 decided.append((*row[:-1], state.value))

@@ -12,16 +12,22 @@ from arena.ids import new_player_id, new_race_id
 from arena.results import MatchRecord, ParticipantRecord
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz     "
+_PAIR_SPEED = {
+    a + b: random.Random(f"pair:{a}{b}").lognormvariate(-0.045, 0.3) for a in _LETTERS for b in _LETTERS
+}
 
 
 def participant(
     rng: random.Random, player_id: str, place: int | None, *, started_at: int, keys: int = 250
 ) -> ParticipantRecord:
-    times, t = [], 0
-    for _ in range(keys):
-        t += max(15, int(rng.gauss(180, 60)))
-        times.append(t)
+    gaps = [max(15, int(rng.gauss(180, 60))) for _ in range(keys)]
     text = "".join(rng.choice(_LETTERS) for _ in range(keys))
+    times, t = [], 0
+    for i, gap in enumerate(gaps):
+        # Each letter pair at its own speed, as people type (persistence/pairs.py holds a player
+        # whose races show none); the same pair speeds for every synthetic player.
+        t += max(15, round(gap * _PAIR_SPEED.get(text[i - 1 : i + 1], 1.0)))
+        times.append(t)
     finished = place is not None
     wpm = round(keys / 5 / (t / 60000), 2)
     return ParticipantRecord(

@@ -1,0 +1,79 @@
+"""Each player's pooled letter-pair evidence in Redis (``user:{id}:pairs``), and the holds it calls.
+
+Persistence runs this once per batch, before it stores the batch (persistence/consumer.py): it
+reads the players' summaries (one pipelined GET each), adds each valid finish's intervals in
+race-end order, judges the pooled evidence (persistence/pairs.py) and writes the summaries back
+with a TTL (``ARENA_REVIEW_PAIRS_TTL_S``); the store then holds the results it names
+(persistence/store.py). A re-delivered result counts once (the summary keeps the ids of its
+races). Two workers storing the same player's races at the same moment may each miss the
+other's race: like the personal-best history, the evidence is a guide, not a ledger.
+
+An operator's release of any of a player's results deletes the summary: the operator has looked
+at the player, and the evidence starts over (docs/FAIRPLAY.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import redis.asyncio as aioredis
+import structlog
+
+from arena import keys
+from arena.results import MatchRecord
+from persistence.leaderboards import counts_for_ranking
+from persistence.pairs import PairHistory, PairLimits, race_pairs
+from persistence.settings import ReadSideSettings
+
+log = structlog.get_logger(__name__)
+
+
+def pair_limits(settings: ReadSideSettings) -> PairLimits:
+    return PairLimits(min_f=settings.review_pairs_f, races=settings.review_pairs_races)
+
+
+class PairEvidence:
+    def __init__(self, redis: aioredis.Redis, settings: ReadSideSettings) -> None:
+        self._redis = redis
+        self._limits = pair_limits(settings)
+        self._ttl_s = settings.review_pairs_ttl_s
+
+    async def judge(self, records: Sequence[MatchRecord]) -> set[tuple[str, str]]:
+        """(race, player) of the valid finishes to hold: the player's evidence says "no letter pairs"."""
+        if not self._limits.min_f:
+            return set()
+        ordered = sorted(records, key=lambda r: (r.ended_at, r.match_id))
+        results = [(r, p) for r in ordered for p in r.participants if counts_for_ranking(p)]
+        if not results:
+            return set()
+        players = sorted({p.player_id for _, p in results})
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for player in players:
+                pipe.get(keys.pair_history(player))
+            raws = await pipe.execute()
+        histories = {pl: PairHistory.from_bytes(raw) for pl, raw in zip(players, raws, strict=True)}
+        held: set[tuple[str, str]] = set()
+        for r, p in results:
+            before = histories[p.player_id]
+            # Per result: O(keys) to group the intervals, O(pairs) to pool and judge (bounded).
+            pairs = race_pairs(p.keys, p.key_times, self._limits.pause_ms, self._limits.clip)
+            after = before.plus(r.match_id, pairs, self._limits).judged(self._limits)
+            histories[p.player_id] = after
+            if after.held:
+                held.add((r.match_id, p.player_id))
+                if not before.held:
+                    log.info("pair_evidence_hold", player_id=p.player_id, race_id=r.match_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for player, history in histories.items():
+                pipe.set(keys.pair_history(player), history.to_bytes(), ex=self._ttl_s)
+            await pipe.execute()
+        return held
+
+    async def forget(self, players: Iterable[str]) -> None:
+        """An operator released one of their results: the evidence starts over."""
+        names = [keys.pair_history(p) for p in sorted(set(players))]
+        if names:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.delete(name)
+                await pipe.execute()
