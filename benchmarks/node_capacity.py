@@ -293,6 +293,10 @@ def bench_node_env(
         "ARENA_MAX_CONNECTIONS": str(players + 1000),
         "ARENA_NODE_CAPACITY": str(players + 1000),
         "ARENA_NODE_SHUTDOWN_GRACE_S": "1",
+        # Admission control off: these benchmarks push a node past what it holds on purpose (a
+        # full node would refuse the ramp's races); node_capacity --node-env ARENA_NODE_FULL_LAG_MS=500
+        # shows it on.
+        "ARENA_NODE_FULL_LAG_MS": "0",
     }
     return env
 

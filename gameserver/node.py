@@ -65,6 +65,10 @@ STOP_REDIS_S = 2.0  # the drain report and the registry removal at stop each wai
 # racer's whole keystroke log (≈ 2 ms a race after minutes of typing), so 2,800 races in one go
 # held the loop for 6 s while the results writer waited.
 ABORT_CHUNK = 100
+# ... and at least this often (s): after a long ramp the racers' logs hold thousands of keys,
+# 100 races took 5 s of a shared core to score (busy-machine run, docs/PERFORMANCE.md), and the
+# writer had written nothing when the benchmark's 15 s ran out.
+ABORT_YIELD_S = 0.02
 CHECKPOINT_LAG_LOG_MS = 10_000  # "checkpoints_behind" at most this often
 WATCH_CHECK_MS = 1000  # how often the owner asks whether other nodes watch its races
 
@@ -425,9 +429,11 @@ class Node:
         self._results_first = True
         aborted = frozen = 0
         owed = self.results_writer.backlog  # results owed: those queued before, and each queued now
+        yielded = loop.time()
         for n, room in enumerate(list(self.rooms.values()), 1):
-            if n % ABORT_CHUNK == 0:  # let the writer append what is queued meanwhile
-                await asyncio.sleep(0)
+            if n % ABORT_CHUNK == 0 or loop.time() - yielded >= ABORT_YIELD_S:
+                await asyncio.sleep(0)  # let the writer append what is queued meanwhile
+                yielded = loop.time()
             if not room.race.ended:
                 try:
                     room.race.abort(now, SHUTDOWN_REASON)

@@ -410,3 +410,22 @@ def test_a_frozen_race_still_gets_its_definition_written() -> None:
     ckpt.collect(room)
     assert ckpt.frozen == [room] and [a.items for a in ckpt.appends] == [[]]
     assert ckpt.commands == 3  # RPUSH of the definition, EXPIRE, SADD
+
+
+def test_frozen_checkpoints_are_counted_every_time_and_said_once() -> None:
+    node = SimpleNamespace(
+        metrics=NodeMetrics(),
+        settings=SimpleNamespace(race=SETTINGS),
+        log=structlog.get_logger(),
+        _frozen_said=False,
+    )
+    rooms = _due_rooms(3, 0)
+    with structlog.testing.capture_logs() as logs:
+        Node._checkpoints_frozen(node, rooms[:2], "backlog")  # type: ignore[arg-type]
+        Node._checkpoints_frozen(node, rooms[2:], "backlog")  # type: ignore[arg-type]
+    said = [e for e in logs if e["event"] == "checkpoints_frozen"]
+    assert len(said) == 1 and said[0]["log_level"] == "warning" and said[0]["races"] == 2
+    assert said[0]["backlog_kb"] == SETTINGS.checkpoint_backlog_kb
+    sample = node.metrics.registry.get_sample_value
+    frozen = sample("arena_gameserver_checkpoints_frozen_total", {"why": "backlog"})
+    assert frozen == 3

@@ -148,11 +148,11 @@ async def test_a_stop_writes_every_result_through_a_small_pool(start_node: Start
     assert most - baseline <= POOL, (baseline, most)
     metric = node.metrics.registry.get_sample_value
     assert metric("arena_gameserver_outbox_batch_size_sum") == RACES
-    # A few dozen round trips, not one per race (the abort yields every 100 races, so a batch
-    # may leave before it is full).
+    # Batches, not one round trip per race (the abort yields every 100 races or 20 ms, so a
+    # batch may leave before it is full: more of them on a busy machine).
     round_trips = metric("arena_gameserver_outbox_batch_size_count")
     assert round_trips is not None
-    assert RACES / OutboxSettings().batch_max <= round_trips <= 2 * RACES / OutboxSettings().batch_max
+    assert RACES / OutboxSettings().batch_max <= round_trips <= RACES / 10
     assert metric("arena_gameserver_outbox_retries_total") == 0
     assert metric("arena_gameserver_outbox_appends_total") == RACES
     assert metric("arena_gameserver_outbox_backlog") == 0
