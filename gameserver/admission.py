@@ -1,7 +1,9 @@
 """Admission control: a node that cannot keep up with the players it has takes no more.
 
-A saturated node's loop runs late: the flusher wakes later than it asked (loop lag) and the tick
-takes longer than its interval (overrun). Each heartbeat, the node looks at the worst of the two
+A saturated node's loop runs late: the flusher, which asks to wake every few milliseconds, wakes
+later than it asked (loop lag; a tick that overruns its interval by its own work holds the loop,
+so it shows there too; its wait for Redis does not, on purpose: a slow Redis is no node's load,
+and every node would say it is full at once). Each heartbeat, the node looks at the worst lag
 seen since the last one. Worse than ``ARENA_NODE_FULL_LAG_MS`` in ``FULL_AFTER`` heartbeats in a
 row and the node is *full*: its registry entry says ``full`` (placement skips it: the matchmaker,
 the lobby, the director) and admin race creation answers 503 ``node_full``. It takes races again
@@ -9,8 +11,8 @@ once the worst stays under half the threshold for ``CLEAR_AFTER`` heartbeats (th
 node near the threshold from flapping). Players already placed on it are not refused: their
 seats were promised.
 
-Off the hot path: the flusher and the ticker each compare one float per wake-up; the decision
-is taken once a heartbeat.
+Off the hot path: the flusher compares one float per wake-up; the decision is taken once a
+heartbeat.
 """
 
 from __future__ import annotations
@@ -27,13 +29,13 @@ class Admission:
 
     full_lag_ms: int  # ARENA_NODE_FULL_LAG_MS; 0: never full
     full: bool = False
-    worst_ms: float = 0.0  # the worst lag or tick overrun since the last ``step``
+    worst_ms: float = 0.0  # the worst loop lag since the last ``step``
     last_worst_ms: float = 0.0  # the window ``step`` judged last (for the log line)
     _over: int = 0  # heartbeats in a row over the threshold
     _under: int = 0  # heartbeats in a row under half of it
 
     def observe(self, lag_s: float) -> None:
-        """A loop lag or a tick overrun, in seconds."""
+        """A loop lag, in seconds."""
         ms = lag_s * 1000
         if ms > self.worst_ms:
             self.worst_ms = ms

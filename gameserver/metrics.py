@@ -185,7 +185,7 @@ class NodeMetrics:
         )
         self.full = Gauge(
             f"{_PREFIX}_full",
-            "1 while the node says it is full (its loop lag or tick overrun over ARENA_NODE_FULL_LAG_MS: "
+            "1 while the node says it is full (its loop lag over ARENA_NODE_FULL_LAG_MS: "
             "placement skips it, admin race creation answers 503), else 0",
             registry=r,
         )

@@ -238,10 +238,11 @@ class NodeSettings:
     region: str = "local"  # ARENA_NODE_REGION
     heartbeat_s: float = 1.0  # ARENA_NODE_HEARTBEAT_S: registry heartbeat; dead after 3 missed
     capacity: int = 10000  # ARENA_NODE_CAPACITY: players this node accepts
-    # ARENA_NODE_FULL_LAG_MS: admission control (gameserver/admission.py). A node whose loop lag or
-    # tick overrun reaches this in two heartbeats in a row says it is full: its registry entry's
-    # state is "full" (placement skips it) and admin race creation answers 503 node_full; it takes
-    # races again after three heartbeats under half of it. 0: off. 50 to 60000.
+    # ARENA_NODE_FULL_LAG_MS: admission control (gameserver/admission.py). A node whose loop lag
+    # (a tick overrunning by its own work included) reaches this in two heartbeats in a row says
+    # it is full: its registry entry's state is "full" (placement skips it) and admin race
+    # creation answers 503 node_full; it takes races again after three heartbeats under half of
+    # it. 0: off. 50 to 60000.
     full_lag_ms: int = 500
     # ARENA_NODE_SHUTDOWN_GRACE_S: after SIGTERM (or SIGINT) the node drains for at most this long,
     # then aborts the races still running (aborted results to the outbox, counted in the drain
