@@ -184,8 +184,10 @@ class NodePlacer:
                     data = await resp.json()
                     self._reserved[node.node_id] = self._reserved.get(node.node_id, 0) + seats
                     return _parse(data, node)
-                reason = "draining" if resp.status == 503 else "refused"
                 detail = (await resp.text())[:200]
+                reason = "refused"
+                if resp.status == 503:  # draining, or full (its loop lags: gameserver/admission.py)
+                    reason = "full" if '"node_full"' in detail else "draining"
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             reason, detail = "unreachable", repr(exc)
         except (ValueError, KeyError, TypeError) as exc:  # a 201 we cannot read: its seats just expire

@@ -22,6 +22,9 @@ from arena.redisutil import as_text, text_map
 class NodeState(StrEnum):
     READY = "ready"
     DRAINING = "draining"
+    # Up but not keeping up (loop lag over ARENA_NODE_FULL_LAG_MS, gameserver/admission.py): its
+    # races run on, placement gives it no new ones until it catches up.
+    FULL = "full"
 
 
 @dataclass(frozen=True, slots=True)

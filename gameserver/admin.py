@@ -37,7 +37,7 @@ from arena.protocol import RaceType
 from arena.typing_tests import TypingMode
 from gameserver.ghost import GhostError
 from gameserver.listener import body_deadline, handler_args
-from gameserver.node import MoveUnavailable, Node, NodeDraining, NodeExiting, SeatRequest
+from gameserver.node import MoveUnavailable, Node, NodeDraining, NodeExiting, NodeFull, SeatRequest
 from gameserver.passages import PassageError
 from gameserver.race import HeatTag
 from gameserver.settings import NodeSettings
@@ -244,6 +244,8 @@ async def _create_race(request: web.Request) -> web.Response:
         )
     except NodeDraining:
         return _json_error(503, "draining", "this node takes no new races")
+    except NodeFull:  # admission control: its loop lags (gameserver/admission.py); it recovers
+        return _json_error(503, "node_full", "this node cannot keep up with its players: no new race")
     except PassageError as exc:
         return _json_error(400, "bad_passage", str(exc))
     except GhostError as exc:
@@ -335,11 +337,13 @@ def _status_body(node: Node) -> dict[str, Any]:
     """``drain``: null, or counts since the drain began: ``finished`` (ended on their own),
     ``unplayed`` (nobody joined), ``aborted`` (cut by the shutdown), ``moved`` (handed to another
     node by a drain with move), ``running`` (not ended, or
-    result not yet written), ``ends_by`` (ms: when those end at the latest on their own)."""
+    result not yet written), ``ends_by`` (ms: when those end at the latest on their own).
+    ``state``: ready, full (admission control: no new races, gameserver/admission.py), draining
+    or drained."""
     live = node.live_races()
     return {
         "node_id": node.settings.node_id,
-        "state": ("drained" if live == 0 else "draining") if node.draining else "ready",
+        "state": ("drained" if live == 0 else "draining") if node.draining else node.info().state,
         "exiting": node.exiting,
         "races": live,
         "players": node.players_seated(),

@@ -77,9 +77,12 @@ def _node_context(settings: NodeSettings, corpus: Corpus | None) -> Any:
 
 async def _close_sockets(app: web.Application) -> None:
     """Shutdown: the admin listener stops with the players' one, then abort what still runs
-    (results to the outbox) and close every socket."""
-    await app[ADMIN_KEY].stop()
+    (results to the outbox) and close every socket. Players' input is not read from the start:
+    a saturated node spent the admin listener's stop answering it."""
     node = app.get(NODE_KEY)
+    if node is not None:
+        node.pause_reading()
+    await app[ADMIN_KEY].stop()
     if node is not None:
         await node.shutdown()
 

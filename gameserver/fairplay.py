@@ -17,6 +17,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import islice
+from operator import mul, sub
 from typing import Protocol
 
 from gameserver.rhythm import RhythmLimits, judge
@@ -155,15 +157,9 @@ def interval_cv(times: Sequence[int]) -> float | None:
     n = len(times) - 1
     if n < 1:
         return None
-    total = 0
-    total_sq = 0
-    prev = times[0]
-    for i in range(1, n + 1):
-        t = times[i]
-        d = t - prev
-        total += d
-        total_sq += d * d
-        prev = t
+    gaps = list(map(sub, islice(times, 1, None), times))  # integers: the sums are exact either way
+    total = sum(gaps)
+    total_sq = sum(map(mul, gaps, gaps))
     if total <= 0:
         return 0.0
     # Integer sums keep the variance exact: stdev/mean = sqrt(nQ - S^2) / S.
@@ -182,7 +178,8 @@ def longest_fast_run(times: Sequence[int], max_interval_ms: int) -> int:
         t = times[i]
         if t - prev <= max_interval_ms:
             run += 1
-            best = max(best, run)
+            if run > best:
+                best = run
         else:
             run = 1
         prev = t
@@ -204,7 +201,8 @@ def best_window_wpm(times: Sequence[int], window_ms: int) -> float:
         t = times[hi]
         while t - times[lo] >= window_ms:
             lo += 1
-        best = max(best, hi - lo + 1)
+        if hi - lo + 1 > best:  # not max(): a call per key, for every result
+            best = hi - lo + 1
     return best * _MS_PER_WORD_MINUTE / window_ms
 
 

@@ -183,6 +183,25 @@ class NodeMetrics:
         self.draining = Gauge(
             f"{_PREFIX}_draining", "1 while the node is draining (takes no new races), else 0", registry=r
         )
+        self.full = Gauge(
+            f"{_PREFIX}_full",
+            "1 while the node says it is full (its loop lag over ARENA_NODE_FULL_LAG_MS: "
+            "placement skips it, admin race creation answers 503), else 0",
+            registry=r,
+        )
+        self.full_changes = Counter(
+            f"{_PREFIX}_full_changes_total",
+            "Times the node became full (to=full) or took races again (to=ready)",
+            ["to"],
+            registry=r,
+        )
+        self.checkpoints_frozen = Counter(
+            f"{_PREFIX}_checkpoints_frozen_total",
+            "Races whose unappended checkpoint backlog passed ARENA_RACE_CHECKPOINT_BACKLOG_KB (or "
+            "that a stop aborted): backlog dropped, checkpoint kept at its last written entry",
+            ["why"],
+            registry=r,
+        )
 
         # Hot counts are plain integers, added to Prometheus by ``publish`` (every tick): a
         # Prometheus increment takes a lock, which cost more than the rest of a message's metrics.

@@ -49,9 +49,11 @@ TAKEN_BACK_REASON = "race resumed on this node"
 
 
 def movable(room: RaceRoom) -> bool:
-    """A race that can move: checkpointed, not over, not already moving, not faulted."""
+    """A race that can move: checkpointed (and not frozen: its checkpoint is behind the race),
+    not over, not already moving, not faulted."""
     return (
         room.checkpointed
+        and not room.checkpoint_frozen
         and room.moving_at is None
         and not room.taken_back
         and not room.faulted

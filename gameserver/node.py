@@ -15,6 +15,7 @@ move starts a sixth, the mover (``gameserver/mover.py``), which hands this node'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -35,6 +36,7 @@ from arena.results import MatchRecord
 from arena.tasks import stop_tasks
 from arena.tokens import TokenSigner
 from arena.typing_tests import TypingMode, TypingTestRecord
+from gameserver.admission import Admission
 from gameserver.adoption import extend_by_outage, take_over
 from gameserver.batcher import ProgressBatcher
 from gameserver.checkpoint import definition_of, encode_definition, encode_entries, encode_entries_json
@@ -63,6 +65,10 @@ STOP_REDIS_S = 2.0  # the drain report and the registry removal at stop each wai
 # racer's whole keystroke log (≈ 2 ms a race after minutes of typing), so 2,800 races in one go
 # held the loop for 6 s while the results writer waited.
 ABORT_CHUNK = 100
+# ... and at least this often (s): after a long ramp the racers' logs hold thousands of keys,
+# 100 races took 5 s of a shared core to score (busy-machine run, docs/PERFORMANCE.md), and the
+# writer had written nothing when the benchmark's 15 s ran out.
+ABORT_YIELD_S = 0.02
 CHECKPOINT_LAG_LOG_MS = 10_000  # "checkpoints_behind" at most this often
 WATCH_CHECK_MS = 1000  # how often the owner asks whether other nodes watch its races
 
@@ -104,9 +110,13 @@ class Checkpoints:
     list) and the append takes the backlog's oldest items; only a written append removes them,
     so a failed one leaves them for later, encoded once."""
 
-    def __init__(self, now: int = 0, every_ms: int = 0) -> None:
+    def __init__(self, now: int = 0, every_ms: int = 0, backlog_limit: int = 0) -> None:
         self.now = now
         self.every_ms = every_ms  # a race's appends at most this often (ARENA_RACE_CHECKPOINT_MS)
+        # A race's backlog past this many encoded bytes is dropped and its checkpoint frozen
+        # (ARENA_RACE_CHECKPOINT_BACKLOG_KB; 0: no bound): see ``freeze``.
+        self.backlog_limit = backlog_limit
+        self.frozen: list[RaceRoom] = []  # frozen in this tick
         self.appends: list[CheckpointAppend] = []
         self.done: list[RaceRoom] = []
         self.handoffs: list[RaceRoom] = []  # frozen by a drain with move: whole journal, then listed
@@ -138,8 +148,13 @@ class Checkpoints:
             self.done.append(room)
             return
         backlog = room.checkpoint_backlog
-        for _, n in backlog:
+        size = 0
+        for item, n in backlog:
             self.unwritten += n
+            size += len(item)
+        if self.backlog_limit and size > self.backlog_limit:
+            freeze(room)  # the node is far behind: this race's backlog goes (``freeze``)
+            self.frozen.append(room)
         journal = race.journal
         if journal:
             self.unwritten += len(journal)
@@ -241,8 +256,26 @@ class Checkpoints:
             a.room.checkpoint_at = self.now
 
 
+def freeze(room: RaceRoom) -> None:
+    """Stop checkpointing the race at what Redis holds: its unwritten backlog and journal go,
+    and it journals nothing more. Its checkpoint stays a consistent prefix of the race (every
+    entry in order, none missing), only older: an adopter replays it and the players resend the
+    rest, as after any node death (a gap followed by newer entries would not replay). A
+    definition not written yet is kept: the race stays findable by the reapers. Used when a
+    race's backlog outgrows ARENA_RACE_CHECKPOINT_BACKLOG_KB (a saturated node's appends fall
+    ever further behind: memory without bound otherwise), and at a stop for every race it aborts
+    (their results are the record, and the stop writes those first)."""
+    room.race.journal = None
+    room.checkpoint_backlog = []
+    room.checkpoint_frozen = True
+
+
 class NodeDraining(Exception):
     """The node takes no new races."""
+
+
+class NodeFull(Exception):
+    """The node cannot keep up with the players it has (``gameserver/admission.py``): no new race."""
 
 
 class MoveUnavailable(Exception):
@@ -322,6 +355,10 @@ class Node:
         self._last_watch_check_ms = 0
         self._checkpoint_lag_logged_ms = 0
         self._checkpoint_deferring_since: int | None = None  # ticks have deferred appends since (ms)
+        self._frozen_said = False  # checkpoints_frozen is logged once
+        # A stop's write phase: the tick does nothing until the results are written (Node.shutdown)
+        self._results_first = False
+        self._ticked = asyncio.Event()  # set after each tick (the stop waits for one after its writes)
         self.relay = SpectatorRelay(redis, settings.node_id)
         self.memory = MemoryKeeper(settings.memory, metrics, time.monotonic())
         # Finalises dead nodes' checkpointed races (gameserver/reaper.py); with checkpoints only.
@@ -340,6 +377,7 @@ class Node:
             else None
         )
         self.mover = Mover(self)  # a drain with move hands the races to other nodes
+        self.admission = Admission(settings.full_lag_ms)  # full: placement gives it no new race
 
     # ---- lifecycle ---------------------------------------------------------------
 
@@ -386,11 +424,16 @@ class Node:
         # players, each refused with an error frame) while the results wait. Reads resume for
         # the close handshake.
         self._pause_reading(True)
-        aborted = 0
+        # Results first: the tick (mirrors, pings, checkpoint appends of races that are over)
+        # waits until they are written; a saturated node's ticks took the loop from the writer.
+        self._results_first = True
+        aborted = frozen = 0
         owed = self.results_writer.backlog  # results owed: those queued before, and each queued now
+        yielded = loop.time()
         for n, room in enumerate(list(self.rooms.values()), 1):
-            if n % ABORT_CHUNK == 0:  # let the writer append what is queued meanwhile
-                await asyncio.sleep(0)
+            if n % ABORT_CHUNK == 0 or loop.time() - yielded >= ABORT_YIELD_S:
+                await asyncio.sleep(0)  # let the writer append what is queued meanwhile
+                yielded = loop.time()
             if not room.race.ended:
                 try:
                     room.race.abort(now, SHUTDOWN_REASON)
@@ -402,15 +445,29 @@ class Node:
                 room.removable_at = now
                 self._queue_results(room)
                 owed += 1
+            if room.checkpointed and not room.finalized and not room.checkpoint_frozen:
+                # Its result is the record now: the journal it has not appended is not worth a
+                # round trip before the results (a saturated node held hundreds of MB of it).
+                freeze(room)
+                frozen += 1
+        self.metrics.checkpoints_frozen.labels("stop").inc(frozen)
         writing = loop.time()  # the writer started with the first aborted races: it overlaps
         all_written = await self.results_writer.wait_empty(write_s)
         seconds = loop.time() - began
         left = self.results_writer.backlog
+        # The tick's work resumes (mirrors of the ended races, their checkpoints deleted): one
+        # tick's worth before the sockets close, bounded like the stop's other Redis writes.
+        self._results_first = False
+        self._ticked.clear()
+        if self._ticker is not None and not self._ticker.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ticked.wait(), STOP_REDIS_S)
         if owed:  # a warning when races were cut short (like the drain report), for benchmarks too
             say = self.log.info if all_written and not aborted else self.log.warning
             say(
                 "results_written_at_stop",
                 aborted=aborted,
+                checkpoints_frozen=frozen,  # their unappended journals dropped: results first
                 abort_s=round(writing - began, 3),  # aborting the races (their results go out meanwhile)
                 owed=owed,
                 written=owed - left,
@@ -423,6 +480,12 @@ class Node:
         self._pause_reading(False)  # the clients' close replies end their sockets at once
         for conn in list(self.sockets):
             conn.close_going_away()
+
+    def pause_reading(self) -> None:
+        """The stop has begun (the grace is over): players' input is no longer read, so a
+        saturated loop is free for the stop's own steps (``Node.shutdown`` resumes reading
+        for the close handshakes)."""
+        self._pause_reading(True)
 
     def _pause_reading(self, pause: bool) -> None:
         """Stop (or resume) reading every socket: the kernel holds what clients send meanwhile."""
@@ -485,14 +548,37 @@ class Node:
             capacity=s.capacity,
             players=self.players_seated() + self.seats_reserved(),
             races=self.live_races(),
-            state=(NodeState.DRAINING if self.draining else NodeState.READY).value,
+            state=self._state().value,
             heartbeat_at=now_ms(),
+        )
+
+    def _state(self) -> NodeState:
+        if self.draining:
+            return NodeState.DRAINING
+        return NodeState.FULL if self.admission.full else NodeState.READY
+
+    def _judge_admission(self) -> None:
+        """Once a heartbeat: full or not, from the worst lag since the last (the beat that
+        follows tells placement)."""
+        if not self.admission.step():
+            return
+        full = self.admission.full
+        self.metrics.full.set(int(full))
+        self.metrics.full_changes.labels("full" if full else "ready").inc()
+        say = self.log.warning if full else self.log.info
+        say(
+            "node_full" if full else "node_not_full",
+            worst_lag_ms=round(self.admission.last_worst_ms),
+            full_lag_ms=self.admission.full_lag_ms,
+            players=self.players_seated(),
+            races=len(self.rooms),
         )
 
     async def _heartbeat_loop(self) -> None:
         """Tell the registry we are alive and how loaded; a dead node drops out by TTL."""
         while not self._stopping.is_set():
             await asyncio.sleep(self.settings.heartbeat_s)
+            self._judge_admission()
             try:
                 await self.registry.heartbeat(self.info())
             except Exception as exc:  # Redis hiccup: the next beat retries
@@ -626,9 +712,12 @@ class Node:
         self.log.info("node_undrained", races=self.live_races())
 
     async def _beat(self) -> None:
-        """Tell the registry at once (a drain: placement stops picking us before the next beat)."""
+        """Tell the registry at once (a drain: placement stops picking us before the next beat).
+        Bounded: a SIGTERM's drain waits for it, and a saturated node's Redis calls wait seconds
+        for a free connection; the next heartbeat carries the state anyway."""
         try:
-            await self.registry.heartbeat(self.info())
+            async with asyncio.timeout(STOP_REDIS_S):
+                await self.registry.heartbeat(self.info())
         except Exception as exc:  # Redis hiccup: the next heartbeat carries the state
             self.log.warning("heartbeat_failed", error=str(exc))
 
@@ -712,6 +801,8 @@ class Node:
         type custom, no ghosts; its text from ``test_content``)."""
         if self.draining:
             raise NodeDraining("node is draining")
+        if self.admission.full:
+            raise NodeFull("node is full: its loop lags")
         if not 1 <= len(players) <= self.settings.race.max_players:
             raise ValueError(f"a race seats 1 to {self.settings.race.max_players} players")
         # Keys past the race's own time limit are never fed: the longest race bounds them all.
@@ -847,6 +938,8 @@ class Node:
             await asyncio.sleep(delay)
 
     async def tick(self, now: int) -> None:
+        if self._results_first:  # a stop is writing results: nothing here is worth its time
+            return
         # Each race is pinged once per ping interval, in its own tick: never all at once.
         self._tick_no += 1
         ping_phase = self._tick_no % self._ping_every
@@ -854,7 +947,8 @@ class Node:
         seated = 0
         mirrors: list[RaceRoom] = []
         live: list[RaceRoom] = []  # running races whose racers' figures go to the mirror
-        ckpt = Checkpoints(now, self.settings.race.checkpoint_ms)
+        race_settings = self.settings.race
+        ckpt = Checkpoints(now, race_settings.checkpoint_ms, race_settings.checkpoint_backlog_kb * 1024)
         for race_id, room in list(self.rooms.items()):
             if room.moving_at is not None:  # frozen for a hand-off (gameserver/mover.py)
                 ckpt.collect(room)
@@ -876,12 +970,27 @@ class Node:
                 seated += len(race.racers)
         if self.settings.race.checkpoint:
             self._checkpoint_lag(ckpt, now)
+            if ckpt.frozen:
+                self._checkpoints_frozen(ckpt.frozen, "backlog")
         await self._sync_redis(now, mirrors, live, ckpt)
         for state, n in counts.items():
             self.metrics.races.labels(state.value).set(n)
         self.metrics.publish()
         self.metrics.players.set(seated)
+        self._ticked.set()
 
+
+    def _checkpoints_frozen(self, rooms: list[RaceRoom], why: str) -> None:
+        """Counted; said once per node (a node this far behind would say it every tick)."""
+        self.metrics.checkpoints_frozen.labels(why).inc(len(rooms))
+        if why == "backlog" and not self._frozen_said:
+            self._frozen_said = True
+            self.log.warning(
+                "checkpoints_frozen",
+                races=len(rooms),
+                race_ids=[r.race.id for r in rooms[:20]],
+                backlog_kb=self.settings.race.checkpoint_backlog_kb,
+            )
 
     def _checkpoint_lag(self, ckpt: Checkpoints, now: int) -> None:
         """How far the checkpoints are behind: a gauge every tick; a warning at most every
@@ -1052,7 +1161,12 @@ class Node:
         while not self._stopping.is_set():
             asked = loop.time() + pause
             await asyncio.sleep(pause)
-            self.metrics.loop_lag_seconds.observe(max(0.0, loop.time() - asked))
+            lag = max(0.0, loop.time() - asked)
+            self.metrics.loop_lag_seconds.observe(lag)
+            # Admission control's figure. A tick that overruns by its own work holds the loop,
+            # so it shows here; its wait for Redis does not, on purpose: a slow Redis is no node's
+            # load, and every node would say it is full at once.
+            self.admission.observe(lag)
             self._send_due(now_ms())
             if self._remote_watched:
                 await self._publish_relayed()

@@ -26,9 +26,10 @@ Pure logic, no project imports; O(n) once per result, never per key.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import pairwise
+from itertools import islice
 from operator import mul, sub
 
 __all__ = ["DEFAULT_RHYTHM_LIMITS", "Rhythm", "RhythmLimits", "judge", "rhythm"]
@@ -102,30 +103,36 @@ def _window_stats(gaps: Sequence[int]) -> tuple[float, float, float]:
         return log_sd, 0.0, 1.0  # every gap the same: as regular as it gets
     skew = sum(map(mul, sq, dev)) / n / m2**1.5
     denom = m2 * n
-    auto = max(abs(sum(map(mul, dev, dev[k:]))) for k in range(1, 5)) / denom
+    auto = (
+        max(
+            abs(sum(map(mul, dev, dev[1:]))),
+            abs(sum(map(mul, dev, dev[2:]))),
+            abs(sum(map(mul, dev, dev[3:]))),
+            abs(sum(map(mul, dev, dev[4:]))),
+        )
+        / denom
+    )
     return log_sd, skew, auto
 
 
 def _digraph_f(keys: str, times: Sequence[int], limits: RhythmLimits) -> float | None:
     """One-way ANOVA F of log intervals grouped by the letter pair that ends at each key."""
-    groups: dict[str, list[int]] = {}
+    # defaultdict: groups in order of their first pair, as before (the sums below add in that order).
+    groups: defaultdict[str, list[int]] = defaultdict(list)
     pause = limits.pause_ms
     for a, b, gap in zip(keys, keys[1:], map(sub, times[1:], times), strict=False):
         if 0 < gap <= pause and a != _BACKSPACE and b != _BACKSPACE:
-            group = groups.get(a + b)
-            if group is None:
-                groups[a + b] = [gap]
-            else:
-                group.append(gap)
+            groups[a + b].append(gap)
     kept = [list(map(math.log, g)) for g in groups.values() if len(g) >= limits.digraph_min_repeats]
     k = len(kept)
-    n = sum(len(g) for g in kept)
+    n = sum(map(len, kept))
     if n < limits.digraph_min_intervals or k < 2:
         return None
-    grand = sum(sum(g) for g in kept) / n
+    sums = [sum(g) for g in kept]  # each group's sum once (it was summed twice)
+    grand = sum(sums) / n
     between = within = 0.0
-    for g in kept:
-        m = sum(g) / len(g)
+    for g, total in zip(kept, sums, strict=True):
+        m = total / len(g)
         between += len(g) * (m - grand) ** 2
         within += sum((x - m) ** 2 for x in g)
     if within <= 0:
@@ -135,9 +142,11 @@ def _digraph_f(keys: str, times: Sequence[int], limits: RhythmLimits) -> float |
 
 def rhythm(keys: str, times: Sequence[int], limits: RhythmLimits = DEFAULT_RHYTHM_LIMITS) -> Rhythm | None:
     """The statistics of a keystroke log (keys aligned with times); None if too short to judge."""
-    gaps = [b - a for a, b in pairwise(times)]
     # Zero gaps (two keys in one millisecond) count as 1 ms: log needs > 0, and they are fast.
-    kept = [max(1, g) for g in gaps if g <= limits.pause_ms]
+    # (``g if g > 0 else 1`` is ``max(1, g)`` without a call per key: this runs for every result,
+    # thousands of keys each at a stop, docs/PERFORMANCE.md.)
+    pause = limits.pause_ms
+    kept = [g if g > 0 else 1 for g in map(sub, islice(times, 1, None), times) if g <= pause]
     n = len(kept)
     if n < limits.min_intervals:
         return None

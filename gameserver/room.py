@@ -57,6 +57,9 @@ class RaceRoom:
         # Its definition is being written at creation (Node.write_definition): the tick leaves
         # its checkpoint alone meanwhile, so no entry can land before the definition.
         self.checkpoint_pending = False
+        # Its backlog passed ARENA_RACE_CHECKPOINT_BACKLOG_KB (appends too far behind), or a stop
+        # aborted it: it journals nothing more; its checkpoint stays at its last written entry.
+        self.checkpoint_frozen = False
 
     def attach(self, player_id: PlayerId, conn: Connection) -> Connection | None:
         """Bind a player's socket; returns the socket it replaced, if any."""

@@ -55,6 +55,15 @@ class RaceSettings:
     # 2 s by default: at 1 s the appends cost about 12 % of a node's CPU, over the 10 % budget; at 2 s
     # about 7 %. 100 to 10000.
     checkpoint_ms: int = 2000
+    # ARENA_RACE_CHECKPOINT_BACKLOG_KB: a race's journal not yet appended (encoded, waiting for a
+    # tick whose bounds let it through) is kept up to this much; past it, as in a saturated node
+    # whose appends fall ever further behind, the race's backlog is dropped and its checkpoint is
+    # frozen at the last entry Redis holds (a consistent, older state: an adopter replays that,
+    # the players resend the rest) until the race ends. Bounds the memory a node that cannot keep
+    # up spends on checkpoints (races x this); counted in arena_gameserver_checkpoints_frozen_total,
+    # said once by ``checkpoints_frozen``. A race of 5 typing for 15 minutes journals ≈ 200 KB.
+    # 16 to 65536.
+    checkpoint_backlog_kb: int = 256
     # ARENA_RACE_ADOPT: with checkpoints on, a live node that finds a dead node's running race adopts
     # it (rebuilds it from its checkpoint and runs it on for its players, who reconnect) instead of
     # finalising it as aborted (gameserver/reaper.py, docs/ARCHITECTURE.md "Adoption"). Off: aborted.
@@ -88,6 +97,8 @@ class RaceSettings:
             raise ValueError("ARENA_RACE_INPUT_CADENCE_MS must be between 0 (no hint) and 2000")
         if not 100 <= self.checkpoint_ms <= 10_000:
             raise ValueError("ARENA_RACE_CHECKPOINT_MS must be between 100 and 10000")
+        if not 16 <= self.checkpoint_backlog_kb <= 65_536:
+            raise ValueError("ARENA_RACE_CHECKPOINT_BACKLOG_KB must be between 16 and 65536")
         if self.live_mirror_ms != 0 and not 200 <= self.live_mirror_ms <= 60_000:
             raise ValueError("ARENA_RACE_LIVE_MIRROR_MS must be 0 (off) or between 200 and 60000")
 
@@ -105,6 +116,7 @@ class RaceSettings:
             live_mirror_ms=env_int(env, "ARENA_RACE_LIVE_MIRROR_MS", d.live_mirror_ms),
             checkpoint=env_bool(env, "ARENA_RACE_CHECKPOINT", d.checkpoint),
             checkpoint_ms=env_int(env, "ARENA_RACE_CHECKPOINT_MS", d.checkpoint_ms),
+            checkpoint_backlog_kb=env_int(env, "ARENA_RACE_CHECKPOINT_BACKLOG_KB", d.checkpoint_backlog_kb),
             adopt=env_bool(env, "ARENA_RACE_ADOPT", d.adopt),
             quick_limit_s=env_float(env, "ARENA_RACE_QUICK_LIMIT_S", d.quick_limit_s),
             standard_limit_s=env_float(env, "ARENA_RACE_STANDARD_LIMIT_S", d.standard_limit_s),
@@ -226,6 +238,12 @@ class NodeSettings:
     region: str = "local"  # ARENA_NODE_REGION
     heartbeat_s: float = 1.0  # ARENA_NODE_HEARTBEAT_S: registry heartbeat; dead after 3 missed
     capacity: int = 10000  # ARENA_NODE_CAPACITY: players this node accepts
+    # ARENA_NODE_FULL_LAG_MS: admission control (gameserver/admission.py). A node whose loop lag
+    # (a tick overrunning by its own work included) reaches this in two heartbeats in a row says
+    # it is full: its registry entry's state is "full" (placement skips it) and admin race
+    # creation answers 503 node_full; it takes races again after three heartbeats under half of
+    # it. 0: off. 50 to 60000.
+    full_lag_ms: int = 500
     # ARENA_NODE_SHUTDOWN_GRACE_S: after SIGTERM (or SIGINT) the node drains for at most this long,
     # then aborts the races still running (aborted results to the outbox, counted in the drain
     # report). An admin drain, even with exit, has no such bound: races end on their own time.
@@ -287,6 +305,8 @@ class NodeSettings:
             raise SettingsError("ARENA_NODE_ADMIN_PORT must differ from ARENA_NODE_PORT (players' listener)")
         if not 0.5 <= self.results_write_s <= 300:
             raise SettingsError("ARENA_NODE_RESULTS_WRITE_S must be between 0.5 and 300")
+        if self.full_lag_ms != 0 and not 50 <= self.full_lag_ms <= 60_000:
+            raise SettingsError("ARENA_NODE_FULL_LAG_MS must be 0 (off) or between 50 and 60000")
         if not 1 <= self.drain_move_wait_s <= 120:
             raise SettingsError("ARENA_NODE_DRAIN_MOVE_WAIT_S must be between 1 and 120")
         if self.drain_move and not (self.race.checkpoint and self.race.adopt):
@@ -307,6 +327,7 @@ class NodeSettings:
             region=env_str(env, "ARENA_NODE_REGION", d.region),
             heartbeat_s=env_float(env, "ARENA_NODE_HEARTBEAT_S", d.heartbeat_s),
             capacity=env_int(env, "ARENA_NODE_CAPACITY", d.capacity),
+            full_lag_ms=env_int(env, "ARENA_NODE_FULL_LAG_MS", d.full_lag_ms),
             shutdown_grace_s=env_float(env, "ARENA_NODE_SHUTDOWN_GRACE_S", d.shutdown_grace_s),
             results_write_s=env_float(env, "ARENA_NODE_RESULTS_WRITE_S", d.results_write_s),
             drain_move=env_bool(env, "ARENA_NODE_DRAIN_MOVE", d.drain_move),

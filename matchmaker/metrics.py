@@ -42,7 +42,8 @@ class MatchmakerMetrics:
         )
         self.placement_failures = Counter(
             f"{_PREFIX}_placement_failures_total",
-            "Seat reservations that failed, by reason (draining, unreachable, refused, bad_answer, no_node)",
+            "Seat reservations that failed, by reason "
+            "(draining, full, unreachable, refused, bad_answer, no_node)",
             ["reason"],
             registry=r,
         )

@@ -38,7 +38,7 @@ class DirectorMetrics:
         )
         self.placement_failures = Counter(
             f"{_PREFIX}_placement_failures_total",
-            "Heat races nodes did not create (draining, unreachable, refused, bad_answer, no_node)",
+            "Heat races nodes did not create (draining, full, unreachable, refused, bad_answer, no_node)",
             ["reason"],
             registry=r,
         )

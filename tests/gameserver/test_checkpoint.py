@@ -357,3 +357,75 @@ async def test_a_race_created_through_the_admin_endpoint_is_checkpointed_before_
         assert room.checkpoint_def is None and not room.checkpoint_pending  # the tick will not write it again
     finally:
         await redis.aclose()
+
+
+def test_a_backlog_past_its_bound_is_dropped_and_the_checkpoint_stays_a_prefix_that_replays() -> None:
+    """A node whose appends fall ever further behind (saturated) keeps at most the bound per race:
+    past it the race's backlog goes and it journals nothing more; what Redis holds is the race's
+    first entries, in order, and replays to the race as it was then."""
+    race = journalled_race(2)
+    room = RaceRoom(race, NodeMetrics())
+    room.checkpointed = True
+    room.checkpoint_def = encode_definition(definition_of(race, "eu"))
+    redis_list: list[bytes | str] = []  # what the checkpoint's list holds
+
+    def tick(now: int, limit: int, write: bool) -> Checkpoints:
+        ckpt = Checkpoints(now, 1000, limit)
+        ckpt.collect(room)
+        if write:
+            for a in ckpt.appends:
+                redis_list.extend([room.checkpoint_def] if room.checkpoint_def else [])
+                redis_list.extend(a.items)
+            ckpt.written()
+        else:
+            ckpt.failed()
+        return ckpt
+
+    race.join(PlayerId("p1"), "ada", T0 + 10)
+    tick(T0 + 1000, 1 << 20, write=True)  # the definition and the join are in Redis
+    race.join(PlayerId("p2"), "bob", T0 + 1100)
+    rng = random.Random(7)
+    type_some(race, "p1", 20, rng)
+    ckpt = tick(T0 + 2000, 1 << 20, write=False)  # Redis does not take it: backlog
+    assert room.checkpoint_backlog and not ckpt.frozen
+    size = sum(len(item) for item, _ in room.checkpoint_backlog)
+    type_some(race, "p2", 10, rng)
+    frozen = tick(T0 + 2100, size - 1, write=True)  # past the bound: dropped, nothing appended
+    assert frozen.frozen == [room] and not frozen.appends
+    assert room.checkpoint_frozen and room.checkpoint_backlog == [] and race.journal is None
+    type_some(race, "p2", 20, rng)  # the race goes on; its checkpoint does not
+    assert race.journal is None and not tick(T0 + 5000, size - 1, write=True)
+    rebuilt = rebuild(redis_list, SETTINGS, ScoringLimits(), FairPlayLimits())
+    assert set(rebuilt.racers) == {PlayerId("p1")}  # the race as Redis last had it
+
+
+def test_a_frozen_race_still_gets_its_definition_written() -> None:
+    """Frozen before its first append: the definition still goes, so the reapers find the race."""
+    race = journalled_race(1)
+    room = RaceRoom(race, NodeMetrics())
+    room.checkpointed = True
+    room.checkpoint_def = "definition"
+    room.checkpoint_backlog = [(b"\x91\xc0" * 100, 1)]
+    ckpt = Checkpoints(T0, 1000, 16)
+    ckpt.collect(room)
+    assert ckpt.frozen == [room] and [a.items for a in ckpt.appends] == [[]]
+    assert ckpt.commands == 3  # RPUSH of the definition, EXPIRE, SADD
+
+
+def test_frozen_checkpoints_are_counted_every_time_and_said_once() -> None:
+    node = SimpleNamespace(
+        metrics=NodeMetrics(),
+        settings=SimpleNamespace(race=SETTINGS),
+        log=structlog.get_logger(),
+        _frozen_said=False,
+    )
+    rooms = _due_rooms(3, 0)
+    with structlog.testing.capture_logs() as logs:
+        Node._checkpoints_frozen(node, rooms[:2], "backlog")  # type: ignore[arg-type]
+        Node._checkpoints_frozen(node, rooms[2:], "backlog")  # type: ignore[arg-type]
+    said = [e for e in logs if e["event"] == "checkpoints_frozen"]
+    assert len(said) == 1 and said[0]["log_level"] == "warning" and said[0]["races"] == 2
+    assert said[0]["backlog_kb"] == SETTINGS.checkpoint_backlog_kb
+    sample = node.metrics.registry.get_sample_value
+    frozen = sample("arena_gameserver_checkpoints_frozen_total", {"why": "backlog"})
+    assert frozen == 3
