@@ -436,7 +436,7 @@ class Node:
                 yielded = loop.time()
             if not room.race.ended:
                 try:
-                    room.race.abort(now, SHUTDOWN_REASON)
+                    room.race.abort(now, SHUTDOWN_REASON, judge_logs=False)  # race.abort says why
                     room.flush_outgoing()
                 except Exception:  # this race alone: aborted as faulted, or dropped
                     self._race_faulted(room, "shutdown")

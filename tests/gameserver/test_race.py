@@ -254,3 +254,21 @@ def test_a_frame_need_not_wait_once_every_typist_has_sent() -> None:
     assert not race.everyone_typed()  # p2 is typing and back in the count
     race.apply_input(p2, 2, "h", [470], start + 502)
     assert race.everyone_typed()
+
+
+def test_a_stopping_node_leaves_unfinished_logs_unjudged_but_keeps_arrival_evidence() -> None:
+    """A stop aborts races with ``judge_logs=False``: an aborted race is never rated, ranked or a
+    ghost, so the whole-log checks (1-3 ms a long log) are skipped; a plain abort still runs them."""
+    half = TEXT[:40]
+    times = [150 * (i + 1) for i in range(len(half))]  # a metronome: robotic from 12 intervals
+    verdicts = {}
+    for judge in (True, False):
+        race = started_race(2)
+        racer = race.racers[PlayerId("p1")]
+        race.apply_input(racer, 1, half, times, race.start_at + times[-1] + 20)  # type: ignore[operator]
+        assert not racer.flags  # nothing judged mid-race
+        race.abort(race.start_at + times[-1] + 100, "node shutting down", judge_logs=judge)  # type: ignore[operator]
+        assert racer.status is PlayerStatus.DNF
+        verdicts[judge] = set(racer.flags)
+    assert Flag.ROBOTIC in verdicts[True]
+    assert verdicts[False] == set()
