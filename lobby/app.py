@@ -7,6 +7,10 @@ private races) are built on these.
 
 Middlewares, outermost first: metrics (sees every final status), JSON errors, auth (reads
 the bearer token), rate limits (counts against the IP, and the player when known).
+
+Modules: the parts (stores, watchers, batchers) import nothing of ``lobby.context``, whose
+``Lobby`` holds them; the handler modules (``*_routes``, ``middlewares`` and the endpoint
+modules) read that ``Lobby`` through ``lobby_of``. So the imports run one way, without a cycle.
 """
 
 from __future__ import annotations
@@ -32,29 +36,30 @@ from arena.registry import NodeRegistry
 from arena.tickets import TicketStore
 from arena.tokens import PlayerTokenCache, TokenSigner
 from lobby import (
-    auth,
+    auth_routes,
     daily,
     ghosts,
     history,
-    nodes,
-    presence,
+    presence_routes,
     private_ghosts,
-    private_races,
+    private_race_routes,
+    region_routes,
     replay,
     static,
     tickets,
     typing_tests,
 )
-from lobby.auth import AccountStore, auth_middleware
+from lobby.auth import AccountStore
 from lobby.boardcache import BOARD_CACHE_KEY, BoardCache
 from lobby.context import LOBBY_KEY, Lobby
 from lobby.errors import error_middleware
 from lobby.looplag import LoopLagProbe
 from lobby.metrics import LobbyMetrics
+from lobby.middlewares import auth_middleware, rate_limit_middleware
 from lobby.nodes import NodeWatch
 from lobby.presence import PresenceBatcher
 from lobby.private_races import PrivateRaceStore
-from lobby.ratelimit import RateLimiter, rate_limit_middleware
+from lobby.ratelimit import RateLimiter
 from lobby.settings import LobbySettings
 from tournaments import api as tournament_api
 
@@ -80,11 +85,11 @@ def build_app(settings: LobbySettings, metrics: LobbyMetrics | None = None) -> w
     router.add_get("/healthz", _healthz)
     router.add_get("/readyz", _readyz)
     router.add_get("/metrics", _metrics)
-    auth.add_routes(router)
+    auth_routes.add_routes(router)
     tickets.add_routes(router)
-    private_races.add_routes(router)
+    private_race_routes.add_routes(router)
     private_ghosts.add_routes(router)
-    presence.add_routes(router)
+    presence_routes.add_routes(router)
     app[BOARD_CACHE_KEY] = BoardCache(settings.board_cache_ms / 1000, app[METRICS_KEY].registry)
     history.add_routes(router)
     typing_tests.add_routes(router)
@@ -92,7 +97,7 @@ def build_app(settings: LobbySettings, metrics: LobbyMetrics | None = None) -> w
     ghosts.setup(app, app[METRICS_KEY].registry)
     daily.setup(app, app[METRICS_KEY].registry)
     static.setup(app)
-    nodes.add_routes(router)
+    region_routes.add_routes(router)
     return app
 
 

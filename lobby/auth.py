@@ -1,11 +1,9 @@
-"""Who a player is: guest and named player tokens, accounts, and reading ``Authorization``.
+"""Who a player is: accounts (scrypt hashes in Redis) and the player a request carries.
 
-- ``POST /v1/guests {name}``: a guest token, nothing stored.
-- ``POST /v1/players {name, password}``: register a named player (scrypt hash in a Redis hash).
-- ``POST /v1/sessions {name, password}``: log in.
-
-All three answer ``{player_id, name, guest, token, expires_at}``. Tokens are the shared
-``arena.tokens`` player tokens, so nodes accept them in ``hello`` as they are.
+The HTTP side lives in handler modules that read the running lobby: ``lobby.auth_routes``
+(``POST /v1/guests``, ``/v1/players``, ``/v1/sessions``) and ``lobby.middlewares`` (the
+middleware that verifies ``Authorization`` and sets what ``current_player`` reads). This
+module imports nothing of ``lobby.context``, so ``Lobby`` can name ``AccountStore`` plainly.
 """
 
 from __future__ import annotations
@@ -14,23 +12,19 @@ import asyncio
 import hashlib
 import hmac
 import secrets
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from arena import keys
-from arena.bearer import CHALLENGE, BearerError, bearer_token
+from arena.bearer import CHALLENGE
 from arena.clock import now_ms
 from arena.ids import PlayerId, new_player_id
 from arena.redisutil import text_map
 from arena.tokens import PlayerToken, TokenError
-from lobby.bodies import player_name, read_object, req_str
-from lobby.context import lobby_of
-from lobby.errors import ApiError, bad_request
+from lobby.errors import ApiError
 
 log = structlog.get_logger(__name__)
 
@@ -154,25 +148,7 @@ def _stored_hash(d: dict[str, str]) -> PasswordHash | None:
         return None
 
 
-# ---- reading Authorization -----------------------------------------------------------
-
-
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Verify a bearer token if one is sent; handlers that need a player call ``require_player``.
-
-    A bad token is only remembered here, not refused: the rate limiter counts the request
-    against the IP first, so a flood of forged tokens is limited like any other flood.
-    """
-    header = request.headers.get("Authorization")
-    if header is not None:
-        try:
-            request[PLAYER_KEY] = lobby_of(request).player_tokens.verify_player(bearer_token(header))
-        except BearerError as exc:  # not exactly 'Bearer <token>' (arena.bearer)
-            request[AUTH_ERROR_KEY] = TokenError(str(exc))
-        except TokenError as exc:
-            request[AUTH_ERROR_KEY] = exc
-    return await handler(request)
+# ---- the player a request carries (set by lobby.middlewares.auth_middleware) -----
 
 
 def current_player(request: web.Request) -> PlayerToken | None:
@@ -193,82 +169,3 @@ def require_player(request: web.Request) -> PlayerToken:
     if error.expired:
         raise ApiError(401, "token_expired", "the token expired; get a new one", headers=headers)
     raise ApiError(401, "bad_token", str(error), headers=headers)
-
-
-# ---- routes ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class GuestRequest:
-    name: str
-
-    @classmethod
-    def parse(cls, data: dict[str, Any]) -> GuestRequest:
-        return cls(name=player_name(data))
-
-
-@dataclass(frozen=True, slots=True)
-class CredentialsRequest:
-    name: str
-    password: str
-
-    @classmethod
-    def parse(cls, data: dict[str, Any]) -> CredentialsRequest:
-        name = player_name(data)
-        password = req_str(data, "password", max_len=PASSWORD_MAX)
-        return cls(name=name, password=password)
-
-
-@dataclass(frozen=True, slots=True)
-class SessionResponse:
-    player_id: str
-    name: str
-    guest: bool
-    token: str
-    expires_at: int  # unix seconds
-
-
-def _session(request: web.Request, player_id: PlayerId, name: str, *, guest: bool) -> SessionResponse:
-    lobby = lobby_of(request)
-    token = lobby.signer.sign_player(player_id, name, ttl_s=lobby.settings.token_ttl_s, guest=guest)
-    verified = lobby.signer.verify_player(token)
-    return SessionResponse(player_id, name, guest, token, verified.expires_at)
-
-
-async def create_guest(request: web.Request) -> web.Response:
-    body = GuestRequest.parse(await read_object(request))
-    session = _session(request, new_player_id(), body.name, guest=True)
-    return web.json_response(asdict(session), status=201)
-
-
-async def register(request: web.Request) -> web.Response:
-    body = CredentialsRequest.parse(await read_object(request))
-    if len(body.password) < PASSWORD_MIN:
-        raise bad_request("bad_password", f"password must be at least {PASSWORD_MIN} characters")
-    try:
-        account = await lobby_of(request).accounts.register(body.name, body.password)
-    except NameTaken:
-        raise ApiError(409, "name_taken", "a player with this name exists; log in or pick another") from None
-    session = _session(request, account.player_id, account.name, guest=False)
-    return web.json_response(asdict(session), status=201)
-
-
-async def login(request: web.Request) -> web.Response:
-    lobby = lobby_of(request)
-    body = CredentialsRequest.parse(await read_object(request))
-    if lobby.settings.login_attempts > 0:  # password guessing: the IP limit alone allows 1,000 a minute
-        verdict = await lobby.limiter.count([("login", body.name.casefold(), lobby.settings.login_attempts)])
-        if not verdict.allowed:
-            lobby.metrics.rate_limited.labels("login").inc()
-            return lobby.limiter.refusal(verdict)
-    account = await lobby.accounts.login(body.name, body.password)
-    if account is None:
-        raise ApiError(401, "bad_credentials", "unknown name or wrong password")
-    session = _session(request, account.player_id, account.name, guest=False)
-    return web.json_response(asdict(session))
-
-
-def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_post("/v1/guests", create_guest)
-    router.add_post("/v1/players", register)
-    router.add_post("/v1/sessions", login)

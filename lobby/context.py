@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
-if TYPE_CHECKING:  # the handler modules import this one: only types here, no cycle at runtime
-    from arena.events import ChannelEvents
-    from arena.placement import NodePlacer
-    from arena.rating import RatingStore
-    from arena.tickets import TicketStore
-    from arena.tokens import PlayerTokenCache, TokenSigner
-    from lobby.auth import AccountStore
-    from lobby.metrics import LobbyMetrics
-    from lobby.nodes import NodeWatch
-    from lobby.presence import PresenceBatcher
-    from lobby.private_races import PrivateRaceStore
-    from lobby.ratelimit import RateLimiter
-    from lobby.settings import LobbySettings
+# The parts' modules import nothing of this one (the handler modules do): plain imports, no
+# cycle (tests/lobby/test_imports.py).
+from arena.events import ChannelEvents
+from arena.placement import NodePlacer
+from arena.rating import RatingStore
+from arena.tickets import TicketStore
+from arena.tokens import PlayerTokenCache, TokenSigner
+from lobby.auth import AccountStore
+from lobby.metrics import LobbyMetrics
+from lobby.nodes import NodeWatch
+from lobby.presence import PresenceBatcher
+from lobby.private_races import PrivateRaceStore
+from lobby.ratelimit import RateLimiter
+from lobby.settings import LobbySettings
 
 
 @dataclass(frozen=True, slots=True)

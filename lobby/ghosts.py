@@ -205,25 +205,6 @@ async def chosen_ghost(lobby: Lobby, player_id: str, data: dict[str, Any]) -> Gh
 
 
 @dataclass(frozen=True, slots=True)
-class GhostRef:
-    """A ghost chosen for a private race, as its hash keeps it (the log is read at the start)."""
-
-    race_id: str
-    player_id: str
-    name: str
-    wpm: float
-    passage_id: str
-
-    def to_json(self) -> list[str | float]:
-        return [self.race_id, self.player_id, self.name, self.wpm, self.passage_id]
-
-    @classmethod
-    def from_json(cls, item: list[Any]) -> GhostRef:
-        race_id, player_id, name, wpm, passage_id = item
-        return cls(str(race_id), str(player_id), str(name), float(wpm), str(passage_id))
-
-
-@dataclass(frozen=True, slots=True)
 class GhostView:
     race_id: str  # the ghost's source race
     player_id: str

@@ -9,23 +9,21 @@ and the player is sent there; or it is about to (the dead node's checkpoint list
 and a live node can adopt it): the assignment stands meanwhile. Otherwise it is *lost* (aborted by a reaper,
 or no live node left to adopt it): the player is told ``node_lost`` and queues again.
 
-Also ``GET /v1/regions``: the regions offered and their live nodes.
+``GET /v1/regions`` (the regions offered and their live nodes) is served by ``lobby.region_routes``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from aiohttp import web
 
 from arena import keys
 from arena.ids import RaceId
 from arena.protocol import RaceState
 from arena.redisutil import as_text
 from arena.registry import NodeInfo, NodeRegistry
-from lobby.context import lobby_of
 
 ENDED_STATES = frozenset({RaceState.FINISHED.value, RaceState.ABORTED.value})
 NODE_LOST_REASON = "the race's node stopped responding before the race ended; queue again"
@@ -106,31 +104,3 @@ class AssignmentView:
     player_token: str  # for hello
     ticket: str  # the join ticket, for join
     region: str
-
-
-# ---- GET /v1/regions ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RegionView:
-    id: str
-    nodes: int  # live nodes
-    accepting: bool  # at least one node takes new races
-
-
-async def list_regions(request: web.Request) -> web.Response:
-    lobby = lobby_of(request)
-    nodes = await lobby.nodes.live()
-    views = [
-        RegionView(
-            id=region,
-            nodes=sum(1 for n in nodes if n.region == region),
-            accepting=any(n.region == region and n.accepting for n in nodes),
-        )
-        for region in lobby.settings.regions
-    ]
-    return web.json_response({"regions": [asdict(v) for v in views]})
-
-
-def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_get("/v1/regions", list_regions)

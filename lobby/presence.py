@@ -14,31 +14,25 @@ A player beating 100 times a second costs one entry per flush. The buffer is bou
 ``max_buffer`` players are waiting, beats of players not already in it are dropped (counted
 in ``arena_lobby_presence_dropped_total``); they will beat again. ``GET /v1/presence/online``
 counts each region's members seen within the TTL; the answer is cached for ``flush_s``.
+Both endpoints are served by ``lobby.presence_routes``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 import structlog
-from aiohttp import web
 from redis.exceptions import NoScriptError
 
 from arena import keys
 from arena.clock import now_ms
 from arena.redisbatch import Command, run_batch
 from arena.redisutil import is_cluster
-from lobby.auth import require_player
-from lobby.bodies import read_object, req_str
-from lobby.context import lobby_of
-from lobby.errors import bad_request
 from lobby.metrics import LobbyMetrics
 
 log = structlog.get_logger(__name__)
@@ -224,59 +218,3 @@ class PresenceBatcher:
         counts = {region: int(results[2 * i + 1]) for i, region in enumerate(self.regions)}
         self._online = (time.monotonic(), counts)
         return counts
-
-
-# ---- HTTP --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class HeartbeatRequest:
-    region: str
-
-    @classmethod
-    def parse(cls, data: dict[str, Any], regions: tuple[str, ...]) -> HeartbeatRequest:
-        region = req_str(data, "region", max_len=32)
-        if region not in regions:
-            raise bad_request("unknown_region", f"region must be one of {list(regions)}")
-        return cls(region=region)
-
-
-@dataclass(frozen=True, slots=True)
-class HeartbeatResponse:
-    accepted: bool  # False: the lobby is overloaded and dropped it; just beat again later
-    interval_s: int  # when to beat next
-    ttl_s: int  # online until this long after the last beat
-
-
-@dataclass(frozen=True, slots=True)
-class OnlineResponse:
-    regions: dict[str, int]
-    total: int
-    ttl_s: int  # "online" means a heartbeat within this many seconds
-
-
-async def heartbeat(request: web.Request) -> web.Response:
-    lobby = lobby_of(request)
-    player = require_player(request)
-    body = HeartbeatRequest.parse(await read_object(request), lobby.settings.regions)
-    accepted = lobby.presence.beat(player.player_id, body.region)
-    answer = HeartbeatResponse(accepted, lobby.settings.heartbeat_interval_s, lobby.settings.presence_ttl_s)
-    return web.Response(text=_answer_text(answer), status=202, content_type="application/json")
-
-
-@functools.lru_cache(maxsize=8)
-def _answer_text(answer: HeartbeatResponse) -> str:
-    """The JSON of an answer: one of two texts, so encoded once each, not per heartbeat."""
-    return json.dumps(asdict(answer))
-
-
-async def online(request: web.Request) -> web.Response:
-    lobby = lobby_of(request)
-    counts = await lobby.presence.online()
-    answer = OnlineResponse(counts, sum(counts.values()), lobby.settings.presence_ttl_s)
-    return web.json_response(asdict(answer))
-
-
-def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_post("/v1/presence", heartbeat)
-    router.add_get("/v1/presence/online", online)

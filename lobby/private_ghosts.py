@@ -25,8 +25,9 @@ from lobby.auth import require_player
 from lobby.bodies import read_object
 from lobby.context import Lobby, lobby_of
 from lobby.errors import ApiError
-from lobby.ghosts import GHOST_METRICS_KEY, GhostRef, chosen_ghost, ghost_source
-from lobby.private_races import _race, _respond, normalise_code
+from lobby.ghosts import GHOST_METRICS_KEY, chosen_ghost, ghost_source
+from lobby.private_race_routes import _race, _respond
+from lobby.private_races import GhostRef, normalise_code
 
 # KEYS[1] race. ARGV[1] host id, [2] ghost (GhostRef JSON), [3] its race type, [4] its passage id,
 # [5] max ghosts, [6] channel. Returns 'ok' or why not.

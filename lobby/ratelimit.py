@@ -23,7 +23,8 @@ slack of that one ``EXPIRE``; one whose ``EXPIRE`` failed is retried at the next
 So one lobby alone limits exactly as before; with
 several, a subject can get through up to what it sends to the other lobbies in one sync period
 beyond its limit, per window. ``sync_s`` 0 counts every request in Redis at once (the old way).
-Login attempts are always counted at once (``count``).
+Login attempts are always counted at once (``count``). The middleware that checks each request
+is ``lobby.middlewares.rate_limit_middleware``.
 """
 
 from __future__ import annotations
@@ -38,19 +39,14 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from redis.exceptions import NoScriptError, RedisError
 
 from arena import keys
 from arena.redisbatch import Command, run_batch
 from arena.redisutil import is_cluster
-from lobby.auth import current_player
-from lobby.context import lobby_of
 from lobby.errors import json_error
 
 log = structlog.get_logger(__name__)
-
-LIMITED_PREFIX = "/v1/"  # health, readiness and metrics are never limited
 
 # The sync on a single Redis: add ARGV[i + 1] hits to counter KEYS[i], give a counter this call
 # created (its total is the hits just added) its lifetime ARGV[1], return the totals. One reply
@@ -259,27 +255,3 @@ class RateLimiter:
             headers={"Retry-After": str(verdict.retry_after_s)},
             extra={"scope": scope, "retry_after_s": verdict.retry_after_s},
         )
-
-
-def client_ip(request: web.Request, trusted_header: str) -> str:
-    """The client's address: the trusted proxy header's last entry if configured, else the peer."""
-    if trusted_header:
-        value = request.headers.get(trusted_header, "")
-        last = value.rsplit(",", 1)[-1].strip()
-        if last:
-            return last[:64]
-    return request.remote or "unknown"
-
-
-@web.middleware
-async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not request.path.startswith(LIMITED_PREFIX):
-        return await handler(request)
-    lobby = lobby_of(request)
-    player = current_player(request)
-    ip = client_ip(request, lobby.settings.trusted_proxy_header)
-    verdict = await lobby.limiter.check(ip, player.player_id if player else None)
-    if verdict.allowed:
-        return await handler(request)
-    lobby.metrics.rate_limited.labels(verdict.scope or "ip").inc()
-    return lobby.limiter.refusal(verdict)
