@@ -37,6 +37,7 @@ from arena.ids import RaceId
 from arena.redisutil import ScriptCall, is_cluster, run_script_many
 from arena.settings import SettingsError, env_float, env_int
 from arena.tasks import stop_tasks
+from arena.waits import wait_event
 
 log = structlog.get_logger(__name__)
 
@@ -310,11 +311,7 @@ class OutboxBatcher(Generic[T, R]):
 
     async def wait_empty(self, timeout_s: float) -> bool:
         """Until every submitted item is written and handed over; False if ``timeout_s`` ran out."""
-        try:
-            await asyncio.wait_for(self._empty.wait(), timeout_s)
-        except TimeoutError:
-            return False
-        return True
+        return await wait_event(self._empty, timeout_s)
 
     async def stop(self, timeout_s: float = 5.0) -> list[T]:
         """End the task (a round trip in progress is cancelled); returns the unconfirmed items."""
@@ -414,11 +411,8 @@ class OutboxBatcher(Generic[T, R]):
                 error=repr(error),
                 exc_info=error if not isinstance(error, _REDIS_TROUBLE) else None,
             )
-            try:
-                await asyncio.wait_for(self._stopping.wait(), delay)
+            if await wait_event(self._stopping, delay):
                 return  # stopping: what is left is reported by ``stop``
-            except TimeoutError:
-                pass
         if backoff.failures:
             self._log.info(
                 "outbox_batch_written_after_retries",

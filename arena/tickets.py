@@ -40,6 +40,7 @@ from arena.events import ChannelEvents
 from arena.protocol import RaceType
 from arena.redisbatch import run_batch, run_script
 from arena.redisutil import run_script_many
+from arena.waits import wait_event
 
 log = structlog.get_logger(__name__)
 
@@ -518,10 +519,7 @@ class TicketStore:
                 remaining = deadline - loop.time()
                 if ticket is None or ticket.state in FINAL_STATES or remaining <= 0:
                     return ticket
-                try:
-                    await asyncio.wait_for(event.wait(), min(remaining, self.recheck_s))
-                except TimeoutError:
-                    pass
+                await wait_event(event, min(remaining, self.recheck_s))
 
     async def cancel(self, ticket_id: str, *, owner: str = "") -> Ticket | None:
         """Cancel for good. The returned ticket says what happened: ``cancelled``, or

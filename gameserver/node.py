@@ -15,7 +15,6 @@ move starts a sixth, the mover (``gameserver/mover.py``), which hands this node'
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
 import time
@@ -36,6 +35,7 @@ from arena.results import MatchRecord
 from arena.tasks import stop_tasks
 from arena.tokens import TokenSigner
 from arena.typing_tests import TypingMode, TypingTestRecord
+from arena.waits import wait_event
 from gameserver.admission import Admission
 from gameserver.adoption import extend_by_outage, take_over
 from gameserver.batcher import ProgressBatcher
@@ -460,8 +460,7 @@ class Node:
         self._results_first = False
         self._ticked.clear()
         if self._ticker is not None and not self._ticker.done():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ticked.wait(), STOP_REDIS_S)
+            await wait_event(self._ticked, STOP_REDIS_S)
         if owed:  # a warning when races were cut short (like the drain report), for benchmarks too
             say = self.log.info if all_written and not aborted else self.log.warning
             say(

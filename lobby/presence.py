@@ -33,6 +33,7 @@ from arena import keys
 from arena.clock import now_ms
 from arena.redisbatch import Command, run_batch
 from arena.redisutil import is_cluster
+from arena.waits import wait_event, within
 from lobby.metrics import LobbyMetrics
 
 log = structlog.get_logger(__name__)
@@ -112,21 +113,18 @@ class PresenceBatcher:
         self._stopping.set()
         if self._task is not None:
             try:
-                await asyncio.wait_for(self._task, deadline_s)
+                await within(self._task, deadline_s)
             except TimeoutError:
                 pass  # wait_for cancelled it
             self._task = None
         try:
-            await asyncio.wait_for(self.flush(), deadline_s)
+            await within(self.flush(), deadline_s)
         except Exception as exc:  # includes the timeout
             log.warning("presence_final_flush_failed", error=repr(exc), players=len(self._buffer))
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
-            try:
-                await asyncio.wait_for(self._stopping.wait(), self.flush_s)
-            except TimeoutError:
-                pass
+            await wait_event(self._stopping, self.flush_s)
             if self._stopping.is_set():
                 return  # stop() does the last flush
             try:

@@ -34,6 +34,7 @@ from arena.events import ChannelEvents
 from arena.placement import Placed
 from arena.redisutil import as_text, text_map
 from arena.tokens import PlayerToken
+from arena.waits import wait_event
 
 log = structlog.get_logger(__name__)
 
@@ -234,10 +235,7 @@ class PrivateRaceStore:
                 remaining = deadline - loop.time()
                 if race is None or race.version != since or remaining <= 0:
                     return race
-                try:
-                    await asyncio.wait_for(event.wait(), min(remaining, RECHECK_S))
-                except TimeoutError:
-                    pass
+                await wait_event(event, min(remaining, RECHECK_S))
 
 
 def _decode(code: str, d: dict[str, str]) -> PrivateRace | None:

@@ -44,6 +44,7 @@ from redis.exceptions import NoScriptError, RedisError
 from arena import keys
 from arena.redisbatch import Command, run_batch
 from arena.redisutil import is_cluster
+from arena.waits import wait_event, within
 from lobby.errors import json_error
 
 log = structlog.get_logger(__name__)
@@ -153,16 +154,13 @@ class RateLimiter:
             await asyncio.wait({self._task}, timeout=2.0)
             self._task = None
         try:
-            await asyncio.wait_for(self.sync(), 2.0)
+            await within(self.sync(), 2.0)
         except Exception as exc:  # includes the timeout
             log.warning("rate_limit_final_sync_failed", error=repr(exc))
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
-            try:
-                await asyncio.wait_for(self._stopping.wait(), self.sync_s)
-            except TimeoutError:
-                pass
+            await wait_event(self._stopping, self.sync_s)
             if self._stopping.is_set():
                 return  # stop() does the last sync
             try:

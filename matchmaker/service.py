@@ -28,6 +28,7 @@ from arena import keys
 from arena.clock import now_ms
 from arena.placement import Placed, Placer, SeatRequest
 from arena.tickets import Assignment, QueuedTicket, QueueRef, QueueStats, TicketStore
+from arena.waits import wait_event, within
 from matchmaker.metrics import MatchmakerMetrics
 from matchmaker.pairing import Group, form_groups
 from matchmaker.settings import MatchmakerSettings
@@ -119,7 +120,7 @@ class Matchmaker:
         if stalled > LOOP_STALE_S:
             return f"loop stuck: no round ended for {stalled:.0f} s"
         try:
-            await asyncio.wait_for(self._redis.ping(), PROBE_TIMEOUT_S)
+            await within(self._redis.ping(), PROBE_TIMEOUT_S)
         except Exception as exc:
             return f"redis: {exc!r}"
         return None
@@ -156,10 +157,7 @@ class Matchmaker:
                 pause = ERROR_BACKOFF_S
             self._round_ended_at = time.monotonic()
             if pause > 0:
-                try:
-                    await asyncio.wait_for(self._stopping.wait(), pause)
-                except TimeoutError:
-                    pass
+                await wait_event(self._stopping, pause)
 
     async def run_once(self) -> None:
         """One round over every queue, placing what it claims before returning (tests, tools)."""
@@ -322,7 +320,7 @@ class Matchmaker:
             regions += [r for r in self.settings.neighbours.get(group.region, ()) if r not in regions]
         players = [SeatRequest(t.player_id, t.name) for t in group.tickets]
         try:
-            return await asyncio.wait_for(
+            return await within(
                 self.placer.place(group.anchor.race_type, regions, players), budget_s
             )
         except TimeoutError:
@@ -388,10 +386,7 @@ class Matchmaker:
                 await self.reap()
             except Exception as exc:
                 self.log.warning("reap_failed", error=str(exc))
-            try:
-                await asyncio.wait_for(self._stopping.wait(), self.settings.reap_interval_s)
-            except TimeoutError:
-                pass
+            await wait_event(self._stopping, self.settings.reap_interval_s)
 
     async def reap(self) -> int:
         """Requeue every expired claim of the served queues; returns how many."""

@@ -39,6 +39,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from arena.logs import configure_logging
 from arena.settings import LogSettings, SettingsError, env_float, env_int, environ
 from arena.startup import load_settings
+from arena.waits import within
 from persistence.kafka_lag import group_lag, lag_by_topic
 from persistence.settings import KafkaSettings
 
@@ -133,7 +134,7 @@ async def ensure_topics(settings: TopicSettings, *, create: bool = True) -> Topi
 
 async def run(settings: TopicSettings, *, create: bool, out: TextIO) -> int:
     try:
-        report = await asyncio.wait_for(ensure_topics(settings, create=create), settings.admin_timeout_s)
+        report = await within(ensure_topics(settings, create=create), settings.admin_timeout_s)
     except (KafkaError, OSError, TimeoutError) as exc:
         log.error("kafka_topics_failed", bootstrap=settings.kafka.bootstrap, error=repr(exc))
         return EXIT_FAILED
@@ -157,7 +158,7 @@ async def run(settings: TopicSettings, *, create: bool, out: TextIO) -> int:
 async def show_lag(settings: TopicSettings, group: str, out: TextIO) -> int:
     """Print ``group``'s lag on our topics per partition (persistence/kafka_lag.py exports the sums)."""
     try:
-        partitions = await asyncio.wait_for(
+        partitions = await within(
             group_lag(settings.kafka.bootstrap, group, settings.admin_timeout_s, settings.topics),
             settings.admin_timeout_s,
         )

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from arena.promhttp import metrics_response
 from arena.redisutil import connect
+from arena.waits import within
 from persistence.consumer import Health, OutboxConsumer, ReadSide
 from persistence.deadletters import DeadLetters
 from persistence.errors import describe
@@ -121,7 +122,7 @@ class PersistenceService:
             await self.publisher.close()
         if self.pool is not None:
             try:
-                await asyncio.wait_for(self.pool.close(), POOL_CLOSE_TIMEOUT_S)
+                await within(self.pool.close(), POOL_CLOSE_TIMEOUT_S)
             except TimeoutError:
                 self.pool.terminate()
         if self.redis is not None:
@@ -147,7 +148,7 @@ class PersistenceService:
             "kafka": self._probe_kafka,
         }
         results = await asyncio.gather(
-            *(asyncio.wait_for(probe(), PROBE_TIMEOUT_S) for probe in probes.values()), return_exceptions=True
+            *(within(probe(), PROBE_TIMEOUT_S) for probe in probes.values()), return_exceptions=True
         )
         reasons = [f"{name}: {describe(r)}" for name, r in zip(probes, results, strict=True) if r is not None]
         return "; ".join(reasons) or None

@@ -44,6 +44,7 @@ from arena.clock import now_ms
 from arena.redisutil import execute_loading
 from arena.results import MatchRecord
 from arena.typing_tests import TypingTestRecord
+from arena.waits import wait_event
 from persistence import streams
 from persistence.deadletters import DeadLetters
 from persistence.entries import Entry, Match, PoisonEntry, decode
@@ -326,8 +327,7 @@ class OutboxConsumer:
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake at once when asked to stop."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+        await wait_event(self._stopping, seconds)
 
     # -- reading ----------------------------------------------------------------------
 

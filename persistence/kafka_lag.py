@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from arena.tasks import stop_tasks
+from arena.waits import wait_event, within
 from persistence.metrics import PersistenceMetrics
 from persistence.settings import KafkaSettings
 
@@ -100,10 +101,7 @@ class LagMonitor:
     async def _run(self) -> None:
         while not self._stopping.is_set():
             await self.refresh()
-            try:
-                await asyncio.wait_for(self._stopping.wait(), self.settings.lag_interval_s)
-            except TimeoutError:
-                pass
+            await wait_event(self._stopping, self.settings.lag_interval_s)
 
     async def refresh(self) -> bool:
         """One round over every configured group; False when one of them failed."""
@@ -112,7 +110,7 @@ class LagMonitor:
         topics = tuple(t for t in (s.race_topic, s.heat_topic, s.test_topic, s.player_topic) if t)
         for group in s.lag_groups:
             try:
-                partitions = await asyncio.wait_for(
+                partitions = await within(
                     group_lag(s.bootstrap, group, s.publish_timeout_s, topics), s.publish_timeout_s * 2
                 )
             except Exception as exc:  # Kafka down or slow: keep the last values, say so

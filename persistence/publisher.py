@@ -30,6 +30,7 @@ from aiokafka.errors import KafkaError
 
 from arena.results import FINAL_KIND
 from arena.typing_tests import TEST_KIND
+from arena.waits import within
 from persistence.entries import Match
 from persistence.errors import Dependency, DependencyDown, describe, kafka_rejects_message
 from persistence.player_events import EVENT_VERSION, player_events
@@ -69,7 +70,7 @@ class KafkaPublisher:
                 request_timeout_ms=int(self.settings.publish_timeout_s * 1000),
             )
             try:
-                await asyncio.wait_for(producer.start(), self.settings.publish_timeout_s)
+                await within(producer.start(), self.settings.publish_timeout_s)
             except (KafkaError, OSError, TimeoutError) as exc:
                 await _abandon(producer)
                 raise DependencyDown(Dependency.KAFKA, exc) from exc
@@ -80,7 +81,7 @@ class KafkaPublisher:
         """Raise unless the cluster answers a metadata request."""
         producer = await self.producer()
         try:
-            await asyncio.wait_for(producer.client.fetch_all_metadata(), 2.0)
+            await within(producer.client.fetch_all_metadata(), 2.0)
         except (KafkaError, OSError, TimeoutError) as exc:
             raise DependencyDown(Dependency.KAFKA, exc) from exc
 
@@ -90,7 +91,7 @@ class KafkaPublisher:
         if producer is None:
             return
         try:
-            await asyncio.wait_for(producer.flush(), CLOSE_TIMEOUT_S)
+            await within(producer.flush(), CLOSE_TIMEOUT_S)
         except TimeoutError:
             log.warning("kafka_close_abandoned_in_flight")
             await _abandon(producer)

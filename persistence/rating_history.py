@@ -12,7 +12,6 @@ acknowledged: ratings themselves live in Redis, this is their history.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ import structlog
 from redis.exceptions import ResponseError
 
 from arena import keys
+from arena.waits import wait_event
 from persistence import streams
 from persistence.consumer import REDIS_DOWN, Backoff, Health, State
 from persistence.errors import Dependency, DependencyDown, postgres_rejects_data
@@ -150,8 +150,7 @@ class RatingHistoryConsumer:
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake at once when asked to stop."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+        await wait_event(self._stopping, seconds)
 
     async def _read(self) -> list[tuple[str, dict[bytes, bytes]]]:
         reply = await self._redis.xreadgroup(

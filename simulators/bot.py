@@ -55,6 +55,7 @@ from arena.protocol import (
     Start,
     Welcome,
 )
+from arena.waits import wait_event, within
 from simulators.guard import NotLoopbackError, require_loopback
 from simulators.typing import TypingProfile, plan_keystrokes
 
@@ -335,10 +336,7 @@ class Bot:
         while True:
             if not link.inbox:
                 link.arrived.clear()
-                try:
-                    await asyncio.wait_for(link.arrived.wait(), self._until_tick(link))
-                except TimeoutError:
-                    pass  # a tick is due
+                await wait_event(link.arrived, self._until_tick(link))  # a tick is due
             while link.inbox:
                 item = link.inbox.popleft()
                 if item is _EOF:
@@ -643,6 +641,6 @@ async def _close(ws: aiohttp.ClientWebSocketResponse, wait_s: float) -> None:
     if ws.closed:
         return
     try:
-        await asyncio.wait_for(ws.close(), wait_s)
+        await within(ws.close(), wait_s)
     except (TimeoutError, ConnectionError, aiohttp.ClientError):
         _cut(ws)

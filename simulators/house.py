@@ -31,6 +31,7 @@ from arena.backoff import Backoff, BackoffSettings
 from arena.logs import configure_logging
 from arena.settings import LogSettings
 from arena.signals import until_signal
+from arena.waits import wait_event
 from simulators.bot import Bot, RaceGone
 from simulators.guard import NotLoopbackError, require_loopback
 from simulators.typing import draw_profile
@@ -229,10 +230,7 @@ def _log_retry(event: str, failures: int, **fields: object) -> None:
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass
+    await wait_event(stop, seconds)
 
 
 async def lobby_regions(http: aiohttp.ClientSession, lobby_url: str) -> tuple[str, ...]:

@@ -39,6 +39,7 @@ from arena.codec import load_json
 from arena.ids import RaceId
 from arena.redisutil import as_text, connect
 from arena.tokens import PlayerToken, TokenError, TokenSigner
+from arena.waits import wait_event
 from gameserver.passages import PassageError, validate_custom_text
 from tournaments.bracket import Advancement, BracketRules
 from tournaments.live import LiveHub, RaceRef
@@ -473,10 +474,7 @@ async def _wait_change(api: TournamentApi, tid: str, player_id: str, since: str,
             remaining = deadline - loop.time()
             if current.key != since or remaining <= 0:
                 return current
-            try:
-                await asyncio.wait_for(event.wait(), min(remaining, RECHECK_S))
-            except TimeoutError:
-                pass
+            await wait_event(event, min(remaining, RECHECK_S))
 
 
 # ---- live ------------------------------------------------------------------------

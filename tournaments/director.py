@@ -31,6 +31,7 @@ from arena.placement import Placer
 from arena.rating import RatingStore
 from arena.registry import NodeInfo, NodeRegistry
 from arena.tasks import stop_tasks
+from arena.waits import wait_event
 from tournaments.bracket import Entrant, seed_order
 from tournaments.encoding import entrants_json
 from tournaments.intake import ResultIntake
@@ -148,10 +149,7 @@ class Director:
             if self.lease.token and not self.lease.held:
                 self.lease.lose()  # could not renew in time: let go before anyone else can take it
                 await self._demote()
-            try:
-                await asyncio.wait_for(self._stopping.wait(), self.settings.lease_renew_s)
-            except TimeoutError:
-                pass
+            await wait_event(self._stopping, self.settings.lease_renew_s)
 
     async def _elected(self) -> None:
         self.metrics.elections.inc()
@@ -181,10 +179,7 @@ class Director:
                 except Exception:  # one bad tournament or a Redis hiccup must not stop the director
                     self.log.exception("director_tick_failed")
                 self.metrics.tick_seconds.observe(loop.time() - started)
-            try:
-                await asyncio.wait_for(self._stopping.wait(), self.settings.tick_s)
-            except TimeoutError:
-                pass
+            await wait_event(self._stopping, self.settings.tick_s)
 
     async def tick(self) -> None:
         loop = asyncio.get_running_loop()

@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import structlog
 
+from arena.waits import within
 from simulators.guard import require_loopback
 from simulators.swarm.plan import WorkerPlan, plan_arrivals, split_by_worker
 from simulators.swarm.processes import MachineSeries, ProcessSeries, sample_all
@@ -76,7 +77,7 @@ async def run_swarm(scenario: Scenario, settings: SwarmSettings) -> Report:
         for proc in procs:
             if proc.returncode is None:
                 try:
-                    await asyncio.wait_for(proc.wait(), 5.0)
+                    await within(proc.wait(), 5.0)
                 except TimeoutError:
                     proc.kill()
                     await proc.wait()
