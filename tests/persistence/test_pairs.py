@@ -8,6 +8,8 @@ import random
 from datetime import UTC, datetime
 
 import asyncpg
+import msgpack
+import numpy as np
 import pytest
 import redis.asyncio as aioredis
 
@@ -15,6 +17,7 @@ from arena import keys
 from arena.keys import leaderboard
 from arena.results import MatchRecord
 from arena.settings import SettingsError
+from benchmarks.pairs_cost import reference_pair_f, reference_plus, reference_race_pairs
 from gameserver.passages import Corpus
 from persistence import synthetic
 from persistence.consumer import ReadSide
@@ -26,7 +29,7 @@ from persistence.recent import RecentCache
 from persistence.review import DecidedResult
 from persistence.settings import ReadSideSettings
 from persistence.times import to_ms
-from simulators.typing import TypingProfile, plan_keystrokes
+from simulators.typing import TypingProfile, draw_profile, plan_keystrokes
 from tests.persistence.conftest import ServiceFactory
 from tests.persistence.helpers import Env, drained, push, wait_until
 
@@ -122,6 +125,56 @@ def test_the_history_counts_a_race_once_and_stays_bounded() -> None:
     assert back == h
     assert PairHistory.from_bytes(b"\x93garbage") == PairHistory()
     assert PairHistory.from_bytes(None) == PairHistory()
+
+
+def random_keylog(rng: random.Random) -> tuple[str, list[int]]:
+    """Keys of every kind (cases, spaces, backspaces, non-ASCII, "İ" that lowers to two
+    characters) and gaps of every kind (0, negative, pauses), times sometimes longer or shorter."""
+    alphabet = "etaoinshrdlu THE\b\b.,;éİ\x7f\x80ß" + "".join(sorted({c for p in PAIRS for c in p}))
+    n = rng.randint(0, 400)
+    keys = "".join(rng.choice(alphabet) for _ in range(n))
+    t, times = 0, []
+    for _ in range(n + rng.randint(-3, 3)):
+        t += rng.choice([0, -5, 2000, rng.randint(1, 400), round(120 * rng.lognormvariate(0, 0.5))])
+        times.append(t)
+    return keys, times
+
+
+def test_the_numpy_grouping_gives_the_statistic_of_the_reference_loop() -> None:
+    # benchmarks/pairs_cost.py keeps the per-key Python loop numpy replaced: same sums, same F,
+    # same holds, and the stored bytes of one read by the other.
+    rng = random.Random(2014)
+    limits = PairLimits(min_f=1.3, min_intervals=200, races=3)
+    judged, held = 0, 0
+    for career_n in range(30):
+        history, profile = PairHistory(), draw_profile(rng)
+        empty = reference_race_pairs("", [])
+        ref_cur, ref_prev, ref_races, ref_held = empty, empty, 0, False
+        for k in range(8):
+            chars = rng.randint(50, 400)
+            kind = career_n % 3  # honest typists, letter-blind bots, random keylogs
+            keys_, times = [person_race(rng, profile, chars), bot_race(rng, chars), random_keylog(rng)][kind]
+            pairs, ref = race_pairs(keys_, times, 1500, 1.0), reference_race_pairs(keys_, times, 1500, 1.0)
+            assert pairs.values.dtype == np.float32 and len(pairs.values) == len(ref)
+            assert np.allclose(pairs.values, np.array(ref, dtype=np.float32), rtol=1e-5, atol=1e-5)
+            history = history.plus(f"{career_n}:{k}", pairs, limits).judged(limits)
+            if ref_races >= limits.races:
+                ref_cur, ref_prev, ref_races = reference_race_pairs("", []), ref_cur, 0
+            ref_cur, ref_races = reference_plus(ref_cur, ref), ref_races + 1
+            ref_f, ref_n = reference_pair_f(reference_plus(ref_prev, ref_cur), limits)
+            f, n = pair_f(history.pooled(), limits)
+            assert n == ref_n and (f is None) == (ref_f is None)
+            if f is not None and ref_f is not None:
+                assert f == pytest.approx(ref_f, rel=1e-4)
+                judged += 1
+                ref_held = ref_held or (ref_f < limits.min_f)
+            assert history.held == ref_held
+        old_bytes = [ref_cur.tobytes(), ref_races, ref_prev.tobytes(), list(history.race_ids), history.held]
+        back = PairHistory.from_bytes(msgpack.packb([2, *old_bytes], use_bin_type=True))
+        assert np.allclose(back.current.values, np.array(ref_cur, dtype=np.float32), rtol=1e-5, atol=1e-4)
+        held += history.held
+    # Enough verdicts, careers held and not held, for the comparison to mean something.
+    assert judged > 100 and 5 <= held <= 25
 
 
 def test_a_letter_blind_bot_is_held_within_a_few_short_races_and_stays_held() -> None:
