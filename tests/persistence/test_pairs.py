@@ -265,9 +265,16 @@ async def test_persistence_stores_a_letter_blind_bots_later_races_held(
     await push(redis, races)
     await wait_until(lambda: drained(redis), 20, "the races acknowledged")
     async with asyncpg.create_pool(env.dsn, min_size=1, max_size=1) as pool:
-        rows = await pool.fetch("SELECT race_id, review_state FROM race_participants WHERE player_id = 'bot'")
+        rows = await pool.fetch(
+            "SELECT race_id, review_state, review_reason FROM race_participants WHERE player_id = 'bot'"
+        )
     states = {r["race_id"]: r["review_state"] for r in rows}
     order = [states[r.match_id] for r in races]
+    # The reason is stored with each held result (ops.review list shows it), none with a clear one.
+    reasons = {r["review_state"]: set() for r in rows}
+    for r in rows:
+        reasons[r["review_state"]].add(r["review_reason"])
+    assert reasons == {"clear": {None}, "held": {"pairs_history"}}
     assert order[:2] == ["clear", "clear"] and order[-1] == "held"
     first = order.index("held")
     assert all(s == "held" for s in order[first:])  # held from then on
