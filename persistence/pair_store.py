@@ -1,7 +1,7 @@
 """Each player's pooled letter-pair evidence in Redis (``user:{id}:pairs``), and the holds it calls.
 
 Persistence runs this once per batch, before it stores the batch (persistence/consumer.py): it
-reads the players' summaries (one pipelined GET each), adds each valid finish's intervals in
+reads the players' summaries (one MGET), adds each valid finish's intervals in
 race-end order, judges the pooled evidence (persistence/pairs.py) and writes the summaries back
 with a TTL (``ARENA_REVIEW_PAIRS_TTL_S``); the store then holds the results it names
 (persistence/store.py). A re-delivered result counts once (the summary keeps the ids of its
@@ -15,11 +15,14 @@ at the player, and the evidence starts over (docs/FAIRPLAY.md).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import cast
 
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.cluster import RedisCluster
 
 from arena import keys
+from arena.redisutil import is_cluster
 from arena.results import MatchRecord
 from persistence.leaderboards import counts_for_ranking
 from persistence.pairs import PairHistory, PairLimits, race_pairs
@@ -47,10 +50,7 @@ class PairEvidence:
         if not results:
             return set()
         players = sorted({p.player_id for _, p in results})
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for player in players:
-                pipe.get(keys.pair_history(player))
-            raws = await pipe.execute()
+        raws = await self._read([keys.pair_history(pl) for pl in players])
         histories = {pl: PairHistory.from_bytes(raw) for pl, raw in zip(players, raws, strict=True)}
         held: set[tuple[str, str]] = set()
         for r, p in results:
@@ -68,6 +68,14 @@ class PairEvidence:
                 pipe.set(keys.pair_history(player), history.to_bytes(), ex=self._ttl_s)
             await pipe.execute()
         return held
+
+    async def _read(self, names: list[str]) -> list[bytes | None]:
+        """One MGET: a fifth of the client CPU of one pipelined GET per player (≈ 5 vs 28 µs a key,
+        docs/PERFORMANCE.md). A cluster's keys are in many slots: redis-py splits it by slot."""
+        if is_cluster(self._redis):
+            cluster = cast(RedisCluster, self._redis)
+            return cast(list[bytes | None], await cluster.mget_nonatomic(names))
+        return cast(list[bytes | None], await self._redis.mget(names))
 
     async def forget(self, players: Iterable[str]) -> None:
         """An operator released one of their results: the evidence starts over."""

@@ -213,11 +213,13 @@ def bot_record(rng: random.Random, player: str, n: int) -> MatchRecord:
     return dataclasses.replace(race, race_type="quick", participants=[p])
 
 
+@pytest.mark.redis_cluster
 async def test_a_letter_blind_bots_nth_short_race_is_held_from_evidence_kept_in_redis(
     redis: aioredis.Redis,
 ) -> None:
     """Steps: one short race per batch, as persistence stores them; the summary lives in Redis
-    between batches (with its TTL); a re-delivered race counts once; a release starts over."""
+    between batches (with its TTL); a re-delivered race counts once; a release starts over.
+    On one Redis and on a Redis Cluster (the players' summaries are read with one MGET)."""
     evidence = PairEvidence(redis, ReadSideSettings())
     rng = random.Random(17)
     held_at = None
@@ -233,11 +235,14 @@ async def test_a_letter_blind_bots_nth_short_race_is_held_from_evidence_kept_in_
     assert 0 < await redis.ttl(keys.pair_history("bot")) <= ReadSideSettings().review_pairs_ttl_s
     stored = PairHistory.from_bytes(await redis.get(keys.pair_history("bot")))
     assert stored.held and len(stored.race_ids) == 10
+    typists = ["ann", "bea", "cy", "di", "ed"]  # keys in several cluster slots, read in one batch
     for n in range(8):  # synthetic typists type pairs at their own speeds: never held
-        honest = synthetic.match(rng, ended_at=to_ms(datetime.now(UTC)) + n, players=["ann"], keys=300)
+        honest = synthetic.match(rng, ended_at=to_ms(datetime.now(UTC)) + n, players=typists, keys=300)
         assert all(p.status == "finished" for p in honest.participants)
-        assert await evidence.judge([honest]) == set()
-    assert PairHistory.from_bytes(await redis.get(keys.pair_history("ann"))).race_ids  # it was judged
+        bot = bot_record(rng, "bot", 20 + n)  # held already: stays held, in the same batch
+        assert await evidence.judge([honest, bot]) == {(bot.match_id, "bot")}
+    for player in typists:  # each was judged, every race counted
+        assert len(PairHistory.from_bytes(await redis.get(keys.pair_history(player))).race_ids) == 8
     await evidence.forget(["bot"])
     assert await redis.get(keys.pair_history("bot")) is None
     assert await evidence.judge([bot_record(rng, "bot", 9)]) == set()  # the evidence starts over
