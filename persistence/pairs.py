@@ -118,7 +118,7 @@ def race_pairs(keys: str, times: Sequence[int], pause_ms: int = 1500, clip: floa
     """One race's intervals by letter pair: log interval minus the race's mean log, clipped to ±clip.
 
     O(keys) in numpy (a table lookup per pair, then bincount); backspaces and pairs outside
-    ``PAIRS`` do not count. About 15x cheaper than the per-key Python loop it replaced
+    ``PAIRS`` do not count. 5-7 times cheaper than the per-key Python loop it replaced
     (benchmarks/pairs_cost.py, docs/PERFORMANCE.md)."""
     low = keys.lower()  # (may be longer than keys: "İ" lowers to two characters, as before)
     n = min(len(low), len(times))
