@@ -3,10 +3,11 @@
 Persistence runs this once per batch, before it stores the batch (persistence/consumer.py): it
 reads the players' summaries (one MGET), adds each valid finish's intervals in
 race-end order, judges the pooled evidence (persistence/pairs.py) and writes the summaries back
-with a TTL (``ARENA_REVIEW_PAIRS_TTL_S``); the store then holds the results it names
-(persistence/store.py). A re-delivered result counts once (the summary keeps the ids of its
-races). Two workers storing the same player's races at the same moment may each miss the
-other's race: like the personal-best history, the evidence is a guide, not a ledger.
+with a TTL (``ARENA_REVIEW_PAIRS_TTL_S``; one script call, one SET each on a cluster); the
+store then holds the results it names (persistence/store.py). A re-delivered result counts
+once (the summary keeps the ids of its races). Two workers storing the same player's races at
+the same moment may each miss the other's race: like the personal-best history, the evidence
+is a guide, not a ledger.
 
 An operator's release of any of a player's results deletes the summary: the operator has looked
 at the player, and the evidence starts over (docs/FAIRPLAY.md).
@@ -31,6 +32,16 @@ from persistence.settings import ReadSideSettings
 log = structlog.get_logger(__name__)
 
 
+# SET with a TTL for each key (KEYS[i] = ARGV[i + 1], ARGV[1] the TTL): one command for a batch.
+_SET_ALL = """
+local ttl = ARGV[1]
+for i, name in ipairs(KEYS) do
+    redis.call('SET', name, ARGV[i + 1], 'EX', ttl)
+end
+return #KEYS
+"""
+
+
 def pair_limits(settings: ReadSideSettings) -> PairLimits:
     return PairLimits(min_f=settings.review_pairs_f, races=settings.review_pairs_races)
 
@@ -40,6 +51,7 @@ class PairEvidence:
         self._redis = redis
         self._limits = pair_limits(settings)
         self._ttl_s = settings.review_pairs_ttl_s
+        self._set_all = redis.register_script(_SET_ALL)
 
     async def judge(self, records: Sequence[MatchRecord]) -> set[tuple[str, str]]:
         """(race, player) of the valid finishes to hold: the player's evidence says "no letter pairs"."""
@@ -63,10 +75,7 @@ class PairEvidence:
                 held.add((r.match_id, p.player_id))
                 if not before.held:
                     log.info("pair_evidence_hold", player_id=p.player_id, race_id=r.match_id)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for player, history in histories.items():
-                pipe.set(keys.pair_history(player), history.to_bytes(), ex=self._ttl_s)
-            await pipe.execute()
+        await self._write({keys.pair_history(pl): h.to_bytes() for pl, h in histories.items()})
         return held
 
     async def _read(self, names: list[str]) -> list[bytes | None]:
@@ -76,6 +85,17 @@ class PairEvidence:
             cluster = cast(RedisCluster, self._redis)
             return cast(list[bytes | None], await cluster.mget_nonatomic(names))
         return cast(list[bytes | None], await self._redis.mget(names))
+
+    async def _write(self, values: dict[str, bytes]) -> None:
+        """Every summary with its TTL. One Redis: one script call (≈ 10 vs 28 µs of client CPU a
+        key against a pipelined SET each). A cluster's keys are in many slots: one SET each."""
+        if is_cluster(self._redis):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for name, value in values.items():
+                    pipe.set(name, value, ex=self._ttl_s)
+                await pipe.execute()
+        else:
+            await self._set_all(keys=list(values), args=[self._ttl_s, *values.values()])
 
     async def forget(self, players: Iterable[str]) -> None:
         """An operator released one of their results: the evidence starts over."""
