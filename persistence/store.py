@@ -282,6 +282,7 @@ class WriteResult:
     released: list[ReleasedResult] = field(default_factory=list)  # to offer to the boards
     held: int = 0  # result rows this call stored 'held' for review
     held_pairs: int = 0  # of which held by the pooled letter-pair evidence (persistence/pair_store.py)
+    held_by_reason: dict[str, int] = field(default_factory=dict)  # HoldReason -> rows stored held
     # (race, player) -> 'held' or 'rejected': kept off the boards, marked in recent results
     unranked: dict[tuple[str, str], str] = field(default_factory=dict)
     decided: dict[str, int] = field(default_factory=dict)  # new review decisions, by decision
@@ -329,6 +330,8 @@ class PostgresStore:
             result.released += one.released
             result.held += one.held
             result.held_pairs += one.held_pairs
+            for reason, n in one.held_by_reason.items():
+                result.held_by_reason[reason] = result.held_by_reason.get(reason, 0) + n
             result.unranked |= one.unranked
             result.decided_results += one.decided_results
             result.rejections += one.rejections
@@ -423,8 +426,10 @@ class PostgresStore:
                     unranked |= {(row["race_id"], row["player_id"]): row["review_state"] for row in rows}
         held = [row for row in participants if row[-1] == "held"]
         held_pairs = 0
+        by_reason: dict[str, int] = {}
         for row in held:  # rare by design: one line each, for the operator's attention
             held_pairs += row[-2] == HoldReason.PAIRS_HISTORY
+            by_reason[str(row[-2])] = by_reason.get(str(row[-2]), 0) + 1
             log.info("result_held_for_review", race_id=row[0], player_id=row[1], wpm=row[8], reason=row[-2])
         return WriteResult(
             inserted=inserted,
@@ -432,6 +437,7 @@ class PostgresStore:
             released=released,
             held=len(held),
             held_pairs=held_pairs,
+            held_by_reason=by_reason,
             decided=decided,
             unranked=unranked,
             decided_results=read_back.decided,

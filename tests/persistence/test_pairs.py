@@ -266,7 +266,7 @@ async def test_persistence_stores_a_letter_blind_bots_later_races_held(
     """Through the service: the outbox in, PostgreSQL's review_state and the board out."""
     rng = random.Random(18)
     races = [bot_record(rng, "bot", n) for n in range(8)]
-    await start_service(env.settings())
+    service = await start_service(env.settings())
     await push(redis, races)
     await wait_until(lambda: drained(redis), 20, "the races acknowledged")
     async with asyncpg.create_pool(env.dsn, min_size=1, max_size=1) as pool:
@@ -280,6 +280,10 @@ async def test_persistence_stores_a_letter_blind_bots_later_races_held(
     for r in rows:
         reasons[r["review_state"]].add(r["review_reason"])
     assert reasons == {"clear": {None}, "held": {"pairs_history"}}
+    by_reason = service.metrics.registry.get_sample_value(
+        "arena_persistence_results_held_by_reason_total", {"reason": "pairs_history"}
+    )
+    assert by_reason == order.count("held")
     assert order[:2] == ["clear", "clear"] and order[-1] == "held"
     first = order.index("held")
     assert all(s == "held" for s in order[first:])  # held from then on

@@ -181,6 +181,8 @@ async def test_release_and_reject_flow_to_postgres_kafka_and_the_boards(
     assert set(await redis.zrange(board, 0, -1)) == {b"ada", b"dee"}
     assert (await asyncio.to_thread(review, env, "list"))[1].startswith("0 held result(s)")
     assert registry.get_sample_value("arena_persistence_results_held_total") == 2
+    by_reason = "arena_persistence_results_held_by_reason_total"
+    assert registry.get_sample_value(by_reason, {"reason": "wpm"}) == 2
     for decision in ("released", "rejected"):
         assert (
             registry.get_sample_value("arena_persistence_review_decisions_total", {"decision": decision}) == 1
@@ -221,7 +223,7 @@ async def test_a_personal_best_far_above_the_stored_history_is_held(
     history = [
         dataclasses.replace(race_at({"ada": 134.0 + i}, seed=i), ended_at=NOW - 60_000 + i) for i in range(10)
     ]
-    await start_service(env.settings())
+    service = await start_service(env.settings())
     await push(redis, history)
     await wait_until(lambda: drained(redis), 15, "the history acknowledged")
     board = leaderboard("quick", "alltime", "")
@@ -239,6 +241,8 @@ async def test_a_personal_best_far_above_the_stored_history_is_held(
     assert await db_value(env.dsn, best) == 185.0
     code, out = await asyncio.to_thread(review, env, "list")
     assert code == 0 and [line.split("\t")[4] for line in out.splitlines()[2:]] == ["pb"]
+    by_reason = "arena_persistence_results_held_by_reason_total"
+    assert service.metrics.registry.get_sample_value(by_reason, {"reason": "pb"}) == 1
     assert (await asyncio.to_thread(review, env, "release", jump.match_id, "ada"))[0] == 0
 
     async def on_board() -> bool:
