@@ -17,6 +17,7 @@ from arena import keys
 from arena.keys import leaderboard
 from arena.results import MatchRecord
 from arena.settings import SettingsError
+from benchmarks.pairs_cost import main as pairs_cost_main
 from benchmarks.pairs_cost import reference_pair_f, reference_plus, reference_race_pairs
 from gameserver.passages import Corpus
 from persistence import synthetic
@@ -314,3 +315,11 @@ async def test_an_operators_release_starts_the_players_evidence_over(redis: aior
     await readside.apply_decisions([released, rejected], [])
     assert await redis.get(keys.pair_history("bot")) is None  # released: starts over
     assert await redis.get(keys.pair_history("cy")) is not None  # rejected: kept
+
+
+def test_the_cost_benchmark_runs_bounded_and_prints_each_length(capsys: pytest.CaptureFixture[str]) -> None:
+    assert pairs_cost_main(["--results", "10", "--repeat", "1"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [r[0] for r in rows] == ["100", "300", "1000"] and all(float(r[2]) > 0 for r in rows)
+    with pytest.raises(SystemExit):
+        pairs_cost_main(["--results", "0"])
