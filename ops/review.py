@@ -5,8 +5,9 @@
     python -m ops.review reject RACE_ID PLAYER_ID --reason TEXT
 
 ``list`` reads PostgreSQL directly (``--dsn`` or ``ARENA_POSTGRES_DSN``): every held result, oldest
-first, with its keystroke statistics from the stored keystroke log. A decision is appended to the
-outbox (``--redis-url`` or ``ARENA_REDIS_URL``) as a ``review_decision`` entry, once per result;
+first, with why it was held (``reason``: ``wpm``, ``pb`` or ``pairs_history``, persistence/review.py
+``HoldReason``) and its keystroke statistics from the stored keystroke log. A decision is appended
+to the outbox (``--redis-url`` or ``ARENA_REDIS_URL``) as a ``review_decision`` entry, once per result;
 persistence stores it, moves the result out of 'held', puts a released one on its leaderboards and
 publishes the decision to Kafka (docs/FAIRPLAY.md, "Held for review").
 
@@ -34,7 +35,8 @@ from persistence.review import MAX_REASON, ReviewDecisionRecord, ReviewState, ke
 from persistence.settings import PostgresSettings
 
 _HELD = """
-SELECT p.race_id, p.player_id, p.name, r.race_type, p.wpm, p.accuracy, p.flags, p.created_at, p.keylog
+SELECT p.race_id, p.player_id, p.name, r.race_type, p.review_reason, p.wpm, p.accuracy, p.flags,
+       p.created_at, p.keylog
 FROM race_participants p JOIN races r ON r.race_id = p.race_id
 WHERE p.review_state = 'held'
 ORDER BY p.created_at, p.race_id, p.player_id
@@ -47,7 +49,7 @@ WHERE p.race_id = $1 AND p.player_id = $2
 """
 
 COLUMNS = (
-    "race_id", "player_id", "name", "race_type", "ended_at", "wpm", "accuracy", "flags",
+    "race_id", "player_id", "name", "race_type", "reason", "ended_at", "wpm", "accuracy", "flags",
     "keys", "backspaces", "gap_mean_ms", "gap_sd_ms", "gap_skew", "gap_min_ms",
 )  # fmt: skip
 
@@ -74,6 +76,7 @@ async def _list(conn: asyncpg.Connection, limit: int, out: TextIO) -> int:
             stats = ["?"] * 6
         fields = [
             r["race_id"], r["player_id"], r["name"], r["race_type"],
+            r["review_reason"] or "?",  # "?": held before the reason was stored (migration 0007)
             r["created_at"].isoformat(timespec="seconds"),
             f"{r['wpm']:.2f}", f"{r['accuracy']:.2f}", ",".join(r["flags"]) or "-", *stats,
         ]  # fmt: skip

@@ -419,6 +419,8 @@ class OutboxConsumer:
             self._metrics.participant_rows.inc(written.participant_rows)
             self._metrics.results_held.inc(written.held)
             self._metrics.results_held_pairs.inc(written.held_pairs)
+            for reason, n in written.held_by_reason.items():
+                self._metrics.results_held_by_reason.labels(reason).inc(n)
             for decision, n in written.decided.items():
                 self._metrics.review_decisions.labels(decision).inc(n)
             matches = batch.fail(written.rejected, "postgres", matches)

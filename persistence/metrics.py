@@ -53,6 +53,12 @@ class PersistenceMetrics:
             "Of those, held because the player's pooled letter-pair evidence shows no pairs (pairs.py)",
             registry=r,
         )
+        self.results_held_by_reason = Counter(
+            f"{_PREFIX}_results_held_by_reason_total",
+            "Result rows stored held for review, by the rule that held them (wpm, pb, pairs_history)",
+            ["reason"],
+            registry=r,
+        )
         self.review_decisions = Counter(
             f"{_PREFIX}_review_decisions_total",
             "Operator review decisions stored, by decision (released, rejected)",

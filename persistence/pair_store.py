@@ -1,12 +1,13 @@
 """Each player's pooled letter-pair evidence in Redis (``user:{id}:pairs``), and the holds it calls.
 
 Persistence runs this once per batch, before it stores the batch (persistence/consumer.py): it
-reads the players' summaries (one pipelined GET each), adds each valid finish's intervals in
+reads the players' summaries (one MGET), adds each valid finish's intervals in
 race-end order, judges the pooled evidence (persistence/pairs.py) and writes the summaries back
-with a TTL (``ARENA_REVIEW_PAIRS_TTL_S``); the store then holds the results it names
-(persistence/store.py). A re-delivered result counts once (the summary keeps the ids of its
-races). Two workers storing the same player's races at the same moment may each miss the
-other's race: like the personal-best history, the evidence is a guide, not a ledger.
+with a TTL (``ARENA_REVIEW_PAIRS_TTL_S``; one script call, one SET each on a cluster); the
+store then holds the results it names (persistence/store.py). A re-delivered result counts
+once (the summary keeps the ids of its races). Two workers storing the same player's races at
+the same moment may each miss the other's race: like the personal-best history, the evidence
+is a guide, not a ledger.
 
 An operator's release of any of a player's results deletes the summary: the operator has looked
 at the player, and the evidence starts over (docs/FAIRPLAY.md).
@@ -15,17 +16,30 @@ at the player, and the evidence starts over (docs/FAIRPLAY.md).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import cast
 
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.cluster import RedisCluster
 
 from arena import keys
+from arena.redisutil import is_cluster
 from arena.results import MatchRecord
 from persistence.leaderboards import counts_for_ranking
 from persistence.pairs import PairHistory, PairLimits, race_pairs
 from persistence.settings import ReadSideSettings
 
 log = structlog.get_logger(__name__)
+
+
+# SET with a TTL for each key (KEYS[i] = ARGV[i + 1], ARGV[1] the TTL): one command for a batch.
+_SET_ALL = """
+local ttl = ARGV[1]
+for i, name in ipairs(KEYS) do
+    redis.call('SET', name, ARGV[i + 1], 'EX', ttl)
+end
+return #KEYS
+"""
 
 
 def pair_limits(settings: ReadSideSettings) -> PairLimits:
@@ -37,6 +51,7 @@ class PairEvidence:
         self._redis = redis
         self._limits = pair_limits(settings)
         self._ttl_s = settings.review_pairs_ttl_s
+        self._set_all = redis.register_script(_SET_ALL)
 
     async def judge(self, records: Sequence[MatchRecord]) -> set[tuple[str, str]]:
         """(race, player) of the valid finishes to hold: the player's evidence says "no letter pairs"."""
@@ -47,10 +62,7 @@ class PairEvidence:
         if not results:
             return set()
         players = sorted({p.player_id for _, p in results})
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for player in players:
-                pipe.get(keys.pair_history(player))
-            raws = await pipe.execute()
+        raws = await self._read([keys.pair_history(pl) for pl in players])
         histories = {pl: PairHistory.from_bytes(raw) for pl, raw in zip(players, raws, strict=True)}
         held: set[tuple[str, str]] = set()
         for r, p in results:
@@ -63,11 +75,27 @@ class PairEvidence:
                 held.add((r.match_id, p.player_id))
                 if not before.held:
                     log.info("pair_evidence_hold", player_id=p.player_id, race_id=r.match_id)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for player, history in histories.items():
-                pipe.set(keys.pair_history(player), history.to_bytes(), ex=self._ttl_s)
-            await pipe.execute()
+        await self._write({keys.pair_history(pl): h.to_bytes() for pl, h in histories.items()})
         return held
+
+    async def _read(self, names: list[str]) -> list[bytes | None]:
+        """One MGET: a fifth of the client CPU of one pipelined GET per player (≈ 5 vs 28 µs a key,
+        docs/PERFORMANCE.md). A cluster's keys are in many slots: redis-py splits it by slot."""
+        if is_cluster(self._redis):
+            cluster = cast(RedisCluster, self._redis)
+            return cast(list[bytes | None], await cluster.mget_nonatomic(names))
+        return cast(list[bytes | None], await self._redis.mget(names))
+
+    async def _write(self, values: dict[str, bytes]) -> None:
+        """Every summary with its TTL. One Redis: one script call (≈ 10 vs 28 µs of client CPU a
+        key against a pipelined SET each). A cluster's keys are in many slots: one SET each."""
+        if is_cluster(self._redis):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for name, value in values.items():
+                    pipe.set(name, value, ex=self._ttl_s)
+                await pipe.execute()
+        else:
+            await self._set_all(keys=list(values), args=[self._ttl_s, *values.values()])
 
     async def forget(self, players: Iterable[str]) -> None:
         """An operator released one of their results: the evidence starts over."""

@@ -23,14 +23,13 @@ counts once): about 4 KB. Pure: no I/O (persistence/pair_store.py keeps it in Re
 from __future__ import annotations
 
 import math
-from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import compress
-from operator import add, sub
 from typing import Any
 
 import msgpack
+import numpy as np
+import numpy.typing as npt
 
 __all__ = ["PAIRS", "PairHistory", "PairLimits", "pair_f", "race_pairs"]
 
@@ -48,6 +47,18 @@ PAIRS: tuple[str, ...] = tuple(p.replace("_", " ") for p in _PAIR_TEXT.split())
 _INDEX = {p: i for i, p in enumerate(PAIRS)}
 _P = len(PAIRS)
 _FORMAT = 2
+
+# Pair lookup in two steps, both arrays indexed by code: a character (lower case, code < 127) to
+# its letter number (0: any other character), then first * _A + second letter number to the pair's
+# index in PAIRS (-1: not a kept pair). Numbers, not strings: numpy does the per-key work in C.
+_LETTERS = sorted({ch for p in PAIRS for ch in p})
+_A = len(_LETTERS) + 1
+_LETTER = np.zeros(128, dtype=np.intp)
+_LETTER[[ord(ch) for ch in _LETTERS]] = np.arange(1, _A)
+_PAIR_AT = np.full(_A * _A, -1, dtype=np.intp)
+_PAIR_AT[[_LETTER[ord(p[0])] * _A + _LETTER[ord(p[1])] for p in PAIRS]] = np.arange(_P)
+
+Values = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,67 +89,73 @@ class PairLimits:
 DEFAULT_PAIR_LIMITS = PairLimits()
 
 
-def _zeros() -> array[float]:
-    return array("f", bytes(4 * 3 * _P))
+def _zeros() -> Values:
+    return np.zeros(3 * _P, dtype=np.float32)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Sums:
     """Per pair of ``PAIRS``: count, sum and sum of squares (one float32 array, 3 x 160)."""
 
-    values: array[float] = field(default_factory=_zeros)
+    values: Values = field(default_factory=_zeros)
 
     def count(self, pair: str) -> int:
-        return round(self.values[_INDEX[pair]])
+        return round(float(self.values[_INDEX[pair]]))
 
     def total(self) -> int:
-        return round(sum(self.values[:_P]))
+        return round(float(self.values[:_P].sum(dtype=np.float64)))
 
     def plus(self, other: Sums) -> Sums:
-        return Sums(array("f", map(add, self.values, other.values)))
+        return Sums(self.values + other.values)  # float32 + float32: rounded as before (array "f")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sums) and bool(np.array_equal(self.values, other.values))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable values: not hashable, as a dataclass
 
 
 def race_pairs(keys: str, times: Sequence[int], pause_ms: int = 1500, clip: float = 1.0) -> Sums:
     """One race's intervals by letter pair: log interval minus the race's mean log, clipped to ±clip.
 
-    O(keys), the per-key steps in C (map); backspaces and pairs outside ``PAIRS`` do not count."""
-    low = keys.lower()
-    index = map(_INDEX.get, map(add, low, low[1:]))
-    gaps = map(sub, times[1:], times)
-    kept = [(i, g) for i, g in zip(index, gaps, strict=False) if i is not None and 0 < g <= pause_ms]
-    if not kept:
+    O(keys) in numpy (a table lookup per pair, then bincount); backspaces and pairs outside
+    ``PAIRS`` do not count. 5-7 times cheaper than the per-key Python loop it replaced
+    (benchmarks/pairs_cost.py, docs/PERFORMANCE.md)."""
+    low = keys.lower()  # (may be longer than keys: "İ" lowers to two characters, as before)
+    n = min(len(low), len(times))
+    if n < 2:
         return Sums()
-    at, kept_gaps = zip(*kept, strict=True)
-    logs = list(map(math.log, kept_gaps))
-    mean = sum(logs) / len(logs)
-    v = [0.0] * (3 * _P)  # a list while adding: cheaper per item than the array
-    for i, x in zip(at, logs, strict=True):
-        d = x - mean
-        if d > clip:
-            d = clip
-        elif d < -clip:
-            d = -clip
-        v[i] += 1.0
-        v[_P + i] += d
-        v[2 * _P + i] += d * d
-    return Sums(array("f", v))
+    codes = np.frombuffer(low.encode("utf-32-le"), dtype=np.uint32)[:n]
+    letters = _LETTER[np.minimum(codes, 127)]  # 127 (DEL) and above: letter 0, no pair
+    at = _PAIR_AT[letters[:-1] * _A + letters[1:]]
+    t = np.asarray(times[:n], dtype=np.int64)
+    gaps = t[1:] - t[:-1]
+    kept = (at >= 0) & (gaps > 0) & (gaps <= pause_ms)
+    at, logs = at[kept], np.log(gaps[kept])
+    if not len(at):
+        return Sums()
+    # (np.minimum/maximum: a fraction of np.clip's call cost on arrays this small)
+    d = np.minimum(np.maximum(logs - logs.sum() / len(logs), -clip), clip)
+    v = np.empty(3 * _P, dtype=np.float32)
+    v[:_P] = np.bincount(at, minlength=_P)
+    v[_P : 2 * _P] = np.bincount(at, d, _P)
+    v[2 * _P :] = np.bincount(at, d * d, _P)
+    return Sums(v)
 
 
 def pair_f(pooled: Sums, limits: PairLimits = DEFAULT_PAIR_LIMITS) -> tuple[float | None, int]:
     """(one-way ANOVA F by letter pair, intervals it rests on); F is None below ``min_intervals``."""
-    v = pooled.values
+    v = pooled.values.astype(np.float64)
     counts, sums, squares = v[:_P], v[_P : 2 * _P], v[2 * _P :]
-    keep = [c >= limits.min_repeats - 0.5 for c in counts]
-    kept_n = list(compress(counts, keep))
-    kept_s = list(compress(sums, keep))
-    n = round(sum(kept_n))
+    keep = counts >= limits.min_repeats - 0.5
+    kept_n, kept_s = counts[keep], sums[keep]
+    n = round(float(kept_n.sum()))
     k = len(kept_n)
     if n < limits.min_intervals or k < 2 or n <= k:
         return None, n
-    explained = sum(s * s / c for s, c in zip(kept_s, kept_n, strict=True))
-    total = sum(kept_s)
+    explained = float((kept_s * kept_s / kept_n).sum())
+    total = float(kept_s.sum())
     between = explained - total * total / n
-    within = sum(compress(squares, keep)) - explained
+    within = float(squares[keep].sum()) - explained
     if within <= 0:
         return (math.inf if between > 0 else 0.0), n
     return max(0.0, between / (k - 1)) / (within / (n - k)), n
@@ -177,7 +194,7 @@ class PairHistory:
         return self
 
     def to_bytes(self) -> bytes:
-        cur, prev = self.current.values.tobytes(), self.previous.values.tobytes()
+        cur, prev = self.current.values.tobytes(), self.previous.values.tobytes()  # little-endian
         raw = [_FORMAT, cur, self.current_races, prev, list(self.race_ids), self.held]
         packed: bytes = msgpack.packb(raw, use_bin_type=True)
         return packed
@@ -192,11 +209,10 @@ class PairHistory:
             fmt, cur, races, prev, ids, held = value
             if fmt != _FORMAT:
                 return cls()
-            current, previous = array("f"), array("f")
-            current.frombytes(cur)
-            previous.frombytes(prev)
-            if len(current) != 3 * _P or len(previous) != 3 * _P:
+            if len(cur) != 4 * 3 * _P or len(prev) != 4 * 3 * _P:
                 return cls()
+            current = np.frombuffer(cur, dtype="<f4").astype(np.float32)  # a writable copy
+            previous = np.frombuffer(prev, dtype="<f4").astype(np.float32)
             return cls(Sums(current), int(races), Sums(previous), tuple(str(i) for i in ids), bool(held))
         except (ValueError, TypeError, msgpack.ExtraData):
             return cls()

@@ -47,22 +47,37 @@ class History:
         return History(max(self.best_wpm, wpm), self.races + 1)
 
 
-def review_state(
+class HoldReason(StrEnum):
+    """Why a result was held (``race_participants.review_reason``, shown by ``ops.review list``)."""
+
+    WPM = "wpm"  # at or above ARENA_REVIEW_WPM
+    PB = "pb"  # far above the player's stored best (ARENA_REVIEW_PB_RATIO)
+    PAIRS_HISTORY = "pairs_history"  # the pooled letter-pair evidence (persistence/pair_store.py)
+
+
+def hold_reason(
     p: ParticipantRecord, settings: ReadSideSettings, history: History | None = None
-) -> ReviewState:
-    """Only a result that would be ranked can be held: an invalid or unfinished one is never ranked."""
+) -> HoldReason | None:
+    """Why this result is held by the WPM rules; None: not held by them. Only a result that
+    would be ranked can be held: an invalid or unfinished one is never ranked."""
     if not counts_for_ranking(p):
-        return ReviewState.CLEAR
+        return None
     if p.wpm >= settings.review_wpm:
-        return ReviewState.HELD
+        return HoldReason.WPM
     h = history or History()
     if (
         p.wpm >= settings.review_pb_min_wpm
         and h.races >= settings.review_min_races
         and p.wpm > h.best_wpm * settings.review_pb_ratio
     ):
-        return ReviewState.HELD
-    return ReviewState.CLEAR
+        return HoldReason.PB
+    return None
+
+
+def review_state(
+    p: ParticipantRecord, settings: ReadSideSettings, history: History | None = None
+) -> ReviewState:
+    return ReviewState.CLEAR if hold_reason(p, settings, history) is None else ReviewState.HELD
 
 
 # ---- an operator's decision (outbox kind "review_decision") ----------------------------

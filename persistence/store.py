@@ -40,10 +40,11 @@ from persistence.rejection import Rejection
 from persistence.review import (
     DecidedResult,
     History,
+    HoldReason,
     ReleasedResult,
     ReviewDecisionRecord,
     ReviewState,
-    review_state,
+    hold_reason,
 )
 from persistence.settings import ReadSideSettings
 from persistence.times import opt_datetime, to_datetime
@@ -248,12 +249,13 @@ STANDING_FIELDS = ("rank", "player_id", "name", "seed", "rating", "last_round", 
 PARTICIPANT_COLUMNS = (
     "race_id", "player_id", "created_at", "name", "place", "status", "valid", "flags", "wpm", "raw_wpm",
     "accuracy", "consistency", "correct_chars", "typed_chars", "errors", "elapsed_ms", "joined_at",
-    "finished_at", "keylog", "review_state",
+    "finished_at", "keylog", "review_reason", "review_state",
 )  # fmt: skip
 
+# The review state stays last (row[-1]), its reason (HoldReason, None unless held) before it.
 ParticipantRow = tuple[
     str, str, datetime, str, int | None, str, bool, list[str], float, float, float, float,
-    int, int, int, int, datetime | None, datetime | None, bytes, str,
+    int, int, int, int, datetime | None, datetime | None, bytes, str | None, str,
 ]  # fmt: skip
 
 
@@ -268,7 +270,7 @@ def participant_row(match_id: str, ended: datetime, p: ParticipantRecord) -> Par
         match_id, p.player_id, ended, p.name, p.place, p.status, p.valid,
         p.flags, float(p.wpm), float(p.raw_wpm), float(p.accuracy), float(p.consistency), p.correct_chars,
         p.typed_chars, p.errors, p.elapsed_ms, opt_datetime(p.joined_at), opt_datetime(p.finished_at),
-        keylog.encode(p.keys, p.key_times), ReviewState.CLEAR.value,
+        keylog.encode(p.keys, p.key_times), None, ReviewState.CLEAR.value,
     )  # fmt: skip
 
 
@@ -280,6 +282,7 @@ class WriteResult:
     released: list[ReleasedResult] = field(default_factory=list)  # to offer to the boards
     held: int = 0  # result rows this call stored 'held' for review
     held_pairs: int = 0  # of which held by the pooled letter-pair evidence (persistence/pair_store.py)
+    held_by_reason: dict[str, int] = field(default_factory=dict)  # HoldReason -> rows stored held
     # (race, player) -> 'held' or 'rejected': kept off the boards, marked in recent results
     unranked: dict[tuple[str, str], str] = field(default_factory=dict)
     decided: dict[str, int] = field(default_factory=dict)  # new review decisions, by decision
@@ -327,6 +330,8 @@ class PostgresStore:
             result.released += one.released
             result.held += one.held
             result.held_pairs += one.held_pairs
+            for reason, n in one.held_by_reason.items():
+                result.held_by_reason[reason] = result.held_by_reason.get(reason, 0) + n
             result.unranked |= one.unranked
             result.decided_results += one.decided_results
             result.rejections += one.rejections
@@ -421,17 +426,18 @@ class PostgresStore:
                     unranked |= {(row["race_id"], row["player_id"]): row["review_state"] for row in rows}
         held = [row for row in participants if row[-1] == "held"]
         held_pairs = 0
+        by_reason: dict[str, int] = {}
         for row in held:  # rare by design: one line each, for the operator's attention
-            pairs = (row[0], row[1]) in holds
-            held_pairs += pairs
-            reason = "pairs_history" if pairs else "wpm"
-            log.info("result_held_for_review", race_id=row[0], player_id=row[1], wpm=row[8], reason=reason)
+            held_pairs += row[-2] == HoldReason.PAIRS_HISTORY
+            by_reason[str(row[-2])] = by_reason.get(str(row[-2]), 0) + 1
+            log.info("result_held_for_review", race_id=row[0], player_id=row[1], wpm=row[8], reason=row[-2])
         return WriteResult(
             inserted=inserted,
             participant_rows=len(participants),
             released=released,
             held=len(held),
             held_pairs=held_pairs,
+            held_by_reason=by_reason,
             decided=decided,
             unranked=unranked,
             decided_results=read_back.decided,
@@ -457,13 +463,13 @@ class PostgresStore:
         for r in sorted(new, key=lambda r: (r.ended_at, r.match_id)):
             decided = []
             for p, row in zip(r.participants, prepared[r.match_id], strict=True):
-                state = review_state(p, self._review, history.get(p.player_id))
-                held_on_pairs = (r.match_id, p.player_id) in holds and counts_for_ranking(p)
-                if state is ReviewState.CLEAR and held_on_pairs:
-                    state = ReviewState.HELD
+                reason = hold_reason(p, self._review, history.get(p.player_id))
+                if reason is None and (r.match_id, p.player_id) in holds and counts_for_ranking(p):
+                    reason = HoldReason.PAIRS_HISTORY
+                state = ReviewState.CLEAR if reason is None else ReviewState.HELD
                 if state is ReviewState.CLEAR and counts_for_ranking(p):
                     history[p.player_id] = history.get(p.player_id, History()).plus(p.wpm)
-                decided.append((*row[:-1], state.value))
+                decided.append((*row[:-2], None if reason is None else reason.value, state.value))
             prepared[r.match_id] = decided
 
     async def _write_decisions(

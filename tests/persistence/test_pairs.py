@@ -8,6 +8,8 @@ import random
 from datetime import UTC, datetime
 
 import asyncpg
+import msgpack
+import numpy as np
 import pytest
 import redis.asyncio as aioredis
 
@@ -15,6 +17,8 @@ from arena import keys
 from arena.keys import leaderboard
 from arena.results import MatchRecord
 from arena.settings import SettingsError
+from benchmarks.pairs_cost import main as pairs_cost_main
+from benchmarks.pairs_cost import reference_pair_f, reference_plus, reference_race_pairs
 from gameserver.passages import Corpus
 from persistence import synthetic
 from persistence.consumer import ReadSide
@@ -26,7 +30,7 @@ from persistence.recent import RecentCache
 from persistence.review import DecidedResult
 from persistence.settings import ReadSideSettings
 from persistence.times import to_ms
-from simulators.typing import TypingProfile, plan_keystrokes
+from simulators.typing import TypingProfile, draw_profile, plan_keystrokes
 from tests.persistence.conftest import ServiceFactory
 from tests.persistence.helpers import Env, drained, push, wait_until
 
@@ -124,6 +128,56 @@ def test_the_history_counts_a_race_once_and_stays_bounded() -> None:
     assert PairHistory.from_bytes(None) == PairHistory()
 
 
+def random_keylog(rng: random.Random) -> tuple[str, list[int]]:
+    """Keys of every kind (cases, spaces, backspaces, non-ASCII, "İ" that lowers to two
+    characters) and gaps of every kind (0, negative, pauses), times sometimes longer or shorter."""
+    alphabet = "etaoinshrdlu THE\b\b.,;éİ\x7f\x80ß" + "".join(sorted({c for p in PAIRS for c in p}))
+    n = rng.randint(0, 400)
+    keys = "".join(rng.choice(alphabet) for _ in range(n))
+    t, times = 0, []
+    for _ in range(n + rng.randint(-3, 3)):
+        t += rng.choice([0, -5, 2000, rng.randint(1, 400), round(120 * rng.lognormvariate(0, 0.5))])
+        times.append(t)
+    return keys, times
+
+
+def test_the_numpy_grouping_gives_the_statistic_of_the_reference_loop() -> None:
+    # benchmarks/pairs_cost.py keeps the per-key Python loop numpy replaced: same sums, same F,
+    # same holds, and the stored bytes of one read by the other.
+    rng = random.Random(2014)
+    limits = PairLimits(min_f=1.3, min_intervals=200, races=3)
+    judged, held = 0, 0
+    for career_n in range(30):
+        history, profile = PairHistory(), draw_profile(rng)
+        empty = reference_race_pairs("", [])
+        ref_cur, ref_prev, ref_races, ref_held = empty, empty, 0, False
+        for k in range(8):
+            chars = rng.randint(50, 400)
+            kind = career_n % 3  # honest typists, letter-blind bots, random keylogs
+            keys_, times = [person_race(rng, profile, chars), bot_race(rng, chars), random_keylog(rng)][kind]
+            pairs, ref = race_pairs(keys_, times, 1500, 1.0), reference_race_pairs(keys_, times, 1500, 1.0)
+            assert pairs.values.dtype == np.float32 and len(pairs.values) == len(ref)
+            assert np.allclose(pairs.values, np.array(ref, dtype=np.float32), rtol=1e-5, atol=1e-5)
+            history = history.plus(f"{career_n}:{k}", pairs, limits).judged(limits)
+            if ref_races >= limits.races:
+                ref_cur, ref_prev, ref_races = reference_race_pairs("", []), ref_cur, 0
+            ref_cur, ref_races = reference_plus(ref_cur, ref), ref_races + 1
+            ref_f, ref_n = reference_pair_f(reference_plus(ref_prev, ref_cur), limits)
+            f, n = pair_f(history.pooled(), limits)
+            assert n == ref_n and (f is None) == (ref_f is None)
+            if f is not None and ref_f is not None:
+                assert f == pytest.approx(ref_f, rel=1e-4)
+                judged += 1
+                ref_held = ref_held or (ref_f < limits.min_f)
+            assert history.held == ref_held
+        old_bytes = [ref_cur.tobytes(), ref_races, ref_prev.tobytes(), list(history.race_ids), history.held]
+        back = PairHistory.from_bytes(msgpack.packb([2, *old_bytes], use_bin_type=True))
+        assert np.allclose(back.current.values, np.array(ref_cur, dtype=np.float32), rtol=1e-5, atol=1e-4)
+        held += history.held
+    # Enough verdicts, careers held and not held, for the comparison to mean something.
+    assert judged > 100 and 5 <= held <= 25
+
+
 def test_a_letter_blind_bot_is_held_within_a_few_short_races_and_stays_held() -> None:
     rng = random.Random(14)
     held = career([bot_race(rng, 300) for _ in range(10)])
@@ -160,11 +214,13 @@ def bot_record(rng: random.Random, player: str, n: int) -> MatchRecord:
     return dataclasses.replace(race, race_type="quick", participants=[p])
 
 
+@pytest.mark.redis_cluster
 async def test_a_letter_blind_bots_nth_short_race_is_held_from_evidence_kept_in_redis(
     redis: aioredis.Redis,
 ) -> None:
     """Steps: one short race per batch, as persistence stores them; the summary lives in Redis
-    between batches (with its TTL); a re-delivered race counts once; a release starts over."""
+    between batches (with its TTL); a re-delivered race counts once; a release starts over.
+    On one Redis and on a Redis Cluster (the players' summaries are read with one MGET)."""
     evidence = PairEvidence(redis, ReadSideSettings())
     rng = random.Random(17)
     held_at = None
@@ -180,11 +236,14 @@ async def test_a_letter_blind_bots_nth_short_race_is_held_from_evidence_kept_in_
     assert 0 < await redis.ttl(keys.pair_history("bot")) <= ReadSideSettings().review_pairs_ttl_s
     stored = PairHistory.from_bytes(await redis.get(keys.pair_history("bot")))
     assert stored.held and len(stored.race_ids) == 10
+    typists = ["ann", "bea", "cy", "di", "ed"]  # keys in several cluster slots, read in one batch
     for n in range(8):  # synthetic typists type pairs at their own speeds: never held
-        honest = synthetic.match(rng, ended_at=to_ms(datetime.now(UTC)) + n, players=["ann"], keys=300)
+        honest = synthetic.match(rng, ended_at=to_ms(datetime.now(UTC)) + n, players=typists, keys=300)
         assert all(p.status == "finished" for p in honest.participants)
-        assert await evidence.judge([honest]) == set()
-    assert PairHistory.from_bytes(await redis.get(keys.pair_history("ann"))).race_ids  # it was judged
+        bot = bot_record(rng, "bot", 20 + n)  # held already: stays held, in the same batch
+        assert await evidence.judge([honest, bot]) == {(bot.match_id, "bot")}
+    for player in typists:  # each was judged, every race counted
+        assert len(PairHistory.from_bytes(await redis.get(keys.pair_history(player))).race_ids) == 8
     await evidence.forget(["bot"])
     assert await redis.get(keys.pair_history("bot")) is None
     assert await evidence.judge([bot_record(rng, "bot", 9)]) == set()  # the evidence starts over
@@ -208,13 +267,24 @@ async def test_persistence_stores_a_letter_blind_bots_later_races_held(
     """Through the service: the outbox in, PostgreSQL's review_state and the board out."""
     rng = random.Random(18)
     races = [bot_record(rng, "bot", n) for n in range(8)]
-    await start_service(env.settings())
+    service = await start_service(env.settings())
     await push(redis, races)
     await wait_until(lambda: drained(redis), 20, "the races acknowledged")
     async with asyncpg.create_pool(env.dsn, min_size=1, max_size=1) as pool:
-        rows = await pool.fetch("SELECT race_id, review_state FROM race_participants WHERE player_id = 'bot'")
+        rows = await pool.fetch(
+            "SELECT race_id, review_state, review_reason FROM race_participants WHERE player_id = 'bot'"
+        )
     states = {r["race_id"]: r["review_state"] for r in rows}
     order = [states[r.match_id] for r in races]
+    # The reason is stored with each held result (ops.review list shows it), none with a clear one.
+    reasons = {r["review_state"]: set() for r in rows}
+    for r in rows:
+        reasons[r["review_state"]].add(r["review_reason"])
+    assert reasons == {"clear": {None}, "held": {"pairs_history"}}
+    by_reason = service.metrics.registry.get_sample_value(
+        "arena_persistence_results_held_by_reason_total", {"reason": "pairs_history"}
+    )
+    assert by_reason == order.count("held")
     assert order[:2] == ["clear", "clear"] and order[-1] == "held"
     first = order.index("held")
     assert all(s == "held" for s in order[first:])  # held from then on
@@ -245,3 +315,11 @@ async def test_an_operators_release_starts_the_players_evidence_over(redis: aior
     await readside.apply_decisions([released, rejected], [])
     assert await redis.get(keys.pair_history("bot")) is None  # released: starts over
     assert await redis.get(keys.pair_history("cy")) is not None  # rejected: kept
+
+
+def test_the_cost_benchmark_runs_bounded_and_prints_each_length(capsys: pytest.CaptureFixture[str]) -> None:
+    assert pairs_cost_main(["--results", "10", "--repeat", "1"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [r[0] for r in rows] == ["100", "300", "1000"] and all(float(r[2]) > 0 for r in rows)
+    with pytest.raises(SystemExit):
+        pairs_cost_main(["--results", "0"])

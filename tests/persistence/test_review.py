@@ -23,8 +23,10 @@ from persistence.leaderboards import record_placements
 from persistence.review import (
     REVIEW_KIND,
     History,
+    HoldReason,
     ReviewDecisionRecord,
     ReviewState,
+    hold_reason,
     keystroke_stats,
     review_state,
 )
@@ -65,6 +67,10 @@ def test_a_personal_best_far_above_the_history_is_held_once_the_history_is_long_
     assert review_state(p, SETTINGS, None) is ReviewState.CLEAR
     [slow] = race_at({"ada": 179.9}).participants
     assert review_state(slow, SETTINGS, History(60.0, 100)) is ReviewState.CLEAR  # below 180: never held
+    # The reason is stored with the held result (race_participants.review_reason).
+    assert hold_reason(p, SETTINGS, History(150.0, 10)) is HoldReason.PB
+    assert hold_reason(dataclasses.replace(p, wpm=SETTINGS.review_wpm), SETTINGS) is HoldReason.WPM
+    assert hold_reason(p, SETTINGS, History(152.0, 10)) is None
     assert History(100.0, 3).plus(90.0) == History(100.0, 4)
 
 
@@ -155,7 +161,9 @@ async def test_release_and_reject_flow_to_postgres_kafka_and_the_boards(
     assert code == 0 and out.startswith("2 held result(s)")
     lines = out.splitlines()[2:]
     assert sorted(line.split("\t")[1] for line in lines) == ["ada", "ron"]
-    assert all(line.split("\t")[8] == "40" for line in lines)  # key count from the keystroke log
+    assert out.splitlines()[1].split("\t")[4] == "reason"
+    assert all(line.split("\t")[4] == "wpm" for line in lines)  # why: at or above ARENA_REVIEW_WPM
+    assert all(line.split("\t")[9] == "40" for line in lines)  # key count from the keystroke log
 
     assert (await asyncio.to_thread(review, env, "release", rid, "ada"))[0] == 0
     assert (await asyncio.to_thread(review, env, "reject", rid, "ron", "--reason", "pasted"))[0] == 0
@@ -173,6 +181,8 @@ async def test_release_and_reject_flow_to_postgres_kafka_and_the_boards(
     assert set(await redis.zrange(board, 0, -1)) == {b"ada", b"dee"}
     assert (await asyncio.to_thread(review, env, "list"))[1].startswith("0 held result(s)")
     assert registry.get_sample_value("arena_persistence_results_held_total") == 2
+    by_reason = "arena_persistence_results_held_by_reason_total"
+    assert registry.get_sample_value(by_reason, {"reason": "wpm"}) == 2
     for decision in ("released", "rejected"):
         assert (
             registry.get_sample_value("arena_persistence_review_decisions_total", {"decision": decision}) == 1
@@ -213,7 +223,7 @@ async def test_a_personal_best_far_above_the_stored_history_is_held(
     history = [
         dataclasses.replace(race_at({"ada": 134.0 + i}, seed=i), ended_at=NOW - 60_000 + i) for i in range(10)
     ]
-    await start_service(env.settings())
+    service = await start_service(env.settings())
     await push(redis, history)
     await wait_until(lambda: drained(redis), 15, "the history acknowledged")
     board = leaderboard("quick", "alltime", "")
@@ -229,6 +239,10 @@ async def test_a_personal_best_far_above_the_stored_history_is_held(
     assert wpm == 185.0  # the held 190 is not on the board
     best = "SELECT best_wpm FROM players WHERE player_id = 'ada'"
     assert await db_value(env.dsn, best) == 185.0
+    code, out = await asyncio.to_thread(review, env, "list")
+    assert code == 0 and [line.split("\t")[4] for line in out.splitlines()[2:]] == ["pb"]
+    by_reason = "arena_persistence_results_held_by_reason_total"
+    assert service.metrics.registry.get_sample_value(by_reason, {"reason": "pb"}) == 1
     assert (await asyncio.to_thread(review, env, "release", jump.match_id, "ada"))[0] == 0
 
     async def on_board() -> bool:
