@@ -193,8 +193,9 @@ class MemorySettings:
     # ARENA_NODE_WARM_REDIS_CONNECTIONS: Redis connections the node opens at start-up, before it
     # registers (0: none; at most ARENA_REDIS_MAX_CONNECTIONS). A connection opened at a load's
     # peak lives on in the pool and keeps the memory pages it was allocated in from going back
-    # after the load (docs/PERFORMANCE.md, "Memory over time"); the soak measured 3 in use per node.
-    warm_redis_connections: int = 4
+    # after the load (docs/PERFORMANCE.md, "Memory over time"); soaks saw 3 in use per node, and up
+    # to 10 on a node slowed down (pipelines wait longer, so more are in flight).
+    warm_redis_connections: int = 8
 
     def __post_init__(self) -> None:
         if self.gc_full_s != 0 and not 10 <= self.gc_full_s <= 86_400:

@@ -156,7 +156,7 @@ def test_memory_settings() -> None:
         gc_full_s=0.0, heap_stats_s=15.0, malloc_trim=False
     )
     assert NodeSettings().memory.idle_collect_s == 10.0
-    assert NodeSettings().memory.warm_redis_connections == 4
+    assert NodeSettings().memory.warm_redis_connections == 8
     env2 = {**environ(), "ARENA_NODE_IDLE_COLLECT_S": "0", "ARENA_NODE_WARM_REDIS_CONNECTIONS": "8"}
     assert NodeSettings.from_env(env2).memory == MemorySettings(idle_collect_s=0.0, warm_redis_connections=8)
     bad_ones = (
@@ -282,7 +282,7 @@ async def test_a_node_warms_its_redis_pool_and_collects_once_idle_after_its_race
     node = running.node
     pool = node.redis.connection_pool
     opened = len(pool._available_connections) + len(pool._in_use_connections)  # type: ignore[attr-defined]
-    assert opened >= node.settings.memory.warm_redis_connections == 4
+    assert opened >= node.settings.memory.warm_redis_connections == 8
     # Idle collections after 1 s (the keeper the node built has the 10 s default).
     node.memory = MemoryKeeper(MemorySettings(idle_collect_s=1.0), node.metrics, time.monotonic())
     await _race(running.create_race, running.ws_url, 1)
