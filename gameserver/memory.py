@@ -25,6 +25,16 @@ of the 5-6 MB left over. The rest is pymalloc arenas (1 MiB each) kept by a few 
 objects allocated during the load; neither ``PYTHONMALLOC=malloc`` nor jemalloc returned more
 (docs/PERFORMANCE.md, "What survives a load").
 
+Back to idle after a load. Whatever a load allocates and keeps (a Redis connection the pool
+opened at the peak, a metric child created at a label's first use) pins the pymalloc arena or
+heap page it landed in, so the pages around it stay resident after the load. The node therefore
+allocates those before it serves (``Node._warm_up``: the pool opened to
+``ARENA_NODE_WARM_REDIS_CONNECTIONS``; ``NodeMetrics.warm_labels``), collects and trims once at
+start-up (``gameserver.__main__``: the size it serves at is the size a load returns to), and
+once more when it has held no race and no socket for ``ARENA_NODE_IDLE_COLLECT_S`` after a load
+(``MemoryKeeper``: not only every ``gc_full_s``). Each is counted in
+``arena_gameserver_gc_full_collections_total{why}`` (startup, idle, scheduled).
+
 The counts: ``arena_gameserver_node_items{structure}`` (rooms, sockets, ...: every heartbeat,
 cheap) and, when ``ARENA_NODE_HEAP_STATS_S`` is set, ``arena_gameserver_python_objects{type}``
 (one walk of the collector's objects per sample).
