@@ -8,7 +8,9 @@
 Starts what ``benchmarks/end_to_end.py`` starts (``ops/cluster.py``: Redis, PostgreSQL, the
 broker, two nodes, the matchmaker, the lobby, persistence, the tournament director) and
 samples every process's resident memory (``/proc``) and each Arena process's ``/metrics``
-every ``--sample-s`` seconds through three phases: idle (the size each process settles at),
+every ``--sample-s`` seconds through three phases: idle (the size each process settles at once
+the cluster answers its health checks: a node is then past its start-up warm-up and collection,
+``gameserver.__main__``, i.e. the size an operator sees when it starts serving),
 load (a swarm of players arriving at ``--rate`` a second for ``--minutes``: each takes a
 guest token, queues, races once and leaves, so races come and go: ~500 connected players at
 10/s), and idle again. The nodes also count their heap (``ARENA_NODE_HEAP_STATS_S``) and their

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 import structlog
 
-from arena import keys, watched
+from arena import codec, keys, watched
 from arena.clock import now_ms
 from arena.ids import PlayerId, RaceId, new_race_id
 from arena.outbox import OutboxBatcher, OutboxWriter, Written
@@ -364,6 +364,7 @@ class Node:
     async def _warm_up(self) -> None:
         """What a load would otherwise allocate for good mid-way, allocated before the node
         registers (its metrics' label values are created with them: ``NodeMetrics``)."""
+        codec.warm()
         try:
             opened = await warm_redis_pool(self.redis, self.settings.memory.warm_redis_connections)
         except Exception as exc:  # Redis not there yet: the registry's heartbeat will say so
