@@ -45,6 +45,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 
@@ -58,6 +59,7 @@ from gameserver.settings import MemorySettings
 __all__ = [
     "WATCHED_TYPES",
     "MemoryKeeper",
+    "bind_module_loggers",
     "count_objects",
     "glibc_malloc_trim",
     "resident_bytes",
@@ -233,3 +235,19 @@ async def warm_redis_pool(redis: aioredis.Redis, connections: int) -> int:
         for conn in held:
             await pool.release(conn)
     return len(held)
+
+
+def bind_module_loggers(packages: tuple[str, ...] = ("arena", "gameserver")) -> int:
+    """Bind every module-level ``log`` of these packages now. structlog binds a module's logger
+    at its first use and keeps it (``cache_logger_on_first_use``): the first warning of a load
+    would otherwise allocate, for good, a logger in the middle of that load's memory. Returns how
+    many were bound."""
+    bound = 0
+    for name, module in list(sys.modules.items()):
+        if name.partition(".")[0] not in packages:
+            continue
+        bind = getattr(getattr(module, "log", None), "bind", None)
+        if callable(bind):
+            bind()
+            bound += 1
+    return bound

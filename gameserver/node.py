@@ -42,7 +42,7 @@ from gameserver.checkpoint import ttl_s as checkpoint_ttl_s
 from gameserver.connection import Connection
 from gameserver.drain import FAULT_REASON, SHUTDOWN_REASON, DrainReport, latest_end, outcome_of
 from gameserver.ghost import parse_ghosts
-from gameserver.memory import MemoryKeeper, warm_redis_pool
+from gameserver.memory import MemoryKeeper, bind_module_loggers, warm_redis_pool
 from gameserver.metrics import FlushReason, NodeMetrics
 from gameserver.mirror import live_write_due, mirror_fields, mirror_ttl_s, roster_json
 from gameserver.mover import Mover, handoff_entry
@@ -365,6 +365,7 @@ class Node:
         """What a load would otherwise allocate for good mid-way, allocated before the node
         registers (its metrics' label values are created with them: ``NodeMetrics``)."""
         codec.warm()
+        bind_module_loggers()
         try:
             opened = await warm_redis_pool(self.redis, self.settings.memory.warm_redis_connections)
         except Exception as exc:  # Redis not there yet: the registry's heartbeat will say so

@@ -4,12 +4,15 @@ without the cyclic collector, and the collector's scheduled full collection and 
 import asyncio
 import gc
 import random
+import sys
 import time
+import types
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 from prometheus_client import CollectorRegistry, values
 
 from arena.protocol import CloseCode, ErrorCode, RaceState
@@ -20,6 +23,7 @@ from gameserver.memory import (
     ALL,
     WATCHED_TYPES,
     MemoryKeeper,
+    bind_module_loggers,
     count_objects,
     glibc_malloc_trim,
     resident_bytes,
@@ -331,3 +335,16 @@ def test_unboxed_metric_values_keep_no_float_from_an_update(monkeypatch: pytest.
     assert isinstance(metrics.races.labels("running")._value, UnboxedValue)
     assert floats_held(metrics) == 0
     assert floats_held(boxed) == 1  # MutexValue: the float made by set(7)
+
+
+def test_module_loggers_are_bound_at_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = types.ModuleType("gameserver._warm_probe")
+    module.log = structlog.wrap_logger(None, cache_logger_on_first_use=True)  # type: ignore[attr-defined]
+    other = types.ModuleType("elsewhere")
+    other.log = structlog.wrap_logger(None, cache_logger_on_first_use=True)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(sys.modules, other.__name__, other)
+    assert "bind" not in vars(module.log)
+    assert bind_module_loggers() >= 1
+    assert "bind" in vars(module.log)  # structlog keeps the bound logger: built now, not mid-load
+    assert "bind" not in vars(other.log)  # only the project's packages
