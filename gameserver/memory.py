@@ -29,8 +29,9 @@ Back to idle after a load. Whatever a load allocates and keeps (a Redis connecti
 opened at the peak, a metric child created at a label's first use) pins the pymalloc arena or
 heap page it landed in, so the pages around it stay resident after the load. The node therefore
 allocates those before it serves (``Node._warm_up``: the pool opened to
-``ARENA_NODE_WARM_REDIS_CONNECTIONS``; ``NodeMetrics.warm_labels``), collects and trims once at
-start-up (``gameserver.__main__``: the size it serves at is the size a load returns to), and
+``ARENA_NODE_WARM_REDIS_CONNECTIONS``, the codec's converters, the module loggers bound;
+``NodeMetrics.warm_labels``; metric values that keep no float: ``UnboxedValue``), collects and
+trims once at start-up (``gameserver.__main__``: the size it serves at is the size a load returns to), and
 once more when it has held no race and no socket for ``ARENA_NODE_IDLE_COLLECT_S`` after a load
 (``MemoryKeeper``: not only every ``gc_full_s``). Each is counted in
 ``arena_gameserver_gc_full_collections_total{why}`` (startup, idle, scheduled).
