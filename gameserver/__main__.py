@@ -27,14 +27,12 @@ from gameserver.admin import ListenError
 from gameserver.app import NODE_KEY, build_app
 from gameserver.drain import until_exit
 from gameserver.listener import NodeSite
-from gameserver.metrics import use_unboxed_values
 from gameserver.settings import NodeSettings
 
 log = structlog.get_logger(__name__)
 
 
 async def serve(settings: NodeSettings) -> None:
-    use_unboxed_values()  # before any series exists: a metric update keeps no float (gameserver.metrics)
     runner = web.AppRunner(build_app(settings), handle_signals=False)
     await runner.setup()
     site = NodeSite(runner, settings.host, settings.port, backlog=4096, reuse_address=True)

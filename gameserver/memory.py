@@ -28,13 +28,15 @@ objects allocated during the load; neither ``PYTHONMALLOC=malloc`` nor jemalloc 
 Back to idle after a load. Whatever a load allocates and keeps (a Redis connection the pool
 opened at the peak, a metric child created at a label's first use) pins the pymalloc arena or
 heap page it landed in, so the pages around it stay resident after the load. The node therefore
-allocates those before it serves (``Node._warm_up``: the pool opened to
+allocates what it can before it serves (``Node._warm_up``: the pool opened to
 ``ARENA_NODE_WARM_REDIS_CONNECTIONS``, the codec's converters, the module loggers bound;
-``NodeMetrics.warm_labels``; metric values that keep no float: ``UnboxedValue``), collects and
-trims once at start-up (``gameserver.__main__``: the size it serves at is the size a load returns to), and
-once more when it has held no race and no socket for ``ARENA_NODE_IDLE_COLLECT_S`` after a load
-(``MemoryKeeper``: not only every ``gc_full_s``). Each is counted in
-``arena_gameserver_gc_full_collections_total{why}`` (startup, idle, scheduled).
+``NodeMetrics.warm_labels``), collects and trims once at start-up (``gameserver.__main__``: the
+size it serves at is what a load is compared with), and once more when it has held no race and
+no socket for ``ARENA_NODE_IDLE_COLLECT_S`` after a load (``MemoryKeeper``: not only every
+``gc_full_s``). Each is counted in ``arena_gameserver_gc_full_collections_total{why}`` (startup,
+idle, scheduled). Measured: the idle collection gives the heap's free pages back within a minute
+of the load's end; the load's pymalloc arenas stay (objects re-allocated all the time land in
+them too), ≈ 15 % above idle after a load (docs/PERFORMANCE.md, "Back to idle").
 
 The counts: ``arena_gameserver_node_items{structure}`` (rooms, sockets, ...: every heartbeat,
 cheap) and, when ``ARENA_NODE_HEAP_STATS_S`` is set, ``arena_gameserver_python_objects{type}``

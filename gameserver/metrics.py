@@ -6,14 +6,12 @@ Labels are bounded: message types, states and error codes, never a race or playe
 from __future__ import annotations
 
 import gc
-import threading
 import time
-from array import array
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from arena.outbox import OutboxMetrics
 from arena.protocol import CloseCode, ErrorCode, MsgType, RaceState
@@ -38,53 +36,6 @@ class FlushReason(StrEnum):
     INSTANT = "instant"  # the last typist of a send instant arrived
     WINDOW = "window"  # the batching window closed (clients off the cadence, or a quiet typist)
     TICK = "tick"  # a start, a drop-out or the end, sent by the tick
-
-
-class UnboxedValue:
-    """prometheus_client's per-series value (``MutexValue``'s interface) kept as a C double in a
-    one-item array instead of a Python float.
-
-    Why (issue 21): ``MutexValue`` replaces its float object at every ``inc``/``set``. A series
-    last updated during a load keeps a float allocated then, and that one 24-byte object keeps
-    its whole pymalloc arena (1 MiB) resident after the load: after a full collection, most of
-    the objects still living in the memory a load mapped were these (docs/PERFORMANCE.md, "What
-    pins the arenas"). Here an update writes into memory allocated with the series, at start-up
-    for every known label value (``NodeMetrics.warm_labels``)."""
-
-    _multiprocess = False
-
-    def __init__(self, typ: str, metric_name: str, name: str, labelnames: Any, labelvalues: Any,
-                 help_text: str, **kwargs: Any) -> None:  # fmt: skip
-        self._cell = array("d", (0.0,))
-        self._exemplar: Any = None
-        self._lock = threading.Lock()
-
-    def inc(self, amount: float) -> None:
-        with self._lock:
-            self._cell[0] += amount
-
-    def set(self, value: float, timestamp: float | None = None) -> None:
-        with self._lock:
-            self._cell[0] = value
-
-    def set_exemplar(self, exemplar: Any) -> None:
-        with self._lock:
-            self._exemplar = exemplar
-
-    def get(self) -> float:
-        with self._lock:
-            return self._cell[0]
-
-    def get_exemplar(self) -> Any:
-        with self._lock:
-            return self._exemplar
-
-
-def use_unboxed_values() -> None:
-    """Make every metric series created from now on in this process keep an ``UnboxedValue``.
-    prometheus_client reads ``values.ValueClass`` when it creates a series (its multiprocess mode
-    swaps it the same way); a node's ``__main__`` calls this before it builds its metrics."""
-    values.ValueClass = UnboxedValue
 
 
 @dataclass

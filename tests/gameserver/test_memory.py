@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 import structlog
-from prometheus_client import CollectorRegistry, values
+from prometheus_client import CollectorRegistry
 
 from arena.protocol import CloseCode, ErrorCode, RaceState
 from arena.redisutil import connect
@@ -29,7 +29,7 @@ from gameserver.memory import (
     resident_bytes,
     warm_redis_pool,
 )
-from gameserver.metrics import NodeMetrics, UnboxedValue, use_unboxed_values
+from gameserver.metrics import NodeMetrics
 from gameserver.settings import MemorySettings, NodeSettings
 from simulators.bot import Bot
 from simulators.typing import TypingProfile
@@ -310,31 +310,6 @@ async def test_warm_redis_pool_opens_connections_up_to_the_pools_size(redis_url:
         assert await redis.ping()
     finally:
         await redis.aclose()
-
-
-def test_unboxed_metric_values_keep_no_float_from_an_update(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With ``use_unboxed_values`` (what a node's __main__ does) an update writes into memory
-    allocated with the series; prometheus_client's own value keeps the float each update made."""
-    monkeypatch.setattr(values, "ValueClass", values.ValueClass)  # restored after the test
-    boxed = NodeMetrics(CollectorRegistry())
-    use_unboxed_values()
-    metrics = NodeMetrics(CollectorRegistry())
-    for m in (boxed, metrics):
-        m.errors.labels(ErrorCode.BAD_MESSAGE.value).inc(2.5)
-        m.races.labels(RaceState.RUNNING.value).set(7)
-        m.tick_seconds.observe(0.003)
-    assert _value(metrics, "arena_gameserver_errors_total", {"code": "bad_message"}) == 2.5
-    assert _value(metrics, "arena_gameserver_races", {"state": "running"}) == 7.0
-    assert _value(metrics, "arena_gameserver_tick_duration_seconds_bucket", {"le": "0.005"}) == 1.0
-    assert _value(metrics, "arena_gameserver_tick_duration_seconds_sum") == 0.003
-
-    def floats_held(m: NodeMetrics) -> int:
-        value = m.races.labels(RaceState.RUNNING.value)._value
-        return sum(isinstance(v, float) for v in vars(value).values())
-
-    assert isinstance(metrics.races.labels("running")._value, UnboxedValue)
-    assert floats_held(metrics) == 0
-    assert floats_held(boxed) == 1  # MutexValue: the float made by set(7)
 
 
 def test_module_loggers_are_bound_at_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
