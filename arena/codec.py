@@ -152,6 +152,27 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return names
 
 
+def warm() -> None:
+    """Build every message type's converter and field names (nested dataclasses included) now.
+    Built at a type's first use instead, mid-load in a long-lived process, they live as long as
+    the process and keep the memory pages they landed in from going back after the load
+    (issue 21; a node calls this at start-up)."""
+    pending: list[Any] = [*CLIENT_MESSAGES.values(), *SERVER_MESSAGES.values()]
+    seen: set[Any] = set()
+    while pending:
+        hint = pending.pop()
+        if hint in seen:
+            continue
+        seen.add(hint)
+        if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+            _field_names(hint)
+            pending.extend(typing.get_type_hints(hint, include_extras=True).values())
+        else:
+            pending.extend(typing.get_args(hint))
+    for cls in (*CLIENT_MESSAGES.values(), *SERVER_MESSAGES.values()):
+        _converter(cls)
+
+
 def _converter(hint: Any) -> Converter:
     conv = _converters.get(hint)
     if conv is None:

@@ -8,7 +8,9 @@
 Starts what ``benchmarks/end_to_end.py`` starts (``ops/cluster.py``: Redis, PostgreSQL, the
 broker, two nodes, the matchmaker, the lobby, persistence, the tournament director) and
 samples every process's resident memory (``/proc``) and each Arena process's ``/metrics``
-every ``--sample-s`` seconds through three phases: idle (the size each process settles at),
+every ``--sample-s`` seconds through three phases: idle (the size each process settles at once
+the cluster answers its health checks: a node is then past its start-up warm-up and collection,
+``gameserver.__main__``, i.e. the size an operator sees when it starts serving),
 load (a swarm of players arriving at ``--rate`` a second for ``--minutes``: each takes a
 guest token, queues, races once and leaves, so races come and go: ~500 connected players at
 10/s), and idle again. The nodes also count their heap (``ARENA_NODE_HEAP_STATS_S``) and their
@@ -75,7 +77,11 @@ FLAT_PCT = 5.0  # the window's fitted change, in % of its mean
 BACK_PCT = 10.0  # after the load, at most this far above the idle size
 DRAIN_S = 150.0  # after the last arrival: a standard race at 60 wpm, plus matching
 SERVICES = ("redis", "postgres", "kafka")  # shown, not judged: they store what races produce
-NODE_FAMILIES = ("arena_gameserver_node_items", "arena_gameserver_python_objects")
+NODE_FAMILIES = (
+    "arena_gameserver_node_items",
+    "arena_gameserver_python_objects",
+    "arena_gameserver_gc_full_collections_total",  # by why: startup, idle, scheduled
+)
 SCRAPE_TIMEOUT_S = 3.0
 
 
@@ -364,9 +370,11 @@ def render_nodes(samples: Sequence[Sample], timeline: Timeline, window: Window) 
         for node, families in sorted(sample.node.items()):
             items = families.get("arena_gameserver_node_items", {})
             heap = families.get("arena_gameserver_python_objects", {})
+            gcs = families.get("arena_gameserver_gc_full_collections_total", {})
             lines.append(
                 f"  {node} {label:<16} " + " ".join(f"{k}={v:.0f}" for k, v in sorted(items.items()))
                 + ("  objects: " + " ".join(f"{k}={v:.0f}" for k, v in sorted(heap.items())) if heap else "")
+                + ("  full collections: " + " ".join(f"{k}={v:.0f}" for k, v in sorted(gcs.items())) if gcs else "")  # noqa: E501
             )  # fmt: skip
     # Label sets: each Arena process's /metrics series at start, when the window opens, at the end.
     first = next((s for s in samples if s.series), None)

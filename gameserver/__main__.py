@@ -41,10 +41,12 @@ async def serve(settings: NodeSettings) -> None:
     # and collect the young generation less often (the notes measured 100+ ms pauses otherwise).
     # With these thresholds the oldest generation is in practice never collected on its own: the
     # node collects it every ARENA_NODE_GC_FULL_S, and nothing per socket or race may form a
-    # reference cycle (gameserver.memory).
+    # reference cycle (gameserver.memory). What start-up left free is collected and its pages
+    # handed back first, so the size the node serves at is what a load returns to.
+    node = runner.app[NODE_KEY]
+    node.memory.collect("startup")
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-    node = runner.app[NODE_KEY]
     node.metrics.watch_gc()
     admin_url = node.settings.admin_url  # the admin listener's (gameserver.admin)
     log.info("gameserver_listening", node_id=settings.node_id, url=settings.ws_url, admin_url=admin_url)

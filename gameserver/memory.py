@@ -25,6 +25,19 @@ of the 5-6 MB left over. The rest is pymalloc arenas (1 MiB each) kept by a few 
 objects allocated during the load; neither ``PYTHONMALLOC=malloc`` nor jemalloc returned more
 (docs/PERFORMANCE.md, "What survives a load").
 
+Back to idle after a load. Whatever a load allocates and keeps (a Redis connection the pool
+opened at the peak, a metric child created at a label's first use) pins the pymalloc arena or
+heap page it landed in, so the pages around it stay resident after the load. The node therefore
+allocates what it can before it serves (``Node._warm_up``: the pool opened to
+``ARENA_NODE_WARM_REDIS_CONNECTIONS``, the codec's converters, the module loggers bound;
+``NodeMetrics.warm_labels``), collects and trims once at start-up (``gameserver.__main__``: the
+size it serves at is what a load is compared with), and once more when it has held no race and
+no socket for ``ARENA_NODE_IDLE_COLLECT_S`` after a load (``MemoryKeeper``: not only every
+``gc_full_s``). Each is counted in ``arena_gameserver_gc_full_collections_total{why}`` (startup,
+idle, scheduled). Measured: the idle collection gives the heap's free pages back within a minute
+of the load's end; the load's pymalloc arenas stay (objects re-allocated all the time land in
+them too), ≈ 15 % above idle after a load (docs/PERFORMANCE.md, "Back to idle").
+
 The counts: ``arena_gameserver_node_items{structure}`` (rooms, sockets, ...: every heartbeat,
 cheap) and, when ``ARENA_NODE_HEAP_STATS_S`` is set, ``arena_gameserver_python_objects{type}``
 (one walk of the collector's objects per sample).
@@ -35,15 +48,26 @@ from __future__ import annotations
 import ctypes
 import gc
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 
+import redis.asyncio as aioredis
 import structlog
 
+from arena.redisutil import is_cluster
 from gameserver.metrics import NodeMetrics
 from gameserver.settings import MemorySettings
 
-__all__ = ["WATCHED_TYPES", "MemoryKeeper", "count_objects", "glibc_malloc_trim", "resident_bytes"]
+__all__ = [
+    "WATCHED_TYPES",
+    "MemoryKeeper",
+    "bind_module_loggers",
+    "count_objects",
+    "glibc_malloc_trim",
+    "resident_bytes",
+    "warm_redis_pool",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -129,26 +153,54 @@ class MemoryKeeper:
         self._resident = resident
         self._next_full = now + settings.gc_full_s if settings.gc_full_s else None
         self._next_stats = now if settings.heap_stats_s else None
+        self._loaded = False  # held a race or a socket since the last collection
+        self._idle_since: float | None = None  # held none since (after a load)
 
     def step(self, now: float, structures: Mapping[str, int]) -> None:
         for name, size in structures.items():
             self.metrics.node_items.labels(name).set(size)
+        busy = bool(structures.get("rooms", 0) or structures.get("sockets", 0))
         if self._next_full is not None and now >= self._next_full:
             self._next_full = now + self.settings.gc_full_s
             self.collect()
+            self._loaded = busy  # idle now: this idle spell's collection is done
+        elif self._idle_due(now, busy):
+            self.collect("idle")
         if self._next_stats is not None and now >= self._next_stats:
             self._next_stats = now + self.settings.heap_stats_s
             self.sample()
 
-    def collect(self) -> int:
-        """One full collection; returns how many unreachable objects it found."""
+    def _idle_due(self, now: float, busy: bool) -> bool:
+        """Whether the node has held no race and no socket for ``idle_collect_s`` since a load:
+        once per idle spell, so what the load left free goes back soon after it ends, not up to
+        ``gc_full_s`` later. Not before the first load (``gameserver.__main__`` collects at
+        start-up), and a node that stays idle collects nothing more."""
+        if not self.settings.idle_collect_s:
+            return False
+        if busy:
+            self._loaded, self._idle_since = True, None
+            return False
+        if not self._loaded:
+            return False
+        if self._idle_since is None:
+            self._idle_since = now
+        if now - self._idle_since < self.settings.idle_collect_s:
+            return False
+        self._loaded, self._idle_since = False, None
+        return True
+
+    def collect(self, why: str = "scheduled") -> int:
+        """One full collection, then the trim; returns how many unreachable objects it found."""
         started = time.perf_counter()
         unreachable = gc.collect()
         self.collections += 1
         self.metrics.gc_unreachable.inc(unreachable)
         pause_ms = round((time.perf_counter() - started) * 1e3, 1)
         released = self.trim()
-        log.debug("gc_full_collection", unreachable=unreachable, pause_ms=pause_ms, released=released)
+        self.metrics.gc_full_collections.labels(why).inc()
+        log.debug(
+            "gc_full_collection", why=why, unreachable=unreachable, pause_ms=pause_ms, released=released
+        )
         return unreachable
 
     def trim(self) -> int:
@@ -167,3 +219,38 @@ class MemoryKeeper:
         for label, n in counts.items():
             self.metrics.python_objects.labels(label).set(n)
         return counts
+
+
+async def warm_redis_pool(redis: aioredis.Redis, connections: int) -> int:
+    """Open ``connections`` of the pool's connections now (at most its size) and hand them back,
+    so that the pool has its working size before the first race: a connection opened at a load's
+    peak stays in the pool for good, and its parser and buffers keep the memory pages they were
+    allocated in from going back after the load. Returns how many the pool then holds open.
+    Redis Cluster's client opens its connections per master as commands need them: nothing here."""
+    if connections <= 0 or is_cluster(redis):
+        return 0
+    pool = redis.connection_pool
+    held = []
+    try:
+        for _ in range(min(connections, pool.max_connections)):
+            held.append(await pool.get_connection())  # type: ignore[no-untyped-call]  # redis-py: untyped
+    finally:
+        for conn in held:
+            await pool.release(conn)
+    return len(held)
+
+
+def bind_module_loggers(packages: tuple[str, ...] = ("arena", "gameserver")) -> int:
+    """Bind every module-level ``log`` of these packages now. structlog binds a module's logger
+    at its first use and keeps it (``cache_logger_on_first_use``): the first warning of a load
+    would otherwise allocate, for good, a logger in the middle of that load's memory. Returns how
+    many were bound."""
+    bound = 0
+    for name, module in list(sys.modules.items()):
+        if name.partition(".")[0] not in packages:
+            continue
+        bind = getattr(getattr(module, "log", None), "bind", None)
+        if callable(bind):
+            bind()
+            bound += 1
+    return bound

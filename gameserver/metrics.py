@@ -14,9 +14,20 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from arena.outbox import OutboxMetrics
-from arena.protocol import MsgType
+from arena.protocol import CloseCode, ErrorCode, MsgType, RaceState
+from arena.typing_tests import ModeType
+from gameserver.fairplay import Flag
+from gameserver.wsproto import WsClose
 
 _PREFIX = "arena_gameserver"
+
+# Every known value of each label, created at start-up (``NodeMetrics.warm_labels``); the
+# ``where`` of faults and the outcomes are the strings the node's code passes.
+FAULT_WHERE = ("tick", "progress", "outgoing", "finalize", "message", "keepalive", "shutdown")
+REFUSED_REASONS = ("accept", "upgrade", "body_timeout")
+REAPED_OUTCOMES = ("aborted", "finished", "already_written", "unreadable", "adopted")
+MOVED_OUTCOMES = ("adopted", "taken_back")
+COLLECTION_WHY = ("scheduled", "idle", "startup")
 
 
 class FlushReason(StrEnum):
@@ -138,10 +149,17 @@ class NodeMetrics:
             "(ARENA_NODE_GC_FULL_S): a steady rise means something forms cycles per race or socket",
             registry=r,
         )
+        self.gc_full_collections = Counter(
+            f"{_PREFIX}_gc_full_collections_total",
+            "Full collections (each followed by the trim), by why: scheduled (ARENA_NODE_GC_FULL_S), "
+            "idle (ARENA_NODE_IDLE_COLLECT_S after a load), startup (before the node serves)",
+            ["why"],
+            registry=r,
+        )
         self.malloc_trim_released = Counter(
             f"{_PREFIX}_malloc_trim_released_bytes",
-            "Resident memory handed back to the system by malloc_trim after the scheduled full "
-            "collections (ARENA_NODE_MALLOC_TRIM): free heap pages a load left behind",
+            "Resident memory handed back to the system by malloc_trim after the full collections "
+            "(ARENA_NODE_MALLOC_TRIM): free heap pages a load left behind",
             registry=r,
         )
         self.checkpoint_entries = Counter(
@@ -213,6 +231,29 @@ class NodeMetrics:
             r: self.progress_flushes.labels(r.value) for r in FlushReason
         }
         self._flush_counts: dict[FlushReason, int] = dict.fromkeys(FlushReason, 0)
+        self.warm_labels()
+
+    def warm_labels(self) -> None:
+        """Create every known label value's child now. A child created at a label's first use,
+        mid-load, lives as long as the process and pins the memory pages it landed in after the
+        load (issue 21); created here it is part of the start-up heap. Series show 0 until used."""
+        values: tuple[tuple[Any, Any], ...] = (
+            (self.races, RaceState),
+            (self.results, RaceState),
+            (self.errors, ErrorCode),
+            (self.closes, [str(int(c)) for c in (*CloseCode, *WsClose)]),
+            (self.flags, Flag),
+            (self.typing_tests, ModeType),
+            (self.faults, FAULT_WHERE),
+            (self.connections_refused, REFUSED_REASONS),
+            (self.races_reaped, REAPED_OUTCOMES),
+            (self.races_moved, MOVED_OUTCOMES),
+            (self.gc_pause_seconds, ("0", "1", "2")),
+            (self.gc_full_collections, COLLECTION_WHY),
+        )
+        for metric, labels in values:
+            for label in labels:
+                metric.labels(str(label))
 
     def watch_gc(self) -> None:
         """Time every garbage collection (a process has one collector: call this once, in main)."""

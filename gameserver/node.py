@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 import structlog
 
-from arena import keys, watched
+from arena import codec, keys, watched
 from arena.clock import now_ms
 from arena.ids import PlayerId, RaceId, new_race_id
 from arena.outbox import OutboxBatcher, OutboxWriter, Written
@@ -44,7 +44,7 @@ from gameserver.checkpoint import ttl_s as checkpoint_ttl_s
 from gameserver.connection import Connection
 from gameserver.drain import FAULT_REASON, SHUTDOWN_REASON, DrainReport, latest_end, outcome_of
 from gameserver.ghost import parse_ghosts
-from gameserver.memory import MemoryKeeper
+from gameserver.memory import MemoryKeeper, bind_module_loggers, warm_redis_pool
 from gameserver.metrics import FlushReason, NodeMetrics
 from gameserver.mirror import live_write_due, mirror_fields, mirror_ttl_s, roster_json
 from gameserver.mover import Mover, handoff_entry
@@ -382,6 +382,7 @@ class Node:
     # ---- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
+        await self._warm_up()
         if self.reaper is not None:  # what this node id left behind (a crash, then a restart)
             try:
                 await self.reaper.reap_node(self.settings.node_id)
@@ -397,6 +398,18 @@ class Node:
         for task in (self._ticker, self._flusher, self._heartbeat, writer, *reaper, *self.relay.tasks):
             task.add_done_callback(self._loop_ended)
         self.log.info("node_started", url=self.settings.ws_url)
+
+    async def _warm_up(self) -> None:
+        """What a load would otherwise allocate for good mid-way, allocated before the node
+        registers (its metrics' label values are created with them: ``NodeMetrics``)."""
+        codec.warm()
+        bind_module_loggers()
+        try:
+            opened = await warm_redis_pool(self.redis, self.settings.memory.warm_redis_connections)
+        except Exception as exc:  # Redis not there yet: the registry's heartbeat will say so
+            self.log.warning("redis_warm_up_failed", error=repr(exc))
+            return
+        self.log.debug("node_warmed_up", redis_connections=opened)
 
     def _loop_ended(self, task: asyncio.Task[None]) -> None:
         """A loop that ends before ``stop`` leaves a node that cannot go on: say so and fail."""

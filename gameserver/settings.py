@@ -197,10 +197,25 @@ class MemorySettings:
     # a node keeps the pages a load left free after the load ends. Costs ≈ 0.05 ms with
     # little to return, 12 ms to return 83 MB (measured in-process, docs/PERFORMANCE.md).
     malloc_trim: bool = True
+    # ARENA_NODE_IDLE_COLLECT_S: once the node has held no race and no socket for this long after
+    # a load, one full collection and trim, as the scheduled one does (0: off). Without it a node
+    # that went idle keeps what the load left free until the next scheduled collection (up to
+    # ARENA_NODE_GC_FULL_S). Once per idle spell: a node with nothing to do does nothing.
+    idle_collect_s: float = 10.0
+    # ARENA_NODE_WARM_REDIS_CONNECTIONS: Redis connections the node opens at start-up, before it
+    # registers (0: none; at most ARENA_REDIS_MAX_CONNECTIONS). A connection opened at a load's
+    # peak lives on in the pool and keeps the memory pages it was allocated in from going back
+    # after the load (docs/PERFORMANCE.md, "Memory over time"); soaks saw 3 in use per node, and up
+    # to 10 on a node slowed down (pipelines wait longer, so more are in flight).
+    warm_redis_connections: int = 8
 
     def __post_init__(self) -> None:
         if self.gc_full_s != 0 and not 10 <= self.gc_full_s <= 86_400:
             raise ValueError("ARENA_NODE_GC_FULL_S must be 0 (never) or between 10 and 86400")
+        if self.idle_collect_s != 0 and not 1 <= self.idle_collect_s <= 86_400:
+            raise ValueError("ARENA_NODE_IDLE_COLLECT_S must be 0 (off) or between 1 and 86400")
+        if not 0 <= self.warm_redis_connections <= 1000:
+            raise ValueError("ARENA_NODE_WARM_REDIS_CONNECTIONS must be between 0 and 1000")
         if self.heap_stats_s != 0 and not 5 <= self.heap_stats_s <= 86_400:
             raise ValueError("ARENA_NODE_HEAP_STATS_S must be 0 (off) or between 5 and 86400")
 
@@ -211,6 +226,10 @@ class MemorySettings:
             gc_full_s=env_float(env, "ARENA_NODE_GC_FULL_S", d.gc_full_s),
             heap_stats_s=env_float(env, "ARENA_NODE_HEAP_STATS_S", d.heap_stats_s),
             malloc_trim=env_bool(env, "ARENA_NODE_MALLOC_TRIM", d.malloc_trim),
+            idle_collect_s=env_float(env, "ARENA_NODE_IDLE_COLLECT_S", d.idle_collect_s),
+            warm_redis_connections=env_int(
+                env, "ARENA_NODE_WARM_REDIS_CONNECTIONS", d.warm_redis_connections
+            ),
         )
 
 

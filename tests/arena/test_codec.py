@@ -5,9 +5,11 @@ import json
 import msgpack
 import pytest
 
+from arena import codec
 from arena.codec import ProtocolError, WireFormat, decode_client, decode_server, encode
 from arena.protocol import (
     CLIENT_MESSAGES,
+    SERVER_MESSAGES,
     Hello,
     Input,
     Joined,
@@ -91,3 +93,11 @@ def test_malformed_frames_raise_protocol_error(frame: bytes | str, reason: str) 
 
 def test_client_registry_names_every_client_type() -> None:
     assert set(CLIENT_MESSAGES) == {"hello", "ping", "pong", "join", "input", "leave", "spectate"}
+
+
+def test_warm_builds_every_message_types_converter_and_field_names() -> None:
+    codec.warm()
+    messages = {*CLIENT_MESSAGES.values(), *SERVER_MESSAGES.values()}
+    assert messages <= set(codec._converters)
+    assert messages <= set(codec._field_cache)
+    assert ResultRow in codec._field_cache and PlayerInfo in codec._field_cache  # nested ones too

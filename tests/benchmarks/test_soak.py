@@ -10,12 +10,15 @@ import pytest
 from benchmarks.soak import (
     BACK_PCT,
     FLAT_PCT,
+    Sample,
     SoakSettings,
+    Timeline,
     Window,
     judge,
     metrics_urls,
     parse_args,
     parse_metrics,
+    render_nodes,
     sample_loop,
     slope_per_minute,
     soak_scenario,
@@ -142,3 +145,15 @@ def test_the_nodes_metrics_are_read_from_their_admin_listeners(tmp_path: Path) -
     assert urls["node-2"] == "http://127.0.0.1:8310/metrics"
     assert urls["lobby"] == "http://127.0.0.1:8300/metrics"
     assert set(urls) == {"node-1", "node-2", "lobby", "matchmaker", "persistence", "tournaments"}
+
+
+def test_the_nodes_report_says_which_full_collections_ran() -> None:
+    gcs = {"arena_gameserver_gc_full_collections_total": {"idle": 1.0, "scheduled": 0.0, "startup": 1.0}}
+    items = {"arena_gameserver_node_items": {"rooms": 0.0, "sockets": 0.0}}
+    samples = [
+        Sample(30.0, "load", {}, {"node-1": 190}, {"node-1": items}),
+        Sample(90.0, "after", {}, {"node-1": 201}, {"node-1": items | gcs}),
+    ]
+    text = render_nodes(samples, Timeline(arrivals_until=60.0), Window(0.0, 60.0))
+    assert "node-1 after            rooms=0 sockets=0  full collections: idle=1 scheduled=0 startup=1" in text
+    assert "node-1 end of arrivals  rooms=0 sockets=0\n" in text

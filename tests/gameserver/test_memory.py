@@ -4,21 +4,30 @@ without the cyclic collector, and the collector's scheduled full collection and 
 import asyncio
 import gc
 import random
+import sys
+import time
+import types
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 from prometheus_client import CollectorRegistry
 
-from arena.settings import environ
+from arena.protocol import CloseCode, ErrorCode, RaceState
+from arena.redisutil import connect
+from arena.settings import RedisSettings, environ
+from gameserver.fairplay import Flag
 from gameserver.memory import (
     ALL,
     WATCHED_TYPES,
     MemoryKeeper,
+    bind_module_loggers,
     count_objects,
     glibc_malloc_trim,
     resident_bytes,
+    warm_redis_pool,
 )
 from gameserver.metrics import NodeMetrics
 from gameserver.settings import MemorySettings, NodeSettings
@@ -150,7 +159,18 @@ def test_memory_settings() -> None:
     assert NodeSettings.from_env(env).memory == MemorySettings(
         gc_full_s=0.0, heap_stats_s=15.0, malloc_trim=False
     )
-    for bad in ({"gc_full_s": 5.0}, {"heap_stats_s": 1.0}, {"gc_full_s": -1.0}):
+    assert NodeSettings().memory.idle_collect_s == 10.0
+    assert NodeSettings().memory.warm_redis_connections == 8
+    env2 = {**environ(), "ARENA_NODE_IDLE_COLLECT_S": "0", "ARENA_NODE_WARM_REDIS_CONNECTIONS": "8"}
+    assert NodeSettings.from_env(env2).memory == MemorySettings(idle_collect_s=0.0, warm_redis_connections=8)
+    bad_ones = (
+        {"gc_full_s": 5.0},
+        {"heap_stats_s": 1.0},
+        {"gc_full_s": -1.0},
+        {"idle_collect_s": 0.5},
+        {"warm_redis_connections": -1},
+    )
+    for bad in bad_ones:
         with pytest.raises(ValueError):
             MemorySettings(**bad)
 
@@ -188,3 +208,118 @@ def test_glibc_malloc_trim_and_the_resident_size_are_real_here() -> None:
     assert 10_000_000 < resident_bytes() < 10_000_000_000
     keeper = MemoryKeeper(MemorySettings(), NodeMetrics(CollectorRegistry()), 0.0)
     assert keeper.trim() >= 0
+
+
+def test_an_idle_spell_after_a_load_gets_one_collection_and_trim() -> None:
+    """ARENA_NODE_IDLE_COLLECT_S: no race and no socket for that long after a load: one full
+    collection and trim (not before the first load, not again while the node stays idle)."""
+    metrics = NodeMetrics(CollectorRegistry())
+    trims: list[float] = []
+    keeper = MemoryKeeper(
+        MemorySettings(gc_full_s=0.0, idle_collect_s=10.0), metrics, 0.0, lambda: trims.append(1) is None
+    )
+    idle = {"rooms": 0, "sockets": 0, "batcher": 0}
+    keeper.step(0.0, idle)
+    keeper.step(50.0, idle)
+    assert keeper.collections == 0  # idle since start-up: __main__ collected then
+    keeper.step(60.0, {"rooms": 2, "sockets": 7})
+    keeper.step(61.0, {"rooms": 0, "sockets": 1})  # the last socket is still there
+    keeper.step(70.5, idle)  # the spell starts here
+    keeper.step(80.0, idle)
+    assert keeper.collections == 0
+    keeper.step(80.5, idle)
+    assert keeper.collections == 1 and len(trims) == 1
+    for t in (90.0, 200.0, 5_000.0):
+        keeper.step(t, idle)
+    assert keeper.collections == 1  # once per spell
+    keeper.step(5_001.0, {"rooms": 1, "sockets": 0})  # a race alone counts as a load
+    keeper.step(5_002.0, idle)
+    keeper.step(5_012.0, idle)
+    assert keeper.collections == 2
+    assert _value(metrics, "arena_gameserver_gc_full_collections_total", {"why": "idle"}) == 2.0
+    assert _value(metrics, "arena_gameserver_gc_full_collections_total", {"why": "scheduled"}) == 0.0
+    # Off: nothing, however long the node stays idle.
+    off = MemoryKeeper(MemorySettings(gc_full_s=0.0, idle_collect_s=0.0), metrics, 0.0)
+    off.step(1.0, {"rooms": 1})
+    off.step(2.0, idle)
+    off.step(10_000.0, idle)
+    assert off.collections == 0
+
+
+def test_a_scheduled_collection_in_an_idle_spell_is_that_spells_collection() -> None:
+    keeper = MemoryKeeper(
+        MemorySettings(gc_full_s=60.0, idle_collect_s=10.0), NodeMetrics(CollectorRegistry()), 0.0
+    )
+    keeper.step(55.0, {"rooms": 1})
+    keeper.step(56.0, {})
+    keeper.step(60.0, {})  # scheduled, 4 s into the spell
+    keeper.step(70.0, {})
+    assert keeper.collections == 1
+    keeper.step(119.0, {"sockets": 1})
+    keeper.step(120.0, {"sockets": 1})  # scheduled while busy: the spell after it still collects
+    keeper.step(121.0, {})
+    keeper.step(131.0, {})
+    assert keeper.collections == 3
+
+
+def test_every_known_label_value_exists_from_the_start() -> None:
+    """Created at start-up, not at a label's first use mid-load (their memory would stay pinned)."""
+    metrics = NodeMetrics(CollectorRegistry())
+    for code in ErrorCode:
+        assert _value(metrics, "arena_gameserver_errors_total", {"code": code.value}) == 0.0
+    for close in CloseCode:
+        assert _value(metrics, "arena_gameserver_closes_total", {"code": str(int(close))}) == 0.0
+    for state in RaceState:
+        assert _value(metrics, "arena_gameserver_results_total", {"state": state.value}) == 0.0
+        assert _value(metrics, "arena_gameserver_races", {"state": state.value}) == 0.0
+    for flag in Flag:
+        assert _value(metrics, "arena_gameserver_flagged_results_total", {"flag": flag.value}) == 0.0
+    for why in ("scheduled", "idle", "startup"):
+        assert _value(metrics, "arena_gameserver_gc_full_collections_total", {"why": why}) == 0.0
+    assert _value(metrics, "arena_gameserver_gc_pause_seconds_count", {"generation": "2"}) == 0.0
+
+
+async def test_a_node_warms_its_redis_pool_and_collects_once_idle_after_its_races(
+    node_factory: NodeFactory,
+) -> None:
+    running = await node_factory(race=with_race(finished_linger_s=0.0))
+    node = running.node
+    pool = node.redis.connection_pool
+    opened = len(pool._available_connections) + len(pool._in_use_connections)  # type: ignore[attr-defined]
+    assert opened >= node.settings.memory.warm_redis_connections == 8
+    # Idle collections after 1 s (the keeper the node built has the 10 s default).
+    node.memory = MemoryKeeper(MemorySettings(idle_collect_s=1.0), node.metrics, time.monotonic())
+    await _race(running.create_race, running.ws_url, 1)
+    idle = node.metrics.registry
+    await _until(
+        lambda: idle.get_sample_value("arena_gameserver_gc_full_collections_total", {"why": "idle"}) == 1.0,
+        15.0,
+    )
+    assert not node.rooms and not node.sockets
+    # The pool did not grow past its warmed size for one race.
+    assert len(pool._available_connections) + len(pool._in_use_connections) == opened  # type: ignore[attr-defined]
+
+
+async def test_warm_redis_pool_opens_connections_up_to_the_pools_size(redis_url: str) -> None:
+    redis = connect(RedisSettings(url=redis_url, max_connections=3))
+    try:
+        assert await warm_redis_pool(redis, 0) == 0
+        assert await warm_redis_pool(redis, 5) == 3  # the pool's cap
+        clients = await redis.client_list()
+        assert len(clients) >= 3
+        assert await redis.ping()
+    finally:
+        await redis.aclose()
+
+
+def test_module_loggers_are_bound_at_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = types.ModuleType("gameserver._warm_probe")
+    module.log = structlog.wrap_logger(None, cache_logger_on_first_use=True)  # type: ignore[attr-defined]
+    other = types.ModuleType("elsewhere")
+    other.log = structlog.wrap_logger(None, cache_logger_on_first_use=True)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(sys.modules, other.__name__, other)
+    assert "bind" not in vars(module.log)
+    assert bind_module_loggers() >= 1
+    assert "bind" in vars(module.log)  # structlog keeps the bound logger: built now, not mid-load
+    assert "bind" not in vars(other.log)  # only the project's packages

@@ -201,3 +201,16 @@ async def test_admin_drain_with_exit(start_process: ProcessStarter) -> None:
         resp = await http.post(f"{node.admin_url}/admin/drain", json={"exit": True})
         assert resp.status == 202
     assert await node.exit_code(10) == 0
+
+
+async def test_the_node_collects_once_before_it_serves(start_process: ProcessStarter) -> None:
+    """``__main__``: one full collection and trim at start-up (the size it serves at is what a load
+    returns to), none scheduled yet; every known label value is there from the start."""
+    node = await start_process()
+    async with aiohttp.ClientSession() as http:
+        text = await (await http.get(f"{node.admin_url}/metrics")).text()
+    assert 'arena_gameserver_gc_full_collections_total{why="startup"} 1.0' in text
+    assert 'arena_gameserver_gc_full_collections_total{why="idle"} 0.0' in text
+    assert 'arena_gameserver_errors_total{code="race_full"} 0.0' in text
+    node.proc.send_signal(signal.SIGTERM)
+    assert await node.exit_code(15) == 0
