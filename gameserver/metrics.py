@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from arena.outbox import OutboxMetrics
 from arena.protocol import CloseCode, ErrorCode, MsgType, RaceState
+from arena.runtime_metrics import gc_pause_histogram, loop_lag_histogram
 from arena.typing_tests import ModeType
 from gameserver.fairplay import Flag
 from gameserver.wsproto import WsClose
@@ -86,19 +87,8 @@ class NodeMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0),
             registry=r,
         )
-        self.loop_lag_seconds = Histogram(
-            f"{_PREFIX}_loop_lag_seconds",
-            "How late the flusher woke up: time the event loop was busy with something else",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
-            registry=r,
-        )
-        self.gc_pause_seconds = Histogram(
-            f"{_PREFIX}_gc_pause_seconds",
-            "Garbage collector pauses, by generation",
-            ["generation"],
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
-            registry=r,
-        )
+        self.loop_lag_seconds = loop_lag_histogram(_PREFIX, "the flusher", r)
+        self.gc_pause_seconds = gc_pause_histogram(_PREFIX, r)
         self.results = Counter(f"{_PREFIX}_results_total", "Race results, by state", ["state"], registry=r)
         self.ghosts = Counter(
             f"{_PREFIX}_ghosts_total", "Ghosts (replayed keystroke logs) put in new races", registry=r

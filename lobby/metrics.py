@@ -15,6 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from arena.runtime_metrics import gc_pause_histogram, loop_lag_histogram
+
 _PREFIX = "arena_lobby"
 
 
@@ -95,19 +97,8 @@ class LobbyMetrics:
             "Presence flushes that failed (retried next time)",
             registry=r,
         )
-        self.gc_pause_seconds = Histogram(
-            f"{_PREFIX}_gc_pause_seconds",
-            "Garbage collector pauses, by generation (lobby/collector.py)",
-            ["generation"],
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
-            registry=r,
-        )
-        self.loop_lag_seconds = Histogram(
-            f"{_PREFIX}_loop_lag_seconds",
-            "How late a probe woke up every 10 ms: time the event loop was busy with something else",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
-            registry=r,
-        )
+        self.gc_pause_seconds = gc_pause_histogram(_PREFIX, r, "lobby/collector.py")
+        self.loop_lag_seconds = loop_lag_histogram(_PREFIX, "a probe woke up every 10 ms", r)
         self.presence_players_flushed = Counter(
             f"{_PREFIX}_presence_players_flushed_total", "Player presences written to Redis", registry=r
         )
