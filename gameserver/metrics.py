@@ -5,8 +5,6 @@ Labels are bounded: message types, states and error codes, never a race or playe
 
 from __future__ import annotations
 
-import gc
-import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -15,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from arena.outbox import OutboxMetrics
 from arena.protocol import CloseCode, ErrorCode, MsgType, RaceState
-from arena.runtime_metrics import gc_pause_histogram, loop_lag_histogram
+from arena.runtime_metrics import gc_pause_histogram, loop_lag_histogram, time_gc_pauses
 from arena.typing_tests import ModeType
 from gameserver.fairplay import Flag
 from gameserver.wsproto import WsClose
@@ -247,16 +245,7 @@ class NodeMetrics:
 
     def watch_gc(self) -> None:
         """Time every garbage collection (a process has one collector: call this once, in main)."""
-        started = [0.0]
-
-        def on_gc(phase: str, info: dict[str, int]) -> None:
-            if phase == "start":
-                started[0] = time.perf_counter()
-            else:
-                pause = time.perf_counter() - started[0]
-                self.gc_pause_seconds.labels(str(info["generation"])).observe(pause)
-
-        gc.callbacks.append(on_gc)
+        time_gc_pauses(self.gc_pause_seconds)
 
     def message_in(self, kind: MsgType) -> None:
         self._in_counts[kind] += 1

@@ -6,8 +6,6 @@ limit scopes. Never a player, ticket, race id or invite code.
 
 from __future__ import annotations
 
-import gc
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -15,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from arena.runtime_metrics import gc_pause_histogram, loop_lag_histogram
+from arena.runtime_metrics import gc_pause_histogram, loop_lag_histogram, time_gc_pauses
 
 _PREFIX = "arena_lobby"
 
@@ -105,17 +103,7 @@ class LobbyMetrics:
 
     def watch_gc(self) -> None:
         """Time every garbage collection (a process has one collector: call this once, in main)."""
-        started = [0.0]
-
-        def on_gc(phase: str, info: dict[str, int]) -> None:
-            if phase == "start":
-                started[0] = time.perf_counter()
-            else:
-                self.gc_pause_seconds.labels(str(info["generation"])).observe(
-                    time.perf_counter() - started[0]
-                )
-
-        gc.callbacks.append(on_gc)
+        time_gc_pauses(self.gc_pause_seconds)
 
     def answered(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request and its duration."""
