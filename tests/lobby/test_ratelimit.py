@@ -111,13 +111,14 @@ async def test_batched_counting_limits_at_once_and_shares_totals(redis: aioredis
 
 
 async def test_batched_counting_exact_on_one_lobby(redis: aioredis.Redis) -> None:
-    limiter = RateLimiter(redis, per_player=0, per_ip=4, window_s=60, sync_s=0.05)
+    fixed = 1_800_000_030.0  # a fixed clock: a minute boundary mid-test would start a new window
+    limiter = RateLimiter(redis, per_player=0, per_ip=4, window_s=60, sync_s=0.05, clock=lambda: fixed)
     await limiter.start()
     try:
         verdicts = [(await limiter.check("9.9.9.9", None)).allowed for _ in range(6)]
         assert verdicts == [True] * 4 + [False] * 2
         for _ in range(100):  # the sync task writes them within a few periods
-            raw = await redis.get(f"ratelimit:ip:9.9.9.9:{int(time.time() // 60)}")
+            raw = await redis.get(f"ratelimit:ip:9.9.9.9:{int(fixed // 60)}")
             if raw is not None:
                 break
             await asyncio.sleep(0.02)
@@ -129,17 +130,20 @@ async def test_batched_counting_exact_on_one_lobby(redis: aioredis.Redis) -> Non
 
 async def test_batched_sync_failure_keeps_the_hits(redis: aioredis.Redis) -> None:
     # A port bound here but not listening: connecting is refused, and nobody else can take it.
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    broken = aioredis.Redis(host="127.0.0.1", port=closed.getsockname()[1], socket_connect_timeout=0.2)
-    limiter = RateLimiter(broken, per_player=2, per_ip=0, window_s=60, sync_s=0.1)
-    for _ in range(2):
-        assert (await limiter.check("1.1.1.1", "p1")).allowed
-    with pytest.raises(RedisError):
-        await limiter.sync()
-    assert not (await limiter.check("1.1.1.1", "p1")).allowed  # the hits stayed counted here
-    await broken.aclose()
-    closed.close()
+    with socket.socket() as closed:  # closed even when an assertion fails
+        closed.bind(("127.0.0.1", 0))
+        broken = aioredis.Redis(host="127.0.0.1", port=closed.getsockname()[1], socket_connect_timeout=0.2)
+        # A fixed clock: a minute boundary between the checks would start a new window.
+        fixed = 1_800_000_030.0
+        limiter = RateLimiter(broken, per_player=2, per_ip=0, window_s=60, sync_s=0.1, clock=lambda: fixed)
+        try:
+            for _ in range(2):
+                assert (await limiter.check("1.1.1.1", "p1")).allowed
+            with pytest.raises(RedisError):
+                await limiter.sync()
+            assert not (await limiter.check("1.1.1.1", "p1")).allowed  # the hits stayed counted here
+        finally:
+            await broken.aclose()
 
 
 @pytest.mark.redis_cluster  # a script per slice on one Redis, INCRBY each on a cluster
