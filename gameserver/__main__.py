@@ -25,9 +25,9 @@ from arena.logs import configure_logging
 from arena.startup import load_settings
 from gameserver.admin import ListenError
 from gameserver.app import NODE_KEY, build_app
-from gameserver.drain import until_exit
 from gameserver.listener import NodeSite
 from gameserver.settings import NodeSettings
+from gameserver.stopping import until_exit
 
 log = structlog.get_logger(__name__)
 

@@ -16,7 +16,6 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import structlog
 
@@ -27,10 +26,6 @@ from arena.tokens import PlayerToken
 from gameserver.frames import close_frame, control_frame, ws_frame
 from gameserver.settings import LimitSettings
 from gameserver.wsproto import FrameError, FrameReader, Opcode, WsClose, parse_close, unmask
-
-if TYPE_CHECKING:
-    from gameserver.race import Racer
-    from gameserver.room import RaceRoom
 
 log = structlog.get_logger(__name__)
 
@@ -92,8 +87,6 @@ class Connection(asyncio.Protocol):
         self.bucket = TokenBucket(limits.max_msgs_per_s, limits.burst_msgs)
         self.violations = 0
         self.player: PlayerToken | None = None
-        self.room: RaceRoom | None = None
-        self.racer: Racer | None = None
         self.watching: RaceId | None = None  # the race this socket spectates
         self.log = log
         self.on_message: MessageHandler = _ignore_message
@@ -274,7 +267,6 @@ class Connection(asyncio.Protocol):
         self.on_message = _ignore_message
         self.on_rate_limited = _ignore_refusal
         self._reader = FrameReader(0, _ignore_frame)
-        self.room = self.racer = None
 
     def _write_control(self, frame: bytes) -> None:
         transport = self.transport

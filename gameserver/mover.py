@@ -28,18 +28,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING
+from typing import Protocol
+
+import redis.asyncio as aioredis
+from structlog.typing import FilteringBoundLogger
 
 from arena import keys
 from arena.clock import now_ms
+from arena.ids import RaceId
 from arena.protocol import CloseCode
 from arena.redisutil import as_text
 from arena.tasks import stop_tasks
 from gameserver.adoption import adopted_journal, extend_by_outage
-
-if TYPE_CHECKING:
-    from gameserver.node import Node
-    from gameserver.room import RaceRoom
+from gameserver.drain import DrainReport
+from gameserver.metrics import NodeMetrics
+from gameserver.room import RaceRoom
+from gameserver.settings import NodeSettings
 
 CHECK_S = 0.2  # how often the mover asks who owns the races it handed off
 SETTLE_S = 3.0  # at stop: how long to wait for races a reaper is adopting right now
@@ -66,11 +70,25 @@ def handoff_entry(node_id: str, at: int) -> str:
     return json.dumps({"node": node_id, "at": at}, separators=(",", ":"))
 
 
+class MoverHost(Protocol):
+    """What the mover needs of its node (``gameserver.node.Node``): named here so that the node
+    imports the mover and not the other way round."""
+
+    settings: NodeSettings
+    redis: aioredis.Redis
+    metrics: NodeMetrics
+    log: FilteringBoundLogger
+    rooms: dict[RaceId, RaceRoom]
+    drain_report: DrainReport | None
+
+    def maybe_idle(self) -> None: ...
+
+
 class Mover:
     """Owned by the node: started by a drain with move, stopped by ``Node.stop`` (after
     ``settle`` in ``Node.shutdown``) and by an undrain."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: MoverHost) -> None:
         self.node = node
         self.task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()

@@ -735,7 +735,7 @@ class Node:
 
     async def wait_drained(self) -> None:
         """Until no race awaits its result. Call it once draining, or right before the drain
-        begins (``gameserver.drain.until_exit``): the last finalizer of a drain wakes it."""
+        begins (``gameserver.stopping.until_exit``): the last finalizer of a drain wakes it."""
         while self.live_races():
             self._idle.clear()
             await self._idle.wait()

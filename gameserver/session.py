@@ -34,7 +34,8 @@ from gameserver.connection import ClosingError, Connection, check_keys
 from gameserver.listener import GATE_KEY
 from gameserver.metrics import FlushReason
 from gameserver.node import Node
-from gameserver.race import InputOutcome, SeatError
+from gameserver.race import InputOutcome, Racer, SeatError
+from gameserver.room import RaceRoom
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +54,10 @@ class SocketSession:
         self.node = node
         self.conn = conn
         self.metrics = node.metrics
+        # The seat this socket holds (set by a join, cleared by a leave or the close): the
+        # session's, not the connection's, so the socket layer knows nothing of races.
+        self.room: RaceRoom | None = None
+        self.racer: Racer | None = None
         self._busy: asyncio.Task[None] | None = None
         self._backlog: deque[tuple[bool, bytes | str]] = deque()
         loop = asyncio.get_running_loop()
@@ -143,7 +148,7 @@ class SocketSession:
             case Input():
                 self.on_input(message)
             case Pong(echo=echo):
-                racer = self.conn.racer
+                racer = self.racer
                 if racer is None or not racer.round_trips.answer(echo, now_ms()):
                     self.metrics.errors.labels(ErrorCode.BAD_MESSAGE.value).inc()
                     self.conn.violation(ErrorCode.BAD_MESSAGE, "that pong answers no ping of ours")
@@ -219,7 +224,7 @@ class SocketSession:
 
     def _seat(self, ticket: JoinTicket) -> None:
         conn, node = self.conn, self.node
-        if conn.room is not None or conn.watching is not None:
+        if self.room is not None or conn.watching is not None:
             self._error(ErrorCode.ALREADY_JOINED, "leave the current race first")
             return
         room = node.room(ticket.race_id)
@@ -239,7 +244,7 @@ class SocketSession:
         if replaced is not None:
             replaced.send_error(ErrorCode.ALREADY_JOINED, "connected again elsewhere")
             replaced.close(CloseCode.REPLACED, "connected again elsewhere")
-        conn.room, conn.racer = room, racer
+        self.room, self.racer = room, racer
         conn.log = conn.log.bind(race_id=room.race.id)
         conn.log.info("player_joined", resumed=resumed)
         race = room.race
@@ -267,8 +272,8 @@ class SocketSession:
 
     def on_input(self, inp: Input) -> None:
         conn = self.conn
-        room = conn.room
-        if room is None or conn.racer is None:
+        room = self.room
+        if room is None or self.racer is None:
             if conn.player is None:
                 self._error(ErrorCode.NOT_AUTHENTICATED, "say hello with a player token first")
                 return
@@ -294,7 +299,7 @@ class SocketSession:
             self.metrics.errors.labels(code.value).inc()
             conn.violation(code, reason)
             return
-        outcome = race.apply_input(conn.racer, inp.seq, inp.keys, inp.times, now)
+        outcome = race.apply_input(self.racer, inp.seq, inp.keys, inp.times, now)
         if race.dirty:
             if race.everyone_typed():  # the last room-mate of this send instant: no reason to wait
                 self.node.send_progress(room, now, FlushReason.INSTANT)
@@ -305,7 +310,7 @@ class SocketSession:
 
     def on_spectate(self, spectate: Spectate) -> Coroutine[Any, Any, None] | None:
         conn, node = self.conn, self.node
-        if conn.room is not None or conn.watching is not None:
+        if self.room is not None or conn.watching is not None:
             self._error(ErrorCode.ALREADY_JOINED, "leave the current race first")
             return None
         race_id = RaceId(spectate.race_id)
@@ -333,15 +338,15 @@ class SocketSession:
         conn = self.conn
         if conn.watching is not None:
             return self.stop_watching()
-        if conn.room is None or conn.racer is None:
+        if self.room is None or self.racer is None:
             self._error(ErrorCode.NOT_JOINED, "not in a race")
             return None
-        room, racer = conn.room, conn.racer
+        room, racer = self.room, self.racer
         if room.moving_at is not None:  # its journal is handed off: leave on the adopter, after the rejoin
             self._error(ErrorCode.NOT_RUNNING, "the race is moving to another node")
             return None
         room.detach(racer.id, conn)
-        conn.room = conn.racer = None
+        self.room = self.racer = None
         room.race.leave(racer, now_ms())
         room.flush_outgoing()
         return None
@@ -359,8 +364,8 @@ class SocketSession:
 
     async def on_closed(self) -> None:
         conn = self.conn
-        room, racer = conn.room, conn.racer
-        conn.room = conn.racer = None
+        room, racer = self.room, self.racer
+        self.room = self.racer = None
         if room is not None and racer is not None and room.detach(racer.id, conn):
             room.race.disconnect(racer, now_ms())
             room.flush_outgoing()

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from arena import keys
 from arena.protocol import Results, Start
 from arena.registry import NodeRegistry
-from gameserver.drain import until_exit
+from gameserver.stopping import until_exit
 from tests.conftest import ADMIN, NodeFactory, RunningNode, read_outbox, with_race
 from tests.gameserver.test_node_lifecycle import seated
 

@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 
 from arena.protocol import Hello, Join, Leave, Results, Start, Welcome
 from arena.registry import NodeRegistry
-from gameserver.drain import until_exit
+from gameserver.stopping import until_exit
 from ops.admin import EXIT_ABORTED, EXIT_TIMEOUT, AdminError, drain, main, status, undrain
 from tests.conftest import ADMIN, NodeFactory, RunningNode, with_race
 from tests.gameserver.wsclient import RawClient
