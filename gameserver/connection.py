@@ -214,10 +214,19 @@ class Connection(asyncio.Protocol):
             transport.abort()
         return True
 
+    def takes_offers(self) -> bool:
+        """Whether ``offer`` writes now: open and without a backlog."""
+        transport = self.transport
+        return (
+            transport is not None
+            and not self._closing
+            and transport.get_write_buffer_size() <= _PROGRESS_BACKLOG_LIMIT
+        )
+
     def offer(self, frame: bytes) -> bool:
         """Write a frame that the next one supersedes (progress): skipped while the socket has
         a backlog, so one slow reader never holds anyone up. True if written."""
-        transport = self.transport
+        transport = self.transport  # takes_offers inlined: this runs per socket per progress frame
         if transport is None or self._closing or transport.get_write_buffer_size() > _PROGRESS_BACKLOG_LIMIT:
             return False
         transport.write(frame)

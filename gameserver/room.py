@@ -149,7 +149,10 @@ class RaceRoom:
         if self.ping_due_at is not None and skip is None:  # a frame for every player: the ping rides
             ping = to_wire(Ping(sent=now))
             self.ping_due_at = None
-            self._expect_pongs(now)
+            # Only players whose socket takes this frame get the ping: a backlogged one skips it,
+            # and a ping expected but never sent would push a real one out of its racer's
+            # outstanding pings (gameserver.roundtrip), refusing an honest late answer.
+            self._expect_pongs(now, writable_only=True)
             self.metrics.frames_sent(MsgType.PING, len(self.players))
         sent = self._send_wire(wire, relay=True, skip_backlogged=True, skip=skip, players_too=ping)
         self.metrics.frames_sent(MsgType.PROGRESS, sent)
@@ -168,12 +171,12 @@ class RaceRoom:
         self._expect_pongs(now)
         _write_each(self.players.values(), to_wire(Ping(sent=now)), skip_backlogged=False, skip=None)
 
-    def _expect_pongs(self, sent: int) -> None:
+    def _expect_pongs(self, sent: int, writable_only: bool = False) -> None:
         """Only answers to pings the server sent measure a round trip (``gameserver.roundtrip``)."""
         racers = self.race.racers
-        for player_id in self.players:
+        for player_id, conn in self.players.items():
             racer = racers.get(player_id)
-            if racer is not None:
+            if racer is not None and (not writable_only or conn.takes_offers()):
                 racer.round_trips.expect(sent)
 
 

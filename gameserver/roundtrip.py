@@ -38,9 +38,9 @@ class RoundTrips:
     _estimate: float | None = None
 
     def expect(self, sent: int) -> None:
-        """The server pinged this racer with ``sent``."""
-        if not self._outstanding or self._outstanding[-1] != sent:
-            self._outstanding.append(sent)
+        """The server pinged this racer with ``sent``. Two pings in the same millisecond (the
+        seat's own and the room's) are two pings: each answer counts once, neither is refused."""
+        self._outstanding.append(sent)
 
     def answer(self, echo: int, now: int) -> bool:
         """A pong echoing ``echo`` arrived at ``now``; False if it answers no ping of ours."""

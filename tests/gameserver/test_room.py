@@ -15,12 +15,13 @@ from tests.gameserver.test_race import started_race
 class FakeTransport:
     def __init__(self) -> None:
         self.writes: list[bytes] = []
+        self.buffered = 0  # bytes the client has not read yet
 
     def write(self, data: bytes) -> None:
         self.writes.append(data)
 
     def get_write_buffer_size(self) -> int:
-        return 0
+        return self.buffered
 
     def is_closing(self) -> bool:
         return False
@@ -99,3 +100,20 @@ async def test_a_ping_waits_for_a_frame_every_player_gets() -> None:
     room.ping_all(now + 1000)  # what the tick does at the deadline
     assert [messages(t.writes[-1]) for t in players] == [[{"t": "ping", "sent": now + 1000}]] * 2
     assert room.ping_due_at is None
+
+
+async def test_a_socket_that_skips_the_ping_owes_no_answer_to_it() -> None:
+    """A backlogged socket skips progress frames and the pings riding on them. Those pings must
+    not be expected of it: they would push the real ping it will answer late out of its racer's
+    outstanding pings, and the honest answer would be refused as a violation."""
+    room, players, _ = room_of_two()
+    race = room.race
+    start = race.start_at or 0
+    room.ping_all(start)  # both get this one
+    players[1].buffered = 1 << 20  # p2 stops reading
+    for lap in range(1, 11):  # ten pings riding on progress frames p2 does not get
+        room.ask_ping(start + lap * 100, ride_ms=1000)
+        room.broadcast_progress(start + lap * 100, FlushReason.TICK)
+    assert len(players[0].writes) == 11 and len(players[1].writes) == 1
+    assert race.racers[PlayerId("p2")].round_trips.answer(start, start + 5000)  # answered late: counted
+    assert race.racers[PlayerId("p1")].round_trips.answer(start + 1000, start + 1050)

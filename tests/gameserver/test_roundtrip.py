@@ -21,6 +21,17 @@ def test_only_an_outstanding_ping_is_answered_once() -> None:
     assert trips.estimate_ms == 80.0 and trips.refused == 3
 
 
+def test_two_pings_in_the_same_millisecond_are_two_answers() -> None:
+    """A player seated in the millisecond the room pings everyone gets two pings with the same
+    ``sent`` and answers both: an honest client (a soak had 5 of 17,791 refused so, at join)."""
+    trips = RoundTrips()
+    trips.expect(1_000)  # the seat's ping
+    trips.expect(1_000)  # the room's, same instant
+    assert trips.answer(1_000, 1_040) and trips.answer(1_000, 1_041)
+    assert not trips.answer(1_000, 1_042)  # a third answer is one too many
+    assert trips.refused == 1
+
+
 def test_the_estimate_is_the_fastest_recent_answer_and_capped() -> None:
     trips = RoundTrips(RoundTripLimits(max_ms=300))
     for sent, rtt in ((0, 120), (3_000, 900), (6_000, 2_500)):  # answering late cannot raise it
