@@ -38,6 +38,7 @@ import csv
 import io
 import itertools
 import math
+import random
 import re
 import statistics
 import subprocess
@@ -45,7 +46,7 @@ import sys
 import tempfile
 import zipfile
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -53,8 +54,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.fairplay import pair_table_gaps  # noqa: E402
 from gameserver.rhythm import rhythm  # noqa: E402
-from persistence.pairs import PairHistory, PairLimits, pair_f, race_pairs  # noqa: E402
+from persistence.pairs import PAIRS, PairHistory, PairLimits, pair_f, race_pairs  # noqa: E402
 
 PACKAGE = "keylogging-analysis==0.0.1"
 WHEEL = "keylogging_analysis-0.0.1-py3-none-any.whl"
@@ -161,6 +163,7 @@ class Player:
     lowest_f: float | None = None
     held_at: int | None = None  # pseudo-race after which the pooled rule held the player
     geometry: dict[str, float] = field(default_factory=dict)  # kind -> minus 'alt', normalised logs
+    pair_means: dict[str, float] = field(default_factory=dict)  # pooled, pairs seen >= 5 times
 
 
 def artefact(keys: str, times: list[int]) -> str:
@@ -217,7 +220,71 @@ def judge(name: str, played: list[tuple[str, list[int]]], limits: PairLimits) ->
         if history.held and p.held_at is None:
             p.held_at = n
     p.geometry = geometry(played, limits.pause_ms)
+    pooled = history.pooled().values
+    n = len(PAIRS)
+    p.pair_means = {pair: float(pooled[n + i] / pooled[i]) for i, pair in enumerate(PAIRS) if pooled[i] >= 5}
     return p
+
+
+def pair_table_twin(
+    played: list[tuple[str, list[int]]], median_ms: float, rng: random.Random
+) -> list[tuple[str, list[int]]]:
+    """The same keys timed by a pair-table bot (benchmarks/fairplay.py) at the player's speed;
+    breaks stay pauses."""
+    gaps = pair_table_gaps(rng, 12_000 / max(median_ms, 30.0))
+    out = []
+    for keys, _ in played:
+        t, times = 0, []
+        for key, gap in zip(keys, gaps(keys), strict=True):
+            t += GAP_MS if key == BREAK else max(1, round(gap))
+            times.append(t)
+        out.append((keys, times))
+    return out
+
+
+def profile_r(p: Player, others: list[Player]) -> float | None:
+    """Pearson r between the player's pair means and the other players' average ones."""
+    ref: dict[str, list[float]] = {}
+    for q in others:
+        for pair, m in q.pair_means.items():
+            ref.setdefault(pair, []).append(m)
+    common = [pair for pair in p.pair_means if len(ref.get(pair, ())) >= 3]
+    if len(common) < 20:
+        return None
+    xs = [p.pair_means[c] for c in common]
+    ys = [statistics.fmean(ref[c]) for c in common]
+    return statistics.correlation(xs, ys)
+
+
+def separation(humans: list[Player], bots: list[Player]) -> str:
+    """Per statistic: its spread over people and over bots, and the share of bots a threshold
+    beyond the most bot-like person would hold (the only threshold that holds no one here)."""
+    rows = []
+    stats: list[tuple[str, Callable[[Player, list[Player]], float | None], int]] = [
+        ("one hand minus alternating", lambda p, _: p.geometry.get("hand"), -1),
+        ("same key minus alternating", lambda p, _: p.geometry.get("rep"), 1),
+        ("r with other people's pairs", profile_r, -1),
+    ]
+    for label, stat, bot_side in stats:
+        h = [v for p in humans if (v := stat(p, [q for q in humans if q.name != p.name])) is not None]
+        b = [
+            v
+            for p in bots
+            if (v := stat(p, [q for q in humans if q.name != p.name.removesuffix(" bot")])) is not None
+        ]
+        if not h or not b:
+            continue
+        edge = max(h) if bot_side > 0 else min(h)
+        held = sum((v > edge) if bot_side > 0 else (v < edge) for v in b)
+        h.sort()
+        worst = h[-3:][::-1] if bot_side > 0 else h[:3]  # the three most bot-like people
+        rows.append(
+            f"{label:<28} people median {statistics.median(h):+.3f} (n={len(h)}, most bot-like "
+            f"{', '.join(f'{v:+.3f}' for v in worst)}); pair-table bots median "
+            f"{statistics.median(b):+.3f} [{min(b):+.3f} .. {max(b):+.3f}]; "
+            f"beyond every person: {held} of {len(b)} bots"
+        )
+    return "\n".join(rows)
 
 
 def report(players: list[Player], limits: PairLimits) -> str:
@@ -270,17 +337,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wheel", type=Path, help="a wheel already downloaded (no download)")
     ap.add_argument("--race-keys", type=int, default=300, help="keys per pseudo-race (default 300)")
     ap.add_argument("--min-keys", type=int, default=500, help="players with fewer keys are left out")
+    ap.add_argument("--seed", type=int, default=14, help="for the pair-table bots' tables and jitter")
     args = ap.parse_args(argv)
     if args.race_keys < 20 or args.min_keys < 0:
         ap.error("--race-keys >= 20, --min-keys >= 0")
     wheel = args.wheel or fetch(args.cache)
     limits = PairLimits()
-    players = []
+    rng = random.Random(args.seed)
+    players, bots = [], []
     for name, stretches in sorted(logs(rows_of(wheel)).items()):
         played = races(stretches, args.race_keys)
         if sum(len(k) for k, _ in played) >= args.min_keys:
-            players.append(judge(name, played, limits))
+            person = judge(name, played, limits)
+            players.append(person)
+            bots.append(judge(f"{name} bot", pair_table_twin(played, person.median_ms, rng), limits))
     print(report(players, limits))
+    print("each player's keys timed by a pair-table bot instead (its own random table, fixed):")
+    print(report(bots, limits))
+    print("telling people from pair-table bots (per player, all their races pooled):")
+    print(separation(players, bots))
     return 0
 
 

@@ -10,14 +10,20 @@ import zipfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from benchmarks.human_keystrokes import (
     BACKSPACE,
+    GAP_MS,
     MEMBER,
+    Player,
     artefact,
     judge,
     logs,
     main,
     pair_kind,
+    pair_table_twin,
+    profile_r,
     races,
     report,
 )
@@ -118,3 +124,24 @@ def test_simulated_people_pass_every_rule_and_the_report_counts_them(tmp_path: P
     with zipfile.ZipFile(wheel, "w") as z:
         z.writestr(MEMBER, out.getvalue())
     assert main(["--wheel", str(wheel), "--min-keys", "100"]) == 0
+
+
+def test_a_pair_table_twin_keeps_the_keys_and_the_breaks() -> None:
+    played = [("ab\ncd", [0, 100, 10_100, 20_100, 20_200]), ("the the", [0, 90, 200, 300, 420, 500, 610])]
+    twin = pair_table_twin(played, 150.0, random.Random(1))
+    assert [k for k, _ in twin] == [k for k, _ in played]
+    for keys, times in twin:
+        assert times == sorted(times) and len(times) == len(keys)
+    gaps = [b - a for a, b in itertools.pairwise(twin[0][1])]
+    assert gaps[1] == GAP_MS  # the break before "\n" stays a pause
+
+
+def test_profile_r_follows_the_other_players_pair_means() -> None:
+    pairs = [f"{a}{b}" for a in "etaoins" for b in "hrdlcum"]  # 49 pairs
+    means = {p: (i % 7) / 10 for i, p in enumerate(pairs)}
+    people = [Player(f"p{i}", 1000, 3, 200.0, pair_means=dict(means)) for i in range(4)]
+    assert profile_r(people[0], people[1:]) == pytest.approx(1.0)
+    flipped = Player("x", 1000, 3, 200.0, pair_means={p: -m for p, m in means.items()})
+    assert profile_r(flipped, people) == pytest.approx(-1.0)
+    few = Player("y", 100, 1, 200.0, pair_means={p: means[p] for p in pairs[:10]})
+    assert profile_r(few, people) is None  # under 20 pairs in common: no verdict
