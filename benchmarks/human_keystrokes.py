@@ -10,7 +10,8 @@ box with the box's content and a millisecond timestamp (521,203 typing events). 
 the PyPI package ``keylogging-analysis`` 0.0.1 (BSD-3-Clause licence file, "MIT" in its metadata;
 the corpus has no separate terms), as a 103 MB CSV: too big for the repository, so this script
 fetches the wheel at run time with ``pip download`` into ``--cache`` (a temporary folder, /tmp by
-default) and reads the CSV straight from it.
+default) and reads the CSV straight from it. The package lists some messages as native speakers'
+or as nonsense bursts; all are kept here (harder on the rules).
 
 Keys: an event whose content is the previous content plus one character is that key at that
 time; one character removed at the end is a backspace; any other change (a paste, an autocomplete,
