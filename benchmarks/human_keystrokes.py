@@ -160,6 +160,7 @@ class Player:
     robotic_races: int = 0
     rules: Counter[str] = field(default_factory=Counter)
     causes: Counter[str] = field(default_factory=Counter)  # of the robotic races: artefact()
+    race_f: float | None = None  # the lowest single-race letter-pair F (rhythm.py), if any was judged
     pooled_f: float | None = None
     lowest_f: float | None = None
     held_at: int | None = None  # pseudo-race after which the pooled rule held the player
@@ -209,6 +210,8 @@ def judge(name: str, played: list[tuple[str, list[int]]], limits: PairLimits) ->
     history = PairHistory()
     for n, (k, t) in enumerate(played, start=1):
         found = rhythm(k, t)
+        if found is not None and found.digraph_f is not None:
+            p.race_f = found.digraph_f if p.race_f is None else min(p.race_f, found.digraph_f)
         if found is not None and found.failed:
             p.robotic_races += 1
             p.rules.update(found.failed)
@@ -309,6 +312,11 @@ def report(players: list[Player], limits: PairLimits) -> str:
         f"players with any: {sum(p.robotic_races > 0 for p in players)} of {len(players)}"
     )
     lines.append(f"  what those races hold: {why}")
+    race_fs = [p.race_f for p in players if p.race_f is not None]
+    if race_fs:
+        lines.append(
+            f"  single-race letter pairs judged for {len(race_fs)} players; lowest F {min(race_fs):.3f}"
+        )
     judged = [p for p in players if p.lowest_f is not None]
     held = [p for p in judged if p.held_at is not None]
     lowest = min((p.lowest_f for p in judged if p.lowest_f is not None), default=float("nan"))
