@@ -67,7 +67,7 @@ from ops.services import RedisServer, free_port  # noqa: E402
 from persistence.pair_store import pair_limits  # noqa: E402
 from persistence.pairs import PairHistory, race_pairs  # noqa: E402
 from persistence.settings import ReadSideSettings  # noqa: E402
-from simulators.typing import TypingProfile, draw_profile, plan_keystrokes  # noqa: E402
+from simulators.typing import TypingProfile, digraph_factor, draw_profile, plan_keystrokes  # noqa: E402
 
 Plan = list[tuple[str, int]]  # (key, ms since the start on the typist's clock)
 CADENCE_MS = 250  # the node's default input cadence; clients here send at every second instant
@@ -355,6 +355,33 @@ def lognormal_career(rng: random.Random, texts: Texts, races: int) -> list[Scrip
     return scripts
 
 
+def pair_table_gaps(rng: random.Random, wpm: float) -> Callable[[str], list[float]]:
+    """A bot that makes up its own speed per letter pair (log-normal factors, sigma 0.2-0.4, from
+    a random "keyboard", as simulators/typing.py draws a person's) and keeps that table across
+    its races, with log-normal jitter (sigma 0.35) on every key: the structure the letter-pair
+    rules look for, with no keyboard behind it. Per text: the gaps before each character (ms)."""
+    table = TypingProfile(wpm, 0.0, 0.0, 0, 0.0, rng.uniform(0.2, 0.4), rng.randrange(1 << 30))
+    cache: dict[str, float] = {}
+    mean = 12_000 / wpm
+
+    def gaps(text: str) -> list[float]:
+        factors = [digraph_factor(table, text[i - 1] if i else "", ch, cache) for i, ch in enumerate(text)]
+        return [mean * f * rng.lognormvariate(-0.06, 0.35) for f in factors]
+
+    return gaps
+
+
+def pair_table_career(rng: random.Random, texts: Texts, races: int) -> list[Script]:
+    wpm = rng.uniform(110, 180)
+    gaps = pair_table_gaps(rng, wpm)
+    scripts = []
+    for _ in range(races):
+        text = texts.cut(rng, career_chars(rng, wpm))
+        plan = scripted(text, gaps(text).__getitem__)
+        scripts.append(Script(text, at_instants(plan, 50), plan_wpm(text, plan), rtt_ms=50))
+    return scripts
+
+
 def replay_career(rng: random.Random, texts: Texts, races: int) -> list[Script]:
     """One person's timing (95-125 WPM) recorded on other texts, replayed 1.6x: 150-200 WPM."""
     recorder = person(rng, rng.uniform(95, 125))
@@ -372,6 +399,7 @@ CAREERS: dict[str, tuple[bool, Callable[[random.Random, Texts, int], list[Script
     "honest career flat": (True, honest_career(flat=True)),
     "log-normal bot career": (False, lognormal_career),
     "replayed 1.6x career": (False, replay_career),
+    "pair-table bot career": (False, pair_table_career),
 }
 
 

@@ -13,8 +13,9 @@ how many of each were flagged, and which rules fired. Every run is seeded (``--s
 ``--careers N`` judges careers instead (``persistence.pairs``: letter-pair evidence pooled over a
 player's races): N honest typists (one model per player, 20-210 WPM, a fresh 100-500 character
 passage each race), N/4 honest typists of the hard corner (flat keyboard, pair-speed sigma 0.2,
-jittery hands, jitter 0.5-0.55), N/4 log-normal bots (110-180 WPM) and N/4 replayers (one person's
-timing recorded on another text, replayed 1.6x faster: 150-200 WPM), ``--races`` short races each.
+jittery hands, jitter 0.5-0.55), N/4 log-normal bots (110-180 WPM), N/4 replayers (one person's
+timing recorded on another text, replayed 1.6x faster: 150-200 WPM) and N/4 pair-table bots (a
+made-up speed per letter pair, fixed across its races, 110-180 WPM), ``--races`` short races each.
 It prints, per race K, how many careers of each are held by then, and the lowest pooled F each
 class of honest careers reached (the margin below which the threshold must not go).
 """
@@ -30,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.fairplay import Texts, person, scripted  # noqa: E402
+from benchmarks.fairplay import Texts, pair_table_gaps, person, scripted  # noqa: E402
 from gameserver.rhythm import rhythm  # noqa: E402
 from persistence.pairs import PairHistory, PairLimits, pair_f, race_pairs  # noqa: E402
 from simulators.typing import TypingProfile, plan_keystrokes  # noqa: E402
@@ -69,7 +70,7 @@ def sweep(
 
 
 Plan = list[tuple[str, int]]
-CAREER_CLASSES = ("honest", "honest flat+jittery", "log-normal bot", "replayed 1.6x")
+CAREER_CLASSES = ("honest", "honest flat+jittery", "log-normal bot", "replayed 1.6x", "pair-table bot")
 
 
 def career_races(kind: str, rng: random.Random, texts: Texts, races: int) -> list[Plan]:
@@ -83,10 +84,14 @@ def career_races(kind: str, rng: random.Random, texts: Texts, races: int) -> lis
             p.wpm, p.error_rate, rng.uniform(0.5, 0.55), p.notice_delay_chars, p.pause_chance, 0.2, p.keyboard
         )
     recorder = person(rng, rng.uniform(95, 125))  # replayed 1.6x: 150-200 WPM
+    # its own letter-pair speeds, kept across races (drawn only for it: the others' streams stay)
+    table = pair_table_gaps(rng, wpm) if kind == "pair-table bot" else None
     for _ in range(races):
         text = texts.cut(rng, rng.randint(100, 500))
         if kind.startswith("honest"):
             plans.append(plan_keystrokes(text, profile, rng))
+        elif table is not None:
+            plans.append(scripted(text, table(text).__getitem__))
         elif kind == "log-normal bot":
             plans.append(scripted(text, lambda i: 12_000 / wpm * rng.lognormvariate(-0.08, 0.4)))
         else:

@@ -76,6 +76,31 @@ def test_symmetric_jitter_fails_shape() -> None:
     assert found.skew is not None and found.skew < 0.5
 
 
+@pytest.mark.parametrize("wpm", [8, 10, 12, 15])
+def test_very_slow_typists_are_not_judged_on_shape(wpm: int) -> None:
+    """Below 24 WPM the pause limit (1.5 s) cuts off a person's slow tail: their intervals look
+    symmetric. The old shape rule flagged 99 % of 8 WPM and 30 % of 12 WPM simulated races."""
+    rng = random.Random(wpm)
+    flagged = []
+    for _ in range(15):
+        keys, times = human(rng, text_of(rng, rng.randint(150, 400)), wpm)
+        found = rhythm(keys, times)
+        if found is not None and found.failed:
+            flagged.append(found)
+    assert flagged == []
+    old = RhythmLimits(shape_max_median_ms=10**6)  # the rule as it was: flags the slowest
+    if wpm == 8:
+        keys, times = human(rng, text_of(rng, 300), wpm)
+        found = rhythm(keys, times, old)
+        assert found is not None and found.failed == ("shape",)
+
+
+def test_symmetric_jitter_is_judged_on_shape_near_24_wpm() -> None:
+    rng = random.Random(5)
+    found = rhythm(*scripted(text_of(rng, 300), lambda i: max(10.0, rng.gauss(420, 110))))
+    assert found is not None and "shape" in found.failed
+
+
 def test_alternating_intervals_fail_periodicity() -> None:
     rng = random.Random(4)
     found = rhythm(*scripted(text_of(rng, 300), lambda i: (50 if i % 2 else 120) * rng.uniform(0.97, 1.03)))
