@@ -64,8 +64,9 @@ from arena.protocol import (  # noqa: E402
 from benchmarks.node_capacity import ADMIN_TOKEN, TOKEN_SECRET, NodeProcess, bench_node_env  # noqa: E402
 from gameserver.passages import Corpus  # noqa: E402
 from ops.services import RedisServer, free_port  # noqa: E402
+from persistence.pair_population import PopulationLimits, PopulationProfile, judged  # noqa: E402
 from persistence.pair_store import pair_limits  # noqa: E402
-from persistence.pairs import PairHistory, race_pairs  # noqa: E402
+from persistence.pairs import PairHistory, PairLimits, race_pairs  # noqa: E402
 from persistence.settings import ReadSideSettings  # noqa: E402
 from simulators.typing import TypingProfile, digraph_factor, draw_profile, plan_keystrokes  # noqa: E402
 
@@ -121,6 +122,7 @@ def person(rng: random.Random, wpm: float) -> TypingProfile:
         pause_chance=d.pause_chance,
         digraph_sd=d.digraph_sd,
         keyboard=d.keyboard,
+        population=d.population,
     )
 
 
@@ -360,7 +362,8 @@ def pair_table_gaps(rng: random.Random, wpm: float) -> Callable[[str], list[floa
     a random "keyboard", as simulators/typing.py draws a person's) and keeps that table across
     its races, with log-normal jitter (sigma 0.35) on every key: the structure the letter-pair
     rules look for, with no keyboard behind it. Per text: the gaps before each character (ms)."""
-    table = TypingProfile(wpm, 0.0, 0.0, 0, 0.0, rng.uniform(0.2, 0.4), rng.randrange(1 << 30))
+    sd, keyboard = rng.uniform(0.2, 0.4), rng.randrange(1 << 30)
+    table = TypingProfile(wpm, 0.0, 0.0, 0, 0.0, sd, keyboard, population=0.0)  # nothing shared
     cache: dict[str, float] = {}
     mean = 12_000 / wpm
 
@@ -457,6 +460,25 @@ def career_table(careers: list[Career], races: int) -> str:
     slow = [c for c in honest if c.held_at is not None]
     lines.append(f"honest careers held on letter pairs: {len(slow)} of {len(honest)}")
     return "\n".join(lines)
+
+
+def warm_population(
+    players: int, seed: int, texts: Texts, pairs: PairLimits, limits: PopulationLimits
+) -> PopulationProfile:
+    """The population profile persistence would have pooled from ``players`` honest regulars
+    (20-210 WPM, ten races of 100-500 characters each), each contributing as persistence lets
+    them (pair_population.judged): what a deployment has once its first players have raced."""
+    rng = random.Random(f"{seed}:population")
+    profile = PopulationProfile()
+    for c in range(players):
+        typist = person(rng, rng.uniform(20, 210))
+        history = PairHistory()
+        for k in range(10):
+            plan = plan_keystrokes(texts.cut(rng, rng.randint(100, 500)), typist, rng)
+            keys, times = "".join(key for key, _ in plan), [t for _, t in plan]
+            history = history.plus(f"{c}:{k}", race_pairs(keys, times, pairs.pause_ms, pairs.clip), pairs)
+            history, profile = judged(history.judged(pairs), profile, pairs, limits)
+    return profile
 
 
 class Texts:

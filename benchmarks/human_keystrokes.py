@@ -57,7 +57,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.fairplay import pair_table_gaps  # noqa: E402
 from gameserver.rhythm import rhythm  # noqa: E402
-from persistence.pairs import PAIRS, PairHistory, PairLimits, pair_f, race_pairs  # noqa: E402
+from persistence.pair_population import PopulationLimits, PopulationProfile, agreement  # noqa: E402
+from persistence.pairs import PAIRS, PairHistory, PairLimits, Sums, pair_f, race_pairs  # noqa: E402
 
 PACKAGE = "keylogging-analysis==0.0.1"
 WHEEL = "keylogging_analysis-0.0.1-py3-none-any.whl"
@@ -166,6 +167,8 @@ class Player:
     held_at: int | None = None  # pseudo-race after which the pooled rule held the player
     geometry: dict[str, float] = field(default_factory=dict)  # kind -> minus 'alt', normalised logs
     pair_means: dict[str, float] = field(default_factory=dict)  # pooled, pairs seen >= 5 times
+    pooled: Sums = field(default_factory=Sums)  # the pooled evidence after the last race
+    evidence: list[Sums] = field(default_factory=list)  # the pooled evidence after each race
 
 
 def artefact(keys: str, times: list[int]) -> str:
@@ -217,6 +220,7 @@ def judge(name: str, played: list[tuple[str, list[int]]], limits: PairLimits) ->
             p.rules.update(found.failed)
             p.causes[artefact(k, t)] += 1
         history = history.plus(str(n), race_pairs(k, t, limits.pause_ms, limits.clip), limits).judged(limits)
+        p.evidence.append(history.pooled())
         f, _ = pair_f(history.pooled(), limits)
         if f is not None:
             p.pooled_f = f
@@ -224,7 +228,8 @@ def judge(name: str, played: list[tuple[str, list[int]]], limits: PairLimits) ->
         if history.held and p.held_at is None:
             p.held_at = n
     p.geometry = geometry(played, limits.pause_ms)
-    pooled = history.pooled().values
+    p.pooled = history.pooled()
+    pooled = p.pooled.values
     n = len(PAIRS)
     p.pair_means = {pair: float(pooled[n + i] / pooled[i]) for i, pair in enumerate(PAIRS) if pooled[i] >= 5}
     return p
@@ -258,6 +263,64 @@ def profile_r(p: Player, others: list[Player]) -> float | None:
     xs = [p.pair_means[c] for c in common]
     ys = [statistics.fmean(ref[c]) for c in common]
     return statistics.correlation(xs, ys)
+
+
+@dataclass(slots=True)
+class Agreement:
+    """The population rule (persistence/pair_population.py) on one player, leave-one-out."""
+
+    first: float | None = None  # r when the evidence first reached the pooled rule's count
+    lowest: float | None = None  # the lowest r over every judgement after that
+    held_at: int | None = None  # pseudo-race from which it would hold the player
+
+
+def population_rule(
+    p: Player, people: list[Player], limits: PairLimits, population: PopulationLimits
+) -> Agreement:
+    """``p`` judged race by race against a profile pooled from everyone else (each person one
+    contribution: their evidence after their last race)."""
+    profile = PopulationProfile()
+    for q in people:
+        if q.name != p.name.removesuffix(" bot"):
+            profile = profile.plus(q.pooled, population)
+    out = Agreement()
+    for n, pooled in enumerate(p.evidence, start=1):
+        if pair_f(pooled, limits)[0] is None:
+            continue
+        r, _ = agreement(pooled, profile, population)
+        if r is None:
+            continue
+        out.first = r if out.first is None else out.first
+        out.lowest = r if out.lowest is None else min(out.lowest, r)
+        if r < population.min_r and out.held_at is None:
+            out.held_at = n
+    return out
+
+
+def population_report(
+    humans: list[Player], bots: list[Player], limits: PairLimits, population: PopulationLimits
+) -> str:
+    lines = [
+        f"agreement with everyone else's profile (r < {population.min_r} from "
+        f"{limits.min_intervals} intervals held):"
+    ]
+    for label, group in (("people", humans), ("pair-table bots", bots)):
+        found = [(p, population_rule(p, humans, limits, population)) for p in group]
+        judged_ = [(p, a) for p, a in found if a.first is not None]
+        held = [p for p, a in judged_ if a.held_at is not None]
+        firsts = sorted(a.first for _, a in judged_ if a.first is not None)
+        lows = sorted(a.lowest for _, a in judged_ if a.lowest is not None)
+        not_judged = sorted(p.keys for p, a in found if a.first is None)
+        if not firsts:
+            continue
+        q = statistics.quantiles(firsts, n=10) if len(firsts) >= 10 else [firsts[0]] * 9
+        lines.append(
+            f"  {label:<16} judged {len(judged_)} of {len(group)}, held {len(held)}; r when first judged: "
+            f"median {statistics.median(firsts):+.3f}, 10th-90th pct {q[0]:+.3f} .. {q[-1]:+.3f}; "
+            f"lowest r ever {lows[0]:+.3f}, highest {lows[-1]:+.3f}; not judged: {len(not_judged)} "
+            f"(keys {not_judged[0] if not_judged else '-'}..{not_judged[-1] if not_judged else '-'})"
+        )
+    return "\n".join(lines)
 
 
 def separation(humans: list[Player], bots: list[Player]) -> str:
@@ -347,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--race-keys", type=int, default=300, help="keys per pseudo-race (default 300)")
     ap.add_argument("--min-keys", type=int, default=500, help="players with fewer keys are left out")
     ap.add_argument("--seed", type=int, default=14, help="for the pair-table bots' tables and jitter")
+    ap.add_argument("--min-r", type=float, default=PopulationLimits().min_r, help="agreement r threshold")
     args = ap.parse_args(argv)
     if args.race_keys < 20 or args.min_keys < 0:
         ap.error("--race-keys >= 20, --min-keys >= 0")
@@ -365,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report(bots, limits))
     print("telling people from pair-table bots (per player, all their races pooled):")
     print(separation(players, bots))
+    print(population_report(players, bots, limits, PopulationLimits(min_r=args.min_r)))
     return 0
 
 

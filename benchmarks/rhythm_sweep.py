@@ -24,15 +24,19 @@ from __future__ import annotations
 
 import argparse
 import random
+import statistics
 import sys
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.fairplay import Texts, pair_table_gaps, person, scripted  # noqa: E402
+from benchmarks.fairplay import Texts, pair_table_gaps, person, scripted, warm_population  # noqa: E402
 from gameserver.rhythm import rhythm  # noqa: E402
+from persistence.pair_population import PopulationLimits, PopulationProfile, agreement  # noqa: E402
+from persistence.pair_population import judged as population_judged  # noqa: E402
 from persistence.pairs import PairHistory, PairLimits, pair_f, race_pairs  # noqa: E402
 from simulators.typing import TypingProfile, plan_keystrokes  # noqa: E402
 
@@ -81,8 +85,9 @@ def career_races(kind: str, rng: random.Random, texts: Texts, races: int) -> lis
     if kind == "honest flat+jittery":
         p = profile
         profile = TypingProfile(
-            p.wpm, p.error_rate, rng.uniform(0.5, 0.55), p.notice_delay_chars, p.pause_chance, 0.2, p.keyboard
-        )
+            p.wpm, p.error_rate, rng.uniform(0.5, 0.55), p.notice_delay_chars, p.pause_chance, 0.2,
+            p.keyboard, p.population,
+        )  # fmt: skip
     recorder = person(rng, rng.uniform(95, 125))  # replayed 1.6x: 150-200 WPM
     # its own letter-pair speeds, kept across races (drawn only for it: the others' streams stay)
     table = pair_table_gaps(rng, wpm) if kind == "pair-table bot" else None
@@ -101,31 +106,52 @@ def career_races(kind: str, rng: random.Random, texts: Texts, races: int) -> lis
     return plans
 
 
+@dataclass(slots=True)
+class CareerRow:
+    count: int
+    held_by: list[int]  # careers held by race K (any rule)
+    lowest_f: float = float("inf")  # lowest pooled F seen
+    by_reason: Counter[str] = field(default_factory=Counter)
+    rs: list[float] = field(default_factory=list)  # each judged career's last r with the profile
+
+
 def careers(
-    n: int, races: int, seed: int, limits: PairLimits
-) -> dict[str, tuple[int, list[int], float]]:
-    """Per class: (careers, held by race 1..races, lowest pooled F seen)."""
+    n: int,
+    races: int,
+    seed: int,
+    limits: PairLimits,
+    population: PopulationLimits,
+    profile: PopulationProfile,
+) -> dict[str, CareerRow]:
+    """Per class: careers, held by race 1..races (either letter-pair rule), lowest pooled F, r.
+    The population profile is fixed (``warm_population``): the careers here are judged by it,
+    they do not add to it."""
     texts = Texts()
-    out: dict[str, tuple[int, list[int], float]] = {}
+    out: dict[str, CareerRow] = {}
     for kind in CAREER_CLASSES:
         count = n if kind == "honest" else max(1, n // 4)
         rng = random.Random(f"{seed}:{kind}")
-        held_by = [0] * races
-        lowest = float("inf")
+        row = out[kind] = CareerRow(count, [0] * races)
         for c in range(count):
             history = PairHistory()
+            r_last: float | None = None
             for k, plan in enumerate(career_races(kind, rng, texts, races)):
                 keys, times = "".join(key for key, _ in plan), [t for _, t in plan]
                 pairs = race_pairs(keys, times, limits.pause_ms, limits.clip)
                 history = history.plus(f"{c}:{k}", pairs, limits).judged(limits)
-                f, _ = pair_f(history.pooled(), limits)
+                history, _ = population_judged(history, profile, limits, population)
+                f, intervals = pair_f(history.pooled(), limits)
                 if f is not None:
-                    lowest = min(lowest, f)
+                    row.lowest_f = min(row.lowest_f, f)
+                if intervals >= limits.min_intervals:
+                    r_last = agreement(history.pooled(), profile, population)[0]
                 if history.held:
+                    row.by_reason[history.why] += 1
                     for j in range(k, races):
-                        held_by[j] += 1
+                        row.held_by[j] += 1
                     break
-        out[kind] = (count, held_by, lowest)
+            if r_last is not None:
+                row.rs.append(r_last)
     return out
 
 
@@ -137,13 +163,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--careers", type=int, default=0, help="honest careers (0: sweep lengths instead)")
     ap.add_argument("--races", type=int, default=8, help="short races per career")
     ap.add_argument("--min-f", type=float, default=PairLimits().min_f, help="pooled F threshold")
+    ap.add_argument("--min-r", type=float, default=PopulationLimits().min_r, help="agreement r (0: off)")
+    ap.add_argument("--population", type=int, default=300, help="honest players who built the profile")
     args = ap.parse_args(argv)
     if args.careers:
         limits = PairLimits(min_f=args.min_f)
-        print(f"pooled letter pairs, F < {limits.min_f} from {limits.min_intervals} intervals held")
-        print(f"{'class':<20} {'n':>5}  held by race K = 1..{args.races}{'':<10} lowest F")
-        for kind, (count, held_by, lowest) in careers(args.careers, args.races, args.seed, limits).items():
-            print(f"{kind:<20} {count:>5}  {' '.join(f'{h:>5}' for h in held_by)}  {lowest:8.3f}")
+        population = PopulationLimits(min_r=args.min_r)
+        profile = warm_population(args.population, args.seed, Texts(), limits, population)
+        print(
+            f"pooled letter pairs, F < {limits.min_f} from {limits.min_intervals} intervals held; "
+            f"agreement with the population profile ({profile.players} of {args.population} honest "
+            f"players contributed) r < {population.min_r} held"
+        )
+        head = f"{'class':<20} {'n':>5}  held by race K = 1..{args.races}{'':<10} lowest F"
+        print(f"{head}  r: lowest  10th  median  held by")
+        rows = careers(args.careers, args.races, args.seed, limits, population, profile)
+        for kind, row in rows.items():
+            rs = sorted(row.rs)
+            tenth = statistics.quantiles(rs, n=10)[0] if len(rs) >= 10 else rs[0] if rs else 0.0
+            r_text = f"{rs[0]:+.3f} {tenth:+.3f} {statistics.median(rs):+.3f}" if rs else "-"
+            why = ", ".join(f"{w} {c}" for w, c in sorted(row.by_reason.items())) or "-"
+            print(
+                f"{kind:<20} {row.count:>5}  {' '.join(f'{h:>5}' for h in row.held_by)}  {row.lowest_f:8.3f}"
+                f"  {r_text}  {why}"
+            )
         return 0
     lengths = tuple(int(x) for x in args.lengths.split(","))
     print(f"{'chars':>5} {'bots flagged':>12} {'honest flagged':>14}  rules (bots | honest)")

@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import msgpack
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["PAIRS", "PairHistory", "PairLimits", "pair_f", "race_pairs"]
+__all__ = ["HELD_F", "PAIRS", "PairHistory", "PairLimits", "pair_f", "race_pairs"]
 
 # The 160 most frequent letter pairs (lower case, "_" for a space) of gameserver/data's passages.
 # Changing this list changes the stored format: bump _FORMAT (old summaries then start over).
@@ -47,6 +47,7 @@ PAIRS: tuple[str, ...] = tuple(p.replace("_", " ") for p in _PAIR_TEXT.split())
 _INDEX = {p: i for i, p in enumerate(PAIRS)}
 _P = len(PAIRS)
 _FORMAT = 2
+HELD_F = "pairs_history"  # PairHistory.why when the pooled F rule held (HoldReason.PAIRS_HISTORY)
 
 # Pair lookup in two steps, both arrays indexed by code: a character (lower case, code < 127) to
 # its letter number (0: any other character), then first * _A + second letter number to the pair's
@@ -170,6 +171,10 @@ class PairHistory:
     previous: Sums = field(default_factory=Sums)
     race_ids: tuple[str, ...] = ()  # races counted, newest last (at most 2 * races)
     held: bool = False  # the evidence said "no letter-pair structure": hold until released
+    # Which rule held: HELD_F (this module) or "pairs_population" (persistence/pair_population.py).
+    why: str = ""
+    generation: int = 0  # generations started (a new one every ``races`` races)
+    contributed: int = -1  # the generation this player last added to the population profile
 
     def pooled(self) -> Sums:
         return self.previous.plus(self.current)
@@ -179,10 +184,18 @@ class PairHistory:
         if race_id in self.race_ids:
             return self
         current, previous, races = self.current, self.previous, self.current_races
+        generation = self.generation
         if races >= limits.races:  # a new generation: the oldest races drop out
-            current, previous, races = Sums(), current, 0
+            current, previous, races, generation = Sums(), current, 0, generation + 1
         ids = (*self.race_ids, race_id)[-2 * limits.races :]
-        return PairHistory(current.plus(pairs), races + 1, previous, ids, self.held)
+        return replace(
+            self, current=current.plus(pairs), current_races=races + 1, previous=previous,
+            race_ids=ids, generation=generation,
+        )  # fmt: skip
+
+    def holding(self, why: str) -> PairHistory:
+        """Held from now on, by the rule ``why``."""
+        return replace(self, held=True, why=why)
 
     def judged(self, limits: PairLimits = DEFAULT_PAIR_LIMITS) -> PairHistory:
         """Held from now on if the pooled evidence is enough and shows no letter-pair structure."""
@@ -190,12 +203,15 @@ class PairHistory:
             return self
         f, _ = pair_f(self.pooled(), limits)
         if f is not None and f < limits.min_f:
-            return PairHistory(self.current, self.current_races, self.previous, self.race_ids, True)
+            return self.holding(HELD_F)
         return self
 
     def to_bytes(self) -> bytes:
         cur, prev = self.current.values.tobytes(), self.previous.values.tobytes()  # little-endian
-        raw = [_FORMAT, cur, self.current_races, prev, list(self.race_ids), self.held]
+        raw = [
+            _FORMAT, cur, self.current_races, prev, list(self.race_ids), self.held,
+            self.why, self.generation, self.contributed,
+        ]  # fmt: skip
         packed: bytes = msgpack.packb(raw, use_bin_type=True)
         return packed
 
@@ -206,13 +222,19 @@ class PairHistory:
             return cls()
         try:
             value: Any = msgpack.unpackb(raw, raw=False)
-            fmt, cur, races, prev, ids, held = value
+            # Six fields before the population rule: held then meant the F rule.
+            fmt, cur, races, prev, ids, held, *rest = value
+            why, generation, contributed = rest if len(rest) == 3 else (HELD_F if held else "", 0, -1)
             if fmt != _FORMAT:
                 return cls()
             if len(cur) != 4 * 3 * _P or len(prev) != 4 * 3 * _P:
                 return cls()
             current = np.frombuffer(cur, dtype="<f4").astype(np.float32)  # a writable copy
             previous = np.frombuffer(prev, dtype="<f4").astype(np.float32)
-            return cls(Sums(current), int(races), Sums(previous), tuple(str(i) for i in ids), bool(held))
+            ids_ = tuple(str(i) for i in ids)
+            return cls(
+                Sums(current), int(races), Sums(previous), ids_, bool(held), str(why), int(generation),
+                int(contributed),
+            )  # fmt: skip
         except (ValueError, TypeError, msgpack.ExtraData):
             return cls()

@@ -8,6 +8,7 @@ word and sentence boundaries, and occasional thinking pauses. No I/O here.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from dataclasses import dataclass
@@ -16,7 +17,9 @@ from enum import Enum
 from arena.protocol import BACKSPACE
 
 __all__ = [
+    "POPULATION_WEIGHT",
     "QWERTY_NEIGHBOURS",
+    "SHARED_PAIRS",
     "TypingProfile",
     "digraph_factor",
     "draw_profile",
@@ -57,6 +60,34 @@ def _build_neighbours() -> dict[str, str]:
 
 QWERTY_NEIGHBOURS: dict[str, str] = _build_neighbours()
 
+# What people share of their letter-pair speeds, per pair ("_" a space), standardised (SD 1):
+# from recorded people (benchmarks/human_keystrokes.py, the Language Hero corpus: 162 people),
+# the average over players of their per-pair mean normalised log interval, for the 119 pairs of
+# persistence.pairs.PAIRS that at least 10 of them typed five times or more, centred within
+# each class (word start " x", word end "x ", two letters: the plan's own word and punctuation
+# factors already make those classes differ). Measured, not made up, and not from any rule's
+# output; French free text, so English-only pairs ("th", "wh", "of") are missing: those keep
+# the typist's own factor only. docs/FAIRPLAY.md, "Pair-table bots".
+_SHARED_TEXT = (
+    "e_-0.59 _t+0.04 he-1.33 _a-0.49 s_-0.49 d_-0.23 _s-0.80 in+0.15 t_+0.46 er-1.47 an+0.12 n_-0.49 "
+    "nd-1.14 _o+0.57 re-1.24 ng+1.51 r_+0.35 _c+0.63 _b+0.23 _f-0.08 _i+0.21 ar+0.96 st-1.04 at+0.53 "
+    "on+0.67 es-0.08 en-0.90 ou+0.20 or+1.10 ea+0.22 te-1.32 it+1.04 _h+0.48 g_+0.32 a_-0.48 le-1.88 "
+    "ha-0.56 to-0.95 ve-0.63 ne-2.04 _m+0.34 _p+0.29 _l+0.24 al-0.00 ro+0.31 _r+0.04 as+0.57 _e-1.16 "
+    "ll-2.48 me-0.98 rs+0.50 se+0.55 _d-0.57 nt-0.41 lo+0.94 ch-0.28 de-1.01 ti+0.71 ee-3.24 _n-1.42 "
+    "ri+0.91 li+0.43 ho+1.70 is-0.76 et-0.20 l_+1.14 la-0.80 hi+0.01 il+0.77 om+0.54 ur+0.84 co+1.11 "
+    "ra+0.46 be-1.18 un+0.17 ca-0.30 ac+2.25 ut+1.02 pe-0.07 _g+0.63 el+0.07 ta+0.61 no+0.69 si+0.06 "
+    "ts-0.43 ir+0.60 ma-0.45 mo+0.86 ce-1.20 tr-0.63 ev+1.40 us-0.52 ns-0.74 ai-0.42 ge-0.50 ld+0.90 "
+    "so-0.35 pa-0.82 bo+1.66 ol+0.10 id-0.77 ot+1.98 ie-1.47 di-0.30 os-0.85 ul+1.60 em+0.39 rt-1.11 "
+    "im+1.54 ss-1.33 ec+1.84 am-0.41 _u+0.82 cl+2.33 ap+1.13 rd+0.50 mi+1.15 ei-2.32 sa+1.25"
+)
+SHARED_PAIRS: dict[str, float] = {
+    item[:2].replace("_", " "): float(item[2:]) for item in _SHARED_TEXT.split()
+}
+# The shared table's weight in a drawn typist's pair factors, uniform in this range per typist
+# (people differ in how typical their typing is): chosen so that simulated honest players agree
+# with the others about as much as recorded people do (docs/FAIRPLAY.md, "Pair-table bots").
+POPULATION_WEIGHT = (0.8, 1.0)
+
 
 @dataclass(frozen=True, slots=True)
 class TypingProfile:
@@ -70,6 +101,10 @@ class TypingProfile:
     # The server's rhythm check (gameserver.rhythm) expects this structure from people.
     digraph_sd: float = 0.3
     keyboard: int = 0
+    # How much of those factors people share ("er" quick, "ee" quicker, for nearly everyone): the
+    # weight of the shared English-typing table (``SHARED_PAIRS``) against the typist's own
+    # factor, 0 (all their own: a pair-table bot) to 1. See ``POPULATION_WEIGHT``.
+    population: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.wpm > 0:
@@ -84,6 +119,8 @@ class TypingProfile:
             raise ValueError("pause_chance must be in [0, 1]")
         if not 0.0 <= self.digraph_sd <= 1.0:
             raise ValueError("digraph_sd must be in [0, 1]")
+        if not 0.0 <= self.population <= 1.0:
+            raise ValueError("population must be in [0, 1]")
 
 
 def draw_profile(rng: random.Random, *, mean_wpm: float = 60.0, sd_wpm: float = 22.0) -> TypingProfile:
@@ -93,7 +130,7 @@ def draw_profile(rng: random.Random, *, mean_wpm: float = 60.0, sd_wpm: float = 
     wpm = min(MAX_WPM, max(MIN_WPM, rng.lognormvariate(mu, sigma)))
     skill = (wpm - MIN_WPM) / (MAX_WPM - MIN_WPM)  # 0 = slowest, 1 = fastest
     error_rate = (0.045 - 0.035 * skill) * rng.lognormvariate(0.0, 0.35)
-    return TypingProfile(
+    profile = TypingProfile(
         wpm=round(wpm, 1),
         error_rate=round(min(0.06, max(0.005, error_rate)), 4),
         jitter_cv=round(rng.uniform(0.3, 0.55), 3),
@@ -102,6 +139,9 @@ def draw_profile(rng: random.Random, *, mean_wpm: float = 60.0, sd_wpm: float = 
         digraph_sd=round(rng.uniform(0.2, 0.4), 3),
         keyboard=rng.randrange(1 << 30),
     )
+    # From the keyboard's own generator: the caller's random stream stays as it was.
+    weight = random.Random(f"{profile.keyboard}:population").uniform(*POPULATION_WEIGHT)
+    return dataclasses.replace(profile, population=round(weight, 3))
 
 
 def digraph_factor(profile: TypingProfile, prev: str, char: str, cache: dict[str, float]) -> float:
@@ -111,6 +151,10 @@ def digraph_factor(profile: TypingProfile, prev: str, char: str, cache: dict[str
     if factor is None:
         # Its own generator per pair: the plan's random stream is the same with or without it.
         z = random.Random(f"{profile.keyboard}:{pair.lower()}").gauss(0.0, 1.0)
+        shared = SHARED_PAIRS.get(pair.lower()) if profile.population else None
+        if shared is not None:  # variance 1 still: the table is standardised, z is N(0, 1)
+            w = profile.population
+            z = w * shared + math.sqrt(1.0 - w * w) * z
         sd = profile.digraph_sd
         factor = cache[pair] = math.exp(sd * z - sd * sd / 2)
     return factor
