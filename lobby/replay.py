@@ -234,7 +234,9 @@ def _not_modified(request: web.Request, etag: str) -> bool:
 
 def _encode(race: RaceResult, passage_text: str | None) -> Encoded:
     body = json.dumps(to_json(build_replay(race, passage_text)), separators=(",", ":")).encode()
-    return Encoded.of(body, final=not any(p.review == "held" for p in race.participants))
+    # A held or provisional result is still to be decided: the race may change.
+    undecided = ("held", "provisional")
+    return Encoded.of(body, final=not any(p.review in undecided for p in race.participants))
 
 
 async def _encoded(request: web.Request, race_id: str) -> Encoded:
