@@ -28,6 +28,7 @@ from persistence.rebuild import rebuild
 from persistence.recent import COMPLETE, RecentResult
 from persistence.review import REVIEW_KIND, HoldReason, ReviewState
 from persistence.settings import ReadSideSettings
+from persistence.store import PostgresStore
 from persistence.times import to_ms
 from simulators.typing import TypingProfile
 from tests.persistence.conftest import ServiceFactory
@@ -272,3 +273,49 @@ async def test_a_release_lost_to_a_stop_after_the_commit_is_made_by_the_redelive
 
 async def _on_board(redis: aioredis.Redis) -> bool:
     return await redis.zcard(BOARD) == 1
+
+
+def solo(player: str, wpm: float, ended_at: int, *, valid: bool = True) -> MatchRecord:
+    race = synthetic.match(random.Random(f"{player}{ended_at}"), ended_at=ended_at, players=[player], keys=40)
+    p = dataclasses.replace(race.participants[0], wpm=wpm, valid=valid, status="finished")
+    return dataclasses.replace(race, race_type="quick", participants=[p])
+
+
+async def test_the_store_settles_once_holds_on_speed_first_and_leaves_old_provisional_results(
+    pool: asyncpg.Pool,
+) -> None:
+    """In PostgreSQL alone: the steps as the store applies them, and a re-delivered settling race."""
+    store = PostgresStore(pool, review=ReadSideSettings())
+    now = to_ms(datetime.now(UTC))
+    old = solo("di", 90.0, now - 40 * 86_400_000)  # older than ARENA_REVIEW_PROVISIONAL_MAX_S
+    flagged = solo("cy", 90.0, now - 3000, valid=False)
+    first = [solo("ada", 150.0, now - 3000), solo("bob", 250.0, now - 3000), flagged, old]
+    short = {(r.match_id, r.participants[0].player_id) for r in first}
+    written = await store.write(first, short=short)
+    assert written.unranked == {
+        (first[0].match_id, "ada"): "provisional",
+        (first[1].match_id, "bob"): "held",  # the 200 WPM rule first
+        (old.match_id, "di"): "provisional",
+    }  # cy's flagged result: never ranked, never provisional
+    assert written.provisional == 2 and written.placed == []
+
+    settling = [solo("ada", 120.0, now - 1000), solo("di", 95.0, now - 1000)]
+    written = await store.write(settling)  # evidence complete and passing for both
+    assert sorted(d.match_id for d in written.placed) == [f"{first[0].match_id}:ada:review"]
+    assert written.placement_released == 1 and written.unranked == {}
+    again = await store.write(settling)  # re-delivered: nothing new, the decision read back
+    assert [d.match_id for d in again.placed] == [d.match_id for d in written.placed]
+    assert again.placement_released == 0 and again.inserted == set()
+    rows = await pool.fetch(
+        "SELECT player_id, review_state FROM race_participants ORDER BY created_at, player_id"
+    )
+    assert [(r["player_id"], r["review_state"]) for r in rows] == [
+        ("di", "provisional"),  # 40 days old: stays provisional, off the boards
+        ("ada", "released"), ("bob", "held"), ("cy", "clear"),
+        ("ada", "clear"), ("di", "clear"),
+    ]  # fmt: skip
+    players = await pool.fetch("SELECT player_id, ranked_races FROM players")
+    ranked = {r["player_id"]: r["ranked_races"] for r in players}
+    assert ranked == {"ada": 2, "bob": 0, "cy": 0, "di": 1}  # counted once, re-delivery or not
+    placed_by = await pool.fetchval("SELECT placed_by FROM review_decisions WHERE player_id = 'ada'")
+    assert placed_by == settling[0].match_id
