@@ -129,7 +129,8 @@ class ReplayPlayer:
     accuracy: float
     flagged: bool  # fair play raised flags: not ranked
     flags: list[str]
-    review: str  # clear | held (not ranked until reviewed) | released | rejected (never ranked, no place)
+    # clear | provisional (placement) | held (not ranked until reviewed) | released | rejected (no place)
+    review: str
     keys: str  # the stored form ("\\b" = backspace), expanded to [{t_ms, key}] by to_json()...
     key_times: list[int]  # ...with these times, ms since the race start
 

@@ -198,7 +198,7 @@ class DecidedResult:
     valid: bool
     wpm: float
     accuracy: float
-    review: str  # released | rejected
+    review: str  # released | rejected; held when placement held a provisional result (placed)
     daily: str | None = None  # a daily challenge attempt's day (YYYY-MM-DD)
     placed: bool = False  # released by placement (persistence/placement.py), not by an operator
 
