@@ -61,11 +61,15 @@ def step(rule: HoldReason | None, pairs_held: bool, short: bool, placing: bool) 
     return Step(state, reason, Settle.RELEASE)
 
 
-def placement_reason(by_race: str) -> str:
-    return f"placement: letter-pair evidence complete at race {by_race}"[:MAX_REASON]
+def placement_reason(by_race: str, operator: bool = False) -> str:
+    why = "an operator released race" if operator else "letter-pair evidence complete at race"
+    return f"placement: {why} {by_race}"[:MAX_REASON]
 
 
-def placement_decision(race_id: str, player_id: str, by_race: str, decided_at: int) -> ReviewDecisionRecord:
-    """Persistence's own release of a provisional result (carried by the outbox like an operator's)."""
-    return ReviewDecisionRecord.of(race_id, player_id, ReviewState.RELEASED.value, placement_reason(by_race),
-                                   decided_at)  # fmt: skip
+def placement_decision(
+    race_id: str, player_id: str, by_race: str, decided_at: int, *, operator: bool = False
+) -> ReviewDecisionRecord:
+    """Persistence's own release of a provisional result (carried by the outbox like an operator's):
+    the player's evidence completed and passed at ``by_race``, or an operator released that race."""
+    reason = placement_reason(by_race, operator)
+    return ReviewDecisionRecord.of(race_id, player_id, ReviewState.RELEASED.value, reason, decided_at)

@@ -164,7 +164,7 @@ _APPLY_DECISIONS = """
 UPDATE race_participants AS p SET review_state = u.decision
 FROM unnest($1::text[], $2::text[], $3::text[]) AS u(race_id, player_id, decision)
 WHERE p.race_id = u.race_id AND p.player_id = u.player_id AND p.review_state = 'held'
-RETURNING p.race_id, p.player_id, p.wpm, p.review_state
+RETURNING p.race_id, p.player_id, p.wpm, p.review_state, p.created_at
 """
 
 # A rejected heat result leaves its player's tournament standing: recounted from the heats
@@ -459,7 +459,8 @@ class PostgresStore:
                 if tests:
                     inserted |= await test_results.insert(conn, tests)
                 if decisions:
-                    new_decisions, read_back = await self._write_decisions(conn, decisions)
+                    new_decisions, read_back, by_operator = await self._write_decisions(conn, decisions)
+                    settled.add(by_operator)
                     released = read_back.released
                     inserted |= new_decisions
                     for d in decisions:
@@ -481,10 +482,15 @@ class PostgresStore:
                         sorted({to_datetime(r.ended_at) for r in again}),
                     )
                     unranked |= {(row["race_id"], row["player_id"]): row["review_state"] for row in rows}
+                # Placement releases this batch made before (a re-delivered race, or an operator's
+                # release re-delivered), for the outbox again: a kill may have lost the append.
+                placers = [r.match_id for r in again]
+                placers += [d.race_id for d in decisions if d.match_id not in inserted]
+                if placers:
                     placed_before = [
-                        placement_decision(row["race_id"], row["player_id"], row["placed_by"],
-                                           to_ms(row["decided_at"]))
-                        for row in await conn.fetch(_PLACED_BY, [r.match_id for r in again])
+                        ReviewDecisionRecord.of(row["race_id"], row["player_id"], ReviewState.RELEASED.value,
+                                                row["reason"], to_ms(row["decided_at"]))
+                        for row in await conn.fetch(_PLACED_BY, placers)
                     ]  # fmt: skip
         held = [row for row in participants if row[-1] == "held"]
         provisional = [row for row in participants if row[-1] == ReviewState.PROVISIONAL]
@@ -556,8 +562,12 @@ class PostgresStore:
 
     async def _write_decisions(
         self, conn: PoolConnectionProxy, decisions: Sequence[ReviewDecisionRecord]
-    ) -> tuple[set[str], _ReadBack]:
-        """Inside the batch's transaction: the decisions that were new, and every decided result."""
+    ) -> tuple[set[str], _ReadBack, _Settled]:
+        """Inside the batch's transaction: the decisions that were new, every decided result, and
+        what an operator's release settled: the player's provisional results (placement), released
+        with it (the operator has looked at the player; they are ranked from now on, so placement
+        would never settle them otherwise)."""
+        settled = _Settled()
         rows = await conn.fetch(
             _INSERT_DECISIONS,
             [d.race_id for d in decisions],
@@ -583,6 +593,15 @@ class PostgresStore:
                 await conn.execute(
                     _ADD_HISTORY, ids, [added[i].best_wpm for i in ids], [added[i].races for i in ids]
                 )
+                max_s = self._review.review_provisional_max_s
+                if max_s:
+                    settles: dict[str, _Settle] = {}
+                    for c in sorted(changed, key=lambda c: (c["created_at"], c["race_id"])):
+                        if c["review_state"] == ReviewState.RELEASED:
+                            settles.setdefault(
+                                c["player_id"], _Settle(Settle.RELEASE, c["race_id"], c["created_at"], True)
+                            )
+                    settled = await _settle(conn, settles, max_s)
             tournaments = {d.race_id: d.tournament_id for d in decisions if d.tournament_id}
             recount = sorted(
                 {
@@ -595,7 +614,7 @@ class PostgresStore:
                 await conn.execute(_RECOUNT_STANDINGS, [t for t, _ in recount], [p for _, p in recount])
         new = {(r["race_id"], r["player_id"]) for r in rows}
         inserted = {d.match_id for d in decisions if (d.race_id, d.player_id) in new}
-        return inserted, await _read_back(conn, decisions)
+        return inserted, await _read_back(conn, decisions), settled
 
     async def _write_finals(
         self, conn: PoolConnectionProxy, finals: Sequence[TournamentFinalRecord]
@@ -800,12 +819,17 @@ class _Settle:
     how: Settle
     by_race: str
     at: datetime
+    operator: bool = False  # by an operator's release of that race, not by the evidence
 
 
 @dataclass(slots=True)
 class _Settled:
     placed: list[ReviewDecisionRecord] = field(default_factory=list)  # released: to the outbox
     held: list[DecidedResult] = field(default_factory=list)  # held: their recent-results lines
+
+    def add(self, other: _Settled) -> None:
+        self.placed += other.placed
+        self.held += other.held
 
 
 async def _settle(conn: PoolConnectionProxy, settles: dict[str, _Settle], max_s: int) -> _Settled:
@@ -825,9 +849,10 @@ async def _settle(conn: PoolConnectionProxy, settles: dict[str, _Settle], max_s:
             if not rows:
                 continue
             out.placed = [
-                placement_decision(r["race_id"], r["player_id"], settles[r["player_id"]].by_race, now)
+                placement_decision(r["race_id"], r["player_id"], settles[r["player_id"]].by_race, now,
+                                   operator=settles[r["player_id"]].operator)
                 for r in sorted(rows, key=lambda r: (r["player_id"], r["race_id"]))
-            ]
+            ]  # fmt: skip
             await conn.execute(
                 _INSERT_PLACEMENTS,
                 [d.race_id for d in out.placed],

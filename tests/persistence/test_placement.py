@@ -26,7 +26,7 @@ from persistence.pairs import PairHistory, PairLimits, race_pairs
 from persistence.placement import Settle, Step, placement_decision, step
 from persistence.rebuild import rebuild
 from persistence.recent import COMPLETE, RecentResult
-from persistence.review import REVIEW_KIND, HoldReason, ReviewState
+from persistence.review import REVIEW_KIND, HoldReason, ReviewDecisionRecord, ReviewState
 from persistence.settings import ReadSideSettings
 from persistence.store import PostgresStore
 from persistence.times import to_ms
@@ -319,3 +319,25 @@ async def test_the_store_settles_once_holds_on_speed_first_and_leaves_old_provis
     assert ranked == {"ada": 2, "bob": 0, "cy": 0, "di": 1}  # counted once, re-delivery or not
     placed_by = await pool.fetchval("SELECT placed_by FROM review_decisions WHERE player_id = 'ada'")
     assert placed_by == settling[0].match_id
+
+
+async def test_an_operators_release_also_releases_the_players_provisional_results(pool: asyncpg.Pool) -> None:
+    """A fast newcomer: the first race held on speed, the second provisional. Released by an
+    operator, the player is ranked from then on, so placement would never settle the second: the
+    release takes it along (and a re-delivered release reads it back for the outbox)."""
+    store = PostgresStore(pool, review=ReadSideSettings())
+    now = to_ms(datetime.now(UTC))
+    fast, next_ = solo("eve", 230.0, now - 3000), solo("eve", 150.0, now - 2000)
+    written = await store.write([fast, next_], short={(fast.match_id, "eve"), (next_.match_id, "eve")})
+    assert written.unranked == {(fast.match_id, "eve"): "held", (next_.match_id, "eve"): "provisional"}
+    decision = ReviewDecisionRecord.of(fast.match_id, "eve", "released", "fine", now)
+    written = await store.write([decision])
+    assert [(d.race_id, d.decision) for d in written.placed] == [(next_.match_id, "released")]
+    assert "an operator released race " + fast.match_id in written.placed[0].reason
+    again = await store.write([decision])
+    assert again.placed == written.placed and again.placement_released == 0
+    states = await pool.fetch(
+        "SELECT review_state FROM race_participants WHERE player_id = 'eve' ORDER BY created_at"
+    )
+    assert [r["review_state"] for r in states] == ["released", "released"]
+    assert await pool.fetchval("SELECT ranked_races FROM players WHERE player_id = 'eve'") == 2
