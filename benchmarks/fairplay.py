@@ -22,6 +22,9 @@ never applies.  Every wait has a deadline; the node and Redis are stopped on any
 (or one bot) throughout.  Their keystroke logs, as the node received them, are then judged as
 persistence would store them one after another (``persistence.pairs``: the letter-pair evidence
 pooled over the player's races), and a second table says after which race each career was held.
+With placement (``persistence.placement``, on by default): how many of its races were stored
+provisional, how many ended on a board (clear, or provisional then released), and after which race
+its provisional races were released ("placed after", one number per career; "-" never).
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ from ops.services import RedisServer, free_port  # noqa: E402
 from persistence.pair_population import PopulationLimits, PopulationProfile, judged  # noqa: E402
 from persistence.pair_store import pair_limits  # noqa: E402
 from persistence.pairs import PairHistory, PairLimits, race_pairs  # noqa: E402
+from persistence.placement import Settle, step  # noqa: E402
+from persistence.review import HoldReason, ReviewState  # noqa: E402
 from persistence.settings import ReadSideSettings  # noqa: E402
 from simulators.typing import TypingProfile, digraph_factor, draw_profile, plan_keystrokes  # noqa: E402
 
@@ -412,22 +417,49 @@ class Career:
     honest: bool
     races: list[Outcome] = field(default_factory=list)
     held_at: int | None = None  # the race (1-based) from which persistence holds on letter pairs
+    provisional: int = 0  # races stored provisional (placement)
+    placed_at: int | None = None  # the race whose evidence released the provisional ones
+    states: list[str] = field(default_factory=list)  # each race's review state in the end ("-": not ranked)
+
+    @property
+    def ranked(self) -> int:
+        """Races that end on a board: clear, or provisional then released."""
+        return sum(s in (ReviewState.CLEAR, ReviewState.RELEASED) for s in self.states)
 
 
-def judge_career(career: Career, scripts: list[Script]) -> None:
+def judge_career(career: Career, scripts: list[Script], review: ReadSideSettings = REVIEW) -> None:
     """As persistence would store the races one after another: a valid finish joins the player's
-    letter-pair evidence (the keys and times as the node received them), then is judged."""
-    limits = pair_limits(REVIEW)
+    letter-pair evidence (the keys and times as the node received them), then is judged, with the
+    review rules and placement (persistence/placement.py: the store's steps, without PostgreSQL)."""
+    limits = pair_limits(review)
     history = PairHistory()
+    pending: list[int] = []  # indexes of the provisional races
+    ranked = 0
     for n, (o, script) in enumerate(zip(career.races, scripts, strict=True), start=1):
         if o.status != "finished" or o.flags:
+            career.states.append("-")
             continue
         keys = "".join(b.keys for b in script.batches)
         times = [t for b in script.batches for t in b.times]
         history = history.plus(str(n), race_pairs(keys, times, limits.pause_ms, limits.clip), limits)
-        history = history.judged(limits)
+        history, short = history.assessed(limits)
         if history.held and career.held_at is None:
             career.held_at = n
+        rule = HoldReason.WPM if o.wpm >= review.review_wpm else None
+        s = step(rule, history.held, short, review.placement and ranked == 0 and career.placed_at is None)
+        career.states.append(s.state.value)
+        if s.settle is not None:
+            settled = ReviewState.RELEASED if s.settle is Settle.RELEASE else ReviewState.HELD
+            for i in pending:
+                career.states[i] = settled.value
+            ranked += len(pending) if s.settle is Settle.RELEASE else 0
+            if s.settle is Settle.RELEASE and pending:
+                career.placed_at = n
+            pending = []
+        if s.state is ReviewState.PROVISIONAL:
+            career.provisional += 1
+            pending.append(n - 1)
+        ranked += s.state is ReviewState.CLEAR
 
 
 async def race_career(
@@ -443,6 +475,7 @@ async def race_career(
 def career_table(careers: list[Career], races: int) -> str:
     lines = [
         f"{'career class':<22} {'n':>3} {'races':>5} {'clean':>5} {'flagged':>7} {'held wpm':>8}"
+        f" {'provisional':>11} {'ranked':>6}  {'placed after':<12}"
         f"  held on letter pairs by race K = 1..{races}"
     ]
     for cls in dict.fromkeys(c.cls for c in careers):
@@ -452,13 +485,19 @@ def career_table(careers: list[Career], races: int) -> str:
         flagged = sum(bool(o.flags) for o in outs)
         held_wpm = sum(is_held(o) for o in outs)
         by = [sum(c.held_at is not None and c.held_at <= k for c in rows) for k in range(1, races + 1)]
+        provisional = sum(c.provisional for c in rows)
+        ranked = sum(c.ranked for c in rows)
+        placed = ",".join("-" if c.placed_at is None else str(c.placed_at) for c in rows)
         lines.append(
             f"{cls:<22} {len(rows):>3} {len(outs):>5} {clean:>5} {flagged:>7} {held_wpm:>8}"
-            f"  {' '.join(f'{h:>2}' for h in by)}"
+            f" {provisional:>11} {ranked:>6}  {placed:<12}  {' '.join(f'{h:>2}' for h in by)}"
         )
     honest = [c for c in careers if c.honest]
     slow = [c for c in honest if c.held_at is not None]
     lines.append(f"honest careers held on letter pairs: {len(slow)} of {len(honest)}")
+    cheats = [c for c in careers if not c.honest]
+    lines.append(f"cheat careers' races on a board: {sum(c.ranked for c in cheats)} of "
+                 f"{sum(len(c.races) for c in cheats)}")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -321,6 +321,10 @@ async def run(
         "ARENA_POSTGRES_POOL_SIZE": str(max(2, args.workers)),
         # Per-player events (one message per racer, keyed by player id) on by default, as in the cluster.
         "ARENA_KAFKA_PLAYER_TOPIC": "" if args.no_player_events else "player-events",
+        # Placement off unless set: the synthetic players' short logs never complete their letter-pair
+        # evidence, so every result would stay provisional and no board be written (not comparable
+        # with the figures before placement; docs/FAIRPLAY.md "Placement").
+        "ARENA_REVIEW_PROVISIONAL_MAX_S": os.environ.get("ARENA_REVIEW_PROVISIONAL_MAX_S", "0"),
     }  # fmt: skip
     redis = aioredis.Redis.from_url(redis_url)
     procs: list[subprocess.Popen[bytes]] = []

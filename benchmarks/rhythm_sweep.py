@@ -176,12 +176,13 @@ def main(argv: list[str] | None = None) -> int:
             f"players contributed) r < {population.min_r} held"
         )
         head = f"{'class':<20} {'n':>5}  held by race K = 1..{args.races}{'':<10} lowest F"
-        print(f"{head}  r: lowest  10th  median  held by")
+        print(f"{head}  r: lowest  10th  median  highest  held by")
         rows = careers(args.careers, args.races, args.seed, limits, population, profile)
         for kind, row in rows.items():
             rs = sorted(row.rs)
             tenth = statistics.quantiles(rs, n=10)[0] if len(rs) >= 10 else rs[0] if rs else 0.0
-            r_text = f"{rs[0]:+.3f} {tenth:+.3f} {statistics.median(rs):+.3f}" if rs else "-"
+            mid = statistics.median(rs) if rs else 0.0
+            r_text = f"{rs[0]:+.3f} {tenth:+.3f} {mid:+.3f} {rs[-1]:+.3f}" if rs else "-"
             why = ", ".join(f"{w} {c}" for w, c in sorted(row.by_reason.items())) or "-"
             print(
                 f"{kind:<20} {row.count:>5}  {' '.join(f'{h:>5}' for h in row.held_by)}  {row.lowest_f:8.3f}"

@@ -38,7 +38,7 @@ from persistence import keylog
 
 log = structlog.get_logger(__name__)
 
-# Ranked review states: 'held' and 'rejected' results cannot be ghosts (docs/FAIRPLAY.md).
+# Ranked review states: 'provisional', 'held' and 'rejected' results cannot be ghosts (docs/FAIRPLAY.md).
 CLEAN_REVIEW = ("clear", "released")
 
 _ONE = """

@@ -129,7 +129,8 @@ class ReplayPlayer:
     accuracy: float
     flagged: bool  # fair play raised flags: not ranked
     flags: list[str]
-    review: str  # clear | held (not ranked until reviewed) | released | rejected (never ranked, no place)
+    # clear | provisional (placement) | held (not ranked until reviewed) | released | rejected (no place)
+    review: str
     keys: str  # the stored form ("\\b" = backspace), expanded to [{t_ms, key}] by to_json()...
     key_times: list[int]  # ...with these times, ms since the race start
 
@@ -234,7 +235,9 @@ def _not_modified(request: web.Request, etag: str) -> bool:
 
 def _encode(race: RaceResult, passage_text: str | None) -> Encoded:
     body = json.dumps(to_json(build_replay(race, passage_text)), separators=(",", ":")).encode()
-    return Encoded.of(body, final=not any(p.review == "held" for p in race.participants))
+    # A held or provisional result is still to be decided: the race may change.
+    undecided = ("held", "provisional")
+    return Encoded.of(body, final=not any(p.review in undecided for p in race.participants))
 
 
 async def _encoded(request: web.Request, race_id: str) -> Encoded:

@@ -1,6 +1,6 @@
 """``python -m ops.review``: results held for review; release or reject them.
 
-    python -m ops.review list [--limit N]
+    python -m ops.review list [--limit N] [--provisional]
     python -m ops.review release RACE_ID PLAYER_ID [--reason TEXT]
     python -m ops.review reject RACE_ID PLAYER_ID --reason TEXT
 
@@ -9,7 +9,9 @@ first, with why it was held (``reason``: ``wpm``, ``pb`` or ``pairs_history``, p
 ``HoldReason``) and its keystroke statistics from the stored keystroke log. A decision is appended
 to the outbox (``--redis-url`` or ``ARENA_REDIS_URL``) as a ``review_decision`` entry, once per result;
 persistence stores it, moves the result out of 'held', puts a released one on its leaderboards and
-publishes the decision to Kafka (docs/FAIRPLAY.md, "Held for review").
+publishes the decision to Kafka (docs/FAIRPLAY.md, "Held for review"). ``list --provisional`` lists
+the provisional results instead (new accounts' results waiting for placement, docs/FAIRPLAY.md
+"Placement"): nothing to decide, persistence settles them.
 
 Exit codes: 0 done (a decision already taken the same way is done too), 1 no such result or a
 different decision already taken, 2 PostgreSQL or Redis unreachable.
@@ -38,7 +40,7 @@ _HELD = """
 SELECT p.race_id, p.player_id, p.name, r.race_type, p.review_reason, p.wpm, p.accuracy, p.flags,
        p.created_at, p.keylog
 FROM race_participants p JOIN races r ON r.race_id = p.race_id
-WHERE p.review_state = 'held'
+WHERE p.review_state = $2
 ORDER BY p.created_at, p.race_id, p.player_id
 LIMIT $1
 """
@@ -54,9 +56,9 @@ COLUMNS = (
 )  # fmt: skip
 
 
-async def _list(conn: asyncpg.Connection, limit: int, out: TextIO) -> int:
-    rows = await conn.fetch(_HELD, limit)
-    print(f"{len(rows)} held result(s)", file=out)
+async def _list(conn: asyncpg.Connection, limit: int, out: TextIO, state: str = ReviewState.HELD) -> int:
+    rows = await conn.fetch(_HELD, limit, state)
+    print(f"{len(rows)} {state} result(s)", file=out)
     if rows:
         print("\t".join(COLUMNS), file=out)
     for r in rows:
@@ -76,7 +78,8 @@ async def _list(conn: asyncpg.Connection, limit: int, out: TextIO) -> int:
             stats = ["?"] * 6
         fields = [
             r["race_id"], r["player_id"], r["name"], r["race_type"],
-            r["review_reason"] or "?",  # "?": held before the reason was stored (migration 0007)
+            # "?": held before the reason was stored (migration 0007); "-": provisional, no reason
+            r["review_reason"] or ("?" if state == ReviewState.HELD else "-"),
             r["created_at"].isoformat(timespec="seconds"),
             f"{r['wpm']:.2f}", f"{r['accuracy']:.2f}", ",".join(r["flags"]) or "-", *stats,
         ]  # fmt: skip
@@ -114,7 +117,8 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
     conn = await asyncpg.connect(args.dsn, timeout=10)
     try:
         if args.command == "list":
-            return await _list(conn, args.limit, out)
+            state = ReviewState.PROVISIONAL if args.provisional else ReviewState.HELD
+            return await _list(conn, args.limit, out, state.value)
         redis = connect(RedisSettings(url=args.redis_url))
         try:
             return await _decide(conn, OutboxWriter(redis), args, out)
@@ -145,6 +149,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     show = sub.add_parser("list", help="held results, oldest first, with keystroke statistics")
     show.add_argument("--limit", type=_limit, default=100)
+    show.add_argument("--provisional", action="store_true", help="provisional results (placement) instead")
     release = sub.add_parser("release", help="rank a held result")
     reject = sub.add_parser("reject", help="keep a held result off the leaderboards for good")
     for cmd in (release, reject):

@@ -41,6 +41,7 @@ from redis.typing import StreamIdT
 
 from arena import keys
 from arena.clock import now_ms
+from arena.outbox import OutboxEntry, OutboxWriter
 from arena.redisutil import execute_loading
 from arena.results import MatchRecord
 from arena.typing_tests import TypingTestRecord
@@ -51,12 +52,18 @@ from persistence.entries import Entry, Match, PoisonEntry, decode
 from persistence.errors import Dependency, DependencyDown
 from persistence.leaderboards import LeaderboardWriter
 from persistence.metrics import PersistenceMetrics
-from persistence.pair_store import PairEvidence
+from persistence.pair_store import PairEvidence, PairVerdict
 from persistence.publisher import KafkaPublisher, PublishBatch
 from persistence.ratings import RatingCatchUp
 from persistence.recent import RecentCache
 from persistence.rejection import RatingUndo, Rejection
-from persistence.review import DecidedResult, ReleasedResult, ReviewState, released_placements
+from persistence.review import (
+    DecidedResult,
+    ReleasedResult,
+    ReviewDecisionRecord,
+    ReviewState,
+    released_placements,
+)
 from persistence.settings import ConsumerSettings
 from persistence.store import PostgresStore
 from persistence.test_results import TestReadSide
@@ -134,9 +141,20 @@ class ReadSide:
     undo: RatingUndo | None = None  # None: made from ``redis`` when first needed
     pairs: PairEvidence | None = None  # None: no letter-pair holds (persistence/pair_store.py)
 
-    async def pair_holds(self, records: Sequence[MatchRecord]) -> set[tuple[str, str]]:
-        """Results to hold on the players' pooled letter-pair evidence (before the store)."""
-        return await self.pairs.judge(records) if self.pairs is not None and records else set()
+    async def pair_holds(self, records: Sequence[MatchRecord]) -> PairVerdict:
+        """Results to hold on the players' pooled letter-pair evidence, and those it is still short
+        for (placement), before the store."""
+        return await self.pairs.assess(records) if self.pairs is not None and records else PairVerdict()
+
+    async def append_placements(self, decisions: Sequence[ReviewDecisionRecord]) -> None:
+        """Placement's releases to the outbox, once each (the append is idempotent on the decision's
+        match id): from there they flow like an operator's release (boards, recent results, Kafka)."""
+        if not decisions:
+            return
+        replies = await OutboxWriter(self.redis).append_many([OutboxEntry.of(d) for d in decisions])
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply  # the batch stays pending; its re-delivery appends them again
 
     async def apply(
         self,
@@ -149,8 +167,8 @@ class ReadSide:
         """Boards and recent results in one pipeline, then ratings a node missed (how many).
 
         ``released``: results an operator released from review, offered to their boards now;
-        ``unranked``: (race, player) -> state of results held or rejected, kept off the boards
-        and marked so in recent results; ``tests``: typing tests (never on boards or rated),
+        ``unranked``: (race, player) -> review state of results not clear, kept off the boards
+        unless released, and marked so in recent results; ``tests``: typing tests (never on boards or rated),
         ``new_tests`` the ids stored now.
         """
         if released:
@@ -161,7 +179,8 @@ class ReadSide:
         if records:
 
             def build(pipe: Pipeline) -> None:
-                self.leaderboards.queue_records(pipe, records, unranked or {})
+                off = {k for k, state in (unranked or {}).items() if state != ReviewState.RELEASED}
+                self.leaderboards.queue_records(pipe, records, off)
                 self.recent.queue(pipe, records, unranked)
 
             # Idempotent (best-of boards, recent results by member), so it may run twice: see
@@ -178,11 +197,12 @@ class ReadSide:
         """Review decisions: the held line in recent results becomes released or rejected, and a
         rejection's rating change is undone, once (persistence/rejection.py). Returns how many
         ratings moved."""
-        released = [d.player_id for d in decided if d.review == ReviewState.RELEASED]
+        # An operator's release starts the player's evidence over; placement's does not.
+        released = [d.player_id for d in decided if d.review == ReviewState.RELEASED and not d.placed]
         if released and self.pairs is not None:
             await self.pairs.forget(released)
         if decided:
-            swaps = [(d.player_id, d.recent(ReviewState.HELD), d.recent(d.review)) for d in decided]
+            swaps = [(d.player_id, d.recent(d.was), d.recent(d.review)) for d in decided]
             # A swap replaces one member by another: running it twice changes nothing more.
             await execute_loading(
                 self.redis, lambda pipe: self.recent.queue_swaps(pipe, swaps), [self.recent.swap_script]
@@ -409,10 +429,11 @@ class OutboxConsumer:
         if matches:
             races = [m.record for m in matches if isinstance(m.record, MatchRecord)]
             with self._metrics.stage_seconds.labels("pairs").time():
-                holds = await self._retry(Dependency.REDIS, lambda: self._readside.pair_holds(races))
+                pairs = await self._retry(Dependency.REDIS, lambda: self._readside.pair_holds(races))
             with self._metrics.stage_seconds.labels("postgres").time():
                 written = await self._retry(
-                    Dependency.POSTGRES, lambda: self._store.write([m.record for m in matches], holds)
+                    Dependency.POSTGRES,
+                    lambda: self._store.write([m.record for m in matches], pairs.held, pairs.short),
                 )
             self._metrics.matches_inserted.inc(len(written.inserted))
             self._metrics.matches_duplicate.inc(len(matches) - len(written.inserted) - len(written.rejected))
@@ -423,9 +444,16 @@ class OutboxConsumer:
                 self._metrics.results_held_by_reason.labels(reason).inc(n)
             for decision, n in written.decided.items():
                 self._metrics.review_decisions.labels(decision).inc(n)
+            self._metrics.results_provisional.inc(written.provisional)
+            self._metrics.placement_settled.labels("released").inc(written.placement_released)
+            self._metrics.placement_settled.labels("held").inc(written.placement_held)
             matches = batch.fail(written.rejected, "postgres", matches)
             if self.settings.delay_after_commit_s:
                 await asyncio.sleep(self.settings.delay_after_commit_s)
+            if written.placed:
+                # Before the ack: a kill in between re-delivers the batch, whose re-delivered races
+                # read their placement decisions back (persistence/store.py) and append them again.
+                await self._retry(Dependency.REDIS, lambda: self._readside.append_placements(written.placed))
             # Races and heats only: a tournament's final result has no board, recent result or rating.
             records = [m.record for m in matches if isinstance(m.record, MatchRecord)]
             tests = [m.record for m in matches if isinstance(m.record, TypingTestRecord)]

@@ -6,7 +6,8 @@ late or replayed result lands on the right board. Member: player id. Score: best
 accuracy as the tie break, packed into one number (``score``). Updates use ``ZADD GT``: a
 result only ever raises a score, so applying one twice, or out of order, changes nothing.
 Only valid finishes of ranked race types count, and none held for review (``ARENA_REVIEW_WPM``,
-persistence/review.py): an operator's release offers a held result to its boards later.
+persistence/review.py) or provisional (persistence/placement.py): a release (an operator's, or
+placement's) offers the result to its boards later.
 A daily challenge attempt (a record whose ``daily`` names the day) also goes to that day's board,
 ``daily:{YYYY-MM-DD}:board``, by the same rules (lobby/daily.py serves it).
 """

@@ -59,6 +59,17 @@ class PersistenceMetrics:
             ["reason"],
             registry=r,
         )
+        self.results_provisional = Counter(
+            f"{_PREFIX}_results_provisional_total",
+            "Result rows stored provisional: a new account's, before its letter-pair evidence is complete",
+            registry=r,
+        )
+        self.placement_settled = Counter(
+            f"{_PREFIX}_placement_settled_total",
+            "Provisional results settled by placement: released (the letter-pair rule passed) or held",
+            ["outcome"],
+            registry=r,
+        )
         self.review_decisions = Counter(
             f"{_PREFIX}_review_decisions_total",
             "Operator review decisions stored, by decision (released, rejected)",

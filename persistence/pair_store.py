@@ -16,6 +16,7 @@ at the player, and the evidence starts over (docs/FAIRPLAY.md).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import cast
 
 import redis.asyncio as aioredis
@@ -42,6 +43,15 @@ return #KEYS
 """
 
 
+@dataclass(frozen=True, slots=True)
+class PairVerdict:
+    """(race, player) of the valid finishes the evidence holds, and of those it is still short for
+    (fewer pooled intervals than the rule needs, this result counted: placement)."""
+
+    held: set[tuple[str, str]] = field(default_factory=set)
+    short: set[tuple[str, str]] = field(default_factory=set)
+
+
 def pair_limits(settings: ReadSideSettings) -> PairLimits:
     return PairLimits(min_f=settings.review_pairs_f, races=settings.review_pairs_races)
 
@@ -55,28 +65,34 @@ class PairEvidence:
 
     async def judge(self, records: Sequence[MatchRecord]) -> set[tuple[str, str]]:
         """(race, player) of the valid finishes to hold: the player's evidence says "no letter pairs"."""
+        return (await self.assess(records)).held
+
+    async def assess(self, records: Sequence[MatchRecord]) -> PairVerdict:
+        """What the players' evidence says of each valid finish: held, or still short (placement)."""
         if not self._limits.min_f:
-            return set()
+            return PairVerdict()
         ordered = sorted(records, key=lambda r: (r.ended_at, r.match_id))
         results = [(r, p) for r in ordered for p in r.participants if counts_for_ranking(p)]
         if not results:
-            return set()
+            return PairVerdict()
         players = sorted({p.player_id for _, p in results})
         raws = await self._read([keys.pair_history(pl) for pl in players])
         histories = {pl: PairHistory.from_bytes(raw) for pl, raw in zip(players, raws, strict=True)}
-        held: set[tuple[str, str]] = set()
+        verdict = PairVerdict()
         for r, p in results:
             before = histories[p.player_id]
             # Per result: O(keys) to group the intervals, O(pairs) to pool and judge (bounded).
             pairs = race_pairs(p.keys, p.key_times, self._limits.pause_ms, self._limits.clip)
-            after = before.plus(r.match_id, pairs, self._limits).judged(self._limits)
+            after, short = before.plus(r.match_id, pairs, self._limits).assessed(self._limits)
             histories[p.player_id] = after
+            if short:
+                verdict.short.add((r.match_id, p.player_id))
             if after.held:
-                held.add((r.match_id, p.player_id))
+                verdict.held.add((r.match_id, p.player_id))
                 if not before.held:
                     log.info("pair_evidence_hold", player_id=p.player_id, race_id=r.match_id)
         await self._write({keys.pair_history(pl): h.to_bytes() for pl, h in histories.items()})
-        return held
+        return verdict
 
     async def _read(self, names: list[str]) -> list[bytes | None]:
         """One MGET: a fifth of the client CPU of one pipelined GET per player (≈ 5 vs 28 µs a key,

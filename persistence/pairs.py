@@ -199,12 +199,17 @@ class PairHistory:
 
     def judged(self, limits: PairLimits = DEFAULT_PAIR_LIMITS) -> PairHistory:
         """Held from now on if the pooled evidence is enough and shows no letter-pair structure."""
+        return self.assessed(limits)[0]
+
+    def assessed(self, limits: PairLimits = DEFAULT_PAIR_LIMITS) -> tuple[PairHistory, bool]:
+        """(``judged``, whether the evidence is still short of ``min_intervals``: placement,
+        persistence/placement.py). Never short once held, nor with the rule off."""
         if self.held or not limits.min_f:
-            return self
+            return self, False
         f, _ = pair_f(self.pooled(), limits)
         if f is not None and f < limits.min_f:
-            return self.holding(HELD_F)
-        return self
+            return self.holding(HELD_F), False
+        return self, f is None
 
     def to_bytes(self) -> bytes:
         cur, prev = self.current.values.tobytes(), self.previous.values.tobytes()  # little-endian

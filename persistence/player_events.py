@@ -10,7 +10,8 @@ by the player id: Kafka keeps one key on one partition, in the order it was prod
 - a race or heat: one ``race_result`` / ``heat_result`` per participant (place, status, WPM,
   accuracy, flags, when the race ended; not the keystroke log, which stays on the race topic);
 - a tournament's final result: one ``tournament_final`` per entrant (rank, prize);
-- an operator's decision on a held result: one ``review_decision`` for its player.
+- a review decision (an operator's on a held result, or placement's release of a provisional one):
+  one ``review_decision`` for its player.
 
 Order. One persistence worker publishes its batches in outbox order, and a key's messages in
 produce order (the producer is idempotent, so a retry cannot reorder them). Two workers (or

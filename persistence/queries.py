@@ -53,7 +53,7 @@ class ParticipantResult:
     finished_at: int | None  # ms
     keys: str  # the keystroke log: typed keys (\b = backspace)...
     key_times: list[int]  # ...and their times, ms since the race start
-    review: str = "clear"  # persistence/review.py: clear | held | released | rejected (place: null)
+    review: str = "clear"  # review.py: clear | provisional | held | released | rejected (place: null)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,8 @@ For each ranked race type: the all-time board, the daily boards of the last
 daily challenge's boards (``daily:{day}:board``, best attempt per player) of the same days. Each
 board is replaced atomically (one MULTI: delete, add every member, set the expiry), so a
 reader sees the old board or the new one. Boards of those race types, and daily challenge
-boards, that PostgreSQL no longer supports are deleted. Flagged results and results held or
-rejected in review count on none (released ones do).
+boards, that PostgreSQL no longer supports are deleted. Flagged results and results provisional,
+held or rejected in review count on none (released ones do).
 
 Results the consumers store while the rebuild reads would be lost by the swap, so the
 results stored since shortly before the rebuild began are offered again afterwards (with

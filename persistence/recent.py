@@ -60,7 +60,7 @@ class RecentResult:
     valid: bool
     wpm: float
     accuracy: float
-    # persistence/review.py: clear | held | released | rejected. A rejected result has no place.
+    # persistence/review.py: clear | provisional | held | released | rejected. A rejected result has no place.
     review: str = "clear"
 
     def member(self) -> bytes:

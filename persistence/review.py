@@ -31,6 +31,7 @@ from persistence.times import to_ms
 
 class ReviewState(StrEnum):
     CLEAR = "clear"  # never needed a review
+    PROVISIONAL = "provisional"  # a new account's result, unranked until placement (placement.py)
     HELD = "held"  # waits for an operator; not ranked
     RELEASED = "released"  # an operator accepted it; ranked
     REJECTED = "rejected"  # an operator refused it; never ranked
@@ -197,15 +198,21 @@ class DecidedResult:
     valid: bool
     wpm: float
     accuracy: float
-    review: str  # released | rejected
+    review: str  # released | rejected; held when placement held a provisional result (placed)
     daily: str | None = None  # a daily challenge attempt's day (YYYY-MM-DD)
+    placed: bool = False  # released by placement (persistence/placement.py), not by an operator
+
+    @property
+    def was(self) -> str:
+        """Its review state before the decision (the recent-results line it replaces)."""
+        return ReviewState.PROVISIONAL.value if self.placed else ReviewState.HELD.value
 
     @classmethod
     def of_row(cls, row: Any) -> DecidedResult:  # an asyncpg Record of store._DECIDED
         return cls(
             row["race_id"], row["player_id"], row["name"], row["kind"], row["race_type"], row["created_at"],
             row["players"], row["place"], row["status"], row["valid"], row["wpm"], row["accuracy"],
-            row["review_state"], _day(row["daily"]),
+            row["review_state"], _day(row["daily"]), row["placed_by"] is not None,
         )  # fmt: skip
 
     def recent(self, review: str) -> RecentResult:

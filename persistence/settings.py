@@ -167,6 +167,17 @@ class ReadSideSettings:
     review_pairs_races: int = 10
     # ARENA_REVIEW_PAIRS_TTL_S: the evidence expires this long after the player's last finish.
     review_pairs_ttl_s: int = 30 * 86_400
+    # ARENA_REVIEW_PROVISIONAL_MAX_S: placement (docs/FAIRPLAY.md, "Placement"). A valid finish of a
+    # player with no ranked result yet, stored while their letter-pair evidence is short of the
+    # rule's 1,000 intervals, is 'provisional' (on no board) until the evidence is complete; then
+    # those of the last this-many seconds are released (or held, if the rule fails). Older ones stay
+    # provisional: their evidence has expired (ARENA_REVIEW_PAIRS_TTL_S). 0: placement off (also
+    # off while ARENA_REVIEW_PAIRS_F is 0: there is no evidence to wait for). 0 or 3600 to 31622400.
+    review_provisional_max_s: int = 30 * 86_400
+
+    @property
+    def placement(self) -> bool:
+        return self.review_provisional_max_s > 0 and self.review_pairs_f > 0
 
     def __post_init__(self) -> None:
         if not 100 <= self.review_wpm <= 1000:
@@ -183,6 +194,8 @@ class ReadSideSettings:
             raise SettingsError("ARENA_REVIEW_PAIRS_RACES must be between 1 and 1000")
         if not 60 <= self.review_pairs_ttl_s <= 366 * 86_400:
             raise SettingsError("ARENA_REVIEW_PAIRS_TTL_S must be between 60 and 31622400")
+        if self.review_provisional_max_s != 0 and not 3600 <= self.review_provisional_max_s <= 366 * 86_400:
+            raise SettingsError("ARENA_REVIEW_PROVISIONAL_MAX_S must be 0 or between 3600 and 31622400")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ReadSideSettings:
@@ -201,6 +214,9 @@ class ReadSideSettings:
             review_pairs_f=env_float(env, "ARENA_REVIEW_PAIRS_F", d.review_pairs_f),
             review_pairs_races=env_int(env, "ARENA_REVIEW_PAIRS_RACES", d.review_pairs_races),
             review_pairs_ttl_s=env_int(env, "ARENA_REVIEW_PAIRS_TTL_S", d.review_pairs_ttl_s),
+            review_provisional_max_s=env_int(
+                env, "ARENA_REVIEW_PROVISIONAL_MAX_S", d.review_provisional_max_s
+            ),
         )
 
 

@@ -23,21 +23,24 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
 
 import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
+from arena.clock import now_ms
 from arena.rating import Placing, Rating
 from arena.results import MatchRecord, ParticipantRecord, TournamentFinalRecord
 from arena.typing_tests import TypingTestRecord
-from persistence import keylog, test_results
+from persistence import keylog, placement, test_results
 from persistence.errors import Dependency, DependencyDown, describe, postgres_rejects_data
 from persistence.leaderboards import counts_for_ranking
+from persistence.placement import Settle, placement_decision
 from persistence.rejection import Rejection
 from persistence.review import (
+    DECISIONS,
     DecidedResult,
     History,
     HoldReason,
@@ -47,7 +50,7 @@ from persistence.review import (
     hold_reason,
 )
 from persistence.settings import ReadSideSettings
-from persistence.times import opt_datetime, to_datetime
+from persistence.times import opt_datetime, to_datetime, to_ms
 
 log = structlog.get_logger(__name__)
 
@@ -161,7 +164,7 @@ _APPLY_DECISIONS = """
 UPDATE race_participants AS p SET review_state = u.decision
 FROM unnest($1::text[], $2::text[], $3::text[]) AS u(race_id, player_id, decision)
 WHERE p.race_id = u.race_id AND p.player_id = u.player_id AND p.review_state = 'held'
-RETURNING p.race_id, p.player_id, p.wpm, p.review_state
+RETURNING p.race_id, p.player_id, p.wpm, p.review_state, p.created_at
 """
 
 # A rejected heat result leaves its player's tournament standing: recounted from the heats
@@ -193,11 +196,12 @@ FROM s WHERE tp.tournament_id = s.tournament_id AND tp.player_id = s.player_id
 # its held entry, a rejection's rating change is undone (persistence/rejection.py).
 _DECIDED = """
 SELECT p.race_id, p.player_id, p.name, r.kind, r.race_type, p.created_at, r.players, p.place, p.status,
-       p.valid, p.wpm, p.accuracy, p.review_state, r.daily
+       p.valid, p.wpm, p.accuracy, p.review_state, r.daily, d.placed_by
 FROM unnest($1::text[], $2::text[]) AS u(race_id, player_id)
 JOIN race_participants p ON p.race_id = u.race_id AND p.player_id = u.player_id
 JOIN races r ON r.race_id = p.race_id
-WHERE p.review_state IN ('released', 'rejected')
+LEFT JOIN review_decisions d ON d.race_id = p.race_id AND d.player_id = p.player_id
+WHERE p.review_state = ANY($3::text[])
 """
 _RANKINGS = """
 SELECT p.race_id, p.player_id, p.place, p.status, p.valid
@@ -219,12 +223,43 @@ UPDATE players AS p SET best_wpm = greatest(p.best_wpm, u.best), ranked_races = 
 FROM unnest($1::text[], $2::float8[], $3::int[]) AS u(player_id, best, n)
 WHERE p.player_id = u.player_id
 """
-# Results of re-delivered races that must stay off the boards: held (or rejected since) by the
-# first delivery, whose history this one cannot see again.
+# Review states of re-delivered races' results, as the first delivery (and decisions since) left
+# them, whose history this one cannot see again: off the boards unless released, and so marked in
+# recent results.
 _UNRANKED = """
 SELECT race_id, player_id, review_state FROM race_participants
 WHERE race_id = ANY($1::text[]) AND created_at = ANY($2::timestamptz[])
-  AND review_state IN ('held', 'rejected')
+  AND review_state IN ('provisional', 'held', 'released', 'rejected')
+"""
+
+# Placement (persistence/placement.py): a player's provisional results of the window, settled by
+# the result that completed their letter-pair evidence, in the batch's transaction.
+_RELEASE_PROVISIONAL = """
+UPDATE race_participants AS p SET review_state = 'released'
+FROM unnest($1::text[], $2::timestamptz[]) AS u(player_id, since)
+WHERE p.player_id = u.player_id AND p.review_state = 'provisional' AND p.created_at >= u.since
+RETURNING p.race_id, p.player_id, p.wpm
+"""
+_HOLD_PROVISIONAL = """
+UPDATE race_participants AS p SET review_state = 'held', review_reason = 'pairs_history'
+FROM unnest($1::text[], $2::timestamptz[]) AS u(player_id, since)
+WHERE p.player_id = u.player_id AND p.review_state = 'provisional' AND p.created_at >= u.since
+RETURNING p.race_id, p.player_id
+"""
+# Persistence's own decisions (placed_by: the race that completed the evidence). A decision
+# already there (none should be) is left as it is.
+_INSERT_PLACEMENTS = """
+INSERT INTO review_decisions (race_id, player_id, decision, reason, decided_at, placed_by)
+SELECT u.race_id, u.player_id, 'released', u.reason, u.decided_at, u.placed_by
+FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
+    AS u(race_id, player_id, reason, decided_at, placed_by)
+ON CONFLICT (race_id, player_id) DO NOTHING
+"""
+# A re-delivered race: the placement decisions it made, to append to the outbox again (a kill
+# between the commit and the append would lose them otherwise; the append is idempotent).
+_PLACED_BY = """
+SELECT race_id, player_id, reason, decided_at, placed_by FROM review_decisions
+WHERE placed_by = ANY($1::text[]) AND decision = 'released'
 """
 
 
@@ -283,11 +318,38 @@ class WriteResult:
     held: int = 0  # result rows this call stored 'held' for review
     held_pairs: int = 0  # of which held by the pooled letter-pair evidence (persistence/pair_store.py)
     held_by_reason: dict[str, int] = field(default_factory=dict)  # HoldReason -> rows stored held
-    # (race, player) -> 'held' or 'rejected': kept off the boards, marked in recent results
+    # (race, player) -> review state when not clear: kept off the boards unless released, marked
+    # in recent results
     unranked: dict[tuple[str, str], str] = field(default_factory=dict)
     decided: dict[str, int] = field(default_factory=dict)  # new review decisions, by decision
     decided_results: list[DecidedResult] = field(default_factory=list)  # released or rejected, as stored
     rejections: list[Rejection] = field(default_factory=list)  # rating changes to undo
+    provisional: int = 0  # result rows this call stored 'provisional' (placement)
+    # Placement releases made (or, for a re-delivered race, made before) by this batch's races:
+    # to append to the outbox, which carries them like an operator's decisions.
+    placed: list[ReviewDecisionRecord] = field(default_factory=list)
+    placement_released: int = 0  # provisional rows this call released (the letter-pair rule passed)
+    placement_held: int = 0  # provisional rows this call held (the letter-pair rule failed)
+
+    def add(self, one: WriteResult) -> None:
+        """Sum another call's result into this one (a batch written one record at a time)."""
+        self.inserted |= one.inserted
+        self.rejected |= one.rejected
+        self.participant_rows += one.participant_rows
+        self.released += one.released
+        self.held += one.held
+        self.held_pairs += one.held_pairs
+        for reason, n in one.held_by_reason.items():
+            self.held_by_reason[reason] = self.held_by_reason.get(reason, 0) + n
+        self.unranked |= one.unranked
+        self.decided_results += one.decided_results
+        self.rejections += one.rejections
+        for decision, n in one.decided.items():
+            self.decided[decision] = self.decided.get(decision, 0) + n
+        self.provisional += one.provisional
+        self.placed += one.placed
+        self.placement_released += one.placement_released
+        self.placement_held += one.placement_held
 
 
 class PostgresStore:
@@ -302,18 +364,20 @@ class PostgresStore:
         self,
         records: Sequence[MatchRecord | TournamentFinalRecord | ReviewDecisionRecord | TypingTestRecord],
         holds: Collection[tuple[str, str]] = frozenset(),
+        short: Collection[tuple[str, str]] = frozenset(),
     ) -> WriteResult:
         """Store a batch; a record PostgreSQL refuses is isolated and reported, not raised.
 
         ``holds``: (race, player) of valid finishes to store held whatever the other rules say
-        (the pooled letter-pair evidence, persistence/pair_store.py).
+        (the pooled letter-pair evidence, persistence/pair_store.py); ``short``: those whose
+        player's evidence is still short (placement, persistence/placement.py).
 
         Raises ``DependencyDown`` when PostgreSQL cannot be reached (nothing is lost: the
         transaction either committed or not, and a retry is idempotent).
         """
         unique = sorted({r.match_id: r for r in reversed(records)}.values(), key=lambda r: r.match_id)
         try:
-            return await self._write(unique, holds)
+            return await self._write(unique, holds, short)
         except Exception as exc:
             if not postgres_rejects_data(exc):
                 raise DependencyDown(Dependency.POSTGRES, exc) from exc
@@ -323,20 +387,7 @@ class PostgresStore:
         # Some record is bad: write one at a time to find it and keep the others.
         result = WriteResult()
         for record in unique:
-            one = await self.write([record], holds)
-            result.inserted |= one.inserted
-            result.rejected |= one.rejected
-            result.participant_rows += one.participant_rows
-            result.released += one.released
-            result.held += one.held
-            result.held_pairs += one.held_pairs
-            for reason, n in one.held_by_reason.items():
-                result.held_by_reason[reason] = result.held_by_reason.get(reason, 0) + n
-            result.unranked |= one.unranked
-            result.decided_results += one.decided_results
-            result.rejections += one.rejections
-            for decision, n in one.decided.items():
-                result.decided[decision] = result.decided.get(decision, 0) + n
+            result.add(await self.write([record], holds, short))
         return result
 
     async def ensure_months(self, days: Sequence[date]) -> None:
@@ -362,6 +413,7 @@ class PostgresStore:
         self,
         batch: Sequence[MatchRecord | TournamentFinalRecord | ReviewDecisionRecord | TypingTestRecord],
         holds: Collection[tuple[str, str]] = frozenset(),
+        short: Collection[tuple[str, str]] = frozenset(),
     ) -> WriteResult:
         records = [r for r in batch if isinstance(r, MatchRecord)]
         tests = [r for r in batch if isinstance(r, TypingTestRecord)]
@@ -371,6 +423,8 @@ class PostgresStore:
         released: list[ReleasedResult] = []
         decided: dict[str, int] = {}
         read_back = _ReadBack()
+        settled = _Settled()
+        placed_before: list[ReviewDecisionRecord] = []
         await self.ensure_months([to_datetime(r.ended_at).date() for r in records])
         heats = [r for r in records if r.tournament_id is not None]
         # Built before the transaction: it is CPU work (the keystroke logs), and a record whose
@@ -385,8 +439,9 @@ class PostgresStore:
                     rows = await conn.fetch(_INSERT_RACES, *_race_columns(records))
                     inserted = {row["race_id"] for row in rows}
                 new = [r for r in records if r.match_id in inserted]
+                settles: dict[str, _Settle] = {}
                 if new:
-                    await self._decide_review(conn, new, prepared, holds)
+                    settles = await self._decide_review(conn, new, prepared, holds, short)
                 participants = [row for r in new for row in prepared[r.match_id]]
                 if new:
                     await conn.execute(_UPSERT_PLAYERS, *_player_columns(new, _added_history(new, prepared)))
@@ -397,12 +452,15 @@ class PostgresStore:
                     if new_heats:
                         await conn.execute(_UPDATE_TOURNAMENTS, *_tournament_columns(new_heats))
                         await conn.execute(_UPSERT_STANDINGS, *_standing_columns(new_heats))
+                if settles:
+                    settled = await _settle(conn, settles, self._review.review_provisional_max_s)
                 if finals:
                     inserted |= await self._write_finals(conn, finals)
                 if tests:
                     inserted |= await test_results.insert(conn, tests)
                 if decisions:
-                    new_decisions, read_back = await self._write_decisions(conn, decisions)
+                    new_decisions, read_back, by_operator = await self._write_decisions(conn, decisions)
+                    settled.add(by_operator)
                     released = read_back.released
                     inserted |= new_decisions
                     for d in decisions:
@@ -424,7 +482,20 @@ class PostgresStore:
                         sorted({to_datetime(r.ended_at) for r in again}),
                     )
                     unranked |= {(row["race_id"], row["player_id"]): row["review_state"] for row in rows}
+                # Placement releases this batch made before (a re-delivered race, or an operator's
+                # release re-delivered), for the outbox again: a kill may have lost the append.
+                placers = [r.match_id for r in again]
+                placers += [d.race_id for d in decisions if d.match_id not in inserted]
+                if placers:
+                    placed_before = [
+                        ReviewDecisionRecord.of(row["race_id"], row["player_id"], ReviewState.RELEASED.value,
+                                                row["reason"], to_ms(row["decided_at"]))
+                        for row in await conn.fetch(_PLACED_BY, placers)
+                    ]  # fmt: skip
         held = [row for row in participants if row[-1] == "held"]
+        provisional = [row for row in participants if row[-1] == ReviewState.PROVISIONAL]
+        for row in provisional:
+            log.debug("result_provisional", race_id=row[0], player_id=row[1], wpm=row[8])
         held_pairs = 0
         by_reason: dict[str, int] = {}
         for row in held:  # rare by design: one line each, for the operator's attention
@@ -440,8 +511,12 @@ class PostgresStore:
             held_by_reason=by_reason,
             decided=decided,
             unranked=unranked,
-            decided_results=read_back.decided,
+            decided_results=read_back.decided + settled.held,
             rejections=read_back.rejections,
+            provisional=len(provisional),
+            placed=settled.placed + placed_before,
+            placement_released=len(settled.placed),
+            placement_held=len(settled.held),
         )
 
     async def _decide_review(
@@ -450,8 +525,10 @@ class PostgresStore:
         new: Sequence[MatchRecord],
         prepared: dict[str, list[ParticipantRow]],
         holds: Collection[tuple[str, str]] = frozenset(),
-    ) -> None:
-        """Set each new row's review state from the rules and the players' stored history.
+        short: Collection[tuple[str, str]] = frozenset(),
+    ) -> dict[str, _Settle]:
+        """Set each new row's review state from the rules and the players' stored history; returns
+        what placement settles, per player (the first result that settles counts).
 
         In race-end order, so a player's earlier result in the same batch counts as history.
         Two workers storing the same player's races at once may each miss the other's: the
@@ -460,22 +537,37 @@ class PostgresStore:
         players = sorted({p.player_id for r in new for p in r.participants})
         rows = await conn.fetch(_HISTORY, players)
         history = {row["player_id"]: History(row["best_wpm"], row["ranked_races"]) for row in rows}
+        settles: dict[str, _Settle] = {}
         for r in sorted(new, key=lambda r: (r.ended_at, r.match_id)):
             decided = []
             for p, row in zip(r.participants, prepared[r.match_id], strict=True):
                 reason = hold_reason(p, self._review, history.get(p.player_id))
-                if reason is None and (r.match_id, p.player_id) in holds and counts_for_ranking(p):
-                    reason = HoldReason.PAIRS_HISTORY
                 state = ReviewState.CLEAR if reason is None else ReviewState.HELD
+                if counts_for_ranking(p):
+                    placing = (
+                        self._review.placement
+                        and history.get(p.player_id, History()).races == 0
+                        and p.player_id not in settles
+                    )
+                    key = (r.match_id, p.player_id)
+                    s = placement.step(reason, key in holds, key in short, placing)
+                    state, reason = s.state, s.reason
+                    if s.settle is not None:
+                        settles[p.player_id] = _Settle(s.settle, r.match_id, to_datetime(r.ended_at))
                 if state is ReviewState.CLEAR and counts_for_ranking(p):
                     history[p.player_id] = history.get(p.player_id, History()).plus(p.wpm)
                 decided.append((*row[:-2], None if reason is None else reason.value, state.value))
             prepared[r.match_id] = decided
+        return settles
 
     async def _write_decisions(
         self, conn: PoolConnectionProxy, decisions: Sequence[ReviewDecisionRecord]
-    ) -> tuple[set[str], _ReadBack]:
-        """Inside the batch's transaction: the decisions that were new, and every decided result."""
+    ) -> tuple[set[str], _ReadBack, _Settled]:
+        """Inside the batch's transaction: the decisions that were new, every decided result, and
+        what an operator's release settled: the player's provisional results (placement), released
+        with it (the operator has looked at the player; they are ranked from now on, so placement
+        would never settle them otherwise)."""
+        settled = _Settled()
         rows = await conn.fetch(
             _INSERT_DECISIONS,
             [d.race_id for d in decisions],
@@ -501,6 +593,15 @@ class PostgresStore:
                 await conn.execute(
                     _ADD_HISTORY, ids, [added[i].best_wpm for i in ids], [added[i].races for i in ids]
                 )
+                max_s = self._review.review_provisional_max_s
+                if max_s:
+                    settles: dict[str, _Settle] = {}
+                    for c in sorted(changed, key=lambda c: (c["created_at"], c["race_id"])):
+                        if c["review_state"] == ReviewState.RELEASED:
+                            settles.setdefault(
+                                c["player_id"], _Settle(Settle.RELEASE, c["race_id"], c["created_at"], True)
+                            )
+                    settled = await _settle(conn, settles, max_s)
             tournaments = {d.race_id: d.tournament_id for d in decisions if d.tournament_id}
             recount = sorted(
                 {
@@ -513,7 +614,7 @@ class PostgresStore:
                 await conn.execute(_RECOUNT_STANDINGS, [t for t, _ in recount], [p for _, p in recount])
         new = {(r["race_id"], r["player_id"]) for r in rows}
         inserted = {d.match_id for d in decisions if (d.race_id, d.player_id) in new}
-        return inserted, await _read_back(conn, decisions)
+        return inserted, await _read_back(conn, decisions), settled
 
     async def _write_finals(
         self, conn: PoolConnectionProxy, finals: Sequence[TournamentFinalRecord]
@@ -711,6 +812,82 @@ def _result_columns(finals: Sequence[TournamentFinalRecord]) -> list[Sequence[ob
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class _Settle:
+    """Placement settles a player's provisional results: how, by which race, when it ended."""
+
+    how: Settle
+    by_race: str
+    at: datetime
+    operator: bool = False  # by an operator's release of that race, not by the evidence
+
+
+@dataclass(slots=True)
+class _Settled:
+    placed: list[ReviewDecisionRecord] = field(default_factory=list)  # released: to the outbox
+    held: list[DecidedResult] = field(default_factory=list)  # held: their recent-results lines
+
+    def add(self, other: _Settled) -> None:
+        self.placed += other.placed
+        self.held += other.held
+
+
+async def _settle(conn: PoolConnectionProxy, settles: dict[str, _Settle], max_s: int) -> _Settled:
+    """Inside the batch's transaction: release or hold each player's provisional results of the
+    window (the settling result's end minus ``max_s``). A release is stored as persistence's own
+    decision and counts in the personal-best history, as an operator's release does."""
+    window = timedelta(seconds=max_s)
+    out = _Settled()
+    now = now_ms()
+    for how in Settle:
+        ids = sorted(p for p, s in settles.items() if s.how is how)
+        if not ids:
+            continue
+        since = [settles[p].at - window for p in ids]
+        if how is Settle.RELEASE:
+            rows = await conn.fetch(_RELEASE_PROVISIONAL, ids, since)
+            if not rows:
+                continue
+            out.placed = [
+                placement_decision(r["race_id"], r["player_id"], settles[r["player_id"]].by_race, now,
+                                   operator=settles[r["player_id"]].operator)
+                for r in sorted(rows, key=lambda r: (r["player_id"], r["race_id"]))
+            ]  # fmt: skip
+            await conn.execute(
+                _INSERT_PLACEMENTS,
+                [d.race_id for d in out.placed],
+                [d.player_id for d in out.placed],
+                [d.reason for d in out.placed],
+                [to_datetime(d.decided_at) for d in out.placed],
+                [settles[d.player_id].by_race for d in out.placed],
+            )
+            added: dict[str, History] = {}
+            for r in rows:
+                added[r["player_id"]] = added.get(r["player_id"], History()).plus(r["wpm"])
+            players = sorted(added)
+            await conn.execute(
+                _ADD_HISTORY, players, [added[i].best_wpm for i in players], [added[i].races for i in players]
+            )
+        else:
+            rows = await conn.fetch(_HOLD_PROVISIONAL, ids, since)
+            if not rows:
+                continue
+            races, players = [r["race_id"] for r in rows], [r["player_id"] for r in rows]
+            back = await conn.fetch(_DECIDED, races, players, [ReviewState.HELD.value])
+            out.held = [replace(DecidedResult.of_row(b), placed=True) for b in back]
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r["player_id"]] = counts.get(r["player_id"], 0) + 1
+        for player, n in counts.items():
+            log.info(
+                "placement_released" if how is Settle.RELEASE else "placement_held",
+                player_id=player,
+                results=n,
+                by_race=settles[player].by_race,
+            )
+    return out
+
+
 @dataclass(slots=True)
 class _ReadBack:
     released: list[ReleasedResult] = field(default_factory=list)
@@ -720,7 +897,9 @@ class _ReadBack:
 
 async def _read_back(conn: PoolConnectionProxy, decisions: Sequence[ReviewDecisionRecord]) -> _ReadBack:
     """The batch's decided results as stored, and what each rejection's race did to ratings."""
-    rows = await conn.fetch(_DECIDED, [d.race_id for d in decisions], [d.player_id for d in decisions])
+    rows = await conn.fetch(
+        _DECIDED, [d.race_id for d in decisions], [d.player_id for d in decisions], list(DECISIONS)
+    )
     # Only what a decision of the batch says: a contrary one (refused at insertion) does nothing.
     said = {(d.race_id, d.player_id, d.decision) for d in decisions}
     decided = [

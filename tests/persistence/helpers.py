@@ -26,9 +26,16 @@ from arena.results import (
 )
 from arena.settings import RedisSettings
 from persistence import synthetic
-from persistence.settings import ConsumerSettings, KafkaSettings, PersistenceSettings, PostgresSettings
+from persistence.settings import (
+    ConsumerSettings,
+    KafkaSettings,
+    PersistenceSettings,
+    PostgresSettings,
+    ReadSideSettings,
+)
 
 # Small batches, short waits, fast retries: every scenario runs in seconds.
+NO_PLACEMENT = ReadSideSettings(review_provisional_max_s=0)
 FAST_CONSUMER = ConsumerSettings(
     consumer="test",
     workers=1,
@@ -55,8 +62,15 @@ class Env:
     player_topic: str
 
     def settings(
-        self, *, dsn: str | None = None, kafka_timeout_s: float = 3.0, **consumer: object
+        self,
+        *,
+        dsn: str | None = None,
+        kafka_timeout_s: float = 3.0,
+        placement: bool = False,
+        **consumer: object,
     ) -> PersistenceSettings:
+        """Placement off unless asked for: the synthetic players are all new accounts with short
+        races, so every result of theirs would be provisional (off the boards)."""
         return PersistenceSettings(
             redis=RedisSettings(self.redis_url),
             postgres=PostgresSettings(dsn=dsn or self.dsn, pool_size=4, command_timeout_s=10.0),
@@ -68,6 +82,7 @@ class Env:
                 publish_timeout_s=kafka_timeout_s,
             ),
             consumer=replace(FAST_CONSUMER, **consumer),  # type: ignore[arg-type]
+            readside=ReadSideSettings() if placement else NO_PLACEMENT,
         )
 
     def process_env(self, **extra: str) -> dict[str, str]:
@@ -89,6 +104,7 @@ class Env:
             "ARENA_PERSIST_BACKOFF_MIN_S": str(c.backoff_min_s),
             "ARENA_PERSIST_BACKOFF_MAX_S": str(c.backoff_max_s),
             "ARENA_LOG_JSON": "1",
+            "ARENA_REVIEW_PROVISIONAL_MAX_S": "0",  # placement off, as in settings()
             **extra,
         }
 

@@ -14,8 +14,13 @@ from lobby.app import build_app
 from lobby.settings import LobbySettings
 from ops.services import free_port
 from persistence import synthetic
-from persistence.settings import PostgresSettings
-from tests.persistence.test_queries import NOON, persist, with_scores
+from persistence.consumer import ReadSide
+from persistence.leaderboards import LeaderboardWriter
+from persistence.ratings import RatingCatchUp
+from persistence.recent import RecentCache
+from persistence.settings import PostgresSettings, ReadSideSettings
+from persistence.store import PostgresStore
+from tests.persistence.test_queries import NOON, SETTINGS, persist, with_scores
 
 
 @pytest.fixture
@@ -60,3 +65,31 @@ async def test_history_endpoints(lobby: str, pool: asyncpg.Pool, redis: aioredis
         ]:
             resp = await http.get(f"{lobby}{url}")
             assert (resp.status, (await resp.json())["error"]) == (status, code), url
+
+
+async def test_a_provisional_result_is_shown_as_such_and_not_ranked(
+    lobby: str, pool: asyncpg.Pool, redis: aioredis.Redis
+) -> None:
+    """Placement: ada is a new account whose letter-pair evidence is still short."""
+    rng = random.Random(4)
+    race = with_scores(
+        synthetic.match(rng, ended_at=NOON, players=["ada", "bob"], race_type="quick"),
+        {"ada": (101.0, 97.0), "bob": (88.0, 99.0)},
+    )
+    store = PostgresStore(pool, review=ReadSideSettings())
+    written = await store.write([race], short={(race.match_id, "ada")})
+    assert written.unranked == {(race.match_id, "ada"): "provisional"} and written.provisional == 1
+    readside = ReadSide(
+        LeaderboardWriter(redis, SETTINGS), RecentCache(redis, SETTINGS), RatingCatchUp(redis), redis
+    )
+    await readside.apply([race], unranked=written.unranked)
+    async with aiohttp.ClientSession() as http:
+        board = await (await http.get(f"{lobby}/v1/leaderboards/quick/alltime?limit=5")).json()
+        assert [e["player_id"] for e in board["entries"]] == ["bob"]
+        races = await (await http.get(f"{lobby}/v1/players/ada/races")).json()
+        assert [(r["race_id"], r["review"]) for r in races["races"]] == [(race.match_id, "provisional")]
+        full = await (await http.get(f"{lobby}/v1/races/{race.match_id}")).json()
+        reviews = {p["player_id"]: p["review"] for p in full["participants"]}
+        assert reviews == {"ada": "provisional", "bob": "clear"}
+        async with http.get(f"{lobby}/v1/races/{race.match_id}/replay") as resp:
+            assert resp.status == 200 and "no-cache" in resp.headers["Cache-Control"]  # it will change

@@ -30,7 +30,13 @@ from arena.tokens import TokenSigner
 from ops.services import KafkaBroker, PostgresServer, free_port
 from persistence.app import PersistenceService
 from persistence.migrate import migrate
-from persistence.settings import ConsumerSettings, KafkaSettings, PersistenceSettings, PostgresSettings
+from persistence.settings import (
+    ConsumerSettings,
+    KafkaSettings,
+    PersistenceSettings,
+    PostgresSettings,
+    ReadSideSettings,
+)
 from simulators.bot import Bot, BotReport, RaceGone
 from simulators.typing import TypingProfile
 from tests.conftest import ADMIN, FAST_RACE, redis_client
@@ -285,6 +291,7 @@ async def persisted(
         consumer=ConsumerSettings(
             consumer="test", workers=1, batch_size=50, block_ms=100, claim_idle_ms=400, trim=False
         ),
+        readside=ReadSideSettings(review_provisional_max_s=0),  # placement off: every player is new
     )
     service = PersistenceService(settings)
     await service.start()
