@@ -52,6 +52,12 @@ def pair_history(player_id: str) -> str:
     return f"user:{player_id}:pairs"
 
 
+def pair_population() -> str:
+    """The population profile of players' letter-pair speeds (persistence/pair_population.py),
+    msgpack: one key for the deployment, read and written once per persistence batch."""
+    return "{pairs}:population"
+
+
 def outbox_written(race_id: RaceId) -> str:
     """Marker that a race's result is already in the outbox (makes the append idempotent)."""
     return f"{{outbox}}:written:{race_id}"

@@ -5,9 +5,10 @@
     python -m ops.review reject RACE_ID PLAYER_ID --reason TEXT
 
 ``list`` reads PostgreSQL directly (``--dsn`` or ``ARENA_POSTGRES_DSN``): every held result, oldest
-first, with why it was held (``reason``: ``wpm``, ``pb`` or ``pairs_history``, persistence/review.py
-``HoldReason``) and its keystroke statistics from the stored keystroke log. A decision is appended
-to the outbox (``--redis-url`` or ``ARENA_REDIS_URL``) as a ``review_decision`` entry, once per result;
+first, with why it was held (``reason``: ``wpm``, ``pb``, ``pairs_history`` or ``pairs_population``,
+persistence/review.py ``HoldReason``) and its keystroke statistics from the stored keystroke log.
+A decision is appended to the outbox (``--redis-url`` or ``ARENA_REDIS_URL``) as a ``review_decision``
+entry, once per result;
 persistence stores it, moves the result out of 'held', puts a released one on its leaderboards and
 publishes the decision to Kafka (docs/FAIRPLAY.md, "Held for review"). ``list --provisional`` lists
 the provisional results instead (new accounts' results waiting for placement, docs/FAIRPLAY.md

@@ -433,7 +433,9 @@ class OutboxConsumer:
             with self._metrics.stage_seconds.labels("postgres").time():
                 written = await self._retry(
                     Dependency.POSTGRES,
-                    lambda: self._store.write([m.record for m in matches], pairs.held, pairs.short),
+                    lambda: self._store.write(
+                        [m.record for m in matches], pairs.held, pairs.short, pairs.population
+                    ),
                 )
             self._metrics.matches_inserted.inc(len(written.inserted))
             self._metrics.matches_duplicate.inc(len(matches) - len(written.inserted) - len(written.rejected))

@@ -50,12 +50,13 @@ class PersistenceMetrics:
         )
         self.results_held_pairs = Counter(
             f"{_PREFIX}_results_held_pairs_total",
-            "Of those, held because the player's pooled letter-pair evidence shows no pairs (pairs.py)",
+            "Of those, held on the player's pooled letter-pair evidence (pairs_history, pairs_population)",
             registry=r,
         )
         self.results_held_by_reason = Counter(
             f"{_PREFIX}_results_held_by_reason_total",
-            "Result rows stored held for review, by the rule that held them (wpm, pb, pairs_history)",
+            "Result rows stored held for review, by the rule that held them"
+            " (wpm, pb, pairs_history, pairs_population)",
             ["reason"],
             registry=r,
         )

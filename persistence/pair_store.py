@@ -1,8 +1,10 @@
 """Each player's pooled letter-pair evidence in Redis (``user:{id}:pairs``), and the holds it calls.
 
 Persistence runs this once per batch, before it stores the batch (persistence/consumer.py): it
-reads the players' summaries (one MGET), adds each valid finish's intervals in
-race-end order, judges the pooled evidence (persistence/pairs.py) and writes the summaries back
+reads the players' summaries and the population profile (``{pairs}:population``; one MGET), adds
+each valid finish's intervals in race-end order, judges the pooled evidence (persistence/pairs.py:
+its F; persistence/pair_population.py: its agreement with the profile, to which it may add the
+player's evidence once per generation) and writes the summaries and the profile back
 with a TTL (``ARENA_REVIEW_PAIRS_TTL_S``; one script call, one SET each on a cluster); the
 store then holds the results it names (persistence/store.py). A re-delivered result counts
 once (the summary keeps the ids of its races). Two workers storing the same player's races at
@@ -27,6 +29,8 @@ from arena import keys
 from arena.redisutil import is_cluster
 from arena.results import MatchRecord
 from persistence.leaderboards import counts_for_ranking
+from persistence.pair_population import HELD_POPULATION, PopulationLimits, PopulationProfile
+from persistence.pair_population import judged as population_judged
 from persistence.pairs import PairHistory, PairLimits, race_pairs
 from persistence.settings import ReadSideSettings
 
@@ -50,16 +54,24 @@ class PairVerdict:
 
     held: set[tuple[str, str]] = field(default_factory=set)
     short: set[tuple[str, str]] = field(default_factory=set)
+    population: set[tuple[str, str]] = field(default_factory=set)  # of ``held``: by pairs_population
 
 
 def pair_limits(settings: ReadSideSettings) -> PairLimits:
     return PairLimits(min_f=settings.review_pairs_f, races=settings.review_pairs_races)
 
 
+def population_limits(settings: ReadSideSettings) -> PopulationLimits:
+    return PopulationLimits(
+        min_r=settings.review_pairs_agreement_r, min_players=settings.review_pairs_population_min
+    )
+
+
 class PairEvidence:
     def __init__(self, redis: aioredis.Redis, settings: ReadSideSettings) -> None:
         self._redis = redis
         self._limits = pair_limits(settings)
+        self._population = population_limits(settings)
         self._ttl_s = settings.review_pairs_ttl_s
         self._set_all = redis.register_script(_SET_ALL)
 
@@ -76,22 +88,33 @@ class PairEvidence:
         if not results:
             return PairVerdict()
         players = sorted({p.player_id for _, p in results})
-        raws = await self._read([keys.pair_history(pl) for pl in players])
+        # The players' evidence and the population profile in one read.
+        names = [keys.pair_history(pl) for pl in players]
+        *raws, raw_profile = await self._read([*names, keys.pair_population()])
         histories = {pl: PairHistory.from_bytes(raw) for pl, raw in zip(players, raws, strict=True)}
+        profile = start = PopulationProfile.from_bytes(raw_profile)
         verdict = PairVerdict()
         for r, p in results:
             before = histories[p.player_id]
             # Per result: O(keys) to group the intervals, O(pairs) to pool and judge (bounded).
             pairs = race_pairs(p.keys, p.key_times, self._limits.pause_ms, self._limits.clip)
             after, short = before.plus(r.match_id, pairs, self._limits).assessed(self._limits)
+            after, profile = population_judged(after, profile, self._limits, self._population)
             histories[p.player_id] = after
             if short:
                 verdict.short.add((r.match_id, p.player_id))
             if after.held:
                 verdict.held.add((r.match_id, p.player_id))
+                if after.why == HELD_POPULATION:
+                    verdict.population.add((r.match_id, p.player_id))
                 if not before.held:
-                    log.info("pair_evidence_hold", player_id=p.player_id, race_id=r.match_id)
-        await self._write({keys.pair_history(pl): h.to_bytes() for pl, h in histories.items()})
+                    log.info("pair_evidence_hold", player_id=p.player_id, race_id=r.match_id, rule=after.why)
+        values = {keys.pair_history(pl): h.to_bytes() for pl, h in histories.items()}
+        if profile is not start:
+            # Two workers' batches at the same moment: the last write wins and the other's
+            # contributions are lost. The profile is an average of many: it barely moves.
+            values[keys.pair_population()] = profile.to_bytes()
+        await self._write(values)
         return verdict
 
     async def _read(self, names: list[str]) -> list[bytes | None]:

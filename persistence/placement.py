@@ -11,7 +11,8 @@ completes the evidence settles them all (docs/FAIRPLAY.md, "Placement"):
 - the rule passes: the player's provisional results of the last ``ARENA_REVIEW_PROVISIONAL_MAX_S``
   are released, as persistence's own review decisions (``review_decisions.placed_by``: that race),
   which flow through the outbox like an operator's release (boards, recent results, Kafka);
-- the rule fails: they are held, reason ``pairs_history``, for an operator.
+- the rule fails: they are held, reason ``pairs_history`` (or ``pairs_population``: the
+  agreement rule of persistence/pair_population.py), for an operator.
 
 Ratings are not held: a node rates a race as it ends, provisional or not. Pure: no I/O (the
 store applies the steps in the batch's transaction, persistence/store.py).

@@ -54,6 +54,7 @@ class HoldReason(StrEnum):
     WPM = "wpm"  # at or above ARENA_REVIEW_WPM
     PB = "pb"  # far above the player's stored best (ARENA_REVIEW_PB_RATIO)
     PAIRS_HISTORY = "pairs_history"  # the pooled letter-pair evidence (persistence/pair_store.py)
+    PAIRS_POPULATION = "pairs_population"  # its agreement with other players' (pair_population.py)
 
 
 def hold_reason(

@@ -174,6 +174,16 @@ class ReadSideSettings:
     # provisional: their evidence has expired (ARENA_REVIEW_PAIRS_TTL_S). 0: placement off (also
     # off while ARENA_REVIEW_PAIRS_F is 0: there is no evidence to wait for). 0 or 3600 to 31622400.
     review_provisional_max_s: int = 30 * 86_400
+    # ARENA_REVIEW_PAIRS_AGREEMENT_R: once the population profile is established, a valid finish
+    # is held (reason pairs_population) when the player's pooled evidence reaches the 1,000
+    # intervals of ARENA_REVIEW_PAIRS_F's rule and the Pearson r of their per-pair speeds with
+    # other players' (persistence/pair_population.py) is below this; and so are their later
+    # results until an operator releases one (-1 to 1; 0 or below: off). Calibrated with
+    # benchmarks/rhythm_sweep.py --careers and benchmarks/human_keystrokes.py (docs/FAIRPLAY.md).
+    review_pairs_agreement_r: float = 0.2
+    # ARENA_REVIEW_PAIRS_POPULATION_MIN: players' contributions the profile needs before that rule
+    # judges anyone (1 to 100000): a fresh deployment judges nobody until then.
+    review_pairs_population_min: int = 50
 
     @property
     def placement(self) -> bool:
@@ -194,6 +204,10 @@ class ReadSideSettings:
             raise SettingsError("ARENA_REVIEW_PAIRS_RACES must be between 1 and 1000")
         if not 60 <= self.review_pairs_ttl_s <= 366 * 86_400:
             raise SettingsError("ARENA_REVIEW_PAIRS_TTL_S must be between 60 and 31622400")
+        if not -1 <= self.review_pairs_agreement_r < 1:
+            raise SettingsError("ARENA_REVIEW_PAIRS_AGREEMENT_R must be between -1 and 1 (below 1)")
+        if not 1 <= self.review_pairs_population_min <= 100_000:
+            raise SettingsError("ARENA_REVIEW_PAIRS_POPULATION_MIN must be between 1 and 100000")
         if self.review_provisional_max_s != 0 and not 3600 <= self.review_provisional_max_s <= 366 * 86_400:
             raise SettingsError("ARENA_REVIEW_PROVISIONAL_MAX_S must be 0 or between 3600 and 31622400")
 
@@ -214,6 +228,12 @@ class ReadSideSettings:
             review_pairs_f=env_float(env, "ARENA_REVIEW_PAIRS_F", d.review_pairs_f),
             review_pairs_races=env_int(env, "ARENA_REVIEW_PAIRS_RACES", d.review_pairs_races),
             review_pairs_ttl_s=env_int(env, "ARENA_REVIEW_PAIRS_TTL_S", d.review_pairs_ttl_s),
+            review_pairs_agreement_r=env_float(
+                env, "ARENA_REVIEW_PAIRS_AGREEMENT_R", d.review_pairs_agreement_r
+            ),
+            review_pairs_population_min=env_int(
+                env, "ARENA_REVIEW_PAIRS_POPULATION_MIN", d.review_pairs_population_min
+            ),
             review_provisional_max_s=env_int(
                 env, "ARENA_REVIEW_PROVISIONAL_MAX_S", d.review_provisional_max_s
             ),

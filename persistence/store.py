@@ -241,8 +241,8 @@ WHERE p.player_id = u.player_id AND p.review_state = 'provisional' AND p.created
 RETURNING p.race_id, p.player_id, p.wpm
 """
 _HOLD_PROVISIONAL = """
-UPDATE race_participants AS p SET review_state = 'held', review_reason = 'pairs_history'
-FROM unnest($1::text[], $2::timestamptz[]) AS u(player_id, since)
+UPDATE race_participants AS p SET review_state = 'held', review_reason = u.why
+FROM unnest($1::text[], $2::timestamptz[], $3::text[]) AS u(player_id, since, why)
 WHERE p.player_id = u.player_id AND p.review_state = 'provisional' AND p.created_at >= u.since
 RETURNING p.race_id, p.player_id
 """
@@ -365,19 +365,21 @@ class PostgresStore:
         records: Sequence[MatchRecord | TournamentFinalRecord | ReviewDecisionRecord | TypingTestRecord],
         holds: Collection[tuple[str, str]] = frozenset(),
         short: Collection[tuple[str, str]] = frozenset(),
+        population: Collection[tuple[str, str]] = frozenset(),
     ) -> WriteResult:
         """Store a batch; a record PostgreSQL refuses is isolated and reported, not raised.
 
         ``holds``: (race, player) of valid finishes to store held whatever the other rules say
         (the pooled letter-pair evidence, persistence/pair_store.py); ``short``: those whose
-        player's evidence is still short (placement, persistence/placement.py).
+        player's evidence is still short (placement, persistence/placement.py); ``population``: those
+        of ``holds`` that its agreement with other players' held (reason ``pairs_population``).
 
         Raises ``DependencyDown`` when PostgreSQL cannot be reached (nothing is lost: the
         transaction either committed or not, and a retry is idempotent).
         """
         unique = sorted({r.match_id: r for r in reversed(records)}.values(), key=lambda r: r.match_id)
         try:
-            return await self._write(unique, holds, short)
+            return await self._write(unique, holds, short, population)
         except Exception as exc:
             if not postgres_rejects_data(exc):
                 raise DependencyDown(Dependency.POSTGRES, exc) from exc
@@ -387,7 +389,7 @@ class PostgresStore:
         # Some record is bad: write one at a time to find it and keep the others.
         result = WriteResult()
         for record in unique:
-            result.add(await self.write([record], holds, short))
+            result.add(await self.write([record], holds, short, population))
         return result
 
     async def ensure_months(self, days: Sequence[date]) -> None:
@@ -414,6 +416,7 @@ class PostgresStore:
         batch: Sequence[MatchRecord | TournamentFinalRecord | ReviewDecisionRecord | TypingTestRecord],
         holds: Collection[tuple[str, str]] = frozenset(),
         short: Collection[tuple[str, str]] = frozenset(),
+        population: Collection[tuple[str, str]] = frozenset(),
     ) -> WriteResult:
         records = [r for r in batch if isinstance(r, MatchRecord)]
         tests = [r for r in batch if isinstance(r, TypingTestRecord)]
@@ -441,7 +444,7 @@ class PostgresStore:
                 new = [r for r in records if r.match_id in inserted]
                 settles: dict[str, _Settle] = {}
                 if new:
-                    settles = await self._decide_review(conn, new, prepared, holds, short)
+                    settles = await self._decide_review(conn, new, prepared, holds, short, population)
                 participants = [row for r in new for row in prepared[r.match_id]]
                 if new:
                     await conn.execute(_UPSERT_PLAYERS, *_player_columns(new, _added_history(new, prepared)))
@@ -499,7 +502,7 @@ class PostgresStore:
         held_pairs = 0
         by_reason: dict[str, int] = {}
         for row in held:  # rare by design: one line each, for the operator's attention
-            held_pairs += row[-2] == HoldReason.PAIRS_HISTORY
+            held_pairs += row[-2] in (HoldReason.PAIRS_HISTORY, HoldReason.PAIRS_POPULATION)
             by_reason[str(row[-2])] = by_reason.get(str(row[-2]), 0) + 1
             log.info("result_held_for_review", race_id=row[0], player_id=row[1], wpm=row[8], reason=row[-2])
         return WriteResult(
@@ -526,6 +529,7 @@ class PostgresStore:
         prepared: dict[str, list[ParticipantRow]],
         holds: Collection[tuple[str, str]] = frozenset(),
         short: Collection[tuple[str, str]] = frozenset(),
+        population: Collection[tuple[str, str]] = frozenset(),
     ) -> dict[str, _Settle]:
         """Set each new row's review state from the rules and the players' stored history; returns
         what placement settles, per player (the first result that settles counts).
@@ -552,8 +556,11 @@ class PostgresStore:
                     key = (r.match_id, p.player_id)
                     s = placement.step(reason, key in holds, key in short, placing)
                     state, reason = s.state, s.reason
+                    if reason is HoldReason.PAIRS_HISTORY and key in population:
+                        reason = HoldReason.PAIRS_POPULATION  # the other letter-pair rule
                     if s.settle is not None:
-                        settles[p.player_id] = _Settle(s.settle, r.match_id, to_datetime(r.ended_at))
+                        why = HoldReason.PAIRS_POPULATION if key in population else HoldReason.PAIRS_HISTORY
+                        settles[p.player_id] = _Settle(s.settle, r.match_id, to_datetime(r.ended_at), why=why)
                 if state is ReviewState.CLEAR and counts_for_ranking(p):
                     history[p.player_id] = history.get(p.player_id, History()).plus(p.wpm)
                 decided.append((*row[:-2], None if reason is None else reason.value, state.value))
@@ -820,6 +827,7 @@ class _Settle:
     by_race: str
     at: datetime
     operator: bool = False  # by an operator's release of that race, not by the evidence
+    why: str = "pairs_history"  # a hold's reason: the letter-pair rule that held (HoldReason)
 
 
 @dataclass(slots=True)
@@ -869,7 +877,7 @@ async def _settle(conn: PoolConnectionProxy, settles: dict[str, _Settle], max_s:
                 _ADD_HISTORY, players, [added[i].best_wpm for i in players], [added[i].races for i in players]
             )
         else:
-            rows = await conn.fetch(_HOLD_PROVISIONAL, ids, since)
+            rows = await conn.fetch(_HOLD_PROVISIONAL, ids, since, [settles[p].why for p in ids])
             if not rows:
                 continue
             races, players = [r["race_id"] for r in rows], [r["player_id"] for r in rows]

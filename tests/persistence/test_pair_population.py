@@ -1,14 +1,23 @@
-"""Agreement with other people's letter-pair speeds (persistence/pair_population.py): pure logic."""
+"""Agreement with other people's letter-pair speeds (persistence/pair_population.py, pair_store.py)."""
 
 from __future__ import annotations
 
 import dataclasses
 import random
+from datetime import UTC, datetime
 
+import asyncpg
 import msgpack
 import numpy as np
 import pytest
+import redis.asyncio as aioredis
 
+from arena import keys
+from arena.results import MatchRecord
+from arena.settings import SettingsError
+from benchmarks.fairplay import Texts, pair_table_gaps
+from benchmarks.fairplay import person as typist
+from persistence import synthetic
 from persistence.pair_population import (
     HELD_POPULATION,
     PopulationLimits,
@@ -17,8 +26,12 @@ from persistence.pair_population import (
     judged,
     pair_means,
 )
-from persistence.pairs import HELD_F, PAIRS, PairHistory, PairLimits, Sums
-from simulators.typing import SHARED_PAIRS, TypingProfile, digraph_factor, draw_profile
+from persistence.pairs import HELD_F, PAIRS, PairHistory, PairLimits, Sums, race_pairs
+from persistence.settings import ReadSideSettings
+from persistence.times import to_ms
+from simulators.typing import SHARED_PAIRS, TypingProfile, digraph_factor, draw_profile, plan_keystrokes
+from tests.persistence.conftest import ServiceFactory
+from tests.persistence.helpers import Env, drained, push, wait_until
 
 P = len(PAIRS)
 PAIR_LIMITS = PairLimits()
@@ -163,3 +176,81 @@ def test_simulated_people_share_the_table_and_pair_table_bots_do_not() -> None:
     bot = TypingProfile(150, 0.0, 0.0, 0, 0.0, 0.3, rng.randrange(1 << 30), population=0.0)
     logs = np.log([digraph_factor(bot, p[0], p[1], {}) for p in pairs])
     assert abs(np.corrcoef(logs, table)[0, 1]) < 0.3
+
+
+# ---- through the service: PostgreSQL's review state and reason, the profile in Redis --------
+
+
+def scripted_times(gaps: list[float]) -> list[int]:
+    t, out = 300, []
+    for g in gaps:
+        t += max(1, round(g))
+        out.append(t)
+    return out
+
+
+def keyed_record(player: str, n: int, text: str, times: list[int], wpm: float) -> MatchRecord:
+    rng = random.Random(f"{player}:{n}")
+    race = synthetic.match(rng, ended_at=to_ms(datetime.now(UTC)) + n, players=[player], keys=10)
+    p = dataclasses.replace(race.participants[0], keys=text, key_times=times, valid=True, wpm=wpm)
+    return dataclasses.replace(race, race_type="quick", participants=[p])
+
+
+def typed(player: str, n: int, plan: list[tuple[str, int]]) -> MatchRecord:
+    text, times = "".join(k for k, _ in plan), [t for _, t in plan]
+    return keyed_record(player, n, text, times, round(len(text) * 12_000 / max(1, times[-1]), 1))
+
+
+async def test_persistence_holds_a_pair_table_bots_results_pairs_population(
+    env: Env, redis: aioredis.Redis, start_service: ServiceFactory
+) -> None:
+    """Steps: a profile pooled from five simulated people is in Redis (established: the minimum
+    is set to 5); a pair-table bot (its own speed per letter pair, kept across races: the pooled
+    F rule passes it) races six 300-character races, a person four; placement is on, so their
+    first results are provisional. The bot's evidence completes: all its results are held,
+    reason pairs_population; the person's are released and added to the profile; the bot's not."""
+    texts = Texts()
+    rng = random.Random(41)
+    limits = PopulationLimits(min_players=5)
+    profile = PopulationProfile()
+    for _ in range(5):
+        plan = plan_keystrokes(texts.cut(rng, 1500), typist(rng, rng.uniform(50, 90)), rng)
+        profile = profile.plus(race_pairs("".join(k for k, _ in plan), [t for _, t in plan]), limits)
+    await redis.set(keys.pair_population(), profile.to_bytes())
+    gaps = pair_table_gaps(rng, 140)
+    bot = [keyed_record("bot", n, t, scripted_times(gaps(t)), 140.0) for n, t in enumerate(
+        texts.cut(rng, 300) for _ in range(6))]  # fmt: skip
+    honest = typist(rng, 70)
+    people = [typed("ann", n, plan_keystrokes(texts.cut(rng, 400), honest, rng)) for n in range(4)]
+    settings = env.settings(placement=True)
+    readside = dataclasses.replace(settings.readside, review_pairs_population_min=5)
+    service = await start_service(dataclasses.replace(settings, readside=readside))
+    await push(redis, [*bot, *people])
+    await wait_until(lambda: drained(redis), 20, "the races acknowledged")
+    async with asyncpg.create_pool(env.dsn, min_size=1, max_size=1) as pool:
+        rows = await pool.fetch("SELECT player_id, review_state, review_reason FROM race_participants")
+    states = {(r["player_id"], r["review_state"], r["review_reason"]) for r in rows}
+    # The person: provisional results released by the one that completed the evidence (clear).
+    assert states == {("bot", "held", "pairs_population"), ("ann", "released", None), ("ann", "clear", None)}
+    held = service.metrics.registry.get_sample_value(
+        "arena_persistence_results_held_by_reason_total", {"reason": "pairs_population"}
+    )
+    assert held is not None and held >= 1  # the result that completed the evidence (the rest settled)
+    stored = PopulationProfile.from_bytes(await redis.get(keys.pair_population()))
+    assert stored.players == 6  # the person's evidence joined the profile, the bot's did not
+    assert PairHistory.from_bytes(await redis.get(keys.pair_history("bot"))).why == HELD_POPULATION
+    assert 0 < await redis.ttl(keys.pair_population()) <= ReadSideSettings().review_pairs_ttl_s
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [("ARENA_REVIEW_PAIRS_AGREEMENT_R", "1"), ("ARENA_REVIEW_PAIRS_AGREEMENT_R", "-1.5"),
+     ("ARENA_REVIEW_PAIRS_POPULATION_MIN", "0")],
+)  # fmt: skip
+def test_population_settings_are_range_checked(name: str, bad: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        ReadSideSettings.from_env({name: bad})
+    s = ReadSideSettings.from_env(
+        {"ARENA_REVIEW_PAIRS_AGREEMENT_R": "0", "ARENA_REVIEW_PAIRS_POPULATION_MIN": "7"}
+    )
+    assert (s.review_pairs_agreement_r, s.review_pairs_population_min) == (0.0, 7)
