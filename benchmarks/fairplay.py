@@ -68,7 +68,7 @@ from benchmarks.node_capacity import ADMIN_TOKEN, TOKEN_SECRET, NodeProcess, ben
 from gameserver.passages import Corpus  # noqa: E402
 from ops.services import RedisServer, free_port  # noqa: E402
 from persistence.pair_population import PopulationLimits, PopulationProfile, judged  # noqa: E402
-from persistence.pair_store import pair_limits  # noqa: E402
+from persistence.pair_store import pair_limits, population_limits  # noqa: E402
 from persistence.pairs import PairHistory, PairLimits, race_pairs  # noqa: E402
 from persistence.placement import Settle, step  # noqa: E402
 from persistence.review import HoldReason, ReviewState  # noqa: E402
@@ -417,6 +417,7 @@ class Career:
     honest: bool
     races: list[Outcome] = field(default_factory=list)
     held_at: int | None = None  # the race (1-based) from which persistence holds on letter pairs
+    held_why: str = ""  # which letter-pair rule: pairs_history or pairs_population
     provisional: int = 0  # races stored provisional (placement)
     placed_at: int | None = None  # the race whose evidence released the provisional ones
     states: list[str] = field(default_factory=list)  # each race's review state in the end ("-": not ranked)
@@ -427,11 +428,19 @@ class Career:
         return sum(s in (ReviewState.CLEAR, ReviewState.RELEASED) for s in self.states)
 
 
-def judge_career(career: Career, scripts: list[Script], review: ReadSideSettings = REVIEW) -> None:
+def judge_career(
+    career: Career,
+    scripts: list[Script],
+    review: ReadSideSettings = REVIEW,
+    profile: PopulationProfile | None = None,
+) -> None:
     """As persistence would store the races one after another: a valid finish joins the player's
     letter-pair evidence (the keys and times as the node received them), then is judged, with the
-    review rules and placement (persistence/placement.py: the store's steps, without PostgreSQL)."""
+    review rules and placement (persistence/placement.py: the store's steps, without PostgreSQL);
+    with ``profile``, by the population rule too (persistence/pair_population.py; the profile
+    stays as it is)."""
     limits = pair_limits(review)
+    population = population_limits(review)
     history = PairHistory()
     pending: list[int] = []  # indexes of the provisional races
     ranked = 0
@@ -443,8 +452,10 @@ def judge_career(career: Career, scripts: list[Script], review: ReadSideSettings
         times = [t for b in script.batches for t in b.times]
         history = history.plus(str(n), race_pairs(keys, times, limits.pause_ms, limits.clip), limits)
         history, short = history.assessed(limits)
+        if profile is not None:
+            history, _ = judged(history, profile, limits, population)
         if history.held and career.held_at is None:
-            career.held_at = n
+            career.held_at, career.held_why = n, history.why
         rule = HoldReason.WPM if o.wpm >= review.review_wpm else None
         s = step(rule, history.held, short, review.placement and ranked == 0 and career.placed_at is None)
         career.states.append(s.state.value)
@@ -463,12 +474,17 @@ def judge_career(career: Career, scripts: list[Script], review: ReadSideSettings
 
 
 async def race_career(
-    http: aiohttp.ClientSession, node: NodeProcess, cls: str, honest_: bool, scripts: list[Script]
+    http: aiohttp.ClientSession,
+    node: NodeProcess,
+    cls: str,
+    honest_: bool,
+    scripts: list[Script],
+    profile: PopulationProfile | None = None,
 ) -> Career:
     career = Career(cls, honest_)
     for script in scripts:
         career.races.append(await race_one(http, node, cls, honest_, script))
-    judge_career(career, scripts)
+    judge_career(career, scripts, REVIEW, profile)
     return career
 
 
@@ -476,7 +492,7 @@ def career_table(careers: list[Career], races: int) -> str:
     lines = [
         f"{'career class':<22} {'n':>3} {'races':>5} {'clean':>5} {'flagged':>7} {'held wpm':>8}"
         f" {'provisional':>11} {'ranked':>6}  {'placed after':<12}"
-        f"  held on letter pairs by race K = 1..{races}"
+        f"  held on letter pairs by race K = 1..{races}  (by rule)"
     ]
     for cls in dict.fromkeys(c.cls for c in careers):
         rows = [c for c in careers if c.cls == cls]
@@ -488,9 +504,11 @@ def career_table(careers: list[Career], races: int) -> str:
         provisional = sum(c.provisional for c in rows)
         ranked = sum(c.ranked for c in rows)
         placed = ",".join("-" if c.placed_at is None else str(c.placed_at) for c in rows)
+        rules = Counter(c.held_why for c in rows if c.held_at is not None)
+        why = ", ".join(f"{w} {k}" for w, k in sorted(rules.items())) or "-"
         lines.append(
             f"{cls:<22} {len(rows):>3} {len(outs):>5} {clean:>5} {flagged:>7} {held_wpm:>8}"
-            f" {provisional:>11} {ranked:>6}  {placed:<12}  {' '.join(f'{h:>2}' for h in by)}"
+            f" {provisional:>11} {ranked:>6}  {placed:<12}  {' '.join(f'{h:>2}' for h in by)}  ({why})"
         )
     honest = [c for c in careers if c.honest]
     slow = [c for c in honest if c.held_at is not None]
@@ -662,6 +680,9 @@ async def run(args: argparse.Namespace) -> tuple[list[Outcome], list[Career]]:
         for cls, (honest_, make) in CAREERS.items()
         for _ in range(args.careers)
     ]
+    # The profile a deployment's first 300 honest regulars would have built (pure, ~20 s).
+    pairs, population = pair_limits(REVIEW), population_limits(REVIEW)
+    profile = warm_population(300, args.seed, texts, pairs, population) if career_jobs else None
     redis = RedisServer()
     redis.start()
     work = Path(tempfile.mkdtemp(prefix="fairplay-bench-"))
@@ -676,7 +697,7 @@ async def run(args: argparse.Namespace) -> tuple[list[Outcome], list[Career]]:
         await node.wait_ready(30)
         async with aiohttp.ClientSession() as http:
             singles = asyncio.gather(*(race_one(http, node, c, h, s) for c, h, s in jobs))
-            careers = asyncio.gather(*(race_career(http, node, c, h, s) for c, h, s in career_jobs))
+            careers = asyncio.gather(*(race_career(http, node, c, h, s, profile) for c, h, s in career_jobs))
             outcomes, done = await asyncio.gather(singles, careers)
             return list(outcomes), list(done)
     finally:
