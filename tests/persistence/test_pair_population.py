@@ -27,6 +27,7 @@ from persistence.pair_population import (
     pair_means,
 )
 from persistence.pairs import HELD_F, PAIRS, PairHistory, PairLimits, Sums, race_pairs
+from persistence.review import HoldReason
 from persistence.settings import ReadSideSettings
 from persistence.times import to_ms
 from simulators.typing import SHARED_PAIRS, TypingProfile, digraph_factor, draw_profile, plan_keystrokes
@@ -254,3 +255,8 @@ def test_population_settings_are_range_checked(name: str, bad: str) -> None:
         {"ARENA_REVIEW_PAIRS_AGREEMENT_R": "0", "ARENA_REVIEW_PAIRS_POPULATION_MIN": "7"}
     )
     assert (s.review_pairs_agreement_r, s.review_pairs_population_min) == (0.0, 7)
+
+
+def test_the_histories_reasons_are_the_stored_hold_reasons() -> None:
+    assert HoldReason.PAIRS_HISTORY.value == HELD_F
+    assert HoldReason.PAIRS_POPULATION.value == HELD_POPULATION
