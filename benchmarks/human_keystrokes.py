@@ -25,6 +25,8 @@ Per player it reports what the server would do with those races:
   pairs): how many of the player's races would be flagged ``robotic``, and by which rule;
 * the pooled letter-pair rule (``persistence.pairs``): the player's races stored one after
   another; held or not, and the lowest pooled F;
+* the agreement rule (``persistence.pair_population``): each player judged race by race against
+  a profile pooled from everyone else's evidence (leave-one-out), held or not, and the r;
 * keyboard geometry: the mean normalised log interval of letter pairs typed by one hand with
   two fingers, one finger on two keys, and the same key twice, each minus that of pairs typed
   by alternating hands (QWERTY touch-typing fingers; AZERTY gives the same hands but for

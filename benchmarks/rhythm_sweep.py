@@ -16,8 +16,11 @@ passage each race), N/4 honest typists of the hard corner (flat keyboard, pair-s
 jittery hands, jitter 0.5-0.55), N/4 log-normal bots (110-180 WPM), N/4 replayers (one person's
 timing recorded on another text, replayed 1.6x faster: 150-200 WPM) and N/4 pair-table bots (a
 made-up speed per letter pair, fixed across its races, 110-180 WPM), ``--races`` short races each.
-It prints, per race K, how many careers of each are held by then, and the lowest pooled F each
-class of honest careers reached (the margin below which the threshold must not go).
+It prints, per race K, how many careers of each are held by then (by either letter-pair rule:
+the pooled F, ``pairs_history``, or the agreement with the population profile,
+``pairs_population``; the profile built first by ``--population`` simulated honest regulars, then
+fixed), the lowest pooled F each class reached (the margin below which the F threshold must not
+go) and the spread of the careers' agreement r with the profile (``--min-r``: its threshold).
 """
 
 from __future__ import annotations
