@@ -170,13 +170,17 @@ def judged(
     if history.held:
         return history, profile
     pooled = history.pooled()
-    f, n = pair_f(pooled, pairs)
-    if f is None or n < pairs.min_intervals:
+    # The F rule's count of intervals (pairs seen min_repeats times), without its F: O(160).
+    counts = pooled.values[:_P]
+    if float(counts[counts >= pairs.min_repeats - 0.5].sum()) < pairs.min_intervals - 0.5:
         return history, profile  # not enough evidence: neither judged nor a contribution
     if limits.min_r > 0 and profile.established(limits):
         r, _ = agreement(pooled, profile, limits)
         if r is not None and r < limits.min_r:
             return history.holding(HELD_POPULATION), profile
-    if history.contributed == history.generation or (pairs.min_f and f < pairs.min_f):
+    if history.contributed == history.generation:
+        return history, profile
+    f, _ = pair_f(pooled, pairs)  # once per generation: only evidence that passed the F rule adds
+    if f is None or (pairs.min_f and f < pairs.min_f):
         return history, profile
     return replace(history, contributed=history.generation), profile.plus(pooled, limits)
