@@ -15,8 +15,9 @@ import redis.asyncio as aioredis
 from arena import keys
 from arena.results import MatchRecord
 from arena.settings import SettingsError
-from benchmarks.fairplay import Texts, pair_table_gaps
+from benchmarks.fairplay import Texts, pair_table_gaps, warm_population
 from benchmarks.fairplay import person as typist
+from benchmarks.rhythm_sweep import careers
 from persistence import synthetic
 from persistence.pair_population import (
     HELD_POPULATION,
@@ -260,3 +261,16 @@ def test_population_settings_are_range_checked(name: str, bad: str) -> None:
 def test_the_histories_reasons_are_the_stored_hold_reasons() -> None:
     assert HoldReason.PAIRS_HISTORY.value == HELD_F
     assert HoldReason.PAIRS_POPULATION.value == HELD_POPULATION
+
+
+def test_simulated_careers_honest_never_held_pair_table_bots_held() -> None:
+    """The calibration in small (benchmarks/rhythm_sweep.py --careers; docs/FAIRPLAY.md): a profile
+    pooled by 60 simulated regulars, then honest careers (the hard corner too) and bots judged."""
+    population = PopulationLimits()  # the defaults: r < 0.2 once 50 players contributed
+    profile = warm_population(60, 14, Texts(), PAIR_LIMITS, population)
+    assert profile.established(population)
+    rows = careers(16, 8, 14, PAIR_LIMITS, population, profile)
+    for honest in ("honest", "honest flat+jittery"):
+        assert rows[honest].held_by[-1] == 0 and min(rows[honest].rs) > 0.3
+    table = rows["pair-table bot"]
+    assert table.held_by[-1] >= 3 and set(table.by_reason) == {HELD_POPULATION}
