@@ -430,6 +430,8 @@ class OutboxConsumer:
             races = [m.record for m in matches if isinstance(m.record, MatchRecord)]
             with self._metrics.stage_seconds.labels("pairs").time():
                 pairs = await self._retry(Dependency.REDIS, lambda: self._readside.pair_holds(races))
+            if pairs.contributions is not None:
+                self._metrics.pair_population.set(pairs.contributions)
             with self._metrics.stage_seconds.labels("postgres").time():
                 written = await self._retry(
                     Dependency.POSTGRES,

@@ -130,6 +130,12 @@ class PersistenceMetrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
             registry=r,
         )
+        self.pair_population = Gauge(
+            f"{_PREFIX}_pair_population_contributions",
+            "Players' contributions in the population profile of letter-pair speeds, as last read and"
+            " written (the agreement rule judges from ARENA_REVIEW_PAIRS_POPULATION_MIN; pair_population.py)",
+            registry=r,
+        )
         self.pending = Gauge(
             f"{_PREFIX}_pending_entries",
             "Entries delivered to the group and not yet acknowledged",

@@ -18,7 +18,7 @@ at the player, and the evidence starts over (docs/FAIRPLAY.md).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import cast
 
 import redis.asyncio as aioredis
@@ -55,6 +55,7 @@ class PairVerdict:
     held: set[tuple[str, str]] = field(default_factory=set)
     short: set[tuple[str, str]] = field(default_factory=set)
     population: set[tuple[str, str]] = field(default_factory=set)  # of ``held``: by pairs_population
+    contributions: int | None = None  # in the population profile after this batch (None: not read)
 
 
 def pair_limits(settings: ReadSideSettings) -> PairLimits:
@@ -115,7 +116,7 @@ class PairEvidence:
             # contributions are lost. The profile is an average of many: it barely moves.
             values[keys.pair_population()] = profile.to_bytes()
         await self._write(values)
-        return verdict
+        return replace(verdict, contributions=profile.players)
 
     async def _read(self, names: list[str]) -> list[bytes | None]:
         """One MGET: a fifth of the client CPU of one pipelined GET per player (≈ 5 vs 28 µs a key,

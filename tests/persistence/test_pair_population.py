@@ -240,6 +240,8 @@ async def test_persistence_holds_a_pair_table_bots_results_pairs_population(
     assert held is not None and held >= 1  # the result that completed the evidence (the rest settled)
     stored = PopulationProfile.from_bytes(await redis.get(keys.pair_population()))
     assert stored.players == 6  # the person's evidence joined the profile, the bot's did not
+    gauge = service.metrics.registry.get_sample_value("arena_persistence_pair_population_contributions")
+    assert gauge == 6
     assert PairHistory.from_bytes(await redis.get(keys.pair_history("bot"))).why == HELD_POPULATION
     assert 0 < await redis.ttl(keys.pair_population()) <= ReadSideSettings().review_pairs_ttl_s
 
