@@ -82,7 +82,15 @@ async def test_drain_move_hands_the_races_over_and_returns_at_once(
     assert "draining node-a: 1 races, 1 players; handing them to other nodes" in text
     assert "node-a drained: 0 running, 0 finished, 0 aborted, 0 unplayed (nobody came), 1 moved" in text
     assert await client.wait_closed() == 4012  # race moved: rejoin, the ticket is redirected
-    assert not node.node.rooms and [r.race.state.value for r in b.node.rooms.values()] == ["running"]
+    assert not node.node.rooms and len(b.node.rooms) == 1
+    # The adopter replays the race's instants and its tick moves it on: running within a tick or
+    # two (on a busy machine the check can come before that tick: it read 'countdown' once).
+    adopted = next(iter(b.node.rooms.values())).race
+    for _ in range(100):
+        if adopted.state.value != "countdown":
+            break
+        await asyncio.sleep(0.05)
+    assert adopted.state.value == "running"
     await client.close()
 
 
