@@ -18,6 +18,7 @@ garbage collections (from its /metrics: what a p99 far above the p50 waited behi
     .venv/bin/python benchmarks/lobby_throughput.py --scenarios heartbeat --profile /tmp/lobby.svg
     .venv/bin/python benchmarks/lobby_throughput.py --flush-micro   # longest loop hold of a flush
     .venv/bin/python benchmarks/lobby_throughput.py --gc-micro      # a full collection, frozen or not
+    .venv/bin/python benchmarks/lobby_throughput.py --scrape-micro  # one /metrics answer's CPU
 
 ``--profile`` records the lobby with py-spy during one extra run of the first scenario (not measured).
 Bounded: each wrk run lasts ``--seconds``; everything started is stopped on exit. 127.0.0.1 only.
@@ -369,6 +370,34 @@ def gc_micro(tokens: int = 10_000) -> None:
     del app, cache
 
 
+def scrape_micro(statuses: tuple[int, ...] = (200, 400, 401, 429)) -> None:
+    """One ``/metrics`` answer (``generate_latest``) of a lobby whose every route answered each of
+    ``statuses``, in this thread's CPU time: how long a scrape holds the lobby's event loop."""
+    from prometheus_client import generate_latest
+
+    from lobby.app import METRICS_KEY, build_app
+    from lobby.settings import LobbySettings
+
+    app = build_app(LobbySettings())
+    metrics = app[METRICS_KEY]
+    routes = sorted({r.resource.canonical for r in app.router.routes() if r.resource is not None})
+    for route in routes:
+        for status in statuses:
+            for seconds in (0.0005, 0.003, 0.02):
+                metrics.answered(route, "GET", status, seconds)
+    runs: list[float] = []
+    for _ in range(20):
+        started = time.thread_time()
+        text = generate_latest(metrics.registry)
+        runs.append((time.thread_time() - started) * 1e3)
+    runs.sort()
+    lines = text.count(b"\n")
+    print(
+        f"/metrics of {len(routes)} routes x {len(statuses)} statuses: {len(text):,} bytes, {lines:,} lines; "
+        f"generate_latest {runs[0]:.1f} ms of CPU (min of 20), median {runs[10]:.1f}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=5.0, help="length of one wrk run (default 5)")
@@ -387,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--gc-micro", action="store_true", help="only time a full collection, unfrozen and frozen"
     )
+    ap.add_argument(
+        "--scrape-micro", action="store_true", help="only time one /metrics answer (generate_latest)"
+    )
     ap.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)  # internal: run the bare server
     args = ap.parse_args(argv)
     if args.bare_server:
@@ -397,6 +429,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.flush_micro:
         flush_micro()
+        return 0
+    if args.scrape_micro:
+        scrape_micro()
         return 0
     if args.gc_micro:
         gc_micro()
