@@ -120,8 +120,31 @@ class RateLimiter:
         return await self.count(self._limits(ip, player_id))
 
     def check_local(self, ip: str, player_id: str | None) -> Verdict:
-        """``check`` when ``batched``: no round trip, so no await on the request path."""
-        return self.count_local(self._limits(ip, player_id))
+        """``check`` when ``batched``: against the last synced totals plus this lobby's hits, without
+        a round trip (so without an await on the request path). Each subject is counted even when
+        the other one refuses; the IP's refusal is named first, as in ``count``."""
+        by_ip = self.per_ip > 0
+        by_player = self.per_player > 0 and player_id is not None
+        if not by_ip and not by_player:
+            return ALLOWED
+        now = self._clock()
+        window = int(now // self.window_s)
+        if window != self._window:
+            self._window, self._known, self._pending = window, {}, {}
+        refused: str | None = None
+        if by_ip and self._over(keys.rate_limit("ip", ip, window), self.per_ip):
+            refused = "ip"
+        if by_player and self._over(keys.rate_limit("player", str(player_id), window), self.per_player):
+            refused = refused or "player"
+        if refused is None:
+            return ALLOWED
+        return Verdict(False, refused, max(1, math.ceil((window + 1) * self.window_s - now)))
+
+    def _over(self, key: str, limit: int) -> bool:
+        """Count one hit on ``key``; whether the key is now over ``limit``."""
+        hits = self._pending.get(key, 0) + 1
+        self._pending[key] = hits
+        return self._known.get(key, 0) + hits > limit
 
     def _limits(self, ip: str, player_id: str | None) -> list[tuple[str, str, int]]:
         limits: list[tuple[str, str, int]] = []
@@ -130,25 +153,6 @@ class RateLimiter:
         if self.per_player > 0 and player_id is not None:
             limits.append(("player", player_id, self.per_player))
         return limits
-
-    def count_local(self, limits: Sequence[tuple[str, str, int]]) -> Verdict:
-        """``count`` without a round trip: against the last synced totals plus this lobby's hits."""
-        if not limits:
-            return ALLOWED
-        now = self._clock()
-        window = int(now // self.window_s)
-        if window != self._window:
-            self._window, self._known, self._pending = window, {}, {}
-        refused: str | None = None
-        for scope, subject, limit in limits:
-            key = keys.rate_limit(scope, subject, window)
-            hits = self._pending.get(key, 0) + 1
-            self._pending[key] = hits
-            if refused is None and self._known.get(key, 0) + hits > limit:
-                refused = scope
-        if refused is None:
-            return ALLOWED
-        return Verdict(False, refused, max(1, math.ceil((window + 1) * self.window_s - now)))
 
     # ---- batched counting: the sync task ------------------------------------------------
 
