@@ -269,7 +269,7 @@ def sync_micro(rounds: int = 30, subjects: int = 2000) -> None:
         spent = 0.0
         for _ in range(rounds):
             for i in range(subjects):
-                limiter.count_local([("player", f"p{i}", 10**9)])
+                limiter.check_local("", f"p{i}")
             started = time.process_time()
             await limiter.sync()
             spent += time.process_time() - started
