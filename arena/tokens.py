@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -166,6 +167,10 @@ class PlayerTokenCache:
         # token -> (player, last use); order = least recently used first.
         self._entries: OrderedDict[str, tuple[PlayerToken, float]] = OrderedDict()
         self._hits = self._misses = 0
+        # No entry can be idle before this time: the oldest entry's last use + idle_s, known at the
+        # last prune (the oldest only gets younger: uses move entries to the end with a later time).
+        # A hit skips the prune's walk until then (~1 of ~2 us per hit, issue 19).
+        self._prune_at = -math.inf
 
     def verify_player(self, token: str) -> PlayerToken:
         player = self._cached(token) if self._max_size > 0 else self._signer.verify_player_signature(token)
@@ -187,16 +192,22 @@ class PlayerTokenCache:
             if len(entries) >= self._max_size:
                 entries.popitem(last=False)
         entries[token] = (player, now)
-        self._prune(now)
+        if now >= self._prune_at:
+            self._prune(now)
         return player
 
     def _prune(self, now: float) -> None:
         entries = self._entries
         for _ in range(self.PRUNE_PER_CALL):
             oldest = next(iter(entries.values()), None)
-            if oldest is None or now - oldest[1] < self._idle_s:
+            if oldest is None:
+                self._prune_at = now + self._idle_s
+                return
+            if now - oldest[1] < self._idle_s:
+                self._prune_at = oldest[1] + self._idle_s
                 return
             entries.popitem(last=False)
+        # The budget is spent with idle entries maybe left: _prune_at stays due, the next call goes on.
 
     def stats(self) -> tuple[int, int, int]:
         """(hits, misses, entries) since start; all 0 when the cache is off."""

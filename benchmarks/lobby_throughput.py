@@ -18,6 +18,8 @@ garbage collections (from its /metrics: what a p99 far above the p50 waited behi
     .venv/bin/python benchmarks/lobby_throughput.py --scenarios heartbeat --profile /tmp/lobby.svg
     .venv/bin/python benchmarks/lobby_throughput.py --flush-micro   # longest loop hold of a flush
     .venv/bin/python benchmarks/lobby_throughput.py --gc-micro      # a full collection, frozen or not
+    .venv/bin/python benchmarks/lobby_throughput.py --scrape-micro  # one /metrics answer's CPU
+    .venv/bin/python benchmarks/lobby_throughput.py --handler-micro # a heartbeat in the lobby's code
 
 ``--profile`` records the lobby with py-spy during one extra run of the first scenario (not measured).
 Bounded: each wrk run lasts ``--seconds``; everything started is stopped on exit. 127.0.0.1 only.
@@ -267,7 +269,7 @@ def sync_micro(rounds: int = 30, subjects: int = 2000) -> None:
         spent = 0.0
         for _ in range(rounds):
             for i in range(subjects):
-                limiter.count_local([("player", f"p{i}", 10**9)])
+                limiter.check_local("", f"p{i}")
             started = time.process_time()
             await limiter.sync()
             spent += time.process_time() - started
@@ -369,6 +371,145 @@ def gc_micro(tokens: int = 10_000) -> None:
     del app, cache
 
 
+def handler_micro(players: int = 1000, batch: int = 2000, rounds: int = 40) -> None:
+    """A heartbeat's CPU in the lobby's own code: ``POST /v1/presence`` through the app's
+    middleware, routing and handler (``Application._handle``), without sockets, HTTP parsing or
+    the answer's write (the bare handler pays those too). Requests are built with aiohttp's
+    ``make_mocked_request`` (fake transport) before each timed batch of ``batch``; the figure is
+    this thread's CPU per request, the lowest and the median of ``rounds`` batches. The lobby's
+    parts are real (token cache, batched rate limiter, presence buffer, metrics); its Redis is
+    never called (nothing is flushed or synced here)."""
+    import asyncio
+    import gc
+    from typing import Any
+
+    import redis.asyncio as aioredis
+    from aiohttp.streams import StreamReader
+    from aiohttp.test_utils import make_mocked_request
+
+    from arena.tokens import PlayerTokenCache
+    from lobby.app import METRICS_KEY, build_app
+    from lobby.context import LOBBY_KEY, Lobby
+    from lobby.presence import PresenceBatcher
+    from lobby.ratelimit import RateLimiter
+    from lobby.settings import LobbySettings
+
+    class Fake:  # the transport, protocol and writer a request reads a few fields of
+        ssl_context = None
+        sockname = ("127.0.0.1", 8000)
+        peername = ("127.0.0.1", 40000)
+        transport = None
+        buffer_size = output_size = 0
+
+        def get_extra_info(self, name: str, default: Any = None) -> Any:
+            return self.peername if name == "peername" else default
+
+        def is_closing(self) -> bool:
+            return False
+
+        def pause_reading(self, **_: Any) -> None:
+            pass
+
+        def resume_reading(self, **_: Any) -> None:
+            pass
+
+    async def run() -> list[float]:
+        settings = LobbySettings()
+        app = build_app(settings)
+        metrics = app[METRICS_KEY]
+        redis = aioredis.Redis(host="127.0.0.1", port=1)  # never connected
+        signer = TokenSigner(SECRET.encode())
+        limiter = RateLimiter(redis, per_player=10**9, per_ip=0, window_s=60, sync_s=0.1)
+        presence = PresenceBatcher(
+            redis, metrics, regions=settings.regions, ttl_s=120, flush_s=1.0, max_buffer=10**6
+        )
+        parts: dict[str, Any] = dict.fromkeys(
+            ("accounts", "tickets", "ratings", "nodes", "placer", "events", "private_races", "pool")
+        )
+        app[LOBBY_KEY] = Lobby(
+            settings=settings,
+            metrics=metrics,
+            signer=signer,
+            player_tokens=PlayerTokenCache(signer, max_size=100_000),
+            redis=redis,
+            limiter=limiter,
+            presence=presence,
+            **parts,
+        )
+        app.freeze()
+        tokens = [
+            "Bearer " + signer.sign_player(new_player_id(), f"bench{i}", ttl_s=3600, guest=True)
+            for i in range(players)
+        ]
+        body = json.dumps({"region": settings.regions[0]}).encode()
+        loop = asyncio.get_running_loop()
+        fake = Fake()
+
+        def request(i: int) -> Any:
+            payload = StreamReader(fake, 2**16, loop=loop)  # type: ignore[arg-type]
+            payload.feed_data(body)
+            payload.feed_eof()
+            headers = {"Authorization": tokens[i % players], "Content-Type": "application/json"}
+            return make_mocked_request(
+                "POST",
+                "/v1/presence",
+                headers=headers,
+                payload=payload,
+                app=app,
+                writer=fake,
+                protocol=fake,
+                transport=fake,
+                loop=loop,
+            )
+
+        first = await app._handle(request(0))
+        assert first.status == 202, first.status
+        results: list[float] = []
+        for _ in range(rounds):
+            requests = [request(i) for i in range(batch)]
+            gc.collect()
+            started = time.thread_time()
+            for one in requests:
+                await app._handle(one)
+            results.append((time.thread_time() - started) / batch * 1e6)
+        return sorted(results)
+
+    runs = asyncio.run(run())
+    lowest, median = runs[0], runs[rounds // 2]
+    print(
+        f"heartbeat through the lobby's middleware and handler (no sockets): {lowest:.1f} us of CPU "
+        f"per request (lowest of {rounds} batches of {batch}), median {median:.1f}"
+    )
+
+
+def scrape_micro(statuses: tuple[int, ...] = (200, 400, 401, 429)) -> None:
+    """One ``/metrics`` answer (``generate_latest``) of a lobby whose every route answered each of
+    ``statuses``, in this thread's CPU time: how long a scrape holds the lobby's event loop."""
+    from prometheus_client import generate_latest
+
+    from lobby.app import METRICS_KEY, build_app
+    from lobby.settings import LobbySettings
+
+    app = build_app(LobbySettings())
+    metrics = app[METRICS_KEY]
+    routes = sorted({r.resource.canonical for r in app.router.routes() if r.resource is not None})
+    for route in routes:
+        for status in statuses:
+            for seconds in (0.0005, 0.003, 0.02):
+                metrics.answered(route, "GET", status, seconds)
+    runs: list[float] = []
+    for _ in range(20):
+        started = time.thread_time()
+        text = generate_latest(metrics.registry)
+        runs.append((time.thread_time() - started) * 1e3)
+    runs.sort()
+    lines = text.count(b"\n")
+    print(
+        f"/metrics of {len(routes)} routes x {len(statuses)} statuses: {len(text):,} bytes, {lines:,} lines; "
+        f"generate_latest {runs[0]:.1f} ms of CPU (min of 20), median {runs[10]:.1f}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=5.0, help="length of one wrk run (default 5)")
@@ -387,6 +528,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--gc-micro", action="store_true", help="only time a full collection, unfrozen and frozen"
     )
+    ap.add_argument(
+        "--handler-micro", action="store_true", help="only time a heartbeat in the lobby's code (no sockets)"
+    )
+    ap.add_argument(
+        "--scrape-micro", action="store_true", help="only time one /metrics answer (generate_latest)"
+    )
     ap.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)  # internal: run the bare server
     args = ap.parse_args(argv)
     if args.bare_server:
@@ -397,6 +544,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.flush_micro:
         flush_micro()
+        return 0
+    if args.handler_micro:
+        handler_micro()
+        return 0
+    if args.scrape_micro:
+        scrape_micro()
         return 0
     if args.gc_micro:
         gc_micro()

@@ -5,8 +5,9 @@ batcher -> rate limiter's sync (their final writes still have Redis) -> the loop
 (started last, stopped first). The parts that hold nothing to close (accounts, ratings, placer,
 private races) are built on these.
 
-Middlewares, outermost first: metrics (sees every final status), JSON errors, auth (reads
-the bearer token), rate limits (counts against the IP, and the player when known).
+One middleware (``lobby.middlewares``) does, in order: metrics (sees every final status), JSON
+errors, auth (reads the bearer token), rate limits (counts against the IP, and the player when
+known).
 
 Modules: the parts (stores, watchers, batchers) import nothing of ``lobby.context``, whose
 ``Lobby`` holds them; the handler modules (``*_routes``, ``middlewares`` and the endpoint
@@ -16,7 +17,6 @@ modules) read that ``Lobby`` through ``lobby_of``. So the imports run one way, w
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AsyncExitStack
 from typing import Any
@@ -25,7 +25,6 @@ import aiohttp
 import asyncpg
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from arena.events import ChannelEvents
 from arena.placement import NodePlacer
@@ -52,10 +51,9 @@ from lobby import (
 from lobby.auth import AccountStore
 from lobby.boardcache import BOARD_CACHE_KEY, BoardCache
 from lobby.context import LOBBY_KEY, Lobby
-from lobby.errors import error_middleware
 from lobby.looplag import LoopLagProbe
 from lobby.metrics import LobbyMetrics
-from lobby.middlewares import auth_middleware, rate_limit_middleware
+from lobby.middlewares import lobby_middleware
 from lobby.nodes import NodeWatch
 from lobby.presence import PresenceBatcher
 from lobby.private_races import PrivateRaceStore
@@ -73,12 +71,10 @@ CLOSE_STEP_S = 5.0  # longest wait for one teardown step
 
 
 def build_app(settings: LobbySettings, metrics: LobbyMetrics | None = None) -> web.Application:
-    app = web.Application(
-        client_max_size=MAX_BODY_BYTES,
-        middlewares=[metrics_middleware, error_middleware, auth_middleware, rate_limit_middleware],
-    )
+    metrics = metrics or LobbyMetrics()
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[lobby_middleware(metrics)])
     app[SETTINGS_KEY] = settings
-    app[METRICS_KEY] = metrics or LobbyMetrics()
+    app[METRICS_KEY] = metrics
     app.cleanup_ctx.append(_lobby_context)
     tournament_api.setup(app, settings.tournaments)
     router = app.router
@@ -187,24 +183,6 @@ async def _bounded(step: str, close: Callable[[], Coroutine[Any, Any, None]]) ->
         log.warning("close_step_timed_out", step=step, timeout_s=CLOSE_STEP_S)
     elif task.exception() is not None:
         log.warning("close_step_failed", step=step, error=repr(task.exception()))
-
-
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    metrics = request.app[METRICS_KEY]
-    resource = request.match_info.route.resource
-    route = resource.canonical if resource is not None else "unmatched"  # never a raw path: bounded
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        metrics.answered(route, request.method, status, time.perf_counter() - started)
 
 
 async def _healthz(request: web.Request) -> web.Response:

@@ -148,7 +148,7 @@ def _stored_hash(d: dict[str, str]) -> PasswordHash | None:
         return None
 
 
-# ---- the player a request carries (set by lobby.middlewares.auth_middleware) -----
+# ---- the player a request carries (set by lobby.middlewares.authenticate) ---------
 
 
 def current_player(request: web.Request) -> PlayerToken | None:

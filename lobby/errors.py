@@ -1,18 +1,17 @@
 """JSON errors: every failure the lobby answers is ``{"error": code, "reason": text}``.
 
-Handlers raise ``ApiError``; the middleware turns it, aiohttp's own HTTP errors (unknown route,
-wrong method, body too large) and anything unexpected into JSON. Never an HTML page.
+Handlers raise ``ApiError``; the lobby's middleware (``lobby.middlewares``) turns it, aiohttp's own
+HTTP errors (unknown route, wrong method, body too large) and anything unexpected into JSON with
+``error_response``. Never an HTML page.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Any
 
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from redis.exceptions import RedisError
 
 log = structlog.get_logger(__name__)
@@ -68,25 +67,22 @@ def bad_request(code: str, reason: str) -> ApiError:
     return ApiError(400, code, reason)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as exc:
+def error_response(request: web.Request, exc: Exception) -> web.Response:
+    """The JSON answer for what a handler raised (``lobby.middlewares`` calls this in its
+    ``except``): our ``ApiError``, aiohttp's HTTP errors, Redis down (503) or anything else
+    (500, logged). Re-raises an ``HTTPException`` under 400 (a redirect is not an error)."""
+    if isinstance(exc, ApiError):
         return exc.response()
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise  # redirects and the like are not errors
+            raise exc
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         code = _HTTP_CODES.get(exc.status, "http_error")
         return json_error(exc.status, code, exc.reason, headers=headers)
-    except asyncio.CancelledError:
-        raise
-    except RedisError as exc:
+    if isinstance(exc, RedisError):
         log.warning("redis_unavailable", path=request.path, error=str(exc))
         return json_error(
             503, "unavailable", "storage is unavailable, retry shortly", headers={"Retry-After": "2"}
         )
-    except Exception:
-        log.exception("request_failed", method=request.method, path=request.path)
-        return json_error(500, "internal", "internal error")
+    log.exception("request_failed", method=request.method, path=request.path)  # in the caller's except
+    return json_error(500, "internal", "internal error")

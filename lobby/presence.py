@@ -23,7 +23,6 @@ import asyncio
 import hashlib
 import json
 import time
-from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 import structlog
@@ -52,10 +51,9 @@ return #KEYS
 SLICE_PLAYERS = 200
 
 
-@dataclass(frozen=True, slots=True)
-class _Beat:
-    region: str
-    at: int  # ms
+# A buffered beat: (region, when in ms). A tuple, not a dataclass: built on every heartbeat, and
+# a frozen dataclass costs ~0.45 us to build against ~0.03 (issue 19).
+_Beat = tuple[str, int]
 
 
 class PresenceBatcher:
@@ -94,7 +92,7 @@ class PresenceBatcher:
         if player_id not in self._buffer and len(self._buffer) >= self.max_buffer:
             self._metrics.presence_dropped.inc()
             return False
-        self._buffer[player_id] = _Beat(region, now_ms())
+        self._buffer[player_id] = (region, now_ms())
         self._metrics.presence_heartbeats.inc()
         return True
 
@@ -177,15 +175,15 @@ class PresenceBatcher:
         scored: dict[str, list[str | int]] = {}
         presence_keys: list[str] = []
         values: list[str] = []
-        for player_id, beat in beats:
-            region = regions.get(beat.region)
+        for player_id, (name, at) in beats:
+            region = regions.get(name)
             if region is None:
-                region = regions[beat.region] = json.dumps(beat.region)
-            scored.setdefault(beat.region, []).extend((beat.at, player_id))  # score member, ...
+                region = regions[name] = json.dumps(name)
+            scored.setdefault(name, []).extend((at, player_id))  # score member, ...
             presence_keys.append(keys.user_presence(player_id))
             # The value formatted, not json.dumps'd: the same JSON at a tenth of the CPU (py-spy,
             # issue 19).
-            values.append(f'{{"region": {region}, "seen_at": {beat.at}}}')
+            values.append(f'{{"region": {region}, "seen_at": {at}}}')
         commands: list[Command]
         if self._one_redis:
             commands = [

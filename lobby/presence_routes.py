@@ -49,14 +49,16 @@ async def heartbeat(request: web.Request) -> web.Response:
     player = require_player(request)
     body = HeartbeatRequest.parse(await read_object(request), lobby.settings.regions)
     accepted = lobby.presence.beat(player.player_id, body.region)
-    answer = HeartbeatResponse(accepted, lobby.settings.heartbeat_interval_s, lobby.settings.presence_ttl_s)
-    return web.Response(text=_answer_text(answer), status=202, content_type="application/json")
+    settings = lobby.settings
+    body_bytes = _answer_body(accepted, settings.heartbeat_interval_s, settings.presence_ttl_s)
+    return web.Response(body=body_bytes, status=202, content_type="application/json", charset="utf-8")
 
 
 @functools.lru_cache(maxsize=8)
-def _answer_text(answer: HeartbeatResponse) -> str:
-    """The JSON of an answer: one of two texts, so encoded once each, not per heartbeat."""
-    return json.dumps(asdict(answer))
+def _answer_body(accepted: bool, interval_s: int, ttl_s: int) -> bytes:
+    """The JSON of an answer: one of two, so encoded once each, not per heartbeat (keyed by plain
+    values: hashing them is cheaper than building and hashing a ``HeartbeatResponse``)."""
+    return json.dumps(asdict(HeartbeatResponse(accepted, interval_s, ttl_s))).encode()
 
 
 async def online(request: web.Request) -> web.Response:

@@ -155,3 +155,23 @@ def test_pruning_is_bounded_per_call() -> None:
     for token in tokens[21:24]:
         cache.verify_player(token)
     assert cache.stats()[2] == 4  # the idle 20 are gone within a few calls
+
+
+def test_a_hit_skips_the_prune_until_an_entry_can_be_idle() -> None:
+    signer = TokenSigner(SECRET, FakeClock(1000))
+    now = [0.0]
+    cache = PlayerTokenCache(signer, max_size=100, idle_s=10.0, clock=lambda: now[0])
+    a, b, c = (signer.sign_player(PlayerId(f"p{i}"), "ada", ttl_s=3600, guest=True) for i in range(3))
+    cache.verify_player(a)  # t=0: nothing can be idle before t=10
+    now[0] = 5.0
+    cache.verify_player(b)
+    now[0] = 6.0
+    cache.verify_player(a)  # a moves behind b: b (last used at 5) is now the oldest
+    now[0] = 12.0
+    cache.verify_player(c)  # due (10): b is 7 s idle, a 6: nothing dropped, next due at 15
+    assert cache.stats()[2] == 3
+    now[0] = 15.5
+    cache.verify_player(c)  # b idle 10.5 s: dropped; a (idle 9.5 s) stays
+    assert cache.stats()[2] == 2
+    assert cache.verify_player(a).player_id == "p0"
+    assert cache.stats() == (3, 3, 2)  # hits: a, c, a; misses: a, b, c

@@ -180,3 +180,24 @@ async def test_batched_sync_after_redis_lost_its_scripts(redis: aioredis.Redis) 
     assert await limiter.sync() == 1
     key = f"ratelimit:player:p1:{int(now // 60)}"
     assert int(await redis.get(key)) == 2 and 60_000 <= await redis.pttl(key) <= 61_000
+
+
+async def test_batched_check_counts_both_subjects_and_names_the_ip_first(redis: aioredis.Redis) -> None:
+    fixed = 1_800_000_030.0  # a fixed clock: one window
+    window = int(fixed // 60)
+    limiter = RateLimiter(redis, per_player=3, per_ip=2, window_s=60, sync_s=0.1, clock=lambda: fixed)
+    assert limiter.check_local("1.1.1.1", "p1").allowed
+    assert limiter.check_local("1.1.1.1", "p1").allowed
+    refused = limiter.check_local("1.1.1.1", "p1")  # the IP's third (limit 2), the player's third (3)
+    assert not refused.allowed and refused.scope == "ip" and refused.retry_after_s == 30
+    refused = limiter.check_local("2.2.2.2", "p1")  # the player's fourth: the refused one counted too
+    assert not refused.allowed and refused.scope == "player"
+    assert limiter.check_local("2.2.2.2", "p2").allowed
+    assert limiter.check_local("3.3.3.3", None).allowed  # no player: the IP alone
+    assert await limiter.sync() == 5
+    assert int(await redis.get(f"ratelimit:ip:1.1.1.1:{window}")) == 3
+    assert int(await redis.get(f"ratelimit:player:p1:{window}")) == 4
+    assert int(await redis.get(f"ratelimit:ip:2.2.2.2:{window}")) == 2
+    off = RateLimiter(redis, per_player=0, per_ip=0, window_s=60, sync_s=0.1, clock=lambda: fixed)
+    assert all(off.check_local("1.1.1.1", "p1").allowed for _ in range(10))
+    assert await off.sync() == 0  # nothing counted
