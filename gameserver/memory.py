@@ -38,7 +38,7 @@ no socket for ``ARENA_NODE_IDLE_COLLECT_S`` after a load (``MemoryKeeper``: not 
 ``gc_full_s``). Each is counted in ``arena_gameserver_gc_full_collections_total{why}`` (startup,
 idle, scheduled). Measured: the idle collection gives the heap's free pages back within a minute
 of the load's end; the load's pymalloc arenas stay (objects re-allocated all the time land in
-them too), ≈ 15 % above idle after a load (docs/PERFORMANCE.md, "Back to idle"); ≈ 11.5 %
+them too), ≈ 15 % above idle after a load (docs/PERFORMANCE.md, "Back to idle"); 11-12 %
 since a racer's keystroke and arrival logs keep no small object per input batch
 (``gameserver.scoring``, ``gameserver.arrivals``: they filled the load's arenas).
 
