@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/soak.py --minutes 8            # a shorter run, for iterations
     .venv/bin/python benchmarks/soak.py --minutes 8 --rate 5 --out /tmp/soak
     .venv/bin/python benchmarks/soak.py --env ARENA_NODE_GC_FULL_S=0   # any setting, every process
+    .venv/bin/python benchmarks/soak.py --node-env 2:PYTHONMALLOC=malloc  # node-2 changed, node-1 as shipped
 
 Starts what ``benchmarks/end_to_end.py`` starts (``ops/cluster.py``: Redis, PostgreSQL, the
 broker, two nodes, the matchmaker, the lobby, persistence, the tournament director) and
@@ -25,6 +26,11 @@ produce (ratings, results, the outbox), which is meant to grow. Also printed: th
 structures and heap counts at the end of the load and after it, the number of /metrics
 series per process (label sets), the swarm's report, and how many finished races reached
 PostgreSQL. The JSON (every sample), a PNG and the cluster's logs stay on disk (paths printed).
+
+``--node-env N:KEY=VALUE`` changes one node only, so node-1 as shipped and node-2 changed run
+the same load at the same time (a comparison that foreign load on a shared machine hits
+equally): an Arena setting, or the interpreter's and C library's allocator settings
+(``PYTHONMALLOC``, ``MALLOC_*``, ``GLIBC_TUNABLES``).
 
 Bounded: the swarm stops itself at ``--minutes`` + its drain; the sampler takes at most the
 number of samples the phases can hold and stops at their deadline. Everything started is
@@ -83,6 +89,22 @@ NODE_FAMILIES = (
     "arena_gameserver_gc_full_collections_total",  # by why: startup, idle, scheduled
 )
 SCRAPE_TIMEOUT_S = 3.0
+NODES = 2  # ops.cluster starts two
+NODE_ENV_PREFIXES = ("ARENA_", "PYTHONMALLOC", "MALLOC_", "GLIBC_TUNABLES")  # --node-env keys
+
+
+def parse_node_env(items: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``N:KEY=VALUE`` items -> {"node-N": {KEY: VALUE}}; ValueError on anything else."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        node, colon, assign = item.partition(":")
+        key, eq, value = assign.partition("=")
+        if not colon or not node.isdigit() or not 1 <= int(node) <= NODES:
+            raise ValueError(f"--node-env {item!r}: expected N:KEY=VALUE with N from 1 to {NODES}")
+        if not eq or not key.startswith(NODE_ENV_PREFIXES):
+            raise ValueError(f"--node-env {item!r}: KEY must start with {', '.join(NODE_ENV_PREFIXES)}")
+        out.setdefault(f"node-{int(node)}", {})[key] = value
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,7 +476,13 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, SoakSettings
     parser.add_argument("--out", type=Path, help="output directory (default: a temporary one, kept)")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="a setting for every cluster process (repeatable)")  # fmt: skip
+    parser.add_argument("--node-env", action="append", default=[], metavar="N:KEY=VALUE",
+                        help="a setting or allocator variable for node N only (repeatable)")  # fmt: skip
     args = parser.parse_args(argv)
+    try:
+        args.node_env = parse_node_env(args.node_env)
+    except ValueError as exc:
+        parser.error(str(exc))
     for item in args.env:
         key, sep, _ = item.partition("=")
         if not sep or not key.startswith("ARENA_"):
@@ -500,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings.heap_stats:
         os.environ["ARENA_NODE_HEAP_STATS_S"] = str(max(5.0, settings.sample_s / 2))
     os.environ.update(dict(item.split("=", 1) for item in args.env))
-    cluster = Cluster(run_dir=run_dir, bots=0, house_per_queue=0)
+    cluster = Cluster(run_dir=run_dir, bots=0, house_per_queue=0, node_env=args.node_env)
     started = time.monotonic()
     print(
         f"soak: {scenario.players} players at {settings.rate:g}/s over {settings.minutes:g} min "
@@ -508,6 +536,8 @@ def main(argv: list[str] | None = None) -> int:
         f"machine: {os.cpu_count()} cores, {cpu_model()}",
         flush=True,
     )
+    for node, extra in sorted(args.node_env.items()):
+        print(f"{node} only: " + " ".join(f"{k}={v}" for k, v in sorted(extra.items())), flush=True)
     try:
         print(f"starting the cluster in {run_dir} ...", flush=True)
         cluster.start()
@@ -543,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps(
             {
                 "settings": asdict(settings),
+                "node_env": args.node_env,
                 "timeline": asdict(timeline),
                 "window": asdict(window),
                 "verdicts": [asdict(v) for v in rows],

@@ -25,6 +25,7 @@ peak as a count of characters (docs/PERFORMANCE.md, "Per-input cost").
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left
 from collections.abc import Sequence
 
@@ -61,8 +62,11 @@ class ArrivalLog:
         # for all of them; per window, the index of its oldest batch still inside and the
         # cumulative count of the last batch that left it.
         self._spans = tuple(span for span, _ in limits.arrival_windows)
-        self._times: list[int] = []
-        self._counts: list[int] = []
+        # Machine ints, not int objects: a list keeps ~100 ints per racer (what the longest window
+        # holds) as small objects, which fill pymalloc's arenas at a load's peak and keep them
+        # resident after it (docs/PERFORMANCE.md, "Back to idle", session 4).
+        self._times = array("q")
+        self._counts = array("q")
         self._edge = [0] * len(self._spans)
         self._base = [0] * len(self._spans)
         # The most characters any window held: its peak WPM is that * 12000 / span.
@@ -91,8 +95,7 @@ class ArrivalLog:
 
     def _restart(self, cumulative: int) -> None:
         """Forget what arrived so far (a resume): the resent backlog is not a burst."""
-        self._times.clear()
-        self._counts.clear()
+        del self._times[:], self._counts[:]  # arrays: no clear() before Python 3.13
         n = len(self._spans)
         self._edge = [0] * n
         self._base = [cumulative] * n

@@ -22,8 +22,10 @@ After each scheduled collection the C heap's free pages go back to the system (g
 the node's resident size after the load ended. Measured in the issue 21 soak: the Python heap is
 back to its idle size after a load, but the resident size is not; the trim returned 1.8-2.9 MB
 of the 5-6 MB left over. The rest is pymalloc arenas (1 MiB each) kept by a few long-lived
-objects allocated during the load; neither ``PYTHONMALLOC=malloc`` nor jemalloc returned more
-(docs/PERFORMANCE.md, "What survives a load").
+objects allocated during the load. jemalloc returned no more; ``PYTHONMALLOC=malloc`` (glibc
+for every object, 4 KB pages instead of 1 MiB arenas) ends ≈ 1.3 MB lower but costs ≈ 70 % more
+CPU per input, so the node keeps pymalloc (docs/PERFORMANCE.md, "What survives a load" and
+"Back to idle, session 4").
 
 Back to idle after a load. Whatever a load allocates and keeps (a Redis connection the pool
 opened at the peak, a metric child created at a label's first use) pins the pymalloc arena or
@@ -36,7 +38,9 @@ no socket for ``ARENA_NODE_IDLE_COLLECT_S`` after a load (``MemoryKeeper``: not 
 ``gc_full_s``). Each is counted in ``arena_gameserver_gc_full_collections_total{why}`` (startup,
 idle, scheduled). Measured: the idle collection gives the heap's free pages back within a minute
 of the load's end; the load's pymalloc arenas stay (objects re-allocated all the time land in
-them too), ≈ 15 % above idle after a load (docs/PERFORMANCE.md, "Back to idle").
+them too), ≈ 15 % above idle after a load (docs/PERFORMANCE.md, "Back to idle"); 11-12 %
+since a racer's keystroke and arrival logs keep no small object per input batch
+(``gameserver.scoring``, ``gameserver.arrivals``: they filled the load's arenas).
 
 The counts: ``arena_gameserver_node_items{structure}`` (rooms, sockets, ...: every heartbeat,
 cheap) and, when ``ARENA_NODE_HEAP_STATS_S`` is set, ``arena_gameserver_python_objects{type}``

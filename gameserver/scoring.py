@@ -90,6 +90,9 @@ class ScoringLimits:
 DEFAULT_SCORING_LIMITS = ScoringLimits()
 
 
+KEY_CHUNKS_JOINED = 16  # input batches kept as separate str objects before they are joined
+
+
 class TypingState:
     """Incremental replay of one player's keystrokes against a passage."""
 
@@ -134,8 +137,10 @@ class TypingState:
         self.corrections = 0
         self.retyped = 0  # correct characters typed again after being deleted
         self.last_time_ms = 0
-        # Keystroke log: batches are kept as the str objects received (no
-        # copy) and times as 4-byte unsigned ints instead of int objects.
+        # Keystroke log: times as 4-byte unsigned ints instead of int objects; batches as the
+        # str objects received, joined every KEY_CHUNKS_JOINED of them so that a race does not
+        # keep one small str per input batch until it ends (they filled pymalloc's arenas at a
+        # load's peak and kept them resident after it: docs/PERFORMANCE.md, "Back to idle").
         self._key_chunks: list[str] = []
         self._times = array("I")
         # Times of correct keystrokes: the source for per-second counts
@@ -218,13 +223,16 @@ class TypingState:
 
         # Every processed key bumped exactly one of these four counters.
         used = correct + incorrect + backspaces + retyped
+        chunks = self._key_chunks
         if used == len(keys):
-            self._key_chunks.append(keys)
+            chunks.append(keys)
             self._times.extend(times)
         else:
             # Finished mid-batch: keys after the finish are not logged.
-            self._key_chunks.append(keys[:used])
+            chunks.append(keys[:used])
             self._times.extend(times[:used])
+        if len(chunks) >= KEY_CHUNKS_JOINED:
+            chunks[:] = ["".join(chunks)]
         self.last_time_ms = times[used - 1]
         if finish is not None:
             self.finish_time_ms = finish

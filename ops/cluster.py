@@ -246,6 +246,9 @@ class Cluster:
     redis_url: str = ""
     persist_group: str = "persistence"  # the outbox's consumer group persistence reads with
     arena_secrets: dict[str, str] = field(default_factory=dict)  # SECRET_NAMES -> value (local_secrets)
+    # Extra environment for one node ("node-2" -> {KEY: VALUE}), over the cluster's: lets a
+    # benchmark run one node changed beside one as shipped, under the same load at the same time.
+    node_env: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.port_base:
@@ -304,7 +307,7 @@ class Cluster:
                 "ARENA_NODE_ID": f"node-{i}",
                 "ARENA_NODE_PORT": str(port),
                 "ARENA_NODE_ADMIN_PORT": str(admin_port),
-            }
+            } | self.node_env.get(f"node-{i}", {})
             argv, log_path = [py, "-m", "gameserver"], logs / f"node-{i}.log"
             procs.append(Supervised(f"node-{i}", argv, node_env, log_path, stage=STAGE_NODES))
         stages = {"lobby": STAGE_LOBBY, "persistence": STAGE_PERSISTENCE}

@@ -18,6 +18,7 @@ from benchmarks.soak import (
     metrics_urls,
     parse_args,
     parse_metrics,
+    parse_node_env,
     render_nodes,
     sample_loop,
     slope_per_minute,
@@ -136,6 +137,26 @@ def test_settings_are_checked() -> None:
     for bad in (["--minutes", "0"], ["--rate", "500"], ["--sample-s", "1"], ["--env", "PATH=/tmp"]):
         with pytest.raises(SystemExit):
             parse_args(bad)
+
+
+def test_one_node_can_run_changed_beside_one_as_shipped(tmp_path: Path) -> None:
+    args, _ = parse_args(["--node-env", "2:PYTHONMALLOC=malloc", "--node-env", "2:ARENA_NODE_GC_FULL_S=60"])
+    assert args.node_env == {"node-2": {"PYTHONMALLOC": "malloc", "ARENA_NODE_GC_FULL_S": "60"}}
+    assert parse_args([])[0].node_env == {}
+    assert parse_node_env(["1:MALLOC_ARENA_MAX=1"]) == {"node-1": {"MALLOC_ARENA_MAX": "1"}}
+    for bad in ("3:PYTHONMALLOC=malloc", "PYTHONMALLOC=malloc", "x:ARENA_A=1", "2:PATH=/tmp", "2:ARENA_A"):
+        with pytest.raises(ValueError):
+            parse_node_env([bad])
+        with pytest.raises(SystemExit):
+            parse_args(["--node-env", bad])
+    # The cluster gives it to that node only, over the environment every process gets.
+    cluster = Cluster(run_dir=tmp_path, bots=0, house_per_queue=0, node_env=args.node_env)
+    procs = {p.name: p for p in cluster._arena_processes({"PYTHONMALLOC": "pymalloc", "X": "1"}, tmp_path)}
+    assert procs["node-2"].env["PYTHONMALLOC"] == "malloc" and procs["node-2"].env["X"] == "1"
+    assert procs["node-2"].env["ARENA_NODE_ID"] == "node-2"
+    assert procs["node-1"].env["PYTHONMALLOC"] == "pymalloc"
+    assert "ARENA_NODE_GC_FULL_S" not in procs["node-1"].env
+    assert procs["lobby"].env["PYTHONMALLOC"] == "pymalloc"
 
 
 def test_the_nodes_metrics_are_read_from_their_admin_listeners(tmp_path: Path) -> None:

@@ -323,3 +323,53 @@ def test_module_loggers_are_bound_at_warm_up(monkeypatch: pytest.MonkeyPatch) ->
     assert bind_module_loggers() >= 1
     assert "bind" in vars(module.log)  # structlog keeps the bound logger: built now, not mid-load
     assert "bind" not in vars(other.log)  # only the project's packages
+
+
+def _blocks_kept(run: Callable[[], object]) -> int:
+    """How many memory blocks allocated while ``run`` ran are still live after it (what it keeps)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        kept = run()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    del kept
+    return sum(max(0, s.count_diff) for s in after.compare_to(before, "filename"))
+
+
+def test_a_racers_logs_keep_no_small_object_per_input_batch() -> None:
+    """Per-race logs of int objects and one str per batch filled pymalloc's arenas at a load's peak
+    and kept them resident after it: the keystroke and arrival logs keep machine ints and joined
+    strings, so 400 batches leave a few blocks, not one or more per batch (415 and 175 before)."""
+    from gameserver.arrivals import ArrivalLog
+    from gameserver.fairplay import FairPlayLimits
+    from gameserver.scoring import KEY_CHUNKS_JOINED, TypingState
+
+    passage = "the quick brown fox jumps over the lazy dog " * 40
+    batches = 400
+
+    def type_it() -> TypingState:
+        typing = TypingState(passage)
+        for i in range(batches):
+            keys = passage[3 * i : 3 * i + 3]  # a new str each batch, as a decoded message's
+            typing.apply(keys, [100_000 + 30 * (3 * i + k) for k in range(3)])
+        return typing
+
+    typing = type_it()
+    assert typing.log_keys() == passage[: 3 * batches]
+    assert typing.log_times() == [100_000 + 30 * k for k in range(3 * batches)]
+    assert len(typing._key_chunks) < KEY_CHUNKS_JOINED
+    assert _blocks_kept(type_it) < 40
+
+    def record() -> ArrivalLog:
+        log = ArrivalLog(FairPlayLimits())
+        for i in range(batches):  # 250 ms apart: ~100 batches inside the longest window
+            arrival = 300_000 + 250 * i  # a new int each batch, as the node's clock gives
+            log.record([arrival - 100], arrival, 900, 3 * i)
+        return log
+
+    assert record().peak_wpm() > 0
+    assert _blocks_kept(record) < 40
