@@ -482,7 +482,7 @@ function onMessage(r, m) {
     case "joined": case "watching": onJoined(r, m); break;
     case "roster": setPlayers(r, m.players); break;
     case "countdown": r.startAt = m.start_at; r.state = "countdown"; tick(r); break;
-    case "start": r.startAt = m.start_at; r.endsAt = m.ends_at; r.state = "running"; tick(r); break;
+    case "start": r.startAt = m.start_at; r.endsAt = m.ends_at; r.state = "running"; r.serverStarted = true; tick(r); flush(r); break;
     case "progress":
       for (const [id, position, wpm, place] of m.players) {
         const p = r.players.get(id);
@@ -517,6 +517,7 @@ function onJoined(r, m) {
   r.passage = m.passage;
   r.state = m.state;
   r.startAt = m.start_at;
+  r.serverStarted = m.state !== "waiting" && m.state !== "countdown"; // else the start message says so
   r.inputEvery = m.input_every_ms || 0;
   r.inputOffset = m.input_offset_ms || 0;
   r.endsAt = m.ends_at;
@@ -665,6 +666,10 @@ function stopFlushing(r) {
 }
 
 function flush(r) {
+  // Not before the server's own start: "Go!" follows our estimate of its clock, which can be a few
+  // ms early, and keys arriving before the start are refused (not_running), so they would be lost.
+  // Held keys keep their times and go out with the start message (within half a round trip).
+  if (!r.serverStarted) return;
   while (r.pendingKeys.length) {
     const msg = { t: "input", seq: r.seq + 1, keys: r.pendingKeys.slice(0, 60), times: r.pendingTimes.slice(0, 60) };
     if (!send(r, msg)) return; // kept pending; sent after the reconnect
