@@ -109,9 +109,10 @@ class Connection(asyncio.Protocol):
 
     # ---- taking the socket over from aiohttp ----------------------------------------
 
-    def take_over(self, transport: asyncio.Transport, http_protocol: asyncio.BaseProtocol) -> None:
-        """Become the transport's protocol. The client waits for the 101 before sending
-        (RFC 6455 4.1), so no frame can be sitting in aiohttp's buffers at this point."""
+    def take_over(self, transport: asyncio.Transport, http_protocol: asyncio.BaseProtocol | None) -> None:
+        """Become the transport's protocol; ``http_protocol`` is told when the socket closes (the
+        listener's counter). The client waits for the 101 before sending (RFC 6455 4.1), so no
+        frame can be sitting in aiohttp's buffers at this point."""
         self.transport = transport
         self._http_protocol = http_protocol
         transport.set_protocol(self)

@@ -18,7 +18,9 @@ import asyncio
 import json
 import random
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
@@ -61,6 +63,7 @@ log = structlog.get_logger(__name__)
 DRAIN_REPORT_TTL_S = 86400  # how long a stopped node's last drain report stays for ops.admin
 RATINGS_AT_ONCE = 8  # rating updates of one written batch in flight at once (each a few round trips)
 STOP_REDIS_S = 2.0  # the drain report and the registry removal at stop each wait at most this
+SOCKETS_GONE_SLACK_S = 1.0  # the stop waits for the sockets this long beyond the close timeout
 # A stop aborts its races this many at a time, yielding in between: a DNF is scored over the
 # racer's whole keystroke log (≈ 2 ms a race after minutes of typing), so 2,800 races in one go
 # held the loop for 6 s while the results writer waited.
@@ -337,6 +340,9 @@ class Node:
         self.drain_report: DrainReport | None = None  # outcomes since the drain began
         self._idle = asyncio.Event()  # set by the last result written during a drain (wait_drained)
         self.sockets: set[Connection] = set()
+        self._socket_endings: set[asyncio.Task[None]] = set()  # sessions ending (``end_socket``)
+        self._no_sockets = asyncio.Event()  # set while ``sockets`` is empty
+        self._no_sockets.set()
         self.batcher: ProgressBatcher[RaceRoom] = ProgressBatcher(settings.race.progress_window_ms)
         self._remote_watched: list[RaceRoom] = []  # rooms whose frames go to pub/sub too
         self._rng = rng or random.Random()
@@ -492,6 +498,17 @@ class Node:
         self._pause_reading(False)  # the clients' close replies end their sockets at once
         for conn in list(self.sockets):
             conn.close_going_away()
+        await self._sockets_gone(self.settings.limits.close_timeout_s + SOCKETS_GONE_SLACK_S)
+
+    async def _sockets_gone(self, timeout_s: float) -> None:
+        """Wait for every socket to close (a close reply, or the close timer's cut) and its
+        session to end, ``timeout_s`` at most; then cut what is still open and wait as long
+        again for those sessions to end."""
+        if await wait_event(self._no_sockets, timeout_s):
+            return
+        for conn in list(self.sockets):
+            conn.abort()
+        await wait_event(self._no_sockets, timeout_s)
 
     def pause_reading(self) -> None:
         """The stop has begun (the grace is over): players' input is no longer read, so a
@@ -518,6 +535,7 @@ class Node:
         (``failure``: the process exits 1) and are logged by race id, in one line."""
         await self.mover.stop()
         await stop_tasks((self._ticker, self._flusher, self._heartbeat), self._stopping)
+        await stop_tasks(list(self._socket_endings), asyncio.Event(), STOP_REDIS_S)  # after shutdown: none
         self._ticker = self._flusher = self._heartbeat = None
         if self.reaper is not None:
             await self.reaper.stop()
@@ -631,12 +649,22 @@ class Node:
     def connection_count(self) -> int:
         return len(self.sockets)
 
+    def end_socket(self, ending: Coroutine[Any, Any, None]) -> None:
+        """A socket closed: its session's ending (leave the race, stop watching, then the socket
+        goes from ``sockets``) runs as a task the node owns; the stop waits for these."""
+        task = asyncio.get_running_loop().create_task(ending, name="socket-ending")
+        self._socket_endings.add(task)
+        task.add_done_callback(self._socket_endings.discard)
+
     def add_socket(self, conn: Connection) -> None:
         self.sockets.add(conn)
+        self._no_sockets.clear()
         self.metrics.connections.set(len(self.sockets))
 
     def remove_socket(self, conn: Connection) -> None:
         self.sockets.discard(conn)
+        if not self.sockets:
+            self._no_sockets.set()
         self.metrics.connections.set(len(self.sockets))
 
     async def _drop_checkpoints(self) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from arena.clock import now_ms
 from arena.codec import ProtocolError, decode_client
@@ -31,11 +31,12 @@ from arena.protocol import (
 )
 from arena.tokens import JoinTicket, TokenError
 from gameserver.connection import ClosingError, Connection, check_keys
-from gameserver.listener import GATE_KEY
+from gameserver.listener import GATE_KEY, let_go
 from gameserver.metrics import FlushReason
 from gameserver.node import Node
 from gameserver.race import InputOutcome, Racer, SeatError
 from gameserver.room import RaceRoom
+from gameserver.wsproto import switching_protocols
 
 log = structlog.get_logger(__name__)
 
@@ -67,19 +68,16 @@ class SocketSession:
         conn.on_message = self.on_frame
         conn.on_rate_limited = self._rate_limited
 
-    async def run(self) -> None:
-        """Serve until the socket is gone, then leave the race or stop watching."""
-        try:
-            await self.conn.lost
-        finally:
-            if self._hello_timer is not None:
-                self._hello_timer.cancel()
-            if self._busy is not None:
-                await asyncio.gather(self._busy, return_exceptions=True)
-            self._backlog.clear()
-            if self.conn.framing_error is not None:
-                self.metrics.closes.labels(str(int(self.conn.framing_error))).inc()
-            await self.on_closed()
+    async def end(self) -> None:
+        """The socket is gone: leave the race or stop watching (``serve`` runs this)."""
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+        if self._busy is not None:
+            await asyncio.gather(self._busy, return_exceptions=True)
+        self._backlog.clear()
+        if self.conn.framing_error is not None:
+            self.metrics.closes.labels(str(int(self.conn.framing_error))).inc()
+        await self.on_closed()
 
     def _hello_expired(self) -> None:
         self._hello_timer = None
@@ -395,47 +393,43 @@ async def websocket_handler(request: web.Request, node: Node) -> web.StreamRespo
     # Every open connection counts (half requests and upgrades in progress too), this one included.
     if not request.app[GATE_KEY].upgrade_allowed(node.connection_count):
         return web.json_response({"error": "node_full", "reason": "too many connections"}, status=503)
-    # No compression (frames are pre-built and tiny) and no aiohttp heartbeat: after the
-    # upgrade the node reads and writes the socket itself (gameserver.connection).
-    ws = web.WebSocketResponse(max_msg_size=limits.max_frame_bytes, compress=False, heartbeat=None)
-    try:
-        await ws.prepare(request)
-    except ConnectionResetError:
-        # The client hung up before the 101 answer went out (aiohttp's ClientConnectionResetError).
-        # Its own fault, and nobody to answer: counted, not left to escape as a handler error
-        # (aiohttp logs those with a full traceback, at error level; the issue 21 soak met one).
-        # aiohttp's attempt to write this stand-in answer fails quietly, as the client is gone.
+    # aiohttp checks the upgrade request (its 400 or 405 and reason if it is not one); the node
+    # answers it and then reads and writes the socket itself (gameserver.connection), with no
+    # compression (frames are pre-built and tiny) and no aiohttp heartbeat.
+    handshake = web.WebSocketResponse(max_msg_size=limits.max_frame_bytes, compress=False, heartbeat=None)
+    if not handshake.can_prepare(request).ok:
+        await handshake.prepare(request)  # raises aiohttp's answer
+        raise web.HTTPBadRequest(text="not a WebSocket upgrade")  # (prepare does not return here)
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        # The client hung up before the 101 went out: its own fault, and nobody to answer.
+        # Counted (the issue 21 soak met one), and aiohttp's attempt to write this fails quietly.
         node.metrics.handshakes_abandoned.inc()
         return web.Response(status=400, text="client went away during the handshake")
-    transport = request.transport
-    if transport is None:  # the client went away during the handshake
-        return ws
     conn = Connection(limits)
     # uvloop's transports are not asyncio.Transport subclasses: take it as aiohttp gives it.
-    # Hand the socket back at the end to whichever protocol had it (the listener's counter).
-    conn.take_over(transport, transport.get_protocol())
+    # aiohttp lets go of the connection (listener.let_go: it keeps nothing per socket); the
+    # listener's counter is told when the socket really closes.
+    conn.take_over(transport, let_go(request, transport.get_protocol()))
+    transport.write(switching_protocols(request.headers[hdrs.SEC_WEBSOCKET_KEY]))
+    serve(node, conn)
+    # Not written: aiohttp ends the request as one whose client left (listener.let_go).
+    return web.Response(status=101)
+
+
+def serve(node: Node, conn: Connection) -> None:
+    """Serve a socket the node has taken over. No task while it is open (its messages are
+    handled in its read callback); when it closes, its session's ending (leave the race, stop
+    watching) runs as a task the node owns (``Node.end_socket``), and then the socket goes."""
     session = SocketSession(node, conn)
     node.add_socket(conn)
+    conn.lost.add_done_callback(lambda _: node.end_socket(_ended(node, conn, session)))
+
+
+async def _ended(node: Node, conn: Connection, session: SocketSession) -> None:
     try:
-        await session.run()
+        await session.end()
     finally:
         node.remove_socket(conn)
         conn.abort()
         conn.release()
-    await _settle(ws)
-    return ws
-
-
-async def _settle(ws: web.WebSocketResponse) -> None:
-    """Mark aiohttp's response closed, leaving no reference cycle behind.
-
-    aiohttp closes a returned WebSocket response itself by writing a close frame; this socket's
-    transport is closed already, so the write fails and the response keeps the error, whose
-    traceback holds the response again: a cycle (with the request, its handler and the
-    transport) that only the cyclic collector frees, per connection. Closing it here instead
-    leaves aiohttp nothing to write; dropping the error's traceback breaks the cycle.
-    """
-    await ws.close(drain=False)
-    error = ws.exception()
-    if error is not None:
-        error.__traceback__ = None

@@ -1,6 +1,7 @@
 """Client WebSocket frames parsed in a callback, straight from the socket's bytes (RFC 6455).
 
-aiohttp does the HTTP upgrade; afterwards the node reads frames itself (see ``connection``):
+aiohttp checks the HTTP upgrade request; the node answers it (``switching_protocols``) and
+then reads frames itself (see ``connection``):
 one ``data_received`` call parses every whole frame in it and hands each message to a
 callback, with no queue and no coroutine wake-up per message. That wake-up was the largest
 cost per input once writes were cheap (docs/PERFORMANCE.md).
@@ -18,11 +19,25 @@ connection's rate limit) once whole; a refused frame is dropped and reported to 
 
 from __future__ import annotations
 
+import base64
 import codecs
+import hashlib
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
+
+_ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3
+
+
+def switching_protocols(key: str) -> bytes:
+    """The 101 answer to an upgrade request whose ``Sec-WebSocket-Key`` is ``key`` (already
+    checked by aiohttp): no subprotocol, no extension (RFC 6455 4.2.2)."""
+    accept = base64.b64encode(hashlib.sha1(key.encode() + _ACCEPT_GUID).digest())
+    return (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+    )
 
 
 class Opcode(IntEnum):

@@ -19,6 +19,7 @@ from arena.protocol import CloseCode, ErrorCode, RaceState
 from arena.redisutil import connect
 from arena.settings import RedisSettings, environ
 from gameserver.fairplay import Flag
+from gameserver.listener import GATE_KEY
 from gameserver.memory import (
     ALL,
     WATCHED_TYPES,
@@ -36,7 +37,7 @@ from simulators.typing import TypingProfile
 from tests.conftest import NodeFactory, with_race
 
 TEXT = "Rain moved across the valley in slow grey sheets, and the farmers watched it come."
-PER_SOCKET = ("connection", "socket_session", "ws_response")
+PER_SOCKET = ("connection", "socket_session", "ws_response", "http_request")
 
 
 async def _race(create_race: Callable[..., Awaitable[dict[str, Any]]], ws_url: str, seed: int) -> None:
@@ -98,6 +99,51 @@ async def test_races_and_sockets_that_come_and_go_are_freed_without_the_cyclic_c
         }
     finally:
         gc.enable()
+
+
+AIOHTTP_PER_CONNECTION = (
+    "aiohttp.web_request.Request",
+    "aiohttp.web_protocol.RequestHandler",
+    "aiohttp._http_parser.HttpRequestParser",
+    "aiohttp.web_ws.WebSocketResponse",
+)
+
+
+def _aiohttp_objects() -> dict[str, int]:
+    return count_objects(gc.get_objects(), {name: name for name in AIOHTTP_PER_CONNECTION})
+
+
+async def test_aiohttp_keeps_nothing_of_an_open_socket_and_the_listener_still_counts_it(
+    node_factory: NodeFactory,
+) -> None:
+    """aiohttp lets go of each upgraded socket (``listener.let_go``): its request, protocol and
+    parser (≈ 9 KB a socket, issue 21) are gone while the socket serves; the listener's gate
+    counts the socket until it closes, and the node's stop still waits for its session."""
+    running = await node_factory()
+    node, gate = running.node, running.runner.app[GATE_KEY]
+    before = _aiohttp_objects()
+    async with aiohttp.ClientSession() as http:
+        sockets = [await http.ws_connect(running.ws_url) for _ in range(5)]
+        await _until(lambda: len(node.sockets) == 5, 5.0)
+        await asyncio.sleep(0.2)  # aiohttp ends the upgrade requests
+        held = _aiohttp_objects()
+        kept = {k: held[k] - before[k] for k in AIOHTTP_PER_CONNECTION}
+        assert kept == dict.fromkeys(AIOHTTP_PER_CONNECTION, 0)
+        assert gate.open == 5
+        # Each socket is served: a message that is not one gets its error frame.
+        await sockets[0].send_bytes(b"\x00not msgpack")
+        reply = await sockets[0].receive(timeout=5)
+        assert reply.type == aiohttp.WSMsgType.BINARY
+        await sockets[1].close()
+        await _until(lambda: len(node.sockets) == 4 and gate.open == 4, 5.0)
+        # The stop closes the rest (going away) and waits for their sessions to end.
+        await node.shutdown(write_s=1.0)
+        assert not node.sockets and gate.open == 0
+        for ws in sockets[2:]:
+            msg = await ws.receive(timeout=5)
+            assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, CloseCode.GOING_AWAY)
+        for ws in sockets:
+            await ws.close()
 
 
 class Cycle:
