@@ -40,7 +40,10 @@ idle, scheduled). Measured: the idle collection gives the heap's free pages back
 of the load's end; the load's pymalloc arenas stay (objects re-allocated all the time land in
 them too), ≈ 15 % above idle after a load (docs/PERFORMANCE.md, "Back to idle"); 11-12 %
 since a racer's keystroke and arrival logs keep no small object per input batch
-(``gameserver.scoring``, ``gameserver.arrivals``: they filled the load's arenas).
+(``gameserver.scoring``, ``gameserver.arrivals``: they filled the load's arenas); 6-7 % since
+aiohttp keeps nothing per open socket (``gameserver.listener.let_go``: ≈ 10 KB of small objects
+a socket, 38 % of a loaded node's). What a node keeps after a load is set by the arenas its peak
+needed, so what is worth cutting is what each socket and race holds while it lives.
 
 The counts: ``arena_gameserver_node_items{structure}`` (rooms, sockets, ...: every heartbeat,
 cheap) and, when ``ARENA_NODE_HEAP_STATS_S`` is set, ``arena_gameserver_python_objects{type}``
