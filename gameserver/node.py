@@ -342,6 +342,7 @@ class Node:
         self.sockets: set[Connection] = set()
         self._socket_endings: set[asyncio.Task[None]] = set()  # sessions ending (``end_socket``)
         self._no_sockets = asyncio.Event()  # set while ``sockets`` is empty
+        self._sockets_closing = False  # the stop has closed the sockets: a late upgrade goes at once
         self._no_sockets.set()
         self.batcher: ProgressBatcher[RaceRoom] = ProgressBatcher(settings.race.progress_window_ms)
         self._remote_watched: list[RaceRoom] = []  # rooms whose frames go to pub/sub too
@@ -496,6 +497,7 @@ class Node:
         # Every socket, not only those of rooms still held: the tick forgets a room as soon
         # as its results are out (removable now), and a socket left open holds the stop up.
         self._pause_reading(False)  # the clients' close replies end their sockets at once
+        self._sockets_closing = True
         for conn in list(self.sockets):
             conn.close_going_away()
         await self._sockets_gone(self.settings.limits.close_timeout_s + SOCKETS_GONE_SLACK_S)
@@ -659,6 +661,8 @@ class Node:
     def add_socket(self, conn: Connection) -> None:
         self.sockets.add(conn)
         self._no_sockets.clear()
+        if self._sockets_closing:  # upgraded on a keep-alive connection during the stop
+            conn.close_going_away()
         self.metrics.connections.set(len(self.sockets))
 
     def remove_socket(self, conn: Connection) -> None:

@@ -142,7 +142,12 @@ async def test_aiohttp_keeps_nothing_of_an_open_socket_and_the_listener_still_co
         for ws in sockets[2:]:
             msg = await ws.receive(timeout=5)
             assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, CloseCode.GOING_AWAY)
-        for ws in sockets:
+        # One upgraded after the stop closed the sockets (a keep-alive connection) goes at once.
+        late = await http.ws_connect(running.ws_url)
+        msg = await late.receive(timeout=5)
+        assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, CloseCode.GOING_AWAY)
+        await _until(lambda: not node.sockets and gate.open == 0, 5.0)
+        for ws in (*sockets, late):
             await ws.close()
 
 
