@@ -85,9 +85,10 @@ WATCH_CHECK_MS = 1000  # how often the owner asks whether other nodes watch its 
 CHECKPOINT_COMMANDS_PER_TICK = 600
 CHECKPOINT_BYTES_PER_TICK = 4 << 20  # encoded bytes per tick: a race due beyond this waits a tick
 CHECKPOINT_BYTES_PER_APPEND = 256 << 10  # one race's append at most (at least one item): the rest next tick
-# A race's journal is encoded into its backlog once it holds this many entries, due or not, so a
-# node whose appends lag keeps what is unwritten compact (≈ 10 s of 5 typists at 4 inputs/s;
-# a 2 s append of theirs is 40).
+# A race's journal (held encoded, gameserver/journal.py) moves into its backlog once it holds this
+# many entries, due or not, so a node whose appends lag counts what is unwritten against the
+# backlog bound, in items of at most this many (≈ 10 s of 5 typists at 4 inputs/s; a 2 s append
+# of theirs is 40).
 CHECKPOINT_ENTRIES_PER_ITEM = 200
 
 
@@ -125,7 +126,7 @@ class Checkpoints:
         self.commands = 0  # queued this tick (appends; a new race's definition: RPUSH, EXPIRE, SADD)
         self.deferred = 0  # races due that wait for a later tick (the per-tick bounds)
         self.split = 0  # races whose backlog needs more than one append
-        self.compacted = 0  # long journals encoded before their race was due (appends lag)
+        self.compacted = 0  # long journals moved to the backlog before their race was due (appends lag)
         self.unwritten = 0  # journal entries of this node's races not in Redis (before this tick's appends)
 
     def __bool__(self) -> bool:
@@ -1024,7 +1025,7 @@ class Node:
                 "checkpoints_behind",
                 deferred=ckpt.deferred,  # races due that wait for a later tick
                 split=ckpt.split,  # races whose backlog needs more than one append
-                compacted=ckpt.compacted,  # long journals encoded before their race was due
+                compacted=ckpt.compacted,  # long journals moved to the backlog before due
                 unwritten_entries=ckpt.unwritten,
                 appends=len(ckpt.appends),
                 bytes=ckpt.bytes,
