@@ -24,6 +24,7 @@ from arena.ids import NodeId, PlayerId, RaceId
 from arena.protocol import RaceType
 from gameserver.checkpoint import definition_of, encode_definition
 from gameserver.fairplay import FairPlayLimits
+from gameserver.journal import Journal
 from gameserver.metrics import NodeMetrics
 from gameserver.mirror import roster_json
 from gameserver.node import Checkpoints
@@ -57,7 +58,7 @@ def make_rooms(n: int, metrics: NodeMetrics) -> list[RaceRoom]:
     rooms = []
     for i in range(n):
         race = bench_race(i)
-        race.journal = []
+        race.journal = Journal()
         for k in range(PLAYERS):
             race.join(PlayerId(f"p{i}-{k}"), f"player{k}", 0)
         race.advance(1)
@@ -113,7 +114,7 @@ async def measure(url: str, args: argparse.Namespace) -> None:
                 spent += time.process_time() - started
                 for room in rooms:  # off: what the journals held goes unwritten
                     if room.race.journal:
-                        room.race.journal.clear()
+                        room.race.journal.take()
             per_append[on].append(spent / args.rounds / len(rooms) * 1e6)
     await redis.aclose()
     off, on = statistics.median(per_append[False]), statistics.median(per_append[True])

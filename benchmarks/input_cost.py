@@ -8,9 +8,11 @@ two runs on a shared machine agree within a few per cent. Races of 5 racers on a
   default), without the journal (``ARENA_RACE_CHECKPOINT=0``), and without the arrival record
   either (``ArrivalLog.record`` a no-op: what the input cost before fair play v2);
 * **per tick and race** with checkpoints on: ``node.Checkpoints`` collecting the races due,
-  encoding their journals into the tick's pipeline (redis-py's command packing included, as
+  putting their journals into the tick's pipeline (redis-py's command packing included, as
   ``execute`` would do it, nothing sent) and dropping what the append carried, for a race
-  appended every ``ARENA_RACE_CHECKPOINT_MS`` (2 s: 8 inputs per racer, 40 entries).
+  appended every ``ARENA_RACE_CHECKPOINT_MS`` (2 s: 8 inputs per racer, 40 entries). The
+  journal packs each entry as it is journalled (``gameserver/journal.py``): that part of the
+  encoding is in the per-input figure, not in this one.
 
 Medians of ``--repeat`` runs; bounded by ``--races`` x ``--inputs``.
 
@@ -36,6 +38,7 @@ from benchmarks.checkpoint_cost import bench_race
 from gameserver.arrivals import ArrivalLog
 from gameserver.checkpoint import definition_of, encode_definition
 from gameserver.fairplay import FairPlayLimits
+from gameserver.journal import Journal
 from gameserver.metrics import NodeMetrics
 from gameserver.node import Checkpoints
 from gameserver.race import Race
@@ -61,7 +64,7 @@ def make_races(n: int, *, journal: bool, arrivals: bool) -> list[Race]:
     fairplay = FairPlayLimits()
     for i in range(n):
         race = bench_race(i, TEXT, fairplay)
-        race.journal = [] if journal else None
+        race.journal = Journal() if journal else None
         for k in range(PLAYERS):
             racer, _ = race.join(PlayerId(f"p{i}-{k}"), f"player{k}", 0)
             racer.round_trips.expect(0)
@@ -89,7 +92,7 @@ def input_cost_us(races: list[Race], inputs: int) -> float:
         applied += len(races) * PLAYERS
         for race in races:  # what a checkpoint append takes away, outside the measurement
             if race.journal is not None and len(race.journal) > PLAYERS * ENTRIES_PER_APPEND:
-                race.journal = []
+                race.journal.take()
     return spent / applied * 1e6
 
 

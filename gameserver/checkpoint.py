@@ -5,7 +5,8 @@ definition first (race id, owner node, region, type, passage, seats, created ins
 heat; its ghosts and daily challenge day if any), written with the race's first tick, then the
 race's journal (``Race.journal``): every join, the countdown with its instants, every input the
 race applied (player, seq, the server's arrival instant, keys, key times, the round trip it judged
-with) and every leave, in the order the race saw them. The owner appends what a race journalled, at
+with) and every leave, in the order the race saw them, each packed as it is journalled
+(``gameserver/journal.py``). The owner appends what a race journalled, at
 most once every ``ARENA_RACE_CHECKPOINT_MS`` (2 s) per race and only when it has news, in the
 tick's existing pipelined round trip, so a checkpoint is at most that plus one tick
 (``ARENA_RACE_TICK_HZ``: 100 ms) behind what the race applied. A race's list holds what the race
@@ -122,6 +123,7 @@ def encode_entries(entries: Sequence[tuple[object, ...]]) -> bytes:
     and one command argument per append, whatever it carries). msgpack, not JSON: this runs for
     every race every ``ARENA_RACE_CHECKPOINT_MS``, and msgpack encodes a 2 s append ≈ 2.5 times
     faster, 20 % smaller (docs/PERFORMANCE.md, "Race checkpoints"). ``decode_item`` reads both.
+    A race's ``Journal.take`` makes the same bytes from entries packed one by one.
     """
     return _pack(entries)
 

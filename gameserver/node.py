@@ -41,11 +41,12 @@ from arena.waits import wait_event
 from gameserver.admission import Admission
 from gameserver.adoption import extend_by_outage, take_over
 from gameserver.batcher import ProgressBatcher
-from gameserver.checkpoint import definition_of, encode_definition, encode_entries, encode_entries_json
+from gameserver.checkpoint import definition_of, encode_definition
 from gameserver.checkpoint import ttl_s as checkpoint_ttl_s
 from gameserver.connection import Connection
 from gameserver.drain import FAULT_REASON, SHUTDOWN_REASON, DrainReport, latest_end, outcome_of
 from gameserver.ghost import parse_ghosts
+from gameserver.journal import Journal
 from gameserver.memory import MemoryKeeper, bind_module_loggers, warm_redis_pool
 from gameserver.metrics import FlushReason, NodeMetrics
 from gameserver.mirror import live_write_due, mirror_fields, mirror_ttl_s, roster_json
@@ -87,9 +88,10 @@ WATCH_CHECK_MS = 1000  # how often the owner asks whether other nodes watch its 
 CHECKPOINT_COMMANDS_PER_TICK = 600
 CHECKPOINT_BYTES_PER_TICK = 4 << 20  # encoded bytes per tick: a race due beyond this waits a tick
 CHECKPOINT_BYTES_PER_APPEND = 256 << 10  # one race's append at most (at least one item): the rest next tick
-# A race's journal is encoded into its backlog once it holds this many entries, due or not, so a
-# node whose appends lag keeps what is unwritten compact (≈ 10 s of 5 typists at 4 inputs/s;
-# a 2 s append of theirs is 40).
+# A race's journal (held encoded, gameserver/journal.py) moves into its backlog once it holds this
+# many entries, due or not, so a node whose appends lag counts what is unwritten against the
+# backlog bound, in items of at most this many (≈ 10 s of 5 typists at 4 inputs/s; a 2 s append
+# of theirs is 40).
 CHECKPOINT_ENTRIES_PER_ITEM = 200
 
 
@@ -109,9 +111,9 @@ class Checkpoints:
     races whose result is in the outbox, deleted in it (after any append of theirs: ticks are
     sequential). Bounded per tick (``CHECKPOINT_*``); races left over are ``deferred``.
 
-    A due race's journal is encoded into its room's backlog (the race journals into a fresh
-    list) and the append takes the backlog's oldest items; only a written append removes them,
-    so a failed one leaves them for later, encoded once."""
+    A due race's journal (encoded as it was journalled, ``gameserver/journal.py``) moves into its
+    room's backlog and the append takes the backlog's oldest items; only a written append removes
+    them, so a failed one leaves them for later."""
 
     def __init__(self, now: int = 0, every_ms: int = 0, backlog_limit: int = 0) -> None:
         self.now = now
@@ -127,7 +129,7 @@ class Checkpoints:
         self.commands = 0  # queued this tick (appends; a new race's definition: RPUSH, EXPIRE, SADD)
         self.deferred = 0  # races due that wait for a later tick (the per-tick bounds)
         self.split = 0  # races whose backlog needs more than one append
-        self.compacted = 0  # long journals encoded before their race was due (appends lag)
+        self.compacted = 0  # long journals moved to the backlog before their race was due (appends lag)
         self.unwritten = 0  # journal entries of this node's races not in Redis (before this tick's appends)
 
     def __bool__(self) -> bool:
@@ -198,14 +200,9 @@ class Checkpoints:
 
     @staticmethod
     def _stash(room: RaceRoom) -> None:
-        """The race's journal, encoded, at the end of its backlog; the race journals into a new list."""
-        entries = room.race.journal or []
-        room.race.journal = []
-        try:
-            item: bytes | str = encode_entries(entries)
-        except (UnicodeEncodeError, TypeError, ValueError, OverflowError):  # msgpack refuses it: JSON can
-            item = encode_entries_json(entries)
-        room.checkpoint_backlog.append((item, len(entries)))
+        """The race's journal, as checkpoint items, at the end of its backlog; the journal empties."""
+        if room.race.journal is not None:
+            room.checkpoint_backlog.extend(room.race.journal.take())
 
     def write(self, pipe: aioredis.client.Pipeline, node_id: str, region: str) -> None:
         new = False
@@ -882,7 +879,7 @@ class Node:
         self.rooms[race_id] = room = RaceRoom(race, self.metrics)
         room.ping_phase = self._rng.randrange(self._ping_every)
         if s.race.checkpoint:  # written with the next tick's round trip, with what it journals
-            race.journal = []
+            race.journal = Journal()
             room.checkpoint_def = encode_definition(definition_of(race, s.region))
             room.checkpointed = True
         ttl = int(s.race.wait_timeout_s + 600)
@@ -921,7 +918,7 @@ class Node:
         async with self.redis.pipeline(transaction=False) as pipe:
             take_over(pipe, race, dead_node, s.node_id, s.region, now)
             await pipe.execute()
-        race.journal = []
+        race.journal = Journal()
         self.rooms[race.id] = room = RaceRoom(race, self.metrics)
         room.ping_phase = self._rng.randrange(self._ping_every)
         room.checkpointed = True
@@ -1060,7 +1057,7 @@ class Node:
                 "checkpoints_behind",
                 deferred=ckpt.deferred,  # races due that wait for a later tick
                 split=ckpt.split,  # races whose backlog needs more than one append
-                compacted=ckpt.compacted,  # long journals encoded before their race was due
+                compacted=ckpt.compacted,  # long journals moved to the backlog before due
                 unwritten_entries=ckpt.unwritten,
                 appends=len(ckpt.appends),
                 bytes=ckpt.bytes,

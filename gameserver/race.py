@@ -30,6 +30,7 @@ from arena.typing_tests import TypingMode, TypingTestRecord
 from gameserver.arrivals import ArrivalLog
 from gameserver.fairplay import DEFAULT_FAIRPLAY_LIMITS, FairPlayLimits, Flag, assess, check_batch
 from gameserver.ghost import GhostFeed, GhostLog
+from gameserver.journal import Journal
 from gameserver.passages import Passage
 from gameserver.roundtrip import RoundTrips
 from gameserver.scoring import Score, ScoringLimits, TypingState, score
@@ -168,8 +169,9 @@ class Race:
         self._places_cache: dict[PlayerId, int] | None = None
         # What a checkpoint needs to replay the race (gameserver/checkpoint.py), oldest first:
         # ("j", player, name, at), ("c", at, start_at, ends_at), ("i", player, seq, at, keys, times, rtt_ms),
-        # ("l", player, at). None: not journalled (no checkpoints). The node's ticks take it.
-        self.journal: list[tuple[object, ...]] | None = None
+        # ("l", player, at), each packed as it comes (gameserver/journal.py: no input's decoded
+        # objects kept until the append). None: not journalled (no checkpoints). The node's ticks take it.
+        self.journal: Journal | None = None
         # Ghosts race from the start; the definition carries them, so they are not journalled.
         self.ghosts: dict[PlayerId, GhostFeed] = {}
         for g in ghosts:

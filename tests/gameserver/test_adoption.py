@@ -42,6 +42,7 @@ from arena.tokens import TokenSigner
 from gameserver.adoption import adopted_journal, extend_by_outage
 from gameserver.checkpoint import encode_entries, replay
 from gameserver.fairplay import FairPlayLimits
+from gameserver.journal import Journal
 from gameserver.passages import Passage, PassageKind
 from gameserver.race import Race
 from gameserver.scoring import ScoringLimits
@@ -70,7 +71,7 @@ def ghost_race(now: int, race_id: RaceId | None = None) -> Race:
         scoring=ScoringLimits(),
         fairplay=FairPlayLimits(),
     )
-    race.journal = []
+    race.journal = Journal()
     race.join(PlayerId("p1"), "ada", now - 3000)
     race.join(PlayerId("p2"), "bob", now - 2990)  # full: the countdown (1 s) begins
     assert race.start_at is not None

@@ -26,6 +26,7 @@ from gameserver.checkpoint import (
     rebuild,
 )
 from gameserver.fairplay import FairPlayLimits
+from gameserver.journal import Journal
 from gameserver.metrics import NodeMetrics
 from gameserver.node import Checkpoints, Node
 from gameserver.passages import Passage, PassageKind
@@ -54,21 +55,33 @@ def journalled_race(seats: int, heat: HeatTag | None = None) -> Race:
         heat=heat,
         input_offset_ms=70,
     )
-    race.journal = []
+    race.journal = Journal()
     return race
+
+
+def journal_of(entries: list[tuple[object, ...]]) -> Journal:
+    journal = Journal()
+    journal.extend(entries)
+    return journal
+
+
+def journal_entries(race: Race) -> list[tuple[object, ...]]:
+    """What the race journalled and no tick took yet, decoded."""
+    assert race.journal is not None
+    return [tuple(e) for item, _ in race.journal.items() for e in decode_item(item)]
 
 
 def checkpoint_of(race: Race) -> list[bytes]:
     """As Redis returns it: the definition, then the journal in appends of up to 3 entries
     (msgpack), single entries and appends in JSON (as older checkpoints hold them): the rebuild
     reads them all, as bytes."""
-    assert race.journal is not None
+    journal = journal_entries(race)
     items: list[bytes] = [encode_definition(definition_of(race, "eu")).encode()]
-    for i in range(0, len(race.journal), 6):
-        items.append(encode_entries(race.journal[i : i + 3]))
-        items.extend(encode_entry(e).encode() for e in race.journal[i + 3 : i + 4])
-        if i + 4 < len(race.journal):
-            items.append(encode_entries_json(race.journal[i + 4 : i + 6]).encode())
+    for i in range(0, len(journal), 6):
+        items.append(encode_entries(journal[i : i + 3]))
+        items.extend(encode_entry(e).encode() for e in journal[i + 3 : i + 4])
+        if i + 4 < len(journal):
+            items.append(encode_entries_json(journal[i + 4 : i + 6]).encode())
     return items
 
 
@@ -210,7 +223,7 @@ def test_a_race_is_appended_at_most_once_per_interval_and_deleted_once_written()
     due = collect(T0 + 1000)
     assert [a.entries for a in due.appends] == [3]
     race.journal.append(("l", "p1", T0 + 1001))  # type: ignore[union-attr]  # journalled meanwhile
-    assert due.written() == 3 and race.journal == [("l", "p1", T0 + 1001)]
+    assert due.written() == 3 and journal_entries(race) == [("l", "p1", T0 + 1001)]
     assert not collect(T0 + 1500)
     room.finalized = True
     done = collect(T0 + 1600)
@@ -226,7 +239,7 @@ def _due_rooms(n: int, entries: int) -> list[RaceRoom]:
     for i in range(n):
         race = journalled_race(2)
         race.id = RaceId(f"r{i}")
-        race.journal = [("l", "p1", T0 + k) for k in range(entries)]
+        race.journal = journal_of([("l", "p1", T0 + k) for k in range(entries)])
         room = RaceRoom(race, metrics)
         room.checkpointed = True
         rooms.append(room)
@@ -253,12 +266,13 @@ def test_a_long_journal_is_kept_encoded_and_goes_in_bounded_appends_oldest_first
     per_item = node_module.CHECKPOINT_ENTRIES_PER_ITEM
     (room,) = _due_rooms(1, per_item)
     race = room.race
-    journal = list(race.journal or [])
+    journal = journal_entries(race)
     room.checkpoint_at = T0  # not due: its journal is encoded all the same, compact
     early = Checkpoints(T0 + 10, 1000)
     early.collect(room)
     assert not early.appends and early.compacted == 1 and early.unwritten == per_item
-    assert race.journal == [] and [n for _, n in room.checkpoint_backlog] == [per_item]
+    assert race.journal is not None and len(race.journal) == 0
+    assert [n for _, n in room.checkpoint_backlog] == [per_item]
     # A backlog larger than one append carries (what failed appends left): oldest first, in turns.
     big = b"\x91" + b"\xc0" * (node_module.CHECKPOINT_BYTES_PER_APPEND // 2)  # an array of nils
     room.checkpoint_backlog += [(big, 1), (big, 1)]
@@ -282,10 +296,10 @@ def test_a_long_journal_is_kept_encoded_and_goes_in_bounded_appends_oldest_first
 def test_a_failed_append_keeps_its_items_and_waits_its_interval() -> None:
     (room,) = _due_rooms(1, 4)
     race = room.race
-    before = list(race.journal or [])
+    before = journal_entries(race)
     ckpt = Checkpoints(T0 + 5000, 1000)
     ckpt.collect(room)
-    assert race.journal == []  # swapped: what comes meanwhile goes in a new list
+    assert race.journal is not None and len(race.journal) == 0  # taken: what comes meanwhile is new
     race.journal.append(("l", "p2", T0 + 5001))
     ckpt.failed()
     assert [n for _, n in room.checkpoint_backlog] == [4]  # encoded once, kept for the retry
@@ -300,13 +314,18 @@ def test_a_failed_append_keeps_its_items_and_waits_its_interval() -> None:
     assert retry.written() == 5 and room.checkpoint_backlog == []
 
 
-def test_an_append_msgpack_cannot_encode_goes_as_json() -> None:
-    (room,) = _due_rooms(1, 0)
-    room.race.journal = [("j", "p1", "bad \ud800 name", T0)]
+def test_an_entry_msgpack_cannot_encode_goes_as_json_between_the_others() -> None:
+    (room,) = _due_rooms(1, 2)
+    assert room.race.journal is not None
+    room.race.journal.append(("j", "p1", "bad \ud800 name", T0))
+    room.race.journal.append(("l", "p1", T0 + 1))
     ckpt = Checkpoints(T0, 1000)
     ckpt.collect(room)
-    (item,) = ckpt.appends[0].items
-    assert isinstance(item, str) and decode_item(item) == [["j", "p1", "bad \ud800 name", T0]]
+    before, bad, after = ckpt.appends[0].items
+    assert ckpt.appends[0].entries == 4 and isinstance(bad, str)
+    assert decode_item(bad) == [["j", "p1", "bad \ud800 name", T0]]
+    assert decode_item(before) == [["l", "p1", T0], ["l", "p1", T0 + 1]]
+    assert decode_item(after) == [["l", "p1", T0 + 1]]
 
 
 def test_checkpoints_behind_is_said_when_they_lag_not_when_the_bound_spreads_a_burst() -> None:

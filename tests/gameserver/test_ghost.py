@@ -7,9 +7,10 @@ import pytest
 
 from arena.ids import NodeId, PlayerId, RaceId
 from arena.protocol import Finish, PlayerStatus, RaceState, RaceType
-from gameserver.checkpoint import decode_definition, definition_of, encode_definition, encode_entries, rebuild
+from gameserver.checkpoint import decode_definition, definition_of, encode_definition, rebuild
 from gameserver.fairplay import FairPlayLimits
 from gameserver.ghost import MAX_GHOST_KEYS, MAX_GHOSTS, GhostError, GhostFeed, parse_ghosts
+from gameserver.journal import Journal
 from gameserver.passages import Passage, PassageKind
 from gameserver.race import Race
 from gameserver.scoring import ScoringLimits
@@ -137,13 +138,14 @@ def test_the_instant_flush_does_not_wait_for_a_ghost() -> None:
 
 def test_the_checkpoint_keeps_the_ghosts_and_the_rebuilt_race_has_them() -> None:
     race = make_race([ghost_def(every_ms=100)])
-    race.journal = []
+    race.journal = Journal()
     definition = encode_definition(definition_of(race, "local"))
     assert decode_definition(definition).ghosts == tuple(f.log for f in race.ghosts.values())
     start = started(race)
     race.advance(start + 2_000)
     race.apply_input(race.racers[PlayerId("p1")], 1, "the", [100, 200, 300], start + 2_000)
-    rebuilt = rebuild([definition, encode_entries(race.journal)], SETTINGS, ScoringLimits(), FairPlayLimits())
+    journal = [item for item, _ in race.journal.items()]
+    rebuilt = rebuild([definition, *journal], SETTINGS, ScoringLimits(), FairPlayLimits())
     ghost = rebuilt.racers[PlayerId("ghost-1")]
     assert ghost.ghost and ghost.connected  # a ghost has no socket to lose
     assert ghost.typing.position == race.racers[PlayerId("ghost-1")].typing.position == 20
@@ -205,11 +207,12 @@ def test_a_daily_attempt_names_its_day_in_the_checkpoint_and_the_record() -> Non
         fairplay=FairPlayLimits(),
         daily="2026-12-06",
     )
-    race.journal = []
+    race.journal = Journal()
     definition = encode_definition(definition_of(race, "local"))
     assert decode_definition(definition).daily == "2026-12-06"
     start = started(race)
-    rebuilt = rebuild([definition, encode_entries(race.journal)], SETTINGS, ScoringLimits(), FairPlayLimits())
+    journal = [item for item, _ in race.journal.items()]
+    rebuilt = rebuild([definition, *journal], SETTINGS, ScoringLimits(), FairPlayLimits())
     rebuilt.abort(start + 1_000, "node lost")
     assert rebuilt.match_record().daily == "2026-12-06"
     race.abort(start + 1_000, "test")

@@ -313,7 +313,8 @@ def test_the_tick_appends_the_whole_journal_before_it_lists_the_hand_off() -> No
     ckpt.write(pipe, "node-a", "local")  # type: ignore[arg-type]
     assert [name for name, _ in pipe.calls] == ["rpush"]
     ckpt.written()
-    assert race.journal == [] and room.checkpoint_backlog == [] and not room.handed_off
+    assert race.journal is not None and len(race.journal) == 0
+    assert room.checkpoint_backlog == [] and not room.handed_off
     ckpt = Checkpoints(10_000_200, 2000)  # the next tick: nothing left to append, so listed now
     ckpt.collect(room)
     assert not ckpt.appends and ckpt.handoffs == [room]

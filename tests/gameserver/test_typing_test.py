@@ -8,8 +8,9 @@ import pytest
 from arena.ids import NodeId, PlayerId, RaceId
 from arena.protocol import Finish, PlayerStatus, RaceState, RaceType
 from arena.typing_tests import MODE_NAMES, ModeType, TypingMode, TypingTestRecord
-from gameserver.checkpoint import definition_of, encode_definition, encode_entries, rebuild
+from gameserver.checkpoint import definition_of, encode_definition, rebuild
 from gameserver.fairplay import FairPlayLimits
+from gameserver.journal import Journal
 from gameserver.passages import Corpus, PassageKind
 from gameserver.race import Race
 from gameserver.scoring import ScoringLimits, wpm
@@ -172,11 +173,11 @@ def test_a_race_without_a_test_still_writes_a_match_record() -> None:
 def test_a_checkpointed_test_rebuilds_as_a_test() -> None:
     """A dead node's test is finalised by a reaper from its checkpoint: still a test record."""
     race = a_test("time-15")
-    race.journal = []
+    race.journal = Journal()
     race.join(PlayerId("p1"), "ada", T0)
     race.advance(T0 + 3000)
     type_for(race, 5_000)
-    items = [encode_definition(definition_of(race, "local")), encode_entries(race.journal)]
+    items = [encode_definition(definition_of(race, "local")), *(item for item, _ in race.journal.items())]
     rebuilt = rebuild(items, SETTINGS, ScoringLimits(), FairPlayLimits())
     assert rebuilt.test == TypingMode.parse("time-15") and rebuilt.passage == race.passage
     rebuilt.abort(T0 + 9_000, "node lost")
