@@ -129,7 +129,10 @@ def encode_entries(entries: Sequence[tuple[object, ...]]) -> bytes:
 
 
 def encode_entries_json(entries: Sequence[tuple[object, ...]]) -> str:
-    """``encode_entries`` in JSON, for what msgpack cannot encode (a name that is not UTF-8)."""
+    """``encode_entries`` in JSON: an item as nodes wrote them for what msgpack cannot encode
+    before the journal was held encoded (``gameserver/journal.py`` now writes such an entry as
+    its own ``encode_entry`` item). ``decode_item`` still reads these, so checkpoints written
+    then replay; the tests make them with this."""
     return _encode(entries)
 
 
