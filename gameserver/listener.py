@@ -91,15 +91,15 @@ class _Counted(asyncio.Protocol):
 
     __slots__ = ("_counted", "_gate", "_inner")
 
-    def let_go(self) -> None:
-        """aiohttp has let go of this connection (``let_go``): keep counting it until it really
-        closes, without holding aiohttp's protocol."""
-        self._inner = _LET_GO
-
     def __init__(self, gate: ConnectionGate, inner: asyncio.Protocol) -> None:
         self._gate = gate
         self._inner = inner
         self._counted = False
+
+    def let_go(self) -> None:
+        """aiohttp has let go of this connection (``let_go``): keep counting it until it really
+        closes, without holding aiohttp's protocol."""
+        self._inner = _LET_GO
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._counted = True
@@ -131,8 +131,8 @@ _LET_GO = asyncio.Protocol()  # what a let-go connection forwards to: nothing
 def let_go(request: web.BaseRequest, outer: asyncio.BaseProtocol) -> asyncio.BaseProtocol | None:
     """aiohttp forgets a connection the node has taken over after its WebSocket upgrade
     (``gameserver.session``). Without this aiohttp keeps, for the socket's whole life, the
-    request (headers, parsed message, URL), its protocol, parser, writer and two tasks: ≈ 9 KB
-    of small objects per socket, a third of what a loaded node's sockets hold, which pins
+    request (headers, parsed message, URL), its protocol, parser, writer and two tasks: ≈ 10 KB
+    of small objects per socket, 38 % of what a loaded node's sockets hold, which pins
     pymalloc arenas for good after a load (issue 21; docs/PERFORMANCE.md). Told that the
     connection is lost, with its transport taken from it first so that it does not close the
     socket, aiohttp ends the request as for a client that hung up (what the handler returns is

@@ -27,13 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
-_ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3
+from aiohttp.http_websocket import WS_KEY  # RFC 6455 1.3's GUID, as aiohttp's own handshake uses
 
 
 def switching_protocols(key: str) -> bytes:
     """The 101 answer to an upgrade request whose ``Sec-WebSocket-Key`` is ``key`` (already
     checked by aiohttp): no subprotocol, no extension (RFC 6455 4.2.2)."""
-    accept = base64.b64encode(hashlib.sha1(key.encode() + _ACCEPT_GUID).digest())
+    accept = base64.b64encode(hashlib.sha1(key.encode() + WS_KEY).digest())
     return (
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"
         b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
